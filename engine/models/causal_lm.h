@@ -1,0 +1,54 @@
+#pragma once
+// The boundary between the runtime (scheduler, block manager, model runner) and a model on a backend.
+// The runtime decides *what* runs each step; a CausalLM runs it. Nothing here knows about requests,
+// sampling or transports.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace bm::engine {
+
+// Tokens per paged-KV block (DESIGN §5).
+inline constexpr int32_t kBlockSize = 16;
+
+// One sequence's part of a forward step.
+struct SequenceChunk {
+  int32_t num_cached_tokens = 0;     // tokens whose K/V are already in the cache; new positions start here
+  int32_t num_new_tokens = 0;        // tokens of this sequence in this step (a prefill chunk, or 1 to decode)
+  std::vector<int32_t> block_table;  // physical block ids covering [0, num_cached_tokens + num_new_tokens)
+  bool wants_logits = false;         // produce logits for this sequence's last new token
+};
+
+// One batched forward: every sequence's new tokens, concatenated in `sequences` order.
+struct ForwardBatch {
+  std::vector<int32_t> token_ids;
+  std::vector<SequenceChunk> sequences;
+};
+
+// What the runtime needs to know about a loaded model.
+struct CausalLMInfo {
+  std::string architecture;           // "Qwen2ForCausalLM", "LlamaForCausalLM"
+  int32_t vocab_size = 0;             // rows of the logits
+  int32_t max_position_embeddings = 0;
+  int32_t num_layers = 0;
+  int64_t kv_bytes_per_token = 0;     // K and V over all layers, in the cache's dtype
+  int64_t weight_bytes = 0;
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  virtual const CausalLMInfo& info() const = 0;
+  // Sizes the paged KV cache; block ids in later batches are in [0, num_blocks).
+  virtual absl::Status allocate_kv_cache(int32_t num_blocks) = 0;
+  // Writes the new tokens' K/V into their blocks and fills `logits` with one row of vocab_size floats per
+  // sequence that wants logits, in batch order.
+  virtual absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) = 0;
+};
+
+}  // namespace bm::engine
