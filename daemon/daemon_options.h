@@ -1,0 +1,41 @@
+#pragma once
+// bmserverd's settings. Each comes, in order of precedence, from a flag, a BMSERVER_* environment variable,
+// the config file (TOML subset: `key = value`), or its default.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace bm::daemon {
+
+struct DaemonOptions {
+  std::string listen;       // unix:/path or tcp:host:port
+  std::string http_listen;  // host:port of the OpenAI API
+  std::string state_dir;
+  std::string log_level;    // trace | debug | info | warn | error
+  std::string tls_cert;     // PEM files; required with a tcp: listen address
+  std::string tls_key;
+  std::string token_file;   // bearer token for tcp: control; required with a tcp: listen address
+  bool user_mode = false;   // XDG_RUNTIME_DIR is set: socket 0600 under it, state under XDG_STATE_HOME
+};
+
+// One setting as it may be given on the command line (unset when the flag was absent).
+using FlagValues = std::map<std::string, std::string>;
+
+struct OptionSpec {
+  std::string key;          // config-file key; the flag is --key with '_' as '-', the env var BMSERVER_KEY
+  std::string description;
+};
+const std::vector<OptionSpec>& option_specs();
+
+// Merges flags, environment, the config file (flag --config or BMSERVER_CONFIG) and defaults, then validates.
+absl::StatusOr<DaemonOptions> resolve_options(const FlagValues& flags, const std::optional<std::string>& config_path);
+
+// Parses the config file; an unknown key or a wrong type is an error naming the file, line and key.
+absl::StatusOr<std::map<std::string, std::string>> parse_config_file(const std::string& path);
+
+std::string env_name(const std::string& key);
+
+}  // namespace bm::daemon

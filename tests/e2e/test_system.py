@@ -1,0 +1,337 @@
+"""bmserverd <-> bmserver end to end: env, version, socket life cycle, bad input, hostile bytes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import Daemon, DaemonTestCase, binary, free_port
+
+EXIT_USAGE = 2
+EXIT_NO_DAEMON = 3
+
+
+class EnvTest(DaemonTestCase):
+    def test_env_table(self):
+        r = self.daemon.cli("env")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for heading in ("BMServer", "NVIDIA GPUs", "CUDA runtime", "NCCL", "cuBLAS", "CPU (the cpu backend)", "SIMD"):
+            self.assertIn(heading, r.stdout)
+        self.assertIn(f"http://127.0.0.1:{self.daemon.http_port}", r.stdout)
+
+    def test_env_json(self):
+        env = self.daemon.cli_json("env")
+        self.assertEqual(env["cli_version"], env["daemon_version"])
+        self.assertGreaterEqual(env["cpu"]["logical_cores"], 1)
+        self.assertGreater(int(env["cpu"]["memory_total_bytes"]), 0)
+        self.assertEqual(env["state_dir"], self.daemon.state_dir)
+        # Without a GPU the daemon says so in a sentence; with one it lists it.
+        if not env["gpus"]:
+            self.assertTrue(env["gpu_status"])
+        for key in ("driver_version", "cuda_runtime_version", "nccl_version", "cublas_version", "cuda_plugin"):
+            self.assertIn(key, env)
+
+    def test_version_shows_both(self):
+        r = self.daemon.cli("--version")
+        self.assertEqual(r.returncode, 0)
+        lines = r.stdout.strip().splitlines()
+        self.assertTrue(lines[0].startswith("bmserver "))
+        self.assertTrue(lines[1].startswith("bmserverd "))
+        self.assertNotIn("not reachable", lines[1])
+
+    def test_output_flag_before_subcommand(self):
+        r = self.daemon.cli("-o", "json", "env")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        json.loads(r.stdout)
+
+    def test_unknown_cli_flag(self):
+        r = self.daemon.cli("env", "--frobnicate")
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_bad_output_format(self):
+        r = self.daemon.cli("env", "-o", "yaml")
+        self.assertEqual(r.returncode, EXIT_USAGE)
+
+
+class NoDaemonTest(unittest.TestCase):
+    def test_no_daemon_message_and_exit_code(self):
+        path = os.path.join(tempfile.mkdtemp(), "none.sock")
+        r = subprocess.run([binary("bmserver"), "--daemon", "unix:" + path, "env"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, EXIT_NO_DAEMON)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(path, lines[0])
+        self.assertIn("systemctl start bmserverd", lines[0])
+
+    def test_env_var_address(self):
+        path = os.path.join(tempfile.mkdtemp(), "none.sock")
+        env = dict(os.environ, BMSERVER_DAEMON="unix:" + path)
+        r = subprocess.run([binary("bmserver"), "env"], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, EXIT_NO_DAEMON)
+        self.assertIn(path, r.stderr)
+
+    def test_socket_file_that_nobody_serves(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "dead.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        s.close()  # the file stays, nobody listens
+        r = subprocess.run([binary("bmserver"), "--daemon", "unix:" + path, "env"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, EXIT_NO_DAEMON, r.stderr)
+
+
+class SocketLifecycleTest(unittest.TestCase):
+    def test_second_daemon_refused(self):
+        first = Daemon().start()
+        try:
+            second = Daemon(workdir=first.workdir)
+            r = subprocess.run(second.args(), capture_output=True, text=True, timeout=30, env=second.env)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("already answering", r.stderr)
+            self.assertEqual(first.cli("env").returncode, 0, "the first daemon must be unharmed")
+        finally:
+            first.close()
+
+    def test_stale_socket_cleaned(self):
+        d = Daemon()
+        os.makedirs(d.workdir, exist_ok=True)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(d.socket_path)
+        s.close()
+        d.start()
+        try:
+            self.assertEqual(d.cli("env").returncode, 0)
+        finally:
+            d.close()
+
+    def test_kill9_leaves_stale_socket_that_restart_cleans(self):
+        d = Daemon().start()
+        d.kill()
+        self.assertTrue(os.path.exists(d.socket_path))
+        d2 = Daemon(workdir=d.workdir).start()
+        try:
+            self.assertEqual(d2.cli("env").returncode, 0)
+        finally:
+            d2.close()
+
+    def test_sigterm_clean_exit_socket_gone(self):
+        d = Daemon().start()
+        self.assertEqual(os.stat(d.socket_path).st_mode & 0o777, 0o660)
+        rc = d.stop(signal.SIGTERM)
+        self.assertEqual(rc, 0)
+        self.assertFalse(os.path.exists(d.socket_path))
+        d.close()
+
+    def test_sigint_clean_exit(self):
+        d = Daemon().start()
+        self.assertEqual(d.stop(signal.SIGINT), 0)
+        self.assertFalse(os.path.exists(d.socket_path))
+        d.close()
+
+    def test_user_mode_socket_is_0600(self):
+        runtime = tempfile.mkdtemp()
+        d = Daemon(env={"XDG_RUNTIME_DIR": runtime})
+        d.start()
+        try:
+            self.assertEqual(os.stat(d.socket_path).st_mode & 0o777, 0o600)
+        finally:
+            d.close()
+
+    def test_refuses_to_replace_a_regular_file(self):
+        d = Daemon()
+        os.makedirs(d.workdir, exist_ok=True)
+        with open(d.socket_path, "w") as f:
+            f.write("precious")
+        r = subprocess.run(d.args(), capture_output=True, text=True, timeout=30, env=d.env)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not a socket", r.stderr)
+        with open(d.socket_path) as f:
+            self.assertEqual(f.read(), "precious")
+
+
+class HostileBytesTest(DaemonTestCase):
+    def test_garbage_on_unix_socket(self):
+        for payload in (b"\x00" * 100, b"GET / HTTP/1.1\r\n\r\n", os.urandom(4096), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512)):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(2)
+            s.connect(self.daemon.socket_path)
+            try:
+                s.sendall(payload)
+                s.recv(100)
+            except OSError:
+                pass
+            s.close()
+        # Half-open connections that never speak.
+        idle = [socket.socket(socket.AF_UNIX) for _ in range(20)]
+        for s in idle:
+            s.connect(self.daemon.socket_path)
+        self.assertEqual(self.daemon.cli("env").returncode, 0)
+        for s in idle:
+            s.close()
+        self.assertIsNone(self.daemon.proc.poll())
+
+
+def make_tls_material(workdir):
+    key = os.path.join(workdir, "key.pem")
+    cert = os.path.join(workdir, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    token = os.path.join(workdir, "token")
+    with open(token, "w") as f:
+        f.write("s3cret-token\n")
+    return cert, key, token
+
+
+class TcpControlTest(unittest.TestCase):
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="bm-tcp-")
+        self.cert, self.key, self.token = make_tls_material(self.workdir)
+        self.port = free_port()
+        self.daemon = Daemon(workdir=self.workdir, extra_args=["--tls-cert", self.cert, "--tls-key", self.key,
+                                                               "--token-file", self.token])
+        self.daemon.address = f"tcp:127.0.0.1:{self.port}"
+        self.daemon.proc = None
+
+    def tearDown(self):
+        self.daemon.close()
+
+    def start(self):
+        self.daemon.log = open(self.daemon.log_path, "ab")
+        self.daemon.proc = subprocess.Popen(self.daemon.args(), env=self.daemon.env, stdout=self.daemon.log,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.fail("TCP control port did not open: " + self.daemon.read_log())
+
+    def cli(self, *args, token="s3cret-token"):
+        env = {"BMSERVER_TLS_CA": self.cert, "BMSERVER_TOKEN": token}
+        return self.daemon.cli(*args, env=env)
+
+    def test_tls_and_token(self):
+        self.start()
+        r = self.cli("env")
+        self.assertEqual(r.returncode, 0, r.stderr + self.daemon.read_log())
+        bad = self.cli("env", token="wrong")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("token", bad.stderr)
+
+    def test_garbage_on_tcp_port(self):
+        self.start()
+        for payload in (os.urandom(2048), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b"\xff" * 10000):
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+                s.sendall(payload)
+                s.recv(100)
+                s.close()
+            except OSError:
+                pass
+        self.assertIsNone(self.daemon.proc.poll())
+        self.assertEqual(self.cli("env").returncode, 0)
+
+    def test_tcp_without_tls_refused(self):
+        args = [binary("bmserverd"), "--listen", f"tcp:127.0.0.1:{self.port}", "--state-dir", self.daemon.state_dir]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        self.assertIn("TLS", r.stderr)
+
+
+class DaemonBadInputTest(unittest.TestCase):
+    def run_daemon(self, *args, env=None):
+        run_env = dict(os.environ)
+        run_env.pop("XDG_RUNTIME_DIR", None)
+        run_env.update(env or {})
+        return subprocess.run([binary("bmserverd"), *args], capture_output=True, text=True, timeout=20, env=run_env)
+
+    def assert_one_line_failure(self, r, needle):
+        self.assertNotEqual(r.returncode, 0)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(needle, lines[0])
+
+    def test_unknown_flag(self):
+        self.assert_one_line_failure(self.run_daemon("--frobnicate"), "frobnicate")
+
+    def test_bad_listen(self):
+        d = tempfile.mkdtemp()
+        for bad in ("http://x", "unix:relative.sock", "tcp:nohostport", "tcp:127.0.0.1:99999"):
+            r = self.run_daemon("--listen", bad, "--state-dir", os.path.join(d, "state"))
+            self.assert_one_line_failure(r, bad)
+        self.assertEqual(os.listdir(d), [], "nothing may be created")
+
+    def test_unwritable_state_dir(self):
+        d = tempfile.mkdtemp()
+        blocker = os.path.join(d, "file")
+        open(blocker, "w").close()
+        sock = os.path.join(d, "run", "s.sock")
+        r = self.run_daemon("--listen", "unix:" + sock, "--state-dir", os.path.join(blocker, "state"))
+        self.assert_one_line_failure(r, "state dir")
+        self.assertFalse(os.path.exists(os.path.join(d, "run")))
+
+    def test_config_unknown_key(self):
+        d = tempfile.mkdtemp()
+        cfg = os.path.join(d, "c.toml")
+        with open(cfg, "w") as f:
+            f.write('log_level = "info"\nlisten_addr = "unix:/tmp/x.sock"\n')
+        r = self.run_daemon("--config", cfg)
+        self.assert_one_line_failure(r, "listen_addr")
+        self.assertIn(":2:", r.stderr)
+
+    def test_config_wrong_type(self):
+        d = tempfile.mkdtemp()
+        cfg = os.path.join(d, "c.toml")
+        with open(cfg, "w") as f:
+            f.write("log_level = 3\n")
+        self.assert_one_line_failure(self.run_daemon("--config", cfg), "log_level")
+
+    def test_bad_log_level(self):
+        self.assert_one_line_failure(self.run_daemon("--log-level", "loud"), "loud")
+
+    def test_help_lists_every_setting(self):
+        r = self.run_daemon("--help")
+        self.assertEqual(r.returncode, 0)
+        for flag, env in (("--listen", "BMSERVER_LISTEN"), ("--http-listen", "BMSERVER_HTTP_LISTEN"),
+                          ("--state-dir", "BMSERVER_STATE_DIR"), ("--config", "BMSERVER_CONFIG"),
+                          ("--log-level", "BMSERVER_LOG_LEVEL")):
+            self.assertIn(flag, r.stdout)
+            self.assertIn(env, r.stdout)
+
+
+class PrecedenceTest(unittest.TestCase):
+    """flag > env > config file > default, observed through `bmserver env -o json` (state_dir, http_listen)."""
+
+    def test_precedence(self):
+        work = tempfile.mkdtemp()
+        cfg = os.path.join(work, "c.toml")
+        with open(cfg, "w") as f:
+            f.write(f'http_listen = "127.0.0.1:1111"\nstate_dir = "{work}/from-file"\nlog_level = "debug"\n')
+        d = Daemon(workdir=work, env={"BMSERVER_HTTP_LISTEN": "127.0.0.1:2222", "BMSERVER_CONFIG": cfg})
+        # Drop the harness's own --state-dir/--http-listen so the env and file values can show through.
+        d.args = lambda: [binary("bmserverd"), "--listen", d.address]
+        d.start()
+        try:
+            env = d.cli_json("env")
+            self.assertEqual(env["http_listen"], "127.0.0.1:2222")  # env beats file
+            self.assertEqual(env["state_dir"], f"{work}/from-file")  # file beats default
+        finally:
+            d.close()
+        d2 = Daemon(workdir=tempfile.mkdtemp(), env={"BMSERVER_HTTP_LISTEN": "127.0.0.1:2222"})
+        d2.start()  # the harness passes --http-listen: flag beats env
+        try:
+            self.assertEqual(d2.cli_json("env")["http_listen"], f"127.0.0.1:{d2.http_port}")
+        finally:
+            d2.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
