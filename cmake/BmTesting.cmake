@@ -9,8 +9,9 @@ function(bm_add_unit_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest_main GTest::gmock bm_warnings)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR})
-  gtest_discover_tests(${name}
-    DISCOVERY_MODE PRE_TEST
-    PROPERTIES ENVIRONMENT
-      "BMSERVER_SHARED_MODELS=${BMSERVER_SHARED_MODELS_DIR};BMSERVER_SHARED_DIR=${BMSERVER_SHARED_MODELS_DIR}/..;BMSERVER_SOURCE_DIR=${CMAKE_SOURCE_DIR};BMSERVER_BUILD_DIR=${CMAKE_BINARY_DIR}")
+  # ctest's ENVIRONMENT property keeps only the first of several variables when set through
+  # gtest_discover_tests, so the test binaries run under `env VAR=... binary` instead (also at discovery).
+  set_target_properties(${name} PROPERTIES CROSSCOMPILING_EMULATOR
+    "/usr/bin/env;BMSERVER_SHARED_MODELS=${BMSERVER_SHARED_MODELS_DIR};BMSERVER_SHARED_DIR=${BMSERVER_SHARED_MODELS_DIR}/..;BMSERVER_SOURCE_DIR=${CMAKE_SOURCE_DIR};BMSERVER_BUILD_DIR=${CMAKE_BINARY_DIR};BMSERVER_PYTHON=${BMSERVER_PYTHON}")
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60)
 endfunction()

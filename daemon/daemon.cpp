@@ -13,7 +13,12 @@
 
 #include "common/version.h"
 #include "daemon/control/control_server.h"
+#include "daemon/control/models_service.h"
+#include "daemon/control/serving_service.h"
 #include "daemon/control/system_service.h"
+#include "daemon/openai/api_server.h"
+#include "daemon/serving/engine_manager.h"
+#include "engine/backend/device_info.h"
 #include "daemon/daemon_context.h"
 #include "daemon/logging.h"
 
@@ -47,9 +52,25 @@ int run_daemon(const DaemonOptions& options) {
   absl::StatusOr<common::ListenAddress> address = common::parse_listen_address(options.listen);
   if (!address.ok()) return fail(std::string(address.status().message()));
 
+  absl::StatusOr<common::HostPort> http_address = common::parse_host_port(options.http_listen);
+  if (!http_address.ok()) return fail(std::string(http_address.status().message()));
+
   DaemonContext context{options};
+  serving::ModelRegistry registry;
+  openai::ApiServerOptions api_options;
+  api_options.http.host = http_address->host;
+  api_options.http.port = http_address->port;
+  openai::ApiServer api(api_options, registry);
+  int num_gpus = static_cast<int>(engine::detect_devices().gpus.size());
+  serving::EngineManager engines(options.state_dir, registry, serving::default_engine_factory(), num_gpus);
+
   control::SystemService system_service(context);
-  std::vector<grpc::Service*> services = {&system_service};
+  control::ServingService serving_service(engines, [&api] { return api.base_url(); });
+  control::ModelsService models_service(
+      [&engines](const std::string& name, const std::string& repo_id) {
+        return engines.is_served(name) || engines.is_served(repo_id);
+      });
+  std::vector<grpc::Service*> services = {&system_service, &serving_service, &models_service};
 
   control::ControlServer server;
   control::ControlServerOptions server_options{*address, options.user_mode, options.tls_cert, options.tls_key,
@@ -62,12 +83,20 @@ int run_daemon(const DaemonOptions& options) {
     server.shutdown(0);
     return fail("cannot create state dir " + options.state_dir + ": " + ec.message());
   }
-  spdlog::info("bmserverd {} listening on {} (state dir {}, {} mode)", common::version(), options.listen,
-               options.state_dir, options.user_mode ? "user" : "system");
+  if (absl::Status s = api.start(); !s.ok()) {
+    server.shutdown(0);
+    return fail(std::string(s.message()));
+  }
+  spdlog::info("bmserverd {} listening on {} (state dir {}, {} mode); OpenAI API on {}", common::version(),
+               options.listen, options.state_dir, options.user_mode ? "user" : "system", api.base_url());
+  engines.restore();
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Clients first (their requests are aborted), then the engines, then the control plane.
+  api.stop();
+  engines.shutdown();
   server.shutdown(/*grace_seconds=*/10);
   spdlog::info("stopped");
   return 0;

@@ -1,5 +1,6 @@
 #include "daemon/control/system_service.h"
 
+#include "common/store/store_roots.h"
 #include "common/version.h"
 #include "engine/backend/device_info.h"
 
@@ -38,6 +39,10 @@ grpc::Status SystemService::Env(grpc::ServerContext*, const bmserver::v1::EnvReq
   response->set_cuda_plugin(info.cuda_plugin);
   fill_cpu(info.cpu, response->mutable_cpu());
   response->set_daemon_version(std::string(common::version()));
+  common::StoreRoots roots = common::resolve_store_roots();
+  response->mutable_store_roots()->set_hf_hub_cache(roots.hf_hub_cache);
+  response->mutable_store_roots()->set_modelscope_cache(roots.modelscope_cache);
+  response->mutable_store_roots()->set_default_hub(roots.default_hub);
   response->set_state_dir(context_.options.state_dir);
   response->set_http_listen(context_.options.http_listen);
   return grpc::Status::OK;

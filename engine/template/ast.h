@@ -61,13 +61,13 @@ struct MacroParam {
 
 struct Stmt {
   enum class Kind {
-    kText,        // text
-    kOutput,      // {{ expr }}
-    kIf,          // conditions[i] -> bodies[i]; else_body
-    kFor,         // for target in expr [if filter]: bodies[0]; else_body
-    kSet,         // set target = expr
-    kSetBlock,    // set target %}bodies[0]{% endset
-    kMacro,       // macro name(params): bodies[0]
+    kText,      // text
+    kOutput,    // {{ expr }}
+    kIf,        // conditions[i] -> bodies[i]; else_body
+    kFor,       // for target in expr [if filter]: bodies[0]; else_body
+    kSet,       // set target = expr
+    kSetBlock,  // set target %}bodies[0]{% endset
+    kMacro,     // macro name(params): bodies[0]
     kBreak,
     kContinue,
     kGeneration,  // transformers' {% generation %}: renders bodies[0] unchanged

@@ -4,14 +4,13 @@
 #include <cctype>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "engine/template/string_methods.h"
 
 namespace bm::engine {
 namespace {
 
 absl::Status lex_error(int line, std::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("chat template line ", line, ": ", what));
+  return absl::InvalidArgumentError(str_cat("chat template line ", line, ": ", what));
 }
 
 // Python's `\s` on str: the trailing part of a regex-stripped run.
@@ -58,9 +57,9 @@ int count_newlines(std::string_view s) {
   return n;
 }
 
-constexpr std::array<std::string_view, 26> kOperators = {
-    "//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "(",
-    ")",  "[",  "]",  "{",  "}",  ",",  ".", ":", "|", "=", "<", ">", ";"};
+constexpr std::array<std::string_view, 26> kOperators = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                                         "/",  "%",  "~",  "(",  ")",  "[",  "]", "{", "}",
+                                                         ",",  ".",  ":",  "|",  "=",  "<",  ">", ";"};
 
 // Decodes a Python string literal body the way jinja2 does (unicode-escape over the raw text).
 absl::StatusOr<std::string> decode_string(std::string_view body, int line) {
@@ -79,23 +78,45 @@ absl::StatusOr<std::string> decode_string(std::string_view body, int line) {
           return lex_error(line, "truncated \\x/\\u escape in a string literal");
         }
         char h = body[i + k];
-        v = v * 16 + static_cast<char32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (h | 0x20) - 'a' + 10);
+        v = v * 16 + static_cast<char32_t>(
+                         std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (h | 0x20) - 'a' + 10);
       }
       i += digits;
       return v;
     };
     switch (e) {
-      case '\n': break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -107,7 +128,8 @@ absl::StatusOr<std::string> decode_string(std::string_view body, int line) {
         utf8_append(out, *cp);
         break;
       }
-      case 'N': return lex_error(line, "\\N{...} escapes in string literals are not supported");
+      case 'N':
+        return lex_error(line, "\\N{...} escapes in string literals are not supported");
       default:
         if (e >= '0' && e <= '7') {
           char32_t v = static_cast<char32_t>(e - '0');
@@ -175,9 +197,9 @@ class Lexer {
   // `%}` and `#}`; `+` keeps it). Returns false when no end delimiter is at pos_.
   bool consume_end(std::string_view close, bool trim_newline) {
     size_t start = pos_;
-    if (src_.compare(pos_, 1 + close.size(), absl::StrCat("-", close)) == 0) {
+    if (src_.compare(pos_, 1 + close.size(), str_cat("-", close)) == 0) {
       pos_ = skip_whitespace(src_, pos_ + 1 + close.size());
-    } else if (trim_newline && src_.compare(pos_, 1 + close.size(), absl::StrCat("+", close)) == 0) {
+    } else if (trim_newline && src_.compare(pos_, 1 + close.size(), str_cat("+", close)) == 0) {
       pos_ += 1 + close.size();
     } else if (src_.compare(pos_, close.size(), close) == 0) {
       pos_ += close.size();
@@ -214,7 +236,7 @@ class Lexer {
       line_ += count_newlines(std::string_view(src_).substr(pos_, next - pos_));
       pos_ = next;
       if (pos_ >= src_.size()) {
-        return lex_error(start_line, absl::StrCat("unterminated '", is_block ? "{%" : "{{", "' tag"));
+        return lex_error(start_line, str_cat("unterminated '", is_block ? "{%" : "{{", "' tag"));
       }
       int end_line = line_;
       if (consume_end(close, is_block)) {
@@ -230,7 +252,9 @@ class Lexer {
     char c = src_[pos_];
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t start = pos_;
-      while (pos_ < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_')) ++pos_;
+      while (pos_ < src_.size() &&
+             (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_'))
+        ++pos_;
       tokens_.push_back(Token{Token::Type::kName, src_.substr(start, pos_ - start), line_});
       return absl::OkStatus();
     }
@@ -243,7 +267,7 @@ class Lexer {
         return absl::OkStatus();
       }
     }
-    return lex_error(line_, absl::StrCat("unexpected character '", std::string(1, c), "' in a tag"));
+    return lex_error(line_, str_cat("unexpected character '", std::string(1, c), "' in a tag"));
   }
 
   size_t digits(size_t p) const {
@@ -272,7 +296,8 @@ class Lexer {
     size_t start = pos_;
     size_t end = digits(pos_);
     bool is_float = false;
-    if (end + 1 < src_.size() && src_[end] == '.' && std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
+    if (end + 1 < src_.size() && src_[end] == '.' &&
+        std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
       end = exponent(digits(end + 1));
       is_float = true;
     } else if (size_t e = exponent(end); e != end) {

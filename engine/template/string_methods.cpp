@@ -7,18 +7,18 @@
 #include <array>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 
 namespace bm::engine {
 namespace {
 
 constexpr std::array<std::string_view, 47> kStrMethods = {
-    "capitalize", "casefold",   "center",     "count",      "encode",     "endswith",     "expandtabs", "find",
-    "format",     "format_map", "index",      "isalnum",    "isalpha",    "isascii",      "isdecimal",  "isdigit",
-    "isidentifier", "islower",  "isnumeric",  "isprintable", "isspace",   "istitle",      "isupper",    "join",
-    "ljust",      "lower",      "lstrip",     "maketrans",  "partition",  "removeprefix", "removesuffix", "replace",
-    "rfind",      "rindex",     "rjust",      "rpartition", "rsplit",     "rstrip",       "split",      "splitlines",
-    "startswith", "strip",      "swapcase",   "title",      "translate",  "upper",        "zfill"};
+    "capitalize", "casefold",     "center",       "count",   "encode",     "endswith",    "expandtabs",
+    "find",       "format",       "format_map",   "index",   "isalnum",    "isalpha",     "isascii",
+    "isdecimal",  "isdigit",      "isidentifier", "islower", "isnumeric",  "isprintable", "isspace",
+    "istitle",    "isupper",      "join",         "ljust",   "lower",      "lstrip",      "maketrans",
+    "partition",  "removeprefix", "removesuffix", "replace", "rfind",      "rindex",      "rjust",
+    "rpartition", "rsplit",       "rstrip",       "split",   "splitlines", "startswith",  "strip",
+    "swapcase",   "title",        "translate",    "upper",   "zfill"};
 
 // Reads argument `index` or keyword `name`; nullptr when absent.
 const Value* arg(const CallArgs& args, size_t index, std::string_view name) {
@@ -31,14 +31,14 @@ const Value* arg(const CallArgs& args, size_t index, std::string_view name) {
 
 absl::Status check_arity(const CallArgs& args, std::string_view method, size_t max_args) {
   if (args.positional.size() + args.keyword.size() > max_args) {
-    return absl::InvalidArgumentError(absl::StrCat("str.", method, "() takes at most ", max_args, " arguments"));
+    return absl::InvalidArgumentError(str_cat("str.", method, "() takes at most ", max_args, " arguments"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> string_arg(const Value* v, std::string_view method) {
   if (v == nullptr || !v->is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat("str.", method, "() needs a string argument"));
+    return absl::InvalidArgumentError(str_cat("str.", method, "() needs a string argument"));
   }
   return v->as_string();
 }
@@ -55,11 +55,19 @@ char32_t map_case(char32_t cp, bool upper) {
                                      : towlower_l(static_cast<wint_t>(cp), utf8));
 }
 
-bool is_cased_letter(char32_t cp) { return map_case(cp, true) != cp || map_case(cp, false) != cp; }
+bool is_cased_letter(char32_t cp) {
+  return map_case(cp, true) != cp || map_case(cp, false) != cp;
+}
 
 std::string change_case(const std::string& s, bool upper) {
   std::string out;
-  for (char32_t cp : utf8_decode(s)) utf8_append(out, map_case(cp, upper));
+  for (char32_t cp : utf8_decode(s)) {
+    if (upper && cp == 0xDF) {
+      out += "SS";  // Python's full case mapping of sharp s
+      continue;
+    }
+    utf8_append(out, map_case(cp, upper));
+  }
   return out;
 }
 
@@ -91,11 +99,12 @@ absl::StatusOr<Value> strip(const std::string& self, const CallArgs& args, std::
   std::vector<char32_t> strip_set;
   bool whitespace = chars == nullptr || chars->is_none();
   if (!whitespace) {
-    if (!chars->is_string()) return absl::InvalidArgumentError(absl::StrCat("str.", method, "() arg must be str"));
+    if (!chars->is_string()) return absl::InvalidArgumentError(str_cat("str.", method, "() arg must be str"));
     strip_set = utf8_decode(chars->as_string());
   }
   auto strippable = [&](char32_t cp) {
-    return whitespace ? is_python_space(cp) : std::find(strip_set.begin(), strip_set.end(), cp) != strip_set.end();
+    return whitespace ? is_python_space(cp)
+                      : std::find(strip_set.begin(), strip_set.end(), cp) != strip_set.end();
   };
   std::vector<char32_t> cps = utf8_decode(self);
   size_t begin = 0;
@@ -106,8 +115,8 @@ absl::StatusOr<Value> strip(const std::string& self, const CallArgs& args, std::
   if (right) {
     while (end > begin && strippable(cps[end - 1])) --end;
   }
-  return Value::string(utf8_encode(std::vector<char32_t>(cps.begin() + static_cast<long>(begin),
-                                                         cps.begin() + static_cast<long>(end))));
+  return Value::string(utf8_encode(
+      std::vector<char32_t>(cps.begin() + static_cast<long>(begin), cps.begin() + static_cast<long>(end))));
 }
 
 absl::StatusOr<Value> split(const std::string& self, const CallArgs& args, bool from_right) {
@@ -117,7 +126,8 @@ absl::StatusOr<Value> split(const std::string& self, const CallArgs& args, bool 
   const Value* max_split_value = arg(args, 1, "maxsplit");
   int64_t max_split = -1;
   if (max_split_value != nullptr) {
-    if (!max_split_value->is_int()) return absl::InvalidArgumentError("str.split() maxsplit must be an integer");
+    if (!max_split_value->is_int())
+      return absl::InvalidArgumentError("str.split() maxsplit must be an integer");
     max_split = max_split_value->as_int();
   }
   std::vector<std::string> parts;
@@ -197,10 +207,10 @@ absl::StatusOr<Value> affix_test(const std::string& self, const CallArgs& args, 
   std::string_view method = prefix ? "startswith" : "endswith";
   if (auto st = check_arity(args, method, 1); !st.ok()) return st;
   const Value* a = arg(args, 0, "prefix");
-  if (a == nullptr) return absl::InvalidArgumentError(absl::StrCat("str.", method, "() takes one argument"));
+  if (a == nullptr) return absl::InvalidArgumentError(str_cat("str.", method, "() takes one argument"));
   std::vector<Value> candidates = a->is_array() && a->is_tuple() ? a->items() : std::vector<Value>{*a};
   for (const auto& c : candidates) {
-    if (!c.is_string()) return absl::InvalidArgumentError(absl::StrCat("str.", method, "() needs str or tuple"));
+    if (!c.is_string()) return absl::InvalidArgumentError(str_cat("str.", method, "() needs str or tuple"));
     const std::string& t = c.as_string();
     bool hit = prefix ? self.compare(0, t.size(), t) == 0 && self.size() >= t.size()
                       : self.size() >= t.size() && self.compare(self.size() - t.size(), t.size(), t) == 0;
@@ -257,7 +267,8 @@ absl::StatusOr<Value> search(const std::string& self, const CallArgs& args, std:
   if (method == "count") {
     if (needle->empty()) return Value::integer(static_cast<int64_t>(utf8_length(self)) + 1);
     int64_t n = 0;
-    for (size_t pos = self.find(*needle); pos != std::string::npos; pos = self.find(*needle, pos + needle->size())) {
+    for (size_t pos = self.find(*needle); pos != std::string::npos;
+         pos = self.find(*needle, pos + needle->size())) {
       ++n;
     }
     return Value::integer(n);
@@ -265,7 +276,8 @@ absl::StatusOr<Value> search(const std::string& self, const CallArgs& args, std:
   bool reverse = method == "rfind" || method == "rindex";
   size_t hit = reverse ? self.rfind(*needle) : self.find(*needle);
   if (hit == std::string::npos) {
-    if (method == "index" || method == "rindex") return absl::InvalidArgumentError("str.index(): substring not found");
+    if (method == "index" || method == "rindex")
+      return absl::InvalidArgumentError("str.index(): substring not found");
     return Value::integer(-1);
   }
   return Value::integer(static_cast<int64_t>(utf8_length(std::string_view(self).substr(0, hit))));
@@ -287,13 +299,13 @@ absl::StatusOr<Value> join(const std::string& self, const CallArgs& args) {
   } else if (a->is_object()) {
     for (const auto& [k, v] : a->entries()) items.push_back(Value::string(k));
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("str.join() cannot iterate over '", a->type_name(), "'"));
+    return absl::InvalidArgumentError(str_cat("str.join() cannot iterate over '", a->type_name(), "'"));
   }
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {
     if (!items[i].is_string()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("str.join(): sequence item ", i, ": expected str, found ", items[i].type_name()));
+          str_cat("str.join(): sequence item ", i, ": expected str, found ", items[i].type_name()));
     }
     if (i > 0) out += self;
     out += items[i].as_string();
@@ -309,14 +321,16 @@ absl::StatusOr<Value> classify(const std::string& self, std::string_view method)
   bool all_ascii = std::all_of(cps.begin(), cps.end(), [](char32_t c) { return c < 0x80; });
   if (!all_ascii) {
     return absl::UnimplementedError(
-        absl::StrCat("str.", method, "() on non-ASCII text is not supported by this chat template engine"));
+        str_cat("str.", method, "() on non-ASCII text is not supported by this chat template engine"));
   }
   auto all = [&](auto pred) { return !cps.empty() && std::all_of(cps.begin(), cps.end(), pred); };
   if (method == "isdigit" || method == "isdecimal" || method == "isnumeric") {
     return Value::boolean(all([](char32_t c) { return c >= '0' && c <= '9'; }));
   }
-  if (method == "isalpha") return Value::boolean(all([](char32_t c) { return std::isalpha(static_cast<int>(c)); }));
-  if (method == "isalnum") return Value::boolean(all([](char32_t c) { return std::isalnum(static_cast<int>(c)); }));
+  if (method == "isalpha")
+    return Value::boolean(all([](char32_t c) { return std::isalpha(static_cast<int>(c)); }));
+  if (method == "isalnum")
+    return Value::boolean(all([](char32_t c) { return std::isalnum(static_cast<int>(c)); }));
   bool has_upper = std::any_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 'A' && c <= 'Z'; });
   bool has_lower = std::any_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 'a' && c <= 'z'; });
   if (method == "isupper") return Value::boolean(has_upper && !has_lower);
@@ -392,16 +406,17 @@ size_t utf8_length(std::string_view s) {
 }
 
 bool is_python_space(char32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
 }
 
 bool is_str_method_name(std::string_view name) {
   return std::find(kStrMethods.begin(), kStrMethods.end(), name) != kStrMethods.end();
 }
 
-absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name, const CallArgs& args) {
+absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name,
+                                         const CallArgs& args) {
   if (name == "strip") return strip(self, args, name, true, true);
   if (name == "lstrip") return strip(self, args, name, true, false);
   if (name == "rstrip") return strip(self, args, name, false, true);
@@ -420,8 +435,8 @@ absl::StatusOr<Value> call_string_method(const std::string& self, std::string_vi
     if (name == "upper") return Value::string(change_case(self, true));
     if (name == "title") return Value::string(title_case(self));
     if (name == "capitalize") return Value::string(capitalize(self));
-    if (name == "isspace" || name == "isdigit" || name == "isdecimal" || name == "isnumeric" || name == "isalpha" ||
-        name == "isalnum" || name == "isupper" || name == "islower") {
+    if (name == "isspace" || name == "isdigit" || name == "isdecimal" || name == "isnumeric" ||
+        name == "isalpha" || name == "isalnum" || name == "isupper" || name == "islower") {
       return classify(self, name);
     }
   }
@@ -431,11 +446,12 @@ absl::StatusOr<Value> call_string_method(const std::string& self, std::string_vi
     if (name == "removeprefix") {
       return Value::string(self.compare(0, affix->size(), *affix) == 0 ? self.substr(affix->size()) : self);
     }
-    bool ends = self.size() >= affix->size() && self.compare(self.size() - affix->size(), affix->size(), *affix) == 0;
+    bool ends =
+        self.size() >= affix->size() && self.compare(self.size() - affix->size(), affix->size(), *affix) == 0;
     return Value::string(ends ? self.substr(0, self.size() - affix->size()) : self);
   }
   return absl::UnimplementedError(
-      absl::StrCat("str.", name, "() with these arguments is not supported by this chat template engine"));
+      str_cat("str.", name, "() with these arguments is not supported by this chat template engine"));
 }
 
 }  // namespace bm::engine

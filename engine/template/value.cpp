@@ -7,7 +7,6 @@
 #include <unordered_map>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "engine/template/string_methods.h"
 #include "nlohmann/json.hpp"
@@ -18,12 +17,14 @@ struct Value::ArrayData {
   std::vector<Value> items;
   bool is_tuple = false;
   size_t weight = 1;
+  size_t depth = 1;
 };
 
 struct Value::ObjectData {
   std::vector<Entry> entries;
   std::unordered_map<std::string, size_t> index;
   size_t weight = 1;
+  size_t depth = 1;
 };
 
 struct Value::FunctionData {
@@ -33,7 +34,9 @@ struct Value::FunctionData {
 
 namespace {
 
-size_t saturating_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+size_t saturating_add(size_t a, size_t b) {
+  return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
 
 const std::string& empty_string() {
   static const std::string kEmpty;
@@ -42,10 +45,11 @@ const std::string& empty_string() {
 
 absl::Status too_large(size_t max_bytes) {
   return absl::ResourceExhaustedError(
-      absl::StrCat("chat template value is longer than the limit of ", max_bytes, " bytes"));
+      str_cat("chat template value is longer than the limit of ", max_bytes, " bytes"));
 }
 
-// Appends and checks the size limit as we go, so a huge nested value fails early instead of exhausting memory.
+// Appends and checks the size limit as we go, so a huge nested value fails early instead of exhausting
+// memory.
 class Sink {
  public:
   explicit Sink(size_t max_bytes) : max_bytes_(max_bytes) {}
@@ -77,11 +81,21 @@ void append_json_string(std::string& out, const std::string& s, bool ensure_asci
       ++i;
     } else if (c < 0x20) {
       switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default:
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
@@ -114,16 +128,21 @@ std::string json_float(double d) {
 }
 
 bool write_json(const Value& v, const JsonFormat& f, int depth, Sink& sink) {
+  if (static_cast<size_t>(depth) > kMaxValueDepth) return false;
   std::string scratch;
   switch (v.kind()) {
     case Value::Kind::kUndefined:
     case Value::Kind::kNamespace:
     case Value::Kind::kFunction:
       return false;
-    case Value::Kind::kNone: return sink.add("null");
-    case Value::Kind::kBool: return sink.add(v.as_bool() ? "true" : "false");
-    case Value::Kind::kInt: return sink.add(std::to_string(v.as_int()));
-    case Value::Kind::kDouble: return sink.add(json_float(v.as_double()));
+    case Value::Kind::kNone:
+      return sink.add("null");
+    case Value::Kind::kBool:
+      return sink.add(v.as_bool() ? "true" : "false");
+    case Value::Kind::kInt:
+      return sink.add(std::to_string(v.as_int()));
+    case Value::Kind::kDouble:
+      return sink.add(json_float(v.as_double()));
     case Value::Kind::kString:
       append_json_string(scratch, v.as_string(), f.ensure_ascii);
       return sink.add(scratch);
@@ -207,24 +226,31 @@ void append_python_string_repr(std::string& out, const std::string& s) {
   out.push_back(quote);
 }
 
-bool write_repr(const Value& v, Sink& sink) {
+bool write_repr(const Value& v, Sink& sink, size_t depth = 0) {
+  if (depth > kMaxValueDepth) return false;
   std::string scratch;
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return true;  // jinja's Undefined stringifies to ""
-    case Value::Kind::kNone: return sink.add("None");
-    case Value::Kind::kBool: return sink.add(v.as_bool() ? "True" : "False");
-    case Value::Kind::kInt: return sink.add(std::to_string(v.as_int()));
-    case Value::Kind::kDouble: return sink.add(python_float_repr(v.as_double()));
+    case Value::Kind::kUndefined:
+      return true;  // jinja's Undefined stringifies to ""
+    case Value::Kind::kNone:
+      return sink.add("None");
+    case Value::Kind::kBool:
+      return sink.add(v.as_bool() ? "True" : "False");
+    case Value::Kind::kInt:
+      return sink.add(std::to_string(v.as_int()));
+    case Value::Kind::kDouble:
+      return sink.add(python_float_repr(v.as_double()));
     case Value::Kind::kString:
       append_python_string_repr(scratch, v.as_string());
       return sink.add(scratch);
-    case Value::Kind::kFunction: return false;
+    case Value::Kind::kFunction:
+      return false;
     case Value::Kind::kArray: {
       bool tuple = v.is_tuple();
       if (!sink.add(tuple ? "(" : "[")) return false;
       for (size_t i = 0; i < v.items().size(); ++i) {
         if (i > 0 && !sink.add(", ")) return false;
-        if (!write_repr(v.items()[i], sink)) return false;
+        if (!write_repr(v.items()[i], sink, depth + 1)) return false;
       }
       if (tuple && v.items().size() == 1 && !sink.add(",")) return false;
       return sink.add(tuple ? ")" : "]");
@@ -238,7 +264,7 @@ bool write_repr(const Value& v, Sink& sink) {
         scratch.clear();
         append_python_string_repr(scratch, v.entries()[i].first);
         if (!sink.add(scratch) || !sink.add(": ")) return false;
-        if (!write_repr(v.entries()[i].second, sink)) return false;
+        if (!write_repr(v.entries()[i].second, sink, depth + 1)) return false;
       }
       if (!sink.add("}")) return false;
       return !v.is_namespace() || sink.add(">");
@@ -250,18 +276,23 @@ bool write_repr(const Value& v, Sink& sink) {
 absl::StatusOr<Value> from_nlohmann(const nlohmann::ordered_json& j, int depth) {
   if (depth > 512) return absl::InvalidArgumentError("JSON value is nested deeper than 512 levels");
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value::integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value::integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) {
-        return absl::InvalidArgumentError(absl::StrCat("JSON integer ", u, " does not fit in 64 bits"));
+        return absl::InvalidArgumentError(str_cat("JSON integer ", u, " does not fit in 64 bits"));
       }
       return Value::integer(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value::number(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value::number(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
@@ -282,7 +313,8 @@ absl::StatusOr<Value> from_nlohmann(const nlohmann::ordered_json& j, int depth) 
       return Value::object(std::move(entries));
     }
     case nlohmann::ordered_json::value_t::binary:
-    case nlohmann::ordered_json::value_t::discarded: break;
+    case nlohmann::ordered_json::value_t::discarded:
+      break;
   }
   return absl::InvalidArgumentError("JSON value has an unsupported type");
 }
@@ -304,17 +336,25 @@ std::string python_float_repr(double d) {
   std::string out = negative ? "-" : "";
   if (exponent >= -5 + 1 && exponent < 16) {
     if (exponent < 0) {
-      out += "0." + std::string(static_cast<size_t>(-exponent - 1), '0') + digits;
+      out += "0.";
+      out.append(static_cast<size_t>(-exponent - 1), '0');
+      out += digits;
     } else if (static_cast<size_t>(exponent) + 1 >= digits.size()) {
-      out += digits + std::string(static_cast<size_t>(exponent) + 1 - digits.size(), '0') + ".0";
+      out += digits;
+      out.append(static_cast<size_t>(exponent) + 1 - digits.size(), '0');
+      out += ".0";
     } else {
-      out += digits.substr(0, static_cast<size_t>(exponent) + 1) + "." +
-             digits.substr(static_cast<size_t>(exponent) + 1);
+      out.append(digits, 0, static_cast<size_t>(exponent) + 1);
+      out.push_back('.');
+      out.append(digits, static_cast<size_t>(exponent) + 1, std::string::npos);
     }
     return out;
   }
   out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
+  if (digits.size() > 1) {
+    out.push_back('.');
+    out.append(digits, 1, std::string::npos);
+  }
   std::snprintf(buf, sizeof buf, "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
   return out + buf;
 }
@@ -358,7 +398,12 @@ Value Value::array(std::vector<Value> items, bool is_tuple) {
   v.kind_ = Kind::kArray;
   v.array_ = std::make_shared<ArrayData>();
   size_t w = 1;
-  for (const auto& item : items) w = saturating_add(w, item.weight());
+  size_t d = 0;
+  for (const auto& item : items) {
+    w = saturating_add(w, item.weight());
+    d = std::max(d, item.depth());
+  }
+  v.array_->depth = d + 1;
   v.array_->items = std::move(items);
   v.array_->is_tuple = is_tuple;
   v.array_->weight = w;
@@ -377,8 +422,13 @@ Value Value::object(std::vector<Entry> entries) {
     }
   }
   size_t w = 1;
-  for (const auto& [k, item] : v.object_->entries) w = saturating_add(w, saturating_add(k.size(), item.weight()));
+  size_t d = 0;
+  for (const auto& [k, item] : v.object_->entries) {
+    w = saturating_add(w, saturating_add(k.size(), item.weight()));
+    d = std::max(d, item.depth());
+  }
   v.object_->weight = w;
+  v.object_->depth = d + 1;
   return v;
 }
 Value Value::namespace_object(std::vector<Entry> entries) {
@@ -393,13 +443,17 @@ Value Value::function(std::string name, NativeFunction fn) {
   return v;
 }
 
-bool Value::is_tuple() const { return is_array() && array_->is_tuple; }
+bool Value::is_tuple() const {
+  return is_array() && array_->is_tuple;
+}
 
 double Value::as_double() const {
   if (is_double()) return double_;
   return static_cast<double>(as_int());
 }
-const std::string& Value::as_string() const { return is_string() ? *string_ : empty_string(); }
+const std::string& Value::as_string() const {
+  return is_string() ? *string_ : empty_string();
+}
 const std::vector<Value>& Value::items() const {
   static const std::vector<Value> kEmpty;
   return is_array() ? array_->items : kEmpty;
@@ -411,10 +465,13 @@ const std::vector<Value::Entry>& Value::entries() const {
 const std::string& Value::undefined_name() const {
   return is_undefined() && string_ ? *string_ : empty_string();
 }
-const std::string& Value::function_name() const { return function_ ? function_->name : empty_string(); }
+const std::string& Value::function_name() const {
+  return function_ ? function_->name : empty_string();
+}
 
 absl::StatusOr<Value> Value::call(const CallArgs& args) const {
-  if (!is_function()) return absl::InvalidArgumentError(absl::StrCat("'", type_name(), "' object is not callable"));
+  if (!is_function())
+    return absl::InvalidArgumentError(str_cat("'", type_name(), "' object is not callable"));
   return function_->fn(args);
 }
 
@@ -434,18 +491,34 @@ void Value::namespace_set(const std::string& key, Value v) const {
   }
 }
 
+void Value::namespace_clear() const {
+  BM_CHECK(is_namespace());
+  object_->entries.clear();
+  object_->index.clear();
+}
+
 const char* Value::type_name() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kDouble: return "float";
-    case Kind::kString: return "str";
-    case Kind::kArray: return is_tuple() ? "tuple" : "list";
-    case Kind::kObject: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kFunction: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kDouble:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kArray:
+      return is_tuple() ? "tuple" : "list";
+    case Kind::kObject:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kFunction:
+      return "function";
   }
   return "?";
 }
@@ -453,15 +526,23 @@ const char* Value::type_name() const {
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return bool_;
-    case Kind::kInt: return int_ != 0;
-    case Kind::kDouble: return double_ != 0;
-    case Kind::kString: return !string_->empty();
-    case Kind::kArray: return !array_->items.empty();
-    case Kind::kObject: return !object_->entries.empty();
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return bool_;
+    case Kind::kInt:
+      return int_ != 0;
+    case Kind::kDouble:
+      return double_ != 0;
+    case Kind::kString:
+      return !string_->empty();
+    case Kind::kArray:
+      return !array_->items.empty();
+    case Kind::kObject:
+      return !object_->entries.empty();
     case Kind::kNamespace:
-    case Kind::kFunction: return true;
+    case Kind::kFunction:
+      return true;
   }
   return false;
 }
@@ -474,8 +555,10 @@ bool Value::equals(const Value& other) const {
   if (kind_ != other.kind_) return false;
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return true;
-    case Kind::kString: return string_ == other.string_ || *string_ == *other.string_;
+    case Kind::kNone:
+      return true;
+    case Kind::kString:
+      return string_ == other.string_ || *string_ == *other.string_;
     case Kind::kArray: {
       if (array_ == other.array_) return true;
       if (array_->is_tuple != other.array_->is_tuple || array_->items.size() != other.array_->items.size()) {
@@ -495,29 +578,42 @@ bool Value::equals(const Value& other) const {
       }
       return true;
     }
-    case Kind::kNamespace: return object_ == other.object_;
-    case Kind::kFunction: return function_ == other.function_;
+    case Kind::kNamespace:
+      return object_ == other.object_;
+    case Kind::kFunction:
+      return function_ == other.function_;
     case Kind::kBool:
     case Kind::kInt:
-    case Kind::kDouble: break;
+    case Kind::kDouble:
+      break;
   }
   return false;
 }
 
 size_t Value::weight() const {
   switch (kind_) {
-    case Kind::kString: return string_->size() + 1;
-    case Kind::kArray: return array_->weight;
+    case Kind::kString:
+      return string_->size() + 1;
+    case Kind::kArray:
+      return array_->weight;
     case Kind::kObject:
-    case Kind::kNamespace: return object_->weight;
+    case Kind::kNamespace:
+      return object_->weight;
     case Kind::kUndefined:
     case Kind::kNone:
     case Kind::kBool:
     case Kind::kInt:
     case Kind::kDouble:
-    case Kind::kFunction: break;
+    case Kind::kFunction:
+      break;
   }
   return 1;
+}
+
+size_t Value::depth() const {
+  if (is_array()) return array_->depth;
+  if (is_object()) return object_->depth;
+  return is_namespace() ? 1 : 0;
 }
 
 absl::StatusOr<Value> Value::from_json(std::string_view json_text) {
@@ -537,7 +633,8 @@ absl::StatusOr<std::string> Value::to_json(const JsonFormat& format) const {
   Sink sink(format.max_bytes);
   if (!write_json(*this, format, 0, sink)) {
     if (sink.overflow()) return too_large(format.max_bytes);
-    return absl::InvalidArgumentError("Object of type Undefined, Namespace or function is not JSON serializable");
+    return absl::InvalidArgumentError(
+        "value is not JSON serializable (Undefined, namespace, function, or nested too deeply)");
   }
   return std::move(sink.out());
 }
@@ -547,7 +644,7 @@ absl::StatusOr<std::string> Value::repr(size_t max_bytes) const {
   if (is_undefined()) return std::string("Undefined");
   if (!write_repr(*this, sink)) {
     if (sink.overflow()) return too_large(max_bytes);
-    return absl::InvalidArgumentError("a function cannot be converted to a string in a chat template");
+    return absl::InvalidArgumentError("a function or a too deeply nested value cannot be printed");
   }
   return std::move(sink.out());
 }
@@ -560,7 +657,7 @@ absl::StatusOr<std::string> Value::to_display_string(size_t max_bytes) const {
   Sink sink(max_bytes);
   if (!write_repr(*this, sink)) {
     if (sink.overflow()) return too_large(max_bytes);
-    return absl::InvalidArgumentError("a function cannot be converted to a string in a chat template");
+    return absl::InvalidArgumentError("a function or a too deeply nested value cannot be printed");
   }
   return std::move(sink.out());
 }

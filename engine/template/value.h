@@ -25,7 +25,7 @@ using NativeFunction = std::function<absl::StatusOr<Value>(const CallArgs&)>;
 
 // json.dumps() options (Python defaults: separators ", " and ": ", or "," and ": " when indenting).
 struct JsonFormat {
-  int indent = -1;  // < 0: no newlines
+  int indent = -1;             // < 0: no newlines
   std::string item_separator;  // empty: Python's default for the indent mode
   std::string key_separator = ": ";
   bool sort_keys = false;
@@ -35,7 +35,18 @@ struct JsonFormat {
 
 class Value {
  public:
-  enum class Kind { kUndefined, kNone, kBool, kInt, kDouble, kString, kArray, kObject, kNamespace, kFunction };
+  enum class Kind {
+    kUndefined,
+    kNone,
+    kBool,
+    kInt,
+    kDouble,
+    kString,
+    kArray,
+    kObject,
+    kNamespace,
+    kFunction
+  };
   using Entry = std::pair<std::string, Value>;
 
   Value() = default;  // undefined
@@ -45,7 +56,8 @@ class Value {
   static Value number(double d);
   static Value string(std::string s);
   static Value array(std::vector<Value> items, bool is_tuple = false);
-  // Keys keep insertion order; a repeated key keeps its first position and takes the last value (Python dicts).
+  // Keys keep insertion order; a repeated key keeps its first position and takes the last value (Python
+  // dicts).
   static Value object(std::vector<Entry> entries);
   static Value namespace_object(std::vector<Entry> entries);
   static Value function(std::string name, NativeFunction fn);
@@ -81,7 +93,7 @@ class Value {
   int64_t as_int() const { return is_bool() ? (bool_ ? 1 : 0) : int_; }
   double as_double() const;  // int, bool or double
   const std::string& as_string() const;
-  const std::vector<Value>& items() const;   // array elements
+  const std::vector<Value>& items() const;    // array elements
   const std::vector<Entry>& entries() const;  // object or namespace entries
   const std::string& undefined_name() const;  // the name that was missing, for error messages
   absl::StatusOr<Value> call(const CallArgs& args) const;
@@ -91,12 +103,16 @@ class Value {
   const Value* find(std::string_view key) const;
   // Namespaces are the only values a template may mutate ({% set ns.x = ... %}).
   void namespace_set(const std::string& key, Value v) const;
+  // Drops a namespace's entries (breaks reference cycles a template made through it).
+  void namespace_clear() const;
 
   bool truthy() const;
   // Python ==, including 1 == 1.0 == True and deep comparison of containers.
   bool equals(const Value& other) const;
   // Rough cost of walking this value (bytes of strings plus nodes); containers cache it at construction.
   size_t weight() const;
+  // Nesting depth of lists/dicts (scalars: 0); bounded by the interpreter so walks cannot exhaust the stack.
+  size_t depth() const;
 
  private:
   struct ArrayData;
@@ -111,6 +127,9 @@ class Value {
   std::shared_ptr<ObjectData> object_;
   std::shared_ptr<FunctionData> function_;
 };
+
+// Deeper values are refused when built by a template and when serialised (a namespace can contain itself).
+inline constexpr size_t kMaxValueDepth = 600;
 
 // Python's repr(float): shortest round-trip digits, exponent form outside 1e-4 <= |x| < 1e16.
 std::string python_float_repr(double d);

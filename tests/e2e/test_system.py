@@ -8,7 +8,7 @@ import tempfile
 import time
 import unittest
 
-from harness import Daemon, DaemonTestCase, binary, free_port
+from harness import BIN_DIR, Daemon, DaemonTestCase, binary, free_port
 
 EXIT_USAGE = 2
 EXIT_NO_DAEMON = 3
@@ -335,3 +335,38 @@ class PrecedenceTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CudaPluginFallbackTest(unittest.TestCase):
+    """The daemon loads the CUDA plugin at run time and carries on without it (no driver, no plugin, a bad one)."""
+
+    def env_with_plugin(self, plugin):
+        d = Daemon(env={"BMSERVER_CUDA_PLUGIN": plugin}).start()
+        try:
+            return d.cli_json("env")
+        finally:
+            d.close()
+
+    def test_missing_plugin(self):
+        env = self.env_with_plugin("/nonexistent/libbm_backend_cuda.so")
+        self.assertIn("not installed", env["cuda_plugin"])
+        self.assertEqual(env["cuda_runtime_version"], "")
+
+    def test_broken_plugin(self):
+        bad = os.path.join(tempfile.mkdtemp(), "libbm_backend_cuda.so")
+        with open(bad, "wb") as f:
+            f.write(b"\x7fELF garbage")
+        env = self.env_with_plugin(bad)
+        self.assertIn("not loaded", env["cuda_plugin"])
+
+    def test_built_plugin_reports_versions(self):
+        plugin = os.path.join(BIN_DIR, "..", "lib", "bmserver", "libbm_backend_cuda.so")
+        if not os.path.exists(plugin):
+            self.skipTest("the CUDA plugin is not built here (BMSERVER_CUDA=OFF or no nvcc)")
+        env = self.env_with_plugin(os.path.abspath(plugin))
+        self.assertEqual(env["cuda_plugin"], os.path.abspath(plugin))
+        self.assertRegex(env["cuda_runtime_version"], r"^\d+\.\d+$")
+        self.assertRegex(env["nccl_version"], r"^\d+\.\d+\.\d+$")
+        self.assertRegex(env["cublas_version"], r"^\d+\.\d+\.\d+$")
+        if not env["gpus"]:
+            self.assertTrue(env["gpu_status"])  # no driver here: said in a sentence

@@ -1,0 +1,259 @@
+// Models.Download and Models.Update: the daemon owns the store, so it downloads (common/hub/) and streams the
+// progress to the CLI. A client that goes away (Ctrl-C) cancels the download; partial files stay for a
+// resume.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/catalog/catalog.h"
+#include "common/hub/downloader.h"
+#include "common/store/model_store.h"
+#include "common/store/store_roots.h"
+#include "daemon/control/models_service.h"
+
+namespace bm::daemon::control {
+namespace {
+
+namespace v1 = bmserver::v1;
+
+grpc::Status to_status(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t next = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = row[j];
+      row[j] = next;
+    }
+  }
+  return row[b.size()];
+}
+
+// The catalog names nearest to a mistyped one, closest first.
+std::vector<std::string> close_names(const std::string& name) {
+  std::vector<std::pair<size_t, std::string>> scored;
+  for (const common::CatalogEntry& entry : common::catalog()) {
+    size_t distance = edit_distance(name, entry.name);
+    if (entry.name.find(name) != std::string::npos) distance = std::min<size_t>(distance, 2);
+    scored.emplace_back(distance, entry.name);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<std::string> names;
+  size_t limit = std::max<size_t>(3, name.size() / 3);
+  for (const auto& [distance, candidate] : scored) {
+    if (distance > limit || names.size() == 5) break;
+    names.push_back(candidate);
+  }
+  return names;
+}
+
+absl::StatusOr<const common::CatalogEntry*> find_entry(const std::string& name) {
+  if (const common::CatalogEntry* entry = common::find_catalog_entry(name)) return entry;
+  for (const common::CatalogEntry& entry : common::catalog()) {
+    if (entry.hf_repo_id == name || entry.ms_repo_id == name) return &entry;
+  }
+  std::vector<std::string> near = close_names(name);
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown model \"", name, "\"",
+                   near.empty() ? "" : absl::StrCat("; did you mean ", absl::StrJoin(near, ", "), "?"),
+                   " (bmserver chat search lists every name)"));
+}
+
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  int parsed = std::atoi(value);
+  return parsed > 0 ? parsed : fallback;
+}
+
+// Hub, layout and root for a request; the same rules as the store listing (common/store/).
+absl::StatusOr<common::DownloadOptions> options_for(const v1::StoreSelector& selector,
+                                                    const std::string& repo_id, const std::string& revision) {
+  common::StoreRoots roots = common::resolve_store_roots();
+  std::string hub = selector.hub().empty() ? roots.default_hub : selector.hub();
+  absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
+  if (!parsed.ok()) return parsed.status();
+  common::DownloadOptions options;
+  options.repo_id = repo_id;
+  options.revision = revision;
+  options.max_parallel = env_int("BMSERVER_DOWNLOAD_WORKERS", 8);
+  switch (*parsed) {
+    case common::Hub::kHuggingFace:
+      options.hub = common::hf_config_from_env();
+      options.layout = common::StoreLayout::kHfCache;
+      options.root = roots.hf_hub_cache;
+      break;
+    case common::Hub::kModelScope:
+      options.hub = common::ms_config_from_env();
+      options.layout = common::StoreLayout::kMsCache;
+      // modelscope >= 1.38 keeps {base}/models/{org}--{name}/snapshots/ with base ~/.cache/modelscope when
+      // MODELSCOPE_CACHE is unset (hub-protocols §4.2).
+      options.root = roots.modelscope_cache_from_env
+                         ? roots.modelscope_cache
+                         : std::filesystem::path(roots.modelscope_cache).parent_path().string();
+      break;
+  }
+  if (!selector.local_dir().empty()) {
+    if (!std::filesystem::path(selector.local_dir()).is_absolute()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--local-dir ", selector.local_dir(), " is not an absolute path"));
+    }
+    options.layout = common::StoreLayout::kHfLocalDir;
+    options.root = selector.local_dir();
+  }
+  return options;
+}
+
+v1::DownloadEvent to_event(const std::string& name, const common::DownloadProgress& progress) {
+  v1::DownloadEvent event;
+  event.set_name(name);
+  event.set_phase(progress.phase);
+  event.set_commit(progress.commit);
+  event.set_bytes_done(progress.bytes_done);
+  event.set_bytes_total(progress.bytes_total);
+  event.set_files_done(progress.files_done);
+  event.set_files_total(progress.files_total);
+  event.set_bytes_per_second(progress.bytes_per_second);
+  event.set_eta_seconds(progress.eta_seconds);
+  for (const common::FileProgress& file : progress.files) {
+    v1::FileProgress* out = event.add_files();
+    out->set_path(file.path);
+    out->set_bytes_done(file.bytes_done);
+    out->set_bytes_total(file.bytes_total);
+    out->set_done(file.done);
+  }
+  event.set_message(progress.message);
+  event.set_snapshot_path(progress.snapshot_path);
+  return event;
+}
+
+// Sets `cancel` when the client goes away (its Ctrl-C cancels the RPC).
+class CancelWatch {
+ public:
+  explicit CancelWatch(grpc::ServerContext* context) {
+    thread_ = std::thread([this, context] {
+      while (!done_.load()) {
+        if (context->IsCancelled()) {
+          cancel.store(true);
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~CancelWatch() {
+    done_.store(true);
+    thread_.join();
+  }
+  std::atomic<bool> cancel{false};
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+absl::Status download_one(const std::string& name, const common::DownloadOptions& options,
+                          grpc::ServerWriter<v1::DownloadEvent>* writer, CancelWatch& watch) {
+  spdlog::info("downloading {} ({}) from {} into {}", name, options.repo_id, options.hub.endpoint,
+               options.root);
+  absl::StatusOr<common::DownloadResult> result = common::download_snapshot(
+      options,
+      [&](const common::DownloadProgress& progress) {
+        if (!writer->Write(to_event(name, progress))) watch.cancel.store(true);
+      },
+      &watch.cancel);
+  if (!result.ok()) {
+    spdlog::warn("download of {} failed: {}", name, std::string(result.status().message()));
+    return result.status();
+  }
+  spdlog::info("{}", result->message);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::Status ModelsService::Download(grpc::ServerContext* context, const v1::DownloadRequest* request,
+                                     grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  absl::StatusOr<const common::CatalogEntry*> entry = find_entry(request->name());
+  if (!entry.ok()) return to_status(entry.status());
+  common::StoreRoots roots = common::resolve_store_roots();
+  std::string hub = request->store().hub().empty() ? roots.default_hub : request->store().hub();
+  absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
+  if (!parsed.ok()) return to_status(parsed.status());
+  absl::StatusOr<common::DownloadOptions> options =
+      options_for(request->store(), (*entry)->repo_id(*parsed), request->revision());
+  if (!options.ok()) return to_status(options.status());
+  CancelWatch watch(context);
+  return to_status(download_one((*entry)->name, *options, writer, watch));
+}
+
+grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::UpdateRequest* request,
+                                   grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  common::StoreRoots roots = common::resolve_store_roots();
+  absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
+      common::open_model_store(request->store().hub(), request->store().local_dir(), roots);
+  if (!store.ok()) return to_status(store.status());
+  common::CatalogFilter filter;
+  filter.pattern = request->pattern();
+  absl::StatusOr<std::vector<const common::CatalogEntry*>> entries = common::search_catalog(filter);
+  if (!entries.ok()) return to_status(entries.status());
+  std::string hub = request->store().hub().empty() ? roots.default_hub : request->store().hub();
+  common::Hub kind = hub == "ms" ? common::Hub::kModelScope : common::Hub::kHuggingFace;
+  CancelWatch watch(context);
+  int num_present = 0;
+  absl::Status first_error;
+  for (const common::CatalogEntry* entry : *entries) {
+    const std::string& repo_id = entry->repo_id(kind);
+    if (!(*store)->find(repo_id).has_value()) continue;
+    ++num_present;
+    absl::StatusOr<common::DownloadOptions> options = options_for(request->store(), repo_id, "");
+    if (!options.ok()) return to_status(options.status());
+    options->drop_previous = true;
+    if (request->dry_run()) {
+      absl::StatusOr<common::UpdateCheck> check = common::check_snapshot(*options, &watch.cancel);
+      if (!check.ok()) {
+        if (first_error.ok()) first_error = check.status();
+        continue;
+      }
+      v1::DownloadEvent event;
+      event.set_name(entry->name);
+      event.set_commit(check->remote_commit);
+      event.set_phase(check->up_to_date ? "up-to-date" : "update-available");
+      event.set_bytes_total(check->bytes_to_fetch);
+      event.set_files_total(check->files_to_fetch);
+      event.set_message(
+          check->up_to_date
+              ? absl::StrCat(entry->name, " is up to date at ", check->remote_commit, ".")
+              : absl::StrCat(entry->name, ": ",
+                             check->current_commit.empty() ? "incomplete" : check->current_commit, " -> ",
+                             check->remote_commit, ", ", check->files_to_fetch, " files to fetch."));
+      writer->Write(event);
+      continue;
+    }
+    absl::Status status = download_one(entry->name, *options, writer, watch);
+    if (absl::IsCancelled(status)) return to_status(status);
+    if (!status.ok() && first_error.ok()) first_error = status;
+  }
+  if (num_present == 0) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no downloaded model matches \"", request->pattern(), "\" in ",
+                                     (*store)->root(), " (bmserver chat list shows what is there)"));
+  }
+  return to_status(first_error);
+}
+
+}  // namespace bm::daemon::control

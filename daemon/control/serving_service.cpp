@@ -1,0 +1,108 @@
+#include "daemon/control/serving_service.h"
+
+#include <mutex>
+
+namespace bm::daemon::control {
+
+grpc::Status to_grpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedModel* out) const {
+  out->set_name(m.name);
+  out->set_repo_id(m.repo_id);
+  out->set_path(m.path);
+  out->set_backend(m.backend);
+  for (int32_t g : m.settings.gpus) out->add_gpus(g);
+  switch (m.state()) {
+    case serving::ModelState::kLoading: out->set_state("loading"); break;
+    case serving::ModelState::kReady: out->set_state("ready"); break;
+    case serving::ModelState::kFailed: out->set_state("failed"); break;
+  }
+  out->set_error(m.error());
+  out->set_weight_bytes(m.weight_bytes);
+  out->set_kv_cache_bytes(m.kv_cache_bytes);
+  if (m.state() == serving::ModelState::kReady && m.generator) {
+    serving::GeneratorStats s = m.generator->stats();
+    out->set_kv_capacity_tokens(s.kv_capacity_tokens);
+    out->set_max_model_len(m.generator->max_model_len());
+    out->set_max_num_seqs(m.generator->max_num_seqs());
+    out->set_num_running(static_cast<int32_t>(s.num_running));
+    out->set_num_waiting(static_cast<int32_t>(s.num_waiting));
+    out->set_kv_usage(s.num_kv_blocks ? static_cast<double>(s.num_kv_blocks_in_use) / s.num_kv_blocks : 0);
+  }
+  out->set_uptime_seconds(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - m.started_at).count());
+  auto* o = out->mutable_options();
+  o->set_backend(m.settings.backend);
+  for (int32_t g : m.settings.gpus) o->add_gpus(g);
+  o->set_max_model_len(m.settings.max_model_len);
+  o->set_gpu_memory_utilization(m.settings.gpu_memory_utilization);
+  o->set_max_num_seqs(m.settings.max_num_seqs);
+  o->set_seed(m.settings.seed);
+  o->set_kv_cache_bytes(m.settings.kv_cache_bytes);
+  o->set_max_num_batched_tokens(m.settings.max_num_batched_tokens);
+  // The API key is a secret: never sent back.
+  out->set_http_url(http_url_());
+}
+
+grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
+                                   grpc::ServerWriter<bmserver::v1::ServeEvent>* writer) {
+  if (request->name().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name a model to serve");
+  const auto& o = request->options();
+  if (!o.backend().empty() && o.backend() != "auto" && o.backend() != "cpu" && o.backend() != "cuda")
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "backend must be auto, cuda or cpu");
+  if (o.gpu_memory_utilization() < 0 || o.gpu_memory_utilization() > 1)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "gpu_memory_utilization must be in (0, 1]");
+  if (o.max_model_len() < 0 || o.max_num_seqs() < 0 || o.max_num_batched_tokens() < 0)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_model_len, max_num_seqs and max_num_batched_tokens must not be negative");
+  serving::ServeCommand command;
+  command.name = request->name();
+  command.settings.hub = request->store().hub();
+  command.settings.local_dir = request->store().local_dir();
+  command.settings.backend = o.backend().empty() ? "auto" : o.backend();
+  command.settings.gpus.assign(o.gpus().begin(), o.gpus().end());
+  command.settings.max_model_len = o.max_model_len();
+  command.settings.gpu_memory_utilization = o.gpu_memory_utilization() > 0 ? o.gpu_memory_utilization() : 0.9;
+  command.settings.max_num_seqs = o.max_num_seqs() > 0 ? o.max_num_seqs() : 256;
+  command.settings.max_num_batched_tokens = o.max_num_batched_tokens();
+  command.settings.seed = o.seed();
+  command.settings.api_key = o.api_key();
+  command.settings.kv_cache_bytes = o.kv_cache_bytes();
+
+  std::mutex writer_mutex;
+  auto progress = [&](const serving::ServeProgress& p) {
+    bmserver::v1::ServeEvent event;
+    event.set_phase(p.phase);
+    event.set_message(p.message);
+    event.set_fraction(p.fraction);
+    std::lock_guard<std::mutex> lock(writer_mutex);
+    if (!context->IsCancelled()) writer->Write(event);
+  };
+  absl::StatusOr<std::shared_ptr<serving::ServedModel>> served = manager_.serve(command, progress);
+  if (!served.ok()) return to_grpc(served.status());
+  bmserver::v1::ServeEvent ready;
+  ready.set_phase("ready");
+  ready.set_message("ready");
+  ready.set_fraction(1);
+  fill(**served, ready.mutable_model());
+  writer->Write(ready);
+  return grpc::Status::OK;
+}
+
+grpc::Status ServingService::Stop(grpc::ServerContext*, const bmserver::v1::StopRequest* request,
+                                  bmserver::v1::StopResponse* response) {
+  absl::StatusOr<std::shared_ptr<serving::ServedModel>> stopped = manager_.stop(request->name());
+  if (!stopped.ok()) return to_grpc(stopped.status());
+  fill(**stopped, response->mutable_model());
+  return grpc::Status::OK;
+}
+
+grpc::Status ServingService::List(grpc::ServerContext*, const bmserver::v1::ListServedRequest*,
+                                  bmserver::v1::ListServedResponse* response) {
+  for (const auto& m : manager_.list()) fill(*m, response->add_models());
+  return grpc::Status::OK;
+}
+
+}  // namespace bm::daemon::control

@@ -1,0 +1,30 @@
+#pragma once
+#include <functional>
+#include <string>
+
+#include "bmserver/v1/serving.grpc.pb.h"
+#include "daemon/serving/engine_manager.h"
+
+namespace bm::daemon::control {
+
+// Serving.Serve / Stop / List over the EngineManager.
+class ServingService final : public bmserver::v1::Serving::Service {
+ public:
+  ServingService(serving::EngineManager& manager, std::function<std::string()> http_url)
+      : manager_(manager), http_url_(std::move(http_url)) {}
+  grpc::Status Serve(grpc::ServerContext*, const bmserver::v1::ServeRequest*,
+                     grpc::ServerWriter<bmserver::v1::ServeEvent>*) override;
+  grpc::Status Stop(grpc::ServerContext*, const bmserver::v1::StopRequest*, bmserver::v1::StopResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const bmserver::v1::ListServedRequest*,
+                    bmserver::v1::ListServedResponse*) override;
+
+ private:
+  void fill(const serving::ServedModel& model, bmserver::v1::ServedModel* out) const;
+  serving::EngineManager& manager_;
+  std::function<std::string()> http_url_;
+};
+
+// absl::Status → grpc::Status, keeping the code and the sentence.
+grpc::Status to_grpc(const absl::Status& status);
+
+}  // namespace bm::daemon::control

@@ -1,0 +1,46 @@
+#pragma once
+// HTTP/1.1 server over Boost.Beast: keep-alive and pipelining, limits on headers, body and header time, chunked
+// streaming, and disconnect detection while a response is pending. All Beast code lives in http_server.cpp.
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "daemon/openai/http_types.h"
+
+namespace bm::daemon::openai {
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  int num_threads = 4;
+  size_t max_body_bytes = 32 << 20;
+  size_t max_header_bytes = 64 << 10;
+  int header_timeout_seconds = 30;  // slow or silent clients are dropped
+  std::vector<std::pair<std::string, std::string>> default_headers;  // added to every response (CORS)
+};
+
+struct HttpServerStats {
+  std::atomic<int64_t> open_connections{0};
+  std::atomic<int64_t> requests_total{0};
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, Handler handler);
+  ~HttpServer();
+  absl::Status start();
+  uint16_t port() const;  // the bound port (useful with port 0)
+  // Stops accepting, closes every connection (pending exchanges see a disconnect), joins the threads.
+  void stop();
+  const HttpServerStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bm::daemon::openai

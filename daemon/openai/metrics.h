@@ -1,0 +1,56 @@
+#pragma once
+// Prometheus metrics of the OpenAI API, named after vLLM's (prefix bmserver: instead of vllm:), with a
+// model_name label. Counters and histograms are updated by the request handlers; gauges are read from the
+// engines at scrape time.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace bm::daemon::openai {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double value);
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  mutable std::mutex mutex_;
+  std::vector<uint64_t> counts_;  // one per bound, plus +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct ModelMetrics {
+  ModelMetrics();
+  std::atomic<uint64_t> prompt_tokens_total{0};
+  std::atomic<uint64_t> generation_tokens_total{0};
+  std::mutex finished_mutex;
+  std::map<std::string, uint64_t> request_success_total;  // by finished_reason
+  std::atomic<uint64_t> request_errors_total{0};
+  Histogram time_to_first_token_seconds;
+  Histogram inter_token_latency_seconds;
+  Histogram e2e_request_latency_seconds;
+  Histogram request_prompt_tokens;
+  Histogram request_generation_tokens;
+  void count_finished(const std::string& reason);
+};
+
+// Gauges of one served model at scrape time.
+struct ModelGauges {
+  std::string model_name;
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  double kv_cache_usage = 0;  // 0..1
+  int64_t num_preemptions = 0;
+  int64_t kv_capacity_tokens = 0;
+  int64_t num_kv_blocks = 0;
+  const ModelMetrics* metrics = nullptr;
+};
+
+std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_connections, int64_t http_requests);
+
+}  // namespace bm::daemon::openai

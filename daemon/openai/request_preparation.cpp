@@ -1,0 +1,323 @@
+#include "daemon/openai/request_preparation.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/openai/sampling_request.h"
+#include "engine/template/chat_template.h"
+#include "engine/template/value.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace bm::daemon::openai {
+namespace {
+
+using json = nlohmann::json;
+
+bool accepts_images(const serving::ServedModel& model) { return model.modality != "T"; }
+
+// OpenAI content parts → what the model's template expects. Text-only templates read `content` as a string,
+// so text parts are joined (as vLLM does for "string" content-format templates).
+std::optional<ApiError> normalise_content(const serving::ServedModel& model, json& message, size_t index) {
+  std::string param = absl::StrCat("messages[", index, "].content");
+  auto it = message.find("content");
+  if (it == message.end() || it->is_null() || it->is_string()) return std::nullopt;
+  if (!it->is_array()) return ApiError{400, param + " must be a string, a list of content parts, or null", param};
+  std::string joined;
+  bool only_text = true;
+  for (const json& part : *it) {
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+      return ApiError{400, param + ": every content part must be an object with a 'type'", param};
+    std::string type = part["type"].get<std::string>();
+    if (type == "text") {
+      if (!part.contains("text") || !part["text"].is_string())
+        return ApiError{400, param + ": a text part needs a string 'text'", param};
+      joined += (joined.empty() ? "" : "\n") + part["text"].get<std::string>();
+    } else if (type == "image_url" || type == "video_url" || type == "input_audio" || type == "image" || type == "video") {
+      only_text = false;
+      if (!accepts_images(model))
+        return ApiError{400, absl::StrCat("model '", model.name, "' accepts text only; ", param, " has a '", type, "' part"), param};
+      return ApiError{400, absl::StrCat("'", type, "' parts are not supported yet by bmserverd's engine (", model.name,
+                                        " is served for text only)"), param};
+    } else {
+      return ApiError{400, absl::StrCat(param, ": unknown content part type '", type, "'"), param};
+    }
+  }
+  if (only_text) *it = joined;
+  return std::nullopt;
+}
+
+std::variant<json, ApiError> validate_messages(const serving::ServedModel& model, const json& body) {
+  auto it = body.find("messages");
+  if (it == body.end() || !it->is_array() || it->empty())
+    return ApiError{400, "'messages' must be a non-empty list of messages", "messages"};
+  json messages = *it;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    json& m = messages[i];
+    std::string param = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return ApiError{400, param + " must be an object", param};
+    if (!m.contains("role") || !m["role"].is_string()) return ApiError{400, param + ".role must be a string", param + ".role"};
+    std::string role = m["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool" && role != "developer")
+      return ApiError{400, absl::StrCat(param, ".role '", role, "' is not one of system, user, assistant, tool"), param + ".role"};
+    if (role == "developer") m["role"] = "system";
+    if (auto err = normalise_content(model, m, i)) return *err;
+    if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+      if (!calls->is_array()) return ApiError{400, param + ".tool_calls must be a list", param + ".tool_calls"};
+      for (json& call : *calls) {
+        // Templates render arguments with tojson: give them the object, not the string OpenAI sends.
+        if (call.is_object() && call.contains("function") && call["function"].is_object()) {
+          json& fn = call["function"];
+          if (fn.contains("arguments") && fn["arguments"].is_string()) {
+            json parsed = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+            if (!parsed.is_discarded()) fn["arguments"] = parsed;
+          }
+        }
+      }
+    }
+  }
+  return messages;
+}
+
+struct ToolSelection {
+  bool render_tools = false;
+  bool parse_calls = false;
+  std::string prefix;  // forced start of the assistant turn
+};
+
+std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& model, const json& body) {
+  ToolSelection sel;
+  auto tools = body.find("tools");
+  bool has_tools = tools != body.end() && !tools->is_null();
+  if (has_tools) {
+    if (!tools->is_array()) return ApiError{400, "'tools' must be a list of tool definitions", "tools"};
+    for (const json& t : *tools) {
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
+          !t["function"].contains("name") || !t["function"]["name"].is_string())
+        return ApiError{400, "every tool must be {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}", "tools"};
+    }
+    if (tools->empty()) has_tools = false;
+  }
+  std::string choice = has_tools ? "auto" : "none";
+  std::string named;
+  if (auto tc = body.find("tool_choice"); tc != body.end() && !tc->is_null()) {
+    if (tc->is_string()) {
+      choice = tc->get<std::string>();
+      if (choice != "none" && choice != "auto" && choice != "required")
+        return ApiError{400, "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"};
+    } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
+               (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+      choice = "named";
+      named = (*tc)["function"]["name"].get<std::string>();
+    } else {
+      return ApiError{400, "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"};
+    }
+  }
+  if (choice == "none") return sel;
+  if (!has_tools) return ApiError{400, "'tool_choice' " + choice + " needs a non-empty 'tools' list", "tool_choice"};
+  if (model.tool_call_format != "hermes")
+    return ApiError{400, absl::StrCat("model '", model.name, "' has no tool-call format; send the request without 'tools'"), "tools"};
+  if (choice == "named") {
+    bool found = false;
+    for (const json& t : *tools) found |= t["function"]["name"] == named;
+    if (!found) return ApiError{400, "'tool_choice' names '" + named + "', which is not in 'tools'", "tool_choice"};
+    sel.prefix = "<tool_call>\n{\"name\": " + json(named).dump() + ", \"arguments\": ";
+  } else if (choice == "required") {
+    sel.prefix = "<tool_call>\n";
+  }
+  sel.render_tools = true;
+  sel.parse_calls = true;
+  return sel;
+}
+
+std::string max_len_message(int32_t max_model_len, int32_t prompt, int32_t completion, bool chat) {
+  if (completion == 0)
+    return absl::StrCat("This model's maximum context length is ", max_model_len, " tokens. However, your ",
+                        chat ? "messages" : "prompt", " resulted in ", prompt, " tokens. Please reduce the length of the ",
+                        chat ? "messages." : "prompt.");
+  return absl::StrCat("This model's maximum context length is ", max_model_len, " tokens. However, you requested ",
+                      prompt + completion, " tokens (", prompt, " in the ", chat ? "messages" : "prompt", ", ", completion,
+                      " in the completion). Please reduce the length of the ", chat ? "messages" : "prompt",
+                      " or completion.");
+}
+
+// Resolves sampling against the model defaults and the context limit for one prompt.
+std::variant<serving::GenerationParams, ApiError> resolve_params(const serving::ServedModel& model, const SamplingRequest& req,
+                                                                 int32_t prompt_len, bool chat) {
+  int32_t max_len = model.generator->max_model_len();
+  if (prompt_len >= max_len) return ApiError{400, max_len_message(max_len, prompt_len, 0, chat), chat ? "messages" : "prompt"};
+  serving::GenerationParams p;
+  p.max_tokens = req.max_tokens.value_or(max_len - prompt_len);
+  if (prompt_len + p.max_tokens > max_len)
+    return ApiError{400, max_len_message(max_len, prompt_len, p.max_tokens, chat), "max_tokens"};
+  p.min_tokens = req.min_tokens;
+  p.temperature = static_cast<float>(req.temperature.value_or(model.defaults.temperature));
+  p.top_p = static_cast<float>(req.top_p.value_or(model.defaults.top_p));
+  p.top_k = req.top_k.value_or(model.defaults.top_k);
+  p.min_p = static_cast<float>(req.min_p);
+  p.presence_penalty = static_cast<float>(req.presence_penalty);
+  p.frequency_penalty = static_cast<float>(req.frequency_penalty);
+  p.repetition_penalty = static_cast<float>(req.repetition_penalty.value_or(model.defaults.repetition_penalty));
+  p.logit_bias = req.logit_bias;
+  p.seed = req.seed;
+  p.stop_token_ids = req.stop_token_ids;
+  p.ignore_eos = req.ignore_eos;
+  p.logprobs = req.logprobs;
+  return p;
+}
+
+std::optional<uint64_t> choice_seed(const std::optional<uint64_t>& seed, int32_t choice) {
+  // n samples of one seeded request differ from each other yet repeat exactly across runs.
+  if (!seed) return std::nullopt;
+  return *seed + static_cast<uint64_t>(choice) * 0x9E3779B97F4A7C15ull;
+}
+
+}  // namespace
+
+std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedModel& model, const json& body,
+                                                       bool include_tools, std::string* tool_prefix) {
+  std::variant<json, ApiError> messages = validate_messages(model, body);
+  if (auto* err = std::get_if<ApiError>(&messages)) return *err;
+  ToolSelection tools;
+  if (include_tools) {
+    std::variant<ToolSelection, ApiError> sel = select_tools(model, body);
+    if (auto* err = std::get_if<ApiError>(&sel)) return *err;
+    tools = std::get<ToolSelection>(sel);
+  }
+  engine::ChatTemplate::Inputs inputs;
+  absl::StatusOr<engine::Value> msgs = engine::Value::from_json(std::get<json>(messages).dump());
+  if (!msgs.ok()) return ApiError{400, std::string(msgs.status().message()), "messages"};
+  inputs.messages = *msgs;
+  if (tools.render_tools) {
+    absl::StatusOr<engine::Value> t = engine::Value::from_json(body["tools"].dump());
+    if (!t.ok()) return ApiError{400, std::string(t.status().message()), "tools"};
+    inputs.tools = *t;
+  }
+  inputs.add_generation_prompt = true;
+  if (auto it = body.find("add_generation_prompt"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return ApiError{400, "'add_generation_prompt' must be a boolean", "add_generation_prompt"};
+    inputs.add_generation_prompt = it->get<bool>();
+  }
+  if (auto it = body.find("chat_template_kwargs"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
+    absl::StatusOr<engine::Value> extra = engine::Value::from_json(it->dump());
+    if (extra.ok()) inputs.extra = *extra;
+  }
+  absl::StatusOr<std::string> prompt = model.chat_template->render(inputs);
+  if (!prompt.ok()) return ApiError{400, absl::StrCat("the chat template rejected the messages: ", prompt.status().message()), "messages"};
+  if (tool_prefix) *tool_prefix = tools.prefix;
+  return *prompt + tools.prefix;
+}
+
+std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& model, const json& body) {
+  std::variant<SamplingRequest, ApiError> sampling =
+      parse_sampling_request(body, Endpoint::kChat, model.tokenizer->vocab_size());
+  if (auto* err = std::get_if<ApiError>(&sampling)) return *err;
+  const SamplingRequest& req = std::get<SamplingRequest>(sampling);
+  std::string tool_prefix;
+  std::variant<std::string, ApiError> prompt = render_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix);
+  if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
+  const std::string& text = std::get<std::string>(prompt);
+  std::vector<int32_t> ids = model.tokenizer->encode(text, /*add_special_tokens=*/false);
+  std::variant<serving::GenerationParams, ApiError> params = resolve_params(model, req, static_cast<int32_t>(ids.size()), true);
+  if (auto* err = std::get_if<ApiError>(&params)) return *err;
+
+  SessionOptions options;
+  options.kind = ResponseKind::kChat;
+  options.stream = req.stream;
+  options.include_usage = req.include_usage;
+  options.model_name = body["model"].get<std::string>();
+  options.prompt_token_counts = {static_cast<int32_t>(ids.size())};
+  bool tools_requested = !tool_prefix.empty() || (body.contains("tools") && body["tools"].is_array() && !body["tools"].empty() &&
+                                                  body.value("tool_choice", json("auto")) != json("none"));
+  for (int32_t i = 0; i < req.n; ++i) {
+    ChoiceSpec spec;
+    spec.prompt_ids = ids;
+    spec.params = std::get<serving::GenerationParams>(params);
+    spec.params.seed = choice_seed(req.seed, i);
+    spec.text.skip_special_tokens = req.skip_special_tokens;
+    spec.text.stop = req.stop;
+    spec.text.split_reasoning = model.reasoning_format == "deepseek-r1";
+    spec.text.starts_in_reasoning = spec.text.split_reasoning && ReasoningParser::prompt_opens_reasoning(text);
+    spec.text.parse_tool_calls = tools_requested && model.tool_call_format == "hermes";
+    spec.text.tool_call_prefix = tool_prefix;
+    options.choices.push_back(std::move(spec));
+  }
+  return options;
+}
+
+std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedModel& model, const json& body) {
+  std::variant<SamplingRequest, ApiError> sampling =
+      parse_sampling_request(body, Endpoint::kCompletions, model.tokenizer->vocab_size());
+  if (auto* err = std::get_if<ApiError>(&sampling)) return *err;
+  const SamplingRequest& req = std::get<SamplingRequest>(sampling);
+  if (body.contains("suffix") && !body["suffix"].is_null()) return ApiError{400, "'suffix' is not supported", "suffix"};
+  bool echo = false;
+  if (auto it = body.find("echo"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return ApiError{400, "'echo' must be a boolean", "echo"};
+    echo = it->get<bool>();
+  }
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) return ApiError{400, "'prompt' is required", "prompt"};
+  // prompt: a string, a list of strings, a list of token ids, or a list of lists of token ids.
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> prompt_texts;
+  int32_t vocab = model.tokenizer->vocab_size();
+  auto read_ids = [&](const json& list) -> std::optional<std::vector<int32_t>> {
+    std::vector<int32_t> ids;
+    for (const json& id : list) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) return std::nullopt;
+      ids.push_back(id.get<int32_t>());
+    }
+    return ids;
+  };
+  const std::string bad_prompt = "'prompt' must be a string, a list of strings, or token ids";
+  if (it->is_string()) {
+    prompt_texts.push_back(it->get<std::string>());
+  } else if (it->is_array() && !it->empty() && (*it)[0].is_string()) {
+    for (const json& p : *it) {
+      if (!p.is_string()) return ApiError{400, bad_prompt, "prompt"};
+      prompt_texts.push_back(p.get<std::string>());
+    }
+  } else if (it->is_array() && !it->empty() && (*it)[0].is_array()) {
+    for (const json& p : *it) {
+      auto ids = p.is_array() ? read_ids(p) : std::nullopt;
+      if (!ids || ids->empty()) return ApiError{400, absl::StrCat("'prompt' token ids must be in [0, ", vocab, ")"), "prompt"};
+      prompts.push_back(*ids);
+    }
+  } else if (it->is_array() && !it->empty()) {
+    auto ids = read_ids(*it);
+    if (!ids) return ApiError{400, absl::StrCat("'prompt' token ids must be in [0, ", vocab, ")"), "prompt"};
+    prompts.push_back(*ids);
+  } else {
+    return ApiError{400, bad_prompt, "prompt"};
+  }
+  for (const std::string& t : prompt_texts) prompts.push_back(model.tokenizer->encode(t, /*add_special_tokens=*/true));
+  if (prompts.size() > 64) return ApiError{400, "at most 64 prompts per request", "prompt"};
+
+  SessionOptions options;
+  options.kind = ResponseKind::kCompletion;
+  options.stream = req.stream;
+  options.include_usage = req.include_usage;
+  options.model_name = body["model"].get<std::string>();
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    if (prompts[p].empty()) return ApiError{400, "'prompt' must not be empty", "prompt"};
+    std::variant<serving::GenerationParams, ApiError> params =
+        resolve_params(model, req, static_cast<int32_t>(prompts[p].size()), false);
+    if (auto* err = std::get_if<ApiError>(&params)) return *err;
+    options.prompt_token_counts.push_back(static_cast<int32_t>(prompts[p].size()));
+    for (int32_t i = 0; i < req.n; ++i) {
+      ChoiceSpec spec;
+      spec.prompt_ids = prompts[p];
+      spec.params = std::get<serving::GenerationParams>(params);
+      spec.params.seed = choice_seed(req.seed, i);
+      spec.text.skip_special_tokens = req.skip_special_tokens;
+      spec.text.stop = req.stop;
+      if (echo)
+        spec.echo_prefix = p < prompt_texts.size() ? prompt_texts[p] : model.tokenizer->decode(prompts[p], false);
+      options.choices.push_back(std::move(spec));
+    }
+  }
+  return options;
+}
+
+}  // namespace bm::daemon::openai

@@ -1,0 +1,92 @@
+#pragma once
+// Owns the loaded engines: serves a model (resolve its folder, pick the backend and GPUs, load tokenizer,
+// template and engine, with progress), stops one, lists them, and persists what is served in the state dir so
+// that a restarted daemon serves the same models again.
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "daemon/serving/served_model.h"
+
+namespace bm::daemon::serving {
+
+struct ServeProgress {
+  std::string phase;    // resolving | reading weights | allocating KV cache | ready
+  std::string message;
+  double fraction = -1;
+};
+using ProgressCallback = std::function<void(const ServeProgress&)>;
+
+struct ServeCommand {
+  std::string name;  // catalog name or model folder
+  ServeSettings settings;
+};
+
+// A loaded model folder, as the adapter hands it back.
+struct LoadedEngine {
+  std::shared_ptr<const engine::Tokenizer> tokenizer;
+  std::shared_ptr<const engine::ChatTemplate> chat_template;
+  std::unique_ptr<Generator> generator;
+  SamplingDefaults defaults;
+  std::string backend;
+  int64_t weight_bytes = 0;
+  int64_t kv_cache_bytes = 0;
+};
+
+// Where a served name comes from (catalog facts and the snapshot folder).
+struct ResolvedModel {
+  std::string name;
+  std::string repo_id;
+  std::string path;
+  std::string modality = "T";
+  std::string tool_call_format = "none";
+  std::string reasoning_format = "none";
+};
+
+// The two engine-facing steps, implemented in engine_adapter.cpp over the engine library (and replaceable in
+// tests).
+struct EngineFactory {
+  std::function<absl::StatusOr<ResolvedModel>(const std::string& name, const ServeSettings&)> resolve;
+  std::function<absl::StatusOr<LoadedEngine>(const ResolvedModel&, const ServeSettings&, const ProgressCallback&)> load;
+};
+EngineFactory default_engine_factory();
+
+class EngineManager {
+ public:
+  EngineManager(std::string state_dir, ModelRegistry& registry, EngineFactory factory, int num_gpus);
+  ~EngineManager();
+
+  absl::StatusOr<std::shared_ptr<ServedModel>> serve(const ServeCommand& command, const ProgressCallback& progress);
+  absl::StatusOr<std::shared_ptr<ServedModel>> stop(const std::string& name);
+  std::vector<std::shared_ptr<ServedModel>> list() const { return registry_.list(); }
+  bool is_served(const std::string& name_or_repo_id) const { return registry_.find(name_or_repo_id) != nullptr; }
+
+  // Serves again what the state dir says was served, each in the background; failures are reported per model.
+  void restore();
+  // Daemon shutdown: unloads every engine (aborting its requests) but keeps the state file as it is, so the
+  // next start serves the same models.
+  void shutdown();
+  std::string state_file() const;
+
+ private:
+  absl::Status persist() const;
+  absl::Status claim_gpus(const std::string& name, const std::vector<int32_t>& gpus);
+  void release_gpus(const std::string& name);
+
+  std::string state_dir_;
+  ModelRegistry& registry_;
+  EngineFactory factory_;
+  int num_gpus_ = 0;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::vector<int32_t>> gpu_claims_;  // model name → GPUs it holds
+  std::map<std::string, ServeCommand> commands_;            // what to restore
+  std::vector<std::thread> restore_threads_;
+};
+
+}  // namespace bm::daemon::serving

@@ -1,0 +1,82 @@
+#pragma once
+// What the OpenAI layer needs from a loaded engine: submit a tokenised prompt, receive tokens as they come,
+// abort. The engine adapter implements it over engine::Engine; tests implement it with a scripted fake.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace bm::daemon::serving {
+
+struct GenerationParams {
+  int32_t max_tokens = 16;
+  int32_t min_tokens = 0;
+  float temperature = 1.0f;  // 0: greedy
+  float top_p = 1.0f;
+  int32_t top_k = -1;        // -1: off
+  float min_p = 0.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  std::map<int32_t, float> logit_bias;
+  std::optional<uint64_t> seed;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  int32_t logprobs = -1;  // -1: none; else top alternatives per token
+};
+
+struct TokenLogprob {
+  int32_t token_id = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  // best first
+};
+
+enum class FinishReason { kStop, kLength, kAbort, kError };
+
+struct GenerationEvent {
+  std::vector<int32_t> token_ids;      // new tokens since the last event
+  std::vector<TokenLogprob> logprobs;  // one per new token, when asked for
+  std::optional<FinishReason> finish;  // set on the last event
+  std::string error;                   // with FinishReason::kError
+  int32_t num_prompt_tokens = 0;
+  int32_t num_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
+};
+
+using EventCallback = std::function<void(GenerationEvent)>;
+
+class GenerationHandle {
+ public:
+  virtual ~GenerationHandle() = default;
+  // Stops generation and frees its KV blocks; the callback then gets a kAbort event (if not already finished).
+  // Only enqueues the abort, so it is safe from any thread, the engine callback included.
+  virtual void abort() = 0;
+};
+
+struct GeneratorStats {
+  int64_t kv_capacity_tokens = 0;
+  int64_t num_kv_blocks = 0;
+  int64_t num_kv_blocks_in_use = 0;
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  int64_t num_preemptions = 0;
+};
+
+class Generator {
+ public:
+  virtual ~Generator() = default;
+  // The callback runs on the engine's thread: it must be quick and must not call back into the generator.
+  virtual absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
+                                                                   const GenerationParams& params,
+                                                                   EventCallback on_event) = 0;
+  virtual GeneratorStats stats() const = 0;
+  virtual int32_t max_model_len() const = 0;
+  virtual int32_t max_num_seqs() const = 0;
+};
+
+}  // namespace bm::daemon::serving

@@ -1,0 +1,46 @@
+#include "daemon/serving/served_model.h"
+
+#include <algorithm>
+
+namespace bm::daemon::serving {
+
+std::string ServedModel::error() const {
+  std::lock_guard<std::mutex> lock(error_mutex_);
+  return error_;
+}
+
+void ServedModel::set_failed(std::string error) {
+  {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    error_ = std::move(error);
+  }
+  state_ = ModelState::kFailed;
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::find(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& m : models_)
+    if (m->answers_to(id)) return m;
+  return nullptr;
+}
+
+std::vector<std::shared_ptr<ServedModel>> ModelRegistry::list() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return models_;
+}
+
+void ModelRegistry::add(std::shared_ptr<ServedModel> model) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  models_.push_back(std::move(model));
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::remove(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = std::find_if(models_.begin(), models_.end(), [&](const auto& m) { return m->answers_to(id); });
+  if (it == models_.end()) return nullptr;
+  std::shared_ptr<ServedModel> removed = *it;
+  models_.erase(it);
+  return removed;
+}
+
+}  // namespace bm::daemon::serving

@@ -1,0 +1,93 @@
+#pragma once
+// One model the daemon serves: what it is (catalog facts), how to turn chat into tokens (tokenizer, template),
+// the engine behind it (a Generator), its options, state and metrics.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "daemon/openai/metrics.h"
+#include "daemon/serving/generator.h"
+
+namespace bm::engine {
+class Tokenizer;
+class ChatTemplate;
+}  // namespace bm::engine
+
+namespace bm::daemon::serving {
+
+// Sampling defaults from generation_config.json, used where a request leaves a field unset (as vLLM's
+// --generation-config auto does).
+struct SamplingDefaults {
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = -1;
+  float repetition_penalty = 1.0f;
+};
+
+struct ServeSettings {
+  std::string hub;
+  std::string local_dir;
+  std::string backend = "auto";  // auto | cuda | cpu
+  std::vector<int32_t> gpus;
+  int32_t max_model_len = 0;
+  double gpu_memory_utilization = 0.9;
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 0;
+  uint64_t seed = 2025;
+  std::string api_key;
+  uint64_t kv_cache_bytes = 0;
+};
+
+enum class ModelState { kLoading, kReady, kFailed };
+
+class ServedModel {
+ public:
+  // Identity: the catalog name (or folder name) and the repo id both address it.
+  std::string name;
+  std::string repo_id;
+  std::string path;            // snapshot folder
+  std::string modality = "T";  // "T" or "T&I+&V+"
+  std::string tool_call_format = "none";   // none | hermes
+  std::string reasoning_format = "none";   // none | deepseek-r1
+  ServeSettings settings;
+  std::string backend;         // the backend actually used
+  std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
+
+  std::shared_ptr<const engine::Tokenizer> tokenizer;
+  std::shared_ptr<const engine::ChatTemplate> chat_template;
+  std::unique_ptr<Generator> generator;
+  SamplingDefaults defaults;
+  std::vector<int32_t> eos_token_ids;
+  int64_t weight_bytes = 0;
+  int64_t kv_cache_bytes = 0;
+  openai::ModelMetrics metrics;
+
+  ModelState state() const { return state_.load(); }
+  std::string error() const;
+  void set_ready() { state_ = ModelState::kReady; }
+  void set_failed(std::string error);
+  bool answers_to(const std::string& id) const { return id == name || id == repo_id; }
+
+ private:
+  std::atomic<ModelState> state_{ModelState::kLoading};
+  mutable std::mutex error_mutex_;
+  std::string error_;
+};
+
+// The served models, by name and repo id; shared by the gRPC Serving service and the HTTP API.
+class ModelRegistry {
+ public:
+  std::shared_ptr<ServedModel> find(const std::string& name_or_repo_id) const;
+  std::vector<std::shared_ptr<ServedModel>> list() const;
+  void add(std::shared_ptr<ServedModel> model);
+  std::shared_ptr<ServedModel> remove(const std::string& name_or_repo_id);
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::shared_ptr<ServedModel>> models_;
+};
+
+}  // namespace bm::daemon::serving

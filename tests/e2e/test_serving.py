@@ -1,0 +1,365 @@
+"""Serving end to end: `bmserver chat serve` a tiny random-weight model on the CPU backend, then drive the
+OpenAI API with the official `openai` SDK, curl-style raw HTTP, and hostile clients."""
+import concurrent.futures
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import Daemon, binary
+from serving_fixture import ServedDaemon, http, make_tiny_model
+
+try:
+    import openai
+except ImportError:  # the venv provides it; without it the SDK tests cannot run
+    openai = None
+
+
+def metric(text, name, model=None):
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if model is None or f'model_name="{model}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class ServingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.served = ServedDaemon(flavours=("qwen2.5", "r1-qwen"))
+        cls.model = cls.served.name("qwen2.5")
+        cls.r1 = cls.served.name("r1-qwen")
+        cls.base = cls.served.base
+        if openai is not None:
+            cls.client = openai.OpenAI(base_url=cls.base + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.served.close()
+
+    def require_sdk(self):
+        if openai is None:
+            self.fail("the openai package is missing: run deploy/run-tests.sh (it installs tests/requirements.txt)")
+
+    # --- the model is there -------------------------------------------------------------------------------
+    def test_models_and_health(self):
+        status, body = http("GET", self.base + "/health")
+        self.assertEqual(status, 200, body)
+        status, body = http("GET", self.base + "/v1/models")
+        ids = [m["id"] for m in json.loads(body)["data"]]
+        self.assertIn(self.model, ids)
+        status, body = http("GET", self.base + "/v1/models/" + self.model)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["max_model_len"], 4096)
+
+    def test_ps_lists_model(self):
+        ps = self.served.daemon.cli_json("chat", "ps")
+        names = {m["name"]: m for m in ps["models"]}
+        self.assertIn(self.model, names)
+        m = names[self.model]
+        self.assertEqual(m["state"], "ready")
+        self.assertEqual(m["backend"], "cpu")
+        self.assertGreater(int(m["kv_capacity_tokens"]), 0)
+        table = self.served.daemon.cli("chat", "ps")
+        self.assertIn(self.model, table.stdout)
+
+    # --- chat through the SDK -------------------------------------------------------------------------------
+    def test_chat_non_streaming(self):
+        self.require_sdk()
+        r = self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "Hello"}],
+                                                max_tokens=8, temperature=0, extra_body={"ignore_eos": True})
+        self.assertEqual(len(r.choices), 1)
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assertIsInstance(r.choices[0].message.content, str)
+        self.assertEqual(r.usage.completion_tokens, 8)
+        self.assertGreater(r.usage.prompt_tokens, 10)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + 8)
+
+    def test_chat_streaming_matches_non_streaming(self):
+        self.require_sdk()
+        kw = dict(model=self.model, messages=[{"role": "user", "content": "Count to five"}], max_tokens=12,
+                  temperature=0, extra_body={"ignore_eos": True})
+        whole = self.client.chat.completions.create(**kw).choices[0].message.content
+        chunks = list(self.client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, whole)
+        finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        self.assertEqual(finals, ["length"])
+        self.assertEqual(chunks[-1].choices, [])
+        self.assertEqual(chunks[-1].usage.completion_tokens, 12)
+
+    def test_seed_reproducible_and_n(self):
+        self.require_sdk()
+        kw = dict(model=self.model, messages=[{"role": "user", "content": "Tell me a story"}], max_tokens=10,
+                  temperature=1.0, seed=1234, n=3, extra_body={"ignore_eos": True})
+        a = self.client.chat.completions.create(**kw)
+        b = self.client.chat.completions.create(**kw)
+        self.assertEqual(len(a.choices), 3)
+        self.assertEqual([c.message.content for c in a.choices], [c.message.content for c in b.choices])
+        self.assertEqual(sorted(c.index for c in a.choices), [0, 1, 2])
+        self.assertGreater(len({c.message.content for c in a.choices}), 1, "n samples should differ")
+
+    def test_logprobs(self):
+        self.require_sdk()
+        r = self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "Hi"}],
+                                                max_tokens=4, temperature=0, logprobs=True, top_logprobs=3,
+                                                extra_body={"ignore_eos": True})
+        content = r.choices[0].logprobs.content
+        self.assertEqual(len(content), 4)
+        for tok in content:
+            self.assertEqual(len(tok.top_logprobs), 3)
+            self.assertLessEqual(tok.logprob, 0.0)
+            # Greedy: the chosen token is the most likely one.
+            self.assertAlmostEqual(tok.logprob, tok.top_logprobs[0].logprob, places=4)
+
+    def test_stop_string(self):
+        self.require_sdk()
+        kw = dict(model=self.model, messages=[{"role": "user", "content": "Say something"}], temperature=0,
+                  extra_body={"ignore_eos": True})
+        full = self.client.chat.completions.create(max_tokens=24, **kw).choices[0].message.content
+        if len(full) < 6:
+            self.skipTest("the random model produced too little text to cut")
+        stop = full[len(full) // 2: len(full) // 2 + 3]
+        r = self.client.chat.completions.create(max_tokens=24, stop=[stop], **kw)
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        self.assertEqual(r.choices[0].message.content, full[: full.index(stop)])
+        streamed = "".join(c.choices[0].delta.content or "" for c in
+                           self.client.chat.completions.create(max_tokens=24, stop=[stop], stream=True, **kw) if c.choices)
+        self.assertEqual(streamed, full[: full.index(stop)])
+
+    def test_completions(self):
+        self.require_sdk()
+        r = self.client.completions.create(model=self.model, prompt="The capital of France is", max_tokens=5,
+                                           temperature=0, extra_body={"ignore_eos": True}, logprobs=2)
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assertEqual(r.usage.completion_tokens, 5)
+        self.assertEqual(len(r.choices[0].logprobs.tokens), 5)
+        echo = self.client.completions.create(model=self.model, prompt="Echo me", max_tokens=2, echo=True,
+                                              temperature=0, extra_body={"ignore_eos": True})
+        self.assertTrue(echo.choices[0].text.startswith("Echo me"))
+        s = list(self.client.completions.create(model=self.model, prompt=[1, 2, 3], max_tokens=3, stream=True,
+                                                temperature=0, extra_body={"ignore_eos": True}))
+        self.assertEqual(s[-1].choices[0].finish_reason, "length")
+
+    def test_reasoning_split_for_r1(self):
+        """The R1 template opens <think>: output before </think> is reasoning, after it content."""
+        self.require_sdk()
+        think_close = 151649  # </think> in DeepSeek-R1-Distill-Qwen's added tokens
+        status, body = http("POST", self.base + "/detokenize", {"model": self.r1, "tokens": [think_close]})
+        self.assertEqual(json.loads(body)["prompt"], "</think>")
+        # Bias the random model towards '</think>' and a few word tokens, so it closes the block somewhere.
+        word = json.loads(http("POST", self.base + "/tokenize", {"model": self.r1, "prompt": " ok",
+                                                                 "add_special_tokens": False})[1])["tokens"][0]
+        kw = dict(model=self.r1, messages=[{"role": "user", "content": "Why?"}], max_tokens=16, temperature=0,
+                  logit_bias={str(think_close): 8, str(word): 10}, extra_body={"ignore_eos": True})
+        raw = self.client.completions.create(model=self.r1, prompt=json.loads(http(
+            "POST", self.base + "/tokenize", {"model": self.r1, "messages": kw["messages"]})[1])["tokens"],
+            max_tokens=16, temperature=0, logit_bias=kw["logit_bias"], extra_body={"ignore_eos": True}).choices[0].text
+        r = self.client.chat.completions.create(**kw).choices[0].message
+        reasoning = getattr(r, "reasoning_content", None) or (r.model_extra or {}).get("reasoning_content")
+        if "</think>" in raw:
+            before, after = raw.split("</think>", 1)
+            self.assertEqual(reasoning or "", before)
+            self.assertEqual(r.content, after.lstrip("\n"))
+        else:
+            self.assertEqual(reasoning, raw)
+        streamed = list(self.client.chat.completions.create(stream=True, **kw))
+        s_reason = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in streamed if c.choices)
+        s_content = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        self.assertEqual(s_reason, reasoning or "")
+        self.assertEqual(s_content, r.content or "")
+
+    def test_tool_choice_named_starts_the_call(self):
+        """A named tool_choice renders the tools and opens the call in the prompt; output that does not complete
+        valid JSON stays content (valid calls through the real server: bm_daemon_tests' scripted generator)."""
+        self.require_sdk()
+        tools = [{"type": "function", "function": {"name": "get_time", "description": "current time",
+                                                   "parameters": {"type": "object", "properties": {}}}}]
+        messages = [{"role": "user", "content": "What time is it?"}]
+        named = {"type": "function", "function": {"name": "get_time"}}
+        status, body = http("POST", self.base + "/tokenize", {"model": self.model, "messages": messages, "tools": tools,
+                                                              "tool_choice": named})
+        tokens = json.loads(body)["tokens"]
+        prompt = json.loads(http("POST", self.base + "/detokenize", {"model": self.model, "tokens": tokens})[1])["prompt"]
+        self.assertIn("<tools>", prompt)
+        self.assertIn('"name": "get_time"', prompt)
+        self.assertTrue(prompt.endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_time", "arguments": '), prompt[-120:])
+        close = json.loads(http("POST", self.base + "/tokenize", {"model": self.model, "prompt": "</tool_call>"})[1])["tokens"]
+        self.assertEqual(len(close), 1)
+        r = self.client.chat.completions.create(model=self.model, messages=messages, tools=tools, tool_choice=named,
+                                                max_tokens=1, temperature=0, logit_bias={str(close[0]): 100},
+                                                extra_body={"ignore_eos": True})
+        self.assertFalse(r.choices[0].message.tool_calls)
+        self.assertTrue(r.choices[0].message.content.startswith("<tool_call>"))
+        bad = http("POST", self.base + "/v1/chat/completions", {"model": self.model, "messages": messages,
+                                                                 "tool_choice": {"type": "function", "function": {"name": "other"}},
+                                                                 "tools": tools})
+        self.assertEqual(bad[0], 400)
+
+    def test_tokenize_detokenize(self):
+        status, body = http("POST", self.base + "/tokenize", {"model": self.model, "prompt": "Hello world"})
+        self.assertEqual(status, 200, body)
+        tokens = json.loads(body)
+        self.assertEqual(tokens["tokens"], [9707, 1879])
+        self.assertEqual(tokens["count"], 2)
+        status, body = http("POST", self.base + "/detokenize", {"model": self.model, "tokens": [9707, 1879]})
+        self.assertEqual(json.loads(body)["prompt"], "Hello world")
+        status, body = http("POST", self.base + "/tokenize", {"model": self.model, "messages": [{"role": "user", "content": "hi"}]})
+        self.assertGreater(json.loads(body)["count"], 5)
+
+    def test_metrics(self):
+        http("POST", self.base + "/v1/completions", {"model": self.model, "prompt": "a", "max_tokens": 2, "ignore_eos": True})
+        status, text = http("GET", self.base + "/metrics")
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(metric(text, "bmserver:generation_tokens_total", self.model), 2)
+        self.assertIsNotNone(metric(text, "bmserver:kv_cache_usage_perc", self.model))
+        self.assertIn("bmserver:time_to_first_token_seconds_bucket", text)
+
+    # --- bad input ---------------------------------------------------------------------------------------
+    def assert_error(self, status_body, status, param=None):
+        got, body = status_body
+        self.assertEqual(got, status, body)
+        err = json.loads(body)["error"]
+        self.assertTrue(err["message"])
+        for key in ("type", "param", "code"):
+            self.assertIn(key, err)
+        if param:
+            self.assertEqual(err["param"], param)
+
+    def test_bad_requests(self):
+        url = self.base + "/v1/chat/completions"
+        msgs = [{"role": "user", "content": "x"}]
+        self.assert_error(http("POST", url, b"{not json"), 400)
+        self.assert_error(http("POST", url, b"[1,2]"), 400)
+        self.assert_error(http("POST", url, {"messages": msgs}), 400, "model")
+        self.assert_error(http("POST", url, {"model": "nope", "messages": msgs}), 404, "model")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": "hi"}), 400, "messages")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": msgs, "top_p": 1.5}), 400, "top_p")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": msgs, "max_tokens": -1}), 400, "max_tokens")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": msgs, "temperature": "hot"}), 400, "temperature")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": [{"role": "wizard", "content": "x"}]}), 400)
+        self.assert_error(http("POST", url, {"model": self.model, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}), 400)
+        self.assert_error(http("POST", url, {"model": self.model, "messages": msgs, "max_tokens": 100000}), 400, "max_tokens")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": [{"role": "user", "content": "word " * 5000}]}), 400, "messages")
+        self.assert_error(http("POST", url, {"model": self.model, "messages": msgs, "response_format": {"type": "json_schema"}}), 400)
+        self.assert_error(http("POST", url, b"x" * (33 << 20)), 413)
+        self.assert_error(http("GET", url), 405)
+        self.assert_error(http("GET", self.base + "/v1/nothing"), 404)
+        # The server is still fine.
+        self.assertEqual(http("GET", self.base + "/health")[0], 200)
+
+    def test_pipelined_and_slow_clients(self):
+        body = json.dumps({"model": self.model, "prompt": "hi", "max_tokens": 1}).encode()
+        req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        s = socket.create_connection(("127.0.0.1", self.served.daemon.http_port), timeout=60)
+        s.sendall(req * 3)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 3:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 3)
+        slow = socket.create_connection(("127.0.0.1", self.served.daemon.http_port), timeout=60)
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # and never more
+        self.assertEqual(http("GET", self.base + "/health")[0], 200)
+        slow.close()
+
+    def test_load_with_disconnects_frees_everything(self):
+        """256 concurrent streams, a third of them dropped mid-way: afterwards no KV block or connection is left."""
+        port = self.served.daemon.http_port
+        rng = random.Random(7)
+
+        def one(i):
+            body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": f"request {i}"}],
+                               "max_tokens": 6, "stream": True, "ignore_eos": True}).encode()
+            s = socket.create_connection(("127.0.0.1", port), timeout=300)
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            drop = rng.random() < 0.33
+            data = b""
+            try:
+                while b"[DONE]" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if drop and b"data:" in data:
+                        break
+            finally:
+                s.close()
+            return drop or b"[DONE]" in data
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=256) as pool:
+            results = list(pool.map(one, range(256)))
+        self.assertTrue(all(results))
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            text = http("GET", self.base + "/metrics")[1]
+            if (metric(text, "bmserver:kv_cache_usage_perc", self.model) == 0
+                    and metric(text, "bmserver:num_requests_running", self.model) == 0
+                    and metric(text, "bmserver:http_open_connections") <= 1):
+                break
+            time.sleep(0.5)
+        self.assertEqual(metric(text, "bmserver:kv_cache_usage_perc", self.model), 0.0, text)
+        self.assertEqual(metric(text, "bmserver:num_requests_running", self.model), 0)
+        self.assertLessEqual(metric(text, "bmserver:http_open_connections"), 1)
+
+
+class ServingLifecycleTest(unittest.TestCase):
+    def test_serve_errors_stop_and_restart_persistence(self):
+        import tempfile
+        root = tempfile.mkdtemp(prefix="bm-life-")
+        model = make_tiny_model(root)
+        d = Daemon().start()
+        try:
+            probe = d.cli("chat", "serve", model, "--backend", "cpu")
+            if probe.returncode != 0 and "no engine runtime yet" in probe.stderr:
+                self.assertEqual(len(probe.stderr.strip().splitlines()), 1)
+                self.skipTest("this build has no engine runtime yet: " + probe.stderr.strip())
+            d.cli("chat", "stop", os.path.basename(model))
+            bad = d.cli("chat", "serve", os.path.join(root, "missing"), "--backend", "cpu")
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+            ok = d.cli("chat", "serve", model, "--backend", "cpu", "--api-key", "k3y", "--kv-cache-bytes", str(16 << 20))
+            self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
+            self.assertIn("Serving", ok.stdout)
+            again = d.cli("chat", "serve", model, "--backend", "cpu")
+            self.assertNotEqual(again.returncode, 0)
+            self.assertIn("already served", again.stderr)
+            base = f"http://127.0.0.1:{d.http_port}"
+            name = os.path.basename(model)
+            body = {"model": name, "prompt": "hi", "max_tokens": 1}
+            self.assertEqual(http("POST", base + "/v1/completions", body)[0], 401)
+            self.assertEqual(http("POST", base + "/v1/completions", body, {"Authorization": "Bearer k3y"})[0], 200)
+            # Restart: the model is served again.
+            self.assertEqual(d.stop(), 0)
+            d2 = Daemon(workdir=d.workdir, http_port=d.http_port).start()
+            try:
+                deadline = time.time() + 120
+                while time.time() < deadline and http("GET", base + "/health")[0] != 200:
+                    time.sleep(0.2)
+                names = [m["name"] for m in d2.cli_json("chat", "ps")["models"]]
+                self.assertIn(name, names)
+                self.assertEqual(http("POST", base + "/v1/completions", body, {"Authorization": "Bearer k3y"})[0], 200)
+                stop = d2.cli("chat", "stop", name)
+                self.assertEqual(stop.returncode, 0, stop.stderr)
+                self.assertEqual(d2.cli_json("chat", "ps")["models"], [])
+                self.assertEqual(http("POST", base + "/v1/completions", body, {"Authorization": "Bearer k3y"})[0], 404)
+                self.assertNotEqual(d2.cli("chat", "stop", name).returncode, 0)
+            finally:
+                d2.close(remove=False)
+        finally:
+            d.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Makes a tiny random-weight model folder that bmserverd can serve on the CPU backend in tests.
+
+Architecture Qwen2ForCausalLM (or LlamaForCausalLM with --llama) at toy width, with the REAL tokenizer files of
+the family copied from ../shared/models (Qwen2.5: vocab.json + merges.txt + tokenizer_config.json; the R1-Distill
+flavour swaps in that family's chat template and special tokens), so prompts, templates and detokenization are
+the real ones while the weights are random. Written with numpy (bf16 bytes by hand), so CI needs no PyTorch.
+
+usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen] [--seed N]
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+
+def bf16_bytes(a):
+    """float32 array -> bf16 bytes (round to nearest even)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return rounded.tobytes()
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, array in tensors.items():
+        data = bf16_bytes(array)
+        header[name] = {"dtype": "BF16", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--flavour", default="qwen2.5", choices=["qwen2.5", "qwq", "r1-qwen"])
+    ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--shared", default=os.environ.get("BMSERVER_SHARED_DIR",
+                                                       os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")))
+    args = ap.parse_args()
+    models = os.path.join(args.shared, "models")
+    qwen = os.path.join(models, "Qwen", "Qwen2.5-7B-Instruct")
+    if not os.path.exists(os.path.join(qwen, "vocab.json")):
+        sys.exit(f"missing {qwen}/vocab.json (shared/models not found)")
+    os.makedirs(args.out, exist_ok=True)
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copyfile(os.path.join(qwen, f), os.path.join(args.out, f))
+    tok_cfg = json.load(open(os.path.join(qwen, "tokenizer_config.json")))
+    if args.flavour == "qwq":
+        qwq = json.load(open(os.path.join(models, "Qwen", "QwQ-32B", "tokenizer_config.json")))
+        tok_cfg = qwq
+    elif args.flavour == "r1-qwen":
+        added = json.load(open(os.path.join(models, "deepseek-ai", "DeepSeek-R1-Distill-Qwen-1.5B", "added_tokens.derived.json")))
+        template = open(os.path.join(models, "templates", "DeepSeek-R1-Distill.from-tokenizer_config.jinja")).read()
+        decoder = {}
+        for entry in (added if isinstance(added, list) else added.get("added_tokens", [])):
+            decoder[str(entry["id"])] = {"content": entry["content"], "lstrip": False, "normalized": False,
+                                         "rstrip": False, "single_word": False, "special": entry.get("special", True)}
+        tok_cfg = {"add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder,
+                   "bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>",
+                   "pad_token": "<｜end▁of▁sentence｜>", "chat_template": template, "clean_up_tokenization_spaces": False,
+                   "model_max_length": 16384, "tokenizer_class": "LlamaTokenizerFast", "legacy": True}
+    json.dump(tok_cfg, open(os.path.join(args.out, "tokenizer_config.json"), "w"), ensure_ascii=False, indent=2)
+
+    vocab = 151936
+    hidden, layers, heads, kv_heads, inter = 64, 2, 4, 2, 128
+    head_dim = hidden // heads
+    eos = [151645, 151643] if args.flavour != "r1-qwen" else 151643
+    config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": hidden,
+              "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
+              "num_key_value_heads": kv_heads, "hidden_act": "silu", "max_position_embeddings": 4096,
+              "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+              "vocab_size": vocab, "bos_token_id": 151643, "eos_token_id": eos, "use_sliding_window": False,
+              "sliding_window": 4096, "max_window_layers": layers, "attention_dropout": 0.0,
+              "initializer_range": 0.02, "use_cache": True}
+    json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
+    gen = {"bos_token_id": 151643, "eos_token_id": eos, "do_sample": True, "temperature": 0.7, "top_p": 0.8,
+           "top_k": 20, "repetition_penalty": 1.05}
+    json.dump(gen, open(os.path.join(args.out, "generation_config.json"), "w"), indent=2)
+
+    rng = np.random.default_rng(args.seed)
+    def w(*shape, scale=0.05):
+        return rng.standard_normal(shape, dtype=np.float32) * scale
+    t = {"model.embed_tokens.weight": w(vocab, hidden, scale=0.5), "model.norm.weight": np.ones(hidden, np.float32)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = np.ones(hidden, np.float32)
+        t[p + "post_attention_layernorm.weight"] = np.ones(hidden, np.float32)
+        t[p + "self_attn.q_proj.weight"] = w(heads * head_dim, hidden)
+        t[p + "self_attn.q_proj.bias"] = w(heads * head_dim)
+        t[p + "self_attn.k_proj.weight"] = w(kv_heads * head_dim, hidden)
+        t[p + "self_attn.k_proj.bias"] = w(kv_heads * head_dim)
+        t[p + "self_attn.v_proj.weight"] = w(kv_heads * head_dim, hidden)
+        t[p + "self_attn.v_proj.bias"] = w(kv_heads * head_dim)
+        t[p + "self_attn.o_proj.weight"] = w(hidden, heads * head_dim)
+        t[p + "mlp.gate_proj.weight"] = w(inter, hidden)
+        t[p + "mlp.up_proj.weight"] = w(inter, hidden)
+        t[p + "mlp.down_proj.weight"] = w(hidden, inter)
+    write_safetensors(os.path.join(args.out, "model.safetensors"), t)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

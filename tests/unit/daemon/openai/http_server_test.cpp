@@ -1,0 +1,201 @@
+#include "daemon/openai/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace bm::daemon::openai {
+namespace {
+
+// A blocking loopback client speaking raw bytes, so the tests see exactly what goes over the wire.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    timeval tv{5, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawClient() { close_now(); }
+  bool connected() const { return connected_; }
+  void send(const std::string& bytes) { ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+  // Reads until `needle` has arrived (or EOF / timeout).
+  std::string read_until(const std::string& needle) {
+    while (buffer_.find(needle) == std::string::npos) {
+      char buf[4096];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      buffer_.append(buf, static_cast<size_t>(n));
+    }
+    size_t end = buffer_.find(needle);
+    if (end == std::string::npos) return std::exchange(buffer_, {});
+    std::string out = buffer_.substr(0, end + needle.size());
+    buffer_.erase(0, end + needle.size());
+    return out;
+  }
+  bool closed_by_peer() {
+    char c;
+    ssize_t n = recv(fd_, &c, 1, 0);
+    return n == 0;
+  }
+  void close_now() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buffer_;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void start(Handler handler, HttpServerOptions options = {}) {
+    options.port = 0;
+    options.num_threads = 2;
+    server_ = std::make_unique<HttpServer>(options, std::move(handler));
+    ASSERT_TRUE(server_->start().ok());
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+  std::unique_ptr<HttpServer> server_;
+};
+
+Handler echo_handler() {
+  return [](const HttpRequest& req, std::shared_ptr<Exchange> ex) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = req.method + " " + req.path + " " + req.body + " " + req.header("X-Test");
+    ex->respond(std::move(r));
+  };
+}
+
+TEST_F(HttpServerTest, AnswersAndKeepsTheConnectionAlive) {
+  start(echo_handler());
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.connected());
+  c.send("POST /a?x=1 HTTP/1.1\r\nHost: h\r\nX-Test: yes\r\nContent-Length: 3\r\n\r\nabc");
+  std::string first = c.read_until("POST /a abc yes");
+  EXPECT_NE(first.find("HTTP/1.1 200 OK"), std::string::npos) << first;
+  EXPECT_NE(first.find("Content-Length: 15"), std::string::npos) << first;
+  c.send("GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(c.read_until("GET /b  ").find("200 OK"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsAnswerInOrder) {
+  start(echo_handler());
+  RawClient c(server_->port());
+  c.send("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string all = c.read_until("GET /3  ");
+  size_t p1 = all.find("GET /1"), p2 = all.find("GET /2"), p3 = all.find("GET /3");
+  ASSERT_NE(p1, std::string::npos);
+  ASSERT_NE(p2, std::string::npos);
+  EXPECT_LT(p1, p2);
+  EXPECT_LT(p2, p3);
+}
+
+TEST_F(HttpServerTest, OversizedBodyGets413AndClose) {
+  HttpServerOptions options;
+  options.max_body_bytes = 100;
+  start(echo_handler(), options);
+  RawClient c(server_->port());
+  c.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'a'));
+  std::string response = c.read_until("}}");
+  EXPECT_NE(response.find("413"), std::string::npos) << response;
+  EXPECT_NE(response.find("\"error\""), std::string::npos);
+}
+
+TEST_F(HttpServerTest, MalformedRequestGets400) {
+  start(echo_handler());
+  RawClient c(server_->port());
+  c.send("THIS IS NOT HTTP\r\n\r\n");
+  std::string response = c.read_until("}}");
+  EXPECT_NE(response.find("400"), std::string::npos) << response;
+}
+
+TEST_F(HttpServerTest, SlowHeadersAreDropped) {
+  HttpServerOptions options;
+  options.header_timeout_seconds = 1;
+  start(echo_handler(), options);
+  RawClient c(server_->port());
+  c.send("GET / HTTP/1.1\r\nHost: h\r\n");  // never finishes its headers
+  EXPECT_TRUE(c.closed_by_peer());
+  RawClient d(server_->port());  // the server still serves others
+  d.send("GET /ok HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(d.read_until("GET /ok  ").find("200"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StreamsChunksThenKeepsAlive) {
+  start([](const HttpRequest& req, std::shared_ptr<Exchange> ex) {
+    if (req.path == "/plain") {
+      ex->respond({200, "text/plain", "after", {}});
+      return;
+    }
+    ex->begin_stream(200, "text/event-stream");
+    std::thread([ex] {
+      for (int i = 0; i < 3; ++i) ex->send("data: " + std::to_string(i) + "\n\n");
+      ex->send("data: [DONE]\n\n");
+      ex->end_stream();
+    }).detach();
+  });
+  RawClient c(server_->port());
+  c.send("POST /stream HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+  std::string body = c.read_until("0\r\n\r\n");
+  EXPECT_NE(body.find("Transfer-Encoding: chunked"), std::string::npos) << body;
+  EXPECT_NE(body.find("text/event-stream"), std::string::npos);
+  EXPECT_NE(body.find("data: 0\n\n"), std::string::npos);
+  EXPECT_NE(body.find("data: [DONE]"), std::string::npos);
+  c.send("GET /plain HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(c.read_until("after").find("200"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, ClientDisconnectIsReportedWhilePending) {
+  std::atomic<bool> disconnected{false};
+  std::shared_ptr<Exchange> held;
+  std::atomic<bool> got_request{false};
+  start([&](const HttpRequest&, std::shared_ptr<Exchange> ex) {
+    ex->on_disconnect([&] { disconnected = true; });
+    held = ex;  // never answered: like a long generation
+    got_request = true;
+  });
+  {
+    RawClient c(server_->port());
+    c.send("POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+    for (int i = 0; i < 200 && !got_request; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (int i = 0; i < 300 && !disconnected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(disconnected.load());
+  EXPECT_TRUE(held->is_disconnected());
+  held->respond({200, "text/plain", "too late", {}});  // harmless after the client left
+  held.reset();
+}
+
+TEST_F(HttpServerTest, ConnectionsAreReleased) {
+  start(echo_handler());
+  for (int i = 0; i < 20; ++i) {
+    RawClient c(server_->port());
+    c.send("GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    c.read_until("GET /x  ");
+  }
+  for (int i = 0; i < 200 && server_->stats().open_connections.load() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server_->stats().open_connections.load(), 0);
+  EXPECT_EQ(server_->stats().requests_total.load(), 20);
+}
+
+}  // namespace
+}  // namespace bm::daemon::openai
