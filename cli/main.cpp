@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/bench_commands.h"
 #include "cli/chat_download_commands.h"
 #include "cli/chat_store_commands.h"
 #include "cli/env_command.h"
@@ -107,6 +108,56 @@ int main(int argc, char** argv) {
   CLI::App* stop = chat->add_subcommand("stop", "unload a served model");
   stop->add_option("name", stop_name, "catalog name or repo id of a served model")->required();
   stop->callback([&] { action = [&] { return bm::cli::run_stop(global, stop_name); }; });
+  // chat benchmark [list | show | export] (cli/bench_commands.cpp)
+  bm::cli::BenchmarkArgs bench_args;
+  bm::cli::BenchmarkQueryArgs bench_query;
+  CLI::App* bench = chat->add_subcommand("benchmark", "benchmark a chat model (or any OpenAI endpoint) over a concurrency sweep");
+  bench->add_option("name", bench_args.name, "catalog name or model folder (with --endpoint: the name to store results under)");
+  bench->add_option("--hub", bench_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")->check(CLI::IsMember({"hf", "ms"}));
+  bench->add_option("--local-dir", bench_args.local_dir, "local model store DIR/{org}/{name}");
+  bench->add_option("--prompt-tokens", bench_args.prompt_tokens, "prompt tokens per request, chat template included (500)")
+      ->delimiter(',');
+  bench->add_option("--completion-tokens", bench_args.completion_tokens, "completion tokens per request, EOS ignored (500)")
+      ->delimiter(',');
+  bench->add_option("--seed", bench_args.seed, "random seed for prompts and the engine (2025)");
+  bench->add_option("--backend", bench_args.backend, "auto | cuda | cpu (when the model is not served yet)")
+      ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+  bench->add_option("--gpus", bench_args.gpus, "GPU indices, e.g. 0,1")->delimiter(',');
+  bench->add_option("--max-model-len", bench_args.max_model_len, "context length")->check(CLI::Range(1, 1 << 24));
+  bench->add_option("--gpu-memory-utilization", bench_args.gpu_memory_utilization, "fraction of GPU memory (0.9)")
+      ->check(CLI::Range(0.05, 1.0));
+  bench->add_option("--max-num-seqs", bench_args.max_num_seqs, "most sequences in a batch (256)")->check(CLI::Range(1, 4096));
+  bench->add_option("--kv-cache-bytes", bench_args.kv_cache_bytes, "cpu backend: KV cache size in bytes");
+  bench->add_option("--api-key", bench_args.api_key, "API key of the served model or of --endpoint");
+  bench->add_option("--endpoint", bench_args.endpoint, "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");
+  bench->add_option("--model", bench_args.model, "model id at --endpoint (default: the first it lists)");
+  bench->add_option("--max-concurrency", bench_args.max_concurrency, "--endpoint: sweep up to N (default: probe)")
+      ->check(CLI::Range(1, 256));
+  bench->add_flag("--no-store", bench_args.no_store, "measure and print only; store nothing");
+  bench->add_option("--csv", bench_args.csv_file, "also write the results as CSV to FILE");
+  bench->add_option("--plot", bench_args.plot_file, "also write an SVG plot (throughput, latency vs concurrency) to FILE");
+  bench->callback([&] {
+    if (!action) action = [&] {
+      if (bench_args.name.empty() && bench_args.endpoint.empty()) {
+        std::fprintf(stderr, "bmserver: name a model to benchmark, or give --endpoint URL\n");
+        return bm::cli::kExitUsage;
+      }
+      return bm::cli::run_benchmark(global, bench_args);
+    };
+  });
+  CLI::App* bench_list = bench->add_subcommand("list", "list the stored benchmark sweeps");
+  bench_list->callback([&] { action = [&] { return bm::cli::run_benchmark_list(global, bench_query); }; });
+  CLI::App* bench_show = bench->add_subcommand("show", "show every stored run of a model");
+  bench_show->add_option("model", bench_query.model, "model name as stored")->required();
+  bench_show->add_option("--csv", bench_query.csv_file, "also write the runs as CSV to FILE");
+  bench_show->add_option("--plot", bench_query.plot_file, "also write an SVG plot to FILE");
+  bench_show->callback([&] { action = [&] { return bm::cli::run_benchmark_show(global, bench_query); }; });
+  CLI::App* bench_export = bench->add_subcommand("export", "export stored runs as CSV (or JSON with -o json)");
+  bench_export->add_option("model", bench_query.model, "only this model (default: all)");
+  bench_export->add_option("--csv", bench_query.csv_file, "write to FILE instead of stdout");
+  bench_export->add_option("--plot", bench_query.plot_file, "also write an SVG plot to FILE");
+  bench_export->callback([&] { action = [&] { return bm::cli::run_benchmark_export(global, bench_query); }; });
+  // end of chat benchmark
   // ---- end of chat subcommands ----
 
   try {

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/version.h"
+#include "daemon/control/benchmarks_service.h"
 #include "daemon/control/control_server.h"
 #include "daemon/control/models_service.h"
 #include "daemon/control/serving_service.h"
@@ -70,7 +71,8 @@ int run_daemon(const DaemonOptions& options) {
       [&engines](const std::string& name, const std::string& repo_id) {
         return engines.is_served(name) || engines.is_served(repo_id);
       });
-  std::vector<grpc::Service*> services = {&system_service, &serving_service, &models_service};
+  control::BenchmarksService benchmarks_service(engines, options.state_dir, [&api] { return api.base_url(); });
+  std::vector<grpc::Service*> services = {&system_service, &serving_service, &models_service, &benchmarks_service};
 
   control::ControlServer server;
   control::ControlServerOptions server_options{*address, options.user_mode, options.tls_cert, options.tls_key,

@@ -1,5 +1,6 @@
 #include "daemon/openai/choice_text.h"
 
+#include "engine/tokenizer/incremental_detokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace bm::daemon::openai {

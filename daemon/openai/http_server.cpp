@@ -325,7 +325,7 @@ struct HttpServer::Impl {
   void accept() {
     acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec) {
-        if (ec == net::error::operation_aborted) return;
+        if (ec == net::error::operation_aborted || ec == net::error::bad_descriptor || stopped) return;
         spdlog::warn("http accept failed: {}", ec.message());
       } else {
         auto connection = std::make_shared<Connection>(std::move(socket), options, handler, stats, [this](Connection* c) {
@@ -394,11 +394,16 @@ void HttpServer::stop() {
     beast::error_code ec;
     if (impl_->acceptor) impl_->acceptor->close(ec);
   });
+  // Locked only while collecting: dropping the last reference runs the connection's close callback, which takes
+  // the same mutex.
+  std::vector<std::shared_ptr<Connection>> live;
   {
     std::lock_guard<std::mutex> lock(impl_->connections_mutex);
     for (auto& weak : impl_->weak_connections)
-      if (auto c = weak.lock()) c->close_from_server();
+      if (auto c = weak.lock()) live.push_back(std::move(c));
   }
+  for (auto& c : live) c->close_from_server();
+  live.clear();
   impl_->work.reset();
   // Connections close on their strands; pending exchanges are told the client is gone. Then the threads end.
   for (std::thread& t : impl_->threads) t.join();

@@ -1,0 +1,342 @@
+#include "cli/bench_commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <tuple>
+
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_format.h"
+#include "bmserver/v1/benchmarks.grpc.pb.h"
+#include "cli/daemon_client.h"
+#include "cli/exit_codes.h"
+#include "cli/proto_json.h"
+#include "cli/table.h"
+
+namespace bm::cli {
+namespace {
+
+using bmserver::v1::BenchmarkEvent;
+using bmserver::v1::BenchmarkResult;
+
+std::string postgres_url_from_env() {
+  const char* url = std::getenv("BMSERVER_POSTGRES_URL");
+  return url ? url : "";
+}
+
+absl::StatusOr<DaemonClient> connect_or_report(const GlobalOptions& options, int& exit_code) {
+  absl::StatusOr<DaemonClient> client = DaemonClient::connect(options.daemon);
+  if (!client.ok()) {
+    std::fprintf(stderr, "bmserver: %s\n", std::string(client.status().message()).c_str());
+    exit_code = client.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitNoDaemon;
+  }
+  return client;
+}
+
+std::string fixed(double v, int digits) { return absl::StrFormat("%.*f", digits, v); }
+
+std::string kv_peak(double usage) { return usage < 0 ? "-" : absl::StrFormat("%.0f%%", usage * 100); }
+
+// The summary: one row per run, the numbers a person compares first.
+Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model) {
+  Table t;
+  if (with_model) t.add_column("MODEL");
+  for (const char* h : {"GPU", "PROMPT", "COMPL", "CONC", "ERR", "REQ/MIN", "OUT TOK/S", "TOTAL TOK/S", "TTFT P50",
+                        "TTFT P99", "TPOT P50", "ITL P50", "E2E P50", "E2E P99", "KV PEAK"})
+    t.add_column(h, std::string(h) == "GPU" ? Table::Align::kLeft : Table::Align::kRight);
+  for (const BenchmarkResult& r : results) {
+    std::vector<std::string> row;
+    if (with_model) row.push_back(r.model_name());
+    std::string gpu = r.nvidia_device_count() > 1 ? absl::StrFormat("%d× %s", r.nvidia_device_count(), r.nvidia_device_name())
+                                                  : r.nvidia_device_name();
+    for (std::string cell :
+         {gpu, std::to_string(r.num_prompt_tokens()), std::to_string(r.num_completion_tokens()),
+          std::to_string(r.num_requests()) + (r.num_requests() == r.max_requests() ? "*" : ""),
+          std::to_string(r.num_errors()), fixed(r.request_throughput_min(), 1), fixed(r.completion_token_throughput(), 1),
+          fixed(r.total_token_throughput(), 1), fixed(r.ttft_ms().p50(), 1) + " ms", fixed(r.ttft_ms().p99(), 1) + " ms",
+          fixed(r.tpot_ms().p50(), 2) + " ms", fixed(r.itl_ms().p50(), 2) + " ms", fixed(r.e2el_ms().p50() / 1000, 2) + " s",
+          fixed(r.e2el_ms().p99() / 1000, 2) + " s", kv_peak(r.peak_kv_usage())})
+      row.push_back(std::move(cell));
+    t.add_row(std::move(row));
+  }
+  return t;
+}
+
+// Columns of the CSV: the result's fields, distributions flattened (ttft_ms_p50 …), as in the results table.
+void csv_fields(const google::protobuf::Message& m, const std::string& prefix, bool header, std::vector<std::string>& out) {
+  const auto* d = m.GetDescriptor();
+  const auto* r = m.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    std::string name = prefix + f->name();
+    using FD = google::protobuf::FieldDescriptor;
+    if (f->cpp_type() == FD::CPPTYPE_MESSAGE) {
+      csv_fields(r->GetMessage(m, f), name + "_", header, out);
+      continue;
+    }
+    if (header) {
+      out.push_back(name);
+      continue;
+    }
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_INT32: out.push_back(std::to_string(r->GetInt32(m, f))); break;
+      case FD::CPPTYPE_INT64: out.push_back(std::to_string(r->GetInt64(m, f))); break;
+      case FD::CPPTYPE_DOUBLE: out.push_back(absl::StrFormat("%.17g", r->GetDouble(m, f))); break;
+      default: out.push_back(r->GetString(m, f)); break;
+    }
+  }
+}
+
+std::string csv_cell(const std::string& v) {
+  if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
+  std::string out = "\"";
+  for (char c : v) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string to_csv(const std::vector<BenchmarkResult>& results) {
+  std::string out;
+  auto line = [&out](const std::vector<std::string>& cells) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (i) out += ',';
+      out += csv_cell(cells[i]);
+    }
+    out += "\n";
+  };
+  std::vector<std::string> header;
+  csv_fields(BenchmarkResult::default_instance(), "", true, header);
+  line(header);
+  for (const BenchmarkResult& r : results) {
+    std::vector<std::string> cells;
+    csv_fields(r, "", false, cells);
+    line(cells);
+  }
+  return out;
+}
+
+bool write_file(const std::string& path, const std::string& text, const char* what) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) {
+    std::fprintf(stderr, "bmserver: cannot write the %s to %s\n", what, path.c_str());
+    return false;
+  }
+  return true;
+}
+
+std::string absolute(const std::string& path) {
+  std::error_code ec;
+  return path.empty() ? path : std::filesystem::absolute(path, ec).lexically_normal().string();
+}
+
+// Live progress: on a terminal one bar per run, redrawn in place; otherwise plain lines.
+class Progress {
+ public:
+  explicit Progress(bool tty) : tty_(tty) {}
+  void on_event(const BenchmarkEvent& e) {
+    if (e.kind() == "message" || e.kind() == "skipped") {
+      clear();
+      std::printf("%s\n", e.message().c_str());
+    } else if (e.kind() == "run_started") {
+      clear();
+      if (!tty_) std::printf("%s\n", e.message().c_str());
+      bar(e, 0);
+    } else if (e.kind() == "progress") {
+      bar(e, e.num_done());
+    } else if (e.kind() == "result") {
+      const BenchmarkResult& r = e.result();
+      clear();
+      std::printf("%d → %d tokens, %d concurrent: %.1f out tok/s, TTFT p50 %.1f ms, TPOT p50 %.2f ms%s\n",
+                  r.num_prompt_tokens(), r.num_completion_tokens(), r.num_requests(), r.completion_token_throughput(),
+                  r.ttft_ms().p50(), r.tpot_ms().p50(),
+                  r.num_errors() ? absl::StrFormat(", %d errors (%s)", r.num_errors(), r.first_error()).c_str() : "");
+    }
+    std::fflush(stdout);
+  }
+  void clear() {
+    if (tty_ && drawn_) std::printf("\r\033[K");
+    drawn_ = false;
+  }
+
+ private:
+  void bar(const BenchmarkEvent& e, int done) {
+    if (!tty_) return;
+    constexpr int kWidth = 30;
+    int total = std::max(1, e.num_requests());
+    int filled = done * kWidth / total;
+    std::string cells;
+    for (int i = 0; i < kWidth; ++i) cells += i < filled ? "█" : "░";
+    std::printf("\r\033[K%d → %d tokens, %d concurrent %s %d/%d", e.num_prompt_tokens(), e.num_completion_tokens(),
+                e.num_requests(), cells.c_str(), done, total);
+    drawn_ = true;
+  }
+  bool tty_;
+  bool drawn_ = false;
+};
+
+int list_results(const GlobalOptions& options, const BenchmarkQueryArgs& args, bool with_plot,
+                 bmserver::v1::ListBenchmarksResponse& response) {
+  int exit_code = kExitOk;
+  absl::StatusOr<DaemonClient> client = connect_or_report(options, exit_code);
+  if (!client.ok()) return exit_code;
+  auto stub = bmserver::v1::Benchmarks::NewStub(client->channel());
+  bmserver::v1::ListBenchmarksRequest request;
+  request.set_model_name(args.model);
+  request.set_postgres_url(postgres_url_from_env());
+  request.set_with_plot(with_plot);
+  grpc::Status status = stub->List(client->context().get(), request, &response);
+  if (!status.ok()) return report_rpc_error(status, client->address());
+  return kExitOk;
+}
+
+int write_outputs(const std::vector<BenchmarkResult>& results, const std::string& csv_file, const std::string& plot_file,
+                  const std::string& svg) {
+  if (!csv_file.empty()) {
+    if (!write_file(csv_file, to_csv(results), "CSV")) return kExitFailed;
+    std::fprintf(stderr, "wrote %s\n", csv_file.c_str());
+  }
+  if (!plot_file.empty()) {
+    if (!write_file(plot_file, svg, "plot")) return kExitFailed;
+    std::fprintf(stderr, "wrote %s\n", plot_file.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
+  int exit_code = kExitOk;
+  absl::StatusOr<DaemonClient> client = connect_or_report(options, exit_code);
+  if (!client.ok()) return exit_code;
+  bmserver::v1::RunBenchmarkRequest request;
+  request.mutable_store()->set_hub(args.hub);
+  request.mutable_store()->set_local_dir(absolute(args.local_dir));
+  // A model folder given relative to the caller's directory means nothing to the daemon: send it absolute.
+  std::string name = args.name;
+  std::error_code ec;
+  if (name.find('/') != std::string::npos && std::filesystem::is_directory(name, ec)) name = absolute(name);
+  request.set_name(name);
+  auto* serve = request.mutable_serve();
+  serve->set_backend(args.backend);
+  for (int32_t g : args.gpus) serve->add_gpus(g);
+  serve->set_max_model_len(args.max_model_len);
+  serve->set_gpu_memory_utilization(args.gpu_memory_utilization);
+  serve->set_max_num_seqs(args.max_num_seqs);
+  serve->set_seed(args.seed);
+  serve->set_kv_cache_bytes(args.kv_cache_bytes);
+  if (args.endpoint.empty()) serve->set_api_key(args.api_key);
+  for (int32_t p : args.prompt_tokens) request.add_prompt_tokens(p);
+  for (int32_t c : args.completion_tokens) request.add_completion_tokens(c);
+  request.set_seed(args.seed);
+  request.set_endpoint(args.endpoint);
+  request.set_api_key(args.endpoint.empty() ? "" : args.api_key);
+  request.set_model(args.model);
+  request.set_max_concurrency(args.max_concurrency);
+  request.set_postgres_url(postgres_url_from_env());
+  request.set_no_store(args.no_store);
+  request.set_with_plot(!args.plot_file.empty());
+
+  auto stub = bmserver::v1::Benchmarks::NewStub(client->channel());
+  auto context = client->open_context();
+  auto reader = stub->Run(context.get(), request);
+  bool json = options.output == OutputFormat::kJson;
+  Progress progress(!json && isatty(STDOUT_FILENO));
+  std::vector<BenchmarkResult> results;
+  BenchmarkEvent event, done;
+  while (reader->Read(&event)) {
+    if (event.kind() == "result") results.push_back(event.result());
+    if (event.kind() == "done") done = event;
+    if (!json) progress.on_event(event);
+  }
+  grpc::Status status = reader->Finish();
+  progress.clear();
+  if (!status.ok()) return report_rpc_error(status, client->address());
+  // Probing revises max_requests after a pair's first runs: the "done" event carries the runs as stored.
+  if (done.results_size() > 0) results.assign(done.results().begin(), done.results().end());
+  if (json) {
+    bmserver::v1::ListBenchmarksResponse out;
+    for (const auto& r : results) *out.add_results() = r;
+    out.set_store(done.store());
+    std::printf("%s\n", to_json(out).c_str());
+  } else {
+    std::printf("\n%s", summary_table(results, /*with_model=*/false).render().c_str());
+    std::printf("* = the maximum concurrency for the pair; times are medians and p99 over requests\n");
+    if (!done.store().empty()) std::printf("Stored %zu runs in %s\n", results.size(), done.store().c_str());
+  }
+  return write_outputs(results, args.csv_file, args.plot_file, done.plot_svg());
+}
+
+int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& args) {
+  bmserver::v1::ListBenchmarksResponse response;
+  if (int rc = list_results(options, args, false, response); rc != kExitOk) return rc;
+  if (options.output == OutputFormat::kJson) {
+    std::printf("%s\n", to_json(response).c_str());
+    return kExitOk;
+  }
+  // One line per sweep: (model, GPU, count, version, P, C) with its best output throughput.
+  using Key = std::tuple<std::string, std::string, int32_t, std::string, int32_t, int32_t>;
+  std::map<Key, std::vector<const BenchmarkResult*>> sweeps;
+  for (const auto& r : response.results())
+    sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(), r.num_prompt_tokens(),
+            r.num_completion_tokens()}]
+        .push_back(&r);
+  Table t;
+  for (const char* h : {"MODEL", "GPU", "VERSION", "PROMPT", "COMPL", "RUNS", "MAX CONC", "BEST OUT TOK/S", "MEASURED"})
+    t.add_column(h, std::string(h) == "MODEL" || std::string(h) == "GPU" || std::string(h) == "VERSION" ||
+                            std::string(h) == "MEASURED"
+                        ? Table::Align::kLeft
+                        : Table::Align::kRight);
+  for (const auto& [key, runs] : sweeps) {
+    double best = 0;
+    std::string newest;
+    for (const auto* r : runs) {
+      best = std::max(best, r->completion_token_throughput());
+      newest = std::max(newest, r->created_at());
+    }
+    const auto& [model, gpu, count, version, p, c] = key;
+    t.add_row({model, count > 1 ? absl::StrFormat("%d× %s", count, gpu) : gpu, version, std::to_string(p),
+               std::to_string(c), std::to_string(runs.size()), std::to_string(runs.front()->max_requests()),
+               fixed(best, 1), newest});
+  }
+  if (t.empty()) {
+    std::printf("No benchmark results in %s.\n", response.store().c_str());
+  } else {
+    std::printf("%s", t.render().c_str());
+  }
+  return kExitOk;
+}
+
+int run_benchmark_show(const GlobalOptions& options, const BenchmarkQueryArgs& args) {
+  bmserver::v1::ListBenchmarksResponse response;
+  if (int rc = list_results(options, args, !args.plot_file.empty(), response); rc != kExitOk) return rc;
+  std::vector<BenchmarkResult> results(response.results().begin(), response.results().end());
+  if (options.output == OutputFormat::kJson) {
+    std::printf("%s\n", to_json(response).c_str());
+  } else if (results.empty()) {
+    std::fprintf(stderr, "bmserver: no benchmark results for '%s' in %s\n", args.model.c_str(), response.store().c_str());
+    return kExitFailed;
+  } else {
+    std::printf("%s", summary_table(results, /*with_model=*/false).render().c_str());
+  }
+  return write_outputs(results, args.csv_file, args.plot_file, response.plot_svg());
+}
+
+int run_benchmark_export(const GlobalOptions& options, const BenchmarkQueryArgs& args) {
+  bmserver::v1::ListBenchmarksResponse response;
+  if (int rc = list_results(options, args, !args.plot_file.empty(), response); rc != kExitOk) return rc;
+  std::vector<BenchmarkResult> results(response.results().begin(), response.results().end());
+  if (options.output == OutputFormat::kJson) {
+    std::printf("%s\n", to_json(response).c_str());
+  } else if (args.csv_file.empty()) {
+    std::printf("%s", to_csv(results).c_str());
+  }
+  return write_outputs(results, args.csv_file, args.plot_file, response.plot_svg());
+}
+
+}  // namespace bm::cli

@@ -1,0 +1,38 @@
+#pragma once
+// Prompts of an exact token count, chat template included, built as the original did: random text from 100
+// common Chinese characters, lengthened or cut until the server's tokenizer counts exactly P tokens.
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace bm::daemon::bench {
+
+class OpenAiClient;
+
+// The token count of one user message holding `text`, after the chat template with the generation prompt.
+using TokenCountFn = std::function<absl::StatusOr<int32_t>(const std::string& text)>;
+
+// Counts with POST /tokenize {model, messages, add_generation_prompt: true} → {count}; servers without it
+// (404/405) are asked instead for a 1-token completion whose usage.prompt_tokens is the count.
+TokenCountFn server_token_counter(const OpenAiClient& client, const std::string& model);
+
+// The chat body of one benchmark request (stream, usage, ignore_eos, max_completion_tokens).
+std::string chat_request_body(const std::string& model, const std::string& text, int32_t max_completion_tokens);
+
+class PromptBuilder {
+ public:
+  PromptBuilder(TokenCountFn count, uint64_t seed) : count_(std::move(count)), rng_(seed) {}
+  // A user text whose chat prompt is exactly num_tokens tokens; each call gives a different text.
+  absl::StatusOr<std::string> build(int32_t num_tokens);
+
+ private:
+  std::string random_chars(int64_t n);
+  TokenCountFn count_;
+  std::mt19937_64 rng_;
+  int32_t overhead_ = -1;  // tokens of the template around an empty message
+};
+
+}  // namespace bm::daemon::bench

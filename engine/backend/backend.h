@@ -1,0 +1,124 @@
+#pragma once
+// The backend interface: memory and the handful of ops a Llama-family decoder needs. Model code
+// (engine/models) is written once against it; the CPU backend (engine/backend/cpu) is the reference and a CUDA
+// backend will implement the same interface from a dlopen'ed plugin. Nothing here assumes the bytes live in host
+// memory: buffers are handles, and bytes cross between host and backend only through the explicit copies.
+//
+// Conventions of every op:
+// - Ops run in the order they are issued (a stream). A backend may run them asynchronously; copy_to_host and
+//   synchronize() wait for everything issued before them.
+// - Tensors are row-major 2-D views [rows, cols] of a buffer; a vector is one row. Activations are F32.
+//   Weights are BF16 (as checkpoints ship them) or F32. Index tensors (token ids, positions, slots, tables) are I32.
+// - Accumulation is F32 whatever the storage type.
+// - Shapes and dtypes are preconditions: a mismatch is a bug in the caller and aborts (BM_CHECK), it is not an
+//   error status. Index *values* (token ids, block ids) are validated by the caller before they are uploaded.
+// - An output never aliases an input unless the op says so.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/model/dtype.h"
+
+namespace bm::engine {
+
+// Backend memory. Only the backend that allocated a buffer interprets it.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual int64_t size_bytes() const = 0;
+};
+
+// A row-major [rows, cols] view of a buffer, starting offset_bytes into it.
+struct Tensor {
+  Buffer* buffer = nullptr;
+  int64_t offset_bytes = 0;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t num_elements() const { return rows * cols; }
+  int64_t num_bytes() const { return num_elements() * dtype_size(dtype); }
+  // Rows [first, first + count) of this view.
+  Tensor row_slice(int64_t first, int64_t count) const {
+    return Tensor{buffer, offset_bytes + first * cols * dtype_size(dtype), dtype, count, cols};
+  }
+  // The same bytes seen with another row length (e.g. [tokens, heads * head_dim] as [tokens * heads, head_dim]).
+  Tensor reshaped(int64_t new_rows, int64_t new_cols) const {
+    return Tensor{buffer, offset_bytes, dtype, new_rows, new_cols};
+  }
+};
+
+// Tokens per paged-KV block; the same constant as engine/models/causal_lm.h (DESIGN §5).
+inline constexpr int32_t kKvBlockSize = 16;
+
+// One layer's paged KV cache. K and V are each [num_blocks * kKvBlockSize, num_kv_heads * head_dim], i.e. the
+// layout [num_blocks, kKvBlockSize, num_kv_heads, head_dim]; row `slot` = block * kKvBlockSize + offset.
+struct KvCacheLayer {
+  Tensor k;
+  Tensor v;
+};
+
+// Where each sequence's tokens sit in one step. All tensors are I32 on the backend.
+struct AttentionMetadata {
+  int32_t num_seqs = 0;
+  Tensor query_starts;  // [1, num_seqs + 1]: q rows of sequence s are [query_starts[s], query_starts[s + 1])
+  Tensor seq_lens;      // [1, num_seqs]: tokens of s in the cache after this step's store_kv (cached + new)
+  Tensor block_tables;  // [num_seqs, max_blocks_per_seq]: physical block ids; unused entries are ignored
+  // Bounds a device backend sizes its launch with; the CPU backend ignores them.
+  int32_t max_query_len = 0;
+  int32_t max_seq_len = 0;
+};
+
+struct AttentionShape {
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;  // divides num_heads (grouped-query attention)
+  int32_t head_dim = 0;
+  float scale = 1.0f;  // usually 1 / sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // ---- memory
+  virtual absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) = 0;
+  // Copies host bytes into the view (src.size() == dst.num_bytes()). The host bytes may be reused on return.
+  virtual void copy_to_device(std::span<const std::byte> src, const Tensor& dst) = 0;
+  // Waits for the ops issued before it, then copies the view into host memory.
+  virtual void copy_to_host(const Tensor& src, std::span<std::byte> dst) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- ops
+  // out[i] = table[ids[i]]. table [vocab, hidden] BF16/F32; ids [1, n]; out [n, hidden] F32.
+  virtual void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
+  // out[i] = weight * (x[i] / sqrt(mean(x[i]^2) + eps)). x, out [n, d] F32 (may alias); weight [1, d].
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) = 0;
+  // out = x · weightᵀ (+ bias). x [n, k] F32; weight [m, k] as stored by PyTorch's nn.Linear; bias [1, m] or
+  // null; out [n, m] F32.
+  virtual void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) = 0;
+  // Rotary embedding in place, rotate-half (GPT-NeoX) pairing as in Hugging Face Llama/Qwen2: within each head,
+  // element i pairs with i + head_dim/2 and turns by positions[t] * inv_freq[i]. x [n, heads * head_dim] F32;
+  // positions [1, n]; inv_freq [1, head_dim / 2] F32. The scaling variants (default, llama3, …) differ only in
+  // inv_freq, which the model computes.
+  virtual void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) = 0;
+  // Writes the new tokens' K and V rows ([n, kv_heads * head_dim] F32) into cache row slot_mapping[t].
+  virtual void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) = 0;
+  // Causal attention over the paged cache, for prefill chunks and decode alike: query row t of sequence s sits at
+  // position seq_lens[s] - (query_starts[s+1] - query_starts[s]) + (t - query_starts[s]) and attends to cache
+  // positions [0, that position]. q, out [n, num_heads * head_dim] F32. The cache must already hold this step's
+  // K/V (store_kv first).
+  virtual void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
+                               const AttentionShape& shape, const Tensor& out) = 0;
+  // out = silu(gate) * up, elementwise. [n, d] F32; out may alias gate or up.
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // out = a + b, elementwise F32; out may alias a or b (the residual stream).
+  virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out[r] = x[row_ids[r]] (picks the rows that need logits). x [n, d] F32; row_ids [1, r]; out [r, d].
+  virtual void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) = 0;
+};
+
+}  // namespace bm::engine

@@ -1,0 +1,159 @@
+#include "engine/backend/cpu/cpu_backend.h"
+
+#include <cstring>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "engine/backend/cpu/kernels.h"
+#include "engine/backend/cpu/thread_pool.h"
+
+namespace bm::engine {
+namespace {
+
+// Aligned for the widest vector loads; host memory owned by the buffer.
+class CpuBuffer final : public Buffer {
+ public:
+  static constexpr std::align_val_t kAlignment{64};
+
+  CpuBuffer(std::byte* data, int64_t size) : data_(data), size_(size) {}
+  ~CpuBuffer() override { ::operator delete[](data_, kAlignment); }
+  int64_t size_bytes() const override { return size_; }
+  std::byte* data() const { return data_; }
+
+ private:
+  std::byte* data_;
+  int64_t size_;
+};
+
+std::byte* bytes_of(const Tensor& tensor) {
+  BM_CHECK(tensor.buffer != nullptr);
+  BM_CHECK(tensor.offset_bytes >= 0 && tensor.rows >= 0 && tensor.cols >= 0);
+  BM_CHECK(tensor.offset_bytes + tensor.num_bytes() <= tensor.buffer->size_bytes());
+  return static_cast<CpuBuffer*>(tensor.buffer)->data() + tensor.offset_bytes;
+}
+
+float* f32(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kF32);
+  return reinterpret_cast<float*>(bytes_of(tensor));
+}
+
+const int32_t* i32(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kI32);
+  return reinterpret_cast<const int32_t*>(bytes_of(tensor));
+}
+
+cpu::ConstData weight_data(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
+  return cpu::ConstData{bytes_of(tensor), tensor.dtype};
+}
+
+cpu::KvCacheView kv_view(const KvCacheLayer& cache) {
+  BM_CHECK(cache.k.dtype == cache.v.dtype && cache.k.rows == cache.v.rows && cache.k.cols == cache.v.cols);
+  BM_CHECK(cache.k.dtype == DType::kBF16 || cache.k.dtype == DType::kF32);
+  BM_CHECK(cache.k.rows % kKvBlockSize == 0);
+  return cpu::KvCacheView{bytes_of(cache.k), bytes_of(cache.v), cache.k.dtype, cache.k.rows, cache.k.cols};
+}
+
+bool same_shape(const Tensor& a, const Tensor& b) { return a.rows == b.rows && a.cols == b.cols; }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options) : pool_(options.num_threads) {}
+
+  std::string_view name() const override { return "cpu"; }
+
+  absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) override {
+    BM_CHECK(num_bytes >= 0);
+    // Round up so that a vector load at the end of the last row stays inside the allocation.
+    const size_t rounded = static_cast<size_t>((num_bytes + 63) / 64 * 64 + 64);
+    auto* data = static_cast<std::byte*>(::operator new[](rounded, CpuBuffer::kAlignment, std::nothrow));
+    if (data == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("the CPU backend cannot allocate ", num_bytes, " bytes"));
+    }
+    return std::make_unique<CpuBuffer>(data, num_bytes);
+  }
+
+  void copy_to_device(std::span<const std::byte> src, const Tensor& dst) override {
+    BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
+    if (!src.empty()) std::memcpy(bytes_of(dst), src.data(), src.size());
+  }
+
+  void copy_to_host(const Tensor& src, std::span<std::byte> dst) override {
+    BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
+    if (!dst.empty()) std::memcpy(dst.data(), bytes_of(src), dst.size());
+  }
+
+  void synchronize() override {}  // every op has finished when it returns
+
+  void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
+    cpu::embedding(pool_, weight_data(table), table.rows, table.cols, i32(ids), ids.cols, f32(out));
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override {
+    BM_CHECK(same_shape(x, out) && weight.num_elements() == x.cols);
+    cpu::rms_norm(pool_, f32(x), x.rows, x.cols, weight_data(weight), eps, f32(out));
+  }
+
+  void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override {
+    BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
+    BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
+    const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
+    cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out));
+  }
+
+  void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {
+    BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
+    BM_CHECK(positions.num_elements() == x.rows && inv_freq.num_elements() == head_dim / 2);
+    cpu::rope(pool_, f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq));
+  }
+
+  void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override {
+    const cpu::KvCacheView view = kv_view(cache);
+    BM_CHECK(same_shape(k, v) && k.cols == view.row_size && slot_mapping.num_elements() == k.rows);
+    cpu::store_kv(pool_, f32(k), f32(v), k.rows, i32(slot_mapping), view);
+  }
+
+  void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
+                       const AttentionShape& shape, const Tensor& out) override {
+    const cpu::KvCacheView view = kv_view(cache);
+    BM_CHECK(same_shape(q, out) && q.cols == int64_t{shape.num_heads} * shape.head_dim);
+    BM_CHECK(view.row_size == int64_t{shape.num_kv_heads} * shape.head_dim);
+    BM_CHECK(metadata.query_starts.num_elements() == metadata.num_seqs + 1);
+    BM_CHECK(metadata.seq_lens.num_elements() == metadata.num_seqs);
+    BM_CHECK(metadata.block_tables.rows == metadata.num_seqs);
+    const cpu::AttentionBatchView batch{metadata.num_seqs, i32(metadata.query_starts), i32(metadata.seq_lens),
+                                        i32(metadata.block_tables), metadata.block_tables.cols};
+    cpu::paged_attention(pool_, f32(q), q.rows, view, batch, shape.num_heads, shape.num_kv_heads, shape.head_dim,
+                         shape.scale, f32(out));
+  }
+
+  void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
+    cpu::silu_mul(pool_, f32(gate), f32(up), gate.num_elements(), f32(out));
+  }
+
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override {
+    BM_CHECK(same_shape(a, b) && same_shape(a, out));
+    cpu::add(pool_, f32(a), f32(b), a.num_elements(), f32(out));
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override {
+    BM_CHECK(row_ids.rows == 1 && out.rows == row_ids.cols && out.cols == x.cols);
+    const int32_t* ids = i32(row_ids);
+    for (int64_t r = 0; r < row_ids.cols; ++r) BM_CHECK(ids[r] >= 0 && ids[r] < x.rows);
+    cpu::gather_rows(pool_, f32(x), x.cols, ids, row_ids.cols, f32(out));
+  }
+
+ private:
+  cpu::ThreadPool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> create_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace bm::engine

@@ -1,0 +1,60 @@
+#pragma once
+// The CPU kernels behind CpuBackend, on raw host pointers. Weight-like operands come as BF16 (uint16_t bits)
+// or F32; activations are F32. Each kernel is deterministic and its result for one row does not depend on how
+// many rows are in the batch (a prefill and a decode of the same token give identical values).
+#include <cstdint>
+
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/model/dtype.h"
+
+namespace bm::engine::cpu {
+
+// A read-only operand whose element type is chosen at run time (BF16 or F32).
+struct ConstData {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+};
+
+// out[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias.data may be null).
+void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias,
+            float* out);
+
+void embedding(ThreadPool& pool, ConstData table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n,
+               float* out);
+
+void rms_norm(ThreadPool& pool, const float* x, int64_t n, int64_t d, ConstData weight, float eps, float* out);
+
+void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
+          const float* inv_freq);
+
+void silu_mul(ThreadPool& pool, const float* gate, const float* up, int64_t count, float* out);
+
+void add(ThreadPool& pool, const float* a, const float* b, int64_t count, float* out);
+
+void gather_rows(ThreadPool& pool, const float* x, int64_t d, const int32_t* row_ids, int64_t num_rows, float* out);
+
+// The paged KV cache of one layer, K and V each [num_slots, row_size] with row_size = num_kv_heads * head_dim.
+struct KvCacheView {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::kF32;  // BF16 or F32
+  int64_t num_slots = 0;
+  int64_t row_size = 0;
+};
+
+void store_kv(ThreadPool& pool, const float* k, const float* v, int64_t n, const int32_t* slot_mapping,
+              const KvCacheView& cache);
+
+struct AttentionBatchView {
+  int32_t num_seqs = 0;
+  const int32_t* query_starts = nullptr;  // num_seqs + 1
+  const int32_t* seq_lens = nullptr;      // num_seqs
+  const int32_t* block_tables = nullptr;  // num_seqs × max_blocks_per_seq
+  int64_t max_blocks_per_seq = 0;
+};
+
+void paged_attention(ThreadPool& pool, const float* q, int64_t num_tokens, const KvCacheView& cache,
+                     const AttentionBatchView& batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                     float scale, float* out);
+
+}  // namespace bm::engine::cpu

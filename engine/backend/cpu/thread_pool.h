@@ -1,0 +1,47 @@
+#pragma once
+// A fixed set of worker threads for data-parallel loops. parallel_for hands out chunks of an index range from
+// an atomic counter (uneven work such as attention over sequences of different lengths balances itself) and the
+// calling thread works too. One parallel_for runs at a time; it is called from one thread (the model runner).
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace bm::engine::cpu {
+
+class ThreadPool {
+ public:
+  // num_threads counts the calling thread; 0 means one per logical core.
+  explicit ThreadPool(int32_t num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int32_t num_threads() const { return static_cast<int32_t>(workers_.size()) + 1; }
+
+  // Calls body(begin, end) over [0, n) in chunks of `grain` indices (the last may be shorter), in parallel,
+  // and returns when all chunks are done. Chunk boundaries do not depend on the thread count.
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& body);
+
+ private:
+  void worker_loop();
+  void run_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  uint64_t generation_ = 0;  // bumped for every job; guarded by mutex_
+  int32_t busy_workers_ = 0;  // workers still in the current job; guarded by mutex_
+  bool stopping_ = false;
+  // The current job.
+  const std::function<void(int64_t, int64_t)>* body_ = nullptr;
+  int64_t n_ = 0;
+  int64_t grain_ = 1;
+  std::atomic<int64_t> next_chunk_{0};
+};
+
+}  // namespace bm::engine::cpu

@@ -1,0 +1,222 @@
+#include "engine/models/decoder_lm.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace bm::engine {
+namespace {
+
+static_assert(kKvBlockSize == kBlockSize, "the backend's and the runtime's KV block sizes must agree");
+
+enum Scratch : size_t {
+  kTokenIds,
+  kPositions,
+  kSlotMapping,
+  kLogitsRows,
+  kQueryStarts,
+  kSeqLens,
+  kBlockTables,
+  kX,
+  kH,
+  kQ,
+  kK,
+  kV,
+  kAttentionOut,
+  kGate,
+  kUp,
+  kLastHidden,
+  kLogits,
+  kNumScratch,
+};
+
+std::span<const std::byte> as_bytes(const std::vector<float>& values) { return std::as_bytes(std::span(values)); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecoderLM>> DecoderLM::create(DecoderSpec spec, std::unique_ptr<Backend> backend,
+                                                             std::unique_ptr<DecoderWeights> weights,
+                                                             DType kv_cache_dtype) {
+  if (kv_cache_dtype != DType::kF32 && kv_cache_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache dtype ", std::string(dtype_name(kv_cache_dtype)), " is not supported (F32 or BF16)"));
+  }
+  std::unique_ptr<DecoderLM> model(
+      new DecoderLM(std::move(spec), std::move(backend), std::move(weights), kv_cache_dtype));
+  const std::vector<float>& inv_freq = model->spec_.rope_inv_freq;
+  absl::StatusOr<std::unique_ptr<Buffer>> table =
+      model->backend_->allocate(static_cast<int64_t>(inv_freq.size() * sizeof(float)));
+  if (!table.ok()) return table.status();
+  model->rope_table_ = std::move(*table);
+  model->inv_freq_ = Tensor{model->rope_table_.get(), 0, DType::kF32, 1, static_cast<int64_t>(inv_freq.size())};
+  model->backend_->copy_to_device(as_bytes(inv_freq), model->inv_freq_);
+  return model;
+}
+
+DecoderLM::DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::unique_ptr<DecoderWeights> weights,
+                     DType kv_cache_dtype)
+    : spec_(std::move(spec)),
+      backend_(std::move(backend)),
+      weights_(std::move(weights)),
+      kv_cache_dtype_(kv_cache_dtype),
+      scratch_(kNumScratch) {
+  info_.architecture = spec_.architecture;
+  info_.vocab_size = spec_.vocab_size;
+  info_.max_position_embeddings = spec_.max_position_embeddings;
+  info_.num_layers = spec_.num_layers;
+  info_.kv_bytes_per_token =
+      int64_t{2} * spec_.num_layers * spec_.num_kv_heads * spec_.head_dim * dtype_size(kv_cache_dtype_);
+  info_.weight_bytes = weights_->num_bytes;
+}
+
+absl::Status DecoderLM::allocate_kv_cache(int32_t num_blocks) {
+  if (num_blocks <= 0 || num_blocks > std::numeric_limits<int32_t>::max() / kBlockSize) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot size a KV cache of ", num_blocks, " blocks"));
+  }
+  kv_cache_.clear();
+  kv_buffers_.clear();
+  num_kv_blocks_ = 0;
+  const int64_t rows = int64_t{num_blocks} * kBlockSize;
+  const int64_t cols = int64_t{spec_.num_kv_heads} * spec_.head_dim;
+  std::vector<std::unique_ptr<Buffer>> buffers;
+  std::vector<KvCacheLayer> layers;
+  for (int32_t layer = 0; layer < spec_.num_layers; ++layer) {
+    KvCacheLayer cache;
+    for (Tensor* half : {&cache.k, &cache.v}) {
+      absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_->allocate(rows * cols * dtype_size(kv_cache_dtype_));
+      if (!buffer.ok()) {
+        return absl::ResourceExhaustedError(absl::StrCat("cannot allocate a KV cache of ", num_blocks, " blocks (",
+                                                         info_.kv_bytes_per_token * rows, " bytes): ",
+                                                         buffer.status().message()));
+      }
+      *half = Tensor{buffer->get(), 0, kv_cache_dtype_, rows, cols};
+      buffers.push_back(std::move(*buffer));
+    }
+    layers.push_back(cache);
+  }
+  kv_buffers_ = std::move(buffers);
+  kv_cache_ = std::move(layers);
+  num_kv_blocks_ = num_blocks;
+  return absl::OkStatus();
+}
+
+void DecoderLM::upload(const std::vector<int32_t>& values, const Tensor& tensor) {
+  backend_->copy_to_device(std::as_bytes(std::span(values)), tensor);
+}
+
+absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step, int64_t num_token_ids) {
+  const int64_t n = step.num_tokens;
+  const int64_t num_logits = static_cast<int64_t>(step.logits_rows.size());
+  const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
+  const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
+  struct Shape {
+    Scratch slot;
+    DType dtype;
+    int64_t rows, cols;
+  };
+  const Shape shapes[] = {
+      {kTokenIds, DType::kI32, 1, num_token_ids},
+      {kPositions, DType::kI32, 1, n},
+      {kSlotMapping, DType::kI32, 1, n},
+      {kLogitsRows, DType::kI32, 1, num_logits},
+      {kQueryStarts, DType::kI32, 1, step.num_seqs + 1},
+      {kSeqLens, DType::kI32, 1, step.num_seqs},
+      {kBlockTables, DType::kI32, step.num_seqs, step.max_blocks_per_seq},
+      {kX, DType::kF32, n, spec_.hidden_size},
+      {kH, DType::kF32, n, spec_.hidden_size},
+      {kQ, DType::kF32, n, q_size},
+      {kK, DType::kF32, n, kv_size},
+      {kV, DType::kF32, n, kv_size},
+      {kAttentionOut, DType::kF32, n, q_size},
+      {kGate, DType::kF32, n, spec_.intermediate_size},
+      {kUp, DType::kF32, n, spec_.intermediate_size},
+      {kLastHidden, DType::kF32, num_logits, spec_.hidden_size},
+      {kLogits, DType::kF32, num_logits, spec_.vocab_size},
+  };
+  Tensor views[kNumScratch];
+  for (const Shape& shape : shapes) {
+    absl::StatusOr<Tensor> view = scratch_[shape.slot].view(*backend_, shape.dtype, shape.rows, shape.cols);
+    if (!view.ok()) return view.status();
+    views[shape.slot] = *view;
+  }
+  StepTensors tensors;
+  tensors.token_ids = views[kTokenIds];
+  tensors.positions = views[kPositions];
+  tensors.slot_mapping = views[kSlotMapping];
+  tensors.logits_rows = views[kLogitsRows];
+  tensors.attention = AttentionMetadata{step.num_seqs,    views[kQueryStarts],  views[kSeqLens],
+                                        views[kBlockTables], step.max_query_len, step.max_seq_len};
+  tensors.x = views[kX];
+  tensors.h = views[kH];
+  tensors.q = views[kQ];
+  tensors.k = views[kK];
+  tensors.v = views[kV];
+  tensors.attention_out = views[kAttentionOut];
+  tensors.gate = views[kGate];
+  tensors.up = views[kUp];
+  tensors.last_hidden = views[kLastHidden];
+  tensors.logits = views[kLogits];
+  upload(step.positions, tensors.positions);
+  upload(step.slot_mapping, tensors.slot_mapping);
+  upload(step.logits_rows, tensors.logits_rows);
+  upload(step.query_starts, tensors.attention.query_starts);
+  upload(step.seq_lens, tensors.attention.seq_lens);
+  upload(step.block_tables, tensors.attention.block_tables);
+  return tensors;
+}
+
+void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
+  Backend& b = *backend_;
+  const LayerWeights& layer = weights_->layers[static_cast<size_t>(index)];
+  // Attention block: x += o_proj(attention(rope(q), rope(k), v)).
+  b.rms_norm(t.x, layer.input_norm, spec_.rms_norm_eps, t.h);
+  b.linear(t.h, layer.q.weight, layer.q.bias_or_null(), t.q);
+  b.linear(t.h, layer.k.weight, layer.k.bias_or_null(), t.k);
+  b.linear(t.h, layer.v.weight, layer.v.bias_or_null(), t.v);
+  b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
+  b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
+  b.store_kv(t.k, t.v, t.slot_mapping, kv_cache_[static_cast<size_t>(index)]);
+  const AttentionShape shape{spec_.num_heads, spec_.num_kv_heads, spec_.head_dim,
+                             1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
+  b.paged_attention(t.q, kv_cache_[static_cast<size_t>(index)], t.attention, shape, t.attention_out);
+  b.linear(t.attention_out, layer.o.weight, layer.o.bias_or_null(), t.h);
+  b.add(t.x, t.h, t.x);
+  // MLP block: x += down(silu(gate(h)) * up(h)).
+  b.rms_norm(t.x, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
+  b.linear(t.h, layer.gate.weight, layer.gate.bias_or_null(), t.gate);
+  b.linear(t.h, layer.up.weight, layer.up.bias_or_null(), t.up);
+  b.silu_mul(t.gate, t.up, t.gate);
+  b.linear(t.gate, layer.down.weight, layer.down.bias_or_null(), t.h);
+  b.add(t.x, t.h, t.x);
+}
+
+absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {
+  logits.clear();
+  if (kv_cache_.empty()) {
+    return absl::FailedPreconditionError("forward called before allocate_kv_cache");
+  }
+  const StepLimits limits{spec_.vocab_size, num_kv_blocks_, spec_.max_position_embeddings};
+  absl::StatusOr<StepInputs> step = make_step_inputs(batch, limits);
+  if (!step.ok()) return step.status();
+  absl::StatusOr<StepTensors> tensors = prepare(*step, static_cast<int64_t>(batch.token_ids.size()));
+  if (!tensors.ok()) return tensors.status();
+  const StepTensors& t = *tensors;
+  upload(batch.token_ids, t.token_ids);
+  backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
+  for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
+  if (step->logits_rows.empty()) {
+    backend_->synchronize();
+    return absl::OkStatus();
+  }
+  // Only the rows that want logits go through the final norm and the vocabulary projection.
+  backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);
+  backend_->rms_norm(t.last_hidden, weights_->final_norm, spec_.rms_norm_eps, t.last_hidden);
+  backend_->linear(t.last_hidden, weights_->lm_head, nullptr, t.logits);
+  logits.resize(static_cast<size_t>(t.logits.num_elements()));
+  backend_->copy_to_host(t.logits, std::as_writable_bytes(std::span(logits)));
+  return absl::OkStatus();
+}
+
+}  // namespace bm::engine

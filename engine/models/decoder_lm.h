@@ -1,0 +1,58 @@
+#pragma once
+// The decoder-only transformer shared by Qwen2 and Llama (pre-norm RMSNorm blocks, grouped-query attention with
+// RoPE over a paged KV cache, SiLU-gated MLP), written once against the Backend interface.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend/backend.h"
+#include "engine/models/causal_lm.h"
+#include "engine/models/decoder_spec.h"
+#include "engine/models/decoder_weights.h"
+#include "engine/models/scratch_tensor.h"
+#include "engine/models/step_inputs.h"
+
+namespace bm::engine {
+
+class DecoderLM final : public CausalLM {
+ public:
+  // kv_cache_dtype: F32 or BF16.
+  static absl::StatusOr<std::unique_ptr<DecoderLM>> create(DecoderSpec spec, std::unique_ptr<Backend> backend,
+                                                           std::unique_ptr<DecoderWeights> weights,
+                                                           DType kv_cache_dtype);
+
+  const CausalLMInfo& info() const override { return info_; }
+  absl::Status allocate_kv_cache(int32_t num_blocks) override;
+  absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
+
+ private:
+  // Activations and index tables of one step, as views of the scratch buffers.
+  struct StepTensors {
+    Tensor token_ids, positions, slot_mapping, logits_rows;
+    AttentionMetadata attention;
+    Tensor x, h, q, k, v, attention_out, gate, up;
+    Tensor last_hidden, logits;
+  };
+
+  DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::unique_ptr<DecoderWeights> weights,
+            DType kv_cache_dtype);
+  absl::StatusOr<StepTensors> prepare(const StepInputs& step, int64_t num_token_ids);
+  void upload(const std::vector<int32_t>& values, const Tensor& tensor);
+  void run_layer(int32_t layer, const StepTensors& tensors);
+
+  DecoderSpec spec_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<DecoderWeights> weights_;
+  DType kv_cache_dtype_;
+  CausalLMInfo info_;
+  std::unique_ptr<Buffer> rope_table_;
+  Tensor inv_freq_;
+  int32_t num_kv_blocks_ = 0;
+  std::vector<std::unique_ptr<Buffer>> kv_buffers_;
+  std::vector<KvCacheLayer> kv_cache_;
+  // Scratch, in the order StepTensors lists them.
+  std::vector<ScratchTensor> scratch_;
+};
+
+}  // namespace bm::engine

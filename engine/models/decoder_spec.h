@@ -1,0 +1,39 @@
+#pragma once
+// What the shared Llama-family decoder runs, derived from a model's config.json. Qwen2 and Llama differ only
+// in these fields (which projections carry a bias, tied embeddings, the RoPE table), so one implementation
+// (DecoderLM) serves both.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/model_config.h"
+
+namespace bm::engine {
+
+struct DecoderSpec {
+  std::string architecture;
+  int32_t hidden_size = 0;
+  int32_t intermediate_size = 0;
+  int32_t num_layers = 0;
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t vocab_size = 0;
+  int32_t max_position_embeddings = 0;
+  float rms_norm_eps = 1e-6f;
+  bool qkv_bias = false;  // Qwen2 always; Llama when attention_bias
+  bool o_bias = false;    // Llama when attention_bias
+  bool mlp_bias = false;
+  bool tie_word_embeddings = false;
+  std::vector<float> rope_inv_freq;  // head_dim / 2 entries
+};
+
+// The architectures DecoderLM implements.
+bool is_supported_architecture(const std::string& architecture);
+
+// Fails with a sentence naming what is not supported (architecture, quantization, activation, sliding window,
+// RoPE type). `backend` names the backend in the quantization message.
+absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::string_view backend);
+
+}  // namespace bm::engine

@@ -1,0 +1,40 @@
+#include "engine/models/model_loader.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/model_config.h"
+#include "engine/models/decoder_lm.h"
+#include "engine/models/decoder_spec.h"
+#include "engine/models/decoder_weights.h"
+
+namespace bm::engine {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
+  if (options.backend == "cpu") return create_cpu_backend(CpuBackendOptions{options.num_threads});
+  return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (only cpu so far)"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::path& model_dir,
+                                                         const LoadOptions& options) {
+  absl::StatusOr<ModelConfig> config = read_model_config(model_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<DecoderSpec> spec = make_decoder_spec(*config, options.backend);
+  if (!spec.ok()) return spec.status();
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::open(model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(options);
+  if (!backend.ok()) return backend.status();
+  absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<DecoderLM>> model =
+      DecoderLM::create(std::move(*spec), std::move(*backend), std::move(*weights), options.kv_cache_dtype);
+  if (!model.ok()) return model.status();
+  return std::unique_ptr<CausalLM>(std::move(*model));
+}
+
+}  // namespace bm::engine

@@ -1,0 +1,202 @@
+// Prefill and decode speed of the CPU backend on a model with Qwen2.5-0.5B's shapes and random weights, and
+// decode against its memory-bandwidth ceiling: batch-1 decode must read every weight once per token, so it cannot
+// beat (bytes read per second) / (weight bytes). The bandwidth is measured here, with the same thread count.
+//
+// Usage: bm_cpu_backend_bench [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]
+// The checkpoint (~1 GB of bf16) is written to a temporary folder and removed at the end unless --keep names a
+// folder to write it to (or reuse it from, when it already holds one). Prints figures; asserts nothing.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/models/model_loader.h"
+#include "tests/unit/engine/models/random_checkpoint.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using bm::engine::CausalLM;
+using bm::engine::ForwardBatch;
+using bm::engine::SequenceChunk;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int32_t threads = 0;
+  int32_t prompt_tokens = 128;
+  int32_t decode_steps = 32;
+  int32_t layers = 24;
+  std::string keep;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Best of a few passes: read-only bandwidth (a parallel sum, the access pattern of decode's weight reads) and
+// memcpy bandwidth (bytes read + bytes written).
+struct Bandwidth {
+  double read_gb_s = 0;
+  double copy_gb_s = 0;
+};
+
+Bandwidth measure_bandwidth(int32_t threads) {
+  constexpr size_t kBytes = size_t{512} << 20;
+  std::vector<float> source(kBytes / sizeof(float), 1.0f);
+  std::vector<float> destination(source.size(), 0.0f);
+  bm::engine::cpu::ThreadPool pool(threads);
+  const int64_t n = static_cast<int64_t>(source.size());
+  const int64_t chunk = int64_t{1} << 20;
+  Bandwidth best;
+  volatile float sink = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    std::vector<float> partial(static_cast<size_t>((n + chunk - 1) / chunk));
+    auto start = Clock::now();
+    pool.parallel_for(n, chunk, [&](int64_t begin, int64_t end) {
+      float lanes[16] = {};
+      for (int64_t i = begin; i < end; i += 16) {
+        for (int l = 0; l < 16; ++l) lanes[l] += source[static_cast<size_t>(i + l)];
+      }
+      partial[static_cast<size_t>(begin / chunk)] = std::accumulate(lanes, lanes + 16, 0.0f);
+    });
+    best.read_gb_s = std::max(best.read_gb_s, kBytes / seconds_since(start) / 1e9);
+    sink = sink + std::accumulate(partial.begin(), partial.end(), 0.0f);
+    start = Clock::now();
+    pool.parallel_for(n, chunk, [&](int64_t begin, int64_t end) {
+      std::memcpy(destination.data() + begin, source.data() + begin, static_cast<size_t>(end - begin) * sizeof(float));
+    });
+    best.copy_gb_s = std::max(best.copy_gb_s, 2.0 * kBytes / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+bool parse(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (arg == "--threads" && (v = value())) {
+      options.threads = std::atoi(v);
+    } else if (arg == "--prompt-tokens" && (v = value())) {
+      options.prompt_tokens = std::max(1, std::atoi(v));
+    } else if (arg == "--decode-steps" && (v = value())) {
+      options.decode_steps = std::max(1, std::atoi(v));
+    } else if (arg == "--layers" && (v = value())) {
+      options.layers = std::max(1, std::atoi(v));
+    } else if (arg == "--keep" && (v = value())) {
+      options.keep = v;
+    } else {
+      std::fprintf(stderr, "usage: %s [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]\n",
+                   argv[0]);
+      return false;
+    }
+  }
+  if (options.threads <= 0) options.threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (!parse(argc, argv, options)) return 2;
+
+  bm::engine::testing::RandomCheckpointShape shape;  // Qwen2.5-0.5B
+  shape.hidden_size = 896;
+  shape.intermediate_size = 4864;
+  shape.num_layers = options.layers;
+  shape.num_heads = 14;
+  shape.num_kv_heads = 2;
+  shape.vocab_size = 151936;
+  shape.tie_word_embeddings = true;
+
+  const bool is_temporary = options.keep.empty();
+  const fs::path dir = is_temporary ? fs::temp_directory_path() / ("bm-cpu-bench-" + std::to_string(::getpid()))
+                                    : fs::path(options.keep);
+  auto start = Clock::now();
+  if (!fs::exists(dir / "model.safetensors")) {
+    if (!bm::engine::testing::write_random_checkpoint(dir, shape)) {
+      std::fprintf(stderr, "cannot write the checkpoint to %s\n", dir.c_str());
+      return 1;
+    }
+    std::printf("wrote random checkpoint to %s in %.1f s\n", dir.c_str(), seconds_since(start));
+  }
+
+  bm::engine::LoadOptions load_options;
+  load_options.num_threads = options.threads;
+  start = Clock::now();
+  absl::StatusOr<std::unique_ptr<CausalLM>> loaded = bm::engine::load_causal_lm(dir, load_options);
+  if (is_temporary) fs::remove_all(dir);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "load failed: %s\n", std::string(loaded.status().message()).c_str());
+    return 1;
+  }
+  CausalLM& lm = **loaded;
+  std::printf("loaded in %.2f s: %d layers, hidden %d, vocab %d, weights %.1f MB, %d threads\n", seconds_since(start),
+              lm.info().num_layers, shape.hidden_size, lm.info().vocab_size, lm.info().weight_bytes / 1e6,
+              options.threads);
+
+  const int32_t total_tokens = options.prompt_tokens + options.decode_steps;
+  const int32_t num_blocks = (total_tokens + bm::engine::kBlockSize - 1) / bm::engine::kBlockSize + 1;
+  if (absl::Status status = lm.allocate_kv_cache(num_blocks); !status.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  SequenceChunk chunk;
+  chunk.block_table.resize(static_cast<size_t>(num_blocks));
+  std::iota(chunk.block_table.begin(), chunk.block_table.end(), 0);
+  chunk.wants_logits = true;
+  std::vector<int32_t> prompt(static_cast<size_t>(options.prompt_tokens));
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919) % 151643);
+  std::vector<float> logits;
+
+  // Prefill: best of three (the first also warms the caches and the thread pool).
+  double prefill_seconds = 1e30;
+  for (int pass = 0; pass < 3; ++pass) {
+    chunk.num_cached_tokens = 0;
+    chunk.num_new_tokens = options.prompt_tokens;
+    start = Clock::now();
+    if (absl::Status status = lm.forward(ForwardBatch{prompt, {chunk}}, logits); !status.ok()) {
+      std::fprintf(stderr, "prefill failed: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+    prefill_seconds = std::min(prefill_seconds, seconds_since(start));
+  }
+
+  // Decode, batch 1, greedy over the random model's own logits.
+  chunk.num_cached_tokens = options.prompt_tokens;
+  chunk.num_new_tokens = 1;
+  start = Clock::now();
+  for (int32_t step = 0; step < options.decode_steps; ++step) {
+    const int32_t token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (absl::Status status = lm.forward(ForwardBatch{{token}, {chunk}}, logits); !status.ok()) {
+      std::fprintf(stderr, "decode failed: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+    ++chunk.num_cached_tokens;
+  }
+  const double decode_seconds = seconds_since(start);
+
+  const Bandwidth bandwidth = measure_bandwidth(options.threads);
+  const double prefill_tps = options.prompt_tokens / prefill_seconds;
+  const double decode_tps = options.decode_steps / decode_seconds;
+  // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head).
+  const double bytes_per_token = static_cast<double>(lm.info().weight_bytes);
+  const double ceiling_tps = bandwidth.read_gb_s * 1e9 / bytes_per_token;
+  std::printf("memory bandwidth: read %.2f GB/s, memcpy %.2f GB/s (read + write), %d threads\n", bandwidth.read_gb_s,
+              bandwidth.copy_gb_s, options.threads);
+  std::printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", options.prompt_tokens, prefill_seconds, prefill_tps);
+  std::printf("decode:  %d steps in %.3f s = %.2f tokens/s (%.1f ms/token)\n", options.decode_steps, decode_seconds,
+              decode_tps, 1e3 / decode_tps);
+  std::printf("decode ceiling: %.1f MB/token / %.2f GB/s = %.2f tokens/s; achieved %.0f%% of it\n",
+              bytes_per_token / 1e6, bandwidth.read_gb_s, ceiling_tps, 100.0 * decode_tps / ceiling_tps);
+  return 0;
+}

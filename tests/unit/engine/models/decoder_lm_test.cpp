@@ -1,0 +1,250 @@
+// The decoder against Hugging Face transformers: tests/tools/model_make_reference_checkpoints.py made the
+// checkpoints in tests/data/models/ (bf16 weights, save_pretrained) and recorded what transformers computes
+// for them in float32. Our forward runs through CausalLM with block tables built here.
+//
+// Tolerance: both sides compute in float32 from the same bf16 weights, so they differ only by rounding order
+// (dot products of 128..320 terms, softmax, cos/sin of 1-ulp-different angles). Measured, the largest logit
+// difference is below 2e-5 with logits of magnitude ~4; kLogitTolerance = 1e-3 leaves 50x room while a real bug
+// (a dropped bias, a wrong RoPE pairing, an off-by-one position) moves logits by 1e-1 or more. With a BF16 KV
+// cache K/V are rounded to 8 significant bits (relative error up to 2^-9), which moved logits by up to 6.5e-2
+// here; that case uses 0.15 and demands the greedy token only where transformers' top two logits are more than
+// 0.3 apart. The generator refuses greedy steps whose top two logits are closer than 2e-3, so with the F32 cache
+// every greedy token must be identical.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <numeric>
+#include <random>
+
+#include "engine/models/model_loader.h"
+#include "nlohmann/json.hpp"
+
+namespace bm::engine {
+namespace {
+
+constexpr double kLogitTolerance = 1e-3;
+constexpr double kBf16CacheLogitTolerance = 0.15;
+constexpr double kBf16CacheGreedyMargin = 0.3;
+
+std::filesystem::path models_dir() {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models";
+}
+
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::vector<float> prefill_logits;
+  std::vector<int32_t> greedy_ids;
+  std::vector<std::vector<float>> step_logits;
+};
+
+std::vector<Prompt> read_reference(const std::string& model) {
+  std::ifstream in(models_dir() / model / "reference.json");
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  std::vector<Prompt> prompts;
+  for (const auto& entry : reference.at("prompts")) {
+    prompts.push_back(Prompt{entry.at("ids").get<std::vector<int32_t>>(),
+                             entry.at("prefill_logits").get<std::vector<float>>(),
+                             entry.at("greedy_ids").get<std::vector<int32_t>>(),
+                             entry.at("step_logits").get<std::vector<std::vector<float>>>()});
+  }
+  return prompts;
+}
+
+double max_abs_diff(std::span<const float> actual, const std::vector<float>& expected) {
+  EXPECT_EQ(actual.size(), expected.size());
+  double worst = 0;
+  for (size_t i = 0; i < std::min(actual.size(), expected.size()); ++i) {
+    worst = std::max(worst, std::abs(double{actual[i]} - expected[i]));
+  }
+  return worst;
+}
+
+int32_t argmax(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+double top2_margin(std::vector<float> logits) {
+  std::partial_sort(logits.begin(), logits.begin() + 2, logits.end(), std::greater<>());
+  return double{logits[0]} - logits[1];
+}
+
+// Hands out distinct KV blocks in a scrambled order, so that paging (not contiguity) is what makes it work.
+class BlockPool {
+ public:
+  explicit BlockPool(int32_t num_blocks) : free_(static_cast<size_t>(num_blocks)) {
+    std::iota(free_.begin(), free_.end(), 0);
+    std::shuffle(free_.begin(), free_.end(), std::mt19937(7));
+  }
+  // Grows `table` to cover `num_tokens`.
+  void cover(std::vector<int32_t>& table, int32_t num_tokens) {
+    while (static_cast<int32_t>(table.size()) * kBlockSize < num_tokens) {
+      table.push_back(free_.back());
+      free_.pop_back();
+    }
+  }
+
+ private:
+  std::vector<int32_t> free_;
+};
+
+std::unique_ptr<CausalLM> load(const std::string& model, DType kv_dtype = DType::kF32, int32_t num_blocks = 64) {
+  LoadOptions options;
+  options.num_threads = 2;
+  options.kv_cache_dtype = kv_dtype;
+  absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models_dir() / model, options);
+  EXPECT_TRUE(lm.ok()) << lm.status();
+  if (!lm.ok()) return nullptr;
+  EXPECT_TRUE((*lm)->allocate_kv_cache(num_blocks).ok());
+  return std::move(*lm);
+}
+
+class DecoderLMTest : public ::testing::TestWithParam<std::string> {};
+
+// Prefill, then 16 greedy decode steps, one sequence at a time. Greedy tokens must agree at every step where
+// transformers' top two logits are at least `greedy_margin` apart.
+void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double tolerance, double greedy_margin) {
+  std::unique_ptr<CausalLM> lm = load(model, kv_dtype);
+  ASSERT_NE(lm, nullptr);
+  const int32_t vocab = lm->info().vocab_size;
+  BlockPool pool(64);
+  double worst = 0;
+  for (const Prompt& prompt : read_reference(model)) {
+    SCOPED_TRACE(testing::Message() << "prompt of " << prompt.ids.size() << " tokens");
+    SequenceChunk chunk;
+    chunk.num_new_tokens = static_cast<int32_t>(prompt.ids.size());
+    chunk.wants_logits = true;
+    pool.cover(chunk.block_table, chunk.num_new_tokens);
+    std::vector<float> logits;
+    ASSERT_TRUE(lm->forward(ForwardBatch{prompt.ids, {chunk}}, logits).ok());
+    ASSERT_EQ(static_cast<int32_t>(logits.size()), vocab);
+    worst = std::max(worst, max_abs_diff(logits, prompt.prefill_logits));
+    for (size_t step = 0; step < prompt.greedy_ids.size(); ++step) {
+      const std::vector<float>& expected = step == 0 ? prompt.prefill_logits : prompt.step_logits[step - 1];
+      if (top2_margin(expected) >= greedy_margin) {
+        EXPECT_EQ(argmax(logits), prompt.greedy_ids[step]) << "greedy step " << step;
+      }
+      chunk.num_cached_tokens += chunk.num_new_tokens;
+      chunk.num_new_tokens = 1;
+      pool.cover(chunk.block_table, chunk.num_cached_tokens + 1);
+      ASSERT_TRUE(lm->forward(ForwardBatch{{prompt.greedy_ids[step]}, {chunk}}, logits).ok());
+      worst = std::max(worst, max_abs_diff(logits, prompt.step_logits[step]));
+    }
+  }
+  EXPECT_LT(worst, tolerance);
+  std::cout << "[ max |logit - transformers| ] " << model << " (" << dtype_name(kv_dtype) << " KV): " << worst
+            << "\n";
+}
+
+TEST_P(DecoderLMTest, PrefillAndGreedyDecodeMatchTransformers) {
+  check_prefill_and_greedy(GetParam(), DType::kF32, kLogitTolerance, 0.0);
+}
+
+TEST_P(DecoderLMTest, Bf16KvCacheStaysCloseAndGreedyAgrees) {
+  check_prefill_and_greedy(GetParam(), DType::kBF16, kBf16CacheLogitTolerance, kBf16CacheGreedyMargin);
+}
+
+// All prompts in one batch, the longest one split into chunks: the same logits as one at a time.
+TEST_P(DecoderLMTest, BatchedAndChunkedPrefillMatchTransformers) {
+  std::unique_ptr<CausalLM> lm = load(GetParam());
+  ASSERT_NE(lm, nullptr);
+  const int32_t vocab = lm->info().vocab_size;
+  const std::vector<Prompt> prompts = read_reference(GetParam());
+  BlockPool pool(64);
+  ForwardBatch batch;
+  for (const Prompt& prompt : prompts) {
+    SequenceChunk chunk;
+    chunk.num_new_tokens = static_cast<int32_t>(prompt.ids.size());
+    chunk.wants_logits = true;
+    pool.cover(chunk.block_table, chunk.num_new_tokens);
+    batch.sequences.push_back(chunk);
+    batch.token_ids.insert(batch.token_ids.end(), prompt.ids.begin(), prompt.ids.end());
+  }
+  std::vector<float> logits;
+  ASSERT_TRUE(lm->forward(batch, logits).ok());
+  ASSERT_EQ(logits.size(), prompts.size() * static_cast<size_t>(vocab));
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    EXPECT_LT(max_abs_diff(std::span(logits).subspan(s * vocab, vocab), prompts[s].prefill_logits), kLogitTolerance)
+        << "sequence " << s;
+  }
+
+  const Prompt& longest = prompts.back();
+  SequenceChunk chunk;
+  for (int32_t begin = 0; begin < static_cast<int32_t>(longest.ids.size()); begin += 10) {
+    chunk.num_cached_tokens = begin;
+    chunk.num_new_tokens = std::min<int32_t>(10, static_cast<int32_t>(longest.ids.size()) - begin);
+    chunk.wants_logits = begin + chunk.num_new_tokens == static_cast<int32_t>(longest.ids.size());
+    pool.cover(chunk.block_table, begin + chunk.num_new_tokens);
+    const std::vector<int32_t> ids(longest.ids.begin() + begin, longest.ids.begin() + begin + chunk.num_new_tokens);
+    ASSERT_TRUE(lm->forward(ForwardBatch{ids, {chunk}}, logits).ok());
+    EXPECT_EQ(logits.size(), chunk.wants_logits ? static_cast<size_t>(vocab) : 0u);
+  }
+  EXPECT_LT(max_abs_diff(logits, longest.prefill_logits), kLogitTolerance);
+}
+
+// The CPU kernels sum each output in a fixed order whatever the batch, so the last token's logits are the same
+// bits whether it came in a prefill or as a decode step after the rest.
+TEST_P(DecoderLMTest, PrefillAndDecodeOfTheSameTokenAreBitIdentical) {
+  std::unique_ptr<CausalLM> lm = load(GetParam());
+  ASSERT_NE(lm, nullptr);
+  const std::vector<int32_t> ids = read_reference(GetParam()).back().ids;
+  const int32_t n = static_cast<int32_t>(ids.size());
+  std::vector<float> prefilled, decoded;
+  ASSERT_TRUE(lm->forward(ForwardBatch{ids, {SequenceChunk{0, n, {0, 1, 2}, true}}}, prefilled).ok());
+  const std::vector<int32_t> head(ids.begin(), ids.end() - 1);
+  ASSERT_TRUE(lm->forward(ForwardBatch{head, {SequenceChunk{0, n - 1, {5, 6, 7}, false}}}, decoded).ok());
+  ASSERT_TRUE(lm->forward(ForwardBatch{{ids.back()}, {SequenceChunk{n - 1, 1, {5, 6, 7}, true}}}, decoded).ok());
+  EXPECT_EQ(prefilled, decoded);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, DecoderLMTest, ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST(DecoderLMInfoTest, DescribesTheModel) {
+  std::unique_ptr<CausalLM> lm = load("llama3");
+  ASSERT_NE(lm, nullptr);
+  EXPECT_EQ(lm->info().architecture, "LlamaForCausalLM");
+  EXPECT_EQ(lm->info().vocab_size, 512);
+  EXPECT_EQ(lm->info().num_layers, 2);
+  EXPECT_EQ(lm->info().max_position_embeddings, 131072);
+  EXPECT_EQ(lm->info().kv_bytes_per_token, 2 * 2 * 1 * 32 * 4);  // K and V, 2 layers, 1 kv head of 32, F32
+  EXPECT_GT(lm->info().weight_bytes, 900'000);
+}
+
+TEST(DecoderLMForwardTest, RejectsBadBatchesWithASentence) {
+  LoadOptions options;
+  options.num_threads = 1;
+  absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models_dir() / "qwen2-tied", options);
+  ASSERT_TRUE(lm.ok()) << lm.status();
+  std::vector<float> logits;
+  const SequenceChunk one{0, 1, {0}, true};
+  EXPECT_TRUE(absl::IsFailedPrecondition((*lm)->forward(ForwardBatch{{5}, {one}}, logits)));
+  ASSERT_TRUE((*lm)->allocate_kv_cache(4).ok());
+  auto error = [&](const ForwardBatch& batch) { return std::string((*lm)->forward(batch, logits).message()); };
+  EXPECT_THAT(error(ForwardBatch{{512}, {one}}), ::testing::HasSubstr("token id 512"));
+  EXPECT_THAT(error(ForwardBatch{{-1}, {one}}), ::testing::HasSubstr("token id -1"));
+  EXPECT_THAT(error(ForwardBatch{{5, 6}, {one}}), ::testing::HasSubstr("add up"));
+  EXPECT_THAT(error(ForwardBatch{{5}, {SequenceChunk{0, 1, {4}, true}}}), ::testing::HasSubstr("KV block 4"));
+  EXPECT_THAT(error(ForwardBatch{{5}, {SequenceChunk{16, 1, {0}, true}}}), ::testing::HasSubstr("needs 2 KV blocks"));
+  EXPECT_THAT(error(ForwardBatch{{}, {SequenceChunk{0, 0, {0}, true}}}), ::testing::HasSubstr("new token"));
+  EXPECT_THAT(error(ForwardBatch{{5}, {SequenceChunk{4096, 1, {0, 1, 2}, true}}}),
+              ::testing::HasSubstr("max_position_embeddings"));
+  EXPECT_THAT(error(ForwardBatch{}), ::testing::HasSubstr("no sequences"));
+  EXPECT_TRUE(absl::IsInvalidArgument((*lm)->allocate_kv_cache(0)));
+  // After all that, a good batch still works.
+  EXPECT_TRUE((*lm)->forward(ForwardBatch{{5}, {one}}, logits).ok());
+  EXPECT_EQ(logits.size(), 512u);
+}
+
+}  // namespace
+}  // namespace bm::engine
