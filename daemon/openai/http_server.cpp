@@ -1,6 +1,7 @@
 #include "daemon/openai/http_server.h"
 
 #include <deque>
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -320,7 +321,7 @@ struct HttpServer::Impl {
   std::vector<std::weak_ptr<Connection>> weak_connections;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   uint16_t bound_port = 0;
-  bool stopped = false;
+  std::atomic<bool> stopped{false};
 
   void accept() {
     acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {

@@ -79,10 +79,17 @@ struct AttentionShape {
   float scale = 1.0f;  // usually 1 / sqrt(head_dim)
 };
 
+// Memory of the device a backend allocates from (host RAM for the CPU backend).
+struct MemoryInfo {
+  int64_t total_bytes = 0;
+  int64_t free_bytes = 0;  // what allocate() can still hand out now
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+  virtual MemoryInfo memory_info() const = 0;
 
   // ---- memory
   virtual absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) = 0;

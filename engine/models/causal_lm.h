@@ -44,6 +44,10 @@ class CausalLM {
  public:
   virtual ~CausalLM() = default;
   virtual const CausalLMInfo& info() const = 0;
+  // Total and free memory of the device the model runs on, to size the KV cache.
+  virtual int64_t device_memory_total_bytes() const = 0;
+  virtual int64_t device_memory_free_bytes() const = 0;
+  virtual std::string backend_name() const = 0;
   // Sizes the paged KV cache; block ids in later batches are in [0, num_blocks).
   virtual absl::Status allocate_kv_cache(int32_t num_blocks) = 0;
   // Writes the new tokens' K/V into their blocks and fills `logits` with one row of vocab_size floats per

@@ -3,6 +3,7 @@
 // RoPE over a paged KV cache, SiLU-gated MLP), written once against the Backend interface.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,9 @@ class DecoderLM final : public CausalLM {
                                                            DType kv_cache_dtype);
 
   const CausalLMInfo& info() const override { return info_; }
+  int64_t device_memory_total_bytes() const override { return backend_->memory_info().total_bytes; }
+  int64_t device_memory_free_bytes() const override { return backend_->memory_info().free_bytes; }
+  std::string backend_name() const override { return std::string(backend_->name()); }
   absl::Status allocate_kv_cache(int32_t num_blocks) override;
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
 

@@ -1,7 +1,9 @@
 #include "engine/backend/cpu/cpu_backend.h"
 
 #include <cstring>
+#include <fstream>
 #include <new>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -57,11 +59,26 @@ cpu::KvCacheView kv_view(const KvCacheLayer& cache) {
 
 bool same_shape(const Tensor& a, const Tensor& b) { return a.rows == b.rows && a.cols == b.cols; }
 
+// MemTotal and MemAvailable from /proc/meminfo (what the kernel could hand out without swapping).
+MemoryInfo host_memory_info() {
+  MemoryInfo info;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemTotal:") info.total_bytes = kib * 1024;
+    if (key == "MemAvailable:") info.free_bytes = kib * 1024;
+  }
+  return info;
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options) : pool_(options.num_threads) {}
 
   std::string_view name() const override { return "cpu"; }
+  MemoryInfo memory_info() const override { return host_memory_info(); }
 
   absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) override {
     BM_CHECK(num_bytes >= 0);

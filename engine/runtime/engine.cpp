@@ -1,0 +1,306 @@
+#include "engine/runtime/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "engine/model/model_config.h"
+#include "engine/models/model_loader.h"
+
+namespace bm::engine {
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+std::string gib(int64_t bytes) { return absl::StrCat(static_cast<double>(bytes * 100 / kGiB) / 100.0, " GiB"); }
+
+// A step's token budget: a CPU step stays short so decodes keep flowing while a long prompt prefills; never
+// below max_num_seqs, so every running sequence can decode in one step.
+SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::string& backend) {
+  int32_t budget = options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (backend == "cpu" ? 512 : 8192);
+  return SchedulerOptions{options.max_num_seqs, std::max(budget, options.max_num_seqs)};
+}
+
+}  // namespace
+
+void RequestHandle::abort() {
+  request_->abort_requested = true;
+  if (wake_) wake_();
+}
+
+absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options) {
+  const int64_t block_bytes = model.info().kv_bytes_per_token * kBlockSize;
+  BM_CHECK(block_bytes > 0);
+  int64_t budget = options.kv_cache_bytes;
+  std::string source = "--kv-cache-bytes";
+  if (budget <= 0 && model.backend_name() == "cpu") {
+    // Host memory is shared with everything else: a quarter of what is available, at most 4 GiB.
+    budget = std::min(model.device_memory_free_bytes() / 4, 4 * kGiB);
+    source = "a quarter of the available host memory";
+  } else if (budget <= 0) {
+    // The weights are already on the device; leave (1 - utilization) of it and room for activations.
+    const int64_t total = model.device_memory_total_bytes();
+    const int64_t used = total - model.device_memory_free_bytes();
+    const int64_t activations = kGiB;
+    budget = static_cast<int64_t>(static_cast<double>(total) * options.gpu_memory_utilization) - used - activations;
+    source = absl::StrCat("--gpu-memory-utilization ", options.gpu_memory_utilization, " of ", gib(total), " with ",
+                          gib(used), " in use and ", gib(activations), " kept for activations");
+  }
+  const int64_t blocks = std::min<int64_t>(budget / block_bytes, int64_t{1} << 30);
+  if (blocks < 1)
+    return absl::ResourceExhaustedError(absl::StrCat("no room for the KV cache: ", source, " leaves ",
+                                                     gib(std::max<int64_t>(budget, 0)), ", and one block of ", kBlockSize,
+                                                     " tokens needs ", block_bytes, " bytes"));
+  return static_cast<int32_t>(blocks);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& model_dir, const EngineOptions& options) {
+  auto progress = [&](const std::string& phase, double fraction) {
+    if (options.on_progress) options.on_progress(phase, fraction);
+  };
+  absl::StatusOr<ModelConfig> config = read_model_config(model_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<GenerationConfig> generation = read_generation_config(model_dir);
+  if (!generation.ok()) return generation.status();
+  if (generation->eos_token_ids.empty()) generation->eos_token_ids = config->eos_token_ids;
+  progress("reading weights", -1);
+  LoadOptions load_options;
+  load_options.backend = options.backend;
+  load_options.num_threads = options.num_threads;
+  absl::StatusOr<std::unique_ptr<CausalLM>> model = load_causal_lm(model_dir, load_options);
+  if (!model.ok()) return model.status();
+  progress("allocating KV cache", -1);
+  return create(*std::move(model), *std::move(generation), options);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM> model, GenerationConfig generation,
+                                                       const EngineOptions& options) {
+  if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
+  if (options.max_num_batched_tokens < 0) return absl::InvalidArgumentError("max_num_batched_tokens must not be negative");
+  absl::StatusOr<int32_t> num_blocks = plan_kv_cache_blocks(*model, options);
+  if (!num_blocks.ok()) return num_blocks.status();
+  const int64_t capacity = int64_t{*num_blocks} * kBlockSize;
+  const int32_t context = model->info().max_position_embeddings;
+  int32_t max_model_len = options.max_model_len;
+  if (max_model_len > context)
+    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", max_model_len, " is longer than the model's context of ",
+                                                   context, " tokens (max_position_embeddings)"));
+  if (max_model_len > capacity)
+    return absl::ResourceExhaustedError(absl::StrCat("max_model_len ", max_model_len, " does not fit the KV cache, which holds ",
+                                                     capacity, " tokens; lower --max-model-len or give the cache more memory"));
+  if (max_model_len <= 0) max_model_len = static_cast<int32_t>(std::min<int64_t>(context, capacity));
+  if (absl::Status s = model->allocate_kv_cache(*num_blocks); !s.ok()) return s;
+  return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(generation), *num_blocks, max_model_len, options));
+}
+
+Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int32_t num_blocks, int32_t max_model_len,
+               const EngineOptions& options)
+    : model_(std::move(model)),
+      generation_(std::move(generation)),
+      max_model_len_(max_model_len),
+      scheduler_options_(scheduler_options_for(options, model_->backend_name())),
+      blocks_(num_blocks, options.enable_prefix_caching),
+      scheduler_(scheduler_options_, blocks_),
+      runner_(*model_),
+      sampler_(model_->info().vocab_size, generation_.eos_token_ids),
+      seed_rng_(options.seed),
+      inbox_(std::make_shared<Inbox>()) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mutex);
+    inbox_->stopping = true;
+  }
+  inbox_->cv.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
+                                                              OutputCallback on_output) {
+  const int32_t vocab = model_->info().vocab_size;
+  if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (int32_t id : prompt_ids)
+    if (id < 0 || id >= vocab)
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", id, " is outside the vocabulary [0, ", vocab, ")"));
+  if (static_cast<int64_t>(prompt_ids.size()) >= max_model_len_)
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_ids.size(), " tokens; this model is served with ",
+                                                   max_model_len_, " tokens of context, which must leave room for at least one more"));
+  if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
+  auto request = std::make_shared<Request>();
+  request->params = params;
+  request->on_output = std::move(on_output);
+  request->num_unfinished = params.n;
+  std::vector<std::unique_ptr<Sequence>> sequences;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    request->id = next_id_;
+    const uint64_t base_seed = params.seed ? *params.seed : seed_rng_();
+    for (int32_t i = 0; i < params.n; ++i) {
+      // Samples of a seeded request differ from each other but not between runs.
+      auto seq = std::make_unique<Sequence>(next_id_++, i, request, prompt_ids, base_seed + 0x9e3779b97f4a7c15ULL * i);
+      if (i > 0) seq->prefill_leader_id = request->id;
+      sequences.push_back(std::move(seq));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mutex);
+    if (inbox_->stopping) return absl::UnavailableError("the engine is shutting down");
+    for (auto& seq : sequences) inbox_->submitted.push_back(std::move(seq));
+  }
+  inbox_->cv.notify_all();
+  std::weak_ptr<Inbox> inbox = inbox_;
+  return std::make_unique<RequestHandle>(request, [inbox] {
+    if (auto box = inbox.lock()) {
+      {
+        std::lock_guard<std::mutex> lock(box->mutex);
+        box->abort_requested = true;
+      }
+      box->cv.notify_all();
+    }
+  });
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.num_kv_blocks = blocks_.num_blocks();
+  s.kv_capacity_tokens = int64_t{s.num_kv_blocks} * kBlockSize;
+  s.num_kv_blocks_in_use = stat_blocks_in_use_;
+  s.num_running = stat_running_;
+  s.num_waiting = stat_waiting_;
+  s.num_preemptions = stat_preemptions_;
+  s.num_steps = stat_steps_;
+  return s;
+}
+
+int32_t Engine::max_concurrency(int32_t prompt_tokens, int32_t completion_tokens) const {
+  const int32_t per_request = BlockManager::blocks_for(prompt_tokens + completion_tokens);
+  if (per_request <= 0) return 0;
+  return std::min(blocks_.num_blocks() / per_request, scheduler_options_.max_num_seqs);
+}
+
+// ---- the engine thread
+
+void Engine::loop() {
+  while (wait_for_work()) step();
+  for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kAbort);
+}
+
+// Blocks until there is something to do; false when the engine is stopping.
+bool Engine::wait_for_work() {
+  std::unique_lock<std::mutex> lock(inbox_->mutex);
+  inbox_->cv.wait(lock, [&] {
+    return inbox_->stopping || !inbox_->submitted.empty() || inbox_->abort_requested || scheduler_.has_work();
+  });
+  if (inbox_->stopping) {
+    for (auto& seq : inbox_->submitted) scheduler_.add(std::move(seq));  // so that loop() ends them as aborted
+    inbox_->submitted.clear();
+    return false;
+  }
+  return true;
+}
+
+void Engine::step() {
+  admit_submissions();
+  finish_aborted();
+  ScheduledBatch batch = scheduler_.schedule();
+  if (batch.empty()) {
+    // Only a lone sequence bigger than the whole cache gets here, and submit() keeps those out.
+    for (Sequence* seq : scheduler_.sequences())
+      finish(seq, FinishReason::kError, "the request does not fit the KV cache");
+    publish_stats();
+    return;
+  }
+  std::vector<float> logits;
+  if (absl::Status s = runner_.run(batch, logits); !s.ok()) {
+    fail(batch, std::string(s.message()));
+  } else {
+    scheduler_.mark_computed(batch);
+    sample_tokens(batch, logits);
+  }
+  ++stat_steps_;
+  publish_stats();
+}
+
+void Engine::admit_submissions() {
+  std::vector<std::unique_ptr<Sequence>> submitted;
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mutex);
+    submitted.swap(inbox_->submitted);
+  }
+  for (auto& seq : submitted) scheduler_.add(std::move(seq));
+}
+
+void Engine::finish_aborted() {
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mutex);
+    if (!inbox_->abort_requested) return;
+    inbox_->abort_requested = false;
+  }
+  for (Sequence* seq : scheduler_.sequences())
+    if (seq->request().abort_requested) finish(seq, FinishReason::kAbort);
+}
+
+void Engine::sample_tokens(const ScheduledBatch& batch, const std::vector<float>& logits) {
+  const size_t vocab = model_->info().vocab_size;
+  size_t row = 0;
+  for (const ScheduledChunk& c : batch.chunks) {
+    if (!c.wants_logits) continue;
+    Sequence* seq = c.seq;
+    SampledToken token = sampler_.sample(std::span<const float>(logits.data() + row++ * vocab, vocab), *seq);
+    seq->append_token(token.token_id);
+    seq->pending.new_token_ids.push_back(token.token_id);
+    if (token.logprob) seq->pending.logprobs.push_back(*std::move(token.logprob));
+    if (std::optional<FinishReason> reason = stop_reason(*seq, token.token_id)) finish(seq, *reason);
+    else deliver(seq);
+  }
+}
+
+std::optional<FinishReason> Engine::stop_reason(const Sequence& seq, int32_t token_id) const {
+  const SamplingParams& p = seq.params();
+  if (seq.num_output_tokens() >= p.min_tokens) {
+    if (!p.ignore_eos && sampler_.is_eos(token_id)) return FinishReason::kStop;
+    if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token_id) != p.stop_token_ids.end())
+      return FinishReason::kStop;
+  }
+  if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
+  return std::nullopt;
+}
+
+void Engine::fail(const ScheduledBatch& batch, const std::string& error) {
+  for (const ScheduledChunk& c : batch.chunks) finish(c.seq, FinishReason::kError, error);
+}
+
+void Engine::finish(Sequence* seq, FinishReason reason, std::string error) {
+  seq->pending.finish = reason;
+  seq->pending.error = std::move(error);
+  deliver(seq);
+  --seq->request().num_unfinished;
+  scheduler_.remove(seq);
+}
+
+void Engine::deliver(Sequence* seq) {
+  SequenceOutput& out = seq->pending;
+  if (out.new_token_ids.empty() && !out.finish) return;
+  out.num_cached_prompt_tokens = seq->num_cached_prompt_tokens;
+  SequenceOutput sent = std::move(out);
+  out = SequenceOutput{};
+  out.index = seq->index();
+  out.num_prompt_tokens = seq->num_prompt_tokens();
+  if (seq->request().on_output) seq->request().on_output(std::move(sent));
+}
+
+void Engine::publish_stats() {
+  size_t inbox_size;
+  {
+    std::lock_guard<std::mutex> lock(inbox_->mutex);
+    inbox_size = inbox_->submitted.size();
+  }
+  stat_blocks_in_use_ = blocks_.num_used_blocks();
+  stat_running_ = scheduler_.num_running();
+  stat_waiting_ = scheduler_.num_waiting() + static_cast<int32_t>(inbox_size);
+  stat_preemptions_ = scheduler_.num_preemptions();
+}
+
+}  // namespace bm::engine

@@ -1,0 +1,128 @@
+#pragma once
+// The engine: a loaded model, its KV cache and a step loop on its own thread. Requests come in through
+// submit() from any thread; their outputs go out through each request's callback, on the engine thread.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/generation_config.h"
+#include "engine/models/causal_lm.h"
+#include "engine/runtime/block_manager.h"
+#include "engine/runtime/model_runner.h"
+#include "engine/runtime/sampler.h"
+#include "engine/runtime/scheduler.h"
+#include "engine/runtime/sequence.h"
+
+namespace bm::engine {
+
+struct EngineOptions {
+  std::string backend = "cpu";  // see LoadOptions
+  int32_t num_threads = 0;      // CPU backend threads; 0: one per logical core
+  int32_t max_model_len = 0;    // 0: the model's context, capped to what the KV cache holds
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 0;  // 0: 512 on the CPU (a step stays short), 8192 on a GPU
+  int64_t kv_cache_bytes = 0;          // 0: from the device's memory (see plan_kv_cache_blocks)
+  double gpu_memory_utilization = 0.9;
+  uint64_t seed = 2025;  // draws the seeds of requests that bring none
+  bool enable_prefix_caching = true;
+  // Loading phases ("reading weights", "allocating KV cache") with a fraction in [0, 1] or -1.
+  std::function<void(const std::string& phase, double fraction)> on_progress;
+};
+
+struct EngineStats {
+  int64_t kv_capacity_tokens = 0;
+  int32_t num_kv_blocks = 0;
+  int32_t num_kv_blocks_in_use = 0;
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+};
+
+// Aborting is safe from any thread (the request's own callback included) and after the engine is gone.
+class RequestHandle {
+ public:
+  RequestHandle(std::shared_ptr<Request> request, std::function<void()> wake)
+      : request_(std::move(request)), wake_(std::move(wake)) {}
+  void abort();
+
+ private:
+  std::shared_ptr<Request> request_;
+  std::function<void()> wake_;
+};
+
+// The blocks a KV budget buys; an error sentence when not even one block fits.
+absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options);
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> load(const std::filesystem::path& model_dir, const EngineOptions& options);
+  // Over an already loaded model (tests): sizes its KV cache and starts the step loop.
+  static absl::StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<CausalLM> model, GenerationConfig generation,
+                                                        const EngineOptions& options);
+  ~Engine();  // unfinished requests end with FinishReason::kAbort
+
+  absl::StatusOr<std::unique_ptr<RequestHandle>> submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
+                                                       OutputCallback on_output);
+  EngineStats stats() const;
+  // Requests of this shape that run at once: KV blocks each needs, against the cache, capped by max_num_seqs.
+  int32_t max_concurrency(int32_t prompt_tokens, int32_t completion_tokens) const;
+
+  int32_t max_model_len() const { return max_model_len_; }
+  int32_t max_num_seqs() const { return scheduler_options_.max_num_seqs; }
+  const CausalLMInfo& model_info() const { return model_->info(); }
+  const GenerationConfig& generation_config() const { return generation_; }
+  std::string backend_name() const { return model_->backend_name(); }
+  int64_t kv_cache_bytes() const { return static_cast<int64_t>(blocks_.num_blocks()) * kBlockSize * model_->info().kv_bytes_per_token; }
+
+ private:
+  Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int32_t num_blocks, int32_t max_model_len,
+         const EngineOptions& options);
+  void loop();
+  bool wait_for_work();
+  void step();
+  void admit_submissions();
+  void finish_aborted();
+  void sample_tokens(const ScheduledBatch& batch, const std::vector<float>& logits);
+  std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token_id) const;
+  void fail(const ScheduledBatch& batch, const std::string& error);
+  void finish(Sequence* seq, FinishReason reason, std::string error = {});
+  void deliver(Sequence* seq);
+  void publish_stats();
+
+  std::unique_ptr<CausalLM> model_;
+  GenerationConfig generation_;
+  int32_t max_model_len_;
+  SchedulerOptions scheduler_options_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  Sampler sampler_;
+  std::mt19937_64 seed_rng_;  // guarded by mutex_
+
+  // Shared with submitters and handles.
+  struct Inbox {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::unique_ptr<Sequence>> submitted;
+    bool abort_requested = false;
+    bool stopping = false;
+  };
+  std::shared_ptr<Inbox> inbox_;
+  mutable std::mutex mutex_;
+  int64_t next_id_ = 1;  // guarded by mutex_
+
+  std::atomic<int32_t> stat_blocks_in_use_{0}, stat_running_{0}, stat_waiting_{0};
+  std::atomic<int64_t> stat_preemptions_{0}, stat_steps_{0};
+  std::thread thread_;
+};
+
+}  // namespace bm::engine

@@ -1,0 +1,22 @@
+#include "engine/runtime/sequence.h"
+
+namespace bm::engine {
+
+Sequence::Sequence(int64_t id, int32_t index, std::shared_ptr<Request> request, std::vector<int32_t> prompt_ids,
+                   uint64_t seed)
+    : rng(seed),
+      id_(id),
+      index_(index),
+      request_(std::move(request)),
+      token_ids_(std::move(prompt_ids)),
+      num_prompt_tokens_(static_cast<int32_t>(token_ids_.size())) {
+  pending.index = index_;
+  pending.num_prompt_tokens = num_prompt_tokens_;
+}
+
+void Sequence::append_token(int32_t token_id) {
+  token_ids_.push_back(token_id);
+  ++output_counts_[token_id];
+}
+
+}  // namespace bm::engine

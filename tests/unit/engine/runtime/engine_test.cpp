@@ -1,0 +1,340 @@
+// The engine end to end on the committed random-weight checkpoints (tests/data/models, made by
+// tests/tools/model_make_reference_checkpoints.py): greedy continuations must equal transformers' token for token
+// however the scheduler slices the work (batching, chunked prefill, preemption, prefix caching), and the
+// sampling, stop and abort paths must behave as documented.
+#include "engine/runtime/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+namespace bm::engine {
+namespace {
+
+std::filesystem::path model_dir(const std::string& name) {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models" / name;
+}
+
+struct Reference {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+};
+
+std::vector<Reference> read_reference(const std::string& name) {
+  std::ifstream in(model_dir(name) / "reference.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<Reference> out;
+  for (const auto& p : j.at("prompts"))
+    out.push_back({p.at("ids").get<std::vector<int32_t>>(), p.at("greedy_ids").get<std::vector<int32_t>>()});
+  return out;
+}
+
+// Collects one request's outputs; wait() returns when all its samples have finished.
+class Collector {
+ public:
+  explicit Collector(int32_t n = 1) : tokens_(n), finish_(n), cached_(n, -1), remaining_(n) {}
+  OutputCallback callback() {
+    return [this](SequenceOutput out) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& tokens = tokens_[out.index];
+      tokens.insert(tokens.end(), out.new_token_ids.begin(), out.new_token_ids.end());
+      logprobs_.insert(logprobs_.end(), out.logprobs.begin(), out.logprobs.end());
+      if (cached_[out.index] < 0) cached_[out.index] = out.num_cached_prompt_tokens;
+      if (out.finish) {
+        finish_[out.index] = *out.finish;
+        error_ = out.error;
+        if (--remaining_ == 0) cv_.notify_all();
+      }
+      if (on_output_) on_output_(out);
+    };
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return remaining_ == 0; })) << "request did not finish";
+  }
+  std::vector<int32_t> tokens(int32_t i = 0) const { return tokens_[i]; }
+  FinishReason finish(int32_t i = 0) const { return *finish_[i]; }
+  int32_t cached(int32_t i = 0) const { return cached_[i]; }
+  const std::vector<TokenLogprob>& logprobs() const { return logprobs_; }
+  std::function<void(const SequenceOutput&)> on_output_;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::vector<int32_t>> tokens_;
+  std::vector<std::optional<FinishReason>> finish_;
+  std::vector<int32_t> cached_;
+  std::vector<TokenLogprob> logprobs_;
+  std::string error_;
+  int32_t remaining_;
+};
+
+SamplingParams greedy(int32_t max_tokens = 16) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;  // transformers' reference continuation does not stop at eos
+  return p;
+}
+
+std::unique_ptr<Engine> load(const std::string& name, EngineOptions options = {}) {
+  options.num_threads = 2;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::load(model_dir(name), options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? *std::move(engine) : nullptr;
+}
+
+// All prompts of a model at once; every continuation must be transformers' greedy one.
+void expect_greedy_matches(Engine& engine, const std::vector<Reference>& refs) {
+  std::vector<std::unique_ptr<Collector>> collectors;
+  std::vector<std::unique_ptr<RequestHandle>> handles;
+  for (const Reference& r : refs) {
+    collectors.push_back(std::make_unique<Collector>());
+    auto handle = engine.submit(r.prompt, greedy(), collectors.back()->callback());
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    handles.push_back(*std::move(handle));
+  }
+  for (size_t i = 0; i < refs.size(); ++i) {
+    collectors[i]->wait();
+    EXPECT_EQ(collectors[i]->tokens(), refs[i].greedy) << "prompt " << i << " (" << refs[i].prompt.size() << " tokens)";
+    EXPECT_EQ(collectors[i]->finish(), FinishReason::kLength);
+  }
+}
+
+class GreedyMatchesTransformers : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GreedyMatchesTransformers, BatchedTogether) {
+  auto engine = load(GetParam());
+  ASSERT_NE(engine, nullptr);
+  expect_greedy_matches(*engine, read_reference(GetParam()));
+  EXPECT_EQ(engine->stats().num_running, 0);
+}
+
+TEST_P(GreedyMatchesTransformers, WithChunkedPrefill) {
+  EngineOptions options;
+  options.max_num_batched_tokens = 1;  // raised to max_num_seqs: chunks of 4 tokens
+  options.max_num_seqs = 4;
+  auto engine = load(GetParam(), options);
+  ASSERT_NE(engine, nullptr);
+  expect_greedy_matches(*engine, read_reference(GetParam()));
+}
+
+TEST_P(GreedyMatchesTransformers, WithPreemptionWhenTheCacheIsTiny) {
+  auto engine_for_size = load(GetParam());
+  ASSERT_NE(engine_for_size, nullptr);
+  const int64_t kv_per_token = engine_for_size->model_info().kv_bytes_per_token;
+  engine_for_size.reset();
+  EngineOptions options;
+  options.kv_cache_bytes = kv_per_token * kBlockSize * 4;  // 64 tokens: the longest request (53) fits alone
+  auto engine = load(GetParam(), options);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->stats().kv_capacity_tokens, 64);
+  EXPECT_EQ(engine->max_model_len(), 64);
+  expect_greedy_matches(*engine, read_reference(GetParam()));
+  EXPECT_GT(engine->stats().num_preemptions, 0);
+  EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, GreedyMatchesTransformers,
+                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) c = c == '-' ? '_' : c;
+                           return name;
+                         });
+
+TEST(Engine, ARepeatedPromptReusesCachedBlocksAndGivesTheSameTokens) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Reference r = read_reference("qwen2-tied")[3];  // 37 tokens
+  Collector first, second;
+  auto h1 = engine->submit(r.prompt, greedy(), first.callback());
+  ASSERT_TRUE(h1.ok());
+  first.wait();
+  auto h2 = engine->submit(r.prompt, greedy(), second.callback());
+  ASSERT_TRUE(h2.ok());
+  second.wait();
+  EXPECT_EQ(first.cached(), 0);
+  EXPECT_EQ(second.cached(), 32);
+  EXPECT_EQ(second.tokens(), r.greedy);
+}
+
+TEST(Engine, ParallelSamplesShareThePromptAndASeedIsReproducible) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Reference r = read_reference("qwen2-tied")[3];
+  SamplingParams p;
+  p.n = 3;
+  p.seed = 1234;
+  p.max_tokens = 12;
+  p.ignore_eos = true;
+  Collector a(3), b(3);
+  auto ha = engine->submit(r.prompt, p, a.callback());
+  ASSERT_TRUE(ha.ok());
+  a.wait();
+  EXPECT_EQ(a.cached(0), 0);
+  EXPECT_EQ(a.cached(1), 32);  // the siblings reuse the first sample's prompt blocks
+  EXPECT_NE(a.tokens(0), a.tokens(1));
+  // Again, now beside other requests: a seeded request's tokens do not depend on its batch.
+  Collector noise1, noise2;
+  SamplingParams other;
+  other.max_tokens = 20;
+  auto hn1 = engine->submit(read_reference("qwen2-tied")[1].prompt, other, noise1.callback());
+  auto hb = engine->submit(r.prompt, p, b.callback());
+  auto hn2 = engine->submit(read_reference("qwen2-tied")[2].prompt, other, noise2.callback());
+  ASSERT_TRUE(hb.ok() && hn1.ok() && hn2.ok());
+  b.wait();
+  noise1.wait();
+  noise2.wait();
+  for (int32_t i = 0; i < 3; ++i) EXPECT_EQ(a.tokens(i), b.tokens(i)) << "sample " << i;
+}
+
+TEST(Engine, StopTokensEosAndMinTokens) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Reference r = read_reference("qwen2-tied")[2];  // greedy: 472 446 364 119 449 446 47 406 250 286 176 443 498 2 ...
+  SamplingParams stop = greedy();
+  stop.stop_token_ids = {449};
+  Collector c1;
+  auto h1 = engine->submit(r.prompt, stop, c1.callback());
+  ASSERT_TRUE(h1.ok());
+  c1.wait();
+  EXPECT_EQ(c1.tokens(), (std::vector<int32_t>{472, 446, 364, 119, 449}));
+  EXPECT_EQ(c1.finish(), FinishReason::kStop);
+
+  SamplingParams eos = greedy();
+  eos.ignore_eos = false;  // eos is token 2, the 14th greedy token
+  Collector c2;
+  auto h2 = engine->submit(r.prompt, eos, c2.callback());
+  ASSERT_TRUE(h2.ok());
+  c2.wait();
+  EXPECT_EQ(c2.tokens().size(), 14u);
+  EXPECT_EQ(c2.tokens().back(), 2);
+  EXPECT_EQ(c2.finish(), FinishReason::kStop);
+
+  SamplingParams min = stop;
+  min.min_tokens = 5;  // 449 masked at position 5: another token is chosen there
+  Collector c3;
+  auto h3 = engine->submit(r.prompt, min, c3.callback());
+  ASSERT_TRUE(h3.ok());
+  c3.wait();
+  EXPECT_GE(c3.tokens().size(), 6u);
+  EXPECT_NE(c3.tokens()[4], 449);
+}
+
+TEST(Engine, LogprobsComeWithEveryToken) {
+  auto engine = load("llama3");
+  ASSERT_NE(engine, nullptr);
+  SamplingParams p = greedy(5);
+  p.logprobs = 3;
+  Collector c;
+  auto h = engine->submit(read_reference("llama3")[1].prompt, p, c.callback());
+  ASSERT_TRUE(h.ok());
+  c.wait();
+  ASSERT_EQ(c.logprobs().size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    const TokenLogprob& lp = c.logprobs()[i];
+    EXPECT_EQ(lp.token_id, c.tokens()[i]);
+    ASSERT_EQ(lp.top.size(), 3u);
+    EXPECT_EQ(lp.top[0].first, lp.token_id);  // greedy: the best alternative is the token itself
+    EXPECT_FLOAT_EQ(lp.top[0].second, lp.logprob);
+    EXPECT_LT(lp.logprob, 0.0f);
+    EXPECT_GE(lp.top[0].second, lp.top[1].second);
+  }
+}
+
+TEST(Engine, AbortEndsTheRequestAndFreesItsBlocks) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Collector c;
+  std::unique_ptr<RequestHandle> handle;
+  std::mutex handle_mutex;
+  int outputs = 0;
+  c.on_output_ = [&](const SequenceOutput&) {
+    std::lock_guard<std::mutex> lock(handle_mutex);
+    if (++outputs == 3 && handle) handle->abort();  // from the engine's own thread
+  };
+  {
+    std::lock_guard<std::mutex> lock(handle_mutex);
+    auto h = engine->submit(read_reference("qwen2-tied")[3].prompt, greedy(1000), c.callback());
+    ASSERT_TRUE(h.ok());
+    handle = *std::move(h);
+  }
+  c.wait();
+  EXPECT_EQ(c.finish(), FinishReason::kAbort);
+  EXPECT_LT(c.tokens().size(), 1000u);
+  for (int i = 0; i < 100 && engine->stats().num_kv_blocks_in_use != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
+  EXPECT_EQ(engine->stats().num_running, 0);
+}
+
+TEST(Engine, DestroyingTheEngineAbortsWhatIsLeft) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Collector c;
+  auto h = engine->submit(read_reference("qwen2-tied")[3].prompt, greedy(100000 / 2), c.callback());
+  ASSERT_TRUE(h.ok());
+  engine.reset();
+  c.wait();
+  EXPECT_EQ(c.finish(), FinishReason::kAbort);
+  (*h)->abort();  // harmless after the engine is gone
+}
+
+TEST(Engine, BadRequestsAreRefusedWithASentence) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  auto message = [&](std::vector<int32_t> prompt, SamplingParams p) {
+    auto h = engine->submit(std::move(prompt), p, nullptr);
+    EXPECT_FALSE(h.ok());
+    return h.ok() ? std::string() : std::string(h.status().message());
+  };
+  EXPECT_NE(message({}, greedy()).find("empty"), std::string::npos);
+  EXPECT_NE(message({1, 512}, greedy()).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(message(std::vector<int32_t>(engine->max_model_len(), 1), greedy()).find("context"), std::string::npos);
+  SamplingParams p = greedy();
+  p.top_p = 2;
+  EXPECT_NE(message({1, 2}, p).find("top_p"), std::string::npos);
+}
+
+TEST(Engine, OptionsThatCannotWorkAreRefused) {
+  EngineOptions too_long;
+  too_long.max_model_len = 1 << 30;
+  auto e1 = Engine::load(model_dir("qwen2-tied"), too_long);
+  ASSERT_FALSE(e1.ok());
+  EXPECT_NE(std::string(e1.status().message()).find("max_position_embeddings"), std::string::npos);
+
+  EngineOptions tiny;
+  tiny.kv_cache_bytes = 100;
+  auto e2 = Engine::load(model_dir("qwen2-tied"), tiny);
+  ASSERT_FALSE(e2.ok());
+  EXPECT_NE(std::string(e2.status().message()).find("KV cache"), std::string::npos);
+
+  auto e3 = Engine::load(model_dir("does-not-exist"), EngineOptions{});
+  ASSERT_FALSE(e3.ok());
+}
+
+TEST(Engine, MaxConcurrencyComesFromTheBlocksEachRequestNeeds) {
+  auto sized = load("qwen2-tied");
+  ASSERT_NE(sized, nullptr);
+  EngineOptions options;
+  options.kv_cache_bytes = sized->model_info().kv_bytes_per_token * kBlockSize * 100;  // 100 blocks
+  options.max_num_seqs = 64;
+  sized.reset();
+  auto engine = load("qwen2-tied", options);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->max_concurrency(16, 16), 50);   // 2 blocks each
+  EXPECT_EQ(engine->max_concurrency(17, 16), 33);   // 3 blocks each
+  EXPECT_EQ(engine->max_concurrency(8, 8), 64);     // capped by max_num_seqs
+  EXPECT_EQ(engine->max_concurrency(1000, 700), 0);
+}
+
+}  // namespace
+}  // namespace bm::engine

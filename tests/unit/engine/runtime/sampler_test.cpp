@@ -1,0 +1,183 @@
+#include "engine/runtime/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "tests/unit/engine/runtime/sequence_factory.h"
+
+namespace bm::engine {
+namespace {
+
+using testing::make_sequence;
+
+constexpr int32_t kVocab = 8;
+constexpr int32_t kEos = 7;
+
+std::vector<float> logits_of(std::vector<float> probs) {
+  std::vector<float> l;
+  for (float p : probs) l.push_back(p > 0 ? std::log(p) : -1e30f);
+  return l;
+}
+
+SamplingParams greedy() {
+  SamplingParams p;
+  p.temperature = 0;
+  return p;
+}
+
+TEST(Sampler, GreedyTakesTheLargestLogitAndTheLowestIdOnTies) {
+  Sampler sampler(kVocab, {kEos});
+  auto seq = make_sequence(1, {0}, greedy());
+  EXPECT_EQ(sampler.sample(std::vector<float>{0, 1, 5, 2, 5, 0, 0, 0}, *seq).token_id, 2);
+}
+
+TEST(Sampler, LogitBiasAndPenaltiesChangeTheChoice) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits{0, 3, 2.9f, 0, 0, 0, 0, 0};
+  SamplingParams p = greedy();
+  p.logit_bias = {{2, 0.5f}};
+  EXPECT_EQ(sampler.sample(logits, *make_sequence(1, {0}, p)).token_id, 2);
+
+  SamplingParams rep = greedy();
+  rep.repetition_penalty = 1.2f;  // 3 / 1.2 = 2.5 < 2.9
+  EXPECT_EQ(sampler.sample(logits, *make_sequence(2, {1}, rep)).token_id, 2);
+
+  SamplingParams freq = greedy();
+  freq.frequency_penalty = 0.06f;  // two occurrences: 3 - 0.12 < 2.9
+  auto seq = make_sequence(3, {0}, freq);
+  seq->append_token(1);
+  EXPECT_EQ(sampler.sample(logits, *seq).token_id, 1);  // one occurrence: 2.94 > 2.9
+  seq->append_token(1);
+  EXPECT_EQ(sampler.sample(logits, *seq).token_id, 2);
+}
+
+TEST(Sampler, PresencePenaltyCountsATokenOnce) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits{0, 3, 2.5f, 0, 0, 0, 0, 0};
+  SamplingParams p = greedy();
+  p.presence_penalty = 0.4f;
+  auto seq = make_sequence(1, {0}, p);
+  seq->append_token(1);
+  seq->append_token(1);
+  EXPECT_EQ(sampler.sample(logits, *seq).token_id, 1);  // 3 - 0.4 = 2.6 > 2.5
+  p.presence_penalty = 0.6f;
+  auto seq2 = make_sequence(2, {0}, p);
+  seq2->append_token(1);
+  EXPECT_EQ(sampler.sample(logits, *seq2).token_id, 2);
+}
+
+TEST(Sampler, MinTokensMasksEosAndStopTokensUntilReached) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits{0, 0, 0, 9, 0, 0, 0, 10};
+  SamplingParams p = greedy();
+  p.min_tokens = 1;
+  p.stop_token_ids = {3};
+  EXPECT_EQ(sampler.sample(logits, *make_sequence(1, {0}, p)).token_id, 0);
+  auto seq = make_sequence(2, {0}, p);
+  seq->append_token(5);
+  EXPECT_EQ(sampler.sample(logits, *seq).token_id, kEos);
+}
+
+TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits = logits_of({0.1f, 0.2f, 0.4f, 0.3f, 0, 0, 0, 0});
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    SamplingParams k;
+    k.top_k = 1;
+    EXPECT_EQ(sampler.sample(logits, *make_sequence(1, {0}, k, seed)).token_id, 2);
+    SamplingParams top_p;
+    top_p.top_p = 0.01f;
+    EXPECT_EQ(sampler.sample(logits, *make_sequence(1, {0}, top_p, seed)).token_id, 2);
+    SamplingParams min_p;
+    min_p.min_p = 0.9f;
+    EXPECT_EQ(sampler.sample(logits, *make_sequence(1, {0}, min_p, seed)).token_id, 2);
+  }
+}
+
+// Frequencies of many draws against the distribution; the seed is fixed, so this is deterministic.
+std::map<int32_t, double> frequencies(Sampler& sampler, const std::vector<float>& logits, SamplingParams p, int draws) {
+  auto seq = make_sequence(1, {0}, p, 42);
+  std::map<int32_t, double> f;
+  for (int i = 0; i < draws; ++i) f[sampler.sample(logits, *seq).token_id] += 1.0 / draws;
+  return f;
+}
+
+TEST(Sampler, DrawsFollowTheDistributionAfterTopPAndTemperature) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits = logits_of({0.5f, 0.3f, 0.15f, 0.05f, 0, 0, 0, 0});
+  auto f = frequencies(sampler, logits, SamplingParams{}, 40000);
+  EXPECT_NEAR(f[0], 0.5, 0.01);
+  EXPECT_NEAR(f[1], 0.3, 0.01);
+  EXPECT_NEAR(f[3], 0.05, 0.01);
+  SamplingParams p;
+  p.top_p = 0.75f;  // keeps 0 and 1 (0.5 + 0.3 reaches it): renormalised 0.625 / 0.375
+  f = frequencies(sampler, logits, p, 40000);
+  EXPECT_NEAR(f[0], 0.625, 0.01);
+  EXPECT_NEAR(f[1], 0.375, 0.01);
+  EXPECT_EQ(f.count(2), 0u);
+  SamplingParams cold;
+  cold.temperature = 0.5f;  // squares the probabilities: 0.25, 0.09, 0.0225, 0.0025 over 0.365
+  f = frequencies(sampler, logits, cold, 40000);
+  EXPECT_NEAR(f[0], 0.25 / 0.365, 0.01);
+  EXPECT_NEAR(f[1], 0.09 / 0.365, 0.01);
+}
+
+TEST(Sampler, TheSameSeedGivesTheSameDraws) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits = logits_of({0.2f, 0.2f, 0.2f, 0.2f, 0.2f, 0, 0, 0});
+  auto a = make_sequence(1, {0}, SamplingParams{}, 9);
+  auto b = make_sequence(2, {0}, SamplingParams{}, 9);
+  auto c = make_sequence(3, {0}, SamplingParams{}, 10);
+  std::vector<int32_t> da, db, dc;
+  for (int i = 0; i < 32; ++i) {
+    da.push_back(sampler.sample(logits, *a).token_id);
+    db.push_back(sampler.sample(logits, *b).token_id);
+    dc.push_back(sampler.sample(logits, *c).token_id);
+  }
+  EXPECT_EQ(da, db);
+  EXPECT_NE(da, dc);
+}
+
+TEST(Sampler, LogprobsAreTheRawLogSoftmaxWithTopAlternatives) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits = logits_of({0.5f, 0.3f, 0.15f, 0.05f, 0, 0, 0, 0});
+  SamplingParams p = greedy();
+  p.logprobs = 2;
+  p.logit_bias = {{1, 5.0f}};  // changes the choice, not the reported distribution
+  SampledToken t = sampler.sample(logits, *make_sequence(1, {0}, p));
+  ASSERT_TRUE(t.logprob.has_value());
+  EXPECT_EQ(t.token_id, 1);
+  EXPECT_NEAR(t.logprob->logprob, std::log(0.3), 1e-5);
+  ASSERT_EQ(t.logprob->top.size(), 2u);
+  EXPECT_EQ(t.logprob->top[0].first, 0);
+  EXPECT_NEAR(t.logprob->top[0].second, std::log(0.5), 1e-5);
+  EXPECT_EQ(t.logprob->top[1].first, 1);
+}
+
+TEST(SamplingParams, OutOfRangeFieldsAreNamed) {
+  auto message = [](SamplingParams p) { return std::string(validate_sampling_params(p, kVocab).message()); };
+  SamplingParams p;
+  EXPECT_TRUE(validate_sampling_params(p, kVocab).ok());
+  p.top_p = 0;
+  EXPECT_NE(message(p).find("top_p"), std::string::npos);
+  p = {};
+  p.temperature = -1;
+  EXPECT_NE(message(p).find("temperature"), std::string::npos);
+  p = {};
+  p.logit_bias = {{kVocab, 1.0f}};
+  EXPECT_NE(message(p).find("logit_bias"), std::string::npos);
+  p = {};
+  p.min_tokens = 20;
+  EXPECT_NE(message(p).find("min_tokens"), std::string::npos);
+  p = {};
+  p.stop_token_ids = {-1};
+  EXPECT_NE(message(p).find("stop_token_ids"), std::string::npos);
+  p = {};
+  p.n = 0;
+  EXPECT_NE(message(p).find("n must"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bm::engine
