@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Quick start on a fresh Debian 12 machine: install the packages, build, install bmserverd/bmserver, start the
-# daemon (systemd service when systemd runs, else a user-mode daemon in the background) and show `bmserver env`.
+# daemon (systemd service when systemd runs, else a user-mode daemon in the background), show `bmserver env`, then
+# serve a model (the GPU when there is one, else the CPU backend) and ask it one chat completion with curl.
+#
+# The model: BMSERVER_QUICKSTART_MODEL, a catalog name (downloaded first; default qwen2.5-0.5b-origin, the smallest)
+# or the path of a Hugging Face model folder already on disk (no network needed). BMSERVER_QUICKSTART_MODEL=none
+# stops after starting the daemon.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SUDO=""
@@ -40,3 +45,26 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 $BM env
+
+MODEL="${BMSERVER_QUICKSTART_MODEL:-qwen2.5-0.5b-origin}"
+[ "$MODEL" = "none" ] && exit 0
+if [ ! -d "$MODEL" ]; then
+  if ! $BM chat download "$MODEL"; then
+    echo "quickstart: could not download $MODEL (no network?). Serve a model folder already on disk instead:" >&2
+    echo "  BMSERVER_QUICKSTART_MODEL=/path/to/Qwen2.5-0.5B-Instruct bash deploy/quickstart.sh" >&2
+    echo "  (or: bmserver chat serve NAME --local-dir DIR, with the model in DIR/{org}/{name})" >&2
+    exit 1
+  fi
+fi
+$BM chat stop "$(basename "$MODEL")" >/dev/null 2>&1 || true
+$BM chat serve "$MODEL"
+$BM chat ps
+read -r SERVED URL < <($BM chat ps -o json | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["models"][0]
+print(m["name"], m["httpUrl"])')
+echo "quickstart: curl $URL/v1/chat/completions"
+curl -sS --fail-with-body "$URL/v1/chat/completions" -H 'Content-Type: application/json' -d "{
+  \"model\": \"$SERVED\", \"max_tokens\": 64,
+  \"messages\": [{\"role\": \"user\", \"content\": \"Say hello in one short sentence.\"}]}"
+echo

@@ -74,6 +74,9 @@ void GenerationSession::submit_all() {
   });
   for (size_t i = 0; i < choices_.size(); ++i) {
     ChoiceSpec& spec = options_.choices[i];
+    // Choices are separate engine requests: a shared seed would make the n samples identical, so each choice
+    // gets its own seed derived from the request's (still reproducible across runs).
+    if (spec.params.seed && i > 0) *spec.params.seed += 0x9e3779b97f4a7c15ULL * i;
     auto self = shared_from_this();  // the engine's callback keeps the session alive until its last event
     absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> handle = model_->generator->submit(
         spec.prompt_ids, spec.params, [self, i](serving::GenerationEvent event) { self->on_event(i, std::move(event)); });

@@ -8,6 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/socket.h>
+#include <cerrno>
+
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <spdlog/spdlog.h>
@@ -48,7 +51,8 @@ class Connection;
 
 class ConnectionExchange final : public Exchange {
  public:
-  explicit ConnectionExchange(std::shared_ptr<Connection> connection) : connection_(std::move(connection)) {}
+  ConnectionExchange(std::shared_ptr<Connection> connection, uint64_t generation)
+      : connection_(std::move(connection)), generation_(generation) {}
   void respond(HttpResponse response) override;
   void begin_stream(int status, std::string content_type,
                     std::vector<std::pair<std::string, std::string>> headers) override;
@@ -64,7 +68,12 @@ class ConnectionExchange final : public Exchange {
   void fire_disconnect();
 
  private:
+  // Runs fn on the connection's strand if the connection is still on this exchange's request: a session that
+  // outlives its request (a late event, an abort) must never write into the next request on the connection.
+  void post_if_current(std::function<void(Connection&)> fn);
+
   std::shared_ptr<Connection> connection_;
+  uint64_t generation_;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -86,8 +95,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // --- called through ConnectionExchange, always posted onto this connection's strand ---
-  void post(std::function<void(Connection&)> fn) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(*self); });
+  void post(uint64_t generation, std::function<void(Connection&)> fn) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), generation, fn = std::move(fn)] {
+      if (self->generation_ == generation) fn(*self);
+    });
   }
 
   void write_response(HttpResponse response) {
@@ -154,6 +165,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       keep_alive_ = false;
       bool too_large = ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
       completed_ = false;
+      // The client may still be sending the body we refused: read and drop it after the response, or closing
+      // with unread data would reset the connection before the client reads the error.
+      linger_after_close_ = true;
       write_response({too_large ? 413 : 400, "application/json",
                       error_body(too_large ? "request too large: the body may have at most " +
                                                  std::to_string(options_.max_body_bytes) + " bytes"
@@ -176,7 +190,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     finish_after_writes_ = false;
     ++generation_;
     stream_.expires_never();  // a handler may take as long as generation does
-    auto exchange = std::make_shared<ConnectionExchange>(shared_from_this());
+    auto exchange = std::make_shared<ConnectionExchange>(shared_from_this(), generation_);
     exchange_ = exchange;
     watch_for_disconnect();
     try {
@@ -193,12 +207,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), generation](beast::error_code ec) {
       // A later exchange on this connection has its own watch; this one is stale.
       if (self->closed_ || self->completed_ || generation != self->generation_) return;
-      beast::error_code avail_ec;
-      size_t available = self->stream_.socket().available(avail_ec);
-      if (!ec && !avail_ec && available > 0) return;  // a pipelined request: read it after this response
-      if (!ec && buffer_has_data(*self)) return;
-      self->close();
+      if (ec == net::error::operation_aborted) return;  // whoever cancelled it closes the connection
+      if (!ec && self->peer_has_closed()) {
+        self->close();
+        return;
+      }
+      if (ec) self->close();
+      // Otherwise readable with data: a pipelined request, read after this response.
     });
+  }
+
+  // The socket reads as end-of-file (not merely readable: readiness can be spurious, and pipelined bytes are
+  // data, not a disconnect).
+  bool peer_has_closed() {
+    char byte;
+    ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return false;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      watch_for_disconnect();  // spurious wake-up: keep watching
+      return false;
+    }
+    return true;
   }
 
   static bool buffer_has_data(const Connection& c) { return c.buffer_.size() > 0; }
@@ -215,6 +244,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         finish_after_writes_ = false;
         if (keep_alive_) {
           read_request();
+        } else if (linger_after_close_) {
+          linger_then_close();
         } else {
           close();
         }
@@ -234,6 +265,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return;
       }
       self->write_next();
+    });
+  }
+
+  // Half-closes, then drops what the client still sends (at most kLingerBytes, for at most kLingerSeconds) so
+  // that it can finish sending and read our response, as nginx's lingering close does.
+  void linger_then_close() {
+    static constexpr size_t kLingerBytes = size_t{256} << 20;
+    static constexpr int kLingerSeconds = 10;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) {
+      close();
+      return;
+    }
+    stream_.expires_after(std::chrono::seconds(kLingerSeconds));
+    discard_.resize(64 << 10);
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code read_ec, size_t n) {
+      self->lingered_bytes_ += n;
+      if (read_ec || self->closed_ || self->lingered_bytes_ > kLingerBytes) {
+        self->close();
+        return;
+      }
+      self->linger_then_close();
     });
   }
 
@@ -262,7 +316,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool streaming_ = false;
   bool keep_alive_ = true;
   bool finish_after_writes_ = false;
-  uint64_t generation_ = 0;
+  bool linger_after_close_ = false;
+  std::vector<char> discard_;
+  size_t lingered_bytes_ = 0;
+
+ public:
+  uint64_t generation_ = 0;  // bumped per request; exchanges of earlier requests no longer write
 };
 
 void ConnectionExchange::fire_disconnect() {
@@ -277,21 +336,25 @@ void ConnectionExchange::fire_disconnect() {
   if (callback) callback();
 }
 
+void ConnectionExchange::post_if_current(std::function<void(Connection&)> fn) {
+  connection_->post(generation_, std::move(fn));
+}
+
 void ConnectionExchange::respond(HttpResponse response) {
-  connection_->post([response = std::move(response)](Connection& c) mutable { c.write_response(std::move(response)); });
+  post_if_current([response = std::move(response)](Connection& c) mutable { c.write_response(std::move(response)); });
 }
 
 void ConnectionExchange::begin_stream(int status, std::string content_type,
                                       std::vector<std::pair<std::string, std::string>> headers) {
-  connection_->post([=](Connection& c) { c.write_stream_head(status, content_type, headers); });
+  post_if_current([=](Connection& c) { c.write_stream_head(status, content_type, headers); });
 }
 
 void ConnectionExchange::send(std::string bytes) {
-  connection_->post([bytes = std::move(bytes)](Connection& c) mutable { c.write_chunk(std::move(bytes)); });
+  post_if_current([bytes = std::move(bytes)](Connection& c) mutable { c.write_chunk(std::move(bytes)); });
 }
 
 void ConnectionExchange::end_stream() {
-  connection_->post([](Connection& c) { c.write_stream_end(); });
+  post_if_current([](Connection& c) { c.write_stream_end(); });
 }
 
 void ConnectionExchange::on_disconnect(std::function<void()> callback) {

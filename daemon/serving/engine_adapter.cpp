@@ -11,6 +11,10 @@
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
 #include "daemon/serving/engine_manager.h"
+#include "engine/backend/device_info.h"
+#include "engine/runtime/engine.h"
+#include "engine/template/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace bm::daemon::serving {
 namespace {
@@ -86,10 +90,147 @@ absl::StatusOr<ResolvedModel> resolve(const std::string& name, const ServeSettin
   return resolve_catalog_name(name, settings);
 }
 
+// The OpenAI layer's Generator over an engine::Engine: converts parameters in and outputs out.
+class EngineGenerator final : public Generator {
+ public:
+  explicit EngineGenerator(std::unique_ptr<engine::Engine> engine) : engine_(std::move(engine)) {}
+
+  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids, const GenerationParams& params,
+                                                           EventCallback on_event) override {
+    absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle =
+        engine_->submit(std::move(prompt_ids), to_sampling_params(params),
+                        [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
+    if (!handle.ok()) return handle.status();
+    return std::unique_ptr<GenerationHandle>(new Handle(*std::move(handle)));
+  }
+
+  GeneratorStats stats() const override {
+    engine::EngineStats s = engine_->stats();
+    return GeneratorStats{s.kv_capacity_tokens, s.num_kv_blocks, s.num_kv_blocks_in_use,
+                          s.num_running,        s.num_waiting,   s.num_preemptions};
+  }
+  int32_t max_model_len() const override { return engine_->max_model_len(); }
+  int32_t max_num_seqs() const override { return engine_->max_num_seqs(); }
+
+ private:
+  class Handle final : public GenerationHandle {
+   public:
+    explicit Handle(std::unique_ptr<engine::RequestHandle> handle) : handle_(std::move(handle)) {}
+    void abort() override { handle_->abort(); }
+
+   private:
+    std::unique_ptr<engine::RequestHandle> handle_;
+  };
+
+  static engine::SamplingParams to_sampling_params(const GenerationParams& p) {
+    engine::SamplingParams s;
+    s.max_tokens = p.max_tokens;
+    s.min_tokens = p.min_tokens;
+    s.temperature = p.temperature;
+    s.top_p = p.top_p;
+    s.top_k = p.top_k;
+    s.min_p = p.min_p;
+    s.presence_penalty = p.presence_penalty;
+    s.frequency_penalty = p.frequency_penalty;
+    s.repetition_penalty = p.repetition_penalty;
+    s.logit_bias.assign(p.logit_bias.begin(), p.logit_bias.end());
+    s.seed = p.seed;
+    s.stop_token_ids = p.stop_token_ids;
+    s.ignore_eos = p.ignore_eos;
+    s.logprobs = p.logprobs;
+    return s;
+  }
+
+  static GenerationEvent to_event(engine::SequenceOutput out) {
+    GenerationEvent e;
+    e.token_ids = std::move(out.new_token_ids);
+    for (engine::TokenLogprob& lp : out.logprobs) e.logprobs.push_back(TokenLogprob{lp.token_id, lp.logprob, std::move(lp.top)});
+    if (out.finish) {
+      switch (*out.finish) {
+        case engine::FinishReason::kStop: e.finish = FinishReason::kStop; break;
+        case engine::FinishReason::kLength: e.finish = FinishReason::kLength; break;
+        case engine::FinishReason::kAbort: e.finish = FinishReason::kAbort; break;
+        case engine::FinishReason::kError: e.finish = FinishReason::kError; break;
+      }
+    }
+    e.error = std::move(out.error);
+    e.num_prompt_tokens = out.num_prompt_tokens;
+    e.num_cached_prompt_tokens = out.num_cached_prompt_tokens;
+    return e;
+  }
+
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+SamplingDefaults sampling_defaults(const engine::GenerationConfig& g) {
+  SamplingDefaults d;
+  if (g.temperature) d.temperature = *g.temperature;
+  if (g.top_p) d.top_p = *g.top_p;
+  if (g.top_k) d.top_k = *g.top_k > 0 ? *g.top_k : -1;
+  if (g.repetition_penalty) d.repetition_penalty = *g.repetition_penalty;
+  return d;
+}
+
+engine::EngineOptions engine_options(const ServeSettings& settings, const std::string& model_path, const std::string& backend,
+                                     const ProgressCallback& progress) {
+  engine::EngineOptions o;
+  o.backend = backend;
+  o.max_model_len = settings.max_model_len;
+  o.max_num_seqs = settings.max_num_seqs;
+  o.max_num_batched_tokens = settings.max_num_batched_tokens;
+  o.kv_cache_bytes = static_cast<int64_t>(settings.kv_cache_bytes);
+  o.gpu_memory_utilization = settings.gpu_memory_utilization;
+  o.seed = settings.seed;
+  o.on_progress = [progress, model_path, backend](const std::string& phase, double fraction) {
+    progress({phase, phase == "reading weights" ? "safetensors from " + model_path + " onto the " + backend + " backend" : phase,
+              fraction});
+  };
+  return o;
+}
+
+// auto: the GPU when the daemon sees one and the CUDA backend loads on it, the CPU otherwise (as Ollama does);
+// cuda: the GPU or an error; cpu: the CPU.
+absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel& model, const ServeSettings& settings,
+                                                           const ProgressCallback& progress, std::string& backend) {
+  if (settings.backend != "auto") {
+    backend = settings.backend;
+    return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
+  }
+  if (!engine::detect_devices().gpus.empty()) {
+    backend = "cuda";
+    absl::StatusOr<std::unique_ptr<engine::Engine>> on_gpu = engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
+    // Only a backend that cannot start falls back; a model that does not fit the GPU is reported as such.
+    const absl::Status& why = on_gpu.status();
+    if (on_gpu.ok() || !(absl::IsUnimplemented(why) || absl::IsUnavailable(why) || absl::IsFailedPrecondition(why)))
+      return on_gpu;
+    progress({"falling back", absl::StrCat("the CUDA backend is not available (", on_gpu.status().message(), "); using the CPU"), -1});
+  }
+  backend = "cpu";
+  return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
+}
+
 absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSettings& settings, const ProgressCallback& progress) {
-  return absl::UnimplementedError(absl::StrCat(
-      "cannot serve ", model.name, ": this bmserverd has no engine runtime yet (tokenizer, model loading and the "
-      "scheduler are still being built; see docs/status.md)"));
+  progress({"reading tokenizer", "tokenizer and chat template of " + model.path, -1});
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer = engine::Tokenizer::load(model.path);
+  if (!tokenizer.ok()) return tokenizer.status();
+  absl::StatusOr<engine::ChatTemplate> chat_template = engine::ChatTemplate::load(model.path);
+  if (!chat_template.ok()) return chat_template.status();
+  std::string backend;
+  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = load_engine(model, settings, progress, backend);
+  if (!engine.ok()) return engine.status();
+  LoadedEngine loaded;
+  loaded.tokenizer = std::shared_ptr<const engine::Tokenizer>(*std::move(tokenizer));
+  loaded.chat_template = std::make_shared<const engine::ChatTemplate>(*std::move(chat_template));
+  loaded.defaults = sampling_defaults((*engine)->generation_config());
+  loaded.backend = (*engine)->backend_name();
+  loaded.weight_bytes = (*engine)->model_info().weight_bytes;
+  loaded.kv_cache_bytes = (*engine)->kv_cache_bytes();
+  engine::EngineStats stats = (*engine)->stats();
+  progress({"allocated", absl::StrCat("KV cache ", stats.kv_capacity_tokens, " tokens (", stats.num_kv_blocks, " blocks), context ",
+                                  (*engine)->max_model_len(), " tokens, up to ", (*engine)->max_num_seqs(), " sequences"),
+            1.0});
+  loaded.generator = std::make_unique<EngineGenerator>(*std::move(engine));
+  return loaded;
 }
 
 }  // namespace

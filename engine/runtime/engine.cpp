@@ -275,20 +275,32 @@ void Engine::fail(const ScheduledBatch& batch, const std::string& error) {
 void Engine::finish(Sequence* seq, FinishReason reason, std::string error) {
   seq->pending.finish = reason;
   seq->pending.error = std::move(error);
-  deliver(seq);
-  --seq->request().num_unfinished;
+  SequenceOutput last = take_output(seq);
+  std::shared_ptr<Request> request = seq->shared_request();
+  const bool request_done = --request->num_unfinished == 0;
+  // Blocks are free and the figures current before the caller hears of the end.
   scheduler_.remove(seq);
+  publish_stats();
+  // The callback usually owns whoever holds the RequestHandle (which owns the Request): after the request's last
+  // output it is dropped, which breaks that cycle.
+  OutputCallback callback = request_done ? std::move(request->on_output) : request->on_output;
+  if (callback) callback(std::move(last));
 }
 
 void Engine::deliver(Sequence* seq) {
-  SequenceOutput& out = seq->pending;
-  if (out.new_token_ids.empty() && !out.finish) return;
-  out.num_cached_prompt_tokens = seq->num_cached_prompt_tokens;
-  SequenceOutput sent = std::move(out);
-  out = SequenceOutput{};
-  out.index = seq->index();
-  out.num_prompt_tokens = seq->num_prompt_tokens();
-  if (seq->request().on_output) seq->request().on_output(std::move(sent));
+  if (seq->pending.new_token_ids.empty() && !seq->pending.finish) return;
+  SequenceOutput out = take_output(seq);
+  if (seq->request().on_output) seq->request().on_output(std::move(out));
+}
+
+SequenceOutput Engine::take_output(Sequence* seq) {
+  SequenceOutput& pending = seq->pending;
+  pending.num_cached_prompt_tokens = seq->num_cached_prompt_tokens;
+  SequenceOutput out = std::move(pending);
+  pending = SequenceOutput{};
+  pending.index = seq->index();
+  pending.num_prompt_tokens = seq->num_prompt_tokens();
+  return out;
 }
 
 void Engine::publish_stats() {

@@ -96,6 +96,7 @@ class Engine {
   void fail(const ScheduledBatch& batch, const std::string& error);
   void finish(Sequence* seq, FinishReason reason, std::string error = {});
   void deliver(Sequence* seq);
+  SequenceOutput take_output(Sequence* seq);
   void publish_stats();
 
   std::unique_ptr<CausalLM> model_;

@@ -53,6 +53,7 @@ class Sequence {
   int64_t id() const { return id_; }
   int32_t index() const { return index_; }
   Request& request() const { return *request_; }
+  std::shared_ptr<Request> shared_request() const { return request_; }
   const SamplingParams& params() const { return request_->params; }
 
   const std::vector<int32_t>& token_ids() const { return token_ids_; }

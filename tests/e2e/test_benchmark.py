@@ -226,7 +226,8 @@ class ServedBenchmarkTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr + daemon.read_log()[-3000:])
             results = json.loads(r.stdout)["results"]
             self.assertTrue(results)
-            kv, seqs = results[0]["max_cache_tokens"], results[0]["max_num_seqs"]
+            # 64-bit integers are JSON strings in the proto3 JSON mapping.
+            kv, seqs = int(results[0]["max_cache_tokens"]), int(results[0]["max_num_seqs"])
             self.assertGreater(kv, 0)
             expected_max = min(kv // (p + c), seqs, 256)
             self.assertEqual([x["num_requests"] for x in results], levels(expected_max))

@@ -71,7 +71,9 @@ def main():
         tok_cfg = {"add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder,
                    "bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>",
                    "pad_token": "<｜end▁of▁sentence｜>", "chat_template": template, "clean_up_tokenization_spaces": False,
-                   "model_max_length": 16384, "tokenizer_class": "LlamaTokenizerFast", "legacy": True}
+                   "model_max_length": 16384, "tokenizer_class": "Qwen2TokenizerFast"}
+        # The upstream repo ships tokenizer.json with LlamaTokenizerFast; without tokenizer.json the same vocabulary
+        # is read as a Qwen2 tokenizer that adds the BOS token (the vocab.json form docs/tokenizer.md describes).
     json.dump(tok_cfg, open(os.path.join(args.out, "tokenizer_config.json"), "w"), ensure_ascii=False, indent=2)
 
     vocab = 151936
@@ -93,7 +95,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     def w(*shape, scale=0.05):
         return rng.standard_normal(shape, dtype=np.float32) * scale
-    t = {"model.embed_tokens.weight": w(vocab, hidden, scale=0.5), "model.norm.weight": np.ones(hidden, np.float32)}
+    t = {"model.embed_tokens.weight": w(vocab, hidden, scale=0.05), "model.norm.weight": np.ones(hidden, np.float32)}
     for i in range(layers):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = np.ones(hidden, np.float32)

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -95,12 +96,28 @@ std::unique_ptr<Engine> load(const std::string& name, EngineOptions options = {}
 void expect_greedy_matches(Engine& engine, const std::vector<Reference>& refs) {
   std::vector<std::unique_ptr<Collector>> collectors;
   std::vector<std::unique_ptr<RequestHandle>> handles;
+  // The first request's first output holds the engine thread until every request is submitted, so all of them
+  // are admitted together however loaded the machine is (the batching and preemption tests depend on it).
+  struct Gate {
+    std::promise<void> open;
+    std::shared_future<void> opened = open.get_future().share();
+    bool released = false;
+    void release() {
+      if (!std::exchange(released, true)) open.set_value();
+    }
+    ~Gate() { release(); }  // also when an assertion returns early
+  } gate;
   for (const Reference& r : refs) {
     collectors.push_back(std::make_unique<Collector>());
+    if (collectors.size() == 1)
+      collectors[0]->on_output_ = [opened = gate.opened, first = true](const SequenceOutput&) mutable {
+        if (std::exchange(first, false)) opened.wait();
+      };
     auto handle = engine.submit(r.prompt, greedy(), collectors.back()->callback());
     ASSERT_TRUE(handle.ok()) << handle.status();
     handles.push_back(*std::move(handle));
   }
+  gate.release();
   for (size_t i = 0; i < refs.size(); ++i) {
     collectors[i]->wait();
     EXPECT_EQ(collectors[i]->tokens(), refs[i].greedy) << "prompt " << i << " (" << refs[i].prompt.size() << " tokens)";
