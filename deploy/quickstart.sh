@@ -62,7 +62,7 @@ $BM chat ps
 read -r SERVED URL < <($BM chat ps -o json | python3 -c '
 import json, sys
 m = json.load(sys.stdin)["models"][0]
-print(m["name"], m["httpUrl"])')
+print(m["name"], m["http_url"])')
 echo "quickstart: curl $URL/v1/chat/completions"
 curl -sS --fail-with-body "$URL/v1/chat/completions" -H 'Content-Type: application/json' -d "{
   \"model\": \"$SERVED\", \"max_tokens\": 64,
