@@ -11,6 +11,7 @@
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
 #include "daemon/serving/engine_manager.h"
+#include "engine/backend/cuda_plugin.h"
 #include "engine/backend/device_info.h"
 #include "engine/runtime/engine.h"
 #include "engine/template/chat_template.h"
@@ -175,6 +176,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
                                      const ProgressCallback& progress) {
   engine::EngineOptions o;
   o.backend = backend;
+  o.device_index = settings.gpus.empty() ? 0 : settings.gpus.front();  // the engine manager picked it
   o.max_model_len = settings.max_model_len;
   o.max_num_seqs = settings.max_num_seqs;
   o.max_num_batched_tokens = settings.max_num_batched_tokens;
@@ -196,13 +198,13 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel&
     backend = settings.backend;
     return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
   }
-  if (!engine::detect_devices().gpus.empty()) {
+  // The engine manager hands auto a GPU when one is free; none means every GPU is taken, so the CPU.
+  if (!settings.gpus.empty() && !engine::detect_devices().gpus.empty()) {
     backend = "cuda";
     absl::StatusOr<std::unique_ptr<engine::Engine>> on_gpu = engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
-    // Only a backend that cannot start falls back; a model that does not fit the GPU is reported as such.
-    const absl::Status& why = on_gpu.status();
-    if (on_gpu.ok() || !(absl::IsUnimplemented(why) || absl::IsUnavailable(why) || absl::IsFailedPrecondition(why)))
-      return on_gpu;
+    // Only a backend that cannot start here falls back; a model that does not fit the GPU, or that no backend
+    // supports, is reported as such.
+    if (on_gpu.ok() || !engine::is_backend_unavailable(on_gpu.status())) return on_gpu;
     progress({"falling back", absl::StrCat("the CUDA backend is not available (", on_gpu.status().message(), "); using the CPU"), -1});
   }
   backend = "cpu";

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -92,6 +93,16 @@ absl::Status EngineManager::claim_gpus(const std::string& name, const std::vecto
   return absl::OkStatus();
 }
 
+std::optional<int32_t> EngineManager::first_free_gpu() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (int32_t g = 0; g < num_gpus_; ++g) {
+    bool held = false;
+    for (const auto& [holder, claimed] : gpu_claims_) held = held || std::find(claimed.begin(), claimed.end(), g) != claimed.end();
+    if (!held) return g;
+  }
+  return std::nullopt;
+}
+
 void EngineManager::release_gpus(const std::string& name) {
   std::lock_guard<std::mutex> lock(mutex_);
   gpu_claims_.erase(name);
@@ -124,13 +135,25 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
     release_gpus(model->name);
     return status;
   };
+  // A model runs on one GPU until tensor parallelism lands: the one --gpus names, else the first free one.
   std::vector<int32_t> gpus = command.settings.gpus;
-  if (command.settings.backend != "cpu" && gpus.empty())
-    for (int i = 0; i < num_gpus_; ++i) gpus.push_back(i);
+  if (gpus.size() > 1)
+    return fail(absl::UnimplementedError(absl::StrCat(
+        "--gpus names ", gpus.size(), " GPUs, but tensor parallelism across GPUs is not implemented yet; serve on one "
+        "GPU (--gpus N)")));
+  if (command.settings.backend != "cpu" && gpus.empty() && num_gpus_ > 0) {
+    std::optional<int32_t> free_gpu = first_free_gpu();
+    if (!free_gpu && command.settings.backend == "cuda")
+      return fail(absl::ResourceExhaustedError(absl::StrCat(
+          "every GPU this daemon sees (", num_gpus_, ") is held by another served model; stop one first (bmserver chat ps)")));
+    if (free_gpu) gpus.push_back(*free_gpu);
+  }
   if (command.settings.backend != "cpu" && !gpus.empty())
     if (absl::Status s = claim_gpus(model->name, gpus); !s.ok()) return fail(s);
 
-  absl::StatusOr<LoadedEngine> loaded = factory_.load(*resolved, command.settings, progress);
+  ServeSettings settings = command.settings;
+  settings.gpus = gpus;  // the adapter loads onto exactly these
+  absl::StatusOr<LoadedEngine> loaded = factory_.load(*resolved, settings, progress);
   if (!loaded.ok()) return fail(loaded.status());
   if (loaded->backend == "cpu") release_gpus(model->name);
   model->tokenizer = std::move(loaded->tokenizer);

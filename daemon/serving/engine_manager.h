@@ -4,6 +4,7 @@
 // that a restarted daemon serves the same models again.
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -78,6 +79,7 @@ class EngineManager {
   absl::Status persist() const;
   absl::Status claim_gpus(const std::string& name, const std::vector<int32_t>& gpus);
   void release_gpus(const std::string& name);
+  std::optional<int32_t> first_free_gpu() const;
 
   std::string state_dir_;
   ModelRegistry& registry_;

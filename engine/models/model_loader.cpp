@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cuda_plugin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/model_config.h"
 #include "engine/models/decoder_lm.h"
@@ -14,10 +15,13 @@ namespace {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
   if (options.backend == "cpu") return create_cpu_backend(CpuBackendOptions{options.num_threads});
-  return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (only cpu so far)"));
+  if (options.backend == "cuda") return create_cuda_backend(options.device_index);
+  return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (cpu or cuda)"));
 }
 
 }  // namespace
+
+DType default_kv_cache_dtype(const std::string& backend) { return backend == "cpu" ? DType::kF32 : DType::kBF16; }
 
 absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::path& model_dir,
                                                          const LoadOptions& options) {
@@ -32,7 +36,8 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::
   absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend);
   if (!weights.ok()) return weights.status();
   absl::StatusOr<std::unique_ptr<DecoderLM>> model =
-      DecoderLM::create(std::move(*spec), std::move(*backend), std::move(*weights), options.kv_cache_dtype);
+      DecoderLM::create(std::move(*spec), std::move(*backend), std::move(*weights),
+                        options.kv_cache_dtype.value_or(default_kv_cache_dtype(options.backend)));
   if (!model.ok()) return model.status();
   return std::unique_ptr<CausalLM>(std::move(*model));
 }

@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path
   LoadOptions load_options;
   load_options.backend = options.backend;
   load_options.num_threads = options.num_threads;
+  load_options.device_index = options.device_index;
   absl::StatusOr<std::unique_ptr<CausalLM>> model = load_causal_lm(model_dir, load_options);
   if (!model.ok()) return model.status();
   progress("allocating KV cache", -1);

@@ -1,9 +1,14 @@
 #pragma once
 // The C ABI between the engine and the CUDA backend plugin (libbm_backend_cuda.so). The engine dlopens the
 // plugin, so nothing outside engine/backend/cuda links a CUDA library or needs a driver to start.
+//
+// Version 2 adds bm_cuda_create_backend_v1, which hands a C++ object (bm::engine::Backend, backend.h) across
+// the boundary. That is sound only because the plugin and the engine come from the same build (same compiler,
+// same standard library, same backend.h): the version number is bumped whenever backend.h changes, and the
+// engine refuses a plugin whose probe reports another version.
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 1
+#define BM_CUDA_PLUGIN_ABI_VERSION 2
 
 extern "C" {
 
@@ -20,4 +25,34 @@ struct BmCudaProbe {
 // Fills `out`; returns 0. Never aborts, whatever the driver state.
 typedef int (*BmCudaProbeFn)(BmCudaProbe* out);
 int bm_cuda_plugin_probe(BmCudaProbe* out);
+
+// Status codes of the entry points below (0 is success).
+enum BmCudaStatus {
+  kBmCudaOk = 0,
+  kBmCudaAbiMismatch = 1,    // the caller was built against another BM_CUDA_PLUGIN_ABI_VERSION
+  kBmCudaNoDevice = 2,       // no GPU, or the index names none
+  kBmCudaDriverTooOld = 3,   // the driver supports an older CUDA than the plugin's runtime
+  kBmCudaUnsupportedGpu = 4, // compute capability below 8.0 (no bf16 tensor cores)
+  kBmCudaOutOfMemory = 5,
+  kBmCudaError = 6,          // any other CUDA / cuBLASLt failure; the sentence says which
+};
+
+struct BmCudaBackendOptions {
+  int abi_version;   // the caller's BM_CUDA_PLUGIN_ABI_VERSION
+  int device_index;  // CUDA runtime ordinal (after CUDA_VISIBLE_DEVICES)
+};
+
+// Creates a CUDA backend on one device. On success returns kBmCudaOk and stores a `bm::engine::Backend*` in
+// *backend; the caller owns it and destroys it through Backend's virtual destructor (the plugin must stay
+// loaded while it lives). On failure returns another BmCudaStatus and writes a sentence into error.
+typedef int (*BmCudaCreateBackendFn)(const BmCudaBackendOptions* options, void** backend, char* error,
+                                     size_t error_size);
+int bm_cuda_create_backend_v1(const BmCudaBackendOptions* options, void** backend, char* error, size_t error_size);
+
+// Device-to-device copy bandwidth of one device in GB/s (bytes read + bytes written per second, median of
+// `iterations` timed copies of `bytes`), for benchmarks' bandwidth ceilings. Returns a BmCudaStatus.
+typedef int (*BmCudaCopyBandwidthFn)(int device_index, size_t bytes, int iterations, double* gb_per_s, char* error,
+                                     size_t error_size);
+int bm_cuda_measure_copy_bandwidth(int device_index, size_t bytes, int iterations, double* gb_per_s, char* error,
+                                   size_t error_size);
 }

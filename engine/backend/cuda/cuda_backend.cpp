@@ -1,0 +1,303 @@
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels.h"
+#include "engine/backend/cuda/plugin_abi.h"
+
+namespace bm::engine::cuda {
+namespace {
+
+constexpr int64_t kGemmWorkspaceBytes = int64_t{32} << 20;
+// linear() converts at most this many activation elements to BF16 per GEMM (64 MiB of scratch); longer inputs
+// (long prefills into wide layers) run as several GEMMs over row chunks.
+constexpr int64_t kBf16ScratchElements = int64_t{32} << 20;
+constexpr int64_t kInitialAttentionWorkspaceBytes = int64_t{16} << 20;
+constexpr int64_t kInitialPrefillTileBytes = int64_t{1} << 20;
+
+class CudaBuffer final : public Buffer {
+ public:
+  CudaBuffer(void* data, int64_t size, int device) : data_(data), size_(size), device_(device) {}
+  ~CudaBuffer() override {
+    if (data_ == nullptr) return;
+    cudaSetDevice(device_);
+    const cudaError_t error = cudaFree(data_);
+    // At process exit the runtime may already be unloading; nothing is left to free then.
+    if (error != cudaSuccess && error != cudaErrorCudartUnloading) BM_CUDA_CHECK(error);
+  }
+  int64_t size_bytes() const override { return size_; }
+  char* data() const { return static_cast<char*>(data_); }
+
+ private:
+  void* data_;
+  int64_t size_;
+  int device_;
+};
+
+char* bytes_of(const Tensor& tensor) {
+  BM_CHECK(tensor.buffer != nullptr);
+  BM_CHECK(tensor.offset_bytes >= 0 && tensor.rows >= 0 && tensor.cols >= 0);
+  BM_CHECK(tensor.offset_bytes + tensor.num_bytes() <= tensor.buffer->size_bytes());
+  return static_cast<CudaBuffer*>(tensor.buffer)->data() + tensor.offset_bytes;
+}
+
+float* f32(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kF32);
+  return reinterpret_cast<float*>(bytes_of(tensor));
+}
+
+const int32_t* i32(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kI32);
+  return reinterpret_cast<const int32_t*>(bytes_of(tensor));
+}
+
+WeightPtr weight_ptr(const Tensor& tensor) {
+  BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
+  return WeightPtr{bytes_of(tensor), tensor.dtype == DType::kBF16};
+}
+
+KvCachePtr kv_ptr(const KvCacheLayer& cache) {
+  BM_CHECK(cache.k.dtype == cache.v.dtype && cache.k.rows == cache.v.rows && cache.k.cols == cache.v.cols);
+  BM_CHECK(cache.k.dtype == DType::kBF16 || cache.k.dtype == DType::kF32);
+  BM_CHECK(cache.k.rows % kKvBlockSize == 0);
+  return KvCachePtr{bytes_of(cache.k), bytes_of(cache.v), cache.k.dtype == DType::kBF16, cache.k.rows, cache.k.cols};
+}
+
+bool same_shape(const Tensor& a, const Tensor& b) { return a.rows == b.rows && a.cols == b.cols; }
+
+std::string describe(cudaError_t error) {
+  return absl::StrCat(cudaGetErrorName(error), " (", cudaGetErrorString(error), ")");
+}
+
+}  // namespace
+
+DeviceScratch::~DeviceScratch() {
+  if (data_ != nullptr) cudaFree(data_);
+}
+
+cudaError_t DeviceScratch::reserve(int64_t bytes) {
+  if (bytes <= size_) return cudaSuccess;
+  void* fresh = nullptr;
+  const cudaError_t error = cudaMalloc(&fresh, static_cast<size_t>(bytes));
+  if (error != cudaSuccess) {
+    cudaGetLastError();  // a failed allocation leaves its error as the "last error"; clear it
+    return error;
+  }
+  if (data_ != nullptr) cudaFree(data_);
+  data_ = fresh;
+  size_ = bytes;
+  return cudaSuccess;
+}
+
+void* DeviceScratch::ensure(int64_t bytes, cudaStream_t stream) {
+  if (bytes <= size_) return data_;
+  BM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  // Grow geometrically so that a slowly growing batch does not reallocate every step.
+  BM_CUDA_CHECK(reserve(std::max(bytes, size_ * 2)));
+  return data_;
+}
+
+int CudaBackend::create(int device, std::unique_ptr<CudaBackend>* out, std::string* error) {
+  std::unique_ptr<CudaBackend> backend(new CudaBackend(device));
+  auto fail = [&](int status, const std::string& what, cudaError_t cause) {
+    *error = absl::StrCat(what, " on CUDA device ", device, ": ", describe(cause));
+    return status;
+  };
+  if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess) return fail(kBmCudaError, "cudaSetDevice failed", e);
+  if (cudaError_t e = cudaDeviceGetAttribute(&backend->num_sms_, cudaDevAttrMultiProcessorCount, device);
+      e != cudaSuccess) {
+    return fail(kBmCudaError, "cannot read the SM count", e);
+  }
+  if (cudaError_t e = cudaStreamCreateWithFlags(&backend->stream_, cudaStreamNonBlocking); e != cudaSuccess) {
+    return fail(kBmCudaError, "cannot create a CUDA stream", e);
+  }
+  if (cublasStatus_t s = cublasLtCreate(&backend->lt_); s != CUBLAS_STATUS_SUCCESS) {
+    *error = absl::StrCat("cublasLtCreate failed on CUDA device ", device, ": ", cublasLtGetStatusName(s), " (",
+                          cublasLtGetStatusString(s), ")");
+    return kBmCudaError;
+  }
+  const std::pair<DeviceScratch*, int64_t> reservations[] = {
+      {&backend->gemm_workspace_, kGemmWorkspaceBytes},
+      {&backend->x_bf16_, kBf16ScratchElements * 2},
+      {&backend->attention_partial_, kInitialAttentionWorkspaceBytes},
+      {&backend->prefill_tiles_, kInitialPrefillTileBytes},
+  };
+  for (const auto& [scratch, bytes] : reservations) {
+    if (cudaError_t e = scratch->reserve(bytes); e != cudaSuccess) {
+      const int status = e == cudaErrorMemoryAllocation ? kBmCudaOutOfMemory : kBmCudaError;
+      return fail(status, absl::StrCat("cannot allocate ", bytes, " bytes of backend scratch"), e);
+    }
+  }
+  backend->gemm_ = std::make_unique<LtGemm>(backend->lt_, backend->gemm_workspace_.data(),
+                                            static_cast<size_t>(kGemmWorkspaceBytes));
+  *out = std::move(backend);
+  return kBmCudaOk;
+}
+
+CudaBackend::~CudaBackend() {
+  cudaSetDevice(device_);
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  if (lt_ != nullptr) cublasLtDestroy(lt_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::use_device() const { BM_CUDA_CHECK(cudaSetDevice(device_)); }
+
+MemoryInfo CudaBackend::memory_info() const {
+  use_device();
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  BM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return MemoryInfo{static_cast<int64_t>(total_bytes), static_cast<int64_t>(free_bytes)};
+}
+
+absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes) {
+  BM_CHECK(num_bytes >= 0);
+  use_device();
+  void* data = nullptr;
+  // Round up to whole 256-byte units (cudaMalloc's alignment) and never ask for zero bytes.
+  const size_t rounded = static_cast<size_t>(std::max<int64_t>(256, (num_bytes + 255) / 256 * 256));
+  const cudaError_t error = cudaMalloc(&data, rounded);
+  if (error == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the CUDA backend cannot allocate ", num_bytes, " bytes on device ", device_, " (",
+                     memory_info().free_bytes, " bytes free)"));
+  }
+  BM_CUDA_CHECK(error);
+  return std::make_unique<CudaBuffer>(data, num_bytes, device_);
+}
+
+void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& dst) {
+  BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
+  if (src.empty()) return;
+  use_device();
+  // From pageable memory the runtime stages the bytes before returning, so `src` may be reused at once.
+  BM_CUDA_CHECK(cudaMemcpyAsync(bytes_of(dst), src.data(), src.size(), cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
+  BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
+  use_device();
+  if (!dst.empty()) {
+    BM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), bytes_of(src), dst.size(), cudaMemcpyDeviceToHost, stream_));
+  }
+  BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::synchronize() {
+  use_device();
+  BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::embedding(const Tensor& table, const Tensor& ids, const Tensor& out) {
+  BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
+  use_device();
+  launch_embedding(weight_ptr(table), table.rows, table.cols, i32(ids), ids.cols, f32(out), stream_);
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) {
+  BM_CHECK(same_shape(x, out) && weight.num_elements() == x.cols);
+  use_device();
+  launch_rms_norm(f32(x), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
+}
+
+void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) {
+  BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
+  BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
+  BM_CHECK(weight.rows > 0 && weight.cols > 0);
+  use_device();
+  const int64_t n = x.rows;
+  const int64_t k = x.cols;
+  const int64_t m = weight.rows;
+  const float* x_data = f32(x);
+  float* out_data = f32(out);
+  const WeightPtr w = weight_ptr(weight);
+  if (n == 0) return;
+  if (!w.bf16) {
+    gemm_->run(w.data, x_data, false, m, n, k, out_data, stream_);
+  } else {
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kBf16ScratchElements / k);
+    for (int64_t first = 0; first < n; first += rows_per_chunk) {
+      const int64_t rows = std::min(rows_per_chunk, n - first);
+      auto* scratch = static_cast<uint16_t*>(x_bf16_.ensure(rows * k * 2, stream_));
+      launch_f32_to_bf16(x_data + first * k, rows * k, scratch, stream_);
+      gemm_->run(w.data, scratch, true, m, rows, k, out_data + first * m, stream_);
+    }
+  }
+  if (bias != nullptr) launch_add_bias(out_data, n, m, weight_ptr(*bias), stream_);
+}
+
+void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) {
+  BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
+  BM_CHECK(positions.num_elements() == x.rows && inv_freq.num_elements() == head_dim / 2);
+  use_device();
+  launch_rope(f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq), stream_);
+}
+
+void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) {
+  const KvCachePtr view = kv_ptr(cache);
+  BM_CHECK(same_shape(k, v) && k.cols == view.row_size && slot_mapping.num_elements() == k.rows);
+  use_device();
+  launch_store_kv(f32(k), f32(v), k.rows, i32(slot_mapping), view, stream_);
+}
+
+void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
+                                  const AttentionShape& shape, const Tensor& out) {
+  const KvCachePtr view = kv_ptr(cache);
+  BM_CHECK(same_shape(q, out) && q.cols == int64_t{shape.num_heads} * shape.head_dim);
+  BM_CHECK(view.row_size == int64_t{shape.num_kv_heads} * shape.head_dim);
+  BM_CHECK(metadata.query_starts.num_elements() == metadata.num_seqs + 1);
+  BM_CHECK(metadata.seq_lens.num_elements() == metadata.num_seqs);
+  BM_CHECK(metadata.block_tables.rows == metadata.num_seqs);
+  BM_CHECK(q.rows <= int64_t{0x7fffffff});
+  if (q.rows == 0) return;
+  BM_CHECK(metadata.num_seqs > 0 && metadata.max_query_len > 0 && metadata.max_seq_len > 0);
+  use_device();
+  const AttentionBatchPtr batch{metadata.num_seqs,          i32(metadata.query_starts), i32(metadata.seq_lens),
+                                i32(metadata.block_tables), metadata.block_tables.cols, metadata.max_query_len,
+                                metadata.max_seq_len};
+  const AttentionDims dims{static_cast<int32_t>(q.rows), shape.num_heads, shape.num_kv_heads, shape.head_dim,
+                           shape.scale};
+  const float* q_data = f32(q);
+  float* out_data = f32(out);
+  const bool prefill =
+      prefill_kernel_supports(view.bf16, shape.head_dim) && metadata.max_query_len >= kPrefillMinQueryLen;
+  if (prefill) {
+    const int64_t ints = attention_prefill_workspace_ints(dims.num_tokens, metadata.num_seqs);
+    auto* tiles = static_cast<int32_t*>(prefill_tiles_.ensure(ints * 4, stream_));
+    launch_attention_prefill(q_data, view, batch, dims, PrefillWorkspace{tiles, ints}, out_data, stream_);
+    // A single sequence with a long query has no short rows left for the split-sequence kernel.
+    if (metadata.num_seqs == 1) return;
+  }
+  const int64_t floats = attention_decode_workspace_floats(dims, metadata.max_seq_len, num_sms_);
+  auto* partial = static_cast<float*>(attention_partial_.ensure(std::max<int64_t>(floats, 1) * 4, stream_));
+  launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats},
+                          out_data, stream_);
+}
+
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) {
+  BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
+  use_device();
+  launch_silu_mul(f32(gate), f32(up), gate.num_elements(), f32(out), stream_);
+}
+
+void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  BM_CHECK(same_shape(a, b) && same_shape(a, out));
+  use_device();
+  launch_add(f32(a), f32(b), a.num_elements(), f32(out), stream_);
+}
+
+void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) {
+  BM_CHECK(row_ids.rows == 1 && out.rows == row_ids.cols && out.cols == x.cols);
+  use_device();
+  launch_gather_rows(f32(x), x.rows, x.cols, i32(row_ids), row_ids.cols, f32(out), stream_);
+}
+
+}  // namespace bm::engine::cuda

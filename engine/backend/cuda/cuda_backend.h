@@ -1,0 +1,78 @@
+#pragma once
+// CudaBackend: the Backend interface (engine/backend/backend.h) on one NVIDIA GPU. All work goes to one CUDA
+// stream in issue order; copy_to_host and synchronize() wait for it. Buffers are cudaMalloc'ed device memory.
+// linear() runs cuBLASLt (BF16 weights: the F32 activations are rounded to BF16 into a backend-owned scratch
+// first; F32 weights: an F32 GEMM); the other ops are this folder's kernels (kernels.h). Used from one thread
+// at a time (the model runner), which may differ from the thread that created it.
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cuda/gemm.h"
+
+namespace bm::engine::cuda {
+
+// Device scratch that grows on demand (contents are not preserved across growth).
+class DeviceScratch {
+ public:
+  ~DeviceScratch();
+  // Non-aborting first allocation (creation path); returns the CUDA error.
+  cudaError_t reserve(int64_t bytes);
+  // Grows to at least `bytes`, waiting for `stream` first so no queued kernel still uses the old memory.
+  void* ensure(int64_t bytes, cudaStream_t stream);
+  void* data() const { return data_; }
+  int64_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  // Creates the stream, the cuBLASLt handle and the scratch buffers on `device`. Never aborts: returns a
+  // BmCudaStatus code (plugin_abi.h) and writes a sentence into `error` on failure.
+  static int create(int device, std::unique_ptr<CudaBackend>* out, std::string* error);
+  ~CudaBackend() override;
+
+  std::string_view name() const override { return "cuda"; }
+  MemoryInfo memory_info() const override;
+
+  absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) override;
+  void copy_to_device(std::span<const std::byte> src, const Tensor& dst) override;
+  void copy_to_host(const Tensor& src, std::span<std::byte> dst) override;
+  void synchronize() override;
+
+  void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override;
+  void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override;
+  void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override;
+  void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
+                       const AttentionShape& shape, const Tensor& out) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
+
+  int device() const { return device_; }
+
+ private:
+  explicit CudaBackend(int device) : device_(device) {}
+  void use_device() const;
+
+  int device_;
+  int num_sms_ = 1;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  DeviceScratch gemm_workspace_;
+  std::unique_ptr<LtGemm> gemm_;
+  DeviceScratch x_bf16_;             // linear(): x rounded to BF16, in row chunks that fit it
+  DeviceScratch attention_partial_;  // split-sequence attention partial results
+  DeviceScratch prefill_tiles_;      // prefill attention tile list
+};
+
+}  // namespace bm::engine::cuda

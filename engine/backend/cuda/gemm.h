@@ -1,0 +1,52 @@
+#pragma once
+// Dense GEMM through cuBLASLt for CudaBackend::linear: out[n, m] (F32, row-major) = x[n, k] · w[m, k]ᵀ, where
+// w is stored as PyTorch's nn.Linear stores it ([m, k] row-major, i.e. column-major [k, m]), so in cuBLAS terms
+// this is the column-major product D[m, n] = op(A)ᵀ[m, k] · B[k, n] with A = w (transposed), B = x (not): a TN
+// GEMM. Inputs are both BF16 or both F32; accumulation and output are F32 (CUBLAS_COMPUTE_32F).
+//
+// The algorithm is chosen once per (m, n, k, dtype, pointer alignments) with cublasLtMatmulAlgoGetHeuristic and
+// cached with its descriptors, so a steady-state step does no descriptor or heuristic work.
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+namespace bm::engine::cuda {
+
+class LtGemm {
+ public:
+  // The handle and workspace stay owned by the caller and must outlive this object.
+  LtGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes)
+      : handle_(handle), workspace_(workspace), workspace_bytes_(workspace_bytes) {}
+  ~LtGemm();
+  LtGemm(const LtGemm&) = delete;
+  LtGemm& operator=(const LtGemm&) = delete;
+
+  // out = x · wᵀ; w [m, k], x [n, k], out [n, m], all row-major and densely packed.
+  void run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
+           cudaStream_t stream);
+
+  size_t num_cached_plans() const { return plans_.size(); }
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr;
+    cublasLtMatrixLayout_t b = nullptr;
+    cublasLtMatrixLayout_t c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  // m, n, k, bf16, alignment of w, x, out (bytes, power of two up to 256).
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, uint32_t, uint32_t, uint32_t>;
+
+  const Plan& plan_for(const Key& key);
+
+  cublasLtHandle_t handle_;
+  void* workspace_;
+  size_t workspace_bytes_;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace bm::engine::cuda

@@ -1,0 +1,108 @@
+#pragma once
+// The CUDA kernels behind CudaBackend, as host functions that launch on a stream. Pointers are device
+// pointers; `bf16` flags say whether a weight-like operand holds bfloat16 (else float32). Each launcher checks
+// its shapes with BM_CHECK before launching, so a kernel never sees an impossible size. One family per .cu file.
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace bm::engine::cuda {
+
+// A weight-like operand whose element type is chosen at run time (BF16 or F32).
+struct WeightPtr {
+  const void* data = nullptr;
+  bool bf16 = true;
+};
+
+// ---- embedding.cu: out[i] = table[ids[i]]; out[r] = x[row_ids[r]]. An id outside the table yields a row of
+// NaN (ids are validated on the host before upload; this only makes a caller bug visible).
+void launch_embedding(WeightPtr table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n, float* out,
+                      cudaStream_t stream);
+// x is [x_rows, d]; a row id outside [0, x_rows) yields a row of NaN (the caller validates ids).
+void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows,
+                        float* out, cudaStream_t stream);
+
+// ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
+void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,
+                     cudaStream_t stream);
+
+// ---- rope.cu: rotate-half rotary embedding in place.
+void launch_rope(float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
+                 const float* inv_freq, cudaStream_t stream);
+
+// ---- elementwise.cu
+void launch_silu_mul(const float* gate, const float* up, int64_t count, float* out, cudaStream_t stream);
+void launch_add(const float* a, const float* b, int64_t count, float* out, cudaStream_t stream);
+// dst = bf16(src), round to nearest even (what PyTorch's .to(torch.bfloat16) does).
+void launch_f32_to_bf16(const float* src, int64_t count, uint16_t* dst, cudaStream_t stream);
+// out[i, j] += bias[j] for out [n, m].
+void launch_add_bias(float* out, int64_t n, int64_t m, WeightPtr bias, cudaStream_t stream);
+
+// ---- kv_cache.cu: cache row slot_mapping[t] = k[t] / v[t] (converted to the cache's dtype).
+struct KvCachePtr {
+  void* k = nullptr;
+  void* v = nullptr;
+  bool bf16 = true;
+  int64_t num_slots = 0;
+  int64_t row_size = 0;  // num_kv_heads * head_dim
+};
+void launch_store_kv(const float* k, const float* v, int64_t n, const int32_t* slot_mapping, const KvCachePtr& cache,
+                     cudaStream_t stream);
+
+// ---- attention_*.cu
+struct AttentionBatchPtr {
+  int32_t num_seqs = 0;
+  const int32_t* query_starts = nullptr;  // [num_seqs + 1]
+  const int32_t* seq_lens = nullptr;      // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  int64_t max_blocks_per_seq = 0;
+  int32_t max_query_len = 0;
+  int32_t max_seq_len = 0;
+};
+struct AttentionDims {
+  int32_t num_tokens = 0;  // query rows
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  float scale = 1.0f;
+};
+
+// Query lengths at or above this go through the tensor-core prefill kernel (where it applies); shorter ones
+// (decode, speculative tails) through the split-sequence kernel, which reads each K/V row once per GQA group.
+inline constexpr int32_t kPrefillMinQueryLen = 8;
+
+// True when launch_attention_prefill handles this shape (BF16 cache, head_dim 64 or 128).
+bool prefill_kernel_supports(bool bf16_cache, int32_t head_dim);
+
+// Query rows per prefill tile (one thread block per tile and head).
+inline constexpr int32_t kPrefillTileRows = 64;
+
+// The prefill kernel's tile list (built on the device from query_starts): 1 + 2 * tiles int32.
+struct PrefillWorkspace {
+  int32_t* data = nullptr;
+  int64_t num_ints = 0;
+};
+int64_t attention_prefill_workspace_ints(int32_t num_tokens, int32_t num_seqs);
+
+// Flash-attention style prefill over the paged cache on bf16 tensor cores (WMMA m16n16k16, f32 accumulators,
+// online softmax); handles the rows of sequences whose query length is >= kPrefillMinQueryLen.
+void launch_attention_prefill(const float* q, const KvCachePtr& cache, const AttentionBatchPtr& batch,
+                              const AttentionDims& dims, const PrefillWorkspace& workspace, float* out,
+                              cudaStream_t stream);
+
+// Scratch for the split-sequence kernel's partial results; grows on demand (owned by the backend).
+struct AttentionWorkspace {
+  float* data = nullptr;
+  int64_t num_floats = 0;
+};
+// How many floats of workspace launch_attention_decode needs for this batch.
+int64_t attention_decode_workspace_floats(const AttentionDims& dims, int32_t max_seq_len, int32_t num_sms);
+
+// Split-sequence attention (any head_dim up to 256, F32 or BF16 cache), GQA-aware: one block reads a K/V row
+// once for all the query heads of its group. With only_short_queries it skips rows of sequences whose query
+// length is >= kPrefillMinQueryLen (those are the prefill kernel's).
+void launch_attention_decode(const float* q, const KvCachePtr& cache, const AttentionBatchPtr& batch,
+                             const AttentionDims& dims, bool only_short_queries, int32_t num_sms,
+                             const AttentionWorkspace& workspace, float* out, cudaStream_t stream);
+
+}  // namespace bm::engine::cuda

@@ -1,0 +1,184 @@
+// bm_generate: loads a Hugging Face model folder into the engine and generates from one prompt, streaming the text
+// to stdout and printing prefill / decode speed to stderr. A developer's tool: no daemon, no HTTP, the same engine.
+//
+// Usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N] [--temperature T]
+//                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]
+// Without --raw the prompt is one user message rendered through the model's chat template (with the generation
+// prompt); with --raw it is encoded as is.
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/runtime/engine.h"
+#include "engine/template/chat_template.h"
+#include "engine/tokenizer/incremental_detokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace engine = bm::engine;
+
+struct Options {
+  std::string model_dir;
+  std::string prompt = "Write a haiku about GPUs.";
+  bool raw = false;
+  std::string backend = "cpu";
+  int32_t max_tokens = 64;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int32_t top_k = -1;
+  std::optional<uint64_t> seed;
+  int32_t threads = 0;
+  bool ignore_eos = false;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "bm_generate: %s\n", message.c_str());
+  std::exit(2);
+}
+
+template <typename T>
+T parse_number(const char* flag, const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  double value = std::strtod(text, &end);
+  if (errno != 0 || end == text || *end != '\0') usage_error(std::string(flag) + " expects a number, got '" + text + "'");
+  return static_cast<T>(value);
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) usage_error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--prompt") o.prompt = value();
+    else if (arg == "--raw") o.raw = true;
+    else if (arg == "--backend") o.backend = value();
+    else if (arg == "--max-tokens") o.max_tokens = parse_number<int32_t>("--max-tokens", value());
+    else if (arg == "--temperature") o.temperature = parse_number<float>("--temperature", value());
+    else if (arg == "--top-p") o.top_p = parse_number<float>("--top-p", value());
+    else if (arg == "--top-k") o.top_k = parse_number<int32_t>("--top-k", value());
+    else if (arg == "--seed") o.seed = parse_number<uint64_t>("--seed", value());
+    else if (arg == "--threads") o.threads = parse_number<int32_t>("--threads", value());
+    else if (arg == "--ignore-eos") o.ignore_eos = true;
+    else if (arg == "-h" || arg == "--help") {
+      std::printf("usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
+                  "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n");
+      std::exit(0);
+    } else if (!arg.empty() && arg[0] == '-') usage_error("unknown option " + arg);
+    else if (o.model_dir.empty()) o.model_dir = arg;
+    else usage_error("one model folder only");
+  }
+  if (o.model_dir.empty()) usage_error("give a model folder (see --help)");
+  return o;
+}
+
+std::string render_prompt(const Options& o) {
+  if (o.raw) return o.prompt;
+  absl::StatusOr<engine::ChatTemplate> chat_template = engine::ChatTemplate::load(o.model_dir);
+  if (!chat_template.ok()) usage_error(std::string(chat_template.status().message()));
+  engine::Value message = engine::Value::object(
+      {{"role", engine::Value::string("user")}, {"content", engine::Value::string(o.prompt)}});
+  engine::ChatTemplate::Inputs inputs;
+  inputs.messages = engine::Value::array({message});
+  absl::StatusOr<std::string> text = chat_template->render(inputs);
+  if (!text.ok()) usage_error(std::string(text.status().message()));
+  return *text;
+}
+
+// Collects the engine's outputs (on the engine thread) and hands them to the main thread.
+struct Stream {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<engine::SequenceOutput> outputs;
+  bool done = false;
+
+  void push(engine::SequenceOutput out) {
+    std::lock_guard<std::mutex> lock(mutex);
+    done = done || out.finish.has_value();
+    outputs.push_back(std::move(out));
+    cv.notify_all();
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse_options(argc, argv);
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer = engine::Tokenizer::load(o.model_dir);
+  if (!tokenizer.ok()) usage_error(std::string(tokenizer.status().message()));
+  std::vector<int32_t> prompt_ids = (*tokenizer)->encode(render_prompt(o), /*add_special_tokens=*/true);
+
+  engine::EngineOptions options;
+  options.backend = o.backend;
+  options.num_threads = o.threads;
+  Clock::time_point load_start = Clock::now();
+  absl::StatusOr<std::unique_ptr<engine::Engine>> loaded = engine::Engine::load(o.model_dir, options);
+  if (!loaded.ok()) usage_error(std::string(loaded.status().message()));
+  engine::Engine& eng = **loaded;
+  const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+
+  engine::SamplingParams params;
+  params.max_tokens = o.max_tokens;
+  params.temperature = o.temperature;
+  params.top_p = o.top_p;
+  params.top_k = o.top_k;
+  params.seed = o.seed;
+  params.ignore_eos = o.ignore_eos;
+  Stream stream;
+  Clock::time_point start = Clock::now();
+  absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle =
+      eng.submit(prompt_ids, params, [&stream](engine::SequenceOutput out) { stream.push(std::move(out)); });
+  if (!handle.ok()) usage_error(std::string(handle.status().message()));
+
+  engine::IncrementalDetokenizer detokenizer(**tokenizer, /*skip_special_tokens=*/true);
+  std::optional<Clock::time_point> first_token;
+  int64_t generated = 0;
+  std::string finish = "?";
+  std::string error;
+  for (bool done = false; !done;) {
+    std::vector<engine::SequenceOutput> batch;
+    {
+      std::unique_lock<std::mutex> lock(stream.mutex);
+      stream.cv.wait(lock, [&] { return !stream.outputs.empty(); });
+      batch.swap(stream.outputs);
+    }
+    for (engine::SequenceOutput& out : batch) {
+      if (!out.new_token_ids.empty() && !first_token) first_token = Clock::now();
+      for (int32_t id : out.new_token_ids) std::fputs(detokenizer.push(id).c_str(), stdout);
+      generated += static_cast<int64_t>(out.new_token_ids.size());
+      std::fflush(stdout);
+      if (out.finish) {
+        done = true;
+        finish = *out.finish == engine::FinishReason::kStop     ? "stop"
+                 : *out.finish == engine::FinishReason::kLength ? "length"
+                 : *out.finish == engine::FinishReason::kAbort  ? "abort"
+                                                                : "error";
+        error = out.error;
+      }
+    }
+  }
+  std::fputs(detokenizer.flush().c_str(), stdout);
+  std::fputs("\n", stdout);
+  const Clock::time_point end = Clock::now();
+  const double prefill_s = first_token ? std::chrono::duration<double>(*first_token - start).count() : 0;
+  const double decode_s = first_token ? std::chrono::duration<double>(end - *first_token).count() : 0;
+  std::fprintf(stderr,
+               "backend %s, load %.2f s; prompt %zu tokens, first token after %.3f s (%.1f prompt tok/s); "
+               "%lld tokens generated, decode %.1f tok/s; finish: %s%s%s\n",
+               eng.backend_name().c_str(), load_s, prompt_ids.size(), prefill_s,
+               prefill_s > 0 ? static_cast<double>(prompt_ids.size()) / prefill_s : 0.0,
+               static_cast<long long>(generated), decode_s > 0 && generated > 1 ? (generated - 1) / decode_s : 0.0,
+               finish.c_str(), error.empty() ? "" : ": ", error.c_str());
+  return finish == "error" ? 1 : 0;
+}

@@ -1,0 +1,556 @@
+// Every CudaBackend op against the CPU reference backend on random inputs of real model shapes (Qwen2.5-0.5B,
+// Qwen2.5-7B, Llama-3.1-8B / DeepSeek-R1-Distill-Llama-8B), through the Backend interface only: the CUDA backend
+// comes from the plugin exactly as the engine loads it. Skips cleanly (GTEST_SKIP) where no usable GPU or plugin
+// is present, so it is registered in ctest everywhere and only does work on a GPU machine.
+//
+// Agreement is the normalised error ||gpu - cpu||₂ / ||cpu||₂. Tolerances:
+//   kF32Tolerance  1e-5  ops computed in F32 on both sides (embedding, norms, RoPE, elementwise, gather, store_kv,
+//                        F32-weight GEMM, attention on the split-sequence kernel, which is F32 math on the same
+//                        cache values)
+//   kBf16Tolerance 1e-2  where the GPU rounds an F32 operand to bf16 on purpose: linear() with BF16 weights rounds
+//                        the activations (the CPU keeps them F32), the tensor-core prefill attention rounds Q and the
+//                        softmax probabilities (DESIGN §2: bf16 tolerance ~1e-2)
+// Measured errors are printed (RecordProperty + stderr) so that a GPU run documents the actual margins.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/bf16.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cuda_plugin.h"
+#include "engine/models/model_loader.h"
+#include "tests/unit/engine/model/test_files.h"
+#include "tests/unit/engine/models/random_checkpoint.h"
+
+namespace bm::engine {
+namespace {
+
+constexpr double kF32Tolerance = 1e-5;
+constexpr double kBf16Tolerance = 1e-2;
+
+struct ModelShape {
+  const char* name;
+  int32_t hidden, heads, kv_heads, head_dim, intermediate, vocab;
+};
+constexpr ModelShape kQwen05{"Qwen2.5-0.5B", 896, 14, 2, 64, 4864, 151936};
+constexpr ModelShape kQwen7{"Qwen2.5-7B", 3584, 28, 4, 128, 18944, 152064};
+constexpr ModelShape kLlama8{"Llama-8B", 4096, 32, 8, 128, 14336, 128256};
+constexpr ModelShape kShapes[] = {kQwen05, kQwen7, kLlama8};
+
+double normalised_error(const std::vector<float>& actual, const std::vector<float>& expected) {
+  EXPECT_EQ(actual.size(), expected.size());
+  double error = 0, norm = 0;
+  for (size_t i = 0; i < actual.size() && i < expected.size(); ++i) {
+    if (!std::isfinite(actual[i])) return INFINITY;
+    const double d = double{actual[i]} - double{expected[i]};
+    error += d * d;
+    norm += double{expected[i]} * expected[i];
+  }
+  return norm > 0 ? std::sqrt(error / norm) : std::sqrt(error);
+}
+
+void expect_close(const std::string& what, const std::vector<float>& gpu, const std::vector<float>& cpu,
+                  double tolerance) {
+  const double error = normalised_error(gpu, cpu);
+  std::fprintf(stderr, "  %-60s normalised error %.3e (tolerance %.0e)\n", what.c_str(), error, tolerance);
+  ::testing::Test::RecordProperty(what, std::to_string(error));
+  EXPECT_LE(error, tolerance) << what;
+}
+
+// Normal values for small tensors; for large ones (embedding tables, 8B projections: hundreds of millions of
+// values) a xorshift stream of uniform values with the same variance, many times faster to draw.
+std::vector<float> random_floats(std::mt19937& rng, size_t count, float scale = 1.0f) {
+  std::vector<float> values(count);
+  if (count <= (size_t{1} << 20)) {
+    std::normal_distribution<float> normal(0.0f, scale);
+    for (float& v : values) v = normal(rng);
+    return values;
+  }
+  uint64_t state = (uint64_t{rng()} << 32) | rng() | 1;
+  const float unit = scale * std::sqrt(3.0f) / float(uint64_t{1} << 23);
+  for (float& v : values) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    v = (float(state >> 40) - float(uint64_t{1} << 23)) * unit;  // uniform in [-sqrt(3), sqrt(3)) * scale
+  }
+  return values;
+}
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& values) {
+  std::vector<uint16_t> bits(values.size());
+  std::transform(values.begin(), values.end(), bits.begin(), cpu::f32_to_bf16);
+  return bits;
+}
+
+// One backend and the buffers a test made on it.
+class On {
+ public:
+  explicit On(Backend& backend) : backend_(backend) {}
+  Tensor empty(DType dtype, int64_t rows, int64_t cols) {
+    absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_.allocate(rows * cols * dtype_size(dtype));
+    EXPECT_TRUE(buffer.ok()) << buffer.status();
+    buffers_.push_back(std::move(*buffer));
+    return Tensor{buffers_.back().get(), 0, dtype, rows, cols};
+  }
+  template <typename T>
+  Tensor put(const std::vector<T>& values, DType dtype, int64_t rows, int64_t cols) {
+    EXPECT_EQ(static_cast<int64_t>(values.size() * sizeof(T)), rows * cols * dtype_size(dtype));
+    Tensor tensor = empty(dtype, rows, cols);
+    backend_.copy_to_device(std::as_bytes(std::span(values)), tensor);
+    return tensor;
+  }
+  std::vector<float> get(const Tensor& tensor) {
+    std::vector<float> values(static_cast<size_t>(tensor.num_elements()));
+    if (tensor.dtype == DType::kBF16) {
+      std::vector<uint16_t> bits(values.size());
+      backend_.copy_to_host(tensor, std::as_writable_bytes(std::span(bits)));
+      std::transform(bits.begin(), bits.end(), values.begin(), cpu::bf16_to_f32);
+    } else {
+      EXPECT_EQ(tensor.dtype, DType::kF32);
+      backend_.copy_to_host(tensor, std::as_writable_bytes(std::span(values)));
+    }
+    return values;
+  }
+  Backend* operator->() { return &backend_; }
+
+ private:
+  Backend& backend_;
+  std::vector<std::unique_ptr<Buffer>> buffers_;
+};
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<Backend>> backend = create_cuda_backend(0);
+    if (backend.ok()) {
+      gpu_ = std::move(*backend).release();
+    } else {
+      skip_reason_ = new std::string(backend.status().ToString());
+    }
+    cpu_ = create_cpu_backend(CpuBackendOptions{0}).release();
+  }
+  static void TearDownTestSuite() {
+    delete gpu_;
+    delete cpu_;
+    delete skip_reason_;
+    gpu_ = nullptr;
+    cpu_ = nullptr;
+    skip_reason_ = nullptr;
+  }
+  void SetUp() override {
+    if (gpu_ == nullptr) GTEST_SKIP() << "no usable CUDA backend: " << (skip_reason_ ? *skip_reason_ : "");
+  }
+
+  static Backend* gpu_;
+  static Backend* cpu_;
+  static std::string* skip_reason_;
+};
+Backend* CudaBackendTest::gpu_ = nullptr;
+Backend* CudaBackendTest::cpu_ = nullptr;
+std::string* CudaBackendTest::skip_reason_ = nullptr;
+
+TEST_F(CudaBackendTest, ReportsItsDeviceMemory) {
+  const MemoryInfo info = gpu_->memory_info();
+  EXPECT_GT(info.total_bytes, int64_t{1} << 30);
+  EXPECT_GT(info.free_bytes, 0);
+  EXPECT_LE(info.free_bytes, info.total_bytes);
+  EXPECT_EQ(gpu_->name(), "cuda");
+}
+
+TEST_F(CudaBackendTest, CopiesRoundTripAtOffsets) {
+  On g(*gpu_);
+  std::mt19937 rng(1);
+  std::vector<float> values = random_floats(rng, 1000);
+  Tensor t = g.put(values, DType::kF32, 10, 100);
+  EXPECT_EQ(g.get(t.row_slice(3, 4)), std::vector<float>(values.begin() + 300, values.begin() + 700));
+}
+
+TEST_F(CudaBackendTest, Embedding) {
+  for (const ModelShape& shape : kShapes) {
+    std::mt19937 rng(2);
+    const std::vector<uint16_t> table = to_bf16(random_floats(rng, size_t(shape.vocab) * shape.hidden));
+    std::vector<int32_t> ids(37);
+    std::uniform_int_distribution<int32_t> pick(0, shape.vocab - 1);
+    for (int32_t& id : ids) id = pick(rng);
+    ids[0] = 0;
+    ids[1] = shape.vocab - 1;
+    std::vector<float> results[2];
+    int i = 0;
+    for (Backend* b : {gpu_, cpu_}) {
+      On on(*b);
+      Tensor out = on.empty(DType::kF32, 37, shape.hidden);
+      on->embedding(on.put(table, DType::kBF16, shape.vocab, shape.hidden), on.put(ids, DType::kI32, 1, 37), out);
+      results[i++] = on.get(out);
+    }
+    expect_close(std::string("embedding ") + shape.name, results[0], results[1], kF32Tolerance);
+    EXPECT_EQ(results[0], results[1]);  // a lookup is exact
+  }
+}
+
+TEST_F(CudaBackendTest, RmsNormInPlaceAndOutOfPlace) {
+  for (const ModelShape& shape : kShapes) {
+    for (int64_t n : {1, 5, 300}) {
+      std::mt19937 rng(3);
+      const std::vector<float> x = random_floats(rng, size_t(n) * shape.hidden, 3.0f);
+      const std::vector<uint16_t> w = to_bf16(random_floats(rng, shape.hidden));
+      for (bool in_place : {false, true}) {
+        std::vector<float> results[2];
+        int i = 0;
+        for (Backend* b : {gpu_, cpu_}) {
+          On on(*b);
+          Tensor xt = on.put(x, DType::kF32, n, shape.hidden);
+          Tensor out = in_place ? xt : on.empty(DType::kF32, n, shape.hidden);
+          on->rms_norm(xt, on.put(w, DType::kBF16, 1, shape.hidden), 1e-6f, out);
+          results[i++] = on.get(out);
+        }
+        expect_close(std::string("rms_norm ") + shape.name + " n=" + std::to_string(n) + (in_place ? " in place" : ""),
+                     results[0], results[1], kF32Tolerance);
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, Rope) {
+  for (const ModelShape& shape : kShapes) {
+    std::mt19937 rng(4);
+    const int64_t n = 50;
+    for (int32_t heads : {shape.heads, shape.kv_heads}) {
+      const std::vector<float> x = random_floats(rng, size_t(n) * heads * shape.head_dim);
+      std::vector<int32_t> positions(n);
+      std::uniform_int_distribution<int32_t> pick(0, 32767);
+      for (int32_t& p : positions) p = pick(rng);
+      positions[0] = 0;
+      std::vector<float> inv_freq(shape.head_dim / 2);
+      for (size_t i = 0; i < inv_freq.size(); ++i) {
+        inv_freq[i] = static_cast<float>(1.0 / std::pow(1e6, 2.0 * double(i) / shape.head_dim));
+      }
+      std::vector<float> results[2];
+      int i = 0;
+      for (Backend* b : {gpu_, cpu_}) {
+        On on(*b);
+        Tensor xt = on.put(x, DType::kF32, n, heads * shape.head_dim);
+        on->rope(xt, on.put(positions, DType::kI32, 1, n), on.put(inv_freq, DType::kF32, 1, shape.head_dim / 2),
+                 shape.head_dim);
+        results[i++] = on.get(xt);
+      }
+      expect_close(std::string("rope ") + shape.name + " heads=" + std::to_string(heads), results[0], results[1],
+                   kF32Tolerance);
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, ElementwiseAndGather) {
+  for (const ModelShape& shape : kShapes) {
+    std::mt19937 rng(5);
+    const int64_t n = 33;
+    const std::vector<float> a = random_floats(rng, size_t(n) * shape.intermediate, 4.0f);
+    const std::vector<float> b = random_floats(rng, size_t(n) * shape.intermediate);
+    const std::vector<int32_t> rows = {32, 0, 7, 7};
+    std::vector<float> silu[2], sum[2], gathered[2];
+    int i = 0;
+    for (Backend* backend : {gpu_, cpu_}) {
+      On on(*backend);
+      Tensor at = on.put(a, DType::kF32, n, shape.intermediate);
+      Tensor bt = on.put(b, DType::kF32, n, shape.intermediate);
+      Tensor out = on.empty(DType::kF32, n, shape.intermediate);
+      on->silu_mul(at, bt, out);
+      silu[i] = on.get(out);
+      on->add(at, bt, at);  // in place, as the residual stream does
+      sum[i] = on.get(at);
+      Tensor picked = on.empty(DType::kF32, 4, shape.intermediate);
+      on->gather_rows(at, on.put(rows, DType::kI32, 1, 4), picked);
+      gathered[i] = on.get(picked);
+      ++i;
+    }
+    expect_close(std::string("silu_mul ") + shape.name, silu[0], silu[1], kF32Tolerance);
+    expect_close(std::string("add ") + shape.name, sum[0], sum[1], kF32Tolerance);
+    EXPECT_EQ(sum[0], sum[1]);
+    EXPECT_EQ(gathered[0], gathered[1]);
+  }
+}
+
+// linear() on each projection of each model, for decode-like and prefill-like row counts.
+TEST_F(CudaBackendTest, LinearBf16OnEveryProjection) {
+  for (const ModelShape& shape : kShapes) {
+    struct Projection {
+      const char* name;
+      int64_t m, k;
+      bool bias;
+    };
+    const bool qwen = shape.head_dim == 64 || shape.heads == 28;
+    const Projection projections[] = {
+        {"q_proj", int64_t{shape.heads} * shape.head_dim, shape.hidden, qwen},
+        {"k_proj", int64_t{shape.kv_heads} * shape.head_dim, shape.hidden, qwen},
+        {"o_proj", shape.hidden, int64_t{shape.heads} * shape.head_dim, false},
+        {"gate_proj", shape.intermediate, shape.hidden, false},
+        {"down_proj", shape.hidden, shape.intermediate, false},
+    };
+    for (const Projection& p : projections) {
+      std::mt19937 rng(6);
+      const std::vector<uint16_t> w = to_bf16(random_floats(rng, size_t(p.m) * p.k, 1.0f / std::sqrt(float(p.k))));
+      const std::vector<uint16_t> bias = to_bf16(random_floats(rng, size_t(p.m)));
+      for (int64_t n : {1, 7, 128}) {
+        const std::vector<float> x = random_floats(rng, size_t(n) * p.k);
+        std::vector<float> results[2];
+        int i = 0;
+        for (Backend* b : {gpu_, cpu_}) {
+          On on(*b);
+          Tensor out = on.empty(DType::kF32, n, p.m);
+          Tensor bias_t = on.put(bias, DType::kBF16, 1, p.m);
+          on->linear(on.put(x, DType::kF32, n, p.k), on.put(w, DType::kBF16, p.m, p.k), p.bias ? &bias_t : nullptr,
+                     out);
+          results[i++] = on.get(out);
+        }
+        expect_close(std::string("linear ") + shape.name + " " + p.name + " n=" + std::to_string(n), results[0],
+                     results[1], kBf16Tolerance);
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, LinearLmHeadAndLongInputChunks) {
+  std::mt19937 rng(7);
+  {  // Qwen2.5-0.5B's tied lm_head: [151936, 896].
+    const int64_t m = kQwen05.vocab, k = kQwen05.hidden, n = 3;
+    const std::vector<uint16_t> w = to_bf16(random_floats(rng, size_t(m) * k, 1.0f / std::sqrt(float(k))));
+    const std::vector<float> x = random_floats(rng, size_t(n) * k);
+    std::vector<float> results[2];
+    int i = 0;
+    for (Backend* b : {gpu_, cpu_}) {
+      On on(*b);
+      Tensor out = on.empty(DType::kF32, n, m);
+      on->linear(on.put(x, DType::kF32, n, k), on.put(w, DType::kBF16, m, k), nullptr, out);
+      results[i++] = on.get(out);
+    }
+    expect_close("linear lm_head Qwen2.5-0.5B n=3", results[0], results[1], kBf16Tolerance);
+  }
+  {  // More activation elements than the BF16 scratch holds (32M): the GEMM runs in row chunks.
+    const int64_t m = 64, k = kQwen7.intermediate, n = 2000;
+    const std::vector<uint16_t> w = to_bf16(random_floats(rng, size_t(m) * k, 1.0f / std::sqrt(float(k))));
+    const std::vector<float> x = random_floats(rng, size_t(n) * k);
+    std::vector<float> results[2];
+    int i = 0;
+    for (Backend* b : {gpu_, cpu_}) {
+      On on(*b);
+      Tensor out = on.empty(DType::kF32, n, m);
+      on->linear(on.put(x, DType::kF32, n, k), on.put(w, DType::kBF16, m, k), nullptr, out);
+      results[i++] = on.get(out);
+    }
+    expect_close("linear chunked n=2000 k=18944", results[0], results[1], kBf16Tolerance);
+  }
+}
+
+TEST_F(CudaBackendTest, LinearF32Weights) {
+  std::mt19937 rng(8);
+  const int64_t m = 1000, k = 896;
+  const std::vector<float> w = random_floats(rng, size_t(m) * k, 1.0f / std::sqrt(float(k)));
+  const std::vector<float> bias = random_floats(rng, size_t(m));
+  for (int64_t n : {1, 64}) {
+    const std::vector<float> x = random_floats(rng, size_t(n) * k);
+    std::vector<float> results[2];
+    int i = 0;
+    for (Backend* b : {gpu_, cpu_}) {
+      On on(*b);
+      Tensor out = on.empty(DType::kF32, n, m);
+      Tensor bias_t = on.put(bias, DType::kF32, 1, m);
+      on->linear(on.put(x, DType::kF32, n, k), on.put(w, DType::kF32, m, k), &bias_t, out);
+      results[i++] = on.get(out);
+    }
+    expect_close("linear f32 weights n=" + std::to_string(n), results[0], results[1], kF32Tolerance);
+  }
+}
+
+// ---- paged KV cache and attention
+
+struct SeqSpec {
+  int32_t cached;  // tokens already in the cache
+  int32_t fresh;   // query rows this step
+};
+
+struct AttentionResult {
+  std::vector<float> out[2];    // gpu, cpu
+  std::vector<float> cache[2];  // the K cache rows store_kv wrote, in token order
+};
+
+// Fills the cache of every sequence (cached + new tokens) through store_kv, in physical blocks scattered over
+// the cache, then runs paged_attention for the new tokens, on both backends.
+AttentionResult run_attention(Backend* gpu, Backend* cpu, const std::vector<SeqSpec>& seqs, int32_t heads,
+                              int32_t kv_heads, int32_t head_dim, DType kv_dtype, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int32_t num_seqs = static_cast<int32_t>(seqs.size());
+  int32_t total_blocks = 0, max_blocks = 0, total_tokens = 0, total_new = 0, max_query = 0, max_len = 0;
+  for (const SeqSpec& s : seqs) {
+    const int32_t len = s.cached + s.fresh;
+    const int32_t blocks = (len + kKvBlockSize - 1) / kKvBlockSize;
+    total_blocks += blocks;
+    max_blocks = std::max(max_blocks, blocks);
+    total_tokens += len;
+    total_new += s.fresh;
+    max_query = std::max(max_query, s.fresh);
+    max_len = std::max(max_len, len);
+  }
+  const int32_t num_blocks = total_blocks + 5;
+  std::vector<int32_t> physical(num_blocks);
+  std::iota(physical.begin(), physical.end(), 0);
+  std::shuffle(physical.begin(), physical.end(), rng);
+  std::vector<int32_t> block_tables(size_t(num_seqs) * max_blocks, 0);
+  std::vector<int32_t> slots, query_starts = {0}, seq_lens;
+  int32_t next = 0;
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    const int32_t len = seqs[s].cached + seqs[s].fresh;
+    for (int32_t b = 0; b < (len + kKvBlockSize - 1) / kKvBlockSize; ++b) {
+      block_tables[size_t(s) * max_blocks + b] = physical[next++];
+    }
+    for (int32_t p = 0; p < len; ++p) {
+      slots.push_back(block_tables[size_t(s) * max_blocks + p / kKvBlockSize] * kKvBlockSize + p % kKvBlockSize);
+    }
+    query_starts.push_back(query_starts.back() + seqs[s].fresh);
+    seq_lens.push_back(len);
+  }
+  const int64_t kv_cols = int64_t{kv_heads} * head_dim;
+  const int64_t q_cols = int64_t{heads} * head_dim;
+  const std::vector<float> k = random_floats(rng, size_t(total_tokens) * kv_cols);
+  const std::vector<float> v = random_floats(rng, size_t(total_tokens) * kv_cols);
+  const std::vector<float> q = random_floats(rng, size_t(total_new) * q_cols);
+  AttentionResult result;
+  int i = 0;
+  for (Backend* b : {gpu, cpu}) {
+    On on(*b);
+    KvCacheLayer cache{on.empty(kv_dtype, int64_t{num_blocks} * kKvBlockSize, kv_cols),
+                       on.empty(kv_dtype, int64_t{num_blocks} * kKvBlockSize, kv_cols)};
+    on->store_kv(on.put(k, DType::kF32, total_tokens, kv_cols), on.put(v, DType::kF32, total_tokens, kv_cols),
+                 on.put(slots, DType::kI32, 1, total_tokens), cache);
+    AttentionMetadata metadata{num_seqs,
+                               on.put(query_starts, DType::kI32, 1, num_seqs + 1),
+                               on.put(seq_lens, DType::kI32, 1, num_seqs),
+                               on.put(block_tables, DType::kI32, num_seqs, max_blocks),
+                               max_query,
+                               max_len};
+    Tensor out = on.empty(DType::kF32, total_new, q_cols);
+    on->paged_attention(on.put(q, DType::kF32, total_new, q_cols), cache, metadata,
+                        AttentionShape{heads, kv_heads, head_dim, 1.0f / std::sqrt(float(head_dim))}, out);
+    result.out[i] = on.get(out);
+    // Only the rows store_kv wrote: the rest of the cache is uninitialised memory on both sides.
+    const std::vector<float> whole = on.get(cache.k);
+    for (int32_t slot : slots) {
+      result.cache[i].insert(result.cache[i].end(), whole.begin() + int64_t{slot} * kv_cols,
+                             whole.begin() + (int64_t{slot} + 1) * kv_cols);
+    }
+    ++i;
+  }
+  return result;
+}
+
+TEST_F(CudaBackendTest, StoreKvWritesTheSameCache) {
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    AttentionResult r = run_attention(gpu_, cpu_, {{0, 40}, {3, 9}}, 14, 2, 64, dtype, 9);
+    EXPECT_EQ(r.cache[0], r.cache[1]) << dtype_name(dtype);
+  }
+}
+
+// Decode steps (one query row per sequence) over long, uneven contexts: the split-sequence kernel and its
+// combine step, GQA groups of 7 and 4.
+TEST_F(CudaBackendTest, DecodeAttentionLongContexts) {
+  const std::vector<SeqSpec> batch = {{0, 1},   {16, 1},   {99, 1},   {512, 1},
+                                      {1023, 1}, {2047, 1}, {3999, 1}, {4095, 1}};
+  for (const ModelShape& shape : kShapes) {
+    for (DType dtype : {DType::kBF16, DType::kF32}) {
+      AttentionResult r = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim, dtype, 10);
+      expect_close(std::string("decode attention 8 seqs to 4k ") + shape.name + " " +
+                       std::string(dtype_name(dtype)),
+                   r.out[0], r.out[1], kF32Tolerance * 10);
+    }
+    // One sequence: the most splits per row.
+    AttentionResult single =
+        run_attention(gpu_, cpu_, {{4095, 1}}, shape.heads, shape.kv_heads, shape.head_dim, DType::kBF16, 11);
+    expect_close(std::string("decode attention 1 seq 4k ") + shape.name, single.out[0], single.out[1],
+                 kF32Tolerance * 10);
+  }
+}
+
+// Mixed steps: long prefills (tensor-core kernel for BF16 and head_dim 64/128), a chunk after a cached prefix,
+// short tails and decodes in the same batch (split-sequence kernel), uneven lengths not multiples of 16 or 64.
+TEST_F(CudaBackendTest, PrefillAttentionMixedBatch) {
+  const std::vector<SeqSpec> batch = {{0, 300}, {0, 5}, {128, 77}, {1000, 1}, {33, 64}, {0, 8}, {7, 7}};
+  for (const ModelShape& shape : kShapes) {
+    AttentionResult bf16 = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim,
+                                         DType::kBF16, 12);
+    expect_close(std::string("mixed prefill attention ") + shape.name + " BF16 (tensor cores)", bf16.out[0],
+                 bf16.out[1], kBf16Tolerance);
+    AttentionResult f32 = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim,
+                                        DType::kF32, 12);
+    expect_close(std::string("mixed prefill attention ") + shape.name + " F32 (split-sequence)", f32.out[0],
+                 f32.out[1], kF32Tolerance * 10);
+  }
+}
+
+TEST_F(CudaBackendTest, PrefillAttentionLongSingleSequence) {
+  for (const ModelShape& shape : {kQwen05, kQwen7}) {
+    AttentionResult r =
+        run_attention(gpu_, cpu_, {{512, 1536}}, shape.heads, shape.kv_heads, shape.head_dim, DType::kBF16, 13);
+    expect_close(std::string("prefill attention 1536 after 512 cached ") + shape.name, r.out[0], r.out[1],
+                 kBf16Tolerance);
+  }
+}
+
+// A whole decoder on both backends: a small random Qwen2 checkpoint (head_dim 64), a prefill of two sequences
+// and a decode step, BF16 KV cache on both. Logits agree within the bf16 tolerance and the argmax tokens match.
+TEST_F(CudaBackendTest, WholeDecoderMatchesCpu) {
+  testing::TempDir dir;
+  testing::RandomCheckpointShape shape;
+  shape.hidden_size = 512;
+  shape.intermediate_size = 1024;
+  shape.num_heads = 8;
+  shape.num_kv_heads = 2;
+  shape.num_layers = 3;
+  shape.vocab_size = 2000;
+  ASSERT_TRUE(testing::write_random_checkpoint(dir.path(), shape));
+  std::vector<float> logits[2];
+  int i = 0;
+  for (const char* backend : {"cuda", "cpu"}) {
+    LoadOptions options;
+    options.backend = backend;
+    options.kv_cache_dtype = DType::kBF16;
+    absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(dir.path(), options);
+    ASSERT_TRUE(lm.ok()) << lm.status();
+    ASSERT_TRUE((*lm)->allocate_kv_cache(16).ok());
+    std::vector<int32_t> prompt_a(70), prompt_b(9);
+    std::iota(prompt_a.begin(), prompt_a.end(), 5);
+    std::iota(prompt_b.begin(), prompt_b.end(), 900);
+    ForwardBatch prefill;
+    prefill.token_ids = prompt_a;
+    prefill.token_ids.insert(prefill.token_ids.end(), prompt_b.begin(), prompt_b.end());
+    prefill.sequences = {SequenceChunk{0, 70, {3, 7, 1, 9, 0}, true}, SequenceChunk{0, 9, {12}, true}};
+    std::vector<float> step;
+    ASSERT_TRUE((*lm)->forward(prefill, step).ok());
+    logits[i].insert(logits[i].end(), step.begin(), step.end());
+    ForwardBatch decode{{11, 22}, {SequenceChunk{70, 1, {3, 7, 1, 9, 0}, true}, SequenceChunk{9, 1, {12}, true}}};
+    ASSERT_TRUE((*lm)->forward(decode, step).ok());
+    logits[i].insert(logits[i].end(), step.begin(), step.end());
+    ++i;
+  }
+  // Three layers of bf16-rounded activations: the GPU's error compounds a little over a single op's.
+  expect_close("whole decoder logits (random Qwen2, 3 layers)", logits[0], logits[1], 2 * kBf16Tolerance);
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t row = 0; row < logits[0].size() / 2000; ++row) {
+    const auto begin = [&](const std::vector<float>& l) { return l.begin() + row * 2000; };
+    const size_t gpu_top = std::max_element(begin(logits[0]), begin(logits[0]) + 2000) - begin(logits[0]);
+    const float cpu_max = *std::max_element(begin(logits[1]), begin(logits[1]) + 2000);
+    // The GPU's greedy token is the CPU's, or a near tie on the CPU (within 0.05 of the maximum logit).
+    EXPECT_GE(begin(logits[1])[gpu_top], cpu_max - 0.05f) << "row " << row;
+  }
+}
+
+}  // namespace
+}  // namespace bm::engine
