@@ -31,6 +31,10 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
     out->set_num_running(static_cast<int32_t>(s.num_running));
     out->set_num_waiting(static_cast<int32_t>(s.num_waiting));
     out->set_kv_usage(s.num_kv_blocks ? static_cast<double>(s.num_kv_blocks_in_use) / s.num_kv_blocks : 0);
+    if (!s.failure.empty()) {  // a device fault after loading: the daemon stays up, this engine serves nothing
+      out->set_state("failed");
+      out->set_error(s.failure);
+    }
   }
   out->set_uptime_seconds(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - m.started_at).count());

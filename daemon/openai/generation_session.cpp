@@ -85,7 +85,8 @@ void GenerationSession::submit_all() {
       finished_ = true;
       for (Choice& c : choices_)
         if (c.handle) c.handle->abort();
-      exchange_->respond(openai_error(absl::IsResourceExhausted(handle.status()) ? 503 : 400, error_));
+      const bool unavailable = absl::IsResourceExhausted(handle.status()) || absl::IsUnavailable(handle.status());
+      exchange_->respond(openai_error(unavailable ? 503 : 400, error_));
       model_->metrics.request_errors_total++;
       return;
     }

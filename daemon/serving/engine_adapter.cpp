@@ -108,7 +108,7 @@ class EngineGenerator final : public Generator {
   GeneratorStats stats() const override {
     engine::EngineStats s = engine_->stats();
     return GeneratorStats{s.kv_capacity_tokens, s.num_kv_blocks, s.num_kv_blocks_in_use,
-                          s.num_running,        s.num_waiting,   s.num_preemptions};
+                          s.num_running,        s.num_waiting,   s.num_preemptions, s.failure};
   }
   int32_t max_model_len() const override { return engine_->max_model_len(); }
   int32_t max_num_seqs() const override { return engine_->max_num_seqs(); }

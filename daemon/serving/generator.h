@@ -65,6 +65,7 @@ struct GeneratorStats {
   int64_t num_running = 0;
   int64_t num_waiting = 0;
   int64_t num_preemptions = 0;
+  std::string failure;  // non-empty once the engine has failed (a device fault): it serves nothing more
 };
 
 class Generator {

@@ -19,6 +19,7 @@
 #include <span>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/model/dtype.h"
 
@@ -98,6 +99,11 @@ class Backend {
   // Waits for the ops issued before it, then copies the view into host memory.
   virtual void copy_to_host(const Tensor& src, std::span<std::byte> dst) = 0;
   virtual void synchronize() = 0;
+  // The first device fault since the backend was created (a kernel that faulted, a failed launch or copy), or OK.
+  // A device backend records such a fault instead of aborting the process, skips the ops issued after it, and
+  // reports it here; the fault is sticky (a faulted CUDA context cannot be used again), so the engine marks
+  // itself failed and the daemon stays up. Call after synchronize() or copy_to_host() to see the step's faults.
+  virtual absl::Status device_status() const { return absl::OkStatus(); }
 
   // ---- ops
   // out[i] = table[ids[i]]. table [vocab, hidden] BF16/F32; ids [1, n]; out [n, hidden] F32.

@@ -208,7 +208,7 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
   if (step->logits_rows.empty()) {
     backend_->synchronize();
-    return absl::OkStatus();
+    return backend_->device_status();
   }
   // Only the rows that want logits go through the final norm and the vocabulary projection.
   backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);
@@ -216,6 +216,10 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   backend_->linear(t.last_hidden, weights_->lm_head, nullptr, t.logits);
   logits.resize(static_cast<size_t>(t.logits.num_elements()));
   backend_->copy_to_host(t.logits, std::as_writable_bytes(std::span(logits)));
+  if (absl::Status device = backend_->device_status(); !device.ok()) {
+    logits.clear();
+    return device;
+  }
   return absl::OkStatus();
 }
 

@@ -129,6 +129,7 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
     return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_ids.size(), " tokens; this model is served with ",
                                                    max_model_len_, " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
+  if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
   request->params = params;
   request->on_output = std::move(on_output);
@@ -172,6 +173,7 @@ EngineStats Engine::stats() const {
   s.num_waiting = stat_waiting_;
   s.num_preemptions = stat_preemptions_;
   s.num_steps = stat_steps_;
+  if (failed()) s.failure = failure();
   return s;
 }
 
@@ -215,7 +217,9 @@ void Engine::step() {
   }
   std::vector<float> logits;
   if (absl::Status s = runner_.run(batch, logits); !s.ok()) {
-    fail(batch, std::string(s.message()));
+    // Internal is a device fault (Backend::device_status): the device cannot be used again, so nothing can run.
+    if (absl::IsInternal(s)) fail_engine(s);
+    else fail(batch, std::string(s.message()));
   } else {
     scheduler_.mark_computed(batch);
     sample_tokens(batch, logits);
@@ -231,6 +235,23 @@ void Engine::admit_submissions() {
     submitted.swap(inbox_->submitted);
   }
   for (auto& seq : submitted) scheduler_.add(std::move(seq));
+  if (failed()) {
+    for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kError, failure());
+  }
+}
+
+void Engine::fail_engine(const absl::Status& fault) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    failure_ = absl::StrCat("the engine failed and must be restarted (bmserver chat stop, then serve): ", fault.message());
+  }
+  failed_ = true;
+  for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kError, failure());
+}
+
+std::string Engine::failure() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return failure_;
 }
 
 void Engine::finish_aborted() {

@@ -46,6 +46,7 @@ struct EngineStats {
   int32_t num_waiting = 0;
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
+  std::string failure;  // empty while healthy; after a device fault, why nothing runs any more
 };
 
 // Aborting is safe from any thread (the request's own callback included) and after the engine is gone.
@@ -99,6 +100,10 @@ class Engine {
   void deliver(Sequence* seq);
   SequenceOutput take_output(Sequence* seq);
   void publish_stats();
+  // A device fault: every request ends with an error and later submissions are refused.
+  void fail_engine(const absl::Status& fault);
+  bool failed() const { return failed_.load(); }
+  std::string failure() const;
 
   std::unique_ptr<CausalLM> model_;
   GenerationConfig generation_;
@@ -121,6 +126,8 @@ class Engine {
   std::shared_ptr<Inbox> inbox_;
   mutable std::mutex mutex_;
   int64_t next_id_ = 1;  // guarded by mutex_
+  std::string failure_;  // guarded by mutex_
+  std::atomic<bool> failed_{false};
 
   std::atomic<int32_t> stat_blocks_in_use_{0}, stat_running_{0}, stat_waiting_{0};
   std::atomic<int64_t> stat_preemptions_{0}, stat_steps_{0};

@@ -4,6 +4,7 @@
 // sampling, stop and abort paths must behave as documented.
 #include "engine/runtime/engine.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -63,6 +64,7 @@ class Collector {
   std::vector<int32_t> tokens(int32_t i = 0) const { return tokens_[i]; }
   FinishReason finish(int32_t i = 0) const { return *finish_[i]; }
   int32_t cached(int32_t i = 0) const { return cached_[i]; }
+  std::string error() const { return error_; }
   const std::vector<TokenLogprob>& logprobs() const { return logprobs_; }
   std::function<void(const SequenceOutput&)> on_output_;
 
@@ -351,6 +353,58 @@ TEST(Engine, MaxConcurrencyComesFromTheBlocksEachRequestNeeds) {
   EXPECT_EQ(engine->max_concurrency(17, 16), 33);   // 3 blocks each
   EXPECT_EQ(engine->max_concurrency(8, 8), 64);     // capped by max_num_seqs
   EXPECT_EQ(engine->max_concurrency(1000, 700), 0);
+}
+
+
+// A model whose device faults on its second forward, as a CUDA backend reports a kernel fault.
+class FaultingModel final : public CausalLM {
+ public:
+  FaultingModel() {
+    info_.architecture = "Fake";
+    info_.vocab_size = 8;
+    info_.max_position_embeddings = 256;
+    info_.num_layers = 1;
+    info_.kv_bytes_per_token = 64;
+  }
+  const CausalLMInfo& info() const override { return info_; }
+  int64_t device_memory_total_bytes() const override { return int64_t{1} << 30; }
+  int64_t device_memory_free_bytes() const override { return int64_t{1} << 30; }
+  std::string backend_name() const override { return "fake"; }
+  absl::Status allocate_kv_cache(int32_t) override { return absl::OkStatus(); }
+  absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    if (++calls_ >= 2) return absl::InternalError("CUDA error an illegal memory access was encountered");
+    size_t rows = 0;
+    for (const SequenceChunk& c : batch.sequences) rows += c.wants_logits ? 1 : 0;
+    logits.assign(rows * info_.vocab_size, 0.0f);
+    return absl::OkStatus();
+  }
+
+ private:
+  CausalLMInfo info_;
+  int calls_ = 0;
+};
+
+TEST(Engine, ADeviceFaultFailsTheEngineButNotTheProcess) {
+  EngineOptions options;
+  options.kv_cache_bytes = 64 * kBlockSize * 8;
+  auto engine = Engine::create(std::make_unique<FaultingModel>(), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  SamplingParams params = greedy();
+  params.max_tokens = 4;
+  params.ignore_eos = true;
+  Collector a, b;
+  auto ha = (*engine)->submit({1, 2, 3}, params, a.callback());
+  ASSERT_TRUE(ha.ok());
+  a.wait();
+  EXPECT_EQ(a.finish(), FinishReason::kError);
+  EXPECT_EQ(a.tokens().size(), 1u) << "the first step ran, the second faulted";
+  EXPECT_THAT(a.error(), ::testing::HasSubstr("illegal memory access"));
+  EngineStats stats = (*engine)->stats();
+  EXPECT_THAT(stats.failure, ::testing::HasSubstr("must be restarted"));
+  EXPECT_EQ(stats.num_kv_blocks_in_use, 0);
+  auto hb = (*engine)->submit({1, 2}, params, b.callback());
+  ASSERT_FALSE(hb.ok());
+  EXPECT_TRUE(absl::IsUnavailable(hb.status())) << hb.status();
 }
 
 }  // namespace
