@@ -21,6 +21,32 @@ SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::
   return SchedulerOptions{options.max_num_seqs, std::max(budget, options.max_num_seqs)};
 }
 
+// Off the CPU, one forward of the largest step the scheduler can make (its token budget over max_num_seqs
+// sequences, each wanting logits) over a one-block cache: the activation buffers grow to their peak before the
+// KV cache is sized from what memory is left, so the cache never starves a later step. The values are garbage
+// (every position writes block 0) and are discarded.
+absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& scheduler) {
+  if (absl::Status s = model.allocate_kv_cache(1); !s.ok()) return s;
+  const int32_t num_seqs = scheduler.max_num_seqs;
+  const int32_t longest = std::max(1, model.info().max_position_embeddings - 1);
+  ForwardBatch batch;
+  for (int32_t i = 0; i < num_seqs; ++i) {
+    int32_t len = scheduler.max_num_batched_tokens / num_seqs + (i == 0 ? scheduler.max_num_batched_tokens % num_seqs : 0);
+    len = std::clamp(len, 1, longest);
+    SequenceChunk chunk;
+    chunk.num_new_tokens = len;
+    chunk.block_table.assign(static_cast<size_t>((len + kBlockSize - 1) / kBlockSize), 0);
+    chunk.wants_logits = true;
+    batch.sequences.push_back(std::move(chunk));
+    batch.token_ids.insert(batch.token_ids.end(), static_cast<size_t>(len), 0);
+  }
+  std::vector<float> logits;
+  if (absl::Status s = model.forward(batch, logits); !s.ok())
+    return absl::Status(s.code(), absl::StrCat("the dry run at the largest step (", batch.token_ids.size(), " tokens, ",
+                                               num_seqs, " sequences) failed: ", s.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void RequestHandle::abort() {
@@ -28,7 +54,7 @@ void RequestHandle::abort() {
   if (wake_) wake_();
 }
 
-absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options) {
+absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options, int64_t reclaimable_bytes) {
   const int64_t block_bytes = model.info().kv_bytes_per_token * kBlockSize;
   BM_CHECK(block_bytes > 0);
   int64_t budget = options.kv_cache_bytes;
@@ -38,13 +64,15 @@ absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const Engine
     budget = std::min(model.device_memory_free_bytes() / 4, 4 * kGiB);
     source = "a quarter of the available host memory";
   } else if (budget <= 0) {
-    // The weights are already on the device; leave (1 - utilization) of it and room for activations.
+    // The weights and the activations of the largest step (grown by a dry run, see grow_activations_to_peak)
+    // are already on the device; what `utilization` leaves beyond them goes to the cache, less a little for
+    // buffers that grow with context length (the split-sequence attention's partial results).
     const int64_t total = model.device_memory_total_bytes();
-    const int64_t used = total - model.device_memory_free_bytes();
-    const int64_t activations = kGiB;
-    budget = static_cast<int64_t>(static_cast<double>(total) * options.gpu_memory_utilization) - used - activations;
+    const int64_t used = total - model.device_memory_free_bytes() - reclaimable_bytes;
+    const int64_t headroom = kGiB / 4;
+    budget = static_cast<int64_t>(static_cast<double>(total) * options.gpu_memory_utilization) - used - headroom;
     source = absl::StrCat("--gpu-memory-utilization ", options.gpu_memory_utilization, " of ", gib(total), " with ",
-                          gib(used), " in use and ", gib(activations), " kept for activations");
+                          gib(used), " in use (weights and activations) and ", gib(headroom), " kept free");
   }
   const int64_t blocks = std::min<int64_t>(budget / block_bytes, int64_t{1} << 30);
   if (blocks < 1)
@@ -78,7 +106,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM>
                                                        const EngineOptions& options) {
   if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
   if (options.max_num_batched_tokens < 0) return absl::InvalidArgumentError("max_num_batched_tokens must not be negative");
-  absl::StatusOr<int32_t> num_blocks = plan_kv_cache_blocks(*model, options);
+  int64_t dry_run_cache_bytes = 0;  // the one-block cache of the dry run, replaced by the real one below
+  if (model->backend_name() != "cpu") {
+    if (absl::Status s = grow_activations_to_peak(*model, scheduler_options_for(options, model->backend_name())); !s.ok())
+      return s;
+    dry_run_cache_bytes = kBlockSize * model->info().kv_bytes_per_token;
+  }
+  absl::StatusOr<int32_t> num_blocks = plan_kv_cache_blocks(*model, options, dry_run_cache_bytes);
   if (!num_blocks.ok()) return num_blocks.status();
   const int64_t capacity = int64_t{*num_blocks} * kBlockSize;
   const int32_t context = model->info().max_position_embeddings;

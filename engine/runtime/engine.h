@@ -61,8 +61,10 @@ class RequestHandle {
   std::function<void()> wake_;
 };
 
-// The blocks a KV budget buys; an error sentence when not even one block fits.
-absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options);
+// The blocks a KV budget buys; an error sentence when not even one block fits. `reclaimable_bytes`: device memory
+// counted as used now that the new cache will replace (the dry run's cache).
+absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options,
+                                             int64_t reclaimable_bytes = 0);
 
 class Engine {
  public:

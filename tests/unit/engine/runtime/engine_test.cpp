@@ -356,7 +356,7 @@ TEST(Engine, MaxConcurrencyComesFromTheBlocksEachRequestNeeds) {
 }
 
 
-// A model whose device faults on its second forward, as a CUDA backend reports a kernel fault.
+// A model whose device faults on its second step, as a CUDA backend reports a kernel fault.
 class FaultingModel final : public CausalLM {
  public:
   FaultingModel() {
@@ -372,7 +372,8 @@ class FaultingModel final : public CausalLM {
   std::string backend_name() const override { return "fake"; }
   absl::Status allocate_kv_cache(int32_t) override { return absl::OkStatus(); }
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
-    if (++calls_ >= 2) return absl::InternalError("CUDA error an illegal memory access was encountered");
+    // Call 1 is the engine's dry run (not a CPU backend), call 2 the first step, call 3 faults.
+    if (++calls_ >= 3) return absl::InternalError("CUDA error an illegal memory access was encountered");
     size_t rows = 0;
     for (const SequenceChunk& c : batch.sequences) rows += c.wants_logits ? 1 : 0;
     logits.assign(rows * info_.vocab_size, 0.0f);
@@ -405,6 +406,63 @@ TEST(Engine, ADeviceFaultFailsTheEngineButNotTheProcess) {
   auto hb = (*engine)->submit({1, 2}, params, b.callback());
   ASSERT_FALSE(hb.ok());
   EXPECT_TRUE(absl::IsUnavailable(hb.status())) << hb.status();
+}
+
+// A device model that "uses" memory: weights up front, activations on the first forward (sized by the batch),
+// the cache when allocated. Enough to check the GPU planning arithmetic without a GPU.
+class MeteredDeviceModel final : public CausalLM {
+ public:
+  static constexpr int64_t kTotal = int64_t{16} << 30;
+  static constexpr int64_t kWeights = int64_t{3} << 30;
+  static constexpr int64_t kActivationBytesPerToken = int64_t{1} << 20;
+  MeteredDeviceModel() {
+    info_.architecture = "Fake";
+    info_.vocab_size = 8;
+    info_.max_position_embeddings = 4096;
+    info_.num_layers = 1;
+    info_.kv_bytes_per_token = int64_t{64} << 10;
+  }
+  const CausalLMInfo& info() const override { return info_; }
+  int64_t device_memory_total_bytes() const override { return kTotal; }
+  int64_t device_memory_free_bytes() const override { return kTotal - kWeights - activations_ - cache_; }
+  std::string backend_name() const override { return "cuda"; }
+  absl::Status allocate_kv_cache(int32_t num_blocks) override {
+    cache_ = int64_t{num_blocks} * kBlockSize * info_.kv_bytes_per_token;
+    return absl::OkStatus();
+  }
+  absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    if (first_batch_.sequences.empty()) first_batch_ = batch;
+    activations_ = std::max<int64_t>(activations_, static_cast<int64_t>(batch.token_ids.size()) * kActivationBytesPerToken);
+    size_t rows = 0;
+    for (const SequenceChunk& c : batch.sequences) rows += c.wants_logits ? 1 : 0;
+    logits.assign(rows * info_.vocab_size, 0.0f);
+    return absl::OkStatus();
+  }
+  ForwardBatch first_batch_;
+  int64_t activations_ = 0;
+  int64_t cache_ = 0;
+
+ private:
+  CausalLMInfo info_;
+};
+
+TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
+  auto owned = std::make_unique<MeteredDeviceModel>();
+  MeteredDeviceModel* model = owned.get();
+  EngineOptions options;
+  options.max_num_seqs = 8;
+  options.max_num_batched_tokens = 1000;
+  options.gpu_memory_utilization = 0.5;
+  auto engine = Engine::create(std::move(owned), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // The dry run: the whole token budget over max_num_seqs sequences, each wanting logits.
+  ASSERT_EQ(model->first_batch_.sequences.size(), 8u);
+  EXPECT_EQ(model->first_batch_.token_ids.size(), 1000u);
+  for (const SequenceChunk& c : model->first_batch_.sequences) EXPECT_TRUE(c.wants_logits);
+  // 16 GiB × 0.5 − (3 GiB weights + 1000 MiB activations) − 256 MiB headroom, in 1 MiB blocks (16 × 64 KiB).
+  const int64_t expected_bytes = MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * (int64_t{1} << 20) -
+                                 (int64_t{1} << 28);
+  EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 
 }  // namespace
