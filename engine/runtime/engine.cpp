@@ -138,6 +138,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
       scheduler_(scheduler_options_, blocks_),
       runner_(*model_),
       sampler_(model_->info().vocab_size, generation_.eos_token_ids),
+      batch_sampler_(sampler_, options.num_threads),
       seed_rng_(options.seed),
       inbox_(std::make_shared<Inbox>()) {
   thread_ = std::thread([this] { loop(); });
@@ -299,12 +300,14 @@ void Engine::finish_aborted() {
 }
 
 void Engine::sample_tokens(const ScheduledBatch& batch, const std::vector<float>& logits) {
-  const size_t vocab = model_->info().vocab_size;
-  size_t row = 0;
-  for (const ScheduledChunk& c : batch.chunks) {
-    if (!c.wants_logits) continue;
-    Sequence* seq = c.seq;
-    SampledToken token = sampler_.sample(std::span<const float>(logits.data() + row++ * vocab, vocab), *seq);
+  std::vector<Sequence*> sampled;  // in logits-row order
+  for (const ScheduledChunk& c : batch.chunks)
+    if (c.wants_logits) sampled.push_back(c.seq);
+  std::vector<SampledToken> tokens;
+  batch_sampler_.sample(logits, sampled, tokens);
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    Sequence* seq = sampled[i];
+    SampledToken& token = tokens[i];
     seq->append_token(token.token_id);
     seq->pending.new_token_ids.push_back(token.token_id);
     if (token.logprob) seq->pending.logprobs.push_back(*std::move(token.logprob));

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/generation_config.h"
 #include "engine/models/causal_lm.h"
+#include "engine/runtime/batch_sampler.h"
 #include "engine/runtime/block_manager.h"
 #include "engine/runtime/model_runner.h"
 #include "engine/runtime/sampler.h"
@@ -115,6 +116,7 @@ class Engine {
   Scheduler scheduler_;
   ModelRunner runner_;
   Sampler sampler_;
+  BatchSampler batch_sampler_;
   std::mt19937_64 seed_rng_;  // guarded by mutex_
 
   // Shared with submitters and handles.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <unordered_set>
 
 #include "common/check.h"
@@ -21,6 +22,30 @@ int32_t argmax(std::span<const float> x) {
 // standard distributions' algorithms are implementation-defined).
 double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
+// The k best token ids, best first (ties: the lower id), in one pass: a heap of the k best so far whose worst
+// entry rejects almost every other token with a single comparison.
+std::vector<int32_t> best_candidates(std::span<const float> logits, size_t k) {
+  using Entry = std::pair<float, int32_t>;
+  auto better = [](const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  std::vector<Entry> heap;  // a max-heap under `better`: its front is the worst of the k kept
+  heap.reserve(k);
+  for (size_t id = 0; id < logits.size(); ++id) {
+    const Entry e{logits[id], static_cast<int32_t>(id)};
+    if (heap.size() < k) {
+      heap.push_back(e);
+      std::push_heap(heap.begin(), heap.end(), better);
+    } else if (better(e, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = e;
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), better);
+  std::vector<int32_t> order(heap.size());
+  for (size_t i = 0; i < heap.size(); ++i) order[i] = heap[i].second;
+  return order;
+}
+
 }  // namespace
 
 Sampler::Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids)
@@ -30,7 +55,7 @@ bool Sampler::is_eos(int32_t token_id) const {
   return std::find(eos_token_ids_.begin(), eos_token_ids_.end(), token_id) != eos_token_ids_.end();
 }
 
-SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) {
+SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
   BM_CHECK(static_cast<int32_t>(raw.size()) == vocab_size_);
   const SamplingParams& p = seq.params();
   std::vector<float> logits(raw.begin(), raw.end());
@@ -69,35 +94,24 @@ void Sampler::mask_stop_tokens(std::vector<float>& logits, const Sequence& seq) 
 
 int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
   const SamplingParams& p = seq.params();
-  // Candidates sorted by logit, best first; top-k and a generous top-p cut keep the sort short.
-  std::vector<int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
-  auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  size_t keep = p.top_k > 0 ? std::min<size_t>(p.top_k, order.size()) : order.size();
-  const size_t first_try = std::min<size_t>(keep, 1024);
-  std::partial_sort(order.begin(), order.begin() + first_try, order.end(), better);
+  const size_t vocab = logits.size();
+  const bool top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
+  if (!top_k && p.top_p >= 1) return draw_from_all(logits, seq);
+  if (!top_k) return draw_top_p(logits, seq);
+  // Top-k (then top-p within it): rank the k best, then cut.
+  std::vector<int32_t> order = best_candidates(logits, static_cast<size_t>(p.top_k));
   const double max_logit = logits[order[0]];
   const double inv_t = 1.0 / p.temperature;
-  double total = 0;
-  for (float l : logits) total += std::exp((l - max_logit) * inv_t);
-  if (first_try < keep) {
-    // The 1024 best may already hold top_p of the mass; otherwise sort everything.
-    double head = 0;
-    for (size_t i = 0; i < first_try; ++i) head += std::exp((logits[order[i]] - max_logit) * inv_t);
-    if (p.top_p < 1 && head >= p.top_p * total) keep = first_try;
-    else std::sort(order.begin(), order.end(), better);
-  }
-  order.resize(keep);
-  std::vector<double> probs(keep);
-  double kept_total = 0;
-  for (size_t i = 0; i < keep; ++i) kept_total += probs[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
-  // Normalise over the top-k survivors, then top-p (smallest prefix reaching top_p, at least one) and min-p.
-  size_t n = keep;
-  if (p.top_p < 1) {
+  std::vector<double> probs(order.size());
+  double kept = 0;
+  for (size_t i = 0; i < order.size(); ++i)
+    kept += probs[i] = std::exp((static_cast<double>(logits[order[i]]) - max_logit) * inv_t);
+  size_t n = order.size();
+  if (p.top_p < 1) {  // the smallest prefix reaching top_p of what top-k kept, at least one
     double cumulative = 0;
-    for (size_t i = 0; i < keep; ++i) {
-      cumulative += probs[i] / kept_total;
-      if (cumulative >= p.top_p) {
+    for (size_t i = 0; i < order.size(); ++i) {
+      cumulative += probs[i];
+      if (cumulative >= p.top_p * kept) {
         n = i + 1;
         break;
       }
@@ -117,6 +131,94 @@ int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
   return order[n - 1];
 }
 
+// Top-p over the whole vocabulary: the smallest set of best tokens holding top_p of the mass, found by a
+// mass-guided quickselect in expected linear time (no sort of 150k entries), then a draw in the set's order, which
+// depends only on the logits.
+int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  const float inv_t = static_cast<float>(1.0 / p.temperature);
+  struct Entry {
+    float weight;
+    int32_t id;
+  };
+  std::vector<Entry> entries;
+  entries.reserve(logits.size());
+  double total = 0;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    const float w = std::exp((logits[id] - max_logit) * inv_t);
+    if (w > 0) {
+      entries.push_back({w, static_cast<int32_t>(id)});
+      total += w;
+    }
+  }
+  auto better = [](const Entry& a, const Entry& b) { return a.weight > b.weight || (a.weight == b.weight && a.id < b.id); };
+  // Invariant: entries[0, begin) are in the set; the boundary lies in [begin, end).
+  const double target = p.top_p * total;
+  size_t begin = 0, end = entries.size();
+  double mass_before = 0;
+  std::optional<size_t> cut;
+  while (begin < end && !cut) {
+    const Entry pivot = entries[begin + (end - begin) / 2];
+    auto split = std::partition(entries.begin() + begin, entries.begin() + end, [&](const Entry& e) { return better(e, pivot); });
+    const size_t upper_end = static_cast<size_t>(split - entries.begin());
+    double upper = 0;
+    for (size_t i = begin; i < upper_end; ++i) upper += entries[i].weight;
+    if (mass_before + upper >= target && upper_end > begin) {
+      end = upper_end;  // the boundary is among the better ones
+      continue;
+    }
+    // The pivot comes next in rank order: move it to upper_end.
+    auto pivot_at = std::find_if(entries.begin() + upper_end, entries.begin() + end,
+                                 [&](const Entry& e) { return e.id == pivot.id; });
+    std::iter_swap(entries.begin() + upper_end, pivot_at);
+    mass_before += upper + pivot.weight;
+    begin = upper_end + 1;
+    if (mass_before >= target) cut = begin;
+  }
+  // Without a cut, rounding kept the sum a hair under the target: the set is everything ranked so far.
+  const size_t kept = std::max<size_t>(cut.value_or(begin), 1);
+  // min-p against the largest weight (1 after subtracting the maximum).
+  double mass = 0;
+  for (size_t i = 0; i < kept; ++i) {
+    if (entries[i].weight < p.min_p) entries[i].weight = 0;
+    mass += entries[i].weight;
+  }
+  double u = uniform(seq.rng) * mass;
+  int32_t last = entries[0].id;
+  for (size_t i = 0; i < kept; ++i) {
+    if (entries[i].weight == 0) continue;
+    last = entries[i].id;
+    u -= entries[i].weight;
+    if (u < 0) return entries[i].id;
+  }
+  return last;
+}
+
+// Neither top-k nor top-p: every token may be drawn, so no ranking is needed; one pass in id order (min-p only
+// needs the largest weight, which is 1 after subtracting the maximum).
+int32_t Sampler::draw_from_all(const std::vector<float>& logits, Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  const double max_logit = *std::max_element(logits.begin(), logits.end());
+  const double inv_t = 1.0 / p.temperature;
+  std::vector<double> probs(logits.size());
+  double mass = 0;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    double w = std::exp((static_cast<double>(logits[id]) - max_logit) * inv_t);
+    if (w < p.min_p) w = 0;  // min_p × the top weight (1)
+    mass += probs[id] = w;
+  }
+  double target = uniform(seq.rng) * mass;
+  size_t last = 0;
+  for (size_t id = 0; id < probs.size(); ++id) {
+    if (probs[id] == 0) continue;
+    last = id;
+    target -= probs[id];
+    if (target < 0) return static_cast<int32_t>(id);
+  }
+  return static_cast<int32_t>(last);
+}
+
 TokenLogprob Sampler::raw_logprob(std::span<const float> logits, int32_t token_id, int32_t num_top) const {
   const double max_logit = *std::max_element(logits.begin(), logits.end());
   double total = 0;
@@ -126,13 +228,8 @@ TokenLogprob Sampler::raw_logprob(std::span<const float> logits, int32_t token_i
   out.token_id = token_id;
   out.logprob = static_cast<float>(logits[token_id] - log_total);
   if (num_top > 0) {
-    std::vector<int32_t> order(logits.size());
-    std::iota(order.begin(), order.end(), 0);
-    const size_t k = std::min<size_t>(num_top, order.size());
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (size_t i = 0; i < k; ++i) out.top.emplace_back(order[i], static_cast<float>(logits[order[i]] - log_total));
+    for (int32_t id : best_candidates(logits, std::min<size_t>(num_top, logits.size())))
+      out.top.emplace_back(id, static_cast<float>(logits[id] - log_total));
   }
   return out;
 }

@@ -22,13 +22,18 @@ class Sampler {
   // eos_token_ids: the model's end-of-sequence tokens (generation_config.json), masked under min_tokens.
   Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids);
 
-  SampledToken sample(std::span<const float> logits, Sequence& seq);
+  // Safe to call for different sequences from several threads at once (the state it changes is the sequence's
+  // generator).
+  SampledToken sample(std::span<const float> logits, Sequence& seq) const;
   bool is_eos(int32_t token_id) const;
+  int32_t vocab_size() const { return vocab_size_; }
 
  private:
   void apply_penalties(std::vector<float>& logits, const Sequence& seq) const;
   void mask_stop_tokens(std::vector<float>& logits, const Sequence& seq) const;
   int32_t draw(std::vector<float>& logits, Sequence& seq) const;
+  int32_t draw_from_all(const std::vector<float>& logits, Sequence& seq) const;
+  int32_t draw_top_p(const std::vector<float>& logits, Sequence& seq) const;
   TokenLogprob raw_logprob(std::span<const float> logits, int32_t token_id, int32_t num_top) const;
 
   int32_t vocab_size_;

@@ -124,6 +124,38 @@ TEST(Sampler, DrawsFollowTheDistributionAfterTopPAndTemperature) {
   EXPECT_NEAR(f[1], 0.09 / 0.365, 0.01);
 }
 
+// A large vocabulary, where top-p alone ranks only the best 1024 first: the top-p share is of the whole
+// distribution, not of those 1024 (token 0 holds 0.5, tokens 1-1023 share 0.4, the other 3072 share 0.1; top_p 0.8
+// keeps token 0 and the 768 next, so token 0 is drawn 0.5 / 0.8 of the time).
+TEST(Sampler, TopPIsAShareOfTheWholeDistributionInALargeVocabulary) {
+  constexpr int32_t kBig = 4096;
+  Sampler sampler(kBig, {kBig - 1});
+  std::vector<float> logits(kBig);
+  for (int32_t id = 0; id < kBig; ++id)
+    logits[id] = std::log(id == 0 ? 0.5f : id < 1024 ? 0.4f / 1023 : 0.1f / 3072);
+  SamplingParams p;
+  p.top_p = 0.8f;
+  auto f = frequencies(sampler, logits, p, 40000);
+  EXPECT_NEAR(f[0], 0.5 / 0.8, 0.01);
+  for (const auto& [id, share] : f) EXPECT_LE(id, 769) << "top-p kept a token beyond the 0.8 prefix";
+  SamplingParams k;
+  k.top_k = 2;  // token 0 and token 1 (ties go to the lower id), renormalised
+  f = frequencies(sampler, logits, k, 40000);
+  EXPECT_NEAR(f[0], 0.5 / (0.5 + 0.4 / 1023), 0.01);
+  EXPECT_EQ(f.size(), 2u);
+}
+
+TEST(Sampler, WithoutTopKOrTopPEveryTokenCanBeDrawnAndMinPCuts) {
+  Sampler sampler(kVocab, {kEos});
+  std::vector<float> logits = logits_of({0.5f, 0.3f, 0.15f, 0.05f, 0, 0, 0, 0});
+  SamplingParams p;
+  p.min_p = 0.2f;  // keeps tokens whose probability is at least 0.2 × 0.5: 0, 1 and 2
+  auto f = frequencies(sampler, logits, p, 40000);
+  EXPECT_NEAR(f[0], 0.5 / 0.95, 0.01);
+  EXPECT_NEAR(f[2], 0.15 / 0.95, 0.01);
+  EXPECT_EQ(f.count(3), 0u);
+}
+
 TEST(Sampler, TheSameSeedGivesTheSameDraws) {
   Sampler sampler(kVocab, {kEos});
   std::vector<float> logits = logits_of({0.2f, 0.2f, 0.2f, 0.2f, 0.2f, 0, 0, 0});

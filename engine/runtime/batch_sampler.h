@@ -1,0 +1,29 @@
+#pragma once
+// Samples the rows of one step's logits in parallel: each row belongs to one sequence and draws from that
+// sequence's own generator, so the tokens do not depend on the thread count or on what else is in the batch.
+// A large decode batch (256 rows of a 152k vocabulary) would otherwise cost the host more than the GPU step.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/runtime/sampler.h"
+
+namespace bm::engine {
+
+class BatchSampler {
+ public:
+  // num_threads counts the calling thread; 0: one per logical core, at most 16.
+  BatchSampler(const Sampler& sampler, int32_t num_threads);
+
+  // out[i] = the token for seqs[i] from logits row i (logits holds seqs.size() rows of the vocabulary).
+  void sample(std::span<const float> logits, std::span<Sequence* const> seqs, std::vector<SampledToken>& out);
+  int32_t num_threads() const { return pool_->num_threads(); }
+
+ private:
+  const Sampler& sampler_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+};
+
+}  // namespace bm::engine
