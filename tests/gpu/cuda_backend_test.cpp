@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -550,6 +551,67 @@ TEST_F(CudaBackendTest, WholeDecoderMatchesCpu) {
     // The GPU's greedy token is the CPU's, or a near tie on the CPU (within 0.05 of the maximum logit).
     EXPECT_GE(begin(logits[1])[gpu_top], cpu_max - 0.05f) << "row " << row;
   }
+}
+
+// ---- device faults
+
+// A device fault (here an illegal address: a block id far outside the cache) must not abort the process: the
+// backend records it, skips what follows, and reports it from device_status(). A faulted CUDA context is dead
+// for the whole process, so this runs in a child process of its own (a "threadsafe" death test re-executes the
+// binary with only this test, on a fresh context) that exits 0 when everything behaved.
+using CudaBackendDeathTest = CudaBackendTest;
+
+[[noreturn]] void fault_child_fails(const std::string& why) {
+  std::fprintf(stderr, "fault test failed: %s\n", why.c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+void fault_and_survive(Backend*& gpu) {
+  if (!gpu->device_status().ok()) fault_child_fails("device_status() not OK before any fault");
+  const int32_t heads = 4, kv_heads = 2, head_dim = 64;
+  std::vector<float> outputs;
+  absl::Status status;
+  {
+    On on(*gpu);
+    KvCacheLayer cache{on.empty(DType::kF32, kKvBlockSize, kv_heads * head_dim),
+                       on.empty(DType::kF32, kKvBlockSize, kv_heads * head_dim)};
+    const std::vector<float> q(heads * head_dim, 1.0f);
+    AttentionMetadata metadata{1,
+                               on.put(std::vector<int32_t>{0, 1}, DType::kI32, 1, 2),
+                               on.put(std::vector<int32_t>{1}, DType::kI32, 1, 1),
+                               on.put(std::vector<int32_t>{0x3fffffff}, DType::kI32, 1, 1),  // 8 TB past the cache
+                               1,
+                               1};
+    Tensor out = on.empty(DType::kF32, 1, heads * head_dim);
+    on->paged_attention(on.put(q, DType::kF32, 1, heads * head_dim), cache, metadata,
+                        AttentionShape{heads, kv_heads, head_dim, 0.125f}, out);
+    outputs = on.get(out);  // the fault surfaces here at the latest
+    status = gpu->device_status();
+    if (status.ok()) fault_child_fails("an out-of-range block id did not fault");
+    if (status.code() != absl::StatusCode::kInternal) fault_child_fails("not an InternalError: " + status.ToString());
+    for (float v : outputs) {
+      if (v != 0.0f) fault_child_fails("copy_to_host after the fault did not fill zeros");
+    }
+    // Everything after the fault is skipped without aborting; the status stays the first fault.
+    on->add(out, out, out);
+    gpu->synchronize();
+    if (on.get(out) != std::vector<float>(outputs.size(), 0.0f)) fault_child_fails("second copy not zeros");
+    if (gpu->device_status().ToString() != status.ToString()) fault_child_fails("the status is not sticky");
+    if (gpu->allocate(1024).ok()) fault_child_fails("allocate() succeeded on a faulted device");
+    (void)gpu->memory_info();
+  }  // the buffers are freed on the dead context: must not abort either
+  delete gpu;
+  gpu = nullptr;
+  std::fprintf(stderr, "device fault reported: %s\n", status.ToString().c_str());
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+TEST_F(CudaBackendDeathTest, DeviceFaultIsReportedNotFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(fault_and_survive(gpu_), ::testing::ExitedWithCode(0),
+              "device fault reported: INTERNAL: CUDA error");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -22,13 +23,16 @@ constexpr int64_t kInitialPrefillTileBytes = int64_t{1} << 20;
 
 class CudaBuffer final : public Buffer {
  public:
-  CudaBuffer(void* data, int64_t size, int device) : data_(data), size_(size), device_(device) {}
+  CudaBuffer(void* data, int64_t size, int device, std::shared_ptr<DeviceErrors> errors)
+      : data_(data), size_(size), device_(device), errors_(std::move(errors)) {}
   ~CudaBuffer() override {
     if (data_ == nullptr) return;
+    const ScopedDeviceErrors sink(errors_.get());
     cudaSetDevice(device_);
     const cudaError_t error = cudaFree(data_);
-    // At process exit the runtime may already be unloading; nothing is left to free then.
-    if (error != cudaSuccess && error != cudaErrorCudartUnloading) BM_CUDA_CHECK(error);
+    // At process exit the runtime may already be unloading; nothing is left to free then. After a fault cudaFree
+    // returns the sticky error, which is recorded already.
+    if (error != cudaErrorCudartUnloading) BM_CUDA_OK(error);
   }
   int64_t size_bytes() const override { return size_; }
   char* data() const { return static_cast<char*>(data_); }
@@ -37,6 +41,7 @@ class CudaBuffer final : public Buffer {
   void* data_;
   int64_t size_;
   int device_;
+  std::shared_ptr<DeviceErrors> errors_;
 };
 
 char* bytes_of(const Tensor& tensor) {
@@ -96,9 +101,9 @@ cudaError_t DeviceScratch::reserve(int64_t bytes) {
 
 void* DeviceScratch::ensure(int64_t bytes, cudaStream_t stream) {
   if (bytes <= size_) return data_;
-  BM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (!BM_CUDA_OK(cudaStreamSynchronize(stream))) return nullptr;
   // Grow geometrically so that a slowly growing batch does not reallocate every step.
-  BM_CUDA_CHECK(reserve(std::max(bytes, size_ * 2)));
+  if (!BM_CUDA_OK(reserve(std::max(bytes, size_ * 2)))) return nullptr;
   return data_;
 }
 
@@ -147,19 +152,25 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::use_device() const { BM_CUDA_CHECK(cudaSetDevice(device_)); }
+bool CudaBackend::ready() const { return !errors_->failed() && BM_CUDA_OK(cudaSetDevice(device_)); }
+
+absl::Status CudaBackend::device_status() const {
+  if (!errors_->failed()) return absl::OkStatus();
+  return absl::InternalError(errors_->message());
+}
 
 MemoryInfo CudaBackend::memory_info() const {
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
   size_t free_bytes = 0;
   size_t total_bytes = 0;
-  BM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (!ready() || !BM_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes))) return MemoryInfo{};
   return MemoryInfo{static_cast<int64_t>(total_bytes), static_cast<int64_t>(free_bytes)};
 }
 
 absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes) {
   BM_CHECK(num_bytes >= 0);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return device_status();
   void* data = nullptr;
   // Round up to whole 256-byte units (cudaMalloc's alignment) and never ask for zero bytes.
   const size_t rounded = static_cast<size_t>(std::max<int64_t>(256, (num_bytes + 255) / 256 * 256));
@@ -170,41 +181,50 @@ absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes)
         absl::StrCat("the CUDA backend cannot allocate ", num_bytes, " bytes on device ", device_, " (",
                      memory_info().free_bytes, " bytes free)"));
   }
-  BM_CUDA_CHECK(error);
-  return std::make_unique<CudaBuffer>(data, num_bytes, device_);
+  if (!BM_CUDA_OK(error)) return device_status();
+  return std::make_unique<CudaBuffer>(data, num_bytes, device_, errors_);
 }
 
 void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& dst) {
   BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
   if (src.empty()) return;
-  use_device();
+  char* device_bytes = bytes_of(dst);
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   // From pageable memory the runtime stages the bytes before returning, so `src` may be reused at once.
-  BM_CUDA_CHECK(cudaMemcpyAsync(bytes_of(dst), src.data(), src.size(), cudaMemcpyHostToDevice, stream_));
+  BM_CUDA_CHECK(cudaMemcpyAsync(device_bytes, src.data(), src.size(), cudaMemcpyHostToDevice, stream_));
 }
 
 void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
   BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
-  use_device();
-  if (!dst.empty()) {
-    BM_CUDA_CHECK(cudaMemcpyAsync(dst.data(), bytes_of(src), dst.size(), cudaMemcpyDeviceToHost, stream_));
-  }
-  BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const char* device_bytes = dst.empty() ? nullptr : bytes_of(src);
+  const ScopedDeviceErrors sink(errors_.get());
+  const bool copied =
+      ready() &&
+      (dst.empty() ||
+       BM_CUDA_OK(cudaMemcpyAsync(dst.data(), device_bytes, dst.size(), cudaMemcpyDeviceToHost, stream_))) &&
+      BM_CUDA_OK(cudaStreamSynchronize(stream_));
+  // After a fault the bytes are not the result of the ops: hand back zeros rather than stale or partial data.
+  if (!copied && !dst.empty()) std::memset(dst.data(), 0, dst.size());
 }
 
 void CudaBackend::synchronize() {
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::embedding(const Tensor& table, const Tensor& ids, const Tensor& out) {
   BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_embedding(weight_ptr(table), table.rows, table.cols, i32(ids), ids.cols, f32(out), stream_);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) {
   BM_CHECK(same_shape(x, out) && weight.num_elements() == x.cols);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_rms_norm(f32(x), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
 }
 
@@ -212,39 +232,45 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
   BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
   BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
   BM_CHECK(weight.rows > 0 && weight.cols > 0);
-  use_device();
   const int64_t n = x.rows;
   const int64_t k = x.cols;
   const int64_t m = weight.rows;
   const float* x_data = f32(x);
   float* out_data = f32(out);
   const WeightPtr w = weight_ptr(weight);
+  const WeightPtr b = bias != nullptr ? weight_ptr(*bias) : WeightPtr{};
   if (n == 0) return;
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   if (!w.bf16) {
     gemm_->run(w.data, x_data, false, m, n, k, out_data, stream_);
   } else {
     const int64_t rows_per_chunk = std::max<int64_t>(1, kBf16ScratchElements / k);
-    for (int64_t first = 0; first < n; first += rows_per_chunk) {
+    for (int64_t first = 0; first < n && !errors_->failed(); first += rows_per_chunk) {
       const int64_t rows = std::min(rows_per_chunk, n - first);
       auto* scratch = static_cast<uint16_t*>(x_bf16_.ensure(rows * k * 2, stream_));
+      if (scratch == nullptr) return;
       launch_f32_to_bf16(x_data + first * k, rows * k, scratch, stream_);
+      if (errors_->failed()) return;
       gemm_->run(w.data, scratch, true, m, rows, k, out_data + first * m, stream_);
     }
   }
-  if (bias != nullptr) launch_add_bias(out_data, n, m, weight_ptr(*bias), stream_);
+  if (bias != nullptr && !errors_->failed()) launch_add_bias(out_data, n, m, b, stream_);
 }
 
 void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) {
   BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
   BM_CHECK(positions.num_elements() == x.rows && inv_freq.num_elements() == head_dim / 2);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_rope(f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq), stream_);
 }
 
 void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) {
   const KvCachePtr view = kv_ptr(cache);
   BM_CHECK(same_shape(k, v) && k.cols == view.row_size && slot_mapping.num_elements() == k.rows);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_store_kv(f32(k), f32(v), k.rows, i32(slot_mapping), view, stream_);
 }
 
@@ -259,7 +285,6 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
   BM_CHECK(q.rows <= int64_t{0x7fffffff});
   if (q.rows == 0) return;
   BM_CHECK(metadata.num_seqs > 0 && metadata.max_query_len > 0 && metadata.max_seq_len > 0);
-  use_device();
   const AttentionBatchPtr batch{metadata.num_seqs,          i32(metadata.query_starts), i32(metadata.seq_lens),
                                 i32(metadata.block_tables), metadata.block_tables.cols, metadata.max_query_len,
                                 metadata.max_seq_len};
@@ -267,36 +292,46 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
                            shape.scale};
   const float* q_data = f32(q);
   float* out_data = f32(out);
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   const bool prefill =
       prefill_kernel_supports(view.bf16, shape.head_dim) && metadata.max_query_len >= kPrefillMinQueryLen;
   if (prefill) {
     const int64_t ints = attention_prefill_workspace_ints(dims.num_tokens, metadata.num_seqs);
     auto* tiles = static_cast<int32_t*>(prefill_tiles_.ensure(ints * 4, stream_));
+    if (tiles == nullptr) return;
     launch_attention_prefill(q_data, view, batch, dims, PrefillWorkspace{tiles, ints}, out_data, stream_);
-    // A single sequence with a long query has no short rows left for the split-sequence kernel.
-    if (metadata.num_seqs == 1) return;
+    if (errors_->failed()) return;
+    // A single sequence whose query is long (its length is all of q's rows) has no short rows left for the
+    // split-sequence kernel. (max_query_len is only a bound, so it cannot decide this on its own: a single short
+    // query under a loose bound still goes to the split-sequence kernel, and the prefill grid then has no tiles.)
+    if (metadata.num_seqs == 1 && dims.num_tokens >= kPrefillMinQueryLen) return;
   }
   const int64_t floats = attention_decode_workspace_floats(dims, metadata.max_seq_len, num_sms_);
   auto* partial = static_cast<float*>(attention_partial_.ensure(std::max<int64_t>(floats, 1) * 4, stream_));
+  if (partial == nullptr) return;
   launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats},
                           out_data, stream_);
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) {
   BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_silu_mul(f32(gate), f32(up), gate.num_elements(), f32(out), stream_);
 }
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
   BM_CHECK(same_shape(a, b) && same_shape(a, out));
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_add(f32(a), f32(b), a.num_elements(), f32(out), stream_);
 }
 
 void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) {
   BM_CHECK(row_ids.rows == 1 && out.rows == row_ids.cols && out.cols == x.cols);
-  use_device();
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
   launch_gather_rows(f32(x), x.rows, x.cols, i32(row_ids), row_ids.cols, f32(out), stream_);
 }
 

@@ -4,6 +4,10 @@
 // linear() runs cuBLASLt (BF16 weights: the F32 activations are rounded to BF16 into a backend-owned scratch
 // first; F32 weights: an F32 GEMM); the other ops are this folder's kernels (kernels.h). Used from one thread
 // at a time (the model runner), which may differ from the thread that created it.
+//
+// Device faults (cuda_check.h): the first failed CUDA / cuBLASLt call or launch after creation is recorded as a
+// sticky error, every later op is skipped (copy_to_host fills zeros), and device_status() returns it as an
+// InternalError; the process never aborts for it. Shape and dtype violations still abort (BM_CHECK).
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
@@ -12,6 +16,7 @@
 #include <string>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/gemm.h"
 
 namespace bm::engine::cuda {
@@ -22,7 +27,8 @@ class DeviceScratch {
   ~DeviceScratch();
   // Non-aborting first allocation (creation path); returns the CUDA error.
   cudaError_t reserve(int64_t bytes);
-  // Grows to at least `bytes`, waiting for `stream` first so no queued kernel still uses the old memory.
+  // Grows to at least `bytes`, waiting for `stream` first so no queued kernel still uses the old memory. Null
+  // after recording the failure (cuda_check.h) when that sync or the allocation fails.
   void* ensure(int64_t bytes, cudaStream_t stream);
   void* data() const { return data_; }
   int64_t size() const { return size_; }
@@ -46,6 +52,7 @@ class CudaBackend final : public Backend {
   void copy_to_device(std::span<const std::byte> src, const Tensor& dst) override;
   void copy_to_host(const Tensor& src, std::span<std::byte> dst) override;
   void synchronize() override;
+  absl::Status device_status() const override;
 
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;
@@ -61,10 +68,13 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
 
  private:
-  explicit CudaBackend(int device) : device_(device) {}
-  void use_device() const;
+  explicit CudaBackend(int device) : device_(device), errors_(std::make_shared<DeviceErrors>()) {}
+  // Whether device work may be issued: no fault recorded so far and the device is current on this thread.
+  // Call with this backend's ScopedDeviceErrors installed.
+  bool ready() const;
 
   int device_;
+  std::shared_ptr<DeviceErrors> errors_;  // shared with the buffers (their destructors may record a failure)
   int num_sms_ = 1;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;

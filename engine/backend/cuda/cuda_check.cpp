@@ -1,20 +1,60 @@
 #include "engine/backend/cuda/cuda_check.h"
 
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 
 namespace bm::engine::cuda {
+namespace {
 
-void cuda_failed(cudaError_t error, const char* call, const char* file, int line) {
-  std::fprintf(stderr, "bmserver: CUDA error %s (%s) in %s at %s:%d\n", cudaGetErrorName(error),
-               cudaGetErrorString(error), call, file, line);
-  std::abort();
+thread_local DeviceErrors* current_sink = nullptr;
+
+const char* base_name(const char* file) {
+  const char* slash = std::strrchr(file, '/');
+  return slash != nullptr ? slash + 1 : file;
 }
 
-void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
-  std::fprintf(stderr, "bmserver: cuBLASLt error %s (%s) in %s at %s:%d\n", cublasLtGetStatusName(status),
-               cublasLtGetStatusString(status), call, file, line);
-  std::abort();
+bool report(const std::string& message) {
+  if (current_sink != nullptr) {
+    current_sink->record(message);
+  } else {
+    std::fprintf(stderr, "bmserver: %s (outside a backend call: not recorded)\n", message.c_str());
+  }
+  return false;
+}
+
+}  // namespace
+
+void DeviceErrors::record(const std::string& message) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (failed_.load(std::memory_order_relaxed)) return;
+  message_ = message;
+  failed_.store(true, std::memory_order_release);
+  std::fprintf(stderr, "bmserver: %s\n", message.c_str());
+}
+
+std::string DeviceErrors::message() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return message_;
+}
+
+ScopedDeviceErrors::ScopedDeviceErrors(DeviceErrors* errors) : previous_(current_sink) { current_sink = errors; }
+ScopedDeviceErrors::~ScopedDeviceErrors() { current_sink = previous_; }
+
+bool cuda_failed(cudaError_t error, const char* call, const char* file, int line) {
+  return report(std::string("CUDA error ") + cudaGetErrorName(error) + ": " + cudaGetErrorString(error) + " (" +
+                call + " at " + base_name(file) + ":" + std::to_string(line) +
+                "); the device needs a restart of this engine");
+}
+
+bool cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
+  return report(std::string("cuBLASLt error ") + cublasLtGetStatusName(status) + ": " +
+                cublasLtGetStatusString(status) + " (" + call + " at " + base_name(file) + ":" +
+                std::to_string(line) + "); the device needs a restart of this engine");
+}
+
+bool device_failed(const std::string& what, const char* file, int line) {
+  return report(what + " (at " + std::string(base_name(file)) + ":" + std::to_string(line) +
+                "); the device needs a restart of this engine");
 }
 
 }  // namespace bm::engine::cuda

@@ -1,32 +1,92 @@
 #pragma once
-// Every CUDA runtime and cuBLASLt call inside the plugin goes through these. A failure after the backend was
-// created is a driver fault or a bug (shapes are checked before any launch), not bad input: it aborts with the
-// call, file and line, and the daemon restarts the engine. The C ABI entry points report failures as status
-// values instead and never use these.
+// Every CUDA runtime and cuBLASLt call inside the plugin after the backend was created goes through these
+// macros. A failure there is a device fault (an illegal address surfacing at the next sync or copy, a failed
+// launch, a cuBLASLt error), not bad input (shapes are BM_CHECKed before any launch, and a BM_CHECK failure is
+// a caller bug that still aborts). It must not take the process down: the daemon stays up and marks the engine
+// failed. So a failure is *recorded*, never fatal:
+//
+//   - DeviceErrors holds one backend's first failure (sticky: a faulted CUDA context cannot be used again).
+//     CudaBackend owns it (shared with its buffers, whose destructors may run after a fault) and returns it from
+//     device_status() as an InternalError naming the call, file, line and the CUDA error.
+//   - The macros do not get a backend passed in: they write into the calling thread's *current sink*, which
+//     CudaBackend installs for the duration of each of its calls (ScopedDeviceErrors, RAII, nests). That keeps
+//     the launchers in the .cu files free of backend plumbing. A failure with no sink installed (only possible
+//     in code that runs outside a backend call) is printed to stderr and otherwise ignored; it never aborts.
+//   - BM_CUDA_CHECK / BM_CUBLAS_CHECK / BM_CUDA_CHECK_LAUNCH record the failure and `return;` from the enclosing
+//     (void) function, so a launcher never issues the rest of its kernels after a failed step. Where a value must
+//     be returned, test BM_CUDA_OK(call) / BM_CUBLAS_OK(call) (true on success, records and gives false on
+//     failure) and return what fits.
+//   - CudaBackend skips every op once DeviceErrors::failed() (copy_to_host then fills the destination with
+//     zeros), so nothing more is issued on a dead context.
+//
+// The C ABI entry points (plugin_entry.cpp) and CudaBackend::create report failures as status values instead
+// and never use these.
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <atomic>
+#include <mutex>
+#include <string>
+
 namespace bm::engine::cuda {
 
-[[noreturn]] void cuda_failed(cudaError_t error, const char* call, const char* file, int line);
-[[noreturn]] void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line);
+// The first device failure of one backend; thread-safe.
+class DeviceErrors {
+ public:
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  // Keeps `message` unless a failure was recorded before (the first one is the cause; later ones are its echo).
+  void record(const std::string& message);
+  // Empty while nothing failed.
+  std::string message() const;
+
+ private:
+  std::atomic<bool> failed_{false};
+  mutable std::mutex mutex_;
+  std::string message_;
+};
+
+// Installs `errors` as the calling thread's current sink until destroyed (restores the previous one).
+class ScopedDeviceErrors {
+ public:
+  explicit ScopedDeviceErrors(DeviceErrors* errors);
+  ~ScopedDeviceErrors();
+  ScopedDeviceErrors(const ScopedDeviceErrors&) = delete;
+  ScopedDeviceErrors& operator=(const ScopedDeviceErrors&) = delete;
+
+ private:
+  DeviceErrors* previous_;
+};
+
+// Records a failure into the current sink (or stderr without one); always returns false.
+bool cuda_failed(cudaError_t error, const char* call, const char* file, int line);
+bool cublas_failed(cublasStatus_t status, const char* call, const char* file, int line);
+// Records a failure that is not a CUDA status (e.g. cuBLASLt has no algorithm for a shape); returns false.
+bool device_failed(const std::string& what, const char* file, int line);
+
+inline bool cuda_ok(cudaError_t error, const char* call, const char* file, int line) {
+  return error == cudaSuccess || cuda_failed(error, call, file, line);
+}
+inline bool cublas_ok(cublasStatus_t status, const char* call, const char* file, int line) {
+  return status == CUBLAS_STATUS_SUCCESS || cublas_failed(status, call, file, line);
+}
 
 }  // namespace bm::engine::cuda
 
-#define BM_CUDA_CHECK(call)                                                           \
-  do {                                                                                \
-    const cudaError_t bm_cuda_error_ = (call);                                        \
-    if (bm_cuda_error_ != cudaSuccess)                                                \
-      ::bm::engine::cuda::cuda_failed(bm_cuda_error_, #call, __FILE__, __LINE__);     \
+#define BM_CUDA_OK(call) ::bm::engine::cuda::cuda_ok((call), #call, __FILE__, __LINE__)
+#define BM_CUBLAS_OK(call) ::bm::engine::cuda::cublas_ok((call), #call, __FILE__, __LINE__)
+
+// In a void function: on failure, record it and return.
+#define BM_CUDA_CHECK(call)          \
+  do {                               \
+    if (!BM_CUDA_OK(call)) return;   \
   } while (0)
 
-#define BM_CUBLAS_CHECK(call)                                                         \
-  do {                                                                                \
-    const cublasStatus_t bm_cublas_status_ = (call);                                  \
-    if (bm_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                   \
-      ::bm::engine::cuda::cublas_failed(bm_cublas_status_, #call, __FILE__, __LINE__); \
+#define BM_CUBLAS_CHECK(call)        \
+  do {                               \
+    if (!BM_CUBLAS_OK(call)) return; \
   } while (0)
 
 // After a kernel launch: launch-configuration errors show up here, faults inside the kernel at the next
-// synchronising call.
+// synchronising call (or at a later launch, which then names that later call: the message says where the fault
+// surfaced, not necessarily which kernel caused it).
 #define BM_CUDA_CHECK_LAUNCH() BM_CUDA_CHECK(cudaGetLastError())

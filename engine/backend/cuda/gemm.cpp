@@ -1,7 +1,6 @@
 #include "engine/backend/cuda/gemm.h"
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "common/check.h"
 #include "engine/backend/cuda/cuda_check.h"
@@ -29,51 +28,67 @@ LtGemm::~LtGemm() {
   }
 }
 
-const LtGemm::Plan& LtGemm::plan_for(const Key& key) {
+const LtGemm::Plan* LtGemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
-  if (found != plans_.end()) return found->second;
+  if (found != plans_.end()) return &found->second;
   const auto [m, n, k, bf16, align_w, align_x, align_out] = key;
   Plan plan;
-  BM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasLtMatmulPreference_t preference = nullptr;
+  // On any failure: record it (BM_CUBLAS_OK), free what was created, cache nothing.
+  auto give_up = [&]() -> const Plan* {
+    if (preference != nullptr) cublasLtMatmulPreferenceDestroy(preference);
+    if (plan.c != nullptr) cublasLtMatrixLayoutDestroy(plan.c);
+    if (plan.b != nullptr) cublasLtMatrixLayoutDestroy(plan.b);
+    if (plan.a != nullptr) cublasLtMatrixLayoutDestroy(plan.a);
+    if (plan.desc != nullptr) cublasLtMatmulDescDestroy(plan.desc);
+    return nullptr;
+  };
   const cublasOperation_t transpose = CUBLAS_OP_T;
   const cublasOperation_t keep = CUBLAS_OP_N;
-  BM_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose));
-  BM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep));
   const cudaDataType_t input = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  // Column-major views: A = w as [k, m] (ld k), B = x as [k, n] (ld k), C = D = out as [m, n] (ld m).
-  BM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, input, static_cast<uint64_t>(k), static_cast<uint64_t>(m), k));
-  BM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, input, static_cast<uint64_t>(k), static_cast<uint64_t>(n), k));
-  BM_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, static_cast<uint64_t>(m), static_cast<uint64_t>(n), m));
-
-  cublasLtMatmulPreference_t preference = nullptr;
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   const uint64_t workspace_bytes = workspace_bytes_;
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &workspace_bytes, sizeof workspace_bytes));
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                                       &align_w, sizeof align_w));
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                                       &align_x, sizeof align_x));
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                                       &align_out, sizeof align_out));
-  BM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                                       &align_out, sizeof align_out));
+  // Column-major views: A = w as [k, m] (ld k), B = x as [k, n] (ld k), C = D = out as [m, n] (ld m).
+  if (!BM_CUBLAS_OK(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F)) ||
+      !BM_CUBLAS_OK(
+          cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof keep)) ||
+      !BM_CUBLAS_OK(
+          cublasLtMatrixLayoutCreate(&plan.a, input, static_cast<uint64_t>(k), static_cast<uint64_t>(m), k)) ||
+      !BM_CUBLAS_OK(
+          cublasLtMatrixLayoutCreate(&plan.b, input, static_cast<uint64_t>(k), static_cast<uint64_t>(n), k)) ||
+      !BM_CUBLAS_OK(
+          cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, static_cast<uint64_t>(m), static_cast<uint64_t>(n), m)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceCreate(&preference)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &workspace_bytes, sizeof workspace_bytes)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                         &align_w, sizeof align_w)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                         &align_x, sizeof align_x)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                         &align_out, sizeof align_out)) ||
+      !BM_CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                         &align_out, sizeof align_out))) {
+    return give_up();
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  BM_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, preference, 1,
-                                                 &result, &returned));
-  cublasLtMatmulPreferenceDestroy(preference);
-  if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
-    std::fprintf(stderr,
-                 "bmserver: cuBLASLt has no algorithm for a %s GEMM m=%lld n=%lld k=%lld (alignments %u/%u/%u)\n",
-                 bf16 ? "bf16" : "f32", static_cast<long long>(m), static_cast<long long>(n),
-                 static_cast<long long>(k), align_w, align_x, align_out);
-    std::abort();
+  if (!BM_CUBLAS_OK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, preference,
+                                                   1, &result, &returned))) {
+    return give_up();
   }
+  if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
+    char what[200];
+    std::snprintf(what, sizeof what,
+                  "cuBLASLt has no algorithm for a %s GEMM m=%lld n=%lld k=%lld (alignments %u/%u/%u)",
+                  bf16 ? "bf16" : "f32", static_cast<long long>(m), static_cast<long long>(n),
+                  static_cast<long long>(k), align_w, align_x, align_out);
+    device_failed(what, __FILE__, __LINE__);
+    return give_up();
+  }
+  cublasLtMatmulPreferenceDestroy(preference);
   plan.algo = result.algo;
-  return plans_.emplace(key, plan).first->second;
+  return &plans_.emplace(key, plan).first->second;
 }
 
 void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
@@ -81,11 +96,12 @@ void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, 
   BM_CHECK(w != nullptr && x != nullptr && out != nullptr);
   BM_CHECK(m > 0 && n >= 0 && k > 0);
   if (n == 0) return;
-  const Plan& plan = plan_for(Key{m, n, k, bf16, alignment_of(w), alignment_of(x), alignment_of(out)});
+  const Plan* plan = plan_for(Key{m, n, k, bf16, alignment_of(w), alignment_of(x), alignment_of(out)});
+  if (plan == nullptr) return;
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  BM_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, out, plan.c, out, plan.c,
-                                 &plan.algo, workspace_, workspace_bytes_, stream));
+  BM_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, out, plan->c, out,
+                                 plan->c, &plan->algo, workspace_, workspace_bytes_, stream));
 }
 
 }  // namespace bm::engine::cuda

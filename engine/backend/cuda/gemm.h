@@ -24,7 +24,8 @@ class LtGemm {
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  // out = x · wᵀ; w [m, k], x [n, k], out [n, m], all row-major and densely packed.
+  // out = x · wᵀ; w [m, k], x [n, k], out [n, m], all row-major and densely packed. A cuBLASLt failure is
+  // recorded in the thread's device-error sink (cuda_check.h) and the GEMM is skipped.
   void run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
            cudaStream_t stream);
 
@@ -41,7 +42,8 @@ class LtGemm {
   // m, n, k, bf16, alignment of w, x, out (bytes, power of two up to 256).
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, uint32_t, uint32_t, uint32_t>;
 
-  const Plan& plan_for(const Key& key);
+  // The cached plan, or null after recording a cuBLASLt failure (cuda_check.h) in the current sink.
+  const Plan* plan_for(const Key& key);
 
   cublasLtHandle_t handle_;
   void* workspace_;
