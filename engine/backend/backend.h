@@ -132,6 +132,22 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out[r] = x[row_ids[r]] (picks the rows that need logits). x [n, d] F32; row_ids [1, r]; out [r, d].
   virtual void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) = 0;
+
+  // What the host sampler needs from rows of logits without copying whole rows (a 152k vocabulary × 256 rows is
+  // 155 MB a step). For each row r of logits [rows, vocab] F32, with the token ids listed for it,
+  // listed_ids[listed_starts[r] .. listed_starts[r + 1]) (distinct ids of the vocabulary: the tokens the sampler
+  // adjusts, by penalties, bias or masking):
+  // - listed_logits[j] = logits[r, listed_ids[j]], the raw value, for every listed j of row r;
+  // - cand_ids[r, 0..k) and cand_logits[r, 0..k): the k largest logits of row r among the ids NOT listed for it,
+  //   best first, ties to the lower id; when fewer than k ids are unlisted, the rest are id -1 with logit -inf;
+  // - log_sum_exp[r] = log(sum over the whole row of exp(logit)), listed ids included.
+  // Shapes: listed_starts [1, rows + 1] I32; listed_ids and listed_logits [1, L] (I32, F32) — with L = 0 both may
+  // be empty views (buffer null); cand_ids [rows, k] I32; cand_logits [rows, k] F32; log_sum_exp [1, rows] F32;
+  // 1 <= k <= kMaxCandidates. `logits` may be overwritten (it is the caller's scratch afterwards).
+  static constexpr int32_t kMaxCandidates = 64;
+  virtual void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
+                              const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
+                              const Tensor& log_sum_exp) = 0;
 };
 
 }  // namespace bm::engine

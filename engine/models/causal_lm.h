@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,22 @@ struct ForwardBatch {
   std::vector<SequenceChunk> sequences;
 };
 
+// Sampling candidates instead of whole rows of logits (Backend::top_candidates): per row that wants logits, the
+// tokens the sampler will adjust are listed and come back with their raw logits; of the rest, only the k best.
+struct CandidateRequest {
+  int32_t k = 1;                       // 1 ..= Backend::kMaxCandidates
+  std::vector<int32_t> listed_starts;  // rows + 1 offsets into listed_ids
+  std::vector<int32_t> listed_ids;     // per row: distinct ids of the vocabulary
+};
+
+struct Candidates {
+  int32_t k = 0;
+  std::vector<int32_t> ids;          // rows × k, best first; -1 where fewer than k unlisted ids exist
+  std::vector<float> logits;         // rows × k
+  std::vector<float> listed_logits;  // aligned with CandidateRequest::listed_ids
+  std::vector<float> log_sum_exp;    // rows: log Σ exp(logit) over the whole row
+};
+
 // What the runtime needs to know about a loaded model.
 struct CausalLMInfo {
   std::string architecture;           // "Qwen2ForCausalLM", "LlamaForCausalLM"
@@ -53,6 +70,12 @@ class CausalLM {
   // Writes the new tokens' K/V into their blocks and fills `logits` with one row of vocab_size floats per
   // sequence that wants logits, in batch order.
   virtual absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) = 0;
+  // The same step, returning sampling candidates instead of the rows. This default runs forward() and selects on
+  // the host; a device model selects on the device and copies back only the candidates.
+  virtual absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out);
 };
+
+// The host reference of Backend::top_candidates over rows of logits already in host memory.
+void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request, Candidates& out);
 
 }  // namespace bm::engine

@@ -29,6 +29,13 @@ enum Scratch : size_t {
   kUp,
   kLastHidden,
   kLogits,
+  // Sampling candidates (forward_candidates).
+  kListedStarts,
+  kListedIds,
+  kListedLogits,
+  kCandidateIds,
+  kCandidateLogits,
+  kLogSumExp,
   kNumScratch,
 };
 
@@ -192,8 +199,7 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
   b.add(t.x, t.h, t.x);
 }
 
-absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {
-  logits.clear();
+absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
   if (kv_cache_.empty()) {
     return absl::FailedPreconditionError("forward called before allocate_kv_cache");
   }
@@ -206,18 +212,79 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   upload(batch.token_ids, t.token_ids);
   backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
   for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
-  if (step->logits_rows.empty()) {
-    backend_->synchronize();
-    return backend_->device_status();
-  }
+  if (step->logits_rows.empty()) return Tensor{};
   // Only the rows that want logits go through the final norm and the vocabulary projection.
   backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);
   backend_->rms_norm(t.last_hidden, weights_->final_norm, spec_.rms_norm_eps, t.last_hidden);
   backend_->linear(t.last_hidden, weights_->lm_head, nullptr, t.logits);
-  logits.resize(static_cast<size_t>(t.logits.num_elements()));
-  backend_->copy_to_host(t.logits, std::as_writable_bytes(std::span(logits)));
+  return t.logits;
+}
+
+absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {
+  logits.clear();
+  absl::StatusOr<Tensor> device_logits = run_step(batch);
+  if (!device_logits.ok()) return device_logits.status();
+  if (device_logits->rows == 0) {
+    backend_->synchronize();
+    return backend_->device_status();
+  }
+  logits.resize(static_cast<size_t>(device_logits->num_elements()));
+  backend_->copy_to_host(*device_logits, std::as_writable_bytes(std::span(logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {
     logits.clear();
+    return device;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {
+  out = Candidates{};
+  absl::StatusOr<Tensor> logits = run_step(batch);
+  if (!logits.ok()) return logits.status();
+  const int64_t rows = logits->rows;
+  if (rows == 0) {
+    backend_->synchronize();
+    return backend_->device_status();
+  }
+  const int64_t num_listed = static_cast<int64_t>(request.listed_ids.size());
+  if (static_cast<int64_t>(request.listed_starts.size()) != rows + 1 || request.listed_starts.front() != 0 ||
+      request.listed_starts.back() != num_listed || request.k < 1 || request.k > Backend::kMaxCandidates) {
+    return absl::InvalidArgumentError(absl::StrCat("a candidate request for ", rows, " rows has ",
+                                                   request.listed_starts.size(), " offsets for ", num_listed,
+                                                   " listed ids and k ", request.k));
+  }
+  for (int32_t id : request.listed_ids)
+    if (id < 0 || id >= spec_.vocab_size) return absl::InvalidArgumentError(absl::StrCat("listed token ", id, " is outside the vocabulary"));
+  struct Shape {
+    Scratch slot;
+    DType dtype;
+    int64_t rows, cols;
+  };
+  const Shape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},   {kListedIds, DType::kI32, 1, num_listed},
+                          {kListedLogits, DType::kF32, 1, num_listed}, {kCandidateIds, DType::kI32, rows, request.k},
+                          {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, rows}};
+  Tensor views[kNumScratch];
+  for (const Shape& shape : shapes) {
+    if (shape.rows * shape.cols == 0) continue;  // no listed ids: empty views
+    absl::StatusOr<Tensor> view = scratch_[shape.slot].view(*backend_, shape.dtype, shape.rows, shape.cols);
+    if (!view.ok()) return view.status();
+    views[shape.slot] = *view;
+  }
+  upload(request.listed_starts, views[kListedStarts]);
+  if (num_listed > 0) upload(request.listed_ids, views[kListedIds]);
+  backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
+                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp]);
+  out.k = request.k;
+  out.ids.resize(static_cast<size_t>(rows * request.k));
+  out.logits.resize(out.ids.size());
+  out.listed_logits.resize(static_cast<size_t>(num_listed));
+  out.log_sum_exp.resize(static_cast<size_t>(rows));
+  backend_->copy_to_host(views[kCandidateIds], std::as_writable_bytes(std::span(out.ids)));
+  backend_->copy_to_host(views[kCandidateLogits], std::as_writable_bytes(std::span(out.logits)));
+  backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
+  if (num_listed > 0) backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
+  if (absl::Status device = backend_->device_status(); !device.ok()) {
+    out = Candidates{};
     return device;
   }
   return absl::OkStatus();

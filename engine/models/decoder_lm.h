@@ -29,6 +29,7 @@ class DecoderLM final : public CausalLM {
   std::string backend_name() const override { return std::string(backend_->name()); }
   absl::Status allocate_kv_cache(int32_t num_blocks) override;
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
+  absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override;
 
  private:
   // Activations and index tables of one step, as views of the scratch buffers.
@@ -44,6 +45,8 @@ class DecoderLM final : public CausalLM {
   absl::StatusOr<StepTensors> prepare(const StepInputs& step, int64_t num_token_ids);
   void upload(const std::vector<int32_t>& values, const Tensor& tensor);
   void run_layer(int32_t layer, const StepTensors& tensors);
+  // Runs one step up to the logits of the rows that want them, left on the backend (rows 0: none want logits).
+  absl::StatusOr<Tensor> run_step(const ForwardBatch& batch);
 
   DecoderSpec spec_;
   std::unique_ptr<Backend> backend_;

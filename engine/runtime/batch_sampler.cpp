@@ -29,4 +29,40 @@ void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* con
   });
 }
 
+bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const {
+  request.k = 1;
+  for (Sequence* seq : seqs) {
+    const int32_t k = sampler_.candidates_needed(*seq);
+    if (k == 0) return false;
+    request.k = std::max(request.k, k);
+  }
+  request.listed_starts.assign(1, 0);
+  request.listed_ids.clear();
+  for (Sequence* seq : seqs) {
+    sampler_.listed_ids(*seq, request.listed_ids);
+    request.listed_starts.push_back(static_cast<int32_t>(request.listed_ids.size()));
+  }
+  return true;
+}
+
+void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& request, std::span<Sequence* const> seqs,
+                          std::vector<SampledToken>& out) {
+  const size_t k = static_cast<size_t>(candidates.k);
+  BM_CHECK(candidates.ids.size() == seqs.size() * k && request.listed_starts.size() == seqs.size() + 1);
+  out.assign(seqs.size(), SampledToken{});
+  pool_->parallel_for(static_cast<int64_t>(seqs.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const size_t first = static_cast<size_t>(request.listed_starts[i]);
+      const size_t count = static_cast<size_t>(request.listed_starts[i + 1]) - first;
+      RowCandidates row;
+      row.ids = std::span<const int32_t>(candidates.ids).subspan(static_cast<size_t>(i) * k, k);
+      row.logits = std::span<const float>(candidates.logits).subspan(static_cast<size_t>(i) * k, k);
+      row.listed_ids = std::span<const int32_t>(request.listed_ids).subspan(first, count);
+      row.listed_logits = std::span<const float>(candidates.listed_logits).subspan(first, count);
+      row.log_sum_exp = candidates.log_sum_exp[static_cast<size_t>(i)];
+      out[i] = sampler_.sample(row, *seqs[i]);
+    }
+  });
+}
+
 }  // namespace bm::engine

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/models/causal_lm.h"
 #include "engine/runtime/sampler.h"
 
 namespace bm::engine {
@@ -19,6 +20,11 @@ class BatchSampler {
 
   // out[i] = the token for seqs[i] from logits row i (logits holds seqs.size() rows of the vocabulary).
   void sample(std::span<const float> logits, std::span<Sequence* const> seqs, std::vector<SampledToken>& out);
+  // The same from candidates (CausalLM::forward_candidates) made for `request`, row i for seqs[i].
+  void sample(const Candidates& candidates, const CandidateRequest& request, std::span<Sequence* const> seqs,
+              std::vector<SampledToken>& out);
+  // Whether every sequence's next token can come from candidates; if so, fills the request for them.
+  bool plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const;
   int32_t num_threads() const { return pool_->num_threads(); }
 
  private:

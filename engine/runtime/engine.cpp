@@ -139,6 +139,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
       runner_(*model_),
       sampler_(model_->info().vocab_size, generation_.eos_token_ids),
       batch_sampler_(sampler_, options.num_threads),
+      use_candidates_(options.sample_from_candidates),
       seed_rng_(options.seed),
       inbox_(std::make_shared<Inbox>()) {
   thread_ = std::thread([this] { loop(); });
@@ -250,14 +251,26 @@ void Engine::step() {
     publish_stats();
     return;
   }
-  std::vector<float> logits;
-  if (absl::Status s = runner_.run(batch, logits); !s.ok()) {
+  // Rows whose settings allow it come back as sampling candidates, not whole rows of the vocabulary.
+  std::vector<Sequence*> sampled;  // in logits-row order
+  for (const ScheduledChunk& c : batch.chunks)
+    if (c.wants_logits) sampled.push_back(c.seq);
+  std::vector<SampledToken> tokens;
+  absl::Status s;
+  if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_)) {
+    s = runner_.run(batch, candidate_request_, candidates_);
+    if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens);
+  } else {
+    s = runner_.run(batch, logits_);
+    if (s.ok()) batch_sampler_.sample(logits_, sampled, tokens);
+  }
+  if (!s.ok()) {
     // Internal is a device fault (Backend::device_status): the device cannot be used again, so nothing can run.
     if (absl::IsInternal(s)) fail_engine(s);
     else fail(batch, std::string(s.message()));
   } else {
     scheduler_.mark_computed(batch);
-    sample_tokens(batch, logits);
+    append_tokens(sampled, tokens);
   }
   ++stat_steps_;
   publish_stats();
@@ -299,12 +312,7 @@ void Engine::finish_aborted() {
     if (seq->request().abort_requested) finish(seq, FinishReason::kAbort);
 }
 
-void Engine::sample_tokens(const ScheduledBatch& batch, const std::vector<float>& logits) {
-  std::vector<Sequence*> sampled;  // in logits-row order
-  for (const ScheduledChunk& c : batch.chunks)
-    if (c.wants_logits) sampled.push_back(c.seq);
-  std::vector<SampledToken> tokens;
-  batch_sampler_.sample(logits, sampled, tokens);
+void Engine::append_tokens(const std::vector<Sequence*>& sampled, std::vector<SampledToken>& tokens) {
   for (size_t i = 0; i < sampled.size(); ++i) {
     Sequence* seq = sampled[i];
     SampledToken& token = tokens[i];

@@ -35,6 +35,9 @@ struct EngineOptions {
   double gpu_memory_utilization = 0.9;
   uint64_t seed = 2025;  // draws the seeds of requests that bring none
   bool enable_prefix_caching = true;
+  // Greedy and top-k rows bring back sampling candidates instead of whole rows of logits (the same tokens; far
+  // less to copy off a GPU). Off: every row comes back whole (a check of the candidate path).
+  bool sample_from_candidates = true;
   // Loading phases ("reading weights", "allocating KV cache") with a fraction in [0, 1] or -1.
   std::function<void(const std::string& phase, double fraction)> on_progress;
 };
@@ -96,7 +99,7 @@ class Engine {
   void step();
   void admit_submissions();
   void finish_aborted();
-  void sample_tokens(const ScheduledBatch& batch, const std::vector<float>& logits);
+  void append_tokens(const std::vector<Sequence*>& sampled, std::vector<SampledToken>& tokens);
   std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token_id) const;
   void fail(const ScheduledBatch& batch, const std::string& error);
   void finish(Sequence* seq, FinishReason reason, std::string error = {});
@@ -117,6 +120,11 @@ class Engine {
   ModelRunner runner_;
   Sampler sampler_;
   BatchSampler batch_sampler_;
+  bool use_candidates_;
+  // Reused between steps (engine thread only).
+  std::vector<float> logits_;
+  CandidateRequest candidate_request_;
+  Candidates candidates_;
   std::mt19937_64 seed_rng_;  // guarded by mutex_
 
   // Shared with submitters and handles.

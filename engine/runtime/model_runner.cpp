@@ -2,7 +2,7 @@
 
 namespace bm::engine {
 
-absl::Status ModelRunner::run(const ScheduledBatch& batch, std::vector<float>& logits) {
+void ModelRunner::build_forward(const ScheduledBatch& batch) {
   forward_.token_ids.clear();
   forward_.sequences.resize(batch.chunks.size());
   for (size_t i = 0; i < batch.chunks.size(); ++i) {
@@ -16,7 +16,16 @@ absl::Status ModelRunner::run(const ScheduledBatch& batch, std::vector<float>& l
     chunk.block_table = c.seq->block_table;
     chunk.wants_logits = c.wants_logits;
   }
+}
+
+absl::Status ModelRunner::run(const ScheduledBatch& batch, std::vector<float>& logits) {
+  build_forward(batch);
   return model_.forward(forward_, logits);
+}
+
+absl::Status ModelRunner::run(const ScheduledBatch& batch, const CandidateRequest& request, Candidates& candidates) {
+  build_forward(batch);
+  return model_.forward_candidates(forward_, request, candidates);
 }
 
 }  // namespace bm::engine

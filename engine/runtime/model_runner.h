@@ -14,8 +14,12 @@ class ModelRunner {
   explicit ModelRunner(CausalLM& model) : model_(model) {}
   // `logits` gets vocab_size floats per chunk with wants_logits, in chunk order.
   absl::Status run(const ScheduledBatch& batch, std::vector<float>& logits);
+  // The same step, returning sampling candidates for those chunks (CausalLM::forward_candidates).
+  absl::Status run(const ScheduledBatch& batch, const CandidateRequest& request, Candidates& candidates);
 
  private:
+  void build_forward(const ScheduledBatch& batch);
+
   CausalLM& model_;
   ForwardBatch forward_;  // reused between steps to keep its vectors' capacity
 };

@@ -8,6 +8,8 @@
 #include <unordered_set>
 
 #include "common/check.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/candidates.h"
 
 namespace bm::engine {
 namespace {
@@ -21,30 +23,6 @@ int32_t argmax(std::span<const float> x) {
 // A uniform double in [0, 1) from the sequence's generator: 53 random bits, the same on every platform (the
 // standard distributions' algorithms are implementation-defined).
 double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-// The k best token ids, best first (ties: the lower id), in one pass: a heap of the k best so far whose worst
-// entry rejects almost every other token with a single comparison.
-std::vector<int32_t> best_candidates(std::span<const float> logits, size_t k) {
-  using Entry = std::pair<float, int32_t>;
-  auto better = [](const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  std::vector<Entry> heap;  // a max-heap under `better`: its front is the worst of the k kept
-  heap.reserve(k);
-  for (size_t id = 0; id < logits.size(); ++id) {
-    const Entry e{logits[id], static_cast<int32_t>(id)};
-    if (heap.size() < k) {
-      heap.push_back(e);
-      std::push_heap(heap.begin(), heap.end(), better);
-    } else if (better(e, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), better);
-      heap.back() = e;
-      std::push_heap(heap.begin(), heap.end(), better);
-    }
-  }
-  std::sort_heap(heap.begin(), heap.end(), better);
-  std::vector<int32_t> order(heap.size());
-  for (size_t i = 0; i < heap.size(); ++i) order[i] = heap[i].second;
-  return order;
-}
 
 }  // namespace
 
@@ -99,13 +77,19 @@ int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
   if (!top_k && p.top_p >= 1) return draw_from_all(logits, seq);
   if (!top_k) return draw_top_p(logits, seq);
   // Top-k (then top-p within it): rank the k best, then cut.
-  std::vector<int32_t> order = best_candidates(logits, static_cast<size_t>(p.top_k));
-  const double max_logit = logits[order[0]];
+  std::vector<int32_t> order = cpu::best_ids(logits, static_cast<size_t>(p.top_k));
+  std::vector<float> values(order.size());
+  for (size_t i = 0; i < order.size(); ++i) values[i] = logits[order[i]];
+  return draw_ranked(order, values, seq);
+}
+
+int32_t Sampler::draw_ranked(const std::vector<int32_t>& order, const std::vector<float>& values, Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  const double max_logit = values[0];
   const double inv_t = 1.0 / p.temperature;
   std::vector<double> probs(order.size());
   double kept = 0;
-  for (size_t i = 0; i < order.size(); ++i)
-    kept += probs[i] = std::exp((static_cast<double>(logits[order[i]]) - max_logit) * inv_t);
+  for (size_t i = 0; i < order.size(); ++i) kept += probs[i] = std::exp((static_cast<double>(values[i]) - max_logit) * inv_t);
   size_t n = order.size();
   if (p.top_p < 1) {  // the smallest prefix reaching top_p of what top-k kept, at least one
     double cumulative = 0;
@@ -129,6 +113,104 @@ int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
     if (target < 0) return order[i];
   }
   return order[n - 1];
+}
+
+int32_t Sampler::candidates_needed(const Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  int32_t k = 0;
+  if (p.temperature == 0) k = 1;
+  else if (p.top_k > 0 && p.top_k < vocab_size_) k = p.top_k;  // as draw(): top_k >= vocab means none
+  if (k == 0) return 0;
+  if (p.logprobs > 0) k = std::max(k, p.logprobs);
+  return k <= Backend::kMaxCandidates ? k : 0;
+}
+
+bool Sampler::masks_stop_tokens(const Sequence& seq) const { return seq.num_output_tokens() < seq.params().min_tokens; }
+
+void Sampler::listed_ids(const Sequence& seq, std::vector<int32_t>& out) const {
+  const SamplingParams& p = seq.params();
+  const size_t first = out.size();
+  for (const auto& [id, bias] : p.logit_bias) out.push_back(id);
+  if (p.repetition_penalty != 1.0f) out.insert(out.end(), seq.token_ids().begin(), seq.token_ids().end());
+  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
+    for (const auto& [id, count] : seq.output_counts()) out.push_back(id);
+  if (masks_stop_tokens(seq)) {
+    if (!p.ignore_eos) out.insert(out.end(), eos_token_ids_.begin(), eos_token_ids_.end());
+    out.insert(out.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+  }
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()), out.end());
+}
+
+SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  // The row restricted to candidates and listed tokens, adjusted exactly as sample() adjusts the whole row.
+  std::vector<int32_t> ids;
+  std::vector<float> raw;
+  for (size_t i = 0; i < row.ids.size(); ++i)
+    if (row.ids[i] >= 0) {
+      ids.push_back(row.ids[i]);
+      raw.push_back(row.logits[i]);
+    }
+  ids.insert(ids.end(), row.listed_ids.begin(), row.listed_ids.end());
+  raw.insert(raw.end(), row.listed_logits.begin(), row.listed_logits.end());
+  BM_CHECK(!ids.empty());
+  std::vector<float> adjusted = raw;
+  const size_t num_candidates = ids.size() - row.listed_ids.size();
+  if (!row.listed_ids.empty()) {
+    auto listed = [&](int32_t id) -> float* {  // listed ids are sorted; listed_ids(seq) lists every one adjusted
+      auto it = std::lower_bound(row.listed_ids.begin(), row.listed_ids.end(), id);
+      BM_CHECK(it != row.listed_ids.end() && *it == id);
+      return &adjusted[num_candidates + static_cast<size_t>(it - row.listed_ids.begin())];
+    };
+    for (const auto& [id, bias] : p.logit_bias) *listed(id) += bias;
+    if (p.repetition_penalty != 1.0f) {
+      const std::unordered_set<int32_t> seen(seq.token_ids().begin(), seq.token_ids().end());
+      for (int32_t id : seen) {
+        float& l = *listed(id);
+        l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+      }
+    }
+    if (p.frequency_penalty != 0 || p.presence_penalty != 0)
+      for (const auto& [id, count] : seq.output_counts()) *listed(id) -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+    if (masks_stop_tokens(seq)) {
+      if (!p.ignore_eos)
+        for (int32_t id : eos_token_ids_) *listed(id) = kMasked;
+      for (int32_t id : p.stop_token_ids) *listed(id) = kMasked;
+    }
+  }
+  // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row.
+  std::vector<size_t> rank(ids.size());
+  std::iota(rank.begin(), rank.end(), 0);
+  std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) {
+    return adjusted[a] > adjusted[b] || (adjusted[a] == adjusted[b] && ids[a] < ids[b]);
+  });
+  SampledToken out;
+  if (p.temperature == 0) {
+    out.token_id = ids[rank[0]];
+  } else {
+    const size_t k = std::min<size_t>(static_cast<size_t>(p.top_k), rank.size());
+    std::vector<int32_t> order(k);
+    std::vector<float> values(k);
+    for (size_t i = 0; i < k; ++i) {
+      order[i] = ids[rank[i]];
+      values[i] = adjusted[rank[i]];
+    }
+    out.token_id = draw_ranked(order, values, seq);
+  }
+  if (p.logprobs >= 0) {
+    TokenLogprob lp;
+    lp.token_id = out.token_id;
+    const size_t at = static_cast<size_t>(std::find(ids.begin(), ids.end(), out.token_id) - ids.begin());
+    lp.logprob = raw[at] - row.log_sum_exp;
+    if (p.logprobs > 0) {
+      std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) { return raw[a] > raw[b] || (raw[a] == raw[b] && ids[a] < ids[b]); });
+      for (size_t i = 0; i < std::min<size_t>(static_cast<size_t>(p.logprobs), rank.size()); ++i)
+        lp.top.emplace_back(ids[rank[i]], raw[rank[i]] - row.log_sum_exp);
+    }
+    out.logprob = std::move(lp);
+  }
+  return out;
 }
 
 // Top-p over the whole vocabulary: the smallest set of best tokens holding top_p of the mass, found by a
@@ -228,7 +310,7 @@ TokenLogprob Sampler::raw_logprob(std::span<const float> logits, int32_t token_i
   out.token_id = token_id;
   out.logprob = static_cast<float>(logits[token_id] - log_total);
   if (num_top > 0) {
-    for (int32_t id : best_candidates(logits, std::min<size_t>(num_top, logits.size())))
+    for (int32_t id : cpu::best_ids(logits, std::min<size_t>(num_top, logits.size())))
       out.top.emplace_back(id, static_cast<float>(logits[id] - log_total));
   }
   return out;

@@ -12,6 +12,16 @@
 
 namespace bm::engine {
 
+// One row's sampling candidates (CausalLM::forward_candidates): the k best raw logits among the tokens the
+// sampler does not adjust, and the raw logits of those it does (listed_ids).
+struct RowCandidates {
+  std::span<const int32_t> ids;  // best first; -1 pads
+  std::span<const float> logits;
+  std::span<const int32_t> listed_ids;
+  std::span<const float> listed_logits;
+  float log_sum_exp = 0;
+};
+
 struct SampledToken {
   int32_t token_id = 0;
   std::optional<TokenLogprob> logprob;  // when the request asked for logprobs
@@ -25,6 +35,15 @@ class Sampler {
   // Safe to call for different sequences from several threads at once (the state it changes is the sequence's
   // generator).
   SampledToken sample(std::span<const float> logits, Sequence& seq) const;
+  // The same token from candidates as from the whole row, when candidates_needed(seq) > 0 and the row was
+  // ranked with at least that many candidates and listed_ids(seq) listed. Log-probabilities agree up to the
+  // device's float log-sum-exp.
+  SampledToken sample(const RowCandidates& row, Sequence& seq) const;
+  // How many candidates a sequence's next token needs (0: the whole row is needed: top-p or plain sampling
+  // without top-k, or more alternatives than Backend::kMaxCandidates).
+  int32_t candidates_needed(const Sequence& seq) const;
+  // The tokens this sequence's next draw adjusts (bias, penalties, masking), sorted and distinct; appended to out.
+  void listed_ids(const Sequence& seq, std::vector<int32_t>& out) const;
   bool is_eos(int32_t token_id) const;
   int32_t vocab_size() const { return vocab_size_; }
 
@@ -32,6 +51,9 @@ class Sampler {
   void apply_penalties(std::vector<float>& logits, const Sequence& seq) const;
   void mask_stop_tokens(std::vector<float>& logits, const Sequence& seq) const;
   int32_t draw(std::vector<float>& logits, Sequence& seq) const;
+  // Top-k (then top-p and min-p) over candidates already ranked best first with their adjusted logits.
+  int32_t draw_ranked(const std::vector<int32_t>& order, const std::vector<float>& values, Sequence& seq) const;
+  bool masks_stop_tokens(const Sequence& seq) const;
   int32_t draw_from_all(const std::vector<float>& logits, Sequence& seq) const;
   int32_t draw_top_p(const std::vector<float>& logits, Sequence& seq) const;
   TokenLogprob raw_logprob(std::span<const float> logits, int32_t token_id, int32_t num_top) const;

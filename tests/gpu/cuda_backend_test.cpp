@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -550,6 +552,216 @@ TEST_F(CudaBackendTest, WholeDecoderMatchesCpu) {
     const float cpu_max = *std::max_element(begin(logits[1]), begin(logits[1]) + 2000);
     // The GPU's greedy token is the CPU's, or a near tie on the CPU (within 0.05 of the maximum logit).
     EXPECT_GE(begin(logits[1])[gpu_top], cpu_max - 0.05f) << "row " << row;
+  }
+}
+
+// ---- sampling candidates (top_candidates): exact agreement with the CPU reference
+
+struct CandidateCase {
+  std::string name;
+  int64_t rows = 0, vocab = 0;
+  std::vector<float> logits;
+  std::vector<int32_t> starts = {0}, ids;  // listed ids of row r: ids[starts[r] .. starts[r + 1])
+};
+
+struct CandidateResult {
+  std::vector<int32_t> ids;
+  std::vector<float> logits, listed, lse;
+};
+
+CandidateResult run_candidates(Backend& backend, const CandidateCase& c, int32_t k) {
+  On on(backend);
+  const int64_t num_listed = static_cast<int64_t>(c.ids.size());
+  // No listed ids: empty views without a buffer, as DecoderLM passes them.
+  const Tensor ids = num_listed > 0 ? on.put(c.ids, DType::kI32, 1, num_listed) : Tensor{};
+  const Tensor listed = num_listed > 0 ? on.empty(DType::kF32, 1, num_listed) : Tensor{};
+  const Tensor cand_ids = on.empty(DType::kI32, c.rows, k);
+  const Tensor cand_logits = on.empty(DType::kF32, c.rows, k);
+  const Tensor lse = on.empty(DType::kF32, 1, c.rows);
+  on->top_candidates(on.put(c.logits, DType::kF32, c.rows, c.vocab), on.put(c.starts, DType::kI32, 1, c.rows + 1),
+                     ids, k, listed, cand_ids, cand_logits, lse);
+  CandidateResult result;
+  result.ids.resize(static_cast<size_t>(c.rows * k));
+  backend.copy_to_host(cand_ids, std::as_writable_bytes(std::span(result.ids)));
+  result.logits = on.get(cand_logits);
+  result.lse = on.get(lse);
+  if (num_listed > 0) result.listed = on.get(listed);
+  return result;
+}
+
+uint32_t float_bits(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
+
+// Candidates and listed logits bit for bit; the log-sum-exp within 1e-5 relative (infinities equal).
+CandidateResult expect_same_candidates(Backend* gpu, Backend* cpu, const CandidateCase& c, int32_t k) {
+  const CandidateResult g = run_candidates(*gpu, c, k);
+  const CandidateResult h = run_candidates(*cpu, c, k);
+  const std::string what = c.name + " k=" + std::to_string(k);
+  int mismatches = 0;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const size_t at = static_cast<size_t>(r * k + i);
+      if (g.ids[at] == h.ids[at] && float_bits(g.logits[at]) == float_bits(h.logits[at])) continue;
+      if (++mismatches <= 10) {
+        ADD_FAILURE() << what << " row " << r << " slot " << i << ": gpu id " << g.ids[at] << " logit "
+                      << g.logits[at] << ", cpu id " << h.ids[at] << " logit " << h.logits[at];
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << what << ": candidate slots that differ";
+  EXPECT_EQ(g.listed.size(), h.listed.size());
+  for (size_t j = 0; j < g.listed.size() && j < h.listed.size(); ++j) {
+    EXPECT_EQ(float_bits(g.listed[j]), float_bits(h.listed[j])) << what << " listed logit " << j;
+  }
+  double worst = 0;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    const float a = g.lse[static_cast<size_t>(r)], b = h.lse[static_cast<size_t>(r)];
+    if (!std::isfinite(b)) {
+      EXPECT_EQ(a, b) << what << " log_sum_exp row " << r;
+      continue;
+    }
+    const double error = std::abs(double{a} - double{b}) / std::max(1.0, std::abs(double{b}));
+    worst = std::max(worst, std::isnan(error) ? INFINITY : error);
+  }
+  std::fprintf(stderr, "  %-60s log_sum_exp relative error %.3e (tolerance 1e-05)\n", what.c_str(), worst);
+  ::testing::Test::RecordProperty("top_candidates " + what, std::to_string(worst));
+  EXPECT_LE(worst, 1e-5) << what << " log_sum_exp";
+  return g;
+}
+
+// Lists `count` distinct random ids of [0, vocab) for the next row (after any already in `forced`).
+void list_ids(CandidateCase& c, std::mt19937& rng, int64_t count, const std::vector<int32_t>& forced = {}) {
+  std::vector<char> seen(static_cast<size_t>(c.vocab), 0);
+  std::vector<int32_t> row;
+  for (int32_t id : forced) {
+    if (!seen[static_cast<size_t>(id)]) row.push_back(id);
+    seen[static_cast<size_t>(id)] = 1;
+  }
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(c.vocab - 1));
+  count = std::min(count, c.vocab);
+  while (static_cast<int64_t>(row.size()) < count) {
+    const int32_t id = pick(rng);
+    if (!seen[static_cast<size_t>(id)]) row.push_back(id);
+    seen[static_cast<size_t>(id)] = 1;
+  }
+  std::shuffle(row.begin(), row.end(), rng);
+  c.ids.insert(c.ids.end(), row.begin(), row.end());
+  c.starts.push_back(static_cast<int32_t>(c.ids.size()));
+}
+
+// Row r of a case gets one of these shapes of logits (r % 8), over normal-ish random values.
+void shape_row(float* row, int64_t vocab, int64_t r, std::mt19937& rng) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
+  switch (r % 8) {
+    case 1:  // many exact ties; small negatives round to -0.0, which ties with +0.0
+      for (int64_t i = 0; i < vocab; ++i) row[i] = std::round(row[i] * 2.0f) / 2.0f;
+      break;
+    case 2:  // unlisted -inf entries here and there
+      for (int64_t i = 0; i < vocab; i += 1 + pick(rng) % 10) row[i] = -kInf;
+      break;
+    case 3:  // a few distinct values: the k-th candidate sits in a huge group of exact ties
+      for (int64_t i = 0; i < vocab; ++i) row[i] = std::round(row[i] / 3.0f);
+      break;
+    case 4: {  // -inf but for a few values: the -inf ties fill the candidates by id
+      std::vector<float> keep(30);
+      std::vector<int64_t> where(30);
+      for (size_t j = 0; j < keep.size(); ++j) {
+        where[j] = pick(rng);
+        keep[j] = row[where[j]];
+      }
+      std::fill(row, row + vocab, -kInf);
+      for (size_t j = 0; j < keep.size(); ++j) row[where[j]] = keep[j];
+      break;
+    }
+    case 5:  // all -inf
+      std::fill(row, row + vocab, -kInf);
+      break;
+    case 6:  // all zero, mixed signs
+      for (int64_t i = 0; i < vocab; ++i) row[i] = i % 3 == 0 ? -0.0f : 0.0f;
+      break;
+    default:  // 0 and 7: the random values as they are
+      break;
+  }
+}
+
+// The ids of the n largest values of a row (ties to the lower id).
+std::vector<int32_t> top_ids(const float* row, int64_t vocab, size_t n) {
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  n = std::min(n, ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<int64_t>(n), ids.end(), [&](int32_t a, int32_t b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  });
+  ids.resize(n);
+  return ids;
+}
+
+CandidateCase make_candidate_case(const std::string& name, int64_t rows, int64_t vocab, uint32_t seed,
+                                  const std::vector<int64_t>& listed_counts) {
+  std::mt19937 rng(seed);
+  CandidateCase c{name, rows, vocab, random_floats(rng, size_t(rows * vocab), 3.0f)};
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = c.logits.data() + r * vocab;
+    shape_row(row, vocab, r, rng);
+    const int64_t count = listed_counts[static_cast<size_t>(r) % listed_counts.size()];
+    std::vector<int32_t> forced;
+    if (count > 0 && r % 8 == 7) forced = top_ids(row, vocab, std::min<int64_t>(30, count));  // the best are listed
+    if (count > 0 && r % 8 == 6) {  // the lowest ids of an all-tie row are listed
+      for (int32_t id = 0; id < std::min<int64_t>(10, count); ++id) forced.push_back(id);
+    }
+    list_ids(c, rng, count, forced);
+  }
+  return c;
+}
+
+// Qwen2.5's vocabulary, 256 rows (a full decode batch): every row shape (r % 8) with none, a few and a few
+// thousand listed ids (r % 3), so every combination occurs.
+TEST_F(CudaBackendTest, TopCandidatesQwenVocabulary) {
+  const CandidateCase c = make_candidate_case("top_candidates 256x151936", 256, kQwen05.vocab, 20, {0, 7, 3000});
+  for (int32_t k : {1, 20, 64}) expect_same_candidates(gpu_, cpu_, c, k);
+}
+
+// Small rows: aligned (1000) and unaligned (1003: float4 loads on some rows, scalar on others, a scalar tail)
+// row lengths, 0 / a few / 900 of 1000 ids listed.
+TEST_F(CudaBackendTest, TopCandidatesSmallRows) {
+  for (int64_t vocab : {1000, 1003}) {
+    const CandidateCase c = make_candidate_case("top_candidates 3x" + std::to_string(vocab), 3, vocab, 21,
+                                                {0, 5, 900});
+    for (int32_t k : {1, 20, 64}) expect_same_candidates(gpu_, cpu_, c, k);
+  }
+  // No listed ids at all: listed_ids and listed_logits are empty views.
+  const CandidateCase none = make_candidate_case("top_candidates 8x1000 none listed", 8, 1000, 22, {0});
+  for (int32_t k : {1, 20, 64}) expect_same_candidates(gpu_, cpu_, none, k);
+}
+
+// Fewer than k unlisted ids: vocab 70 with 10 listed leaves 60 real candidates and 4 padding slots at k = 64;
+// a row with every id listed is all padding.
+TEST_F(CudaBackendTest, TopCandidatesPadsWhenFewIdsAreUnlisted) {
+  CandidateCase c = make_candidate_case("top_candidates 5x70", 5, 70, 23, {10});
+  c.ids.resize(static_cast<size_t>(c.starts[3]));
+  c.starts.resize(4);
+  std::mt19937 rng(24);
+  list_ids(c, rng, 70);  // row 3: everything listed
+  list_ids(c, rng, 10);
+  for (int32_t k : {1, 20, 64}) {
+    const CandidateResult g = expect_same_candidates(gpu_, cpu_, c, k);
+    if (k != 64 || g.ids.size() != size_t{5} * 64) continue;
+    for (int64_t r = 0; r < 5; ++r) {
+      const int64_t real = r == 3 ? 0 : 60;
+      for (int64_t i = 0; i < 64; ++i) {
+        const size_t at = static_cast<size_t>(r * 64 + i);
+        if (i < real) {
+          EXPECT_GE(g.ids[at], 0) << "row " << r << " slot " << i;
+        } else {
+          EXPECT_EQ(g.ids[at], -1) << "row " << r << " slot " << i;
+          EXPECT_EQ(g.logits[at], -std::numeric_limits<float>::infinity()) << "row " << r << " slot " << i;
+        }
+      }
+    }
   }
 }
 

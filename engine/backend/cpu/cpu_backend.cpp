@@ -1,4 +1,6 @@
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/candidates.h"
+#include "engine/backend/tensor_bytes.h"
 
 #include <cstring>
 #include <fstream>
@@ -28,22 +30,10 @@ class CpuBuffer final : public Buffer {
   int64_t size_;
 };
 
-std::byte* bytes_of(const Tensor& tensor) {
-  BM_CHECK(tensor.buffer != nullptr);
-  BM_CHECK(tensor.offset_bytes >= 0 && tensor.rows >= 0 && tensor.cols >= 0);
-  BM_CHECK(tensor.offset_bytes + tensor.num_bytes() <= tensor.buffer->size_bytes());
-  return static_cast<CpuBuffer*>(tensor.buffer)->data() + tensor.offset_bytes;
-}
-
-float* f32(const Tensor& tensor) {
-  BM_CHECK(tensor.dtype == DType::kF32);
-  return reinterpret_cast<float*>(bytes_of(tensor));
-}
-
-const int32_t* i32(const Tensor& tensor) {
-  BM_CHECK(tensor.dtype == DType::kI32);
-  return reinterpret_cast<const int32_t*>(bytes_of(tensor));
-}
+std::byte* bytes_of(const Tensor& tensor) { return tensor_bytes<CpuBuffer>(tensor); }
+float* f32(const Tensor& tensor) { return tensor_data<float, CpuBuffer>(tensor, DType::kF32); }
+const int32_t* i32(const Tensor& tensor) { return tensor_data<const int32_t, CpuBuffer>(tensor, DType::kI32); }
+int32_t* i32w(const Tensor& tensor) { return tensor_data<int32_t, CpuBuffer>(tensor, DType::kI32); }
 
 cpu::ConstData weight_data(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
@@ -161,6 +151,25 @@ class CpuBackend final : public Backend {
     const int32_t* ids = i32(row_ids);
     for (int64_t r = 0; r < row_ids.cols; ++r) BM_CHECK(ids[r] >= 0 && ids[r] < x.rows);
     cpu::gather_rows(pool_, f32(x), x.cols, ids, row_ids.cols, f32(out));
+  }
+
+  void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
+                      const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
+                      const Tensor& log_sum_exp) override {
+    const int64_t rows = logits.rows, vocab = logits.cols;
+    BM_CHECK(logits.dtype == DType::kF32 && k >= 1 && k <= kMaxCandidates);
+    BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.num_elements() == rows + 1);
+    BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
+    BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
+    BM_CHECK(log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows);
+    const int32_t* starts = i32(listed_starts);
+    const int64_t num_listed = listed_ids.num_elements();
+    BM_CHECK(listed_logits.num_elements() == num_listed && starts[0] == 0 && starts[rows] == num_listed);
+    const int32_t* ids = num_listed > 0 ? i32(listed_ids) : nullptr;
+    for (int64_t r = 0; r < rows; ++r) BM_CHECK(starts[r] <= starts[r + 1]);
+    for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
+    cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k, num_listed > 0 ? f32(listed_logits) : nullptr,
+                        i32w(cand_ids), f32(cand_logits), f32(log_sum_exp));
   }
 
  private:

@@ -10,6 +10,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/plugin_abi.h"
+#include "engine/backend/tensor_bytes.h"
 
 namespace bm::engine::cuda {
 namespace {
@@ -20,6 +21,7 @@ constexpr int64_t kGemmWorkspaceBytes = int64_t{32} << 20;
 constexpr int64_t kBf16ScratchElements = int64_t{32} << 20;
 constexpr int64_t kInitialAttentionWorkspaceBytes = int64_t{16} << 20;
 constexpr int64_t kInitialPrefillTileBytes = int64_t{1} << 20;
+static_assert(kMaxTopCandidates == Backend::kMaxCandidates);
 
 class CudaBuffer final : public Buffer {
  public:
@@ -44,22 +46,10 @@ class CudaBuffer final : public Buffer {
   std::shared_ptr<DeviceErrors> errors_;
 };
 
-char* bytes_of(const Tensor& tensor) {
-  BM_CHECK(tensor.buffer != nullptr);
-  BM_CHECK(tensor.offset_bytes >= 0 && tensor.rows >= 0 && tensor.cols >= 0);
-  BM_CHECK(tensor.offset_bytes + tensor.num_bytes() <= tensor.buffer->size_bytes());
-  return static_cast<CudaBuffer*>(tensor.buffer)->data() + tensor.offset_bytes;
-}
-
-float* f32(const Tensor& tensor) {
-  BM_CHECK(tensor.dtype == DType::kF32);
-  return reinterpret_cast<float*>(bytes_of(tensor));
-}
-
-const int32_t* i32(const Tensor& tensor) {
-  BM_CHECK(tensor.dtype == DType::kI32);
-  return reinterpret_cast<const int32_t*>(bytes_of(tensor));
-}
+char* bytes_of(const Tensor& tensor) { return reinterpret_cast<char*>(tensor_bytes<CudaBuffer>(tensor)); }
+float* f32(const Tensor& tensor) { return tensor_data<float, CudaBuffer>(tensor, DType::kF32); }
+const int32_t* i32(const Tensor& tensor) { return tensor_data<const int32_t, CudaBuffer>(tensor, DType::kI32); }
+int32_t* i32_out(const Tensor& tensor) { return tensor_data<int32_t, CudaBuffer>(tensor, DType::kI32); }
 
 WeightPtr weight_ptr(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
@@ -333,6 +323,39 @@ void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tens
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return;
   launch_gather_rows(f32(x), x.rows, x.cols, i32(row_ids), row_ids.cols, f32(out), stream_);
+}
+
+void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
+                                 const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
+                                 const Tensor& log_sum_exp) {
+  const int64_t rows = logits.rows;
+  const int64_t vocab = logits.cols;
+  BM_CHECK(k >= 1 && k <= kMaxCandidates);
+  BM_CHECK(logits.dtype == DType::kF32 && vocab > 0 && rows <= int64_t{0x7fffffff} && vocab <= int64_t{0x7fffffff});
+  BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.rows == 1 && listed_starts.cols == rows + 1);
+  BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
+  BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
+  BM_CHECK(log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows);
+  // No listed ids: both views may be empty (no buffer), whatever their dtype.
+  const int64_t num_listed = listed_ids.num_elements();
+  BM_CHECK(listed_logits.num_elements() == num_listed);
+  if (rows == 0) return;
+  const int32_t* ids = nullptr;
+  float* listed_values = nullptr;
+  if (num_listed > 0) {
+    BM_CHECK(listed_ids.rows == 1 && listed_logits.rows == 1);
+    ids = i32(listed_ids);
+    listed_values = f32(listed_logits);
+  }
+  float* logits_data = f32(logits);
+  const int32_t* starts = i32(listed_starts);
+  int32_t* cand_ids_data = i32_out(cand_ids);
+  float* cand_logits_data = f32(cand_logits);
+  float* lse_data = f32(log_sum_exp);
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
+  launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,
+                        cand_logits_data, lse_data, stream_);
 }
 
 }  // namespace bm::engine::cuda

@@ -64,6 +64,9 @@ class CudaBackend final : public Backend {
   void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
+  void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
+                      const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
+                      const Tensor& log_sum_exp) override;
 
   int device() const { return device_; }
 

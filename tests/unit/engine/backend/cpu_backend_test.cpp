@@ -318,6 +318,52 @@ TEST_P(CpuBackendTest, CopiesRoundTripThroughSlices) {
   EXPECT_EQ(whole.reshaped(2, 6).num_bytes(), 48);
 }
 
+// Backend::top_candidates against a full sort of each row: listed ids excluded and gathered, ties to the lower id,
+// padding when fewer ids than k are unlisted, log-sum-exp over the whole row.
+TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
+  const int64_t rows = 4, vocab = 70;
+  const int32_t k = 64;
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  for (float& l : logits) l = std::round(std::normal_distribution<float>(0, 3)(rng_));  // many ties
+  logits[5] = -INFINITY;
+  const std::vector<std::vector<int32_t>> listed = {{}, {3, 9, 69}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {40}};
+  std::vector<int32_t> starts{0}, ids;
+  for (const auto& row : listed) {
+    ids.insert(ids.end(), row.begin(), row.end());
+    starts.push_back(static_cast<int32_t>(ids.size()));
+  }
+  const Tensor cand_ids = empty(DType::kI32, rows, k), cand_logits = empty(DType::kF32, rows, k);
+  const Tensor listed_logits = empty(DType::kF32, 1, static_cast<int64_t>(ids.size()));
+  const Tensor lse = empty(DType::kF32, 1, rows);
+  backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
+                           upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k, listed_logits, cand_ids,
+                           cand_logits, lse);
+  std::vector<int32_t> got_ids(static_cast<size_t>(rows * k));
+  backend_->copy_to_host(cand_ids, std::as_writable_bytes(std::span(got_ids)));
+  const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits), got_lse = download(lse);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits.data() + r * vocab;
+    std::vector<int32_t> order;
+    for (int32_t id = 0; id < vocab; ++id)
+      if (std::find(listed[r].begin(), listed[r].end(), id) == listed[r].end()) order.push_back(id);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (int32_t i = 0; i < k; ++i) {
+      const size_t at = static_cast<size_t>(r * k + i);
+      if (static_cast<size_t>(i) < order.size()) {
+        EXPECT_EQ(got_ids[at], order[i]) << "row " << r << " rank " << i;
+        EXPECT_EQ(got_logits[at], row[order[i]]);
+      } else {
+        EXPECT_EQ(got_ids[at], -1);
+        EXPECT_EQ(got_logits[at], -INFINITY);
+      }
+    }
+    for (int32_t j = starts[r]; j < starts[r + 1]; ++j) EXPECT_EQ(got_listed[j], row[ids[j]]);
+    double sum = 0;
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double{row[v]});
+    EXPECT_NEAR(got_lse[r], std::log(sum), 1e-5);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, CpuBackendTest, ::testing::Values(1, 3));
 
 TEST(Bf16Test, RoundsToNearestEven) {

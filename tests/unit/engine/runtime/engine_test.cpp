@@ -465,5 +465,45 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 
+// Sampling from candidates (what the GPU path does) and from whole rows give the same tokens, for a batch that
+// mixes greedy, top-k with penalties and bias, and logprobs.
+TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
+  const std::vector<Reference> refs = read_reference("qwen2-untied-sharded");
+  auto run = [&](bool candidates) {
+    EngineOptions options;
+    options.sample_from_candidates = candidates;
+    auto engine = load("qwen2-untied-sharded", options);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    std::vector<std::unique_ptr<RequestHandle>> handles;
+    for (size_t i = 0; i < refs.size(); ++i) {
+      SamplingParams p;
+      p.max_tokens = 12;
+      p.ignore_eos = true;
+      p.seed = 100 + i;
+      p.temperature = i % 3 == 0 ? 0.0f : 1.5f;
+      p.top_k = 8;
+      p.top_p = 0.9f;
+      p.repetition_penalty = i % 2 ? 1.2f : 1.0f;
+      p.presence_penalty = i % 2 ? 0.0f : 0.5f;
+      p.logit_bias = {{static_cast<int32_t>(i), 2.0f}};
+      p.logprobs = 2;
+      collectors.push_back(std::make_unique<Collector>());
+      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      handles.push_back(*std::move(handle));
+    }
+    std::vector<std::vector<int32_t>> tokens;
+    for (auto& c : collectors) {
+      c->wait();
+      tokens.push_back(c->tokens());
+    }
+    return tokens;
+  };
+  const auto from_candidates = run(true);
+  const auto from_rows = run(false);
+  EXPECT_EQ(from_candidates, from_rows);
+  EXPECT_EQ(from_candidates.size(), refs.size());
+}
+
 }  // namespace
 }  // namespace bm::engine

@@ -1,9 +1,12 @@
 #include "engine/runtime/sampler.h"
 
+#include "engine/models/causal_lm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "tests/unit/engine/runtime/sequence_factory.h"
 
@@ -154,6 +157,91 @@ TEST(Sampler, WithoutTopKOrTopPEveryTokenCanBeDrawnAndMinPCuts) {
   EXPECT_NEAR(f[0], 0.5 / 0.95, 0.01);
   EXPECT_NEAR(f[2], 0.15 / 0.95, 0.01);
   EXPECT_EQ(f.count(3), 0u);
+}
+
+// The candidate path (what a GPU sends back instead of whole rows) must pick exactly the token the whole row
+// gives, for every combination of settings it accepts: random logits with ties, penalties, bias, masking.
+TEST(Sampler, CandidatesGiveTheSameTokensAsWholeRows) {
+  constexpr int32_t kBig = 2000;
+  constexpr int32_t kBigEos = 1999;
+  Sampler sampler(kBig, {kBigEos});
+  std::mt19937 rng(2025);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  auto pick = [&](auto... options) {
+    const std::vector<double> v{static_cast<double>(options)...};
+    return v[rng() % v.size()];
+  };
+  int compared = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<float> logits(kBig);
+    const bool ties = trial % 3 == 0;
+    for (float& l : logits) l = ties ? std::round(normal(rng)) : normal(rng);
+    SamplingParams p;
+    p.temperature = static_cast<float>(pick(0.0, 0.7, 1.3));
+    p.top_k = static_cast<int32_t>(pick(1, 5, 20, 64));
+    p.top_p = static_cast<float>(pick(1.0, 0.9, 0.5));
+    p.min_p = static_cast<float>(pick(0.0, 0.0, 0.1));
+    p.repetition_penalty = static_cast<float>(pick(1.0, 1.3, 0.8));
+    p.frequency_penalty = static_cast<float>(pick(0.0, 0.5, -0.5));
+    p.presence_penalty = static_cast<float>(pick(0.0, 0.7, -0.7));
+    if (rng() % 2) p.logit_bias = {{static_cast<int32_t>(rng() % kBig), static_cast<float>(pick(5.0, -100.0, 100.0))}};
+    p.min_tokens = static_cast<int32_t>(pick(0, 10));
+    p.ignore_eos = rng() % 2;
+    if (rng() % 2) p.stop_token_ids = {static_cast<int32_t>(rng() % kBig)};
+    p.logprobs = static_cast<int32_t>(pick(-1, 0, 5));
+    std::vector<int32_t> prompt(50);
+    for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % kBig);
+    auto whole = make_sequence(1, prompt, p, trial);
+    auto from_candidates = make_sequence(2, prompt, p, trial);
+    for (int i = 0; i < 4; ++i) {
+      const int32_t t = static_cast<int32_t>(rng() % kBig);
+      whole->append_token(t);
+      from_candidates->append_token(t);
+    }
+    const int32_t k = sampler.candidates_needed(*from_candidates);
+    ASSERT_GT(k, 0);
+    CandidateRequest request;
+    request.k = k + static_cast<int32_t>(rng() % 3);  // a batch may ask for more than this row needs
+    request.listed_starts = {0};
+    sampler.listed_ids(*from_candidates, request.listed_ids);
+    request.listed_starts.push_back(static_cast<int32_t>(request.listed_ids.size()));
+    Candidates candidates;
+    select_candidates(logits, kBig, request, candidates);
+    RowCandidates row{candidates.ids, candidates.logits, request.listed_ids, candidates.listed_logits,
+                      candidates.log_sum_exp[0]};
+    for (int draw = 0; draw < 3; ++draw) {
+      const SampledToken a = sampler.sample(logits, *whole);
+      const SampledToken b = sampler.sample(row, *from_candidates);
+      ASSERT_EQ(a.token_id, b.token_id) << "trial " << trial << " draw " << draw;
+      ASSERT_EQ(a.logprob.has_value(), b.logprob.has_value());
+      if (a.logprob) {
+        EXPECT_NEAR(a.logprob->logprob, b.logprob->logprob, 1e-4);
+        ASSERT_EQ(a.logprob->top.size(), b.logprob->top.size());
+        for (size_t i = 0; i < a.logprob->top.size(); ++i) {
+          EXPECT_EQ(a.logprob->top[i].first, b.logprob->top[i].first);
+          EXPECT_NEAR(a.logprob->top[i].second, b.logprob->top[i].second, 1e-4);
+        }
+      }
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 9000);
+}
+
+TEST(Sampler, TopPWithoutTopKOrMoreThanTheCapNeedsWholeRows) {
+  Sampler sampler(151936, {151645});
+  SamplingParams p;
+  p.temperature = 0.6f;
+  p.top_p = 0.95f;
+  EXPECT_EQ(sampler.candidates_needed(*make_sequence(1, {0}, p)), 0);
+  p.top_k = 20;
+  EXPECT_EQ(sampler.candidates_needed(*make_sequence(1, {0}, p)), 20);
+  p.top_k = 500;
+  EXPECT_EQ(sampler.candidates_needed(*make_sequence(1, {0}, p)), 0);
+  SamplingParams greedy_with_logprobs;
+  greedy_with_logprobs.temperature = 0;
+  greedy_with_logprobs.logprobs = 5;
+  EXPECT_EQ(sampler.candidates_needed(*make_sequence(1, {0}, greedy_with_logprobs)), 5);
 }
 
 TEST(Sampler, TheSameSeedGivesTheSameDraws) {

@@ -1,0 +1,30 @@
+#include "engine/models/causal_lm.h"
+
+#include "common/check.h"
+#include "engine/backend/cpu/candidates.h"
+
+namespace bm::engine {
+
+void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request, Candidates& out) {
+  const int64_t rows = static_cast<int64_t>(logits.size()) / vocab_size;
+  BM_CHECK(static_cast<int64_t>(request.listed_starts.size()) == rows + 1);
+  BM_CHECK(request.listed_starts.back() == static_cast<int32_t>(request.listed_ids.size()));
+  out.k = request.k;
+  out.ids.assign(static_cast<size_t>(rows * request.k), -1);
+  out.logits.assign(out.ids.size(), 0.0f);
+  out.listed_logits.assign(request.listed_ids.size(), 0.0f);
+  out.log_sum_exp.assign(static_cast<size_t>(rows), 0.0f);
+  cpu::ThreadPool caller_only(1);
+  cpu::top_candidates(caller_only, logits.data(), rows, vocab_size, request.listed_starts.data(),
+                      request.listed_ids.data(), request.k, out.listed_logits.data(), out.ids.data(), out.logits.data(),
+                      out.log_sum_exp.data());
+}
+
+absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {
+  std::vector<float> logits;
+  if (absl::Status s = forward(batch, logits); !s.ok()) return s;
+  select_candidates(logits, info().vocab_size, request, out);
+  return absl::OkStatus();
+}
+
+}  // namespace bm::engine
