@@ -27,13 +27,16 @@ std::string format_uptime(int64_t seconds) {
 std::string gpu_list(const bmserver::v1::ServedModel& m) {
   if (m.gpus().empty()) return "-";
   std::string out;
-  for (int g : m.gpus()) out += (out.empty() ? "" : ",") + std::to_string(g);
+  for (int g : m.gpus()) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(g);
+  }
   return out;
 }
 
 void print_ready(const bmserver::v1::ServedModel& m) {
   std::printf("Serving %s (%s) on %s, backend %s%s\n", m.name().c_str(), m.repo_id().c_str(), m.http_url().c_str(),
-              m.backend().c_str(), m.gpus().empty() ? "" : (" GPUs " + gpu_list(m)).c_str());
+              m.backend().c_str(), m.gpus().empty() ? "" : (std::string(" GPUs ") += gpu_list(m)).c_str());
   std::printf("  weights %s, KV cache %s = %lld tokens, max model len %d, max concurrent sequences %d\n",
               common::format_size(m.weight_bytes()).c_str(), common::format_size(m.kv_cache_bytes()).c_str(),
               static_cast<long long>(m.kv_capacity_tokens()), m.max_model_len(), m.max_num_seqs());

@@ -203,7 +203,10 @@ CpuInfo probe_cpu() {
     if (line.rfind("core id", 0) == 0) cores.insert({physical, line.substr(line.find(':') + 1)});
   }
   cpu.physical_cores = cores.empty() ? cpu.logical_cores : static_cast<int32_t>(cores.size());
-  std::string flags = " " + read_first_value("/proc/cpuinfo", "flags") + " ";
+  // Built by appending: `" " + std::string&&` trips GCC 12's -Wrestrict false positive (PR 105329).
+  std::string flags = " ";
+  flags += read_first_value("/proc/cpuinfo", "flags");
+  flags += " ";
   for (const char* f : {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
                         "avx512_vnni", "amx_bf16", "amx_tile", "asimd", "sve"}) {
     if (flags.find(std::string(" ") + f + " ") != std::string::npos) cpu.simd_features.emplace_back(f);
