@@ -17,7 +17,7 @@
 #    checkpoints + transformers reference logits), model-check.log (bm_cuda_model_check per model, and the CPU
 #    backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench).
 #    `device kernels models` and `device bench` split the work over two calls if one would run past 10 minutes.
-#    Exit status: the number of failed steps.
+#    Exit status: the number of failed steps; 100 when no GPU is visible (every test would only skip).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -79,6 +79,11 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
   export LD_LIBRARY_PATH="$BUNDLE/lib/deps:/usr/local/cuda/lib64:/usr/local/cuda/lib:${pylibs}:${LD_LIBRARY_PATH:-}"
   export BMSERVER_CUDA_PLUGIN="$BUNDLE/lib/bmserver/libbm_backend_cuda.so"
   { date; nvidia-smi; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$BMSERVER_CUDA_PLUGIN"; } >"$out/env.txt" 2>&1
+  # Every GPU test skips without a GPU; a run that skipped everything must not read as a pass.
+  if ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "run-gpu-checks: no GPU visible here (nvidia-smi -L failed); nothing was checked" | tee -a "$out/env.txt" >&2
+    return 100
+  fi
   local steps=("$@")
   [[ ${#steps[@]} -eq 0 || " ${steps[*]} " == *" all "* ]] && steps=(kernels models bench)
   for step in "${steps[@]}"; do
