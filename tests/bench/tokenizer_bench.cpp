@@ -47,7 +47,8 @@ fs::path llama_dir(const fs::path& shared) {
   const fs::path dir = fs::temp_directory_path() / "bm_tokenizer_bench_llama";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  fs::create_symlink(shared / "tokenizers/assembled/DeepSeek-R1-Distill-Llama.tokenizer.assembled.json",
+  fs::remove(dir / "tokenizer.json", ec);  // a link left by an earlier run may point elsewhere
+  fs::create_symlink(fs::absolute(shared) / "tokenizers/assembled/DeepSeek-R1-Distill-Llama.tokenizer.assembled.json",
                      dir / "tokenizer.json", ec);
   return dir;
 }
@@ -98,7 +99,7 @@ void bench(const fs::path& dir, const std::vector<std::string>& records, size_t 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const fs::path source = env_or("BMSERVER_SOURCE_DIR", fs::path(__FILE__).parent_path() / "../..");
+  const fs::path source = env_or("BMSERVER_SOURCE_DIR", BM_SOURCE_DIR);
   const fs::path shared = env_or("BMSERVER_SHARED_MODELS", source / "../shared/models");
   int repeat = 3;
   std::vector<fs::path> dirs;
