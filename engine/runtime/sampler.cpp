@@ -5,7 +5,7 @@
 #include <limits>
 #include <numeric>
 #include <optional>
-#include <unordered_set>
+#include <iterator>
 
 #include "common/check.h"
 #include "engine/backend/backend.h"
@@ -50,8 +50,7 @@ void Sampler::apply_penalties(std::vector<float>& logits, const Sequence& seq) c
   const SamplingParams& p = seq.params();
   if (p.repetition_penalty != 1.0f) {
     // As transformers and vLLM: every token of the prompt and the output, once.
-    std::unordered_set<int32_t> seen(seq.token_ids().begin(), seq.token_ids().end());
-    for (int32_t id : seen) {
+    for (int32_t id : seq.distinct_tokens()) {
       float& l = logits[id];
       l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
     }
@@ -129,17 +128,22 @@ bool Sampler::masks_stop_tokens(const Sequence& seq) const { return seq.num_outp
 
 void Sampler::listed_ids(const Sequence& seq, std::vector<int32_t>& out) const {
   const SamplingParams& p = seq.params();
-  const size_t first = out.size();
-  for (const auto& [id, bias] : p.logit_bias) out.push_back(id);
-  if (p.repetition_penalty != 1.0f) out.insert(out.end(), seq.token_ids().begin(), seq.token_ids().end());
+  std::vector<int32_t> extra;  // a handful: bias ids, output tokens, masked ids
+  for (const auto& [id, bias] : p.logit_bias) extra.push_back(id);
   if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-    for (const auto& [id, count] : seq.output_counts()) out.push_back(id);
+    for (const auto& [id, count] : seq.output_counts()) extra.push_back(id);
   if (masks_stop_tokens(seq)) {
-    if (!p.ignore_eos) out.insert(out.end(), eos_token_ids_.begin(), eos_token_ids_.end());
-    out.insert(out.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+    if (!p.ignore_eos) extra.insert(extra.end(), eos_token_ids_.begin(), eos_token_ids_.end());
+    extra.insert(extra.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
   }
-  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
-  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()), out.end());
+  std::sort(extra.begin(), extra.end());
+  extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
+  if (p.repetition_penalty == 1.0f) {
+    out.insert(out.end(), extra.begin(), extra.end());
+    return;
+  }
+  const std::vector<int32_t>& seen = seq.distinct_tokens();  // already sorted and distinct
+  std::set_union(seen.begin(), seen.end(), extra.begin(), extra.end(), std::back_inserter(out));
 }
 
 SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
@@ -164,10 +168,13 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
       return &adjusted[num_candidates + static_cast<size_t>(it - row.listed_ids.begin())];
     };
     for (const auto& [id, bias] : p.logit_bias) *listed(id) += bias;
-    if (p.repetition_penalty != 1.0f) {
-      const std::unordered_set<int32_t> seen(seq.token_ids().begin(), seq.token_ids().end());
+    if (p.repetition_penalty != 1.0f) {  // both sorted: one merge walk
+      const std::vector<int32_t>& seen = seq.distinct_tokens();
+      size_t j = 0;
       for (int32_t id : seen) {
-        float& l = *listed(id);
+        while (j < row.listed_ids.size() && row.listed_ids[j] < id) ++j;
+        BM_CHECK(j < row.listed_ids.size() && row.listed_ids[j] == id);
+        float& l = adjusted[num_candidates + j];
         l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
       }
     }
@@ -179,17 +186,17 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
       for (int32_t id : p.stop_token_ids) *listed(id) = kMasked;
     }
   }
-  // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row.
+  // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row; only the first top_k places matter.
   std::vector<size_t> rank(ids.size());
   std::iota(rank.begin(), rank.end(), 0);
-  std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) {
+  const size_t k = std::min<size_t>(p.temperature == 0 ? 1 : static_cast<size_t>(p.top_k), rank.size());
+  std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(k), rank.end(), [&](size_t a, size_t b) {
     return adjusted[a] > adjusted[b] || (adjusted[a] == adjusted[b] && ids[a] < ids[b]);
   });
   SampledToken out;
   if (p.temperature == 0) {
     out.token_id = ids[rank[0]];
   } else {
-    const size_t k = std::min<size_t>(static_cast<size_t>(p.top_k), rank.size());
     std::vector<int32_t> order(k);
     std::vector<float> values(k);
     for (size_t i = 0; i < k; ++i) {
@@ -204,9 +211,10 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
     const size_t at = static_cast<size_t>(std::find(ids.begin(), ids.end(), out.token_id) - ids.begin());
     lp.logprob = raw[at] - row.log_sum_exp;
     if (p.logprobs > 0) {
-      std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) { return raw[a] > raw[b] || (raw[a] == raw[b] && ids[a] < ids[b]); });
-      for (size_t i = 0; i < std::min<size_t>(static_cast<size_t>(p.logprobs), rank.size()); ++i)
-        lp.top.emplace_back(ids[rank[i]], raw[rank[i]] - row.log_sum_exp);
+      const size_t n = std::min<size_t>(static_cast<size_t>(p.logprobs), rank.size());
+      std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(n), rank.end(),
+                        [&](size_t a, size_t b) { return raw[a] > raw[b] || (raw[a] == raw[b] && ids[a] < ids[b]); });
+      for (size_t i = 0; i < n; ++i) lp.top.emplace_back(ids[rank[i]], raw[rank[i]] - row.log_sum_exp);
     }
     out.logprob = std::move(lp);
   }

@@ -63,6 +63,9 @@ class Sequence {
   int32_t last_token() const { return token_ids_.back(); }
   // How often each token occurs in the output, for presence and frequency penalties.
   const std::unordered_map<int32_t, int32_t>& output_counts() const { return output_counts_; }
+  // Every token of the prompt and the output once, ascending (what a repetition penalty touches), kept up to date
+  // as tokens are appended so that no step has to rebuild it.
+  const std::vector<int32_t>& distinct_tokens() const { return distinct_tokens_; }
   void append_token(int32_t token_id);
 
   // Tokens whose K/V are in the cache. The tokens after them are what the next steps compute.
@@ -90,6 +93,7 @@ class Sequence {
   std::vector<int32_t> token_ids_;
   int32_t num_prompt_tokens_;
   std::unordered_map<int32_t, int32_t> output_counts_;
+  std::vector<int32_t> distinct_tokens_;
 };
 
 }  // namespace bm::engine
