@@ -59,19 +59,22 @@ class KvUsagePoller {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
-    return peak_;
+    return peak_;  // the thread has ended: no lock needed
   }
 
  private:
+  // Polls at least once, even when the run ends before this thread gets going (short runs on a loaded machine):
+  // a run always reports the gauge when the server has one.
   void loop() {
     std::unique_lock<std::mutex> lock(mutex_);
-    while (!stopping_) {
+    do {
       lock.unlock();
       absl::StatusOr<HttpReply> reply = client_.get("/metrics", /*timeout_s=*/5);
-      if (reply.ok() && reply->status == 200) peak_ = std::max(peak_, parse_kv_usage(reply->body, model_));
       lock.lock();
+      if (reply.ok() && reply->status == 200) peak_ = std::max(peak_, parse_kv_usage(reply->body, model_));
+      if (stopping_) break;
       cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
-    }
+    } while (!stopping_);
   }
   const OpenAiClient& client_;
   std::string model_;
