@@ -39,9 +39,13 @@ absl::StatusOr<DaemonClient> connect_or_report(const GlobalOptions& options, int
   return client;
 }
 
-std::string fixed(double v, int digits) { return absl::StrFormat("%.*f", digits, v); }
+std::string fixed(double v, int digits) {
+  return absl::StrFormat("%.*f", digits, v);
+}
 
-std::string kv_peak(double usage) { return usage < 0 ? "-" : absl::StrFormat("%.0f%%", usage * 100); }
+std::string kv_peak(double usage) {
+  return usage < 0 ? "-" : absl::StrFormat("%.0f%%", usage * 100);
+}
 
 // The summary: one row per run, the numbers a person compares first.
 Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model) {
@@ -53,14 +57,16 @@ Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model
   for (const BenchmarkResult& r : results) {
     std::vector<std::string> row;
     if (with_model) row.push_back(r.model_name());
-    std::string gpu = r.nvidia_device_count() > 1 ? absl::StrFormat("%d× %s", r.nvidia_device_count(), r.nvidia_device_name())
-                                                  : r.nvidia_device_name();
+    std::string gpu = r.nvidia_device_count() > 1
+                          ? absl::StrFormat("%d× %s", r.nvidia_device_count(), r.nvidia_device_name())
+                          : r.nvidia_device_name();
     for (std::string cell :
          {gpu, std::to_string(r.num_prompt_tokens()), std::to_string(r.num_completion_tokens()),
           std::to_string(r.num_requests()) + (r.num_requests() == r.max_requests() ? "*" : ""),
-          std::to_string(r.num_errors()), fixed(r.request_throughput_min(), 1), fixed(r.completion_token_throughput(), 1),
-          fixed(r.total_token_throughput(), 1), fixed(r.ttft_ms().p50(), 1) + " ms", fixed(r.ttft_ms().p99(), 1) + " ms",
-          fixed(r.tpot_ms().p50(), 2) + " ms", fixed(r.itl_ms().p50(), 2) + " ms", fixed(r.e2el_ms().p50() / 1000, 2) + " s",
+          std::to_string(r.num_errors()), fixed(r.request_throughput_min(), 1),
+          fixed(r.completion_token_throughput(), 1), fixed(r.total_token_throughput(), 1),
+          fixed(r.ttft_ms().p50(), 1) + " ms", fixed(r.ttft_ms().p99(), 1) + " ms", fixed(r.tpot_ms().p50(), 2) + " ms",
+          fixed(r.itl_ms().p50(), 2) + " ms", fixed(r.e2el_ms().p50() / 1000, 2) + " s",
           fixed(r.e2el_ms().p99() / 1000, 2) + " s", kv_peak(r.peak_kv_usage())})
       row.push_back(std::move(cell));
     t.add_row(std::move(row));
@@ -69,7 +75,8 @@ Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model
 }
 
 // Columns of the CSV: the result's fields, distributions flattened (ttft_ms_p50 …), as in the results table.
-void csv_fields(const google::protobuf::Message& m, const std::string& prefix, bool header, std::vector<std::string>& out) {
+void csv_fields(const google::protobuf::Message& m, const std::string& prefix, bool header,
+                std::vector<std::string>& out) {
   const auto* d = m.GetDescriptor();
   const auto* r = m.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
@@ -85,10 +92,18 @@ void csv_fields(const google::protobuf::Message& m, const std::string& prefix, b
       continue;
     }
     switch (f->cpp_type()) {
-      case FD::CPPTYPE_INT32: out.push_back(std::to_string(r->GetInt32(m, f))); break;
-      case FD::CPPTYPE_INT64: out.push_back(std::to_string(r->GetInt64(m, f))); break;
-      case FD::CPPTYPE_DOUBLE: out.push_back(absl::StrFormat("%.17g", r->GetDouble(m, f))); break;
-      default: out.push_back(r->GetString(m, f)); break;
+      case FD::CPPTYPE_INT32:
+        out.push_back(std::to_string(r->GetInt32(m, f)));
+        break;
+      case FD::CPPTYPE_INT64:
+        out.push_back(std::to_string(r->GetInt64(m, f)));
+        break;
+      case FD::CPPTYPE_DOUBLE:
+        out.push_back(absl::StrFormat("%.17g", r->GetDouble(m, f)));
+        break;
+      default:
+        out.push_back(r->GetString(m, f));
+        break;
     }
   }
 }
@@ -195,8 +210,8 @@ int list_results(const GlobalOptions& options, const BenchmarkQueryArgs& args, b
   return kExitOk;
 }
 
-int write_outputs(const std::vector<BenchmarkResult>& results, const std::string& csv_file, const std::string& plot_file,
-                  const std::string& svg) {
+int write_outputs(const std::vector<BenchmarkResult>& results, const std::string& csv_file,
+                  const std::string& plot_file, const std::string& svg) {
   if (!csv_file.empty()) {
     if (!write_file(csv_file, to_csv(results), "CSV")) return kExitFailed;
     std::fprintf(stderr, "wrote %s\n", csv_file.c_str());
@@ -283,8 +298,8 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
   using Key = std::tuple<std::string, std::string, int32_t, std::string, int32_t, int32_t>;
   std::map<Key, std::vector<const BenchmarkResult*>> sweeps;
   for (const auto& r : response.results())
-    sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(), r.num_prompt_tokens(),
-            r.num_completion_tokens()}]
+    sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(),
+            r.num_prompt_tokens(), r.num_completion_tokens()}]
         .push_back(&r);
   Table t;
   for (const char* h : {"MODEL", "GPU", "VERSION", "PROMPT", "COMPL", "RUNS", "MAX CONC", "BEST OUT TOK/S", "MEASURED"})
@@ -319,7 +334,8 @@ int run_benchmark_show(const GlobalOptions& options, const BenchmarkQueryArgs& a
   if (options.output == OutputFormat::kJson) {
     std::printf("%s\n", to_json(response).c_str());
   } else if (results.empty()) {
-    std::fprintf(stderr, "bmserver: no benchmark results for '%s' in %s\n", args.model.c_str(), response.store().c_str());
+    std::fprintf(stderr, "bmserver: no benchmark results for '%s' in %s\n", args.model.c_str(),
+                 response.store().c_str());
     return kExitFailed;
   } else {
     std::printf("%s", summary_table(results, /*with_model=*/false).render().c_str());

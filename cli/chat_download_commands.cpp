@@ -77,8 +77,7 @@ std::string format_eta(double seconds) {
 }
 
 std::string progress_line(const DownloadEvent& event, bool with_bar) {
-  double fraction =
-      event.bytes_total() > 0 ? static_cast<double>(event.bytes_done()) / event.bytes_total() : 0;
+  double fraction = event.bytes_total() > 0 ? static_cast<double>(event.bytes_done()) / event.bytes_total() : 0;
   std::string line = event.name() + " ";
   if (with_bar) {
     constexpr int kWidth = 24;
@@ -92,8 +91,7 @@ std::string progress_line(const DownloadEvent& event, bool with_bar) {
   }
   char text[200];
   std::snprintf(text, sizeof(text), "%3d%% %s/%s %s/s ETA %s files %u/%u", static_cast<int>(fraction * 100),
-                common::format_size(event.bytes_done()).c_str(),
-                common::format_size(event.bytes_total()).c_str(),
+                common::format_size(event.bytes_done()).c_str(), common::format_size(event.bytes_total()).c_str(),
                 common::format_size(static_cast<uint64_t>(event.bytes_per_second())).c_str(),
                 format_eta(event.eta_seconds()).c_str(), event.files_done(), event.files_total());
   line += text;
@@ -103,8 +101,7 @@ std::string progress_line(const DownloadEvent& event, bool with_bar) {
   std::sort(files.begin(), files.end(), [](auto* a, auto* b) { return a->bytes_total() > b->bytes_total(); });
   for (size_t i = 0; i < files.size() && i < 3; ++i) {
     const auto& file = *files[i];
-    int percent =
-        file.bytes_total() > 0 ? static_cast<int>(100.0 * file.bytes_done() / file.bytes_total()) : 100;
+    int percent = file.bytes_total() > 0 ? static_cast<int>(100.0 * file.bytes_done() / file.bytes_total()) : 100;
     line += " | " + file.path() + " " + std::to_string(percent) + "%";
   }
   return line;
@@ -112,8 +109,7 @@ std::string progress_line(const DownloadEvent& event, bool with_bar) {
 
 // Renders the stream of one RPC; returns the exit code.
 template <typename Reader>
-int render(const GlobalOptions& options, Reader& reader, const InterruptGuard& guard,
-           const std::string& address) {
+int render(const GlobalOptions& options, Reader& reader, const InterruptGuard& guard, const std::string& address) {
   bool tty = isatty(STDOUT_FILENO) != 0;
   bool json = options.output == OutputFormat::kJson;
   auto last_plain = std::chrono::steady_clock::now() - std::chrono::hours(1);
@@ -126,8 +122,7 @@ int render(const GlobalOptions& options, Reader& reader, const InterruptGuard& g
       std::fflush(stdout);
       continue;
     }
-    bool final_event =
-        event.phase() == "done" || event.phase() == "up-to-date" || event.phase() == "update-available";
+    bool final_event = event.phase() == "done" || event.phase() == "up-to-date" || event.phase() == "update-available";
     if (final_event) {
       if (tty) std::printf("\r\033[K");
       std::printf("%s\n", event.message().c_str());
@@ -159,8 +154,7 @@ int render(const GlobalOptions& options, Reader& reader, const InterruptGuard& g
     const std::string& text = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
         (text == "Socket closed" || text.find("Connection reset") != std::string::npos ||
-         text.find("failed to connect") != std::string::npos ||
-         text.find("Broken pipe") != std::string::npos)) {
+         text.find("failed to connect") != std::string::npos || text.find("Broken pipe") != std::string::npos)) {
       std::fprintf(stderr,
                    "bmserver: the daemon at %s went away during the download (%s); partial files are "
                    "kept, run the same command again once it is back to resume\n",

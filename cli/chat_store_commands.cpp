@@ -53,8 +53,8 @@ void print_rows(const v1::SearchResponse& response) {
   table.add_column("PATH");
   for (const v1::ModelRow& row : response.rows()) {
     const v1::CatalogEntry& e = row.entry();
-    table.add_row({e.name(), e.modality(), e.series(), common::format_model_size(e.size_b()), e.quant(),
-                   e.tool_call(), e.reasoning(), row.repo_id(), size_on_disk_cell(row), path_cell(row)});
+    table.add_row({e.name(), e.modality(), e.series(), common::format_model_size(e.size_b()), e.quant(), e.tool_call(),
+                   e.reasoning(), row.repo_id(), size_on_disk_cell(row), path_cell(row)});
   }
   std::printf("%s", table.render().c_str());
   for (const v1::ModelRow& row : response.rows())
@@ -137,15 +137,14 @@ int run_remove(const GlobalOptions& options, const StoreArgs& args) {
   size_t num_models = static_cast<size_t>(plan.models_size());
   bool json = options.output == OutputFormat::kJson;
   if (!json) {
-    std::printf("The following %zu chat model%s will be removed (%s freed):\n", num_models,
-                num_models == 1 ? "" : "s", common::format_size(plan.total_bytes_freed()).c_str());
+    std::printf("The following %zu chat model%s will be removed (%s freed):\n", num_models, num_models == 1 ? "" : "s",
+                common::format_size(plan.total_bytes_freed()).c_str());
     print_removal(plan);
     std::fflush(stdout);
   }
   if (!args.yes) {
     if (::isatty(STDIN_FILENO) == 0) {
-      std::fprintf(stderr,
-                   "bmserver: not removing: stdin is not a terminal, so nobody can confirm; pass -y\n");
+      std::fprintf(stderr, "bmserver: not removing: stdin is not a terminal, so nobody can confirm; pass -y\n");
       return kExitUsage;
     }
     if (!confirm("Do you want to remove the " + std::to_string(num_models) + " chat model" +
@@ -164,8 +163,8 @@ int run_remove(const GlobalOptions& options, const StoreArgs& args) {
   }
   int i = 0;
   for (const v1::RemovedModel& m : done.models())
-    std::printf("[%d/%d] Removed %s (%s) from %s\n", ++i, done.models_size(), m.name().c_str(),
-                m.repo_id().c_str(), m.path().c_str());
+    std::printf("[%d/%d] Removed %s (%s) from %s\n", ++i, done.models_size(), m.name().c_str(), m.repo_id().c_str(),
+                m.path().c_str());
   std::printf("Freed %s.\n", common::format_size(done.total_bytes_freed()).c_str());
   return kExitOk;
 }

@@ -48,7 +48,7 @@ std::string no_daemon_message(const std::string& address, const std::string& det
 
 absl::StatusOr<DaemonClient> DaemonClient::connect(const std::string& explicit_address) {
   DaemonClient client;
-  client.address_ = !explicit_address.empty() ? explicit_address
+  client.address_ = !explicit_address.empty()         ? explicit_address
                     : !env("BMSERVER_DAEMON").empty() ? env("BMSERVER_DAEMON")
                                                       : default_address();
   absl::StatusOr<common::ListenAddress> parsed = common::parse_listen_address(client.address_);
@@ -61,7 +61,8 @@ absl::StatusOr<DaemonClient> DaemonClient::connect(const std::string& explicit_a
     if (std::string ca = env("BMSERVER_TLS_CA"); !ca.empty()) ssl.pem_root_certs = read_text(ca);
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(ssl);
     std::string token(absl::StripAsciiWhitespace(env("BMSERVER_TOKEN")));
-    if (token.empty()) return absl::InvalidArgumentError("a tcp: daemon address needs BMSERVER_TOKEN (its bearer token)");
+    if (token.empty())
+      return absl::InvalidArgumentError("a tcp: daemon address needs BMSERVER_TOKEN (its bearer token)");
     creds = grpc::CompositeChannelCredentials(creds, grpc::AccessTokenCredentials(token));
     if (std::string name = env("BMSERVER_TLS_SERVER_NAME"); !name.empty()) args.SetSslTargetNameOverride(name);
     client.channel_ = grpc::CreateCustomChannel(parsed->grpc_target(), creds, args);
@@ -72,8 +73,8 @@ absl::StatusOr<DaemonClient> DaemonClient::connect(const std::string& explicit_a
     if (!std::filesystem::exists(parsed->unix_path))
       return absl::UnavailableError(no_daemon_message(client.address_, "no socket file"));
     if (access(parsed->unix_path.c_str(), R_OK | W_OK) != 0)
-      return absl::PermissionDeniedError(absl::StrCat(
-          "no permission to use ", client.address_, "; add yourself to the `bmserver` group or run with sudo"));
+      return absl::PermissionDeniedError(absl::StrCat("no permission to use ", client.address_,
+                                                      "; add yourself to the `bmserver` group or run with sudo"));
     client.channel_ = grpc::CreateCustomChannel(parsed->grpc_target(), grpc::InsecureChannelCredentials(), args);
     if (!client.channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(3)))
       return absl::UnavailableError(no_daemon_message(client.address_, "the socket does not accept connections"));
@@ -87,10 +88,13 @@ std::unique_ptr<grpc::ClientContext> DaemonClient::context(std::chrono::seconds 
   return ctx;
 }
 
-std::unique_ptr<grpc::ClientContext> DaemonClient::open_context() const { return std::make_unique<grpc::ClientContext>(); }
+std::unique_ptr<grpc::ClientContext> DaemonClient::open_context() const {
+  return std::make_unique<grpc::ClientContext>();
+}
 
 int report_rpc_error(const grpc::Status& status, const std::string& address) {
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && status.error_message().find("connect") != std::string::npos) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      status.error_message().find("connect") != std::string::npos) {
     std::fprintf(stderr, "bmserver: %s\n", no_daemon_message(address, status.error_message()).c_str());
     return kExitNoDaemon;
   }

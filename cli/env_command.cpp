@@ -17,9 +17,13 @@
 namespace bm::cli {
 namespace {
 
-std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+std::string or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
 
-void print_field(const char* name, const std::string& value) { std::printf("  %-22s %s\n", name, or_dash(value).c_str()); }
+void print_field(const char* name, const std::string& value) {
+  std::printf("  %-22s %s\n", name, or_dash(value).c_str());
+}
 
 void render_env_table(const bmserver::v1::EnvResponse& env) {
   std::printf("BMServer\n");
@@ -56,7 +60,8 @@ void render_env_table(const bmserver::v1::EnvResponse& env) {
   const auto& cpu = env.cpu();
   std::printf("\nCPU (the cpu backend)\n");
   print_field("model", cpu.model_name());
-  print_field("cores", std::to_string(cpu.logical_cores()) + " logical, " + std::to_string(cpu.physical_cores()) + " physical");
+  print_field("cores",
+              std::to_string(cpu.logical_cores()) + " logical, " + std::to_string(cpu.physical_cores()) + " physical");
   std::string simd;
   for (const auto& f : cpu.simd_features()) simd += (simd.empty() ? "" : " ") + f;
   print_field("SIMD", simd);

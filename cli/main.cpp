@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   add_store_options(search);
   add_filter_options(search);
   search->callback([&] { action = [&] { return bm::cli::run_search(global, store_args); }; });
-  CLI::App* list = chat->add_subcommand("list", "list the catalog models in the store (downloaded, incomplete, corrupt)");
+  CLI::App* list =
+      chat->add_subcommand("list", "list the catalog models in the store (downloaded, incomplete, corrupt)");
   add_store_options(list);
   add_filter_options(list);
   list->callback([&] { action = [&] { return bm::cli::run_list(global, store_args); }; });
@@ -66,7 +67,8 @@ int main(int argc, char** argv) {
 
   // chat download / update (cli/chat_download_commands.cpp)
   bm::cli::DownloadArgs download_args;
-  CLI::App* download = chat->add_subcommand("download", "download a model into the store (the daemon downloads; resumable)");
+  CLI::App* download =
+      chat->add_subcommand("download", "download a model into the store (the daemon downloads; resumable)");
   download->add_option("name", download_args.name, "catalog name (bmserver chat search)")->required();
   download->add_option("--hub", download_args.hub, "hf | ms (default: the daemon's BMSERVER_HUB, else hf)")
       ->check(CLI::IsMember({"hf", "ms"}));
@@ -87,18 +89,25 @@ int main(int argc, char** argv) {
   bm::cli::ServeArgs serve_args;
   CLI::App* serve = chat->add_subcommand("serve", "load a model in the daemon and serve it on the OpenAI API");
   serve->add_option("name", serve_args.name, "catalog name (bmserver chat search), or a model folder")->required();
-  serve->add_option("--hub", serve_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")->check(CLI::IsMember({"hf", "ms"}));
+  serve->add_option("--hub", serve_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")
+      ->check(CLI::IsMember({"hf", "ms"}));
   serve->add_option("--local-dir", serve_args.local_dir, "local model store DIR/{org}/{name}");
-  serve->add_option("--backend", serve_args.backend, "auto | cuda | cpu")->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+  serve->add_option("--backend", serve_args.backend, "auto | cuda | cpu")
+      ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   serve->add_option("--gpus", serve_args.gpus, "GPU indices, e.g. 0,1 (default: all the daemon sees)")->delimiter(',');
-  serve->add_option("--max-model-len", serve_args.max_model_len, "context length (default: the model's, clipped to what fits)")
+  serve
+      ->add_option("--max-model-len", serve_args.max_model_len,
+                   "context length (default: the model's, clipped to what fits)")
       ->check(CLI::Range(1, 1 << 24));
-  serve->add_option("--gpu-memory-utilization", serve_args.gpu_memory_utilization, "fraction of GPU memory to use (0.9)")
+  serve
+      ->add_option("--gpu-memory-utilization", serve_args.gpu_memory_utilization, "fraction of GPU memory to use (0.9)")
       ->check(CLI::Range(0.05, 1.0));
-  serve->add_option("--max-num-seqs", serve_args.max_num_seqs, "most sequences in a batch (256)")->check(CLI::Range(1, 4096));
+  serve->add_option("--max-num-seqs", serve_args.max_num_seqs, "most sequences in a batch (256)")
+      ->check(CLI::Range(1, 4096));
   serve->add_option("--seed", serve_args.seed, "random seed (2025)");
   serve->add_option("--api-key", serve_args.api_key, "require `Authorization: Bearer KEY` for this model");
-  serve->add_option("--kv-cache-bytes", serve_args.kv_cache_bytes, "cpu backend: KV cache size in bytes (default: automatic)");
+  serve->add_option("--kv-cache-bytes", serve_args.kv_cache_bytes,
+                    "cpu backend: KV cache size in bytes (default: automatic)");
   serve->callback([&] { action = [&] { return bm::cli::run_serve(global, serve_args); }; });
 
   CLI::App* ps = chat->add_subcommand("ps", "list served models");
@@ -111,13 +120,20 @@ int main(int argc, char** argv) {
   // chat benchmark [list | show | export] (cli/bench_commands.cpp)
   bm::cli::BenchmarkArgs bench_args;
   bm::cli::BenchmarkQueryArgs bench_query;
-  CLI::App* bench = chat->add_subcommand("benchmark", "benchmark a chat model (or any OpenAI endpoint) over a concurrency sweep");
-  bench->add_option("name", bench_args.name, "catalog name or model folder (with --endpoint: the name to store results under)");
-  bench->add_option("--hub", bench_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")->check(CLI::IsMember({"hf", "ms"}));
+  CLI::App* bench =
+      chat->add_subcommand("benchmark", "benchmark a chat model (or any OpenAI endpoint) over a concurrency sweep");
+  bench->add_option("name", bench_args.name,
+                    "catalog name or model folder (with --endpoint: the name to store results under)");
+  bench->add_option("--hub", bench_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")
+      ->check(CLI::IsMember({"hf", "ms"}));
   bench->add_option("--local-dir", bench_args.local_dir, "local model store DIR/{org}/{name}");
-  bench->add_option("--prompt-tokens", bench_args.prompt_tokens, "prompt tokens per request, chat template included (500)")
+  bench
+      ->add_option("--prompt-tokens", bench_args.prompt_tokens,
+                   "prompt tokens per request, chat template included (500)")
       ->delimiter(',');
-  bench->add_option("--completion-tokens", bench_args.completion_tokens, "completion tokens per request, EOS ignored (500)")
+  bench
+      ->add_option("--completion-tokens", bench_args.completion_tokens,
+                   "completion tokens per request, EOS ignored (500)")
       ->delimiter(',');
   bench->add_option("--seed", bench_args.seed, "random seed for prompts and the engine (2025)");
   bench->add_option("--backend", bench_args.backend, "auto | cuda | cpu (when the model is not served yet)")
@@ -126,24 +142,28 @@ int main(int argc, char** argv) {
   bench->add_option("--max-model-len", bench_args.max_model_len, "context length")->check(CLI::Range(1, 1 << 24));
   bench->add_option("--gpu-memory-utilization", bench_args.gpu_memory_utilization, "fraction of GPU memory (0.9)")
       ->check(CLI::Range(0.05, 1.0));
-  bench->add_option("--max-num-seqs", bench_args.max_num_seqs, "most sequences in a batch (256)")->check(CLI::Range(1, 4096));
+  bench->add_option("--max-num-seqs", bench_args.max_num_seqs, "most sequences in a batch (256)")
+      ->check(CLI::Range(1, 4096));
   bench->add_option("--kv-cache-bytes", bench_args.kv_cache_bytes, "cpu backend: KV cache size in bytes");
   bench->add_option("--api-key", bench_args.api_key, "API key of the served model or of --endpoint");
-  bench->add_option("--endpoint", bench_args.endpoint, "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");
+  bench->add_option("--endpoint", bench_args.endpoint,
+                    "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");
   bench->add_option("--model", bench_args.model, "model id at --endpoint (default: the first it lists)");
   bench->add_option("--max-concurrency", bench_args.max_concurrency, "--endpoint: sweep up to N (default: probe)")
       ->check(CLI::Range(1, 256));
   bench->add_flag("--no-store", bench_args.no_store, "measure and print only; store nothing");
   bench->add_option("--csv", bench_args.csv_file, "also write the results as CSV to FILE");
-  bench->add_option("--plot", bench_args.plot_file, "also write an SVG plot (throughput, latency vs concurrency) to FILE");
+  bench->add_option("--plot", bench_args.plot_file,
+                    "also write an SVG plot (throughput, latency vs concurrency) to FILE");
   bench->callback([&] {
-    if (!action) action = [&] {
-      if (bench_args.name.empty() && bench_args.endpoint.empty()) {
-        std::fprintf(stderr, "bmserver: name a model to benchmark, or give --endpoint URL\n");
-        return bm::cli::kExitUsage;
-      }
-      return bm::cli::run_benchmark(global, bench_args);
-    };
+    if (!action)
+      action = [&] {
+        if (bench_args.name.empty() && bench_args.endpoint.empty()) {
+          std::fprintf(stderr, "bmserver: name a model to benchmark, or give --endpoint URL\n");
+          return bm::cli::kExitUsage;
+        }
+        return bm::cli::run_benchmark(global, bench_args);
+      };
   });
   CLI::App* bench_list = bench->add_subcommand("list", "list the stored benchmark sweeps");
   bench_list->callback([&] { action = [&] { return bm::cli::run_benchmark_list(global, bench_query); }; });

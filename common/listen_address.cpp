@@ -14,7 +14,8 @@ absl::StatusOr<HostPort> parse_host_port(const std::string& text) {
     return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not host:port"));
   std::string host = text.substr(0, colon);
   if (host.front() == '[') {
-    if (host.back() != ']') return absl::InvalidArgumentError(absl::StrCat("'", text, "' has an unclosed [ in its host"));
+    if (host.back() != ']')
+      return absl::InvalidArgumentError(absl::StrCat("'", text, "' has an unclosed [ in its host"));
   } else if (host.find(':') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("'", text, "': write IPv6 hosts in brackets, [::1]:port"));
   }
@@ -32,19 +33,23 @@ absl::StatusOr<ListenAddress> parse_listen_address(const std::string& text) {
     addr.unix_path = text.substr(5);
     if (absl::StartsWith(addr.unix_path, "//")) addr.unix_path = addr.unix_path.substr(2);  // unix:///path
     if (addr.unix_path.empty() || addr.unix_path.front() != '/')
-      return absl::InvalidArgumentError(absl::StrCat("listen address '", text, "': a unix socket path must be absolute"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen address '", text, "': a unix socket path must be absolute"));
     if (addr.unix_path.size() > 107)
-      return absl::InvalidArgumentError(absl::StrCat("listen address '", text, "': the socket path is longer than 107 bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen address '", text, "': the socket path is longer than 107 bytes"));
     return addr;
   }
   if (absl::StartsWith(text, "tcp:")) {
     absl::StatusOr<HostPort> hp = parse_host_port(text.substr(4));
-    if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("listen address '", text, "': ", hp.status().message()));
+    if (!hp.ok())
+      return absl::InvalidArgumentError(absl::StrCat("listen address '", text, "': ", hp.status().message()));
     addr.tcp = *hp;
     return addr;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("listen address '", text, "' must start with unix: (unix:/run/bmserver/bmserverd.sock) or tcp: (tcp:0.0.0.0:7070)"));
+      absl::StrCat("listen address '", text,
+                   "' must start with unix: (unix:/run/bmserver/bmserverd.sock) or tcp: (tcp:0.0.0.0:7070)"));
 }
 
 std::string ListenAddress::grpc_target() const {

@@ -17,11 +17,11 @@
 #include "daemon/control/models_service.h"
 #include "daemon/control/serving_service.h"
 #include "daemon/control/system_service.h"
+#include "daemon/daemon_context.h"
+#include "daemon/logging.h"
 #include "daemon/openai/api_server.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
-#include "daemon/daemon_context.h"
-#include "daemon/logging.h"
 
 namespace bm::daemon {
 namespace {
@@ -67,10 +67,9 @@ int run_daemon(const DaemonOptions& options) {
 
   control::SystemService system_service(context);
   control::ServingService serving_service(engines, [&api] { return api.base_url(); });
-  control::ModelsService models_service(
-      [&engines](const std::string& name, const std::string& repo_id) {
-        return engines.is_served(name) || engines.is_served(repo_id);
-      });
+  control::ModelsService models_service([&engines](const std::string& name, const std::string& repo_id) {
+    return engines.is_served(name) || engines.is_served(repo_id);
+  });
   control::BenchmarksService benchmarks_service(engines, options.state_dir, [&api] { return api.base_url(); });
   std::vector<grpc::Service*> services = {&system_service, &serving_service, &models_service, &benchmarks_service};
 

@@ -19,7 +19,9 @@ std::string getenv_or_empty(const char* name) {
   return v == nullptr ? std::string() : std::string(v);
 }
 
-bool is_user_mode() { return !getenv_or_empty("XDG_RUNTIME_DIR").empty(); }
+bool is_user_mode() {
+  return !getenv_or_empty("XDG_RUNTIME_DIR").empty();
+}
 
 std::string default_for(const std::string& key, bool user_mode) {
   if (key == "listen") {
@@ -51,7 +53,8 @@ absl::Status check_state_dir(const std::string& dir) {
   fs::path p(dir);
   if (p.empty()) return absl::InvalidArgumentError("state dir is empty");
   if (fs::exists(p, ec)) {
-    if (!fs::is_directory(p, ec)) return absl::InvalidArgumentError(absl::StrCat("state dir ", dir, " is not a directory"));
+    if (!fs::is_directory(p, ec))
+      return absl::InvalidArgumentError(absl::StrCat("state dir ", dir, " is not a directory"));
     if (access(dir.c_str(), W_OK | X_OK) != 0)
       return absl::PermissionDeniedError(absl::StrCat("state dir ", dir, " is not writable by this user"));
     return absl::OkStatus();
@@ -60,8 +63,8 @@ absl::Status check_state_dir(const std::string& dir) {
   while (!parent.empty() && !fs::exists(parent, ec)) parent = parent.parent_path();
   if (parent.empty()) parent = ".";
   if (!fs::is_directory(parent, ec) || access(parent.c_str(), W_OK | X_OK) != 0)
-    return absl::PermissionDeniedError(
-        absl::StrCat("state dir ", dir, " does not exist and cannot be created (", parent.string(), " is not writable)"));
+    return absl::PermissionDeniedError(absl::StrCat("state dir ", dir, " does not exist and cannot be created (",
+                                                    parent.string(), " is not writable)"));
   return absl::OkStatus();
 }
 
@@ -80,7 +83,9 @@ const std::vector<OptionSpec>& option_specs() {
   return specs;
 }
 
-std::string env_name(const std::string& key) { return "BMSERVER_" + absl::AsciiStrToUpper(key); }
+std::string env_name(const std::string& key) {
+  return "BMSERVER_" + absl::AsciiStrToUpper(key);
+}
 
 absl::StatusOr<std::map<std::string, std::string>> parse_config_file(const std::string& path) {
   std::ifstream in(path);
@@ -143,8 +148,9 @@ absl::StatusOr<DaemonOptions> resolve_options(const FlagValues& flags, const std
   absl::StatusOr<common::ListenAddress> listen = common::parse_listen_address(opts.listen);
   if (!listen.ok()) return listen.status();
   if (listen->is_tcp() && (opts.tls_cert.empty() || opts.tls_key.empty() || opts.token_file.empty()))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "control address ", opts.listen, " is TCP: set tls_cert, tls_key and token_file (remote control needs TLS and a token)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control address ", opts.listen,
+                     " is TCP: set tls_cert, tls_key and token_file (remote control needs TLS and a token)"));
   absl::StatusOr<common::HostPort> http = common::parse_host_port(opts.http_listen);
   if (!http.ok()) return absl::InvalidArgumentError(absl::StrCat("http listen address: ", http.status().message()));
   if (absl::Status s = check_log_level(opts.log_level); !s.ok()) return s;

@@ -14,18 +14,18 @@ struct DaemonOptions {
   std::string listen;       // unix:/path or tcp:host:port
   std::string http_listen;  // host:port of the OpenAI API
   std::string state_dir;
-  std::string log_level;    // trace | debug | info | warn | error
-  std::string tls_cert;     // PEM files; required with a tcp: listen address
+  std::string log_level;  // trace | debug | info | warn | error
+  std::string tls_cert;   // PEM files; required with a tcp: listen address
   std::string tls_key;
-  std::string token_file;   // bearer token for tcp: control; required with a tcp: listen address
-  bool user_mode = false;   // XDG_RUNTIME_DIR is set: socket 0600 under it, state under XDG_STATE_HOME
+  std::string token_file;  // bearer token for tcp: control; required with a tcp: listen address
+  bool user_mode = false;  // XDG_RUNTIME_DIR is set: socket 0600 under it, state under XDG_STATE_HOME
 };
 
 // One setting as it may be given on the command line (unset when the flag was absent).
 using FlagValues = std::map<std::string, std::string>;
 
 struct OptionSpec {
-  std::string key;          // config-file key; the flag is --key with '_' as '-', the env var BMSERVER_KEY
+  std::string key;  // config-file key; the flag is --key with '_' as '-', the env var BMSERVER_KEY
   std::string description;
 };
 const std::vector<OptionSpec>& option_specs();

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <optional>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "common/version.h"
 #include "daemon/daemon.h"
@@ -23,15 +23,17 @@ std::string flag_name(const std::string& key) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"bmserverd: the BMServer daemon. It owns the GPUs, the model store and the loaded engines;\n"
-               "the `bmserver` CLI controls it over gRPC, clients use its OpenAI-compatible HTTP API."};
+  CLI::App app{
+      "bmserverd: the BMServer daemon. It owns the GPUs, the model store and the loaded engines;\n"
+      "the `bmserver` CLI controls it over gRPC, clients use its OpenAI-compatible HTTP API."};
   app.set_version_flag("--version", std::string(bm::common::version()));
   std::string footer =
       "\nEvery setting can also be given as an environment variable or in the config file (`key = \"value\"`).\n"
       "Precedence: flag > environment > config file > default.\n";
   std::map<std::string, std::string> values;
   for (const bm::daemon::OptionSpec& spec : bm::daemon::option_specs()) {
-    app.add_option(flag_name(spec.key), values[spec.key], spec.description + "  [env " + bm::daemon::env_name(spec.key) + "]");
+    app.add_option(flag_name(spec.key), values[spec.key],
+                   spec.description + "  [env " + bm::daemon::env_name(spec.key) + "]");
     footer += "  " + flag_name(spec.key) + "  ~  " + bm::daemon::env_name(spec.key) + "  ~  " + spec.key + "\n";
   }
   std::string config_path;

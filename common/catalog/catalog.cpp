@@ -30,12 +30,10 @@ absl::StatusOr<CatalogEntry> parse_line(const std::string& line, int line_number
   entry.series = std::string(cells[1]);
   entry.modality = std::string(cells[2]);
   if (!absl::SimpleAtod(cells[3], &entry.size_b) || !(entry.size_b > 0))
-    return absl::InvalidArgumentError(
-        absl::StrCat("catalog line ", line_number, " has size '", cells[3], "'"));
+    return absl::InvalidArgumentError(absl::StrCat("catalog line ", line_number, " has size '", cells[3], "'"));
   absl::StatusOr<Quant> quant = parse_quant(cells[4]);
   if (!quant.ok())
-    return absl::InvalidArgumentError(
-        absl::StrCat("catalog line ", line_number, ": ", quant.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("catalog line ", line_number, ": ", quant.status().message()));
   entry.quant = *quant;
   entry.tool_call = std::string(cells[5]);
   entry.reasoning = std::string(cells[6]);

@@ -35,8 +35,7 @@ void ProgressTracker::finish_file(const std::string& path) {
   auto it = in_flight_.find(path);
   if (it != in_flight_.end()) {
     // Count the file as whole even if the server sent fewer bytes than listed (verification decides).
-    if (it->second.bytes_total > it->second.bytes_done)
-      bytes_done_ += it->second.bytes_total - it->second.bytes_done;
+    if (it->second.bytes_total > it->second.bytes_done) bytes_done_ += it->second.bytes_total - it->second.bytes_done;
     in_flight_.erase(it);
   }
   ++files_done_;

@@ -38,8 +38,7 @@ std::unique_ptr<SnapshotLayout> make_layout(const DownloadOptions& options) {
 }
 
 absl::StatusOr<RemoteSnapshot> resolve_and_list(const DownloadOptions& options, const HubSession& session,
-                                                const ProgressCallback& on_progress,
-                                                const std::atomic<bool>* cancel) {
+                                                const ProgressCallback& on_progress, const std::atomic<bool>* cancel) {
   DownloadProgress report;
   report.phase = "resolving";
   if (on_progress) on_progress(report);
@@ -72,9 +71,9 @@ absl::Status check_free_space(const std::string& folder, uint64_t needed) {
   if (statvfs(folder.c_str(), &info) != 0) return absl::OkStatus();  // unknown: let the writes tell
   uint64_t free_bytes = static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
   if (free_bytes >= needed) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      absl::StrCat("not enough disk space in ", folder, ": the download needs ", format_size(needed),
-                   " more, ", format_size(free_bytes), " are free; free some space or choose another store"));
+  return absl::ResourceExhaustedError(absl::StrCat("not enough disk space in ", folder, ": the download needs ",
+                                                   format_size(needed), " more, ", format_size(free_bytes),
+                                                   " are free; free some space or choose another store"));
 }
 
 // Fetches the files of `queue` with `num_workers` threads; the first error stops the others.
@@ -137,8 +136,7 @@ class ParallelFetch {
     FileFetcher fetcher(session_, tracker_, budget_, options_.hash_retries);
     absl::StatusOr<std::string> temp = fetcher.fetch(file, layout_.temp_prefix(file), &stop_);
     if (!temp.ok()) {
-      if (absl::IsCancelled(temp.status()) && !should_keep_partial())
-        std::remove(fetcher.temp_path().c_str());
+      if (absl::IsCancelled(temp.status()) && !should_keep_partial()) std::remove(fetcher.temp_path().c_str());
       return temp.status();
     }
     absl::Status placed = layout_.place_file(file, *temp);
@@ -172,8 +170,8 @@ class ParallelFetch {
 
 std::string summary(const DownloadResult& result) {
   if (result.up_to_date) return absl::StrCat(result.repo_id, " is up to date at ", result.commit, ".");
-  std::string text = absl::StrCat(
-      result.repo_id, " ", result.previous_commit.empty() ? "downloaded" : "updated", " at ", result.commit);
+  std::string text = absl::StrCat(result.repo_id, " ", result.previous_commit.empty() ? "downloaded" : "updated",
+                                  " at ", result.commit);
   if (!result.previous_commit.empty() && result.previous_commit != result.commit) {
     absl::StrAppend(&text, " (was ", result.previous_commit, ")");
   }
@@ -212,8 +210,7 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
   return check;
 }
 
-absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options,
-                                                 const ProgressCallback& on_progress,
+absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options, const ProgressCallback& on_progress,
                                                  const std::atomic<bool>* cancel) {
   HubSession session(options.hub, options.retry, options.timeouts);
   absl::StatusOr<RemoteSnapshot> snapshot = resolve_and_list(options, session, on_progress, cancel);

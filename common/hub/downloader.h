@@ -66,8 +66,7 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
 // in parallel (resumable, verified, each through a unique temp file and an atomic rename under the same lock
 // files as the Python tools), and only then make the snapshot visible. Progress goes to `on_progress` from
 // the calling thread; `cancel` stops everything and keeps partial files for a resume.
-absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options,
-                                                 const ProgressCallback& on_progress,
+absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options, const ProgressCallback& on_progress,
                                                  const std::atomic<bool>* cancel);
 
 }  // namespace bm::common

@@ -146,10 +146,9 @@ absl::Status FileFetcher::transfer(const RemoteFile& file, const std::string& te
     absl::StatusOr<HttpResponse> response = session_.get_file_once(file.url, offset, sink, cancel);
     if (response.ok() && response->aborted_by_sink) {
       if (write_error == "changed") {
-        result = absl::DataLossError(
-            absl::StrCat(file.path, " on ", session_.config().endpoint,
-                         " is larger than listed: it changed on the hub during the download; "
-                         "run the download again"));
+        result = absl::DataLossError(absl::StrCat(file.path, " on ", session_.config().endpoint,
+                                                  " is larger than listed: it changed on the hub during the download; "
+                                                  "run the download again"));
       } else {
         result = absl::ResourceExhaustedError(absl::StrCat("cannot write ", temp_path, ": ", write_error,
                                                            "; free some space and run the download again"));
@@ -171,12 +170,10 @@ absl::Status FileFetcher::transfer(const RemoteFile& file, const std::string& te
       break;
     }
     if (attempt >= session_.retry_policy().max_attempts) {
-      result =
-          response.ok() ? session_.error_for(*response, file.path) : session_.unreachable(response.status());
+      result = response.ok() ? session_.error_for(*response, file.path) : session_.unreachable(response.status());
       break;
     }
-    if (!HubSession::sleep_unless_cancelled(session_.backoff(attempt, response.ok() ? &*response : nullptr),
-                                            cancel)) {
+    if (!HubSession::sleep_unless_cancelled(session_.backoff(attempt, response.ok() ? &*response : nullptr), cancel)) {
       result = absl::CancelledError("the download was cancelled");
       break;
     }

@@ -33,8 +33,7 @@ class FileFetcher {
 
  private:
   // One pass over the transfer loop; returns the temp path once the bytes are all there (not yet verified).
-  absl::Status transfer(const RemoteFile& file, const std::string& temp_path,
-                        const std::atomic<bool>* cancel);
+  absl::Status transfer(const RemoteFile& file, const std::string& temp_path, const std::atomic<bool>* cancel);
 
   const HubSession& session_;
   ProgressTracker& tracker_;

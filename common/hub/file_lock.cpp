@@ -43,16 +43,15 @@ absl::StatusOr<FileLock> FileLock::acquire(const std::string& path, std::chrono:
   // 0664 as filelock, so users of one group share a cache.
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0664);
   if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
+    return absl::PermissionDeniedError(absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
   }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK && errno != EINTR) {
       int error = errno;
       close(fd);
-      return absl::FailedPreconditionError(absl::StrCat("cannot lock ", path, ": ", std::strerror(error),
-                                                        " (does this filesystem support flock?)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot lock ", path, ": ", std::strerror(error), " (does this filesystem support flock?)"));
     }
     if ((cancel != nullptr && cancel->load()) || std::chrono::steady_clock::now() >= deadline) {
       close(fd);

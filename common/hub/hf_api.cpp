@@ -58,18 +58,15 @@ absl::StatusOr<std::string> HfApi::resolve_commit(const std::string& repo_id, co
   if (!response.ok()) return response.status();
   absl::StatusOr<json> info = parse_json(*response, repo_id);
   if (!info.ok()) return info.status();
-  if (!info->contains("sha") || !(*info)["sha"].is_string() ||
-      !is_commit_sha((*info)["sha"].get<std::string>())) {
-    return absl::DataLossError(absl::StrCat(session_.config().endpoint, " gave no commit for ", repo_id, "@",
-                                            revision, "; is ", session_.config().endpoint_variable,
-                                            " a Hugging Face endpoint?"));
+  if (!info->contains("sha") || !(*info)["sha"].is_string() || !is_commit_sha((*info)["sha"].get<std::string>())) {
+    return absl::DataLossError(absl::StrCat(session_.config().endpoint, " gave no commit for ", repo_id, "@", revision,
+                                            "; is ", session_.config().endpoint_variable, " a Hugging Face endpoint?"));
   }
   return (*info)["sha"].get<std::string>();
 }
 
 absl::StatusOr<RemoteSnapshot> HfApi::list_snapshot(const std::string& repo_id, const std::string& revision,
-                                                    const std::string& commit,
-                                                    const std::atomic<bool>* cancel) const {
+                                                    const std::string& commit, const std::atomic<bool>* cancel) const {
   RemoteSnapshot snapshot;
   snapshot.repo_id = repo_id;
   snapshot.revision = revision;
@@ -81,8 +78,7 @@ absl::StatusOr<RemoteSnapshot> HfApi::list_snapshot(const std::string& repo_id, 
     if (!response.ok()) return response.status();
     absl::StatusOr<json> entries = parse_json(*response, repo_id);
     if (!entries.ok()) return entries.status();
-    if (!entries->is_array())
-      return absl::DataLossError(absl::StrCat("the tree of ", repo_id, " is not a list"));
+    if (!entries->is_array()) return absl::DataLossError(absl::StrCat("the tree of ", repo_id, " is not a list"));
     for (const json& entry : *entries) {
       if (entry.value("type", "") != "file") continue;
       RemoteFile file;
@@ -108,8 +104,7 @@ absl::StatusOr<RemoteSnapshot> HfApi::list_snapshot(const std::string& repo_id, 
   return snapshot;
 }
 
-std::string HfApi::resolve_url(const std::string& repo_id, const std::string& commit,
-                               const std::string& path) const {
+std::string HfApi::resolve_url(const std::string& repo_id, const std::string& commit, const std::string& path) const {
   return absl::StrCat(session_.config().endpoint, "/", repo_id, "/resolve/", commit, "/",
                       url_escape(path, /*keep_slash=*/true));
 }

@@ -18,10 +18,8 @@ class HfApi {
                                              const std::atomic<bool>* cancel) const;
   // GET /api/models/{repo}/tree/{commit}?recursive=True (paged by Link rel="next").
   absl::StatusOr<RemoteSnapshot> list_snapshot(const std::string& repo_id, const std::string& revision,
-                                               const std::string& commit,
-                                               const std::atomic<bool>* cancel) const;
-  std::string resolve_url(const std::string& repo_id, const std::string& commit,
-                          const std::string& path) const;
+                                               const std::string& commit, const std::atomic<bool>* cancel) const;
+  std::string resolve_url(const std::string& repo_id, const std::string& commit, const std::string& path) const;
 
  private:
   const HubSession& session_;

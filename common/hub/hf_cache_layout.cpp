@@ -155,8 +155,7 @@ absl::StatusOr<uint64_t> HfCacheLayout::drop_previous(const std::string& previou
   }
   fs::remove_all(repo_dir_ + "/snapshots/" + previous_commit, ec);
   if (ec)
-    return absl::InternalError(
-        absl::StrCat("cannot remove the old snapshot ", previous_commit, ": ", ec.message()));
+    return absl::InternalError(absl::StrCat("cannot remove the old snapshot ", previous_commit, ": ", ec.message()));
   return freed;
 }
 

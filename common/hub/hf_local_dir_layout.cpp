@@ -74,8 +74,7 @@ absl::Status HfLocalDirLayout::place_file(const RemoteFile& file, const std::str
   if (!status.ok()) return status;
   // The timestamp must not be older than the file's mtime, or huggingface_hub distrusts the metadata.
   double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() + 1;
-  return atomic_write_file(metadata_path(file.path),
-                           absl::StrFormat("%s\n%s\n%.6f\n", commit_, file.etag, now));
+  return atomic_write_file(metadata_path(file.path), absl::StrFormat("%s\n%s\n%.6f\n", commit_, file.etag, now));
 }
 
 absl::Status HfLocalDirLayout::commit(const RemoteSnapshot& snapshot) {
@@ -90,8 +89,7 @@ std::map<std::string, std::string> HfLocalDirLayout::current_files() const {
        it.increment(ec)) {
     std::string rel = it->path().lexically_relative(root).string();
     constexpr std::string_view kSuffix = ".metadata";
-    if (rel.size() <= kSuffix.size() ||
-        rel.compare(rel.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+    if (rel.size() <= kSuffix.size() || rel.compare(rel.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
       continue;
     std::string path = rel.substr(0, rel.size() - kSuffix.size());
     if (fs::exists(dir_ + "/" + path)) files[path] = read_metadata(it->path().string()).etag;

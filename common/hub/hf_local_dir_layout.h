@@ -21,8 +21,7 @@ class HfLocalDirLayout : public SnapshotLayout {
   absl::Status commit(const RemoteSnapshot& snapshot) override;
   std::map<std::string, std::string> current_files() const override;
   std::string current_commit() const override;
-  absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit,
-                                         const RemoteSnapshot& current) override;
+  absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit, const RemoteSnapshot& current) override;
 
  private:
   std::string metadata_path(const std::string& path) const { return work_dir() + "/" + path + ".metadata"; }

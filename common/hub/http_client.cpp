@@ -93,8 +93,7 @@ absl::Status transport_error(CURLcode code, const char* detail, const std::strin
       break;
   }
   std::string hint;
-  if (proxy_configured() &&
-      (code == CURLE_COULDNT_CONNECT || code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR)) {
+  if (proxy_configured() && (code == CURLE_COULDNT_CONNECT || code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR)) {
     hint = " (a proxy is set: check HTTPS_PROXY / NO_PROXY)";
   }
   return absl::UnavailableError(absl::StrCat("cannot reach ", url_origin(url), ": ", what, hint));

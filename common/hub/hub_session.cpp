@@ -107,8 +107,7 @@ absl::StatusOr<HttpResponse> HubSession::get_api(const std::string& url, const s
 }
 
 absl::StatusOr<HttpResponse> HubSession::get_file_once(const std::string& url, uint64_t range_start,
-                                                       const BodySink& sink,
-                                                       const std::atomic<bool>* cancel) const {
+                                                       const BodySink& sink, const std::atomic<bool>* cancel) const {
   HttpClient client(timeouts_);
   std::string current = url;
   for (int hop = 0; hop <= kMaxRedirects; ++hop) {
@@ -134,19 +133,17 @@ absl::Status HubSession::error_for(const HttpResponse& response, const std::stri
     case 401:
     case 403:
       if (code == "GatedRepo" || response.status == 403) {
-        return absl::PermissionDeniedError(
-            absl::StrCat(what, " on ", ep, " is gated or forbidden (HTTP ", response.status,
-                         "): accept its terms on the hub's web page and set ", config_.token_variable,
-                         " to a token of that account", suffix));
+        return absl::PermissionDeniedError(absl::StrCat(what, " on ", ep, " is gated or forbidden (HTTP ",
+                                                        response.status,
+                                                        "): accept its terms on the hub's web page and set ",
+                                                        config_.token_variable, " to a token of that account", suffix));
       }
-      return absl::UnauthenticatedError(
-          absl::StrCat(ep, " refused the request for ", what,
-                       " (HTTP 401): ", config_.token.empty() ? "set " : "check ", config_.token_variable,
-                       config_.token.empty() ? " to a valid token" : " (the token was rejected)", suffix));
+      return absl::UnauthenticatedError(absl::StrCat(
+          ep, " refused the request for ", what, " (HTTP 401): ", config_.token.empty() ? "set " : "check ",
+          config_.token_variable, config_.token.empty() ? " to a valid token" : " (the token was rejected)", suffix));
     case 404:
       if (code == "RevisionNotFound") {
-        return absl::NotFoundError(
-            absl::StrCat("that revision of ", what, " does not exist on ", ep, suffix));
+        return absl::NotFoundError(absl::StrCat("that revision of ", what, " does not exist on ", ep, suffix));
       }
       if (code == "EntryNotFound") {
         return absl::NotFoundError(absl::StrCat(what, " does not exist on ", ep, suffix));
@@ -170,10 +167,10 @@ absl::Status HubSession::error_for(const HttpResponse& response, const std::stri
 
 absl::Status HubSession::unreachable(const absl::Status& cause) const {
   if (absl::IsCancelled(cause)) return cause;
-  return absl::UnavailableError(absl::StrCat(
-      hub_name(config_.kind), " at ", config_.endpoint, " is unreachable (", cause.message(),
-      "); check the network, set ", config_.endpoint_variable,
-      " to a reachable mirror, HTTPS_PROXY / NO_PROXY for a proxy, or try ", config_.other_hub_flag));
+  return absl::UnavailableError(absl::StrCat(hub_name(config_.kind), " at ", config_.endpoint, " is unreachable (",
+                                             cause.message(), "); check the network, set ", config_.endpoint_variable,
+                                             " to a reachable mirror, HTTPS_PROXY / NO_PROXY for a proxy, or try ",
+                                             config_.other_hub_flag));
 }
 
 }  // namespace bm::common

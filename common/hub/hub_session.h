@@ -34,8 +34,8 @@ class HubSession {
   // One attempt at streaming a file body from `url` (redirects followed) starting at `range_start`. Returns
   // the final response (its status tells 200 from 206); non-2xx statuses come back as a response, not an
   // error.
-  absl::StatusOr<HttpResponse> get_file_once(const std::string& url, uint64_t range_start,
-                                             const BodySink& sink, const std::atomic<bool>* cancel) const;
+  absl::StatusOr<HttpResponse> get_file_once(const std::string& url, uint64_t range_start, const BodySink& sink,
+                                             const std::atomic<bool>* cancel) const;
 
   // The status for a non-2xx answer about `what`.
   absl::Status error_for(const HttpResponse& response, const std::string& what) const;

@@ -28,15 +28,13 @@ std::string unique_suffix() {
 absl::Status make_dirs(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
-  if (ec)
-    return absl::PermissionDeniedError(absl::StrCat("cannot create the folder ", path, ": ", ec.message()));
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create the folder ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 
 absl::Status fsync_path(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return absl::InternalError(absl::StrCat("cannot open ", path, " to sync it: ", std::strerror(errno)));
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, " to sync it: ", std::strerror(errno)));
   int rc = fsync(fd);
   int error = errno;
   close(fd);

@@ -10,16 +10,14 @@ namespace {
 using nlohmann::json;
 
 // Unwraps the {"Code", "Data", "Message", "Success"} envelope.
-absl::StatusOr<json> envelope_data(const HttpResponse& response, const std::string& what,
-                                   const std::string& endpoint) {
+absl::StatusOr<json> envelope_data(const HttpResponse& response, const std::string& what, const std::string& endpoint) {
   json parsed = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
     return absl::DataLossError(absl::StrCat(endpoint, " answered about ", what, " with something not JSON"));
   }
   bool success = parsed.value("Success", parsed.value("Code", 0) == 200);
   if (!success || !parsed.contains("Data")) {
-    return absl::NotFoundError(
-        absl::StrCat(endpoint, " refused ", what, ": ", parsed.value("Message", "no reason")));
+    return absl::NotFoundError(absl::StrCat(endpoint, " refused ", what, ": ", parsed.value("Message", "no reason")));
   }
   return parsed["Data"];
 }
@@ -41,8 +39,8 @@ absl::StatusOr<std::string> MsApi::resolve_revision(const std::string& repo_id, 
       if (item.value("Revision", "") == wanted) return wanted;
     }
   }
-  return absl::NotFoundError(absl::StrCat("revision \"", wanted, "\" of ", repo_id, " does not exist on ",
-                                          session_.config().endpoint));
+  return absl::NotFoundError(
+      absl::StrCat("revision \"", wanted, "\" of ", repo_id, " does not exist on ", session_.config().endpoint));
 }
 
 absl::StatusOr<RemoteSnapshot> MsApi::list_snapshot(const std::string& repo_id, const std::string& revision,
@@ -78,10 +76,9 @@ absl::StatusOr<RemoteSnapshot> MsApi::list_snapshot(const std::string& repo_id, 
   return snapshot;
 }
 
-std::string MsApi::file_url(const std::string& repo_id, const std::string& revision,
-                            const std::string& path) const {
-  return absl::StrCat(session_.config().endpoint, "/api/v1/models/", repo_id,
-                      "/repo?Revision=", url_escape(revision), "&FilePath=", url_escape(path));
+std::string MsApi::file_url(const std::string& repo_id, const std::string& revision, const std::string& path) const {
+  return absl::StrCat(session_.config().endpoint, "/api/v1/models/", repo_id, "/repo?Revision=", url_escape(revision),
+                      "&FilePath=", url_escape(path));
 }
 
 }  // namespace bm::common

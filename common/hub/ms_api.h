@@ -19,8 +19,7 @@ class MsApi {
                                                const std::atomic<bool>* cancel) const;
   absl::StatusOr<RemoteSnapshot> list_snapshot(const std::string& repo_id, const std::string& revision,
                                                const std::atomic<bool>* cancel) const;
-  std::string file_url(const std::string& repo_id, const std::string& revision,
-                       const std::string& path) const;
+  std::string file_url(const std::string& repo_id, const std::string& revision, const std::string& path) const;
 
  private:
   const HubSession& session_;

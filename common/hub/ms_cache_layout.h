@@ -22,8 +22,7 @@ class MsCacheLayout : public SnapshotLayout {
   absl::Status commit(const RemoteSnapshot& snapshot) override;
   std::map<std::string, std::string> current_files() const override;
   std::string current_commit() const override;
-  absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit,
-                                         const RemoteSnapshot& current) override;
+  absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit, const RemoteSnapshot& current) override;
 
  private:
   std::string target_dir() const { return staging_.empty() ? snapshot_path() : staging_; }

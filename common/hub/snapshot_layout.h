@@ -35,8 +35,7 @@ class SnapshotLayout {
   // The commit the store holds now for the revision, or empty.
   virtual std::string current_commit() const = 0;
   // After a successful update: drop what the previous snapshot used that nothing else uses. Bytes freed.
-  virtual absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit,
-                                                 const RemoteSnapshot& current) = 0;
+  virtual absl::StatusOr<uint64_t> drop_previous(const std::string& previous_commit, const RemoteSnapshot& current) = 0;
 };
 
 }  // namespace bm::common

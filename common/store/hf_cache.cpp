@@ -46,8 +46,7 @@ bool resolve_commit(const fs::path& repo, StoredModel& model) {
       return true;
     }
     mark(model, StoredState::kIncomplete,
-         absl::StrCat("refs/main is missing and snapshots/ holds ", names.size(),
-                      " snapshots, so none is current"));
+         absl::StrCat("refs/main is missing and snapshots/ holds ", names.size(), " snapshots, so none is current"));
     return false;
   }
   std::ifstream in(ref);
@@ -60,8 +59,7 @@ bool resolve_commit(const fs::path& repo, StoredModel& model) {
   // huggingface_hub writes no newline; one written by hand (echo) is tolerated, as git tolerates it.
   std::string commit(absl::StripAsciiWhitespace(text.str()));
   if (!is_commit_sha(commit)) {
-    mark(model, StoredState::kCorrupt,
-         absl::StrCat("refs/main holds '", commit.substr(0, 64), "', not a commit sha"));
+    mark(model, StoredState::kCorrupt, absl::StrCat("refs/main holds '", commit.substr(0, 64), "', not a commit sha"));
     return false;
   }
   model.revision = commit;
@@ -93,8 +91,7 @@ std::optional<StoredModel> HfCache::inspect(const std::string& repo_id) const {
   fs::path snapshots = repo / "snapshots";
   if (!fs::is_directory(snapshots, ec)) {
     if (ec && ec != std::errc::no_such_file_or_directory)
-      mark(model, StoredState::kCorrupt,
-           absl::StrCat("cannot read ", snapshots.string(), ": ", ec.message()));
+      mark(model, StoredState::kCorrupt, absl::StrCat("cannot read ", snapshots.string(), ": ", ec.message()));
     else
       mark(model, StoredState::kIncomplete, "snapshots/ is missing (no file has been completed yet)");
     return model;
@@ -112,8 +109,7 @@ std::optional<StoredModel> HfCache::inspect(const std::string& repo_id) const {
   fs::path snapshot = snapshots / model.revision;
   if (!fs::is_directory(snapshot, ec)) {
     mark(model, StoredState::kCorrupt,
-         absl::StrCat("refs/main names commit ", model.revision, " but snapshots/", model.revision,
-                      " is missing"));
+         absl::StrCat("refs/main names commit ", model.revision, " but snapshots/", model.revision, " is missing"));
     return model;
   }
   model.snapshot_path = snapshot.string();

@@ -91,8 +91,7 @@ absl::Status ModelStore::remove(const StoredModel& model) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ModelStore>> open_model_store(const std::string& hub,
-                                                             const std::string& local_dir,
+absl::StatusOr<std::unique_ptr<ModelStore>> open_model_store(const std::string& hub, const std::string& local_dir,
                                                              const StoreRoots& roots) {
   if (!local_dir.empty()) {
     if (!fs::path(local_dir).is_absolute())

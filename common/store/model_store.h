@@ -45,8 +45,7 @@ class ModelStore {
 
 // hub: "hf" | "ms" | "" (roots.default_hub); a non-empty local_dir overrides the hub. INVALID_ARGUMENT for an
 // unknown hub or a local_dir that is not absolute.
-absl::StatusOr<std::unique_ptr<ModelStore>> open_model_store(const std::string& hub,
-                                                             const std::string& local_dir,
+absl::StatusOr<std::unique_ptr<ModelStore>> open_model_store(const std::string& hub, const std::string& local_dir,
                                                              const StoreRoots& roots);
 
 }  // namespace bm::common

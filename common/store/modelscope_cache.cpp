@@ -35,8 +35,8 @@ void fill_usage(const fs::path& folder, StoredModel& model) {
     model.reason = absl::StrCat("cannot read ", usage.unreadable.front());
   } else if (model.state == StoredState::kDownloaded && !usage.dangling.empty()) {
     model.state = StoredState::kCorrupt;
-    model.reason = absl::StrCat(usage.dangling.size(),
-                                " files are dangling links (first: ", usage.dangling.front(), ")");
+    model.reason =
+        absl::StrCat(usage.dangling.size(), " files are dangling links (first: ", usage.dangling.front(), ")");
   }
 }
 

@@ -77,8 +77,7 @@ StoreRoots resolve_store_roots(const GetEnv& getenv) {
 
   std::string ms = env_or_empty(getenv, "MODELSCOPE_CACHE");
   roots.modelscope_cache_from_env = !ms.empty();
-  roots.modelscope_cache =
-      expand_user_and_vars(ms.empty() ? std::string("~/.cache/modelscope/hub") : ms, getenv);
+  roots.modelscope_cache = expand_user_and_vars(ms.empty() ? std::string("~/.cache/modelscope/hub") : ms, getenv);
 
   std::string hub = env_or_empty(getenv, "BMSERVER_HUB");
   roots.default_hub = hub == "ms" ? "ms" : "hf";

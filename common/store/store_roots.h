@@ -8,8 +8,7 @@
 namespace bm::common {
 
 struct StoreRoots {
-  std::string
-      hf_hub_cache;  // HF_HUB_CACHE › HUGGINGFACE_HUB_CACHE › $HF_HOME/hub › $XDG_CACHE_HOME/huggingface/hub
+  std::string hf_hub_cache;  // HF_HUB_CACHE › HUGGINGFACE_HUB_CACHE › $HF_HOME/hub › $XDG_CACHE_HOME/huggingface/hub
   std::string modelscope_cache;            // MODELSCOPE_CACHE, else ~/.cache/modelscope/hub
   bool modelscope_cache_from_env = false;  // unset: modelscope >= 1.38 also uses ~/.cache/modelscope
   std::string default_hub;                 // BMSERVER_HUB when it is hf or ms, else hf

@@ -7,8 +7,8 @@
 #include <mutex>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -321,7 +321,9 @@ absl::Status BenchmarkRunner::run(const bmserver::v1::RunBenchmarkRequest& reque
     done.set_store(store->describe());
   }
   if (request.with_plot())
-    done.set_plot_svg(render_svg_plot(results, absl::StrCat("bmserver chat benchmark: ", results.empty() ? request.name() : results.front().model_name())));
+    done.set_plot_svg(render_svg_plot(
+        results,
+        absl::StrCat("bmserver chat benchmark: ", results.empty() ? request.name() : results.front().model_name())));
   for (const BenchmarkResult& r : results) *done.add_results() = r;
   done.set_message(absl::StrCat(results.size(), " runs"));
   emit(done);
@@ -359,8 +361,9 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
     started_here = true;
   }
   if (model->state() != serving::ModelState::kReady || !model->generator)
-    return absl::FailedPreconditionError(absl::StrCat("model '", model->name, "' is not ready: ",
-                                                      model->state() == serving::ModelState::kFailed ? model->error() : "still loading"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model->name,
+        "' is not ready: ", model->state() == serving::ModelState::kFailed ? model->error() : "still loading"));
   serving::GeneratorStats stats = model->generator->stats();
   BenchmarkTarget target;
   target.base_url = http_url_();
@@ -407,12 +410,13 @@ absl::Status BenchmarkRunner::run_endpoint(const bmserver::v1::RunBenchmarkReque
   if (!models.ok()) return models.status();
   json list = json::parse(models->body, nullptr, false);
   if (models->status == 401 || models->status == 403)
-    return absl::PermissionDeniedError(absl::StrCat(client.base_url(), " refused the API key (HTTP ", models->status, "); pass --api-key"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(client.base_url(), " refused the API key (HTTP ", models->status, "); pass --api-key"));
   if (models->status != 200 || list.is_discarded() || !list.is_object() || !list.contains("data") ||
       !list["data"].is_array())
-    return absl::FailedPreconditionError(absl::StrCat(client.base_url(),
-                                                      " is not an OpenAI-compatible server: GET /v1/models answered HTTP ",
-                                                      models->status, " without a model list"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(client.base_url(), " is not an OpenAI-compatible server: GET /v1/models answered HTTP ",
+                     models->status, " without a model list"));
   BenchmarkTarget target;
   target.base_url = client.base_url();
   target.api_key = request.api_key();
@@ -440,9 +444,11 @@ absl::Status BenchmarkRunner::run_endpoint(const bmserver::v1::RunBenchmarkReque
   fill_catalog_facts(base, name);
   fill_environment(base, "endpoint", {});
   base.set_engine_name(client.base_url());
-  if (card->contains("owned_by") && (*card)["owned_by"].is_string()) base.set_engine_version((*card)["owned_by"].get<std::string>());
+  if (card->contains("owned_by") && (*card)["owned_by"].is_string())
+    base.set_engine_version((*card)["owned_by"].get<std::string>());
   base.set_seed(static_cast<int64_t>(plan.seed));
-  base.set_serve_options(json({{"endpoint", client.base_url()}, {"max_concurrency", request.max_concurrency()}}).dump());
+  base.set_serve_options(
+      json({{"endpoint", client.base_url()}, {"max_concurrency", request.max_concurrency()}}).dump());
   base.set_max_model_len(target.max_model_len);
   base.set_max_num_seqs(request.max_concurrency());
   emit(message_event(absl::StrCat("benchmarking ", target.model, " at ", client.base_url(),
@@ -464,8 +470,9 @@ absl::StatusOr<bmserver::v1::ListBenchmarksResponse> BenchmarkRunner::list(
   bmserver::v1::ListBenchmarksResponse response;
   response.set_store((*store)->describe());
   if (request.with_plot())
-    response.set_plot_svg(render_svg_plot(*rows, absl::StrCat("bmserver chat benchmark: ",
-                                                              request.model_name().empty() ? "all models" : request.model_name())));
+    response.set_plot_svg(render_svg_plot(
+        *rows,
+        absl::StrCat("bmserver chat benchmark: ", request.model_name().empty() ? "all models" : request.model_name())));
   for (auto& r : *rows) *response.add_results() = std::move(r);
   return response;
 }

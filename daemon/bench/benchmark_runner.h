@@ -24,11 +24,11 @@ using EventSink = std::function<void(const bmserver::v1::BenchmarkEvent&)>;
 struct BenchmarkTarget {
   std::string base_url;
   std::string api_key;
-  std::string model;                // id sent in requests
-  int64_t kv_capacity_tokens = 0;   // 0: unknown (an endpoint)
+  std::string model;               // id sent in requests
+  int64_t kv_capacity_tokens = 0;  // 0: unknown (an endpoint)
   int32_t max_num_seqs = 0;
-  int32_t max_model_len = 0;        // 0: unknown
-  int32_t max_concurrency = 0;      // an endpoint's --max-concurrency; 0 with no KV figure: probe
+  int32_t max_model_len = 0;           // 0: unknown
+  int32_t max_concurrency = 0;         // an endpoint's --max-concurrency; 0 with no KV figure: probe
   bmserver::v1::BenchmarkResult base;  // environment, model and settings fields of every row
 };
 

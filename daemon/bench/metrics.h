@@ -14,7 +14,7 @@ struct RequestRecord {
   double end_s = 0;                   // the stream ended ([DONE] or close)
   int32_t prompt_tokens = 0;          // from the usage chunk
   int32_t completion_tokens = 0;
-  std::string error;                  // empty: succeeded
+  std::string error;  // empty: succeeded
 
   bool ok() const { return error.empty() && !chunk_times_s.empty(); }
 };
@@ -34,15 +34,15 @@ struct RunMetrics {
   int32_t num_completed = 0;
   int32_t num_errors = 0;
   double duration_s = 0;
-  double request_throughput = 0;       // completed / duration (req/s)
-  double request_throughput_min = 0;   // the original's: completed / duration × 60
-  double output_throughput = 0;        // Σ completion tokens / duration
-  double total_token_throughput = 0;   // Σ (prompt + completion) / duration
+  double request_throughput = 0;      // completed / duration (req/s)
+  double request_throughput_min = 0;  // the original's: completed / duration × 60
+  double output_throughput = 0;       // Σ completion tokens / duration
+  double total_token_throughput = 0;  // Σ (prompt + completion) / duration
   double mean_latency_s = 0;
-  double mean_tpot_original_ms = 0;    // mean of (latency − TTFT) / C_requested
+  double mean_tpot_original_ms = 0;  // mean of (latency − TTFT) / C_requested
   Distribution ttft_ms;
-  Distribution tpot_ms;                // per request (latency − TTFT) / (tokens − 1), requests with > 1 token
-  Distribution itl_ms;                 // pooled gaps between consecutive chunks
+  Distribution tpot_ms;  // per request (latency − TTFT) / (tokens − 1), requests with > 1 token
+  Distribution itl_ms;   // pooled gaps between consecutive chunks
   Distribution e2el_ms;
   std::string first_error;
 };

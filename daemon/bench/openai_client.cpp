@@ -90,7 +90,8 @@ void SseReader::on_data(const std::string& payload, double now_s) {
   }
   json j = json::parse(payload, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    if (record_.error.empty()) record_.error = "the stream carried a message that is not JSON: " + payload.substr(0, 120);
+    if (record_.error.empty())
+      record_.error = "the stream carried a message that is not JSON: " + payload.substr(0, 120);
     return;
   }
   if (j.contains("error")) {

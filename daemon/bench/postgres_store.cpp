@@ -83,8 +83,8 @@ class PostgresStore final : public ResultsStore {
       pqxx::connection c(url_);
       return fn(c);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat(what, " the results database ", describe(), ": ",
-                                                 first_line(e.what()), " (nothing was stored)"));
+      return absl::UnavailableError(absl::StrCat(what, " the results database ", describe(), ": ", first_line(e.what()),
+                                                 " (nothing was stored)"));
     }
   }
 

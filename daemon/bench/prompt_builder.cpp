@@ -17,7 +17,9 @@ constexpr const char* kWords =
 constexpr size_t kCharBytes = 3;
 constexpr int kMaxAdjustments = 200;
 
-json user_messages(const std::string& text) { return json::array({{{"role", "user"}, {"content", text}}}); }
+json user_messages(const std::string& text) {
+  return json::array({{{"role", "user"}, {"content", text}}});
+}
 
 }  // namespace
 
@@ -32,17 +34,19 @@ TokenCountFn server_token_counter(const OpenAiClient& client, const std::string&
       return absl::FailedPreconditionError(absl::StrCat(client.base_url(), "/tokenize answered without a 'count'"));
     }
     if (reply->status != 404 && reply->status != 405)
-      return absl::FailedPreconditionError(
-          absl::StrCat(client.base_url(), "/tokenize failed with HTTP ", reply->status, ": ", reply->body.substr(0, 200)));
+      return absl::FailedPreconditionError(absl::StrCat(client.base_url(), "/tokenize failed with HTTP ", reply->status,
+                                                        ": ", reply->body.substr(0, 200)));
     // No /tokenize: the server's own usage report counts the same tokens.
     json chat = {{"model", model}, {"messages", user_messages(text)}, {"max_tokens", 1}, {"stream", false}};
     reply = client.post_json("/v1/chat/completions", chat.dump());
     if (!reply.ok()) return reply.status();
     json j = json::parse(reply->body, nullptr, false);
     if (reply->status != 200 || j.is_discarded() || !j.contains("usage") || !j["usage"].contains("prompt_tokens"))
-      return absl::FailedPreconditionError(absl::StrCat(
-          client.base_url(), " has no /tokenize and its chat completions report no usage.prompt_tokens, so prompts of "
-                             "an exact length cannot be built (HTTP ", reply->status, ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(client.base_url(),
+                       " has no /tokenize and its chat completions report no usage.prompt_tokens, so prompts of "
+                       "an exact length cannot be built (HTTP ",
+                       reply->status, ")"));
     return j["usage"]["prompt_tokens"].get<int32_t>();
   };
 }
@@ -71,8 +75,8 @@ absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
     overhead_ = *empty;
   }
   if (num_tokens < overhead_)
-    return absl::InvalidArgumentError(absl::StrCat("a prompt of ", num_tokens, " tokens is shorter than the chat template alone (",
-                                                   overhead_, " tokens)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a prompt of ", num_tokens, " tokens is shorter than the chat template alone (", overhead_, " tokens)"));
   std::string text = random_chars(num_tokens - overhead_);
   for (int i = 0; i < kMaxAdjustments; ++i) {
     absl::StatusOr<int32_t> n = count_(text);

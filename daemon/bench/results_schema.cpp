@@ -51,9 +51,12 @@ namespace {
 
 const char* sql_type(ColumnType type, SqlDialect dialect) {
   switch (type) {
-    case ColumnType::kText: return "TEXT";
-    case ColumnType::kInteger: return dialect == SqlDialect::kPostgres ? "BIGINT" : "INTEGER";
-    case ColumnType::kReal: return dialect == SqlDialect::kPostgres ? "DOUBLE PRECISION" : "REAL";
+    case ColumnType::kText:
+      return "TEXT";
+    case ColumnType::kInteger:
+      return dialect == SqlDialect::kPostgres ? "BIGINT" : "INTEGER";
+    case ColumnType::kReal:
+      return dialect == SqlDialect::kPostgres ? "DOUBLE PRECISION" : "REAL";
   }
   return "TEXT";
 }
@@ -71,10 +74,16 @@ const std::vector<Column>& result_columns() {
         case FieldDescriptor::CPPTYPE_INT64:
         case FieldDescriptor::CPPTYPE_UINT32:
         case FieldDescriptor::CPPTYPE_UINT64:
-        case FieldDescriptor::CPPTYPE_BOOL: type = ColumnType::kInteger; break;
+        case FieldDescriptor::CPPTYPE_BOOL:
+          type = ColumnType::kInteger;
+          break;
         case FieldDescriptor::CPPTYPE_DOUBLE:
-        case FieldDescriptor::CPPTYPE_FLOAT: type = ColumnType::kReal; break;
-        default: type = ColumnType::kText; break;
+        case FieldDescriptor::CPPTYPE_FLOAT:
+          type = ColumnType::kReal;
+          break;
+        default:
+          type = ColumnType::kText;
+          break;
       }
       out.push_back({name, type});
     }
@@ -86,21 +95,59 @@ const std::vector<Column>& result_columns() {
 std::vector<std::string> schema_migrations(SqlDialect dialect) {
   // Migration 1 is written out (not derived from the proto) so that a later field cannot silently change it;
   // result_columns_test checks that the table and the proto agree.
-  static const char* kVersion1Columns[][2] = {
-      {"nvidia_device_name", "T"}, {"nvidia_device_count", "I"}, {"bmserver_version", "T"}, {"model_name", "T"},
-      {"num_prompt_tokens", "I"}, {"num_completion_tokens", "I"}, {"num_requests", "I"},
-      {"nvidia_driver_version", "T"}, {"engine_name", "T"}, {"engine_version", "T"}, {"backend", "T"},
-      {"model_modal", "T"}, {"model_series", "T"}, {"model_size", "R"}, {"model_quant", "T"},
-      {"model_tool_call", "T"}, {"model_reasoning", "T"}, {"model_repo_id", "T"}, {"seed", "I"},
-      {"serve_options", "T"}, {"max_cache_tokens", "I"}, {"max_num_seqs", "I"}, {"max_model_len", "I"},
-      {"max_requests", "I"}, {"request_throughput_min", "R"}, {"completion_token_throughput", "R"},
-      {"total_token_throughput", "R"}, {"mean_latency", "R"}, {"mean_ttft_ms", "R"}, {"mean_tpot_ms", "R"},
-      {"num_completed", "I"}, {"num_errors", "I"}, {"duration_s", "R"}, {"request_throughput", "R"},
-      {"ttft_ms_mean", "R"}, {"ttft_ms_p50", "R"}, {"ttft_ms_p90", "R"}, {"ttft_ms_p99", "R"},
-      {"tpot_ms_mean", "R"}, {"tpot_ms_p50", "R"}, {"tpot_ms_p90", "R"}, {"tpot_ms_p99", "R"},
-      {"itl_ms_mean", "R"}, {"itl_ms_p50", "R"}, {"itl_ms_p90", "R"}, {"itl_ms_p99", "R"},
-      {"e2el_ms_mean", "R"}, {"e2el_ms_p50", "R"}, {"e2el_ms_p90", "R"}, {"e2el_ms_p99", "R"},
-      {"peak_kv_usage", "R"}, {"first_error", "T"}, {"created_at", "T"}};
+  static const char* kVersion1Columns[][2] = {{"nvidia_device_name", "T"},
+                                              {"nvidia_device_count", "I"},
+                                              {"bmserver_version", "T"},
+                                              {"model_name", "T"},
+                                              {"num_prompt_tokens", "I"},
+                                              {"num_completion_tokens", "I"},
+                                              {"num_requests", "I"},
+                                              {"nvidia_driver_version", "T"},
+                                              {"engine_name", "T"},
+                                              {"engine_version", "T"},
+                                              {"backend", "T"},
+                                              {"model_modal", "T"},
+                                              {"model_series", "T"},
+                                              {"model_size", "R"},
+                                              {"model_quant", "T"},
+                                              {"model_tool_call", "T"},
+                                              {"model_reasoning", "T"},
+                                              {"model_repo_id", "T"},
+                                              {"seed", "I"},
+                                              {"serve_options", "T"},
+                                              {"max_cache_tokens", "I"},
+                                              {"max_num_seqs", "I"},
+                                              {"max_model_len", "I"},
+                                              {"max_requests", "I"},
+                                              {"request_throughput_min", "R"},
+                                              {"completion_token_throughput", "R"},
+                                              {"total_token_throughput", "R"},
+                                              {"mean_latency", "R"},
+                                              {"mean_ttft_ms", "R"},
+                                              {"mean_tpot_ms", "R"},
+                                              {"num_completed", "I"},
+                                              {"num_errors", "I"},
+                                              {"duration_s", "R"},
+                                              {"request_throughput", "R"},
+                                              {"ttft_ms_mean", "R"},
+                                              {"ttft_ms_p50", "R"},
+                                              {"ttft_ms_p90", "R"},
+                                              {"ttft_ms_p99", "R"},
+                                              {"tpot_ms_mean", "R"},
+                                              {"tpot_ms_p50", "R"},
+                                              {"tpot_ms_p90", "R"},
+                                              {"tpot_ms_p99", "R"},
+                                              {"itl_ms_mean", "R"},
+                                              {"itl_ms_p50", "R"},
+                                              {"itl_ms_p90", "R"},
+                                              {"itl_ms_p99", "R"},
+                                              {"e2el_ms_mean", "R"},
+                                              {"e2el_ms_p50", "R"},
+                                              {"e2el_ms_p90", "R"},
+                                              {"e2el_ms_p99", "R"},
+                                              {"peak_kv_usage", "R"},
+                                              {"first_error", "T"},
+                                              {"created_at", "T"}};
   std::vector<std::string> defs, keys;
   int index = 0;
   for (const auto& c : kVersion1Columns) {
@@ -125,8 +172,8 @@ std::string upsert_sql(const std::vector<std::string>& values) {
     }
   }
   return absl::StrCat("INSERT INTO ", kResultsTable, " (", absl::StrJoin(names, ", "), ") VALUES (",
-                      absl::StrJoin(values, ", "), ") ON CONFLICT (", absl::StrJoin(keys, ", "),
-                      ") DO UPDATE SET ", absl::StrJoin(updates, ", "));
+                      absl::StrJoin(values, ", "), ") ON CONFLICT (", absl::StrJoin(keys, ", "), ") DO UPDATE SET ",
+                      absl::StrJoin(updates, ", "));
 }
 
 std::string select_sql(bool by_model) {
@@ -145,11 +192,20 @@ std::vector<std::string> to_column_values(const bmserver::v1::BenchmarkResult& r
     const Reflection* r = holder.GetReflection();
     const FieldDescriptor* f = leaf.field;
     switch (f->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_INT32: out.push_back(std::to_string(r->GetInt32(holder, f))); break;
-      case FieldDescriptor::CPPTYPE_INT64: out.push_back(std::to_string(r->GetInt64(holder, f))); break;
-      case FieldDescriptor::CPPTYPE_DOUBLE: out.push_back(format_sql_double(r->GetDouble(holder, f))); break;
-      case FieldDescriptor::CPPTYPE_STRING: out.push_back(r->GetString(holder, f)); break;
-      default: BM_CHECK(false && "BenchmarkResult holds a field type the store does not map");
+      case FieldDescriptor::CPPTYPE_INT32:
+        out.push_back(std::to_string(r->GetInt32(holder, f)));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        out.push_back(std::to_string(r->GetInt64(holder, f)));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        out.push_back(format_sql_double(r->GetDouble(holder, f)));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        out.push_back(r->GetString(holder, f));
+        break;
+      default:
+        BM_CHECK(false && "BenchmarkResult holds a field type the store does not map");
     }
   }
   return out;
@@ -166,11 +222,20 @@ bmserver::v1::BenchmarkResult from_column_values(const std::vector<std::optional
     const Reflection* r = holder->GetReflection();
     const std::string& text = *values[i];
     switch (leaf.field->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(holder, leaf.field, static_cast<int32_t>(std::strtoll(text.c_str(), nullptr, 10))); break;
-      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(holder, leaf.field, std::strtoll(text.c_str(), nullptr, 10)); break;
-      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(holder, leaf.field, std::strtod(text.c_str(), nullptr)); break;
-      case FieldDescriptor::CPPTYPE_STRING: r->SetString(holder, leaf.field, text); break;
-      default: BM_CHECK(false && "BenchmarkResult holds a field type the store does not map");
+      case FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(holder, leaf.field, static_cast<int32_t>(std::strtoll(text.c_str(), nullptr, 10)));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(holder, leaf.field, std::strtoll(text.c_str(), nullptr, 10));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(holder, leaf.field, std::strtod(text.c_str(), nullptr));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(holder, leaf.field, text);
+        break;
+      default:
+        BM_CHECK(false && "BenchmarkResult holds a field type the store does not map");
     }
   }
   return result;

@@ -63,7 +63,9 @@ class SqliteStore final : public ResultsStore {
     std::error_code ec;
     std::filesystem::path dir = std::filesystem::path(path_).parent_path();
     if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir.string(), " for the results database: ", ec.message()));
+    if (ec)
+      return absl::UnavailableError(
+          absl::StrCat("cannot create ", dir.string(), " for the results database: ", ec.message()));
     Db db;
     if (absl::Status s = db.open(path_, /*create=*/true); !s.ok()) return s;
     return migrate(db);
@@ -87,8 +89,12 @@ class SqliteStore final : public ResultsStore {
         int at = static_cast<int>(i + 1);
         // Typed binds: SQLite's own text-to-REAL conversion may not round-trip the last digit.
         switch (columns[i].type) {
-          case ColumnType::kReal: sqlite3_bind_double(stmt.get(), at, std::strtod(values[i].c_str(), nullptr)); break;
-          case ColumnType::kInteger: sqlite3_bind_int64(stmt.get(), at, std::strtoll(values[i].c_str(), nullptr, 10)); break;
+          case ColumnType::kReal:
+            sqlite3_bind_double(stmt.get(), at, std::strtod(values[i].c_str(), nullptr));
+            break;
+          case ColumnType::kInteger:
+            sqlite3_bind_int64(stmt.get(), at, std::strtoll(values[i].c_str(), nullptr, 10));
+            break;
           case ColumnType::kText:
             sqlite3_bind_text(stmt.get(), at, values[i].data(), static_cast<int>(values[i].size()), SQLITE_TRANSIENT);
             break;
@@ -129,15 +135,16 @@ class SqliteStore final : public ResultsStore {
       }
       out.push_back(from_column_values(values));
     }
-    if (rc != SQLITE_DONE) return absl::UnavailableError(absl::StrCat("cannot read the results database: ", db.error()));
+    if (rc != SQLITE_DONE)
+      return absl::UnavailableError(absl::StrCat("cannot read the results database: ", db.error()));
     return out;
   }
 
  private:
   absl::Status rollback(Db& db, const std::string& why) {
     (void)db.exec("ROLLBACK");
-    return absl::UnavailableError(absl::StrCat("cannot write the results to ", path_, ": ", why,
-                                               " (nothing was stored)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot write the results to ", path_, ": ", why, " (nothing was stored)"));
   }
 
   absl::Status migrate(Db& db) {
@@ -151,8 +158,7 @@ class SqliteStore final : public ResultsStore {
     std::vector<std::string> migrations = schema_migrations(SqlDialect::kSqlite);
     if (current > static_cast<int>(migrations.size()))
       return absl::FailedPreconditionError(absl::StrCat("the results database ", path_, " has schema version ", current,
-                                                        ", newer than this bmserverd knows (",
-                                                        migrations.size(), ")"));
+                                                        ", newer than this bmserverd knows (", migrations.size(), ")"));
     for (int v = current + 1; v <= static_cast<int>(migrations.size()); ++v) {
       if (absl::Status s = db.exec("BEGIN IMMEDIATE"); !s.ok()) return s;
       absl::Status s = db.exec(migrations[v - 1]);
@@ -160,8 +166,8 @@ class SqliteStore final : public ResultsStore {
       if (s.ok()) s = db.exec("COMMIT");
       if (!s.ok()) {
         (void)db.exec("ROLLBACK");
-        return absl::UnavailableError(absl::StrCat("cannot migrate the results database ", path_, " to version ", v,
-                                                   ": ", s.message()));
+        return absl::UnavailableError(
+            absl::StrCat("cannot migrate the results database ", path_, " to version ", v, ": ", s.message()));
       }
     }
     version_ = static_cast<int>(migrations.size());
@@ -174,6 +180,8 @@ class SqliteStore final : public ResultsStore {
 
 }  // namespace
 
-std::unique_ptr<ResultsStore> make_sqlite_store(std::string path) { return std::make_unique<SqliteStore>(std::move(path)); }
+std::unique_ptr<ResultsStore> make_sqlite_store(std::string path) {
+  return std::make_unique<SqliteStore>(std::move(path));
+}
 
 }  // namespace bm::daemon::bench

@@ -30,11 +30,20 @@ std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -78,7 +87,8 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
     models.insert(r.model_name());
   }
   for (auto& [key, points] : series)
-    std::sort(points.begin(), points.end(), [](const Result* a, const Result* b) { return a->num_requests() < b->num_requests(); });
+    std::sort(points.begin(), points.end(),
+              [](const Result* a, const Result* b) { return a->num_requests() < b->num_requests(); });
 
   int rows = (static_cast<int>(panels.size()) + kColumns - 1) / kColumns;
   double legend_height = 24.0 * static_cast<double>((series.size() + 2) / 3) + 20;
@@ -108,11 +118,14 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
     double y_top = 0;
     for (const Result& r : results) y_top = std::max(y_top, panel.value(r));
     y_top = nice_ceiling(y_top);
-    auto px = [&](int32_t x) { return left + (std::log2(static_cast<double>(x)) - x_min) / (x_max - x_min) * kPanelWidth; };
+    auto px = [&](int32_t x) {
+      return left + (std::log2(static_cast<double>(x)) - x_min) / (x_max - x_min) * kPanelWidth;
+    };
     auto py = [&](double y) { return top + kPanelHeight - std::max(0.0, y) / y_top * kPanelHeight; };
 
-    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\" fill=\"#222\">%s "
-                                "<tspan font-weight=\"normal\" fill=\"#666\">(%s)</tspan></text>\n",
+    absl::StrAppendFormat(&svg,
+                          "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\" fill=\"#222\">%s "
+                          "<tspan font-weight=\"normal\" fill=\"#666\">(%s)</tspan></text>\n",
                           left, top - 12, escape(panel.title), escape(panel.unit));
     constexpr int kTicks = 5;
     for (int t = 0; t <= kTicks; ++t) {
@@ -120,29 +133,35 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
       double y = py(v);
       absl::StrAppendFormat(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", left, y,
                             left + kPanelWidth, y, t == 0 ? "#888" : "#e5e5e5");
-      absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">%s</text>\n",
-                            left - 6, y + 4, format_tick(v));
+      absl::StrAppendFormat(
+          &svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">%s</text>\n", left - 6,
+          y + 4, format_tick(v));
     }
     double last_label = -1e9;
     for (int32_t x : xs) {
       double xpos = px(x);
-      absl::StrAppendFormat(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f0f0f0\"/>\n", xpos, top,
-                            xpos, top + kPanelHeight);
+      absl::StrAppendFormat(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f0f0f0\"/>\n", xpos,
+                            top, xpos, top + kPanelHeight);
       if (xpos - last_label < 22) continue;  // crowded labels stay unreadable; the grid line still shows
       last_label = xpos;
-      absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\">%d</text>\n",
-                            xpos, top + kPanelHeight + 16, x);
+      absl::StrAppendFormat(
+          &svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" text-anchor=\"middle\">%d</text>\n", xpos,
+          top + kPanelHeight + 16, x);
     }
     size_t color = 0;
     for (const auto& [key, points] : series) {
       const char* c = kColors[color++ % std::size(kColors)];
       std::string path;
-      for (const Result* r : points) absl::StrAppendFormat(&path, "%s%.1f,%.1f", path.empty() ? "" : " ", px(r->num_requests()), py(panel.value(*r)));
-      absl::StrAppendFormat(&svg, "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.2\"/>\n", path, c);
       for (const Result* r : points)
-        absl::StrAppendFormat(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>N=%d: %s %s</title></circle>\n",
-                              px(r->num_requests()), py(panel.value(*r)), c, r->num_requests(), format_tick(panel.value(*r)),
-                              escape(panel.unit));
+        absl::StrAppendFormat(&path, "%s%.1f,%.1f", path.empty() ? "" : " ", px(r->num_requests()),
+                              py(panel.value(*r)));
+      absl::StrAppendFormat(&svg, "<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.2\"/>\n", path,
+                            c);
+      for (const Result* r : points)
+        absl::StrAppendFormat(
+            &svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>N=%d: %s %s</title></circle>\n",
+            px(r->num_requests()), py(panel.value(*r)), c, r->num_requests(), format_tick(panel.value(*r)),
+            escape(panel.unit));
     }
   }
   // Legend under the panels.
@@ -156,7 +175,8 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
     std::string label = absl::StrCat(prompt, " → ", completion, " tokens");
     if (models.size() > 1) label = absl::StrCat(model, ": ", label);
     absl::StrAppend(&label, " (", gpu, ")");
-    absl::StrAppendFormat(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n",
+    absl::StrAppendFormat(&svg,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n",
                           x, y, x + 26, y, c);
     absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#222\">%s</text>\n", x + 34, y + 4,
                           escape(label));

@@ -25,10 +25,9 @@ absl::StatusOr<std::vector<TokenPair>> make_token_pairs(const std::vector<int32_
   for (int32_t p : prompt_tokens) {
     for (int32_t c : completion_tokens) {
       if (max_model_len > 0 && static_cast<int64_t>(p) + c > max_model_len)
-        return absl::InvalidArgumentError(absl::StrCat("prompt ", p, " + completion ", c, " = ",
-                                                       static_cast<int64_t>(p) + c,
-                                                       " tokens is over the model's context of ", max_model_len,
-                                                       " tokens"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("prompt ", p, " + completion ", c, " = ", static_cast<int64_t>(p) + c,
+                         " tokens is over the model's context of ", max_model_len, " tokens"));
       pairs.push_back({p, c});
     }
   }

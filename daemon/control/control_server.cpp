@@ -55,10 +55,14 @@ absl::Status prepare_unix_socket(const std::string& path, bool user_mode) {
   fs::path dir = fs::path(path).parent_path();
   if (!fs::exists(dir, ec)) {
     fs::create_directories(dir, ec);
-    if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create socket directory ", dir.string(), ": ", ec.message()));
-    fs::permissions(dir, user_mode ? fs::perms::owner_all : fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec, ec);
+    if (ec)
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create socket directory ", dir.string(), ": ", ec.message()));
+    fs::permissions(
+        dir, user_mode ? fs::perms::owner_all : fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
+        ec);
   }
-  struct stat st{};
+  struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (!S_ISSOCK(st.st_mode))
     return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
@@ -83,7 +87,9 @@ bool unix_socket_answers(const std::string& path) {
 }
 
 ControlServer::ControlServer() = default;
-ControlServer::~ControlServer() { shutdown(0); }
+ControlServer::~ControlServer() {
+  shutdown(0);
+}
 
 absl::Status ControlServer::start(const ControlServerOptions& options, const std::vector<grpc::Service*>& services) {
   std::shared_ptr<grpc::ServerCredentials> creds;
@@ -95,7 +101,8 @@ absl::Status ControlServer::start(const ControlServerOptions& options, const std
     absl::StatusOr<std::string> token = read_file(options.token_file, "token");
     if (!token.ok()) return token.status();
     std::string token_text(absl::StripAsciiWhitespace(*token));
-    if (token_text.empty()) return absl::InvalidArgumentError(absl::StrCat("token file ", options.token_file, " is empty"));
+    if (token_text.empty())
+      return absl::InvalidArgumentError(absl::StrCat("token file ", options.token_file, " is empty"));
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
     creds = grpc::SslServerCredentials(ssl);
@@ -117,8 +124,8 @@ absl::Status ControlServer::start(const ControlServerOptions& options, const std
   umask(old_mask);
   if (server_ == nullptr || (options.address.is_tcp() && selected_port == 0)) {
     server_.reset();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address.grpc_target(),
-                                               " (address in use, or not permitted)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.address.grpc_target(), " (address in use, or not permitted)"));
   }
   if (!options.address.is_tcp()) {
     socket_path_ = options.address.unix_path;

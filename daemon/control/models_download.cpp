@@ -81,8 +81,8 @@ int env_int(const char* name, int fallback) {
 }
 
 // Hub, layout and root for a request; the same rules as the store listing (common/store/).
-absl::StatusOr<common::DownloadOptions> options_for(const v1::StoreSelector& selector,
-                                                    const std::string& repo_id, const std::string& revision) {
+absl::StatusOr<common::DownloadOptions> options_for(const v1::StoreSelector& selector, const std::string& repo_id,
+                                                    const std::string& revision) {
   common::StoreRoots roots = common::resolve_store_roots();
   std::string hub = selector.hub().empty() ? roots.default_hub : selector.hub();
   absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
@@ -109,8 +109,7 @@ absl::StatusOr<common::DownloadOptions> options_for(const v1::StoreSelector& sel
   }
   if (!selector.local_dir().empty()) {
     if (!std::filesystem::path(selector.local_dir()).is_absolute()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--local-dir ", selector.local_dir(), " is not an absolute path"));
+      return absl::InvalidArgumentError(absl::StrCat("--local-dir ", selector.local_dir(), " is not an absolute path"));
     }
     options.layout = common::StoreLayout::kHfLocalDir;
     options.root = selector.local_dir();
@@ -168,8 +167,7 @@ class CancelWatch {
 
 absl::Status download_one(const std::string& name, const common::DownloadOptions& options,
                           grpc::ServerWriter<v1::DownloadEvent>* writer, CancelWatch& watch) {
-  spdlog::info("downloading {} ({}) from {} into {}", name, options.repo_id, options.hub.endpoint,
-               options.root);
+  spdlog::info("downloading {} ({}) from {} into {}", name, options.repo_id, options.hub.endpoint, options.root);
   absl::StatusOr<common::DownloadResult> result = common::download_snapshot(
       options,
       [&](const common::DownloadProgress& progress) {
@@ -235,12 +233,11 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
       event.set_phase(check->up_to_date ? "up-to-date" : "update-available");
       event.set_bytes_total(check->bytes_to_fetch);
       event.set_files_total(check->files_to_fetch);
-      event.set_message(
-          check->up_to_date
-              ? absl::StrCat(entry->name, " is up to date at ", check->remote_commit, ".")
-              : absl::StrCat(entry->name, ": ",
-                             check->current_commit.empty() ? "incomplete" : check->current_commit, " -> ",
-                             check->remote_commit, ", ", check->files_to_fetch, " files to fetch."));
+      event.set_message(check->up_to_date
+                            ? absl::StrCat(entry->name, " is up to date at ", check->remote_commit, ".")
+                            : absl::StrCat(entry->name, ": ",
+                                           check->current_commit.empty() ? "incomplete" : check->current_commit, " -> ",
+                                           check->remote_commit, ", ", check->files_to_fetch, " files to fetch."));
       writer->Write(event);
       continue;
     }
@@ -250,8 +247,8 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
   }
   if (num_present == 0) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("no downloaded model matches \"", request->pattern(), "\" in ",
-                                     (*store)->root(), " (bmserver chat list shows what is there)"));
+                        absl::StrCat("no downloaded model matches \"", request->pattern(), "\" in ", (*store)->root(),
+                                     " (bmserver chat list shows what is there)"));
   }
   return to_status(first_error);
 }

@@ -65,8 +65,7 @@ absl::StatusOr<Scan> scan(const v1::StoreSelector& selector, const common::Catal
   absl::StatusOr<std::vector<const common::CatalogEntry*>> entries = common::search_catalog(filter);
   if (!entries.ok()) return entries.status();
   // A local store is addressed by the repo id of the selected hub (identical on both for the whole catalog).
-  absl::StatusOr<common::Hub> hub =
-      common::parse_hub(selector.hub().empty() ? roots.default_hub : selector.hub());
+  absl::StatusOr<common::Hub> hub = common::parse_hub(selector.hub().empty() ? roots.default_hub : selector.hub());
   if (!hub.ok()) return hub.status();
   Scan result{*std::move(store), {}};
   for (const common::CatalogEntry* entry : *entries) {
@@ -112,8 +111,7 @@ grpc::Status ModelsService::Search(grpc::ServerContext*, const v1::SearchRequest
   return guarded("Search", [&] { return search(*request, /*stored_only=*/false, response); });
 }
 
-grpc::Status ModelsService::List(grpc::ServerContext*, const v1::SearchRequest* request,
-                                 v1::SearchResponse* response) {
+grpc::Status ModelsService::List(grpc::ServerContext*, const v1::SearchRequest* request, v1::SearchResponse* response) {
   return guarded("List", [&] { return search(*request, /*stored_only=*/true, response); });
 }
 
@@ -121,8 +119,7 @@ grpc::Status ModelsService::Remove(grpc::ServerContext*, const v1::RemoveRequest
                                    v1::RemoveResponse* response) {
   return guarded("Remove", [&]() -> grpc::Status {
     std::lock_guard<std::mutex> lock(remove_mutex_);
-    absl::StatusOr<Scan> found =
-        scan(request->store(), common::CatalogFilter{request->pattern(), "", "", ""});
+    absl::StatusOr<Scan> found = scan(request->store(), common::CatalogFilter{request->pattern(), "", "", ""});
     if (!found.ok()) return to_grpc(found.status());
     std::vector<const Match*> present;
     for (const Match& match : found->matches)
@@ -141,10 +138,9 @@ grpc::Status ModelsService::Remove(grpc::ServerContext*, const v1::RemoveRequest
     uint64_t total = 0;
     for (const Match* match : present) {
       if (!request->dry_run()) {
-        if (absl::Status removed = found->store->remove(*match->stored); !removed.ok())
-          return to_grpc(removed);
-        spdlog::info("removed {} ({}) from {}, {} freed", match->entry->name, match->repo_id,
-                     match->stored->repo_path, common::format_size(match->stored->size_on_disk));
+        if (absl::Status removed = found->store->remove(*match->stored); !removed.ok()) return to_grpc(removed);
+        spdlog::info("removed {} ({}) from {}, {} freed", match->entry->name, match->repo_id, match->stored->repo_path,
+                     common::format_size(match->stored->size_on_disk));
       }
       v1::RemovedModel* out = response->add_models();
       out->set_name(match->entry->name);

@@ -16,12 +16,9 @@ class ModelsService final : public bmserver::v1::Models::Service {
   using IsServed = std::function<bool(const std::string& name, const std::string& repo_id)>;
   explicit ModelsService(IsServed is_served) : is_served_(std::move(is_served)) {}
 
-  grpc::Status Search(grpc::ServerContext*, const bmserver::v1::SearchRequest*,
-                      bmserver::v1::SearchResponse*) override;
-  grpc::Status List(grpc::ServerContext*, const bmserver::v1::SearchRequest*,
-                    bmserver::v1::SearchResponse*) override;
-  grpc::Status Remove(grpc::ServerContext*, const bmserver::v1::RemoveRequest*,
-                      bmserver::v1::RemoveResponse*) override;
+  grpc::Status Search(grpc::ServerContext*, const bmserver::v1::SearchRequest*, bmserver::v1::SearchResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const bmserver::v1::SearchRequest*, bmserver::v1::SearchResponse*) override;
+  grpc::Status Remove(grpc::ServerContext*, const bmserver::v1::RemoveRequest*, bmserver::v1::RemoveResponse*) override;
   grpc::Status Download(grpc::ServerContext*, const bmserver::v1::DownloadRequest*,
                         grpc::ServerWriter<bmserver::v1::DownloadEvent>*) override;
   grpc::Status Update(grpc::ServerContext*, const bmserver::v1::UpdateRequest*,

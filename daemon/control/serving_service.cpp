@@ -16,9 +16,15 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   out->set_backend(m.backend);
   for (int32_t g : m.settings.gpus) out->add_gpus(g);
   switch (m.state()) {
-    case serving::ModelState::kLoading: out->set_state("loading"); break;
-    case serving::ModelState::kReady: out->set_state("ready"); break;
-    case serving::ModelState::kFailed: out->set_state("failed"); break;
+    case serving::ModelState::kLoading:
+      out->set_state("loading");
+      break;
+    case serving::ModelState::kReady:
+      out->set_state("ready");
+      break;
+    case serving::ModelState::kFailed:
+      out->set_state("failed");
+      break;
   }
   out->set_error(m.error());
   out->set_weight_bytes(m.weight_bytes);
@@ -60,7 +66,8 @@ grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver:
   if (o.gpu_memory_utilization() < 0 || o.gpu_memory_utilization() > 1)
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "gpu_memory_utilization must be in (0, 1]");
   if (o.max_model_len() < 0 || o.max_num_seqs() < 0 || o.max_num_batched_tokens() < 0)
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_model_len, max_num_seqs and max_num_batched_tokens must not be negative");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "max_model_len, max_num_seqs and max_num_batched_tokens must not be negative");
   serving::ServeCommand command;
   command.name = request->name();
   command.settings.hub = request->store().hub();

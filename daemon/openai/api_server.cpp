@@ -32,8 +32,13 @@ bool key_accepted(const ServedModel& model, const HttpRequest& request) {
 }
 
 json model_card(const ServedModel& model, const std::string& id) {
-  return {{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "bmserver"}, {"root", model.repo_id},
-          {"parent", nullptr}, {"max_model_len", model.generator ? model.generator->max_model_len() : 0}};
+  return {{"id", id},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "bmserver"},
+          {"root", model.repo_id},
+          {"parent", nullptr},
+          {"max_model_len", model.generator ? model.generator->max_model_len() : 0}};
 }
 
 }  // namespace
@@ -42,17 +47,28 @@ ApiServer::ApiServer(ApiServerOptions options, serving::ModelRegistry& registry)
     : options_(std::move(options)), registry_(registry) {
   if (!options_.cors_allow_origin.empty())
     options_.http.default_headers.push_back({"Access-Control-Allow-Origin", options_.cors_allow_origin});
-  http_ = std::make_unique<HttpServer>(options_.http, [this](const HttpRequest& r, std::shared_ptr<Exchange> e) {
-    route(r, std::move(e));
-  });
+  http_ = std::make_unique<HttpServer>(
+      options_.http, [this](const HttpRequest& r, std::shared_ptr<Exchange> e) { route(r, std::move(e)); });
 }
 
-ApiServer::~ApiServer() { stop(); }
-absl::Status ApiServer::start() { return http_->start(); }
-void ApiServer::stop() { http_->stop(); }
-uint16_t ApiServer::port() const { return http_->port(); }
-const HttpServerStats& ApiServer::stats() const { return http_->stats(); }
-std::string ApiServer::base_url() const { return absl::StrCat("http://", options_.http.host, ":", port()); }
+ApiServer::~ApiServer() {
+  stop();
+}
+absl::Status ApiServer::start() {
+  return http_->start();
+}
+void ApiServer::stop() {
+  http_->stop();
+}
+uint16_t ApiServer::port() const {
+  return http_->port();
+}
+const HttpServerStats& ApiServer::stats() const {
+  return http_->stats();
+}
+std::string ApiServer::base_url() const {
+  return absl::StrCat("http://", options_.http.host, ":", port());
+}
 
 void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
   const std::string& path = request.path;
@@ -120,7 +136,8 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
       data.push_back(model_card(*m, m->name));
       if (m->repo_id != m->name) data.push_back(model_card(*m, m->repo_id));
     }
-    if (!wanted.empty()) return exchange->respond(openai_error(404, "The model '" + wanted + "' does not exist.", "model"));
+    if (!wanted.empty())
+      return exchange->respond(openai_error(404, "The model '" + wanted + "' does not exist.", "model"));
     return exchange->respond(json_response({{"object", "list"}, {"data", data}}));
   }
 
@@ -136,14 +153,16 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
   if (body.is_discarded()) return exchange->respond(openai_error(400, "the request body is not valid JSON"));
   if (!body.is_object()) return exchange->respond(openai_error(400, "the request body must be a JSON object"));
   if (!body.contains("model") || !body["model"].is_string())
-    return exchange->respond(openai_error(400, "'model' must name a served model (GET /v1/models lists them)", "model"));
+    return exchange->respond(
+        openai_error(400, "'model' must name a served model (GET /v1/models lists them)", "model"));
   std::string name = body["model"].get<std::string>();
   std::shared_ptr<ServedModel> model = registry_.find(name);
   if (!model) {
     std::vector<std::string> names;
     for (const auto& m : registry_.list()) names.push_back(m->name);
-    return exchange->respond(openai_error(404, absl::StrCat("The model '", name, "' does not exist. Served: ",
-                                                            names.empty() ? "none" : absl::StrJoin(names, ", "), "."),
+    return exchange->respond(openai_error(404,
+                                          absl::StrCat("The model '", name, "' does not exist. Served: ",
+                                                       names.empty() ? "none" : absl::StrJoin(names, ", "), "."),
                                           "model"));
   }
   if (!key_accepted(*model, request))
@@ -154,7 +173,8 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     return exchange->respond(openai_error(503, "model '" + model->name + "' failed: " + model->error()));
 
 #if !BMSERVER_HAVE_TOKENIZER
-  return exchange->respond(openai_error(503, "this bmserverd was built without the engine's tokenizer, so it cannot generate"));
+  return exchange->respond(
+      openai_error(503, "this bmserverd was built without the engine's tokenizer, so it cannot generate"));
 #else
   if (is_tokenize) {
     std::vector<int32_t> ids;
@@ -167,8 +187,8 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     } else {
       return exchange->respond(openai_error(400, "send 'prompt' (a string) or 'messages'", "prompt"));
     }
-    return exchange->respond(json_response(
-        {{"count", ids.size()}, {"max_model_len", model->generator->max_model_len()}, {"tokens", ids}}));
+    return exchange->respond(
+        json_response({{"count", ids.size()}, {"max_model_len", model->generator->max_model_len()}, {"tokens", ids}}));
   }
   if (is_detokenize) {
     if (!body.contains("tokens") || !body["tokens"].is_array())
@@ -176,13 +196,15 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     std::vector<int32_t> ids;
     for (const json& t : body["tokens"]) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= model->tokenizer->vocab_size())
-        return exchange->respond(openai_error(400, absl::StrCat("'tokens' must hold ids in [0, ", model->tokenizer->vocab_size(), ")"), "tokens"));
+        return exchange->respond(openai_error(
+            400, absl::StrCat("'tokens' must hold ids in [0, ", model->tokenizer->vocab_size(), ")"), "tokens"));
       ids.push_back(t.get<int32_t>());
     }
     return exchange->respond(json_response({{"prompt", model->tokenizer->decode(ids, /*skip_special_tokens=*/false)}}));
   }
 
-  std::variant<SessionOptions, ApiError> prepared = is_chat ? prepare_chat(*model, body) : prepare_completion(*model, body);
+  std::variant<SessionOptions, ApiError> prepared =
+      is_chat ? prepare_chat(*model, body) : prepare_completion(*model, body);
   if (auto* err = std::get_if<ApiError>(&prepared)) return exchange->respond(err->response());
   GenerationSession::start(model, std::get<SessionOptions>(std::move(prepared)), std::move(exchange));
 #endif

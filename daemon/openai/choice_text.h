@@ -28,7 +28,7 @@ struct ChoiceTextOptions {
 };
 
 struct TextDelta {
-  std::string text;       // everything (after stop strings), for completions and logprob offsets
+  std::string text;  // everything (after stop strings), for completions and logprob offsets
   std::string content;
   std::string reasoning;
   std::vector<ToolCall> tool_calls;

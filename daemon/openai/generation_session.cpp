@@ -10,14 +10,20 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string reason_name(serving::FinishReason reason, bool had_tool_calls) {
   switch (reason) {
-    case serving::FinishReason::kStop: return had_tool_calls ? "tool_calls" : "stop";
-    case serving::FinishReason::kLength: return "length";
-    case serving::FinishReason::kAbort: return "abort";
-    case serving::FinishReason::kError: return "error";
+    case serving::FinishReason::kStop:
+      return had_tool_calls ? "tool_calls" : "stop";
+    case serving::FinishReason::kLength:
+      return "length";
+    case serving::FinishReason::kAbort:
+      return "abort";
+    case serving::FinishReason::kError:
+      return "error";
   }
   return "stop";
 }
@@ -48,12 +54,14 @@ GenerationSession::GenerationSession(std::shared_ptr<serving::ServedModel> model
                                      std::shared_ptr<Exchange> exchange)
     : model_(std::move(model)), options_(std::move(options)), exchange_(std::move(exchange)) {
   id_ = random_id(options_.kind == ResponseKind::kChat ? "chatcmpl-" : "cmpl-");
-  created_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  created_ =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 void GenerationSession::start(std::shared_ptr<serving::ServedModel> model, SessionOptions options,
                               std::shared_ptr<Exchange> exchange) {
-  std::shared_ptr<GenerationSession> session(new GenerationSession(std::move(model), std::move(options), std::move(exchange)));
+  std::shared_ptr<GenerationSession> session(
+      new GenerationSession(std::move(model), std::move(options), std::move(exchange)));
   session->submit_all();
 }
 
@@ -78,8 +86,9 @@ void GenerationSession::submit_all() {
     // gets its own seed derived from the request's (still reproducible across runs).
     if (spec.params.seed && i > 0) *spec.params.seed += 0x9e3779b97f4a7c15ULL * i;
     auto self = shared_from_this();  // the engine's callback keeps the session alive until its last event
-    absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> handle = model_->generator->submit(
-        spec.prompt_ids, spec.params, [self, i](serving::GenerationEvent event) { self->on_event(i, std::move(event)); });
+    absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> handle =
+        model_->generator->submit(spec.prompt_ids, spec.params,
+                                  [self, i](serving::GenerationEvent event) { self->on_event(i, std::move(event)); });
     if (!handle.ok()) {
       error_ = std::string(handle.status().message());
       finished_ = true;
@@ -135,13 +144,16 @@ json GenerationSession::logprobs_json(Choice& choice, const std::vector<serving:
     offsets.push_back(choice.text_offset);
     choice.text_offset += text.size();
   }
-  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", offsets}};
+  return {
+      {"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", offsets}};
 }
 
-void GenerationSession::send_json(const json& chunk) { exchange_->send("data: " + dump(chunk) + "\n\n"); }
+void GenerationSession::send_json(const json& chunk) {
+  exchange_->send("data: " + dump(chunk) + "\n\n");
+}
 
-void GenerationSession::emit_delta(size_t index, const TextDelta& delta, const std::vector<serving::TokenLogprob>& logprobs,
-                                   bool final) {
+void GenerationSession::emit_delta(size_t index, const TextDelta& delta,
+                                   const std::vector<serving::TokenLogprob>& logprobs, bool final) {
   Choice& c = choices_[index];
   c.content += delta.content;
   c.reasoning += delta.reasoning;
@@ -155,26 +167,34 @@ void GenerationSession::emit_delta(size_t index, const TextDelta& delta, const s
   }
   // The first chunk of a choice goes out with its first token, even when that token's text is held back.
   bool has_payload = !delta.empty() || !lp.is_null() || final || !c.sent_role;
-  if (options_.kind == ResponseKind::kCompletion) has_payload = !delta.text.empty() || !lp.is_null() || final || !c.sent_role;
+  if (options_.kind == ResponseKind::kCompletion)
+    has_payload = !delta.text.empty() || !lp.is_null() || final || !c.sent_role;
   if (!has_payload) return;
   json choice = {{"index", index}, {"logprobs", lp}, {"finish_reason", final ? json(*c.finish_reason) : json(nullptr)}};
   if (options_.kind == ResponseKind::kChat) {
     json d = json::object();
     if (!c.sent_role) d["role"] = "assistant";
     if (!delta.reasoning.empty()) d["reasoning_content"] = delta.reasoning;
-    if (!delta.content.empty() || (!c.sent_role && delta.reasoning.empty() && delta.tool_calls.empty())) d["content"] = delta.content;
+    if (!delta.content.empty() || (!c.sent_role && delta.reasoning.empty() && delta.tool_calls.empty()))
+      d["content"] = delta.content;
     if (!delta.tool_calls.empty()) {
       json calls = json::array();
-      for (const ToolCall& call : delta.tool_calls) calls.push_back(tool_call_json(call, c.num_tool_calls_sent++, true));
+      for (const ToolCall& call : delta.tool_calls)
+        calls.push_back(tool_call_json(call, c.num_tool_calls_sent++, true));
       d["tool_calls"] = calls;
     }
     choice["delta"] = d;
   } else {
-    choice["text"] = (!c.sent_role && !options_.choices[index].echo_prefix.empty() ? options_.choices[index].echo_prefix : "") + delta.text;
+    choice["text"] =
+        (!c.sent_role && !options_.choices[index].echo_prefix.empty() ? options_.choices[index].echo_prefix : "") +
+        delta.text;
   }
   c.sent_role = true;
-  json chunk = {{"id", id_}, {"object", options_.kind == ResponseKind::kChat ? "chat.completion.chunk" : "text_completion"},
-                {"created", created_}, {"model", options_.model_name}, {"choices", json::array({choice})}};
+  json chunk = {{"id", id_},
+                {"object", options_.kind == ResponseKind::kChat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created_},
+                {"model", options_.model_name},
+                {"choices", json::array({choice})}};
   if (options_.include_usage) chunk["usage"] = nullptr;
   send_json(chunk);
 }
@@ -190,7 +210,8 @@ void GenerationSession::on_event(size_t index, serving::GenerationEvent event) {
       first_token_time_ = now;
       model_->metrics.time_to_first_token_seconds.observe(std::chrono::duration<double>(now - start_time_).count());
     } else {
-      model_->metrics.inter_token_latency_seconds.observe(std::chrono::duration<double>(now - last_token_time_).count());
+      model_->metrics.inter_token_latency_seconds.observe(
+          std::chrono::duration<double>(now - last_token_time_).count());
     }
     last_token_time_ = now;
     model_->metrics.generation_tokens_total += event.token_ids.size();
@@ -202,7 +223,8 @@ void GenerationSession::on_event(size_t index, serving::GenerationEvent event) {
     c.finish_reason = c.text->num_tool_calls() > 0 ? "tool_calls" : "stop";
     if (c.handle) c.handle->abort();  // abort() only enqueues, so calling it from the engine's callback is safe
   } else if (event.finish) {
-    if (*event.finish == serving::FinishReason::kError) error_ = event.error.empty() ? "generation failed" : event.error;
+    if (*event.finish == serving::FinishReason::kError)
+      error_ = event.error.empty() ? "generation failed" : event.error;
     TextDelta rest = c.text->finish();
     delta.text += rest.text;
     delta.content += rest.content;
@@ -253,8 +275,12 @@ void GenerationSession::finish_if_done() {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count());
   if (options_.stream) {
     if (options_.include_usage) {
-      send_json({{"id", id_}, {"object", options_.kind == ResponseKind::kChat ? "chat.completion.chunk" : "text_completion"},
-                 {"created", created_}, {"model", options_.model_name}, {"choices", json::array()}, {"usage", usage_json()}});
+      send_json({{"id", id_},
+                 {"object", options_.kind == ResponseKind::kChat ? "chat.completion.chunk" : "text_completion"},
+                 {"created", created_},
+                 {"model", options_.model_name},
+                 {"choices", json::array()},
+                 {"usage", usage_json()}});
     }
     exchange_->send("data: [DONE]\n\n");
     exchange_->end_stream();
@@ -269,11 +295,13 @@ void GenerationSession::finish_if_done() {
       lp = logprobs_json(c, c.raw_logprobs);
     }
     if (options_.kind == ResponseKind::kChat) {
-      json message = {{"role", "assistant"}, {"content", c.content.empty() && !c.tool_calls.empty() ? json(nullptr) : json(c.content)}};
+      json message = {{"role", "assistant"},
+                      {"content", c.content.empty() && !c.tool_calls.empty() ? json(nullptr) : json(c.content)}};
       if (!c.reasoning.empty()) message["reasoning_content"] = c.reasoning;
       if (!c.tool_calls.empty()) {
         json calls = json::array();
-        for (size_t k = 0; k < c.tool_calls.size(); ++k) calls.push_back(tool_call_json(c.tool_calls[k], static_cast<int>(k), false));
+        for (size_t k = 0; k < c.tool_calls.size(); ++k)
+          calls.push_back(tool_call_json(c.tool_calls[k], static_cast<int>(k), false));
         message["tool_calls"] = calls;
       } else {
         message["tool_calls"] = json::array();
@@ -283,8 +311,10 @@ void GenerationSession::finish_if_done() {
       choices.push_back({{"index", i}, {"text", c.full_text}, {"logprobs", lp}, {"finish_reason", *c.finish_reason}});
     }
   }
-  json body = {{"id", id_}, {"object", options_.kind == ResponseKind::kChat ? "chat.completion" : "text_completion"},
-               {"created", created_}, {"model", options_.model_name}, {"choices", choices}, {"usage", usage_json()}};
+  json body = {
+      {"id", id_},           {"object", options_.kind == ResponseKind::kChat ? "chat.completion" : "text_completion"},
+      {"created", created_}, {"model", options_.model_name},
+      {"choices", choices},  {"usage", usage_json()}};
   HttpResponse response;
   response.body = dump(body);
   exchange_->respond(std::move(response));

@@ -56,7 +56,8 @@ class GenerationSession : public std::enable_shared_from_this<GenerationSession>
     size_t text_offset = 0;
   };
 
-  GenerationSession(std::shared_ptr<serving::ServedModel> model, SessionOptions options, std::shared_ptr<Exchange> exchange);
+  GenerationSession(std::shared_ptr<serving::ServedModel> model, SessionOptions options,
+                    std::shared_ptr<Exchange> exchange);
   void submit_all();
   void on_event(size_t index, serving::GenerationEvent event);
   void emit_delta(size_t index, const TextDelta& delta, const std::vector<serving::TokenLogprob>& logprobs, bool final);

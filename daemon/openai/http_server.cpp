@@ -1,7 +1,7 @@
 #include "daemon/openai/http_server.h"
 
-#include <deque>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 #include <cerrno>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -37,14 +37,16 @@ std::string HttpRequest::header(const std::string& name) const {
 namespace {
 
 std::string status_line(int status) {
-  return absl::StrCat("HTTP/1.1 ", status, " ", std::string(http::obsolete_reason(static_cast<http::status>(status))), "\r\n");
+  return absl::StrCat("HTTP/1.1 ", status, " ", std::string(http::obsolete_reason(static_cast<http::status>(status))),
+                      "\r\n");
 }
 
 std::string error_body(const std::string& message, const std::string& type, int code) {
   // The OpenAI error shape, for failures the server itself detects before any handler runs.
   std::string escaped;
   for (char c : message) escaped += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-  return absl::StrCat("{\"error\":{\"message\":\"", escaped, "\",\"type\":\"", type, "\",\"param\":null,\"code\":", code, "}}");
+  return absl::StrCat("{\"error\":{\"message\":\"", escaped, "\",\"type\":\"", type,
+                      "\",\"param\":null,\"code\":", code, "}}");
 }
 
 class Connection;
@@ -88,7 +90,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     on_gone_(this);
   }
 
-  void start() { net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); }); }
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+  }
 
   void close_from_server() {
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
@@ -119,7 +123,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_ || completed_ || streaming_) return;
     streaming_ = true;
     std::string head = status_line(status);
-    head += absl::StrCat("Content-Type: ", content_type, "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+    head +=
+        absl::StrCat("Content-Type: ", content_type, "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
     for (const auto& [name, value] : headers) head += absl::StrCat(name, ": ", value, "\r\n");
     for (const auto& [name, value] : options_.default_headers) head += absl::StrCat(name, ": ", value, "\r\n");
     if (!keep_alive_) head += "Connection: close\r\n";
@@ -163,7 +168,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (ec) {
       keep_alive_ = false;
-      bool too_large = ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
+      bool too_large =
+          ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
       completed_ = false;
       // The client may still be sending the body we refused: read and drop it after the response, or closing
       // with unread data would reset the connection before the client reads the error.
@@ -392,10 +398,11 @@ struct HttpServer::Impl {
         if (ec == net::error::operation_aborted || ec == net::error::bad_descriptor || stopped) return;
         spdlog::warn("http accept failed: {}", ec.message());
       } else {
-        auto connection = std::make_shared<Connection>(std::move(socket), options, handler, stats, [this](Connection* c) {
-          std::lock_guard<std::mutex> lock(connections_mutex);
-          connections.erase(c);
-        });
+        auto connection =
+            std::make_shared<Connection>(std::move(socket), options, handler, stats, [this](Connection* c) {
+              std::lock_guard<std::mutex> lock(connections_mutex);
+              connections.erase(c);
+            });
         {
           std::lock_guard<std::mutex> lock(connections_mutex);
           connections.insert(connection.get());
@@ -416,7 +423,9 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler) : impl_(std::
   impl_->handler = std::move(handler);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 absl::Status HttpServer::start() {
   beast::error_code ec;
@@ -437,19 +446,24 @@ absl::Status HttpServer::start() {
   if (!ec) impl_->acceptor->listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
     impl_->acceptor.reset();
-    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", impl_->options.host, ":",
-                                               impl_->options.port, ": ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", impl_->options.host, ":", impl_->options.port, ": ", ec.message()));
   }
   impl_->bound_port = impl_->acceptor->local_endpoint().port();
   impl_->work.emplace(net::make_work_guard(impl_->ioc));
   impl_->accept();
-  for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i)
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   return absl::OkStatus();
 }
 
-uint16_t HttpServer::port() const { return impl_->bound_port; }
+uint16_t HttpServer::port() const {
+  return impl_->bound_port;
+}
 
-const HttpServerStats& HttpServer::stats() const { return impl_->stats; }
+const HttpServerStats& HttpServer::stats() const {
+  return impl_->stats;
+}
 
 void HttpServer::stop() {
   if (impl_->stopped || impl_->threads.empty()) return;

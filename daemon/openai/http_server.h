@@ -19,7 +19,7 @@ struct HttpServerOptions {
   int num_threads = 4;
   size_t max_body_bytes = 32 << 20;
   size_t max_header_bytes = 64 << 10;
-  int header_timeout_seconds = 30;  // slow or silent clients are dropped
+  int header_timeout_seconds = 30;                                   // slow or silent clients are dropped
   std::vector<std::pair<std::string, std::string>> default_headers;  // added to every response (CORS)
 };
 

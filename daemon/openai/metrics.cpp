@@ -6,13 +6,17 @@ namespace bm::daemon::openai {
 namespace {
 
 std::vector<double> latency_bounds() {
-  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0};
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
+          0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0};
 }
-std::vector<double> token_bounds() { return {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000}; }
+std::vector<double> token_bounds() {
+  return {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000};
+}
 
 std::string label_escape(const std::string& v) {
   std::string out;
-  for (char c : v) out += (c == '"' || c == '\\') ? std::string("\\") + c : c == '\n' ? std::string("\\n") : std::string(1, c);
+  for (char c : v)
+    out += (c == '"' || c == '\\') ? std::string("\\") + c : c == '\n' ? std::string("\\n") : std::string(1, c);
   return out;
 }
 
@@ -64,20 +68,29 @@ std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_
     for (const ModelGauges& m : models)
       absl::StrAppend(&out, name, "{model_name=\"", label_escape(m.model_name), "\"} ", value_of(m), "\n");
   };
-  gauge("bmserver:num_requests_running", "Requests in the running batch.", [](const ModelGauges& m) { return m.num_running; });
-  gauge("bmserver:num_requests_waiting", "Requests waiting to be scheduled.", [](const ModelGauges& m) { return m.num_waiting; });
-  gauge("bmserver:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0-1).", [](const ModelGauges& m) { return m.kv_cache_usage; });
-  gauge("bmserver:kv_cache_capacity_tokens", "KV-cache capacity in tokens.", [](const ModelGauges& m) { return m.kv_capacity_tokens; });
-  gauge("bmserver:num_preemptions_total", "Preemptions (recompute) since start.", [](const ModelGauges& m) { return m.num_preemptions; });
+  gauge("bmserver:num_requests_running", "Requests in the running batch.",
+        [](const ModelGauges& m) { return m.num_running; });
+  gauge("bmserver:num_requests_waiting", "Requests waiting to be scheduled.",
+        [](const ModelGauges& m) { return m.num_waiting; });
+  gauge("bmserver:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0-1).",
+        [](const ModelGauges& m) { return m.kv_cache_usage; });
+  gauge("bmserver:kv_cache_capacity_tokens", "KV-cache capacity in tokens.",
+        [](const ModelGauges& m) { return m.kv_capacity_tokens; });
+  gauge("bmserver:num_preemptions_total", "Preemptions (recompute) since start.",
+        [](const ModelGauges& m) { return m.num_preemptions; });
 
   auto counter = [&](const std::string& name, const char* help, auto value_of) {
     header(out, name, "counter", help);
     for (const ModelGauges& m : models)
-      if (m.metrics) absl::StrAppend(&out, name, "{model_name=\"", label_escape(m.model_name), "\"} ", value_of(*m.metrics), "\n");
+      if (m.metrics)
+        absl::StrAppend(&out, name, "{model_name=\"", label_escape(m.model_name), "\"} ", value_of(*m.metrics), "\n");
   };
-  counter("bmserver:prompt_tokens_total", "Prefill tokens processed.", [](const ModelMetrics& m) { return m.prompt_tokens_total.load(); });
-  counter("bmserver:generation_tokens_total", "Tokens generated.", [](const ModelMetrics& m) { return m.generation_tokens_total.load(); });
-  counter("bmserver:request_errors_total", "Requests that ended in an error.", [](const ModelMetrics& m) { return m.request_errors_total.load(); });
+  counter("bmserver:prompt_tokens_total", "Prefill tokens processed.",
+          [](const ModelMetrics& m) { return m.prompt_tokens_total.load(); });
+  counter("bmserver:generation_tokens_total", "Tokens generated.",
+          [](const ModelMetrics& m) { return m.generation_tokens_total.load(); });
+  counter("bmserver:request_errors_total", "Requests that ended in an error.",
+          [](const ModelMetrics& m) { return m.request_errors_total.load(); });
 
   header(out, "bmserver:request_success_total", "counter", "Finished requests by finish reason.");
   for (const ModelGauges& m : models) {
@@ -94,10 +107,13 @@ std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_
       if (m.metrics) (m.metrics->*member).render(out, name, "model_name=\"" + label_escape(m.model_name) + "\"");
   };
   histogram("bmserver:time_to_first_token_seconds", "Time to first token.", &ModelMetrics::time_to_first_token_seconds);
-  histogram("bmserver:inter_token_latency_seconds", "Time between output tokens.", &ModelMetrics::inter_token_latency_seconds);
-  histogram("bmserver:e2e_request_latency_seconds", "End-to-end request latency.", &ModelMetrics::e2e_request_latency_seconds);
+  histogram("bmserver:inter_token_latency_seconds", "Time between output tokens.",
+            &ModelMetrics::inter_token_latency_seconds);
+  histogram("bmserver:e2e_request_latency_seconds", "End-to-end request latency.",
+            &ModelMetrics::e2e_request_latency_seconds);
   histogram("bmserver:request_prompt_tokens", "Prompt tokens per request.", &ModelMetrics::request_prompt_tokens);
-  histogram("bmserver:request_generation_tokens", "Generated tokens per request.", &ModelMetrics::request_generation_tokens);
+  histogram("bmserver:request_generation_tokens", "Generated tokens per request.",
+            &ModelMetrics::request_generation_tokens);
 
   header(out, "bmserver:http_open_connections", "gauge", "Open HTTP connections.");
   absl::StrAppend(&out, "bmserver:http_open_connections ", open_connections, "\n");

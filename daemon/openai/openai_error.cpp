@@ -7,12 +7,22 @@ namespace {
 
 std::string error_type(int status) {
   switch (status) {
-    case 400: case 404: case 405: case 413: case 422: return status == 404 ? "NotFoundError" : "BadRequestError";
-    case 401: return "AuthenticationError";
-    case 403: return "PermissionDeniedError";
-    case 429: return "RateLimitError";
-    case 503: return "ServiceUnavailableError";
-    default: return "InternalServerError";
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+    case 422:
+      return status == 404 ? "NotFoundError" : "BadRequestError";
+    case 401:
+      return "AuthenticationError";
+    case 403:
+      return "PermissionDeniedError";
+    case 429:
+      return "RateLimitError";
+    case 503:
+      return "ServiceUnavailableError";
+    default:
+      return "InternalServerError";
   }
 }
 

@@ -13,7 +13,9 @@ namespace {
 
 using json = nlohmann::json;
 
-bool accepts_images(const serving::ServedModel& model) { return model.modality != "T"; }
+bool accepts_images(const serving::ServedModel& model) {
+  return model.modality != "T";
+}
 
 // OpenAI content parts → what the model's template expects. Text-only templates read `content` as a string,
 // so text parts are joined (as vLLM does for "string" content-format templates).
@@ -32,12 +34,17 @@ std::optional<ApiError> normalise_content(const serving::ServedModel& model, jso
       if (!part.contains("text") || !part["text"].is_string())
         return ApiError{400, param + ": a text part needs a string 'text'", param};
       joined += (joined.empty() ? "" : "\n") + part["text"].get<std::string>();
-    } else if (type == "image_url" || type == "video_url" || type == "input_audio" || type == "image" || type == "video") {
+    } else if (type == "image_url" || type == "video_url" || type == "input_audio" || type == "image" ||
+               type == "video") {
       only_text = false;
       if (!accepts_images(model))
-        return ApiError{400, absl::StrCat("model '", model.name, "' accepts text only; ", param, " has a '", type, "' part"), param};
-      return ApiError{400, absl::StrCat("'", type, "' parts are not supported yet by bmserverd's engine (", model.name,
-                                        " is served for text only)"), param};
+        return ApiError{400,
+                        absl::StrCat("model '", model.name, "' accepts text only; ", param, " has a '", type, "' part"),
+                        param};
+      return ApiError{400,
+                      absl::StrCat("'", type, "' parts are not supported yet by bmserverd's engine (", model.name,
+                                   " is served for text only)"),
+                      param};
     } else {
       return ApiError{400, absl::StrCat(param, ": unknown content part type '", type, "'"), param};
     }
@@ -55,10 +62,12 @@ std::variant<json, ApiError> validate_messages(const serving::ServedModel& model
     json& m = messages[i];
     std::string param = absl::StrCat("messages[", i, "]");
     if (!m.is_object()) return ApiError{400, param + " must be an object", param};
-    if (!m.contains("role") || !m["role"].is_string()) return ApiError{400, param + ".role must be a string", param + ".role"};
+    if (!m.contains("role") || !m["role"].is_string())
+      return ApiError{400, param + ".role must be a string", param + ".role"};
     std::string role = m["role"].get<std::string>();
     if (role != "system" && role != "user" && role != "assistant" && role != "tool" && role != "developer")
-      return ApiError{400, absl::StrCat(param, ".role '", role, "' is not one of system, user, assistant, tool"), param + ".role"};
+      return ApiError{400, absl::StrCat(param, ".role '", role, "' is not one of system, user, assistant, tool"),
+                      param + ".role"};
     if (role == "developer") m["role"] = "system";
     if (auto err = normalise_content(model, m, i)) return *err;
     if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
@@ -91,9 +100,11 @@ std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& m
   if (has_tools) {
     if (!tools->is_array()) return ApiError{400, "'tools' must be a list of tool definitions", "tools"};
     for (const json& t : *tools) {
-      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
-          !t["function"].contains("name") || !t["function"]["name"].is_string())
-        return ApiError{400, "every tool must be {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}", "tools"};
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
+          !t["function"].is_object() || !t["function"].contains("name") || !t["function"]["name"].is_string())
+        return ApiError{
+            400, "every tool must be {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}",
+            "tools"};
     }
     if (tools->empty()) has_tools = false;
   }
@@ -103,19 +114,26 @@ std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& m
     if (tc->is_string()) {
       choice = tc->get<std::string>();
       if (choice != "none" && choice != "auto" && choice != "required")
-        return ApiError{400, "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"};
+        return ApiError{
+            400,
+            "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+            "tool_choice"};
     } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
                (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
       choice = "named";
       named = (*tc)["function"]["name"].get<std::string>();
     } else {
-      return ApiError{400, "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"};
+      return ApiError{
+          400, "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+          "tool_choice"};
     }
   }
   if (choice == "none") return sel;
   if (!has_tools) return ApiError{400, "'tool_choice' " + choice + " needs a non-empty 'tools' list", "tool_choice"};
   if (model.tool_call_format != "hermes")
-    return ApiError{400, absl::StrCat("model '", model.name, "' has no tool-call format; send the request without 'tools'"), "tools"};
+    return ApiError{400,
+                    absl::StrCat("model '", model.name, "' has no tool-call format; send the request without 'tools'"),
+                    "tools"};
   if (choice == "named") {
     bool found = false;
     for (const json& t : *tools) found |= t["function"]["name"] == named;
@@ -132,19 +150,21 @@ std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& m
 std::string max_len_message(int32_t max_model_len, int32_t prompt, int32_t completion, bool chat) {
   if (completion == 0)
     return absl::StrCat("This model's maximum context length is ", max_model_len, " tokens. However, your ",
-                        chat ? "messages" : "prompt", " resulted in ", prompt, " tokens. Please reduce the length of the ",
-                        chat ? "messages." : "prompt.");
+                        chat ? "messages" : "prompt", " resulted in ", prompt,
+                        " tokens. Please reduce the length of the ", chat ? "messages." : "prompt.");
   return absl::StrCat("This model's maximum context length is ", max_model_len, " tokens. However, you requested ",
-                      prompt + completion, " tokens (", prompt, " in the ", chat ? "messages" : "prompt", ", ", completion,
-                      " in the completion). Please reduce the length of the ", chat ? "messages" : "prompt",
+                      prompt + completion, " tokens (", prompt, " in the ", chat ? "messages" : "prompt", ", ",
+                      completion, " in the completion). Please reduce the length of the ", chat ? "messages" : "prompt",
                       " or completion.");
 }
 
 // Resolves sampling against the model defaults and the context limit for one prompt.
-std::variant<serving::GenerationParams, ApiError> resolve_params(const serving::ServedModel& model, const SamplingRequest& req,
-                                                                 int32_t prompt_len, bool chat) {
+std::variant<serving::GenerationParams, ApiError> resolve_params(const serving::ServedModel& model,
+                                                                 const SamplingRequest& req, int32_t prompt_len,
+                                                                 bool chat) {
   int32_t max_len = model.generator->max_model_len();
-  if (prompt_len >= max_len) return ApiError{400, max_len_message(max_len, prompt_len, 0, chat), chat ? "messages" : "prompt"};
+  if (prompt_len >= max_len)
+    return ApiError{400, max_len_message(max_len, prompt_len, 0, chat), chat ? "messages" : "prompt"};
   serving::GenerationParams p;
   p.max_tokens = req.max_tokens.value_or(max_len - prompt_len);
   if (prompt_len + p.max_tokens > max_len)
@@ -203,7 +223,9 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
     if (extra.ok()) inputs.extra = *extra;
   }
   absl::StatusOr<std::string> prompt = model.chat_template->render(inputs);
-  if (!prompt.ok()) return ApiError{400, absl::StrCat("the chat template rejected the messages: ", prompt.status().message()), "messages"};
+  if (!prompt.ok())
+    return ApiError{400, absl::StrCat("the chat template rejected the messages: ", prompt.status().message()),
+                    "messages"};
   if (tool_prefix) *tool_prefix = tools.prefix;
   return *prompt + tools.prefix;
 }
@@ -218,7 +240,8 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
   const std::string& text = std::get<std::string>(prompt);
   std::vector<int32_t> ids = model.tokenizer->encode(text, /*add_special_tokens=*/false);
-  std::variant<serving::GenerationParams, ApiError> params = resolve_params(model, req, static_cast<int32_t>(ids.size()), true);
+  std::variant<serving::GenerationParams, ApiError> params =
+      resolve_params(model, req, static_cast<int32_t>(ids.size()), true);
   if (auto* err = std::get_if<ApiError>(&params)) return *err;
 
   SessionOptions options;
@@ -227,8 +250,9 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   options.include_usage = req.include_usage;
   options.model_name = body["model"].get<std::string>();
   options.prompt_token_counts = {static_cast<int32_t>(ids.size())};
-  bool tools_requested = !tool_prefix.empty() || (body.contains("tools") && body["tools"].is_array() && !body["tools"].empty() &&
-                                                  body.value("tool_choice", json("auto")) != json("none"));
+  bool tools_requested =
+      !tool_prefix.empty() || (body.contains("tools") && body["tools"].is_array() && !body["tools"].empty() &&
+                               body.value("tool_choice", json("auto")) != json("none"));
   for (int32_t i = 0; i < req.n; ++i) {
     ChoiceSpec spec;
     spec.prompt_ids = ids;
@@ -281,7 +305,8 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   } else if (it->is_array() && !it->empty() && (*it)[0].is_array()) {
     for (const json& p : *it) {
       auto ids = p.is_array() ? read_ids(p) : std::nullopt;
-      if (!ids || ids->empty()) return ApiError{400, absl::StrCat("'prompt' token ids must be in [0, ", vocab, ")"), "prompt"};
+      if (!ids || ids->empty())
+        return ApiError{400, absl::StrCat("'prompt' token ids must be in [0, ", vocab, ")"), "prompt"};
       prompts.push_back(*ids);
     }
   } else if (it->is_array() && !it->empty()) {

@@ -14,7 +14,8 @@
 namespace bm::daemon::openai {
 
 std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& model, const nlohmann::json& body);
-std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedModel& model, const nlohmann::json& body);
+std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedModel& model,
+                                                          const nlohmann::json& body);
 
 // Renders messages for /tokenize and for chat; returns the prompt text.
 std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedModel& model, const nlohmann::json& body,

@@ -66,7 +66,8 @@ class FieldReader {
 
 }  // namespace
 
-std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body, Endpoint endpoint, int32_t vocab_size) {
+std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body, Endpoint endpoint,
+                                                               int32_t vocab_size) {
   SamplingRequest req;
   FieldReader r(body);
   r.read_number("n", req.n, 1, 128);
@@ -124,7 +125,8 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
       char* end = nullptr;
       long id = std::strtol(it.key().c_str(), &end, 10);
       if (it.key().empty() || *end != '\0' || id < 0 || id >= vocab_size) {
-        r.fail("logit_bias", absl::StrCat("'logit_bias' key '", it.key(), "' is not a token id in [0, ", vocab_size, ")"));
+        r.fail("logit_bias",
+               absl::StrCat("'logit_bias' key '", it.key(), "' is not a token id in [0, ", vocab_size, ")"));
         break;
       }
       if (!it->is_number() || it->get<double>() < -100 || it->get<double>() > 100) {
@@ -161,10 +163,13 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
     if (r.read_number("logprobs", logprobs, 0, 20)) req.logprobs = logprobs;
   }
   if (const json* v = r.find("response_format")) {
-    std::string type = v->is_object() && v->contains("type") && (*v)["type"].is_string() ? (*v)["type"].get<std::string>() : "";
+    std::string type =
+        v->is_object() && v->contains("type") && (*v)["type"].is_string() ? (*v)["type"].get<std::string>() : "";
     if (type != "text")
-      r.fail("response_format", "'response_format' " + (type.empty() ? std::string("must be an object with a 'type'")
-                                                                   : "type '" + type + "' is not supported yet by bmserverd (only 'text')"));
+      r.fail("response_format",
+             "'response_format' " + (type.empty()
+                                         ? std::string("must be an object with a 'type'")
+                                         : "type '" + type + "' is not supported yet by bmserverd (only 'text')"));
   }
   if (!r.failed() && req.max_tokens && req.min_tokens > *req.max_tokens)
     r.fail("min_tokens", "'min_tokens' must not exceed 'max_tokens'");

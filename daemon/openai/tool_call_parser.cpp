@@ -35,7 +35,7 @@ bool ToolCallParser::emit_call(std::string_view json_text, ToolCallDelta& out) {
   tool.id = make_tool_call_id();
   tool.name = call["name"].get<std::string>();
   // Some outputs name the field "parameters"; a missing one means no arguments.
-  const nlohmann::json* args = call.contains("arguments") ? &call["arguments"]
+  const nlohmann::json* args = call.contains("arguments")    ? &call["arguments"]
                                : call.contains("parameters") ? &call["parameters"]
                                                              : nullptr;
   if (args == nullptr) {
@@ -106,7 +106,9 @@ ToolCallDelta ToolCallParser::push(std::string_view text) {
   return drain(/*at_end=*/false);
 }
 
-ToolCallDelta ToolCallParser::finish() { return drain(/*at_end=*/true); }
+ToolCallDelta ToolCallParser::finish() {
+  return drain(/*at_end=*/true);
+}
 
 ToolCallDelta ToolCallParser::parse_all(std::string_view text) {
   ToolCallParser parser;

@@ -9,7 +9,7 @@
 namespace bm::daemon::openai {
 
 struct ToolCall {
-  std::string id;         // "call_" + 24 random alphanumerics
+  std::string id;  // "call_" + 24 random alphanumerics
   std::string name;
   std::string arguments;  // a JSON object, serialised (OpenAI sends arguments as a string)
 };

@@ -59,9 +59,11 @@ std::string close_names(const std::string& name) {
 absl::StatusOr<ResolvedModel> resolve_catalog_name(const std::string& name, const ServeSettings& settings) {
   const common::CatalogEntry* entry = common::find_catalog_entry(name);
   if (entry == nullptr)
-    return absl::NotFoundError(absl::StrCat("'", name, "' is not a catalog model or a model folder (", close_names(name), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("'", name, "' is not a catalog model or a model folder (", close_names(name), ")"));
   common::StoreRoots roots = common::resolve_store_roots();
-  absl::StatusOr<std::unique_ptr<common::ModelStore>> store = common::open_model_store(settings.hub, settings.local_dir, roots);
+  absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
+      common::open_model_store(settings.hub, settings.local_dir, roots);
   if (!store.ok()) return store.status();
   std::string hub = settings.hub.empty() ? roots.default_hub : settings.hub;
   const std::string& repo_id = hub == "ms" ? entry->ms_repo_id : entry->hf_repo_id;
@@ -70,11 +72,12 @@ absl::StatusOr<ResolvedModel> resolve_catalog_name(const std::string& name, cons
                                       settings.local_dir.empty() ? "" : " --local-dir " + settings.local_dir,
                                       settings.hub.empty() ? "" : " --hub " + settings.hub);
   if (!stored)
-    return absl::NotFoundError(absl::StrCat(repo_id, " is not downloaded in ", (*store)->root(), "; run `", download, "`"));
+    return absl::NotFoundError(
+        absl::StrCat(repo_id, " is not downloaded in ", (*store)->root(), "; run `", download, "`"));
   if (stored->state != common::StoredState::kDownloaded || stored->snapshot_path.empty())
     return absl::FailedPreconditionError(absl::StrCat(repo_id, " in ", stored->repo_path, " is ",
-                                                      std::string(common::stored_state_name(stored->state)), ": ", stored->reason,
-                                                      "; run `", download, "` to complete it"));
+                                                      std::string(common::stored_state_name(stored->state)), ": ",
+                                                      stored->reason, "; run `", download, "` to complete it"));
   ResolvedModel model;
   model.name = entry->name;
   model.repo_id = repo_id;
@@ -96,19 +99,20 @@ class EngineGenerator final : public Generator {
  public:
   explicit EngineGenerator(std::unique_ptr<engine::Engine> engine) : engine_(std::move(engine)) {}
 
-  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids, const GenerationParams& params,
+  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
+                                                           const GenerationParams& params,
                                                            EventCallback on_event) override {
-    absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle =
-        engine_->submit(std::move(prompt_ids), to_sampling_params(params),
-                        [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
+    absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle = engine_->submit(
+        std::move(prompt_ids), to_sampling_params(params),
+        [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
     if (!handle.ok()) return handle.status();
     return std::unique_ptr<GenerationHandle>(new Handle(*std::move(handle)));
   }
 
   GeneratorStats stats() const override {
     engine::EngineStats s = engine_->stats();
-    return GeneratorStats{s.kv_capacity_tokens, s.num_kv_blocks, s.num_kv_blocks_in_use,
-                          s.num_running,        s.num_waiting,   s.num_preemptions, s.failure};
+    return GeneratorStats{s.kv_capacity_tokens, s.num_kv_blocks, s.num_kv_blocks_in_use, s.num_running, s.num_waiting,
+                          s.num_preemptions,    s.failure};
   }
   int32_t max_model_len() const override { return engine_->max_model_len(); }
   int32_t max_num_seqs() const override { return engine_->max_num_seqs(); }
@@ -145,13 +149,22 @@ class EngineGenerator final : public Generator {
   static GenerationEvent to_event(engine::SequenceOutput out) {
     GenerationEvent e;
     e.token_ids = std::move(out.new_token_ids);
-    for (engine::TokenLogprob& lp : out.logprobs) e.logprobs.push_back(TokenLogprob{lp.token_id, lp.logprob, std::move(lp.top)});
+    for (engine::TokenLogprob& lp : out.logprobs)
+      e.logprobs.push_back(TokenLogprob{lp.token_id, lp.logprob, std::move(lp.top)});
     if (out.finish) {
       switch (*out.finish) {
-        case engine::FinishReason::kStop: e.finish = FinishReason::kStop; break;
-        case engine::FinishReason::kLength: e.finish = FinishReason::kLength; break;
-        case engine::FinishReason::kAbort: e.finish = FinishReason::kAbort; break;
-        case engine::FinishReason::kError: e.finish = FinishReason::kError; break;
+        case engine::FinishReason::kStop:
+          e.finish = FinishReason::kStop;
+          break;
+        case engine::FinishReason::kLength:
+          e.finish = FinishReason::kLength;
+          break;
+        case engine::FinishReason::kAbort:
+          e.finish = FinishReason::kAbort;
+          break;
+        case engine::FinishReason::kError:
+          e.finish = FinishReason::kError;
+          break;
       }
     }
     e.error = std::move(out.error);
@@ -172,8 +185,8 @@ SamplingDefaults sampling_defaults(const engine::GenerationConfig& g) {
   return d;
 }
 
-engine::EngineOptions engine_options(const ServeSettings& settings, const std::string& model_path, const std::string& backend,
-                                     const ProgressCallback& progress) {
+engine::EngineOptions engine_options(const ServeSettings& settings, const std::string& model_path,
+                                     const std::string& backend, const ProgressCallback& progress) {
   engine::EngineOptions o;
   o.backend = backend;
   o.device_index = settings.gpus.empty() ? 0 : settings.gpus.front();  // the engine manager picked it
@@ -184,8 +197,10 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.gpu_memory_utilization = settings.gpu_memory_utilization;
   o.seed = settings.seed;
   o.on_progress = [progress, model_path, backend](const std::string& phase, double fraction) {
-    progress({phase, phase == "reading weights" ? "safetensors from " + model_path + " onto the " + backend + " backend" : phase,
-              fraction});
+    progress(
+        {phase,
+         phase == "reading weights" ? "safetensors from " + model_path + " onto the " + backend + " backend" : phase,
+         fraction});
   };
   return o;
 }
@@ -193,7 +208,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
 // auto: the GPU when the daemon sees one and the CUDA backend loads on it, the CPU otherwise (as Ollama does);
 // cuda: the GPU or an error; cpu: the CPU.
 absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel& model, const ServeSettings& settings,
-                                                           const ProgressCallback& progress, std::string& backend) {
+                                                            const ProgressCallback& progress, std::string& backend) {
   if (settings.backend != "auto") {
     backend = settings.backend;
     return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
@@ -201,17 +216,20 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel&
   // The engine manager hands auto a GPU when one is free; none means every GPU is taken, so the CPU.
   if (!settings.gpus.empty() && !engine::detect_devices().gpus.empty()) {
     backend = "cuda";
-    absl::StatusOr<std::unique_ptr<engine::Engine>> on_gpu = engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
+    absl::StatusOr<std::unique_ptr<engine::Engine>> on_gpu =
+        engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
     // Only a backend that cannot start here falls back; a model that does not fit the GPU, or that no backend
     // supports, is reported as such.
     if (on_gpu.ok() || !engine::is_backend_unavailable(on_gpu.status())) return on_gpu;
-    progress({"falling back", absl::StrCat("the CUDA backend is not available (", on_gpu.status().message(), "); using the CPU"), -1});
+    progress({"falling back",
+              absl::StrCat("the CUDA backend is not available (", on_gpu.status().message(), "); using the CPU"), -1});
   }
   backend = "cpu";
   return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
 }
 
-absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSettings& settings, const ProgressCallback& progress) {
+absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSettings& settings,
+                                  const ProgressCallback& progress) {
   progress({"reading tokenizer", "tokenizer and chat template of " + model.path, -1});
   absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer = engine::Tokenizer::load(model.path);
   if (!tokenizer.ok()) return tokenizer.status();
@@ -228,8 +246,9 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
   loaded.weight_bytes = (*engine)->model_info().weight_bytes;
   loaded.kv_cache_bytes = (*engine)->kv_cache_bytes();
   engine::EngineStats stats = (*engine)->stats();
-  progress({"allocated", absl::StrCat("KV cache ", stats.kv_capacity_tokens, " tokens (", stats.num_kv_blocks, " blocks), context ",
-                                  (*engine)->max_model_len(), " tokens, up to ", (*engine)->max_num_seqs(), " sequences"),
+  progress({"allocated",
+            absl::StrCat("KV cache ", stats.kv_capacity_tokens, " tokens (", stats.num_kv_blocks, " blocks), context ",
+                         (*engine)->max_model_len(), " tokens, up to ", (*engine)->max_num_seqs(), " sequences"),
             1.0});
   loaded.generator = std::make_unique<EngineGenerator>(*std::move(engine));
   return loaded;
@@ -237,6 +256,8 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
 
 }  // namespace
 
-EngineFactory default_engine_factory() { return EngineFactory{resolve, load}; }
+EngineFactory default_engine_factory() {
+  return EngineFactory{resolve, load};
+}
 
 }  // namespace bm::daemon::serving

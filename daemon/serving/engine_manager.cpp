@@ -4,8 +4,8 @@
 #include <fstream>
 #include <optional>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,10 +16,17 @@ namespace {
 using json = nlohmann::json;
 
 json settings_to_json(const ServeSettings& s) {
-  return {{"hub", s.hub}, {"local_dir", s.local_dir}, {"backend", s.backend}, {"gpus", s.gpus},
-          {"max_model_len", s.max_model_len}, {"gpu_memory_utilization", s.gpu_memory_utilization},
-          {"max_num_seqs", s.max_num_seqs}, {"max_num_batched_tokens", s.max_num_batched_tokens}, {"seed", s.seed},
-          {"api_key", s.api_key}, {"kv_cache_bytes", s.kv_cache_bytes}};
+  return {{"hub", s.hub},
+          {"local_dir", s.local_dir},
+          {"backend", s.backend},
+          {"gpus", s.gpus},
+          {"max_model_len", s.max_model_len},
+          {"gpu_memory_utilization", s.gpu_memory_utilization},
+          {"max_num_seqs", s.max_num_seqs},
+          {"max_num_batched_tokens", s.max_num_batched_tokens},
+          {"seed", s.seed},
+          {"api_key", s.api_key},
+          {"kv_cache_bytes", s.kv_cache_bytes}};
 }
 
 ServeSettings settings_from_json(const json& j) {
@@ -43,7 +50,9 @@ ServeSettings settings_from_json(const json& j) {
 EngineManager::EngineManager(std::string state_dir, ModelRegistry& registry, EngineFactory factory, int num_gpus)
     : state_dir_(std::move(state_dir)), registry_(registry), factory_(std::move(factory)), num_gpus_(num_gpus) {}
 
-EngineManager::~EngineManager() { shutdown(); }
+EngineManager::~EngineManager() {
+  shutdown();
+}
 
 void EngineManager::shutdown() {
   for (std::thread& t : restore_threads_)
@@ -55,7 +64,9 @@ void EngineManager::shutdown() {
   }
 }
 
-std::string EngineManager::state_file() const { return (std::filesystem::path(state_dir_) / "served.json").string(); }
+std::string EngineManager::state_file() const {
+  return (std::filesystem::path(state_dir_) / "served.json").string();
+}
 
 absl::Status EngineManager::persist() const {
   json served = json::array();
@@ -97,7 +108,8 @@ std::optional<int32_t> EngineManager::first_free_gpu() const {
   std::lock_guard<std::mutex> lock(mutex_);
   for (int32_t g = 0; g < num_gpus_; ++g) {
     bool held = false;
-    for (const auto& [holder, claimed] : gpu_claims_) held = held || std::find(claimed.begin(), claimed.end(), g) != claimed.end();
+    for (const auto& [holder, claimed] : gpu_claims_)
+      held = held || std::find(claimed.begin(), claimed.end(), g) != claimed.end();
     if (!held) return g;
   }
   return std::nullopt;
@@ -114,11 +126,12 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
   absl::StatusOr<ResolvedModel> resolved = factory_.resolve(command.name, command.settings);
   if (!resolved.ok()) return resolved.status();
   if (std::shared_ptr<ServedModel> existing = registry_.find(resolved->name); existing)
-    return absl::AlreadyExistsError(absl::StrCat("'", resolved->name, "' is already served; stop it first (bmserver chat stop ",
-                                                 resolved->name, ")"));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "'", resolved->name, "' is already served; stop it first (bmserver chat stop ", resolved->name, ")"));
   for (int32_t g : command.settings.gpus)
     if (g < 0 || g >= num_gpus_)
-      return absl::InvalidArgumentError(absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")"));
 
   auto model = std::make_shared<ServedModel>();
   model->name = resolved->name;
@@ -138,14 +151,16 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
   // A model runs on one GPU until tensor parallelism lands: the one --gpus names, else the first free one.
   std::vector<int32_t> gpus = command.settings.gpus;
   if (gpus.size() > 1)
-    return fail(absl::UnimplementedError(absl::StrCat(
-        "--gpus names ", gpus.size(), " GPUs, but tensor parallelism across GPUs is not implemented yet; serve on one "
-        "GPU (--gpus N)")));
+    return fail(absl::UnimplementedError(
+        absl::StrCat("--gpus names ", gpus.size(),
+                     " GPUs, but tensor parallelism across GPUs is not implemented yet; serve on one "
+                     "GPU (--gpus N)")));
   if (command.settings.backend != "cpu" && gpus.empty() && num_gpus_ > 0) {
     std::optional<int32_t> free_gpu = first_free_gpu();
     if (!free_gpu && command.settings.backend == "cuda")
-      return fail(absl::ResourceExhaustedError(absl::StrCat(
-          "every GPU this daemon sees (", num_gpus_, ") is held by another served model; stop one first (bmserver chat ps)")));
+      return fail(absl::ResourceExhaustedError(
+          absl::StrCat("every GPU this daemon sees (", num_gpus_,
+                       ") is held by another served model; stop one first (bmserver chat ps)")));
     if (free_gpu) gpus.push_back(*free_gpu);
   }
   if (command.settings.backend != "cpu" && !gpus.empty())
@@ -170,7 +185,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
     std::lock_guard<std::mutex> lock(mutex_);
     commands_[model->name] = command;
   }
-  if (absl::Status s = persist(); !s.ok()) spdlog::warn("could not persist served models: {}", std::string(s.message()));
+  if (absl::Status s = persist(); !s.ok())
+    spdlog::warn("could not persist served models: {}", std::string(s.message()));
   spdlog::info("serving {} from {} on the {} backend", model->name, model->path, model->backend);
   return model;
 }
@@ -180,7 +196,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::stop(const std::stri
   if (!model) {
     std::vector<std::string> names;
     for (const auto& m : registry_.list()) names.push_back(m->name);
-    return absl::NotFoundError(absl::StrCat("'", name, "' is not served (served: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("'", name, "' is not served (served: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
   }
   if (model->state() == ModelState::kLoading)
     return absl::UnavailableError(absl::StrCat("'", model->name, "' is still loading; stop it once it is ready"));
@@ -190,7 +207,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::stop(const std::stri
     std::lock_guard<std::mutex> lock(mutex_);
     commands_.erase(model->name);
   }
-  if (absl::Status s = persist(); !s.ok()) spdlog::warn("could not persist served models: {}", std::string(s.message()));
+  if (absl::Status s = persist(); !s.ok())
+    spdlog::warn("could not persist served models: {}", std::string(s.message()));
   spdlog::info("stopped {}", model->name);
   return model;
 }
@@ -213,7 +231,9 @@ void EngineManager::restore() {
     }
     restore_threads_.emplace_back([this, command] {
       absl::StatusOr<std::shared_ptr<ServedModel>> served = serve(command, [](const ServeProgress&) {});
-      if (!served.ok()) spdlog::error("could not serve {} again after restart: {}", command.name, std::string(served.status().message()));
+      if (!served.ok())
+        spdlog::error("could not serve {} again after restart: {}", command.name,
+                      std::string(served.status().message()));
     });
   }
 }

@@ -4,9 +4,9 @@
 // that a restarted daemon serves the same models again.
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,7 +18,7 @@
 namespace bm::daemon::serving {
 
 struct ServeProgress {
-  std::string phase;    // resolving | reading weights | allocating KV cache | ready
+  std::string phase;  // resolving | reading weights | allocating KV cache | ready
   std::string message;
   double fraction = -1;
 };

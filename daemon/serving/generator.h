@@ -19,7 +19,7 @@ struct GenerationParams {
   int32_t min_tokens = 0;
   float temperature = 1.0f;  // 0: greedy
   float top_p = 1.0f;
-  int32_t top_k = -1;        // -1: off
+  int32_t top_k = -1;  // -1: off
   float min_p = 0.0f;
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;

@@ -48,12 +48,12 @@ class ServedModel {
   // Identity: the catalog name (or folder name) and the repo id both address it.
   std::string name;
   std::string repo_id;
-  std::string path;            // snapshot folder
-  std::string modality = "T";  // "T" or "T&I+&V+"
-  std::string tool_call_format = "none";   // none | hermes
-  std::string reasoning_format = "none";   // none | deepseek-r1
+  std::string path;                       // snapshot folder
+  std::string modality = "T";             // "T" or "T&I+&V+"
+  std::string tool_call_format = "none";  // none | hermes
+  std::string reasoning_format = "none";  // none | deepseek-r1
   ServeSettings settings;
-  std::string backend;         // the backend actually used
+  std::string backend;  // the backend actually used
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 
   std::shared_ptr<const engine::Tokenizer> tokenizer;

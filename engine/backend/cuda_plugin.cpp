@@ -38,29 +38,27 @@ absl::StatusOr<Plugin> load_plugin(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* reason = dlerror();
-    return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " could not be loaded: ",
-                                                 reason != nullptr ? reason : "unknown dlopen error",
-                                                 " (are the CUDA libraries, e.g. libcublasLt, installed?)"));
+    return backend_unavailable(absl::StrCat(
+        "the CUDA backend plugin ", path, " could not be loaded: ", reason != nullptr ? reason : "unknown dlopen error",
+        " (are the CUDA libraries, e.g. libcublasLt, installed?)"));
   }
   auto probe = reinterpret_cast<BmCudaProbeFn>(dlsym(handle, "bm_cuda_plugin_probe"));
   if (probe == nullptr) {
-    return backend_unavailable(
-        absl::StrCat(path, " is not a BMServer CUDA plugin (it has no bm_cuda_plugin_probe)"));
+    return backend_unavailable(absl::StrCat(path, " is not a BMServer CUDA plugin (it has no bm_cuda_plugin_probe)"));
   }
   BmCudaProbe result{};
   probe(&result);
   if (result.abi_version != BM_CUDA_PLUGIN_ABI_VERSION) {
-    return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " speaks plugin ABI ",
-                                                 result.abi_version, " but this build expects ",
-                                                 BM_CUDA_PLUGIN_ABI_VERSION,
-                                                 "; install the plugin built with this bmserver"));
+    return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " speaks plugin ABI ", result.abi_version,
+                                            " but this build expects ", BM_CUDA_PLUGIN_ABI_VERSION,
+                                            "; install the plugin built with this bmserver"));
   }
   Plugin plugin;
   plugin.create = reinterpret_cast<BmCudaCreateBackendFn>(dlsym(handle, "bm_cuda_create_backend_v1"));
   plugin.copy_bandwidth = reinterpret_cast<BmCudaCopyBandwidthFn>(dlsym(handle, "bm_cuda_measure_copy_bandwidth"));
   if (plugin.create == nullptr || plugin.copy_bandwidth == nullptr) {
-    return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " reports ABI ",
-                                                 result.abi_version, " but lacks its entry points"));
+    return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " reports ABI ", result.abi_version,
+                                            " but lacks its entry points"));
   }
   loaded.emplace(path, plugin);
   return plugin;

@@ -19,8 +19,7 @@ namespace bm::engine {
 // The plugin at cuda_plugin_path() (device_info.h), on CUDA device `device_index`.
 absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend(int32_t device_index);
 // The plugin at an explicit path (tests, tools).
-absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend_from(const std::string& plugin_path,
-                                                                  int32_t device_index);
+absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend_from(const std::string& plugin_path, int32_t device_index);
 
 // The backend cannot start on this machine (no plugin, no usable GPU or driver): UnimplementedError carrying a
 // payload that survives being passed up through the loader, so callers can tell it from other Unimplemented

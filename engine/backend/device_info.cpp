@@ -164,13 +164,13 @@ void probe_cuda_plugin(DeviceInfo& info) {
   if (info.cuda_driver_api_version.empty()) info.cuda_driver_api_version = version_string(result.driver_version);
   if (result.nccl_version > 0) {
     int v = result.nccl_version;  // NCCL >= 2.9 encodes major*10000 + minor*100 + patch
-    info.nccl_version = std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." +
-                        std::to_string(v % 100);
+    info.nccl_version =
+        std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100);
   }
   if (result.cublaslt_version > 0) {
     size_t v = result.cublaslt_version;  // major*10000 + minor*100 + patch
-    info.cublas_version = std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." +
-                          std::to_string(v % 100);
+    info.cublas_version =
+        std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100);
   }
   if (result.error[0] != '\0' && info.gpu_status.empty()) info.gpu_status = result.error;
   // The plugin stays loaded: unloading CUDA runtimes at exit is a known source of crashes.

@@ -42,8 +42,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::open(const std::filesyst
         std::filesystem::exists(model_dir / "pytorch_model.bin.index.json", error)) {
       hint = " (it has PyTorch .bin weights; only safetensors checkpoints are supported)";
     }
-    return absl::NotFoundError(absl::StrCat("model folder ", model_dir.string(), " has neither ", std::string(kSingleFile),
-                                            " nor ", std::string(kIndexFile), hint));
+    return absl::NotFoundError(absl::StrCat("model folder ", model_dir.string(), " has neither ",
+                                            std::string(kSingleFile), " nor ", std::string(kIndexFile), hint));
   }
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::open(model_dir / kSingleFile);
   if (!file.ok()) return file.status();
@@ -76,16 +76,16 @@ absl::Status Checkpoint::open_index(const std::filesystem::path& model_dir) {
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::open(model_dir / shard);
     if (!file.ok()) {
       if (absl::IsNotFound(file.status())) {
-        return absl::NotFoundError(absl::StrCat("shard ", shard, " listed in ", index_path.string(),
-                                                " is missing (incomplete download?)"));
+        return absl::NotFoundError(
+            absl::StrCat("shard ", shard, " listed in ", index_path.string(), " is missing (incomplete download?)"));
       }
       return file.status();
     }
     for (const std::string& name : names) {
       const TensorInfo* tensor = (*file)->find(name);
       if (tensor == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(index_path.string(), " places tensor '", name, "' in ", shard,
-                                                       ", which has no such tensor"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path.string(), " places tensor '", name, "' in ", shard, ", which has no such tensor"));
       }
       tensors_[name] = tensor;
     }

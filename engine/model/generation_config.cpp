@@ -18,7 +18,7 @@ std::optional<float> as_float(std::optional<double> value) {
 
 std::optional<int32_t> as_token_id(std::optional<int64_t> value) {
   return value && *value >= 0 && *value <= INT32_MAX ? std::optional<int32_t>(static_cast<int32_t>(*value))
-                                                      : std::nullopt;
+                                                     : std::nullopt;
 }
 
 }  // namespace

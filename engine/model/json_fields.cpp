@@ -16,7 +16,9 @@ const nlohmann::json* JsonFieldReader::find(std::string_view key) const {
 }
 
 void JsonFieldReader::fail(std::string_view key, std::string_view expected) {
-  if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(source_, ": field '", std::string(key), "' is not ", std::string(expected)));
+  if (status_.ok())
+    status_ = absl::InvalidArgumentError(
+        absl::StrCat(source_, ": field '", std::string(key), "' is not ", std::string(expected)));
 }
 
 std::optional<int64_t> JsonFieldReader::get_int(std::string_view key) {

@@ -25,7 +25,9 @@ absl::Status read_rope(const json& text_config, std::string_view source, RopeCon
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     const auto it = text_config.find(key);
     if (it != text_config.end() && !it->is_null()) {
-      if (!it->is_object()) return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": field '", std::string(key), "' is not an object"));
+      if (!it->is_object())
+        return absl::InvalidArgumentError(
+            absl::StrCat(std::string(source), ": field '", std::string(key), "' is not an object"));
       scaling = &*it;
       break;
     }
@@ -38,25 +40,27 @@ absl::Status read_rope(const json& text_config, std::string_view source, RopeCon
     rope.factor = fields.number_or("factor", rope.factor);
     rope.low_freq_factor = fields.number_or("low_freq_factor", rope.low_freq_factor);
     rope.high_freq_factor = fields.number_or("high_freq_factor", rope.high_freq_factor);
-    rope.original_max_position_embeddings =
-        static_cast<int32_t>(fields.int_or("original_max_position_embeddings", 0));
+    rope.original_max_position_embeddings = static_cast<int32_t>(fields.int_or("original_max_position_embeddings", 0));
     if (const auto it = scaling->find("mrope_section"); it != scaling->end() && it->is_array()) {
       for (const json& part : *it) {
-        if (!part.is_number_integer()) return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": bad mrope_section"));
+        if (!part.is_number_integer())
+          return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": bad mrope_section"));
         rope.mrope_section.push_back(part.get<int32_t>());
       }
     }
     if (!fields.status().ok()) return fields.status();
   }
   if (!top.status().ok()) return top.status();
-  if (!(rope.theta > 0)) return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": rope_theta must be positive"));
+  if (!(rope.theta > 0))
+    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": rope_theta must be positive"));
   return absl::OkStatus();
 }
 
 absl::Status read_quantization(const json& config, std::string_view source, ModelConfig& model) {
   const auto it = config.find("quantization_config");
   if (it == config.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_object()) return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": 'quantization_config' is not an object"));
+  if (!it->is_object())
+    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": 'quantization_config' is not an object"));
   JsonFieldReader fields(*it, source);
   QuantizationConfig quantization;
   quantization.method = fields.get_string("quant_method").value_or("");
@@ -68,7 +72,8 @@ absl::Status read_quantization(const json& config, std::string_view source, Mode
   quantization.version = fields.get_string("version").value_or("");
   if (!fields.status().ok()) return fields.status();
   if (quantization.method.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": 'quantization_config' has no 'quant_method'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(source), ": 'quantization_config' has no 'quant_method'"));
   }
   model.quantization = std::move(quantization);
   return absl::OkStatus();
@@ -76,8 +81,9 @@ absl::Status read_quantization(const json& config, std::string_view source, Mode
 
 absl::Status require_dimension(std::string_view source, std::string_view key, int64_t value) {
   if (value <= 0 || value > kMaxDimension) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(std::string(source), ": '", std::string(key), "' must be a positive count below ", kMaxDimension, ", got ", value));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": '", std::string(key),
+                                                   "' must be a positive count below ", kMaxDimension, ", got ",
+                                                   value));
   }
   return absl::OkStatus();
 }
@@ -98,13 +104,15 @@ absl::Status check_sizes(const ModelConfig& model, std::string_view source) {
   }
   if (model.num_heads % model.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": num_attention_heads (", model.num_heads,
-                                                   ") is not a multiple of num_key_value_heads (",
-                                                   model.num_kv_heads, ")"));
+                                                   ") is not a multiple of num_key_value_heads (", model.num_kv_heads,
+                                                   ")"));
   }
   if (model.head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": head_dim ", model.head_dim, " is odd; RoPE needs pairs"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(source), ": head_dim ", model.head_dim, " is odd; RoPE needs pairs"));
   }
-  if (!(model.rms_norm_eps > 0)) return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": rms_norm_eps must be positive"));
+  if (!(model.rms_norm_eps > 0))
+    return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": rms_norm_eps must be positive"));
   return absl::OkStatus();
 }
 
@@ -172,7 +180,8 @@ absl::StatusOr<ModelConfig> parse_model_config(std::string_view json_text, std::
 absl::StatusOr<ModelConfig> read_model_config(const std::filesystem::path& model_dir) {
   const std::filesystem::path path = model_dir / "config.json";
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("model folder ", model_dir.string(), " has no readable config.json"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("model folder ", model_dir.string(), " has no readable config.json"));
   std::ostringstream text;
   text << in.rdbuf();
   return parse_model_config(text.str(), path.string());

@@ -84,7 +84,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
-    const std::string message = absl::StrCat("cannot open safetensors file ", path.string(), ": ", std::strerror(error));
+    const std::string message =
+        absl::StrCat("cannot open safetensors file ", path.string(), ": ", std::strerror(error));
     return error == ENOENT ? absl::NotFoundError(message) : absl::PermissionDeniedError(message);
   }
   struct stat info {};
@@ -124,8 +125,8 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const {
 
 absl::Status SafetensorsFile::parse(std::span<const std::byte> bytes) {
   if (bytes.size() < 8) {
-    return header_error(path_, absl::StrCat("the file is truncated: ", bytes.size(),
-                                            " bytes, shorter than the 8-byte header length"));
+    return header_error(
+        path_, absl::StrCat("the file is truncated: ", bytes.size(), " bytes, shorter than the 8-byte header length"));
   }
   const uint64_t header_bytes = read_le64(bytes.data());
   if (header_bytes > kMaxHeaderBytes) {
@@ -175,12 +176,13 @@ absl::Status SafetensorsFile::parse(std::span<const std::byte> bytes) {
     if (end < begin) return tensor_error(path_, name, "has data_offsets that end before they begin");
     const uint64_t expected = static_cast<uint64_t>(num_elements) * static_cast<uint64_t>(dtype_size(*dtype));
     if (end - begin != expected) {
-      return tensor_error(path_, name, absl::StrCat("has ", end - begin, " data bytes but its shape and dtype need ",
-                                                    expected));
+      return tensor_error(path_, name,
+                          absl::StrCat("has ", end - begin, " data bytes but its shape and dtype need ", expected));
     }
     if (end > data.size()) {
-      return tensor_error(path_, name, absl::StrCat("ends at data byte ", end, " but the file holds only ",
-                                                    data.size(), " data bytes (truncated file?)"));
+      return tensor_error(path_, name,
+                          absl::StrCat("ends at data byte ", end, " but the file holds only ", data.size(),
+                                       " data bytes (truncated file?)"));
     }
     TensorInfo info;
     info.name = name;

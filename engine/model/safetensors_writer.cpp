@@ -14,8 +14,8 @@ absl::Status write_safetensors(const std::filesystem::path& path, const std::vec
     int64_t num_elements = 1;
     for (int64_t dim : tensor.shape) num_elements *= dim;
     if (static_cast<uint64_t>(num_elements * dtype_size(tensor.dtype)) != tensor.data.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", tensor.name, "' has ", tensor.data.size(), " bytes, which does not match its shape"));
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", tensor.name, "' has ", tensor.data.size(),
+                                                     " bytes, which does not match its shape"));
     }
     header[tensor.name] = {{"dtype", std::string(dtype_name(tensor.dtype))},
                            {"shape", tensor.shape},

@@ -5,7 +5,8 @@
 
 namespace bm::engine {
 
-void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request, Candidates& out) {
+void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request,
+                       Candidates& out) {
   const int64_t rows = static_cast<int64_t>(logits.size()) / vocab_size;
   BM_CHECK(static_cast<int64_t>(request.listed_starts.size()) == rows + 1);
   BM_CHECK(request.listed_starts.back() == static_cast<int32_t>(request.listed_ids.size()));

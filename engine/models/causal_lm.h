@@ -49,11 +49,11 @@ struct Candidates {
 
 // What the runtime needs to know about a loaded model.
 struct CausalLMInfo {
-  std::string architecture;           // "Qwen2ForCausalLM", "LlamaForCausalLM"
-  int32_t vocab_size = 0;             // rows of the logits
+  std::string architecture;  // "Qwen2ForCausalLM", "LlamaForCausalLM"
+  int32_t vocab_size = 0;    // rows of the logits
   int32_t max_position_embeddings = 0;
   int32_t num_layers = 0;
-  int64_t kv_bytes_per_token = 0;     // K and V over all layers, in the cache's dtype
+  int64_t kv_bytes_per_token = 0;  // K and V over all layers, in the cache's dtype
   int64_t weight_bytes = 0;
 };
 
@@ -76,6 +76,7 @@ class CausalLM {
 };
 
 // The host reference of Backend::top_candidates over rows of logits already in host memory.
-void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request, Candidates& out);
+void select_candidates(std::span<const float> logits, int32_t vocab_size, const CandidateRequest& request,
+                       Candidates& out);
 
 }  // namespace bm::engine

@@ -39,7 +39,9 @@ enum Scratch : size_t {
   kNumScratch,
 };
 
-std::span<const std::byte> as_bytes(const std::vector<float>& values) { return std::as_bytes(std::span(values)); }
+std::span<const std::byte> as_bytes(const std::vector<float>& values) {
+  return std::as_bytes(std::span(values));
+}
 
 }  // namespace
 
@@ -95,8 +97,8 @@ absl::Status DecoderLM::allocate_kv_cache(int32_t num_blocks) {
       absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_->allocate(rows * cols * dtype_size(kv_cache_dtype_));
       if (!buffer.ok()) {
         return absl::ResourceExhaustedError(absl::StrCat("cannot allocate a KV cache of ", num_blocks, " blocks (",
-                                                         info_.kv_bytes_per_token * rows, " bytes): ",
-                                                         buffer.status().message()));
+                                                         info_.kv_bytes_per_token * rows,
+                                                         " bytes): ", buffer.status().message()));
       }
       *half = Tensor{buffer->get(), 0, kv_cache_dtype_, rows, cols};
       buffers.push_back(std::move(*buffer));
@@ -153,8 +155,8 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
   tensors.positions = views[kPositions];
   tensors.slot_mapping = views[kSlotMapping];
   tensors.logits_rows = views[kLogitsRows];
-  tensors.attention = AttentionMetadata{step.num_seqs,    views[kQueryStarts],  views[kSeqLens],
-                                        views[kBlockTables], step.max_query_len, step.max_seq_len};
+  tensors.attention = AttentionMetadata{step.num_seqs,       views[kQueryStarts], views[kSeqLens],
+                                        views[kBlockTables], step.max_query_len,  step.max_seq_len};
   tensors.x = views[kX];
   tensors.h = views[kH];
   tensors.q = views[kQ];
@@ -237,7 +239,8 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   return absl::OkStatus();
 }
 
-absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {
+absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
+                                           Candidates& out) {
   out = Candidates{};
   absl::StatusOr<Tensor> logits = run_step(batch);
   if (!logits.ok()) return logits.status();
@@ -254,15 +257,17 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
                                                    " listed ids and k ", request.k));
   }
   for (int32_t id : request.listed_ids)
-    if (id < 0 || id >= spec_.vocab_size) return absl::InvalidArgumentError(absl::StrCat("listed token ", id, " is outside the vocabulary"));
+    if (id < 0 || id >= spec_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("listed token ", id, " is outside the vocabulary"));
   struct Shape {
     Scratch slot;
     DType dtype;
     int64_t rows, cols;
   };
-  const Shape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},   {kListedIds, DType::kI32, 1, num_listed},
-                          {kListedLogits, DType::kF32, 1, num_listed}, {kCandidateIds, DType::kI32, rows, request.k},
-                          {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, rows}};
+  const Shape shapes[] = {
+      {kListedStarts, DType::kI32, 1, rows + 1},        {kListedIds, DType::kI32, 1, num_listed},
+      {kListedLogits, DType::kF32, 1, num_listed},      {kCandidateIds, DType::kI32, rows, request.k},
+      {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, rows}};
   Tensor views[kNumScratch];
   for (const Shape& shape : shapes) {
     if (shape.rows * shape.cols == 0) continue;  // no listed ids: empty views
@@ -282,7 +287,8 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   backend_->copy_to_host(views[kCandidateIds], std::as_writable_bytes(std::span(out.ids)));
   backend_->copy_to_host(views[kCandidateLogits], std::as_writable_bytes(std::span(out.logits)));
   backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
-  if (num_listed > 0) backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
+  if (num_listed > 0)
+    backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {
     out = Candidates{};
     return device;

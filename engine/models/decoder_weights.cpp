@@ -36,7 +36,9 @@ class PlacementList {
   std::vector<Placement> placements_;
 };
 
-std::string shape_text(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement) {
   placement.source = checkpoint.find(placement.name);

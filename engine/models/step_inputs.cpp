@@ -22,8 +22,8 @@ absl::Status check_sequence(const SequenceChunk& chunk, size_t index, const Step
   }
   const int64_t blocks_needed = (length + kBlockSize - 1) / kBlockSize;
   if (static_cast<int64_t>(chunk.block_table.size()) < blocks_needed) {
-    return absl::InvalidArgumentError(absl::StrCat("sequence ", index, " needs ", blocks_needed,
-                                                   " KV blocks for ", length, " tokens but its block table has ",
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", index, " needs ", blocks_needed, " KV blocks for ",
+                                                   length, " tokens but its block table has ",
                                                    chunk.block_table.size()));
   }
   for (int64_t b = 0; b < blocks_needed; ++b) {

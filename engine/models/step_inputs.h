@@ -20,13 +20,13 @@ struct StepLimits {
 struct StepInputs {
   int32_t num_tokens = 0;
   int32_t num_seqs = 0;
-  std::vector<int32_t> positions;      // per token
-  std::vector<int32_t> slot_mapping;   // per token: block * kBlockSize + offset
-  std::vector<int32_t> query_starts;   // num_seqs + 1
-  std::vector<int32_t> seq_lens;       // per sequence: cached + new
+  std::vector<int32_t> positions;     // per token
+  std::vector<int32_t> slot_mapping;  // per token: block * kBlockSize + offset
+  std::vector<int32_t> query_starts;  // num_seqs + 1
+  std::vector<int32_t> seq_lens;      // per sequence: cached + new
   int32_t max_blocks_per_seq = 0;
-  std::vector<int32_t> block_tables;   // num_seqs × max_blocks_per_seq, padded with block 0
-  std::vector<int32_t> logits_rows;    // token rows whose logits are wanted, in batch order
+  std::vector<int32_t> block_tables;  // num_seqs × max_blocks_per_seq, padded with block 0
+  std::vector<int32_t> logits_rows;   // token rows whose logits are wanted, in batch order
   int32_t max_query_len = 0;
   int32_t max_seq_len = 0;
 };

@@ -18,7 +18,8 @@ int32_t default_threads() {
 BatchSampler::BatchSampler(const Sampler& sampler, int32_t num_threads)
     : sampler_(sampler), pool_(std::make_unique<cpu::ThreadPool>(num_threads > 0 ? num_threads : default_threads())) {}
 
-void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* const> seqs, std::vector<SampledToken>& out) {
+void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* const> seqs,
+                          std::vector<SampledToken>& out) {
   const size_t vocab = static_cast<size_t>(sampler_.vocab_size());
   BM_CHECK(logits.size() == seqs.size() * vocab);
   out.assign(seqs.size(), SampledToken{});
@@ -45,8 +46,8 @@ bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateReq
   return true;
 }
 
-void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& request, std::span<Sequence* const> seqs,
-                          std::vector<SampledToken>& out) {
+void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& request,
+                          std::span<Sequence* const> seqs, std::vector<SampledToken>& out) {
   const size_t k = static_cast<size_t>(candidates.k);
   BM_CHECK(candidates.ids.size() == seqs.size() * k && request.listed_starts.size() == seqs.size() + 1);
   out.assign(seqs.size(), SampledToken{});

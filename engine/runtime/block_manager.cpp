@@ -12,7 +12,9 @@ BlockManager::BlockManager(int32_t num_blocks, bool enable_prefix_caching)
   for (int32_t b = 0; b < num_blocks; ++b) blocks_[b].free_position = free_list_.insert(free_list_.end(), b);
 }
 
-int32_t BlockManager::blocks_for(int32_t num_tokens) { return (num_tokens + kBlockSize - 1) / kBlockSize; }
+int32_t BlockManager::blocks_for(int32_t num_tokens) {
+  return (num_tokens + kBlockSize - 1) / kBlockSize;
+}
 
 // splitmix64 over the previous hash and the block's tokens; a zero result is nudged because 0 means "no hash".
 uint64_t BlockManager::chain_hash(uint64_t previous, const int32_t* tokens) {

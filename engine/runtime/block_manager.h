@@ -34,7 +34,7 @@ class BlockManager {
  private:
   struct Block {
     int32_t ref_count = 0;
-    uint64_t hash = 0;  // 0: not in the prefix cache
+    uint64_t hash = 0;            // 0: not in the prefix cache
     std::vector<int32_t> tokens;  // the cached block's tokens, compared on a hit so a hash collision cannot alias
     std::list<int32_t>::iterator free_position;
   };

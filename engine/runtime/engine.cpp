@@ -12,12 +12,15 @@ namespace {
 
 constexpr int64_t kGiB = int64_t{1} << 30;
 
-std::string gib(int64_t bytes) { return absl::StrCat(static_cast<double>(bytes * 100 / kGiB) / 100.0, " GiB"); }
+std::string gib(int64_t bytes) {
+  return absl::StrCat(static_cast<double>(bytes * 100 / kGiB) / 100.0, " GiB");
+}
 
 // A step's token budget: a CPU step stays short so decodes keep flowing while a long prompt prefills; never
 // below max_num_seqs, so every running sequence can decode in one step.
 SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::string& backend) {
-  int32_t budget = options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (backend == "cpu" ? 512 : 8192);
+  int32_t budget =
+      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (backend == "cpu" ? 512 : 8192);
   return SchedulerOptions{options.max_num_seqs, std::max(budget, options.max_num_seqs)};
 }
 
@@ -31,7 +34,8 @@ absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& s
   const int32_t longest = std::max(1, model.info().max_position_embeddings - 1);
   ForwardBatch batch;
   for (int32_t i = 0; i < num_seqs; ++i) {
-    int32_t len = scheduler.max_num_batched_tokens / num_seqs + (i == 0 ? scheduler.max_num_batched_tokens % num_seqs : 0);
+    int32_t len =
+        scheduler.max_num_batched_tokens / num_seqs + (i == 0 ? scheduler.max_num_batched_tokens % num_seqs : 0);
     len = std::clamp(len, 1, longest);
     SequenceChunk chunk;
     chunk.num_new_tokens = len;
@@ -54,7 +58,8 @@ void RequestHandle::abort() {
   if (wake_) wake_();
 }
 
-absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options, int64_t reclaimable_bytes) {
+absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const EngineOptions& options,
+                                             int64_t reclaimable_bytes) {
   const int64_t block_bytes = model.info().kv_bytes_per_token * kBlockSize;
   BM_CHECK(block_bytes > 0);
   int64_t budget = options.kv_cache_bytes;
@@ -77,12 +82,13 @@ absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const Engine
   const int64_t blocks = std::min<int64_t>(budget / block_bytes, int64_t{1} << 30);
   if (blocks < 1)
     return absl::ResourceExhaustedError(absl::StrCat("no room for the KV cache: ", source, " leaves ",
-                                                     gib(std::max<int64_t>(budget, 0)), ", and one block of ", kBlockSize,
-                                                     " tokens needs ", block_bytes, " bytes"));
+                                                     gib(std::max<int64_t>(budget, 0)), ", and one block of ",
+                                                     kBlockSize, " tokens needs ", block_bytes, " bytes"));
   return static_cast<int32_t>(blocks);
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& model_dir, const EngineOptions& options) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& model_dir,
+                                                     const EngineOptions& options) {
   auto progress = [&](const std::string& phase, double fraction) {
     if (options.on_progress) options.on_progress(phase, fraction);
   };
@@ -105,10 +111,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path
 absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM> model, GenerationConfig generation,
                                                        const EngineOptions& options) {
   if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
-  if (options.max_num_batched_tokens < 0) return absl::InvalidArgumentError("max_num_batched_tokens must not be negative");
+  if (options.max_num_batched_tokens < 0)
+    return absl::InvalidArgumentError("max_num_batched_tokens must not be negative");
   int64_t dry_run_cache_bytes = 0;  // the one-block cache of the dry run, replaced by the real one below
   if (model->backend_name() != "cpu") {
-    if (absl::Status s = grow_activations_to_peak(*model, scheduler_options_for(options, model->backend_name())); !s.ok())
+    if (absl::Status s = grow_activations_to_peak(*model, scheduler_options_for(options, model->backend_name()));
+        !s.ok())
       return s;
     dry_run_cache_bytes = kBlockSize * model->info().kv_bytes_per_token;
   }
@@ -118,14 +126,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM>
   const int32_t context = model->info().max_position_embeddings;
   int32_t max_model_len = options.max_model_len;
   if (max_model_len > context)
-    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", max_model_len, " is longer than the model's context of ",
-                                                   context, " tokens (max_position_embeddings)"));
+    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", max_model_len,
+                                                   " is longer than the model's context of ", context,
+                                                   " tokens (max_position_embeddings)"));
   if (max_model_len > capacity)
-    return absl::ResourceExhaustedError(absl::StrCat("max_model_len ", max_model_len, " does not fit the KV cache, which holds ",
-                                                     capacity, " tokens; lower --max-model-len or give the cache more memory"));
+    return absl::ResourceExhaustedError(absl::StrCat("max_model_len ", max_model_len,
+                                                     " does not fit the KV cache, which holds ", capacity,
+                                                     " tokens; lower --max-model-len or give the cache more memory"));
   if (max_model_len <= 0) max_model_len = static_cast<int32_t>(std::min<int64_t>(context, capacity));
   if (absl::Status s = model->allocate_kv_cache(*num_blocks); !s.ok()) return s;
-  return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(generation), *num_blocks, max_model_len, options));
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(model), std::move(generation), *num_blocks, max_model_len, options));
 }
 
 Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int32_t num_blocks, int32_t max_model_len,
@@ -154,16 +165,18 @@ Engine::~Engine() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
-                                                              OutputCallback on_output) {
+absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_t> prompt_ids,
+                                                              const SamplingParams& params, OutputCallback on_output) {
   const int32_t vocab = model_->info().vocab_size;
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (int32_t id : prompt_ids)
     if (id < 0 || id >= vocab)
-      return absl::InvalidArgumentError(absl::StrCat("prompt token ", id, " is outside the vocabulary [0, ", vocab, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt token ", id, " is outside the vocabulary [0, ", vocab, ")"));
   if (static_cast<int64_t>(prompt_ids.size()) >= max_model_len_)
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_ids.size(), " tokens; this model is served with ",
-                                                   max_model_len_, " tokens of context, which must leave room for at least one more"));
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_ids.size(),
+                                                   " tokens; this model is served with ", max_model_len_,
+                                                   " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
@@ -266,8 +279,10 @@ void Engine::step() {
   }
   if (!s.ok()) {
     // Internal is a device fault (Backend::device_status): the device cannot be used again, so nothing can run.
-    if (absl::IsInternal(s)) fail_engine(s);
-    else fail(batch, std::string(s.message()));
+    if (absl::IsInternal(s))
+      fail_engine(s);
+    else
+      fail(batch, std::string(s.message()));
   } else {
     scheduler_.mark_computed(batch);
     append_tokens(sampled, tokens);
@@ -291,7 +306,8 @@ void Engine::admit_submissions() {
 void Engine::fail_engine(const absl::Status& fault) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    failure_ = absl::StrCat("the engine failed and must be restarted (bmserver chat stop, then serve): ", fault.message());
+    failure_ =
+        absl::StrCat("the engine failed and must be restarted (bmserver chat stop, then serve): ", fault.message());
   }
   failed_ = true;
   for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kError, failure());
@@ -319,8 +335,10 @@ void Engine::append_tokens(const std::vector<Sequence*>& sampled, std::vector<Sa
     seq->append_token(token.token_id);
     seq->pending.new_token_ids.push_back(token.token_id);
     if (token.logprob) seq->pending.logprobs.push_back(*std::move(token.logprob));
-    if (std::optional<FinishReason> reason = stop_reason(*seq, token.token_id)) finish(seq, *reason);
-    else deliver(seq);
+    if (std::optional<FinishReason> reason = stop_reason(*seq, token.token_id))
+      finish(seq, *reason);
+    else
+      deliver(seq);
   }
 }
 

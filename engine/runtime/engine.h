@@ -72,14 +72,15 @@ absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const Engine
 
 class Engine {
  public:
-  static absl::StatusOr<std::unique_ptr<Engine>> load(const std::filesystem::path& model_dir, const EngineOptions& options);
+  static absl::StatusOr<std::unique_ptr<Engine>> load(const std::filesystem::path& model_dir,
+                                                      const EngineOptions& options);
   // Over an already loaded model (tests): sizes its KV cache and starts the step loop.
   static absl::StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<CausalLM> model, GenerationConfig generation,
                                                         const EngineOptions& options);
   ~Engine();  // unfinished requests end with FinishReason::kAbort
 
   absl::StatusOr<std::unique_ptr<RequestHandle>> submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
-                                                       OutputCallback on_output);
+                                                        OutputCallback on_output);
   EngineStats stats() const;
   // Requests of this shape that run at once: KV blocks each needs, against the cache, capped by max_num_seqs.
   int32_t max_concurrency(int32_t prompt_tokens, int32_t completion_tokens) const;
@@ -89,7 +90,9 @@ class Engine {
   const CausalLMInfo& model_info() const { return model_->info(); }
   const GenerationConfig& generation_config() const { return generation_; }
   std::string backend_name() const { return model_->backend_name(); }
-  int64_t kv_cache_bytes() const { return static_cast<int64_t>(blocks_.num_blocks()) * kBlockSize * model_->info().kv_bytes_per_token; }
+  int64_t kv_cache_bytes() const {
+    return static_cast<int64_t>(blocks_.num_blocks()) * kBlockSize * model_->info().kv_bytes_per_token;
+  }
 
  private:
   Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int32_t num_blocks, int32_t max_model_len,

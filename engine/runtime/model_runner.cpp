@@ -9,7 +9,8 @@ void ModelRunner::build_forward(const ScheduledBatch& batch) {
     const ScheduledChunk& c = batch.chunks[i];
     const std::vector<int32_t>& tokens = c.seq->token_ids();
     const int32_t first = c.seq->num_computed_tokens;
-    forward_.token_ids.insert(forward_.token_ids.end(), tokens.begin() + first, tokens.begin() + first + c.num_new_tokens);
+    forward_.token_ids.insert(forward_.token_ids.end(), tokens.begin() + first,
+                              tokens.begin() + first + c.num_new_tokens);
     SequenceChunk& chunk = forward_.sequences[i];
     chunk.num_cached_tokens = first;
     chunk.num_new_tokens = c.num_new_tokens;

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <optional>
-#include <iterator>
 
 #include "common/check.h"
 #include "engine/backend/backend.h"
@@ -22,7 +22,9 @@ int32_t argmax(std::span<const float> x) {
 
 // A uniform double in [0, 1) from the sequence's generator: 53 random bits, the same on every platform (the
 // standard distributions' algorithms are implementation-defined).
-double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+double uniform(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
+}
 
 }  // namespace
 
@@ -88,7 +90,8 @@ int32_t Sampler::draw_ranked(const std::vector<int32_t>& order, const std::vecto
   const double inv_t = 1.0 / p.temperature;
   std::vector<double> probs(order.size());
   double kept = 0;
-  for (size_t i = 0; i < order.size(); ++i) kept += probs[i] = std::exp((static_cast<double>(values[i]) - max_logit) * inv_t);
+  for (size_t i = 0; i < order.size(); ++i)
+    kept += probs[i] = std::exp((static_cast<double>(values[i]) - max_logit) * inv_t);
   size_t n = order.size();
   if (p.top_p < 1) {  // the smallest prefix reaching top_p of what top-k kept, at least one
     double cumulative = 0;
@@ -117,14 +120,18 @@ int32_t Sampler::draw_ranked(const std::vector<int32_t>& order, const std::vecto
 int32_t Sampler::candidates_needed(const Sequence& seq) const {
   const SamplingParams& p = seq.params();
   int32_t k = 0;
-  if (p.temperature == 0) k = 1;
-  else if (p.top_k > 0 && p.top_k < vocab_size_) k = p.top_k;  // as draw(): top_k >= vocab means none
+  if (p.temperature == 0)
+    k = 1;
+  else if (p.top_k > 0 && p.top_k < vocab_size_)
+    k = p.top_k;  // as draw(): top_k >= vocab means none
   if (k == 0) return 0;
   if (p.logprobs > 0) k = std::max(k, p.logprobs);
   return k <= Backend::kMaxCandidates ? k : 0;
 }
 
-bool Sampler::masks_stop_tokens(const Sequence& seq) const { return seq.num_output_tokens() < seq.params().min_tokens; }
+bool Sampler::masks_stop_tokens(const Sequence& seq) const {
+  return seq.num_output_tokens() < seq.params().min_tokens;
+}
 
 void Sampler::listed_ids(const Sequence& seq, std::vector<int32_t>& out) const {
   const SamplingParams& p = seq.params();
@@ -179,7 +186,8 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
       }
     }
     if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-      for (const auto& [id, count] : seq.output_counts()) *listed(id) -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+      for (const auto& [id, count] : seq.output_counts())
+        *listed(id) -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
     if (masks_stop_tokens(seq)) {
       if (!p.ignore_eos)
         for (int32_t id : eos_token_ids_) *listed(id) = kMasked;
@@ -242,7 +250,9 @@ int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) con
       total += w;
     }
   }
-  auto better = [](const Entry& a, const Entry& b) { return a.weight > b.weight || (a.weight == b.weight && a.id < b.id); };
+  auto better = [](const Entry& a, const Entry& b) {
+    return a.weight > b.weight || (a.weight == b.weight && a.id < b.id);
+  };
   // Invariant: entries[0, begin) are in the set; the boundary lies in [begin, end).
   const double target = p.top_p * total;
   size_t begin = 0, end = entries.size();
@@ -250,7 +260,8 @@ int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) con
   std::optional<size_t> cut;
   while (begin < end && !cut) {
     const Entry pivot = entries[begin + (end - begin) / 2];
-    auto split = std::partition(entries.begin() + begin, entries.begin() + end, [&](const Entry& e) { return better(e, pivot); });
+    auto split = std::partition(entries.begin() + begin, entries.begin() + end,
+                                [&](const Entry& e) { return better(e, pivot); });
     const size_t upper_end = static_cast<size_t>(split - entries.begin());
     double upper = 0;
     for (size_t i = begin; i < upper_end; ++i) upper += entries[i].weight;

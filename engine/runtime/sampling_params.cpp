@@ -32,7 +32,8 @@ absl::Status validate_sampling_params(const SamplingParams& p, int32_t vocab_siz
   for (int32_t id : p.stop_token_ids)
     if (id < 0 || id >= vocab_size)
       return bad(absl::StrCat("stop_token_ids holds ", id, ", outside the vocabulary [0, ", vocab_size, ")"));
-  if (p.logprobs < -1 || p.logprobs > 20) return bad(absl::StrCat("logprobs must be between 0 and 20, got ", p.logprobs));
+  if (p.logprobs < -1 || p.logprobs > 20)
+    return bad(absl::StrCat("logprobs must be between 0 and 20, got ", p.logprobs));
   return absl::OkStatus();
 }
 

@@ -12,7 +12,7 @@ namespace bm::engine {
 struct SamplingParams {
   int32_t n = 1;  // parallel samples; they share the prompt's KV blocks
   int32_t max_tokens = 16;
-  int32_t min_tokens = 0;  // eos and stop token ids are masked until this many tokens exist
+  int32_t min_tokens = 0;    // eos and stop token ids are masked until this many tokens exist
   float temperature = 1.0f;  // 0: greedy
   float top_p = 1.0f;
   int32_t top_k = -1;  // -1 or 0: off

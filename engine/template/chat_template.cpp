@@ -91,8 +91,7 @@ absl::StatusOr<ChatTemplate> ChatTemplate::load(const std::filesystem::path& mod
     auto j = read_json(json_path);
     if (!j.ok()) return j.status();
     const Value* field = j->find("chat_template");
-    if (field == nullptr)
-      return absl::InvalidArgumentError(str_cat(json_path.string(), " has no chat_template"));
+    if (field == nullptr) return absl::InvalidArgumentError(str_cat(json_path.string(), " has no chat_template"));
     auto text = template_text(*field, json_path);
     if (!text.ok()) return text.status();
     source = *std::move(text);
@@ -137,8 +136,7 @@ absl::StatusOr<std::string> ChatTemplate::render(const Inputs& inputs) const {
   globals.emplace_back("documents", Value::none());
   globals.emplace_back("add_generation_prompt", Value::boolean(inputs.add_generation_prompt));
   if (!inputs.extra.is_undefined() && !inputs.extra.is_none()) {
-    if (!inputs.extra.is_object())
-      return absl::InvalidArgumentError("chat template extra variables must be an object");
+    if (!inputs.extra.is_object()) return absl::InvalidArgumentError("chat template extra variables must be an object");
     for (const auto& entry : inputs.extra.entries()) globals.push_back(entry);
   }
   Interpreter interpreter(limits_);

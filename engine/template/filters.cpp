@@ -14,11 +14,10 @@ namespace bm::engine {
 namespace {
 
 constexpr std::array<std::string_view, 37> kFilters = {
-    "tojson", "trim",     "length",     "count",      "lower",  "upper",  "capitalize", "title",
-    "first",  "last",     "join",       "default",    "d",      "string", "int",        "float",
-    "list",   "items",    "replace",    "safe",       "escape", "e",      "reverse",    "sort",
-    "unique", "dictsort", "selectattr", "rejectattr", "select", "reject", "map",        "abs",
-    "round",  "sum",      "min",        "max",        "indent"};
+    "tojson", "trim",    "length",  "count",  "lower",  "upper",    "capitalize", "title",      "first",   "last",
+    "join",   "default", "d",       "string", "int",    "float",    "list",       "items",      "replace", "safe",
+    "escape", "e",       "reverse", "sort",   "unique", "dictsort", "selectattr", "rejectattr", "select",  "reject",
+    "map",    "abs",     "round",   "sum",    "min",    "max",      "indent"};
 
 absl::Status filter_error(std::string_view name, std::string_view what) {
   return absl::InvalidArgumentError(str_cat("filter '", name, "': ", what));
@@ -126,8 +125,8 @@ std::vector<std::string> split_lines(const std::string& s) {
   std::vector<char32_t> line;
   for (size_t i = 0; i < cps.size(); ++i) {
     char32_t c = cps[i];
-    bool br = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e ||
-              c == 0x85 || c == 0x2028 || c == 0x2029;
+    bool br = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x85 ||
+              c == 0x2028 || c == 0x2029;
     if (!br) {
       line.push_back(c);
       continue;
@@ -249,16 +248,14 @@ absl::StatusOr<Value> do_sort(Interpreter& in, std::string_view name, const Valu
   return in.make_array(std::move(out));
 }
 
-absl::StatusOr<Value> do_select(Interpreter& in, std::string_view name, const Value& v,
-                                const CallArgs& args) {
+absl::StatusOr<Value> do_select(Interpreter& in, std::string_view name, const Value& v, const CallArgs& args) {
   bool by_attribute = name == "selectattr" || name == "rejectattr";
   bool keep_when = name == "select" || name == "selectattr";
   if (!args.keyword.empty()) return filter_error(name, "takes no keyword arguments");
   size_t next = 0;
   std::string attribute;
   if (by_attribute) {
-    if (args.positional.empty() || !args.positional[0].is_string())
-      return filter_error(name, "needs an attribute");
+    if (args.positional.empty() || !args.positional[0].is_string()) return filter_error(name, "needs an attribute");
     attribute = args.positional[0].as_string();
     next = 1;
   }
@@ -319,8 +316,7 @@ absl::StatusOr<Value> do_map(Interpreter& in, const Value& v, const CallArgs& ar
     }
     return in.make_array(std::move(out));
   }
-  if (args.positional.empty() || !args.positional[0].is_string())
-    return filter_error("map", "needs a filter name");
+  if (args.positional.empty() || !args.positional[0].is_string()) return filter_error("map", "needs a filter name");
   std::string filter = args.positional[0].as_string();
   if (!is_known_filter(filter)) return filter_error("map", str_cat("unsupported filter '", filter, "'"));
   CallArgs rest;
@@ -339,8 +335,7 @@ absl::StatusOr<Value> do_round(const Value& v, const CallArgs& args) {
   if (!v.is_number()) return filter_error("round", str_cat("needs a number, not ", v.type_name()));
   int64_t precision = 0;
   if (const Value* pr = p.get("precision"); pr != nullptr) {
-    if (!pr->is_int() || pr->as_int() < 0 || pr->as_int() > 15)
-      return filter_error("round", "precision 0..15");
+    if (!pr->is_int() || pr->as_int() < 0 || pr->as_int() > 15) return filter_error("round", "precision 0..15");
     precision = pr->as_int();
   }
   std::string method = "common";
@@ -359,8 +354,7 @@ absl::StatusOr<Value> do_round(const Value& v, const CallArgs& args) {
   return Value::number(std::strtod(buf, nullptr));
 }
 
-absl::StatusOr<Value> do_min_max(Interpreter& in, std::string_view name, const Value& v,
-                                 const CallArgs& args) {
+absl::StatusOr<Value> do_min_max(Interpreter& in, std::string_view name, const Value& v, const CallArgs& args) {
   Params p(name, args, {"case_sensitive", "attribute"});
   if (auto st = p.check(); !st.ok()) return st;
   if (p.get("attribute") != nullptr) return filter_error(name, "attribute= is not supported");
@@ -402,9 +396,8 @@ absl::StatusOr<Value> do_length(const Value& v) {
 
 absl::StatusOr<Value> do_int_float(const Value& v, std::string_view name, const CallArgs& args) {
   bool to_int = name == "int";
-  Params p(
-      name, args,
-      to_int ? std::vector<std::string_view>{"default", "base"} : std::vector<std::string_view>{"default"});
+  Params p(name, args,
+           to_int ? std::vector<std::string_view>{"default", "base"} : std::vector<std::string_view>{"default"});
   if (auto st = p.check(); !st.ok()) return st;
   const Value* def = p.get("default");
   Value fallback = def != nullptr ? *def : (to_int ? Value::integer(0) : Value::number(0.0));
@@ -427,8 +420,7 @@ absl::StatusOr<Value> do_int_float(const Value& v, std::string_view name, const 
   if (to_int) {
     errno = 0;
     long long i = std::strtoll(s.c_str(), &end, 10);
-    if (end == s.c_str() + s.size() && errno == 0 && s.find('.') == std::string::npos)
-      return Value::integer(i);
+    if (end == s.c_str() + s.size() && errno == 0 && s.find('.') == std::string::npos) return Value::integer(i);
     // jinja2 falls back to int(float(s)) for "3.5"
   }
   double d = std::strtod(s.c_str(), &end);
@@ -444,8 +436,7 @@ bool is_known_filter(std::string_view name) {
   return std::find(kFilters.begin(), kFilters.end(), name) != kFilters.end();
 }
 
-absl::StatusOr<Value> apply_filter(Interpreter& in, std::string_view name, const Value& v,
-                                   const CallArgs& args) {
+absl::StatusOr<Value> apply_filter(Interpreter& in, std::string_view name, const Value& v, const CallArgs& args) {
   auto st = in.charge(1);
   if (!st.ok()) return st;
   bool no_args = args.positional.empty() && args.keyword.empty();
@@ -647,8 +638,7 @@ absl::StatusOr<Value> apply_filter(Interpreter& in, std::string_view name, const
         total = Value::number(total.as_double() + item.as_double());
       } else {
         int64_t r = 0;
-        if (__builtin_add_overflow(total.as_int(), item.as_int(), &r))
-          return filter_error(name, "integer overflow");
+        if (__builtin_add_overflow(total.as_int(), item.as_int(), &r)) return filter_error(name, "integer overflow");
         total = Value::integer(r);
       }
     }

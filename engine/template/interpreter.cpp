@@ -73,8 +73,8 @@ absl::Status Interpreter::charge(size_t work) {
 
 absl::StatusOr<Value> Interpreter::make_string(std::string s) {
   if (s.size() > limits_.max_output_bytes) {
-    return absl::ResourceExhaustedError(str_cat("chat template built a string longer than the limit of ",
-                                                limits_.max_output_bytes, " bytes"));
+    return absl::ResourceExhaustedError(
+        str_cat("chat template built a string longer than the limit of ", limits_.max_output_bytes, " bytes"));
   }
   auto st = charge(s.size() / 64);
   if (!st.ok()) return st;
@@ -84,8 +84,7 @@ absl::StatusOr<Value> Interpreter::make_string(std::string s) {
 absl::StatusOr<Value> Interpreter::make_array(std::vector<Value> items, bool is_tuple) {
   Value v = Value::array(std::move(items), is_tuple);
   if (v.depth() > kMaxValueDepth / 2) {
-    return absl::ResourceExhaustedError(
-        str_cat("chat template built a list nested deeper than ", kMaxValueDepth / 2));
+    return absl::ResourceExhaustedError(str_cat("chat template built a list nested deeper than ", kMaxValueDepth / 2));
   }
   if (v.weight() > limits_.max_value_weight) {
     return absl::ResourceExhaustedError(
@@ -147,16 +146,14 @@ absl::StatusOr<Value> Interpreter::call(const Value& callee, const CallArgs& arg
 }
 
 void Interpreter::install_builtins(std::vector<std::pair<std::string, Value>>& globals) {
-  globals.emplace_back("range",
-                       Value::function("range", [this](const CallArgs& args) -> absl::StatusOr<Value> {
+  globals.emplace_back("range", Value::function("range", [this](const CallArgs& args) -> absl::StatusOr<Value> {
                          if (!args.keyword.empty() || args.positional.empty() || args.positional.size() > 3) {
                            return type_error("range() takes 1 to 3 positional integer arguments");
                          }
                          int64_t v[3] = {0, 0, 1};
                          for (size_t i = 0; i < args.positional.size(); ++i) {
                            const Value& a = args.positional[i];
-                           if (!a.is_int() && !a.is_bool())
-                             return type_error("range() arguments must be integers");
+                           if (!a.is_int() && !a.is_bool()) return type_error("range() arguments must be integers");
                            v[args.positional.size() == 1 ? 1 : i] = a.as_int();
                          }
                          if (v[2] == 0) return type_error("range() arg 3 must not be zero");
@@ -167,15 +164,13 @@ void Interpreter::install_builtins(std::vector<std::pair<std::string, Value>>& g
                                  str_cat("range() is longer than the sandbox limit of ", limits_.max_range));
                            }
                            items.push_back(Value::integer(i));
-                           if ((v[2] > 0 && i > INT64_MAX - v[2]) || (v[2] < 0 && i < INT64_MIN - v[2]))
-                             break;
+                           if ((v[2] > 0 && i > INT64_MAX - v[2]) || (v[2] < 0 && i < INT64_MIN - v[2])) break;
                          }
                          return make_array(std::move(items));
                        }));
   auto make_mapping = [this](const CallArgs& args, bool is_namespace) -> absl::StatusOr<Value> {
     std::vector<Value::Entry> entries;
-    if (args.positional.size() > 1)
-      return type_error("namespace()/dict() take at most one positional argument");
+    if (args.positional.size() > 1) return type_error("namespace()/dict() take at most one positional argument");
     if (!args.positional.empty()) {
       const Value& init = args.positional[0];
       if (!init.is_object() && !init.is_namespace()) {
@@ -200,9 +195,8 @@ void Interpreter::install_builtins(std::vector<std::pair<std::string, Value>>& g
   globals.emplace_back("namespace", Value::function("namespace", [make_mapping](const CallArgs& args) {
                          return make_mapping(args, true);
                        }));
-  globals.emplace_back("dict", Value::function("dict", [make_mapping](const CallArgs& args) {
-                         return make_mapping(args, false);
-                       }));
+  globals.emplace_back(
+      "dict", Value::function("dict", [make_mapping](const CallArgs& args) { return make_mapping(args, false); }));
   globals.emplace_back("raise_exception", Value::function("raise_exception", [this](const CallArgs& args) {
                          raised_ = true;
                          std::string message = "raise_exception() called";
@@ -210,22 +204,21 @@ void Interpreter::install_builtins(std::vector<std::pair<std::string, Value>>& g
                            message = args.positional[0].as_string();
                          return absl::StatusOr<Value>(absl::InvalidArgumentError(message));
                        }));
-  globals.emplace_back(
-      "strftime_now", Value::function("strftime_now", [](const CallArgs& args) -> absl::StatusOr<Value> {
-        if (args.positional.size() != 1 || !args.positional[0].is_string()) {
-          return type_error("strftime_now() takes one format string");
-        }
-        std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-        std::tm local{};
-        localtime_r(&now, &local);
-        char buf[512];
-        size_t n = std::strftime(buf, sizeof buf, args.positional[0].as_string().c_str(), &local);
-        return Value::string(std::string(buf, n));
-      }));
+  globals.emplace_back("strftime_now",
+                       Value::function("strftime_now", [](const CallArgs& args) -> absl::StatusOr<Value> {
+                         if (args.positional.size() != 1 || !args.positional[0].is_string()) {
+                           return type_error("strftime_now() takes one format string");
+                         }
+                         std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+                         std::tm local{};
+                         localtime_r(&now, &local);
+                         char buf[512];
+                         size_t n = std::strftime(buf, sizeof buf, args.positional[0].as_string().c_str(), &local);
+                         return Value::string(std::string(buf, n));
+                       }));
 }
 
-absl::StatusOr<std::string> Interpreter::render(const Body& body,
-                                                std::vector<std::pair<std::string, Value>> globals) {
+absl::StatusOr<std::string> Interpreter::render(const Body& body, std::vector<std::pair<std::string, Value>> globals) {
   auto builtins = std::make_shared<Scope>();
   std::vector<std::pair<std::string, Value>> builtin_list;
   install_builtins(builtin_list);
@@ -241,8 +234,7 @@ absl::StatusOr<std::string> Interpreter::render(const Body& body,
   return out;
 }
 
-absl::StatusOr<Interpreter::Flow> Interpreter::exec_body(const Body& body,
-                                                         const std::shared_ptr<Scope>& scope,
+absl::StatusOr<Interpreter::Flow> Interpreter::exec_body(const Body& body, const std::shared_ptr<Scope>& scope,
                                                          std::string& out) {
   for (const auto& stmt : body) {
     auto flow = exec(*stmt, scope, out);
@@ -328,8 +320,7 @@ absl::Status Interpreter::assign(const Target& target, Value value, Scope& scope
   auto items = iterate(value);
   if (!items.ok()) return items.status();
   if (items->size() != target.names.size()) {
-    return type_error(
-        str_cat("cannot unpack ", items->size(), " values into ", target.names.size(), " names"));
+    return type_error(str_cat("cannot unpack ", items->size(), " values into ", target.names.size(), " names"));
   }
   for (size_t i = 0; i < items->size(); ++i) scope.vars[target.names[i]] = (*items)[i];
   return absl::OkStatus();
@@ -398,9 +389,8 @@ absl::StatusOr<Interpreter::Flow> Interpreter::exec_for(const Stmt& stmt, const 
 absl::Status Interpreter::define_macro(const Stmt& stmt, const std::shared_ptr<Scope>& scope) {
   std::weak_ptr<Scope> defining = scope;
   const Stmt* macro = &stmt;
-  scope->vars[stmt.name] = Value::function(stmt.name, [this, macro, defining](const CallArgs& args) {
-    return call_macro(*macro, defining, args);
-  });
+  scope->vars[stmt.name] = Value::function(
+      stmt.name, [this, macro, defining](const CallArgs& args) { return call_macro(*macro, defining, args); });
   return absl::OkStatus();
 }
 
@@ -409,8 +399,7 @@ absl::StatusOr<Value> Interpreter::call_macro(const Stmt& stmt, const std::weak_
   std::shared_ptr<Scope> parent = defining_scope.lock();
   if (!parent) return type_error(str_cat("macro '", stmt.name, "' called outside the scope that defined it"));
   if (args.positional.size() > stmt.params.size()) {
-    return type_error(
-        str_cat("macro '", stmt.name, "' takes not more than ", stmt.params.size(), " argument(s)"));
+    return type_error(str_cat("macro '", stmt.name, "' takes not more than ", stmt.params.size(), " argument(s)"));
   }
   auto scope = std::make_shared<Scope>();
   scope->parent = parent;
@@ -529,8 +518,7 @@ absl::StatusOr<bool> Interpreter::less(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  return type_error(
-      str_cat("'<' not supported between instances of '", a.type_name(), "' and '", b.type_name(), "'"));
+  return type_error(str_cat("'<' not supported between instances of '", a.type_name(), "' and '", b.type_name(), "'"));
 }
 
 absl::StatusOr<Value> Interpreter::get_attribute(const Value& object, const std::string& name) {
@@ -541,38 +529,36 @@ absl::StatusOr<Value> Interpreter::get_attribute(const Value& object, const std:
     case Value::Kind::kObject: {
       if (name == "items" || name == "keys" || name == "values" || name == "get") {
         Value self = object;
-        return Value::function(
-            "dict." + name, [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
-              if (name == "get") {
-                if (args.positional.empty() || args.positional.size() > 2 || !args.keyword.empty()) {
-                  return type_error("dict.get() takes a key and an optional default");
-                }
-                const Value& key = args.positional[0];
-                const Value* hit = key.is_string() ? self.find(key.as_string()) : nullptr;
-                if (hit != nullptr) return *hit;
-                return args.positional.size() == 2 ? args.positional[1] : Value::none();
-              }
-              if (!args.positional.empty() || !args.keyword.empty()) {
-                return type_error(str_cat("dict.", name, "() takes no arguments"));
-              }
-              std::vector<Value> out;
-              for (const auto& [k, v] : self.entries()) {
-                if (name == "keys") {
-                  out.push_back(Value::string(k));
-                } else if (name == "values") {
-                  out.push_back(v);
-                } else {
-                  out.push_back(Value::array({Value::string(k), v}, true));
-                }
-              }
-              return make_array(std::move(out));
-            });
+        return Value::function("dict." + name, [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
+          if (name == "get") {
+            if (args.positional.empty() || args.positional.size() > 2 || !args.keyword.empty()) {
+              return type_error("dict.get() takes a key and an optional default");
+            }
+            const Value& key = args.positional[0];
+            const Value* hit = key.is_string() ? self.find(key.as_string()) : nullptr;
+            if (hit != nullptr) return *hit;
+            return args.positional.size() == 2 ? args.positional[1] : Value::none();
+          }
+          if (!args.positional.empty() || !args.keyword.empty()) {
+            return type_error(str_cat("dict.", name, "() takes no arguments"));
+          }
+          std::vector<Value> out;
+          for (const auto& [k, v] : self.entries()) {
+            if (name == "keys") {
+              out.push_back(Value::string(k));
+            } else if (name == "values") {
+              out.push_back(v);
+            } else {
+              out.push_back(Value::array({Value::string(k), v}, true));
+            }
+          }
+          return make_array(std::move(out));
+        });
       }
       if (name == "pop" || name == "update" || name == "setdefault" || name == "clear" || name == "popitem" ||
           name == "copy" || name == "fromkeys") {
         return Value::function("dict." + name, [name](const CallArgs&) -> absl::StatusOr<Value> {
-          return type_error(
-              str_cat("dict.", name, "() is not allowed in a chat template (immutable sandbox)"));
+          return type_error(str_cat("dict.", name, "() is not allowed in a chat template (immutable sandbox)"));
         });
       }
       const Value* hit = object.find(name);
@@ -585,43 +571,40 @@ absl::StatusOr<Value> Interpreter::get_attribute(const Value& object, const std:
     case Value::Kind::kString:
       if (is_str_method_name(name)) {
         Value self = object;
-        return Value::function("str." + name,
-                               [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
-                                 auto st = charge(self.weight() / 16);
-                                 if (!st.ok()) return st;
-                                 auto result = call_string_method(self.as_string(), name, args);
-                                 if (!result.ok()) return result.status();
-                                 if (result->is_string()) return make_string(result->as_string());
-                                 return result;
-                               });
+        return Value::function("str." + name, [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
+          auto st = charge(self.weight() / 16);
+          if (!st.ok()) return st;
+          auto result = call_string_method(self.as_string(), name, args);
+          if (!result.ok()) return result.status();
+          if (result->is_string()) return make_string(result->as_string());
+          return result;
+        });
       }
       return Value::undefined(name);
     case Value::Kind::kArray:
       if (name == "index" || name == "count") {
         Value self = object;
-        return Value::function("list." + name,
-                               [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
-                                 if (args.positional.size() != 1 || !args.keyword.empty()) {
-                                   return type_error(str_cat("list.", name, "() takes exactly one argument"));
-                                 }
-                                 auto st = charge(self.weight());
-                                 if (!st.ok()) return st;
-                                 int64_t count = 0;
-                                 for (size_t i = 0; i < self.items().size(); ++i) {
-                                   if (self.items()[i].equals(args.positional[0])) {
-                                     if (name == "index") return Value::integer(static_cast<int64_t>(i));
-                                     ++count;
-                                   }
-                                 }
-                                 if (name == "index") return type_error("list.index(x): x not in list");
-                                 return Value::integer(count);
-                               });
+        return Value::function("list." + name, [this, self, name](const CallArgs& args) -> absl::StatusOr<Value> {
+          if (args.positional.size() != 1 || !args.keyword.empty()) {
+            return type_error(str_cat("list.", name, "() takes exactly one argument"));
+          }
+          auto st = charge(self.weight());
+          if (!st.ok()) return st;
+          int64_t count = 0;
+          for (size_t i = 0; i < self.items().size(); ++i) {
+            if (self.items()[i].equals(args.positional[0])) {
+              if (name == "index") return Value::integer(static_cast<int64_t>(i));
+              ++count;
+            }
+          }
+          if (name == "index") return type_error("list.index(x): x not in list");
+          return Value::integer(count);
+        });
       }
       if (name == "append" || name == "extend" || name == "insert" || name == "pop" || name == "remove" ||
           name == "sort" || name == "reverse" || name == "clear" || name == "copy") {
         return Value::function("list." + name, [name](const CallArgs&) -> absl::StatusOr<Value> {
-          return type_error(
-              str_cat("list.", name, "() is not allowed in a chat template (immutable sandbox)"));
+          return type_error(str_cat("list.", name, "() is not allowed in a chat template (immutable sandbox)"));
         });
       }
       return Value::undefined(name);
@@ -791,8 +774,7 @@ absl::StatusOr<Value> Interpreter::eval_binary(const std::string& op, const Valu
     return make_array(std::move(items), seq->is_tuple());
   }
   if (!numbers) {
-    if (op == "%" && a.is_string())
-      return type_error("unsupported construct: printf-style '%' string formatting");
+    if (op == "%" && a.is_string()) return type_error("unsupported construct: printf-style '%' string formatting");
     return unsupported();
   }
   if (op == "/") {
@@ -803,8 +785,7 @@ absl::StatusOr<Value> Interpreter::eval_binary(const std::string& op, const Valu
     if (ints) {
       if (b.as_int() == 0) return type_error("integer division or modulo by zero");
       if (a.as_int() == INT64_MIN && b.as_int() == -1) return type_error("integer overflow in '//'");
-      return Value::integer(op == "//" ? floor_div(a.as_int(), b.as_int())
-                                       : floor_mod(a.as_int(), b.as_int()));
+      return Value::integer(op == "//" ? floor_div(a.as_int(), b.as_int()) : floor_mod(a.as_int(), b.as_int()));
     }
     double x = a.as_double();
     double y = b.as_double();
@@ -892,8 +873,7 @@ absl::StatusOr<Value> Interpreter::eval(const Expr& e, Scope& scope) {
       for (size_t i = 0; i + 1 < e.children.size(); i += 2) {
         auto k = eval(*e.children[i], scope);
         if (!k.ok()) return k;
-        if (!k->is_string())
-          return type_error("only string keys are supported in chat template dict literals");
+        if (!k->is_string()) return type_error("only string keys are supported in chat template dict literals");
         auto v = eval(*e.children[i + 1], scope);
         if (!v.ok()) return v;
         entries.emplace_back(k->as_string(), *std::move(v));
@@ -937,8 +917,7 @@ absl::StatusOr<Value> Interpreter::eval(const Expr& e, Scope& scope) {
       if (!operand.ok()) return operand;
       auto args = eval_args(e, 1, scope);
       if (!args.ok()) return args.status();
-      if (!args->keyword.empty())
-        return type_error(str_cat("test '", e.name, "' takes no keyword arguments"));
+      if (!args->keyword.empty()) return type_error(str_cat("test '", e.name, "' takes no keyword arguments"));
       auto result = apply_test(e.name, *operand, args->positional);
       if (!result.ok()) return result.status();
       return Value::boolean(*result != e.negated);
@@ -948,8 +927,8 @@ absl::StatusOr<Value> Interpreter::eval(const Expr& e, Scope& scope) {
       auto v = eval(*e.children[0], scope);
       if (!v.ok()) return v;
       if (!v->is_number()) {
-        return type_error(str_cat("bad operand type for unary ", e.kind == Expr::Kind::kNeg ? "-" : "+",
-                                  ": '", v->type_name(), "'"));
+        return type_error(
+            str_cat("bad operand type for unary ", e.kind == Expr::Kind::kNeg ? "-" : "+", ": '", v->type_name(), "'"));
       }
       if (e.kind == Expr::Kind::kPos) return v->is_bool() ? Value::integer(v->as_int()) : *v;
       if (v->is_double()) return Value::number(-v->as_double());

@@ -60,8 +60,7 @@ class Interpreter {
   absl::StatusOr<Flow> exec_for(const Stmt& stmt, const std::shared_ptr<Scope>& scope, std::string& out);
   absl::Status assign(const Target& target, Value value, Scope& scope);
   absl::Status define_macro(const Stmt& stmt, const std::shared_ptr<Scope>& scope);
-  absl::StatusOr<Value> call_macro(const Stmt& stmt, const std::weak_ptr<Scope>& defining_scope,
-                                   const CallArgs& args);
+  absl::StatusOr<Value> call_macro(const Stmt& stmt, const std::weak_ptr<Scope>& defining_scope, const CallArgs& args);
   absl::Status append_output(std::string& out, std::string_view text);
 
   absl::StatusOr<Value> eval(const Expr& e, Scope& scope);
@@ -77,7 +76,7 @@ class Interpreter {
   RenderLimits limits_;
   int64_t steps_ = 0;
   int call_depth_ = 0;
-  bool raised_ = false;  // the error came from raise_exception(): pass its message through unchanged
+  bool raised_ = false;            // the error came from raise_exception(): pass its message through unchanged
   std::vector<Value> namespaces_;  // cleared after rendering to break reference cycles through them
 };
 

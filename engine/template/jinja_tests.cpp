@@ -10,11 +10,10 @@ namespace bm::engine {
 namespace {
 
 constexpr std::array<std::string_view, 34> kTests = {
-    "defined",     "undefined", "none",        "boolean", "false",    "true",     "integer",
-    "float",       "number",    "string",      "mapping", "iterable", "sequence", "callable",
-    "odd",         "even",      "divisibleby", "eq",      "equalto",  "==",       "ne",
-    "!=",          "lt",        "lessthan",    "<",       "le",       "<=",       "gt",
-    "greaterthan", ">",         "ge",          ">=",      "in",       "sameas"};
+    "defined", "undefined",   "none",     "boolean",  "false",    "true",     "integer", "float",       "number",
+    "string",  "mapping",     "iterable", "sequence", "callable", "odd",      "even",    "divisibleby", "eq",
+    "equalto", "==",          "ne",       "!=",       "lt",       "lessthan", "<",       "le",          "<=",
+    "gt",      "greaterthan", ">",        "ge",       ">=",       "in",       "sameas"};
 
 absl::StatusOr<bool> ordered(std::string_view name, const Value& a, const Value& b) {
   bool lt = false;
@@ -30,8 +29,8 @@ absl::StatusOr<bool> ordered(std::string_view name, const Value& a, const Value&
     lt = a.as_string() < b.as_string();
     gt = a.as_string() > b.as_string();
   } else {
-    return absl::InvalidArgumentError(str_cat("test '", name, "': '<' not supported between '", a.type_name(),
-                                              "' and '", b.type_name(), "'"));
+    return absl::InvalidArgumentError(
+        str_cat("test '", name, "': '<' not supported between '", a.type_name(), "' and '", b.type_name(), "'"));
   }
   if (name == "lt" || name == "lessthan" || name == "<") return lt;
   if (name == "gt" || name == "greaterthan" || name == ">") return gt;
@@ -54,12 +53,12 @@ bool is_known_test(std::string_view name) {
 }
 
 absl::StatusOr<bool> apply_test(std::string_view name, const Value& v, const std::vector<Value>& args) {
-  size_t want = (name == "divisibleby" || name == "eq" || name == "equalto" || name == "==" || name == "ne" ||
-                 name == "!=" || name == "lt" || name == "lessthan" || name == "<" || name == "le" ||
-                 name == "<=" || name == "gt" || name == "greaterthan" || name == ">" || name == "ge" ||
-                 name == ">=" || name == "in" || name == "sameas")
-                    ? 1
-                    : 0;
+  size_t want =
+      (name == "divisibleby" || name == "eq" || name == "equalto" || name == "==" || name == "ne" || name == "!=" ||
+       name == "lt" || name == "lessthan" || name == "<" || name == "le" || name == "<=" || name == "gt" ||
+       name == "greaterthan" || name == ">" || name == "ge" || name == ">=" || name == "in" || name == "sameas")
+          ? 1
+          : 0;
   if (args.size() != want) {
     return absl::InvalidArgumentError(str_cat("test '", name, "' takes ", want, " argument(s)"));
   }
@@ -85,8 +84,7 @@ absl::StatusOr<bool> apply_test(std::string_view name, const Value& v, const std
     }
     if (name == "divisibleby") {
       const Value& d = args[0];
-      if (!d.is_int() && !d.is_bool())
-        return absl::InvalidArgumentError("test 'divisibleby' needs an integer");
+      if (!d.is_int() && !d.is_bool()) return absl::InvalidArgumentError("test 'divisibleby' needs an integer");
       if (d.as_int() == 0) return absl::InvalidArgumentError("test 'divisibleby': division by zero");
       if (d.as_int() == -1) return true;
       return v.as_int() % d.as_int() == 0;
@@ -111,8 +109,7 @@ absl::StatusOr<bool> apply_test(std::string_view name, const Value& v, const std
       return other.as_string().find(v.as_string()) != std::string::npos;
     }
     if (other.is_array()) {
-      return std::any_of(other.items().begin(), other.items().end(),
-                         [&](const Value& e) { return e.equals(v); });
+      return std::any_of(other.items().begin(), other.items().end(), [&](const Value& e) { return e.equals(v); });
     }
     if (other.is_object()) return v.is_string() && other.find(v.as_string()) != nullptr;
     return absl::InvalidArgumentError(str_cat("test 'in': '", other.type_name(), "' is not a container"));

@@ -78,8 +78,8 @@ absl::StatusOr<std::string> decode_string(std::string_view body, int line) {
           return lex_error(line, "truncated \\x/\\u escape in a string literal");
         }
         char h = body[i + k];
-        v = v * 16 + static_cast<char32_t>(
-                         std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (h | 0x20) - 'a' + 10);
+        v = v * 16 +
+            static_cast<char32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (h | 0x20) - 'a' + 10);
       }
       i += digits;
       return v;
@@ -252,9 +252,7 @@ class Lexer {
     char c = src_[pos_];
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t start = pos_;
-      while (pos_ < src_.size() &&
-             (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_'))
-        ++pos_;
+      while (pos_ < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_')) ++pos_;
       tokens_.push_back(Token{Token::Type::kName, src_.substr(start, pos_ - start), line_});
       return absl::OkStatus();
     }
@@ -296,8 +294,7 @@ class Lexer {
     size_t start = pos_;
     size_t end = digits(pos_);
     bool is_float = false;
-    if (end + 1 < src_.size() && src_[end] == '.' &&
-        std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
+    if (end + 1 < src_.size() && src_[end] == '.' && std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
       end = exponent(digits(end + 1));
       is_float = true;
     } else if (size_t e = exponent(end); e != end) {

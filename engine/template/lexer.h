@@ -10,19 +10,7 @@
 namespace bm::engine {
 
 struct Token {
-  enum class Type {
-    kText,
-    kVarBegin,
-    kVarEnd,
-    kBlockBegin,
-    kBlockEnd,
-    kName,
-    kString,
-    kInt,
-    kFloat,
-    kOperator,
-    kEof
-  };
+  enum class Type { kText, kVarBegin, kVarEnd, kBlockBegin, kBlockEnd, kName, kString, kInt, kFloat, kOperator, kEof };
   Type type = Type::kEof;
   std::string text;  // literal text, name, decoded string literal, number spelling or operator
   int line = 1;

@@ -92,8 +92,7 @@ class Parser {
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> expect_name(std::string_view context) {
-    if (cur().type != TT::kName)
-      return error(str_cat("expected a name ", context, " but found ", describe(cur())));
+    if (cur().type != TT::kName) return error(str_cat("expected a name ", context, " but found ", describe(cur())));
     std::string n = cur().text;
     advance();
     return n;
@@ -101,8 +100,7 @@ class Parser {
 
   // Parses statements until a `{% <end> %}` tag for one of `ends`; leaves the end tag's name as current
   // token.
-  absl::StatusOr<Body> parse_body(const std::vector<std::string_view>& ends, std::string* found,
-                                  int open_line) {
+  absl::StatusOr<Body> parse_body(const std::vector<std::string_view>& ends, std::string* found, int open_line) {
     DepthGuard guard(depth_);
     if (depth_ > kMaxTemplateNesting) return error("blocks are nested too deeply");
     Body body;
@@ -183,8 +181,7 @@ class Parser {
   }
 
   // Parses a body that ends with exactly `end` (consumed together with its '%}').
-  absl::StatusOr<Body> parse_closed_body(const std::vector<std::string_view>& ends, std::string_view tag,
-                                         int line) {
+  absl::StatusOr<Body> parse_closed_body(const std::vector<std::string_view>& ends, std::string_view tag, int line) {
     std::string found;
     auto body = parse_body(ends, &found, line);
     if (!body.ok()) return body.status();
@@ -821,8 +818,8 @@ class Parser {
           auto st = parse_call_args(*test);
           if (!st.ok()) return st;
         } else if ((cur().type == TT::kName && !is_name("else") && !is_name("or") && !is_name("and")) ||
-                   cur().type == TT::kString || cur().type == TT::kInt || cur().type == TT::kFloat ||
-                   is_op("(") || is_op("[") || is_op("{")) {
+                   cur().type == TT::kString || cur().type == TT::kInt || cur().type == TT::kFloat || is_op("(") ||
+                   is_op("[") || is_op("{")) {
           DepthGuard guard(depth_);
           if (depth_ > kMaxTemplateNesting) return error("expression is nested too deeply");
           auto arg = parse_primary();

@@ -12,13 +12,12 @@ namespace bm::engine {
 namespace {
 
 constexpr std::array<std::string_view, 47> kStrMethods = {
-    "capitalize", "casefold",     "center",       "count",   "encode",     "endswith",    "expandtabs",
-    "find",       "format",       "format_map",   "index",   "isalnum",    "isalpha",     "isascii",
-    "isdecimal",  "isdigit",      "isidentifier", "islower", "isnumeric",  "isprintable", "isspace",
-    "istitle",    "isupper",      "join",         "ljust",   "lower",      "lstrip",      "maketrans",
-    "partition",  "removeprefix", "removesuffix", "replace", "rfind",      "rindex",      "rjust",
-    "rpartition", "rsplit",       "rstrip",       "split",   "splitlines", "startswith",  "strip",
-    "swapcase",   "title",        "translate",    "upper",   "zfill"};
+    "capitalize",   "casefold",   "center",    "count",       "encode",    "endswith",     "expandtabs",   "find",
+    "format",       "format_map", "index",     "isalnum",     "isalpha",   "isascii",      "isdecimal",    "isdigit",
+    "isidentifier", "islower",    "isnumeric", "isprintable", "isspace",   "istitle",      "isupper",      "join",
+    "ljust",        "lower",      "lstrip",    "maketrans",   "partition", "removeprefix", "removesuffix", "replace",
+    "rfind",        "rindex",     "rjust",     "rpartition",  "rsplit",    "rstrip",       "split",        "splitlines",
+    "startswith",   "strip",      "swapcase",  "title",       "translate", "upper",        "zfill"};
 
 // Reads argument `index` or keyword `name`; nullptr when absent.
 const Value* arg(const CallArgs& args, size_t index, std::string_view name) {
@@ -103,8 +102,7 @@ absl::StatusOr<Value> strip(const std::string& self, const CallArgs& args, std::
     strip_set = utf8_decode(chars->as_string());
   }
   auto strippable = [&](char32_t cp) {
-    return whitespace ? is_python_space(cp)
-                      : std::find(strip_set.begin(), strip_set.end(), cp) != strip_set.end();
+    return whitespace ? is_python_space(cp) : std::find(strip_set.begin(), strip_set.end(), cp) != strip_set.end();
   };
   std::vector<char32_t> cps = utf8_decode(self);
   size_t begin = 0;
@@ -115,8 +113,8 @@ absl::StatusOr<Value> strip(const std::string& self, const CallArgs& args, std::
   if (right) {
     while (end > begin && strippable(cps[end - 1])) --end;
   }
-  return Value::string(utf8_encode(
-      std::vector<char32_t>(cps.begin() + static_cast<long>(begin), cps.begin() + static_cast<long>(end))));
+  return Value::string(
+      utf8_encode(std::vector<char32_t>(cps.begin() + static_cast<long>(begin), cps.begin() + static_cast<long>(end))));
 }
 
 absl::StatusOr<Value> split(const std::string& self, const CallArgs& args, bool from_right) {
@@ -126,8 +124,7 @@ absl::StatusOr<Value> split(const std::string& self, const CallArgs& args, bool 
   const Value* max_split_value = arg(args, 1, "maxsplit");
   int64_t max_split = -1;
   if (max_split_value != nullptr) {
-    if (!max_split_value->is_int())
-      return absl::InvalidArgumentError("str.split() maxsplit must be an integer");
+    if (!max_split_value->is_int()) return absl::InvalidArgumentError("str.split() maxsplit must be an integer");
     max_split = max_split_value->as_int();
   }
   std::vector<std::string> parts;
@@ -267,8 +264,7 @@ absl::StatusOr<Value> search(const std::string& self, const CallArgs& args, std:
   if (method == "count") {
     if (needle->empty()) return Value::integer(static_cast<int64_t>(utf8_length(self)) + 1);
     int64_t n = 0;
-    for (size_t pos = self.find(*needle); pos != std::string::npos;
-         pos = self.find(*needle, pos + needle->size())) {
+    for (size_t pos = self.find(*needle); pos != std::string::npos; pos = self.find(*needle, pos + needle->size())) {
       ++n;
     }
     return Value::integer(n);
@@ -276,8 +272,7 @@ absl::StatusOr<Value> search(const std::string& self, const CallArgs& args, std:
   bool reverse = method == "rfind" || method == "rindex";
   size_t hit = reverse ? self.rfind(*needle) : self.find(*needle);
   if (hit == std::string::npos) {
-    if (method == "index" || method == "rindex")
-      return absl::InvalidArgumentError("str.index(): substring not found");
+    if (method == "index" || method == "rindex") return absl::InvalidArgumentError("str.index(): substring not found");
     return Value::integer(-1);
   }
   return Value::integer(static_cast<int64_t>(utf8_length(std::string_view(self).substr(0, hit))));
@@ -327,10 +322,8 @@ absl::StatusOr<Value> classify(const std::string& self, std::string_view method)
   if (method == "isdigit" || method == "isdecimal" || method == "isnumeric") {
     return Value::boolean(all([](char32_t c) { return c >= '0' && c <= '9'; }));
   }
-  if (method == "isalpha")
-    return Value::boolean(all([](char32_t c) { return std::isalpha(static_cast<int>(c)); }));
-  if (method == "isalnum")
-    return Value::boolean(all([](char32_t c) { return std::isalnum(static_cast<int>(c)); }));
+  if (method == "isalpha") return Value::boolean(all([](char32_t c) { return std::isalpha(static_cast<int>(c)); }));
+  if (method == "isalnum") return Value::boolean(all([](char32_t c) { return std::isalnum(static_cast<int>(c)); }));
   bool has_upper = std::any_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 'A' && c <= 'Z'; });
   bool has_lower = std::any_of(cps.begin(), cps.end(), [](char32_t c) { return c >= 'a' && c <= 'z'; });
   if (method == "isupper") return Value::boolean(has_upper && !has_lower);
@@ -406,17 +399,15 @@ size_t utf8_length(std::string_view s) {
 }
 
 bool is_python_space(char32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 bool is_str_method_name(std::string_view name) {
   return std::find(kStrMethods.begin(), kStrMethods.end(), name) != kStrMethods.end();
 }
 
-absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name,
-                                         const CallArgs& args) {
+absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name, const CallArgs& args) {
   if (name == "strip") return strip(self, args, name, true, true);
   if (name == "lstrip") return strip(self, args, name, true, false);
   if (name == "rstrip") return strip(self, args, name, false, true);
@@ -435,8 +426,8 @@ absl::StatusOr<Value> call_string_method(const std::string& self, std::string_vi
     if (name == "upper") return Value::string(change_case(self, true));
     if (name == "title") return Value::string(title_case(self));
     if (name == "capitalize") return Value::string(capitalize(self));
-    if (name == "isspace" || name == "isdigit" || name == "isdecimal" || name == "isnumeric" ||
-        name == "isalpha" || name == "isalnum" || name == "isupper" || name == "islower") {
+    if (name == "isspace" || name == "isdigit" || name == "isdecimal" || name == "isnumeric" || name == "isalpha" ||
+        name == "isalnum" || name == "isupper" || name == "islower") {
       return classify(self, name);
     }
   }
@@ -446,8 +437,7 @@ absl::StatusOr<Value> call_string_method(const std::string& self, std::string_vi
     if (name == "removeprefix") {
       return Value::string(self.compare(0, affix->size(), *affix) == 0 ? self.substr(affix->size()) : self);
     }
-    bool ends =
-        self.size() >= affix->size() && self.compare(self.size() - affix->size(), affix->size(), *affix) == 0;
+    bool ends = self.size() >= affix->size() && self.compare(self.size() - affix->size(), affix->size(), *affix) == 0;
     return Value::string(ends ? self.substr(0, self.size() - affix->size()) : self);
   }
   return absl::UnimplementedError(

@@ -23,8 +23,7 @@ bool is_python_space(char32_t cp);
 // True for every method name Python's str has, so that an unimplemented one is an error, not an undefined.
 bool is_str_method_name(std::string_view name);
 // Calls str.<name>(*args) on `self`; an unimplemented Python method is an error naming it.
-absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name,
-                                         const CallArgs& args);
+absl::StatusOr<Value> call_string_method(const std::string& self, std::string_view name, const CallArgs& args);
 
 // absl::StrCat cannot take std::string_view with this system's abseil (built with its own string_view), and
 // the template engine passes string_views everywhere; this concatenates strings, views and integers.

@@ -44,8 +44,7 @@ const std::string& empty_string() {
 }
 
 absl::Status too_large(size_t max_bytes) {
-  return absl::ResourceExhaustedError(
-      str_cat("chat template value is longer than the limit of ", max_bytes, " bytes"));
+  return absl::ResourceExhaustedError(str_cat("chat template value is longer than the limit of ", max_bytes, " bytes"));
 }
 
 // Appends and checks the size limit as we go, so a huge nested value fails early instead of exhausting
@@ -470,8 +469,7 @@ const std::string& Value::function_name() const {
 }
 
 absl::StatusOr<Value> Value::call(const CallArgs& args) const {
-  if (!is_function())
-    return absl::InvalidArgumentError(str_cat("'", type_name(), "' object is not callable"));
+  if (!is_function()) return absl::InvalidArgumentError(str_cat("'", type_name(), "' object is not callable"));
   return function_->fn(args);
 }
 

@@ -35,18 +35,7 @@ struct JsonFormat {
 
 class Value {
  public:
-  enum class Kind {
-    kUndefined,
-    kNone,
-    kBool,
-    kInt,
-    kDouble,
-    kString,
-    kArray,
-    kObject,
-    kNamespace,
-    kFunction
-  };
+  enum class Kind { kUndefined, kNone, kBool, kInt, kDouble, kString, kArray, kObject, kNamespace, kFunction };
   using Entry = std::pair<std::string, Value>;
 
   Value() = default;  // undefined

@@ -42,8 +42,7 @@ size_t end_of_leading_space(std::string_view text, size_t pos) {
 
 }  // namespace
 
-AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens,
-                                     const std::vector<std::string>& patterns)
+AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens, const std::vector<std::string>& patterns)
     : tokens_(tokens) {
   BM_CHECK(tokens.size() == patterns.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -57,8 +56,7 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens,
         next = static_cast<int32_t>(nodes_.size());
         nodes_.emplace_back();
         auto& children = nodes_[node].children;
-        children.insert(std::upper_bound(children.begin(), children.end(), std::pair(byte, int32_t{-1})),
-                        {byte, next});
+        children.insert(std::upper_bound(children.begin(), children.end(), std::pair(byte, int32_t{-1})), {byte, next});
       }
       node = next;
     }

@@ -46,8 +46,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::create(
   model->ignore_merges_ = ignore_merges;
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab) {
-    if (id < 0)
-      return absl::InvalidArgumentError(absl::StrCat("vocabulary token '", token, "' has a negative id"));
+    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("vocabulary token '", token, "' has a negative id"));
     max_id = std::max(max_id, id);
   }
   model->id_to_token_.resize(static_cast<size_t>(max_id + 1));
@@ -58,8 +57,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::create(
     model->id_to_token_[id] = token;
     model->present_[id] = true;
     model->token_to_id_[token] = id;
-    if (std::optional<std::string> bytes = byte_level::token_to_bytes(token))
-      model->bytes_to_id_[*bytes] = id;
+    if (std::optional<std::string> bytes = byte_level::token_to_bytes(token)) model->bytes_to_id_[*bytes] = id;
   }
   model->num_tokens_ = static_cast<int32_t>(model->token_to_id_.size());
   for (int b = 0; b < 256; ++b) {
@@ -77,10 +75,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::create(
     auto l = model->token_to_id_.find(left);
     auto r = model->token_to_id_.find(right);
     auto merged = model->token_to_id_.find(absl::StrCat(left, right));
-    if (l == model->token_to_id_.end() || r == model->token_to_id_.end() ||
-        merged == model->token_to_id_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", left, " ", right,
-                                                     "') names a token that is not in the vocabulary"));
+    if (l == model->token_to_id_.end() || r == model->token_to_id_.end() || merged == model->token_to_id_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("merge ", rank, " ('", left, " ", right, "') names a token that is not in the vocabulary"));
     }
     // A repeated pair keeps its last rank, as in Hugging Face's map construction.
     model->merges_[pair_key(l->second, r->second)] = Merge{static_cast<int32_t>(rank), merged->second};
@@ -100,12 +97,10 @@ void BpeModel::merge_all(std::string_view piece, std::vector<int32_t>& out) cons
   symbols.clear();
   heap.clear();
   for (int32_t i = 0; i < n; ++i) {
-    symbols.push_back(
-        Symbol{byte_ids_[static_cast<uint8_t>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1, false});
+    symbols.push_back(Symbol{byte_ids_[static_cast<uint8_t>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1, false});
   }
   for (int32_t i = 0; i + 1 < n; ++i) {
-    if (const Merge* m = find_merge(symbols[i].id, symbols[i + 1].id))
-      heap.push_back({m->rank, i, m->new_id});
+    if (const Merge* m = find_merge(symbols[i].id, symbols[i + 1].id)) heap.push_back({m->rank, i, m->new_id});
   }
   std::make_heap(heap.begin(), heap.end(), lower_priority);
   while (!heap.empty()) {
@@ -165,8 +160,7 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
   merge_all(piece, out);
   absl::MutexLock lock(&shard.mutex);
   if (shard.entries.size() >= kMaxCacheEntriesPerShard) shard.entries.clear();
-  shard.entries.emplace(piece,
-                        std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+  shard.entries.emplace(piece, std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {

@@ -45,16 +45,14 @@ void reorder(std::vector<char32_t>& cps) {
     }
     size_t j = i;
     while (j < cps.size() && unicode::combining_class(cps[j]) != 0) ++j;
-    std::stable_sort(
-        cps.begin() + static_cast<std::ptrdiff_t>(i), cps.begin() + static_cast<std::ptrdiff_t>(j),
-        [](char32_t a, char32_t b) { return unicode::combining_class(a) < unicode::combining_class(b); });
+    std::stable_sort(cps.begin() + static_cast<std::ptrdiff_t>(i), cps.begin() + static_cast<std::ptrdiff_t>(j),
+                     [](char32_t a, char32_t b) { return unicode::combining_class(a) < unicode::combining_class(b); });
     i = j;
   }
 }
 
 char32_t compose_pair(char32_t a, char32_t b) {
-  if (a >= kHangulLBase && a < kHangulLBase + kHangulLCount && b >= kHangulVBase &&
-      b < kHangulVBase + kHangulVCount) {
+  if (a >= kHangulLBase && a < kHangulLBase + kHangulLCount && b >= kHangulVBase && b < kHangulVBase + kHangulVCount) {
     return kHangulSBase + ((a - kHangulLBase) * kHangulVCount + (b - kHangulVBase)) * kHangulTCount;
   }
   if (a >= kHangulSBase && a < kHangulSBase + kHangulSCount && (a - kHangulSBase) % kHangulTCount == 0 &&

@@ -40,16 +40,14 @@ AddedTokenMatcher make_matcher(const std::vector<AddedToken>& all, bool normaliz
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::filesystem::path& model_dir) {
   absl::StatusOr<TokenizerSpec> spec = read_tokenizer_spec(model_dir);
   if (!spec.ok()) return spec.status();
-  absl::StatusOr<std::unique_ptr<BpeModel>> model =
-      BpeModel::create(spec->vocab, spec->merges, spec->ignore_merges);
+  absl::StatusOr<std::unique_ptr<BpeModel>> model = BpeModel::create(spec->vocab, spec->merges, spec->ignore_merges);
   if (!model.ok()) {
-    return absl::Status(model.status().code(),
-                        absl::StrCat(model_dir.string(), ": ", model.status().message()));
+    return absl::Status(model.status().code(), absl::StrCat(model_dir.string(), ": ", model.status().message()));
   }
   for (const AddedToken& token : spec->added_tokens) {
     if (token.id < 0 || token.content.empty() || !utf8::is_valid(token.content)) {
-      return absl::InvalidArgumentError(absl::StrCat(model_dir.string(), ": added token ", token.id,
-                                                     " has a negative id or no valid text"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(model_dir.string(), ": added token ", token.id, " has a negative id or no valid text"));
     }
   }
   spec->vocab.clear();

@@ -25,15 +25,13 @@ absl::StatusOr<json> read_json(const fs::path& path) {
   absl::StatusOr<std::string> text = read_file(path);
   if (!text.ok()) return text.status();
   json parsed = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded())
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not valid JSON"));
+  if (parsed.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not valid JSON"));
   return parsed;
 }
 
 std::string type_of(const json& node) {
-  return node.is_object() && node.contains("type") && node["type"].is_string()
-             ? node["type"].get<std::string>()
-             : std::string("<none>");
+  return node.is_object() && node.contains("type") && node["type"].is_string() ? node["type"].get<std::string>()
+                                                                               : std::string("<none>");
 }
 
 bool flag(const json& node, const char* key, bool fallback) {
@@ -68,10 +66,9 @@ absl::StatusOr<AddedToken> parse_added_token(const json& node, int32_t id, const
 }
 
 absl::Status unsupported(const fs::path& file, const std::string& what, const std::string& type) {
-  return absl::UnimplementedError(
-      absl::StrCat(file.string(), ": ", what, " '", type,
-                   "' is not supported (only the byte-level BPE tokenizers of the "
-                   "Qwen2 and Llama-3 families are)"));
+  return absl::UnimplementedError(absl::StrCat(file.string(), ": ", what, " '", type,
+                                               "' is not supported (only the byte-level BPE tokenizers of the "
+                                               "Qwen2 and Llama-3 families are)"));
 }
 
 absl::Status read_normalizer(const json& node, const fs::path& file, TokenizerSpec& spec) {
@@ -91,10 +88,8 @@ absl::Status read_normalizer(const json& node, const fs::path& file, TokenizerSp
 }
 
 absl::Status read_byte_level(const json& node, const fs::path& file) {
-  if (flag(node, "add_prefix_space", false))
-    return unsupported(file, "ByteLevel option", "add_prefix_space=true");
-  if (flag(node, "use_regex", true))
-    return unsupported(file, "ByteLevel option", "use_regex=true (GPT-2 split)");
+  if (flag(node, "add_prefix_space", false)) return unsupported(file, "ByteLevel option", "add_prefix_space=true");
+  if (flag(node, "use_regex", true)) return unsupported(file, "ByteLevel option", "use_regex=true (GPT-2 split)");
   return absl::OkStatus();
 }
 
@@ -167,8 +162,7 @@ absl::Status read_merge_list(const json& merges, const fs::path& file, Tokenizer
       const std::string& text = merge.get_ref<const std::string&>();
       const size_t space = text.find(' ');
       if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(file.string(), ": merge '", text, "' is not 'left right'"));
+        return absl::InvalidArgumentError(absl::StrCat(file.string(), ": merge '", text, "' is not 'left right'"));
       }
       spec.merges.emplace_back(text.substr(0, space), text.substr(space + 1));
     } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
@@ -181,13 +175,11 @@ absl::Status read_merge_list(const json& merges, const fs::path& file, Tokenizer
 }
 
 absl::Status read_vocab(const json& vocab, const fs::path& file, TokenizerSpec& spec) {
-  if (!vocab.is_object())
-    return absl::InvalidArgumentError(absl::StrCat(file.string(), ": vocab is not an object"));
+  if (!vocab.is_object()) return absl::InvalidArgumentError(absl::StrCat(file.string(), ": vocab is not an object"));
   spec.vocab.reserve(vocab.size());
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.string(), ": token '", token, "' has no integer id"));
+      return absl::InvalidArgumentError(absl::StrCat(file.string(), ": token '", token, "' has no integer id"));
     }
     spec.vocab.emplace_back(token, id.get<int32_t>());
   }
@@ -216,8 +208,7 @@ absl::Status read_model(const json& model, const fs::path& file, TokenizerSpec& 
 
 absl::Status read_added_token_list(const json& list, const fs::path& file, TokenizerSpec& spec) {
   if (list.is_null()) return absl::OkStatus();
-  if (!list.is_array())
-    return absl::InvalidArgumentError(absl::StrCat(file.string(), ": added_tokens is not a list"));
+  if (!list.is_array()) return absl::InvalidArgumentError(absl::StrCat(file.string(), ": added_tokens is not a list"));
   for (const json& node : list) {
     if (!node.contains("id") || !node["id"].is_number_integer()) {
       return absl::InvalidArgumentError(absl::StrCat(file.string(), ": an added token has no integer id"));
@@ -239,8 +230,7 @@ absl::StatusOr<TokenizerSpec> read_tokenizer_json(const fs::path& file) {
   if (absl::Status s = read_normalizer(field("normalizer"), file, spec); !s.ok()) return s;
   if (absl::Status s = read_pre_tokenizer(field("pre_tokenizer"), file, spec); !s.ok()) return s;
   if (absl::Status s = read_post_processor(field("post_processor"), file, spec); !s.ok()) return s;
-  if (type_of(field("decoder")) != "ByteLevel")
-    return unsupported(file, "decoder", type_of(field("decoder")));
+  if (type_of(field("decoder")) != "ByteLevel") return unsupported(file, "decoder", type_of(field("decoder")));
   if (absl::Status s = read_added_token_list(field("added_tokens"), file, spec); !s.ok()) return s;
   return spec;
 }
@@ -258,8 +248,7 @@ absl::Status read_merges_txt(const fs::path& file, TokenizerSpec& spec) {
     if (line.empty() || (line_number == 1 && line.starts_with("#version"))) continue;
     const size_t space = line.find(' ');
     if (space == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.string(), ":", line_number, ": not a 'left right' merge"));
+      return absl::InvalidArgumentError(absl::StrCat(file.string(), ":", line_number, ": not a 'left right' merge"));
     }
     spec.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
@@ -305,8 +294,8 @@ absl::StatusOr<TokenizerSpec> read_vocab_files(const fs::path& dir, const json& 
   }
   const std::optional<std::string> bos = token_text(config, "bos_token");
   const std::optional<std::string> eos = token_text(config, "eos_token");
-  for (const auto& [key, token, ids] : {std::tuple("add_bos_token", bos, &spec.prefix_ids),
-                                        std::tuple("add_eos_token", eos, &spec.suffix_ids)}) {
+  for (const auto& [key, token, ids] :
+       {std::tuple("add_bos_token", bos, &spec.prefix_ids), std::tuple("add_eos_token", eos, &spec.suffix_ids)}) {
     if (!flag(config, key, false)) continue;
     std::optional<int32_t> id = token ? find_id(spec, *token) : std::nullopt;
     if (!id) {
@@ -335,10 +324,9 @@ absl::StatusOr<TokenizerSpec> read_tokenizer_spec(const fs::path& model_dir) {
     spec = read_tokenizer_json(model_dir / "tokenizer.json");
   } else if (fs::exists(model_dir / "vocab.json") && fs::exists(model_dir / "merges.txt")) {
     if (!fs::exists(config_file)) {
-      return absl::NotFoundError(
-          absl::StrCat(model_dir.string(),
-                       " has vocab.json and merges.txt but no tokenizer_config.json to say "
-                       "which tokenizer they belong to"));
+      return absl::NotFoundError(absl::StrCat(model_dir.string(),
+                                              " has vocab.json and merges.txt but no tokenizer_config.json to say "
+                                              "which tokenizer they belong to"));
     }
     spec = read_vocab_files(model_dir, config);
   } else {

@@ -44,9 +44,8 @@ Decoded decode(std::string_view text, size_t pos) {
     return {static_cast<char32_t>(((b0 & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F)), 3, true};
   }
   if (avail < 4 || !is_continuation(s[3])) return {0xFFFD, 3, false};
-  return {static_cast<char32_t>(((b0 & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) |
-                                (s[3] & 0x3F)),
-          4, true};
+  return {static_cast<char32_t>(((b0 & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) | (s[3] & 0x3F)), 4,
+          true};
 }
 
 bool is_valid(std::string_view text) {

@@ -50,27 +50,40 @@ bool parse(int argc, char** argv, Options& o) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
     const char* v = argv[i + 1];
-    if (arg == "--model") o.model = v;
-    else if (arg == "--layers") o.layers = std::atoi(v);
-    else if (arg == "--backend") o.backend = v;
-    else if (arg == "--decode-steps") o.decode_steps = std::atoi(v);
-    else if (arg == "--context") o.context = std::atoi(v);
-    else if (arg == "--repeats") o.repeats = std::max(1, std::atoi(v));
-    else if (arg == "--peak-tflops") o.peak_tflops = std::atof(v);
-    else if (arg == "--keep") o.keep = v;
-    else return false;
+    if (arg == "--model")
+      o.model = v;
+    else if (arg == "--layers")
+      o.layers = std::atoi(v);
+    else if (arg == "--backend")
+      o.backend = v;
+    else if (arg == "--decode-steps")
+      o.decode_steps = std::atoi(v);
+    else if (arg == "--context")
+      o.context = std::atoi(v);
+    else if (arg == "--repeats")
+      o.repeats = std::max(1, std::atoi(v));
+    else if (arg == "--peak-tflops")
+      o.peak_tflops = std::atof(v);
+    else if (arg == "--keep")
+      o.keep = v;
+    else
+      return false;
   }
   return argc % 2 == 1;
 }
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
 }
 
-int32_t token(int64_t i, int32_t vocab) { return static_cast<int32_t>((i * 7919 + 13) % (vocab - 100)); }
+int32_t token(int64_t i, int32_t vocab) {
+  return static_cast<int32_t>((i * 7919 + 13) % (vocab - 100));
+}
 
 // Blocks [first, first + count) as a table.
 std::vector<int32_t> blocks(int32_t first, int32_t count) {
@@ -198,10 +211,11 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * params_per_token * tokens +
                          2.0 * 2.0 * shape.num_layers * shape.num_heads * head_dim * double(tokens) * tokens / 2.0;
     const double floor_s = flops / (o.peak_tflops * 1e12);
-    std::printf("prefill %5d tokens: %.1f ms (%.0f tokens/s, %.0f TFLOP/s); FLOP floor %.1f ms at %.0f TFLOP/s; "
-                "%.0f%% of peak\n",
-                tokens, seconds * 1e3, tokens / seconds, flops / seconds / 1e12, floor_s * 1e3, o.peak_tflops,
-                100.0 * floor_s / seconds);
+    std::printf(
+        "prefill %5d tokens: %.1f ms (%.0f tokens/s, %.0f TFLOP/s); FLOP floor %.1f ms at %.0f TFLOP/s; "
+        "%.0f%% of peak\n",
+        tokens, seconds * 1e3, tokens / seconds, flops / seconds / 1e12, floor_s * 1e3, o.peak_tflops,
+        100.0 * floor_s / seconds);
   }
 
   // ---- batched decode

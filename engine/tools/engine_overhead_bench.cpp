@@ -41,7 +41,8 @@ class InstantModel final : public CausalLM {
     for (size_t r = 0; r < rows(batch); ++r) logits[r * info_.vocab_size + rng_() % info_.vocab_size] = 5.0f;
     return absl::OkStatus();
   }
-  absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override {
+  absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
+                                  Candidates& out) override {
     const size_t n = rows(batch);
     out.k = request.k;
     out.ids.resize(n * request.k);
@@ -115,10 +116,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int32_t value = std::atoi(argv[i + 1]);
-    if (flag == "--seqs") seqs = value;
-    else if (flag == "--prompt-tokens") prompt = value;
-    else if (flag == "--completion-tokens") completion = value;
-    else if (flag == "--threads") threads = value;
+    if (flag == "--seqs")
+      seqs = value;
+    else if (flag == "--prompt-tokens")
+      prompt = value;
+    else if (flag == "--completion-tokens")
+      completion = value;
+    else if (flag == "--threads")
+      threads = value;
     else {
       std::fprintf(stderr, "bm_engine_overhead_bench: unknown option %s\n", flag.c_str());
       return 2;

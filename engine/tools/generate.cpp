@@ -49,7 +49,8 @@ T parse_number(const char* flag, const char* text) {
   char* end = nullptr;
   errno = 0;
   double value = std::strtod(text, &end);
-  if (errno != 0 || end == text || *end != '\0') usage_error(std::string(flag) + " expects a number, got '" + text + "'");
+  if (errno != 0 || end == text || *end != '\0')
+    usage_error(std::string(flag) + " expects a number, got '" + text + "'");
   return static_cast<T>(value);
 }
 
@@ -61,23 +62,37 @@ Options parse_options(int argc, char** argv) {
       if (i + 1 >= argc) usage_error(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--prompt") o.prompt = value();
-    else if (arg == "--raw") o.raw = true;
-    else if (arg == "--backend") o.backend = value();
-    else if (arg == "--max-tokens") o.max_tokens = parse_number<int32_t>("--max-tokens", value());
-    else if (arg == "--temperature") o.temperature = parse_number<float>("--temperature", value());
-    else if (arg == "--top-p") o.top_p = parse_number<float>("--top-p", value());
-    else if (arg == "--top-k") o.top_k = parse_number<int32_t>("--top-k", value());
-    else if (arg == "--seed") o.seed = parse_number<uint64_t>("--seed", value());
-    else if (arg == "--threads") o.threads = parse_number<int32_t>("--threads", value());
-    else if (arg == "--ignore-eos") o.ignore_eos = true;
+    if (arg == "--prompt")
+      o.prompt = value();
+    else if (arg == "--raw")
+      o.raw = true;
+    else if (arg == "--backend")
+      o.backend = value();
+    else if (arg == "--max-tokens")
+      o.max_tokens = parse_number<int32_t>("--max-tokens", value());
+    else if (arg == "--temperature")
+      o.temperature = parse_number<float>("--temperature", value());
+    else if (arg == "--top-p")
+      o.top_p = parse_number<float>("--top-p", value());
+    else if (arg == "--top-k")
+      o.top_k = parse_number<int32_t>("--top-k", value());
+    else if (arg == "--seed")
+      o.seed = parse_number<uint64_t>("--seed", value());
+    else if (arg == "--threads")
+      o.threads = parse_number<int32_t>("--threads", value());
+    else if (arg == "--ignore-eos")
+      o.ignore_eos = true;
     else if (arg == "-h" || arg == "--help") {
-      std::printf("usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
-                  "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n");
+      std::printf(
+          "usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
+          "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n");
       std::exit(0);
-    } else if (!arg.empty() && arg[0] == '-') usage_error("unknown option " + arg);
-    else if (o.model_dir.empty()) o.model_dir = arg;
-    else usage_error("one model folder only");
+    } else if (!arg.empty() && arg[0] == '-')
+      usage_error("unknown option " + arg);
+    else if (o.model_dir.empty())
+      o.model_dir = arg;
+    else
+      usage_error("one model folder only");
   }
   if (o.model_dir.empty()) usage_error("give a model folder (see --help)");
   return o;
@@ -87,8 +102,8 @@ std::string render_prompt(const Options& o) {
   if (o.raw) return o.prompt;
   absl::StatusOr<engine::ChatTemplate> chat_template = engine::ChatTemplate::load(o.model_dir);
   if (!chat_template.ok()) usage_error(std::string(chat_template.status().message()));
-  engine::Value message = engine::Value::object(
-      {{"role", engine::Value::string("user")}, {"content", engine::Value::string(o.prompt)}});
+  engine::Value message =
+      engine::Value::object({{"role", engine::Value::string("user")}, {"content", engine::Value::string(o.prompt)}});
   engine::ChatTemplate::Inputs inputs;
   inputs.messages = engine::Value::array({message});
   absl::StatusOr<std::string> text = chat_template->render(inputs);

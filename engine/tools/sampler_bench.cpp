@@ -39,8 +39,10 @@ std::vector<Setting> settings() {
   r1.top_p = 0.95f;
   SamplingParams plain;  // temperature 1, nothing else: the full vocabulary
   plain.temperature = 1.0f;
-  return {{"greedy", greedy}, {"qwen2.5 (t 0.7, top-p 0.8, top-k 20, rep 1.05)", qwen},
-          {"r1 (t 0.6, top-p 0.95)", r1}, {"plain (t 1)", plain}};
+  return {{"greedy", greedy},
+          {"qwen2.5 (t 0.7, top-p 0.8, top-k 20, rep 1.05)", qwen},
+          {"r1 (t 0.6, top-p 0.95)", r1},
+          {"plain (t 1)", plain}};
 }
 
 }  // namespace
@@ -50,10 +52,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int32_t value = std::atoi(argv[i + 1]);
-    if (flag == "--rows") rows = value;
-    else if (flag == "--vocab") vocab = value;
-    else if (flag == "--steps") steps = value;
-    else if (flag == "--threads") threads = value;
+    if (flag == "--rows")
+      rows = value;
+    else if (flag == "--vocab")
+      vocab = value;
+    else if (flag == "--steps")
+      steps = value;
+    else if (flag == "--threads")
+      threads = value;
     else {
       std::fprintf(stderr, "bm_sampler_bench: unknown option %s\n", flag.c_str());
       return 2;

@@ -90,10 +90,9 @@ void bench(const fs::path& dir, const std::vector<std::string>& records, size_t 
   }
   const double stream_s = seconds_since(start);
   const double mb = static_cast<double>(num_bytes) / 1e6;
-  std::printf(
-      "%-60s load %.2f s | encode %.2f MB/s (%zu ids, best of %d) | decode %.1f MB/s | stream %.1f MB/s\n",
-      dir.string().c_str(), load_s, mb / best, num_ids, repeat, static_cast<double>(decoded) / 1e6 / decode_s,
-      static_cast<double>(streamed) / 1e6 / stream_s);
+  std::printf("%-60s load %.2f s | encode %.2f MB/s (%zu ids, best of %d) | decode %.1f MB/s | stream %.1f MB/s\n",
+              dir.string().c_str(), load_s, mb / best, num_ids, repeat, static_cast<double>(decoded) / 1e6 / decode_s,
+              static_cast<double>(streamed) / 1e6 / stream_s);
 }
 
 }  // namespace

@@ -43,8 +43,7 @@ void require(bool ok, const char* what) {
 void add(const fs::path& dir, bool normalizes) {
   auto tok = bm::engine::Tokenizer::load(dir);
   if (!tok.ok()) {
-    std::fprintf(stderr, "tokenizer_fuzz: skipping %s: %s\n", dir.c_str(),
-                 std::string(tok.status().message()).c_str());
+    std::fprintf(stderr, "tokenizer_fuzz: skipping %s: %s\n", dir.c_str(), std::string(tok.status().message()).c_str());
     return;
   }
   g_tokenizers->push_back({*std::move(tok), normalizes});
@@ -55,9 +54,7 @@ fs::path write_tiny_tokenizer() {
   const fs::path dir = fs::temp_directory_path() / "bm_tokenizer_fuzz_tiny";
   fs::create_directories(dir);
   std::string vocab = "{";
-  auto byte_token = [](int b) {
-    return bm::engine::byte_level::bytes_to_token(std::string(1, static_cast<char>(b)));
-  };
+  auto byte_token = [](int b) { return bm::engine::byte_level::bytes_to_token(std::string(1, static_cast<char>(b))); };
   auto json_string = [](const std::string& s) {
     std::string out = "\"";
     for (char c : s) {
@@ -68,8 +65,7 @@ fs::path write_tiny_tokenizer() {
   };
   for (int b = 0; b < 256; ++b) vocab += json_string(byte_token(b)) + ": " + std::to_string(b) + ", ";
   const std::string g = byte_token(' ');
-  vocab += json_string(g + "t") + ": 256, " + json_string("he") + ": 257, " + json_string(g + "t" + "he") +
-           ": 258}";
+  vocab += json_string(g + "t") + ": 256, " + json_string("he") + ": 257, " + json_string(g + "t" + "he") + ": 258}";
   std::ofstream(dir / "vocab.json") << vocab;
   std::ofstream(dir / "merges.txt") << "#version: 0.2\n" << g << " t\nh e\n" << g << "t he\n";
   std::ofstream(dir / "tokenizer_config.json")
@@ -84,13 +80,10 @@ fs::path write_tiny_tokenizer() {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_tokenizers = new std::vector<Loaded>();
   const char* env = std::getenv("BMSERVER_SHARED_MODELS");
-  const fs::path shared = env != nullptr && *env != '\0'
-                              ? fs::path(env)
-                              : fs::path(__FILE__).parent_path() / "../../../shared/models";
-  if (fs::exists(shared / "Qwen/Qwen2.5-7B-Instruct/vocab.json"))
-    add(shared / "Qwen/Qwen2.5-7B-Instruct", true);
-  const fs::path llama_json =
-      shared / "tokenizers/assembled/DeepSeek-R1-Distill-Llama.tokenizer.assembled.json";
+  const fs::path shared =
+      env != nullptr && *env != '\0' ? fs::path(env) : fs::path(__FILE__).parent_path() / "../../../shared/models";
+  if (fs::exists(shared / "Qwen/Qwen2.5-7B-Instruct/vocab.json")) add(shared / "Qwen/Qwen2.5-7B-Instruct", true);
+  const fs::path llama_json = shared / "tokenizers/assembled/DeepSeek-R1-Distill-Llama.tokenizer.assembled.json";
   if (fs::exists(llama_json)) {
     const fs::path dir = fs::temp_directory_path() / "bm_tokenizer_fuzz_llama";
     std::error_code ec;

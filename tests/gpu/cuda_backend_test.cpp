@@ -465,13 +465,11 @@ TEST_F(CudaBackendTest, StoreKvWritesTheSameCache) {
 // Decode steps (one query row per sequence) over long, uneven contexts: the split-sequence kernel and its
 // combine step, GQA groups of 7 and 4.
 TEST_F(CudaBackendTest, DecodeAttentionLongContexts) {
-  const std::vector<SeqSpec> batch = {{0, 1},   {16, 1},   {99, 1},   {512, 1},
-                                      {1023, 1}, {2047, 1}, {3999, 1}, {4095, 1}};
+  const std::vector<SeqSpec> batch = {{0, 1}, {16, 1}, {99, 1}, {512, 1}, {1023, 1}, {2047, 1}, {3999, 1}, {4095, 1}};
   for (const ModelShape& shape : kShapes) {
     for (DType dtype : {DType::kBF16, DType::kF32}) {
       AttentionResult r = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim, dtype, 10);
-      expect_close(std::string("decode attention 8 seqs to 4k ") + shape.name + " " +
-                       std::string(dtype_name(dtype)),
+      expect_close(std::string("decode attention 8 seqs to 4k ") + shape.name + " " + std::string(dtype_name(dtype)),
                    r.out[0], r.out[1], kF32Tolerance * 10);
     }
     // One sequence: the most splits per row.
@@ -487,14 +485,14 @@ TEST_F(CudaBackendTest, DecodeAttentionLongContexts) {
 TEST_F(CudaBackendTest, PrefillAttentionMixedBatch) {
   const std::vector<SeqSpec> batch = {{0, 300}, {0, 5}, {128, 77}, {1000, 1}, {33, 64}, {0, 8}, {7, 7}};
   for (const ModelShape& shape : kShapes) {
-    AttentionResult bf16 = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim,
-                                         DType::kBF16, 12);
+    AttentionResult bf16 =
+        run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim, DType::kBF16, 12);
     expect_close(std::string("mixed prefill attention ") + shape.name + " BF16 (tensor cores)", bf16.out[0],
                  bf16.out[1], kBf16Tolerance);
-    AttentionResult f32 = run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim,
-                                        DType::kF32, 12);
-    expect_close(std::string("mixed prefill attention ") + shape.name + " F32 (split-sequence)", f32.out[0],
-                 f32.out[1], kF32Tolerance * 10);
+    AttentionResult f32 =
+        run_attention(gpu_, cpu_, batch, shape.heads, shape.kv_heads, shape.head_dim, DType::kF32, 12);
+    expect_close(std::string("mixed prefill attention ") + shape.name + " F32 (split-sequence)", f32.out[0], f32.out[1],
+                 kF32Tolerance * 10);
   }
 }
 
@@ -578,8 +576,8 @@ CandidateResult run_candidates(Backend& backend, const CandidateCase& c, int32_t
   const Tensor cand_ids = on.empty(DType::kI32, c.rows, k);
   const Tensor cand_logits = on.empty(DType::kF32, c.rows, k);
   const Tensor lse = on.empty(DType::kF32, 1, c.rows);
-  on->top_candidates(on.put(c.logits, DType::kF32, c.rows, c.vocab), on.put(c.starts, DType::kI32, 1, c.rows + 1),
-                     ids, k, listed, cand_ids, cand_logits, lse);
+  on->top_candidates(on.put(c.logits, DType::kF32, c.rows, c.vocab), on.put(c.starts, DType::kI32, 1, c.rows + 1), ids,
+                     k, listed, cand_ids, cand_logits, lse);
   CandidateResult result;
   result.ids.resize(static_cast<size_t>(c.rows * k));
   backend.copy_to_host(cand_ids, std::as_writable_bytes(std::span(result.ids)));
@@ -606,8 +604,8 @@ CandidateResult expect_same_candidates(Backend* gpu, Backend* cpu, const Candida
       const size_t at = static_cast<size_t>(r * k + i);
       if (g.ids[at] == h.ids[at] && float_bits(g.logits[at]) == float_bits(h.logits[at])) continue;
       if (++mismatches <= 10) {
-        ADD_FAILURE() << what << " row " << r << " slot " << i << ": gpu id " << g.ids[at] << " logit "
-                      << g.logits[at] << ", cpu id " << h.ids[at] << " logit " << h.logits[at];
+        ADD_FAILURE() << what << " row " << r << " slot " << i << ": gpu id " << g.ids[at] << " logit " << g.logits[at]
+                      << ", cpu id " << h.ids[at] << " logit " << h.logits[at];
       }
     }
   }
@@ -693,9 +691,8 @@ std::vector<int32_t> top_ids(const float* row, int64_t vocab, size_t n) {
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   n = std::min(n, ids.size());
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<int64_t>(n), ids.end(), [&](int32_t a, int32_t b) {
-    return row[a] > row[b] || (row[a] == row[b] && a < b);
-  });
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<int64_t>(n), ids.end(),
+                    [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
   ids.resize(n);
   return ids;
 }
@@ -729,8 +726,7 @@ TEST_F(CudaBackendTest, TopCandidatesQwenVocabulary) {
 // row lengths, 0 / a few / 900 of 1000 ids listed.
 TEST_F(CudaBackendTest, TopCandidatesSmallRows) {
   for (int64_t vocab : {1000, 1003}) {
-    const CandidateCase c = make_candidate_case("top_candidates 3x" + std::to_string(vocab), 3, vocab, 21,
-                                                {0, 5, 900});
+    const CandidateCase c = make_candidate_case("top_candidates 3x" + std::to_string(vocab), 3, vocab, 21, {0, 5, 900});
     for (int32_t k : {1, 20, 64}) expect_same_candidates(gpu_, cpu_, c, k);
   }
   // No listed ids at all: listed_ids and listed_logits are empty views.
@@ -822,8 +818,7 @@ void fault_and_survive(Backend*& gpu) {
 
 TEST_F(CudaBackendDeathTest, DeviceFaultIsReportedNotFatal) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(fault_and_survive(gpu_), ::testing::ExitedWithCode(0),
-              "device fault reported: INTERNAL: CUDA error");
+  EXPECT_EXIT(fault_and_survive(gpu_), ::testing::ExitedWithCode(0), "device fault reported: INTERNAL: CUDA error");
 }
 
 }  // namespace

@@ -11,8 +11,8 @@
 // greedy token in >= min-agreement of the rows. Prints one summary line per prompt; exit status 0 on pass.
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -48,7 +48,9 @@ double normalised_error(const float* ours, const float* ref, int64_t n) {
   return std::sqrt(error / std::max(norm, 1e-30));
 }
 
-int32_t argmax(const float* row, int64_t n) { return static_cast<int32_t>(std::max_element(row, row + n) - row); }
+int32_t argmax(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
 
 }  // namespace
 
@@ -115,10 +117,10 @@ bool check_engine(const std::string& model, const std::string& backend, const st
       ++follow;
     const bool same = runs[0][s] == runs[1][s];
     pass = pass && same;
-    std::printf("  engine greedy, prompt %zu: %zu tokens; candidates and whole rows %s; first %zu of %zu equal "
-                "transformers'%s\n",
-                s, ours.size(), same ? "identical" : "DIFFER", follow, prompts[s].generated.size(),
-                same ? "" : "  <-- FAIL");
+    std::printf(
+        "  engine greedy, prompt %zu: %zu tokens; candidates and whole rows %s; first %zu of %zu equal "
+        "transformers'%s\n",
+        s, ours.size(), same ? "identical" : "DIFFER", follow, prompts[s].generated.size(), same ? "" : "  <-- FAIL");
   }
   return pass;
 }
@@ -138,8 +140,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--min-agreement" && value) {
       min_agreement = std::atof(value);
     } else {
-      std::fprintf(stderr, "usage: %s --model DIR [--backend cuda|cpu] [--tolerance T] [--min-agreement A]\n",
-                   argv[0]);
+      std::fprintf(stderr, "usage: %s --model DIR [--backend cuda|cpu] [--tolerance T] [--min-agreement A]\n", argv[0]);
       return 2;
     }
     ++i;
@@ -251,10 +252,11 @@ int main(int argc, char** argv) {
     const double agreement = rows[s] > 0 ? double(agree[s]) / rows[s] : 0.0;
     const bool ok = worst[s] <= tolerance && agreement >= min_agreement;
     pass = pass && ok;
-    std::printf("  prompt %zu (%zu tokens): logits normalised error mean %.3e max %.3e (tolerance %.0e); greedy "
-                "tokens %d/%d agree%s\n",
-                s, prompts[s].ids.size(), mean[s] / std::max(rows[s], 1), worst[s], tolerance, agree[s], rows[s],
-                ok ? "" : "  <-- FAIL");
+    std::printf(
+        "  prompt %zu (%zu tokens): logits normalised error mean %.3e max %.3e (tolerance %.0e); greedy "
+        "tokens %d/%d agree%s\n",
+        s, prompts[s].ids.size(), mean[s] / std::max(rows[s], 1), worst[s], tolerance, agree[s], rows[s],
+        ok ? "" : "  <-- FAIL");
   }
   std::printf("%s: %s\n", model.c_str(), pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;

@@ -34,10 +34,10 @@ __attribute__((always_inline)) inline void axpy(float weight, const T* v, int64_
 }
 
 struct HeadTask {
-  const float* q;           // head_dim
-  const int32_t* blocks;    // this sequence's block table
-  int64_t num_positions;    // cache positions [0, num_positions) are visible
-  int64_t kv_offset;        // kv head * head_dim within a cache row
+  const float* q;         // head_dim
+  const int32_t* blocks;  // this sequence's block table
+  int64_t num_positions;  // cache positions [0, num_positions) are visible
+  int64_t kv_offset;      // kv head * head_dim within a cache row
   int64_t row_size;
   int64_t head_dim;
   float scale;
@@ -68,8 +68,7 @@ BM_CPU_KERNEL void attend_f32(const HeadTask& task, const float* k, const float*
   attend_one(task, k, v, scores, out);
 }
 
-BM_CPU_KERNEL void attend_bf16(const HeadTask& task, const uint16_t* k, const uint16_t* v, float* scores,
-                               float* out) {
+BM_CPU_KERNEL void attend_bf16(const HeadTask& task, const uint16_t* k, const uint16_t* v, float* scores, float* out) {
   attend_one(task, k, v, scores, out);
 }
 
@@ -110,8 +109,8 @@ void paged_attention(ThreadPool& pool, const float* q, int64_t num_tokens, const
       const int64_t t = index / num_heads;
       const int32_t h = static_cast<int32_t>(index % num_heads);
       // The sequence owning query row t: the last s with query_starts[s] <= t.
-      const int32_t* start = std::upper_bound(batch.query_starts, batch.query_starts + batch.num_seqs + 1,
-                                              static_cast<int32_t>(t));
+      const int32_t* start =
+          std::upper_bound(batch.query_starts, batch.query_starts + batch.num_seqs + 1, static_cast<int32_t>(t));
       const int64_t s = (start - batch.query_starts) - 1;
       const int64_t num_new = batch.query_starts[s + 1] - batch.query_starts[s];
       const int64_t position = batch.seq_lens[s] - num_new + (t - batch.query_starts[s]);
@@ -130,8 +129,8 @@ void paged_attention(ThreadPool& pool, const float* q, int64_t num_tokens, const
       scores.resize(static_cast<size_t>(task.num_positions));
       float* head_out = out + (t * num_heads + h) * head_dim;
       if (cache.dtype == DType::kBF16) {
-        attend_bf16(task, static_cast<const uint16_t*>(cache.k), static_cast<const uint16_t*>(cache.v),
-                    scores.data(), head_out);
+        attend_bf16(task, static_cast<const uint16_t*>(cache.k), static_cast<const uint16_t*>(cache.v), scores.data(),
+                    head_out);
       } else {
         attend_f32(task, static_cast<const float*>(cache.k), static_cast<const float*>(cache.v), scores.data(),
                    head_out);

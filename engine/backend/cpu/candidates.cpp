@@ -9,7 +9,9 @@ namespace bm::engine::cpu {
 
 std::vector<int32_t> best_ids(std::span<const float> values, size_t k, std::span<const int32_t> skip) {
   using Entry = std::pair<float, int32_t>;
-  auto better = [](const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto better = [](const Entry& a, const Entry& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   std::vector<Entry> heap;  // a max-heap under `better`: its front is the worst of those kept
   heap.reserve(k);
   size_t next_skip = 0;

@@ -22,7 +22,8 @@ constexpr size_t kHugePage = size_t{2} << 20;
 // Aligned for the widest vector loads; host memory owned by the buffer.
 class CpuBuffer final : public Buffer {
  public:
-  CpuBuffer(std::byte* data, int64_t size, std::align_val_t alignment) : data_(data), size_(size), alignment_(alignment) {}
+  CpuBuffer(std::byte* data, int64_t size, std::align_val_t alignment)
+      : data_(data), size_(size), alignment_(alignment) {}
   ~CpuBuffer() override { ::operator delete[](data_, alignment_); }
   int64_t size_bytes() const override { return size_; }
   std::byte* data() const { return data_; }
@@ -33,10 +34,18 @@ class CpuBuffer final : public Buffer {
   std::align_val_t alignment_;
 };
 
-std::byte* bytes_of(const Tensor& tensor) { return tensor_bytes<CpuBuffer>(tensor); }
-float* f32(const Tensor& tensor) { return tensor_data<float, CpuBuffer>(tensor, DType::kF32); }
-const int32_t* i32(const Tensor& tensor) { return tensor_data<const int32_t, CpuBuffer>(tensor, DType::kI32); }
-int32_t* i32w(const Tensor& tensor) { return tensor_data<int32_t, CpuBuffer>(tensor, DType::kI32); }
+std::byte* bytes_of(const Tensor& tensor) {
+  return tensor_bytes<CpuBuffer>(tensor);
+}
+float* f32(const Tensor& tensor) {
+  return tensor_data<float, CpuBuffer>(tensor, DType::kF32);
+}
+const int32_t* i32(const Tensor& tensor) {
+  return tensor_data<const int32_t, CpuBuffer>(tensor, DType::kI32);
+}
+int32_t* i32w(const Tensor& tensor) {
+  return tensor_data<int32_t, CpuBuffer>(tensor, DType::kI32);
+}
 
 cpu::ConstData weight_data(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
@@ -50,7 +59,9 @@ cpu::KvCacheView kv_view(const KvCacheLayer& cache) {
   return cpu::KvCacheView{bytes_of(cache.k), bytes_of(cache.v), cache.k.dtype, cache.k.rows, cache.k.cols};
 }
 
-bool same_shape(const Tensor& a, const Tensor& b) { return a.rows == b.rows && a.cols == b.cols; }
+bool same_shape(const Tensor& a, const Tensor& b) {
+  return a.rows == b.rows && a.cols == b.cols;
+}
 
 // MemTotal and MemAvailable from /proc/meminfo (what the kernel could hand out without swapping).
 MemoryInfo host_memory_info() {

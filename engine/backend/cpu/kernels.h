@@ -16,8 +16,7 @@ struct ConstData {
 };
 
 // out[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias.data may be null).
-void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias,
-            float* out);
+void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias, float* out);
 
 void embedding(ThreadPool& pool, ConstData table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n,
                float* out);

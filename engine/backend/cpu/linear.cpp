@@ -75,8 +75,8 @@ __attribute__((always_inline)) inline void multiply_rows(const float* x, int64_t
   }
 }
 
-BM_CPU_KERNEL void multiply_rows_f32(const float* x, int64_t n, int64_t k, const float* w, int64_t num_rows,
-                                     float* out, int64_t ldo) {
+BM_CPU_KERNEL void multiply_rows_f32(const float* x, int64_t n, int64_t k, const float* w, int64_t num_rows, float* out,
+                                     int64_t ldo) {
   multiply_rows(x, n, k, w, num_rows, out, ldo);
 }
 

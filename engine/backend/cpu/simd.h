@@ -29,7 +29,9 @@ __attribute__((always_inline)) inline F32x8 load8(const float* p) {
   return v;
 }
 
-__attribute__((always_inline)) inline void store8(float* p, F32x8 v) { std::memcpy(p, &v, sizeof(v)); }
+__attribute__((always_inline)) inline void store8(float* p, F32x8 v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 
 __attribute__((always_inline)) inline float reduce_add(F32x8 v) {
   // Pairwise, in a fixed order, so that every kernel sums the same way.
@@ -42,14 +44,17 @@ __attribute__((always_inline)) inline F32x8 load8(const uint16_t* bf16) {
   U16x8 halves;
   std::memcpy(&halves, bf16, sizeof(halves));
   const U16x8 zeros = {};
-  const U16x16 widened =
-      __builtin_shufflevector(zeros, halves, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const U16x16 widened = __builtin_shufflevector(zeros, halves, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
   F32x8 v;
   std::memcpy(&v, &widened, sizeof(v));
   return v;
 }
 
-inline float load1(const float* p) { return *p; }
-inline float load1(const uint16_t* bf16) { return bf16_to_f32(*bf16); }
+inline float load1(const float* p) {
+  return *p;
+}
+inline float load1(const uint16_t* bf16) {
+  return bf16_to_f32(*bf16);
+}
 
 }  // namespace bm::engine::cpu

@@ -43,8 +43,7 @@ void ThreadPool::worker_loop() {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain,
-                              const std::function<void(int64_t begin, int64_t end)>& body) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& body) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   // A single chunk is not worth waking anyone for.

@@ -34,7 +34,7 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;  // bumped for every job; guarded by mutex_
+  uint64_t generation_ = 0;   // bumped for every job; guarded by mutex_
   int32_t busy_workers_ = 0;  // workers still in the current job; guarded by mutex_
   bool stopping_ = false;
   // The current job.

@@ -27,7 +27,7 @@ namespace bm::engine::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kChunk = kThreads;  // positions per chunk: one per thread in the score phase
+constexpr int kChunk = kThreads;          // positions per chunk: one per thread in the score phase
 constexpr int kMaxGroup = kThreads / 32;  // query heads per block: one warp per head in the softmax phase
 constexpr int kMaxHeadDim = 256;
 constexpr int kBlockTokens = 16;  // kKvBlockSize (backend.h)
@@ -92,8 +92,8 @@ __device__ __forceinline__ bool locate_row(const DecodeParams& p, int32_t t, int
 }
 
 // dots[h] += q[h] · row over head_dim, row = 8 bf16 (or 4 f32) per 16-byte load.
-__device__ __forceinline__ void dot_k_row(const DecodeParams& p, const void* k_row,
-                                          const float (*q_s)[kMaxHeadDim], int32_t nh, float* dots) {
+__device__ __forceinline__ void dot_k_row(const DecodeParams& p, const void* k_row, const float (*q_s)[kMaxHeadDim],
+                                          int32_t nh, float* dots) {
   if (p.bf16) {
     const uint4* src = static_cast<const uint4*>(k_row);
     for (int32_t c = 0; c < p.head_dim / 8; ++c) {

@@ -64,8 +64,8 @@ __global__ void schedule_kernel(const int32_t* query_starts, int32_t num_seqs, i
 template <int D>
 constexpr size_t shared_bytes() {
   return size_t{2} * kKeys * D * sizeof(__nv_bfloat16)  // K, V tiles
-         + size_t{kRows} * kKeys * sizeof(float)         // S (P aliases it)
-         + size_t{kRows} * D * sizeof(float);            // O
+         + size_t{kRows} * kKeys * sizeof(float)        // S (P aliases it)
+         + size_t{kRows} * D * sizeof(float);           // O
 }
 
 template <int D>
@@ -211,8 +211,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
 template <int D>
 void launch_prefill(const PrefillParams& p, unsigned num_tiles, cudaStream_t stream) {
   constexpr size_t bytes = shared_bytes<D>();
-  BM_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(bytes)));
+  BM_CUDA_CHECK(
+      cudaFuncSetAttribute(prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   const dim3 grid(num_tiles, static_cast<unsigned>(p.num_heads));
   prefill_kernel<D><<<grid, kThreads, bytes, stream>>>(p);
   BM_CUDA_CHECK_LAUNCH();

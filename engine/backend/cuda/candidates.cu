@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
 
   // 2. Log-sum-exp of the unlisted values (the listed ones are in m, s already) and the first histogram.
-  for_each_chunk(row, vocab, [&](int64_t, const float (&x)[4], int count) {
+  for_each_chunk(row, vocab, [&](int64_t, const float(&x)[4], int count) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       if (j >= count) break;
@@ -241,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = tid; i < kNextBins; i += kThreads) hist[i] = 0;
       __syncthreads();
       const uint32_t want = prefix >> filter_shift;
-      for_each_chunk(row, vocab, [&](int64_t, const float (&x)[4], int count) {
+      for_each_chunk(row, vocab, [&](int64_t, const float(&x)[4], int count) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (j >= count) break;
@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(kThreads)
     };
     if (group == remaining) {
       // Every key of the group is wanted: no order needed, the sort below ranks them.
-      for_each_chunk(row, vocab, [&](int64_t first_id, const float (&x)[4], int count) {
+      for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (j >= count) break;
@@ -279,7 +279,7 @@ __global__ void __launch_bounds__(kThreads)
       // among the ties come from a block scan per chunk (chunks and the threads within them are in id order).
       const int num_above = kk - remaining;
       int ties_before = 0;
-      for_each_chunk(row, vocab, [&](int64_t first_id, const float (&x)[4], int count) {
+      for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
         int ties = 0;
         unsigned tie_mask = 0;
 #pragma unroll

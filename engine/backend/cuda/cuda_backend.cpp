@@ -46,10 +46,18 @@ class CudaBuffer final : public Buffer {
   std::shared_ptr<DeviceErrors> errors_;
 };
 
-char* bytes_of(const Tensor& tensor) { return reinterpret_cast<char*>(tensor_bytes<CudaBuffer>(tensor)); }
-float* f32(const Tensor& tensor) { return tensor_data<float, CudaBuffer>(tensor, DType::kF32); }
-const int32_t* i32(const Tensor& tensor) { return tensor_data<const int32_t, CudaBuffer>(tensor, DType::kI32); }
-int32_t* i32_out(const Tensor& tensor) { return tensor_data<int32_t, CudaBuffer>(tensor, DType::kI32); }
+char* bytes_of(const Tensor& tensor) {
+  return reinterpret_cast<char*>(tensor_bytes<CudaBuffer>(tensor));
+}
+float* f32(const Tensor& tensor) {
+  return tensor_data<float, CudaBuffer>(tensor, DType::kF32);
+}
+const int32_t* i32(const Tensor& tensor) {
+  return tensor_data<const int32_t, CudaBuffer>(tensor, DType::kI32);
+}
+int32_t* i32_out(const Tensor& tensor) {
+  return tensor_data<int32_t, CudaBuffer>(tensor, DType::kI32);
+}
 
 WeightPtr weight_ptr(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
@@ -63,7 +71,9 @@ KvCachePtr kv_ptr(const KvCacheLayer& cache) {
   return KvCachePtr{bytes_of(cache.k), bytes_of(cache.v), cache.k.dtype == DType::kBF16, cache.k.rows, cache.k.cols};
 }
 
-bool same_shape(const Tensor& a, const Tensor& b) { return a.rows == b.rows && a.cols == b.cols; }
+bool same_shape(const Tensor& a, const Tensor& b) {
+  return a.rows == b.rows && a.cols == b.cols;
+}
 
 std::string describe(cudaError_t error) {
   return absl::StrCat(cudaGetErrorName(error), " (", cudaGetErrorString(error), ")");
@@ -128,8 +138,8 @@ int CudaBackend::create(int device, std::unique_ptr<CudaBackend>* out, std::stri
       return fail(status, absl::StrCat("cannot allocate ", bytes, " bytes of backend scratch"), e);
     }
   }
-  backend->gemm_ = std::make_unique<LtGemm>(backend->lt_, backend->gemm_workspace_.data(),
-                                            static_cast<size_t>(kGemmWorkspaceBytes));
+  backend->gemm_ =
+      std::make_unique<LtGemm>(backend->lt_, backend->gemm_workspace_.data(), static_cast<size_t>(kGemmWorkspaceBytes));
   *out = std::move(backend);
   return kBmCudaOk;
 }
@@ -142,7 +152,9 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
-bool CudaBackend::ready() const { return !errors_->failed() && BM_CUDA_OK(cudaSetDevice(device_)); }
+bool CudaBackend::ready() const {
+  return !errors_->failed() && BM_CUDA_OK(cudaSetDevice(device_));
+}
 
 absl::Status CudaBackend::device_status() const {
   if (!errors_->failed()) return absl::OkStatus();
@@ -167,9 +179,9 @@ absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes)
   const cudaError_t error = cudaMalloc(&data, rounded);
   if (error == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the CUDA backend cannot allocate ", num_bytes, " bytes on device ", device_, " (",
-                     memory_info().free_bytes, " bytes free)"));
+    return absl::ResourceExhaustedError(absl::StrCat("the CUDA backend cannot allocate ", num_bytes,
+                                                     " bytes on device ", device_, " (", memory_info().free_bytes,
+                                                     " bytes free)"));
   }
   if (!BM_CUDA_OK(error)) return device_status();
   return std::make_unique<CudaBuffer>(data, num_bytes, device_, errors_);
@@ -189,11 +201,10 @@ void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
   BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
   const char* device_bytes = dst.empty() ? nullptr : bytes_of(src);
   const ScopedDeviceErrors sink(errors_.get());
-  const bool copied =
-      ready() &&
-      (dst.empty() ||
-       BM_CUDA_OK(cudaMemcpyAsync(dst.data(), device_bytes, dst.size(), cudaMemcpyDeviceToHost, stream_))) &&
-      BM_CUDA_OK(cudaStreamSynchronize(stream_));
+  const bool copied = ready() &&
+                      (dst.empty() || BM_CUDA_OK(cudaMemcpyAsync(dst.data(), device_bytes, dst.size(),
+                                                                 cudaMemcpyDeviceToHost, stream_))) &&
+                      BM_CUDA_OK(cudaStreamSynchronize(stream_));
   // After a fault the bytes are not the result of the ops: hand back zeros rather than stale or partial data.
   if (!copied && !dst.empty()) std::memset(dst.data(), 0, dst.size());
 }
@@ -300,8 +311,8 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
   const int64_t floats = attention_decode_workspace_floats(dims, metadata.max_seq_len, num_sms_);
   auto* partial = static_cast<float*>(attention_partial_.ensure(std::max<int64_t>(floats, 1) * 4, stream_));
   if (partial == nullptr) return;
-  launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats},
-                          out_data, stream_);
+  launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats}, out_data,
+                          stream_);
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) {

@@ -37,19 +37,22 @@ std::string DeviceErrors::message() const {
   return message_;
 }
 
-ScopedDeviceErrors::ScopedDeviceErrors(DeviceErrors* errors) : previous_(current_sink) { current_sink = errors; }
-ScopedDeviceErrors::~ScopedDeviceErrors() { current_sink = previous_; }
+ScopedDeviceErrors::ScopedDeviceErrors(DeviceErrors* errors) : previous_(current_sink) {
+  current_sink = errors;
+}
+ScopedDeviceErrors::~ScopedDeviceErrors() {
+  current_sink = previous_;
+}
 
 bool cuda_failed(cudaError_t error, const char* call, const char* file, int line) {
-  return report(std::string("CUDA error ") + cudaGetErrorName(error) + ": " + cudaGetErrorString(error) + " (" +
-                call + " at " + base_name(file) + ":" + std::to_string(line) +
-                "); the device needs a restart of this engine");
+  return report(std::string("CUDA error ") + cudaGetErrorName(error) + ": " + cudaGetErrorString(error) + " (" + call +
+                " at " + base_name(file) + ":" + std::to_string(line) + "); the device needs a restart of this engine");
 }
 
 bool cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
   return report(std::string("cuBLASLt error ") + cublasLtGetStatusName(status) + ": " +
-                cublasLtGetStatusString(status) + " (" + call + " at " + base_name(file) + ":" +
-                std::to_string(line) + "); the device needs a restart of this engine");
+                cublasLtGetStatusString(status) + " (" + call + " at " + base_name(file) + ":" + std::to_string(line) +
+                "); the device needs a restart of this engine");
 }
 
 bool device_failed(const std::string& what, const char* file, int line) {

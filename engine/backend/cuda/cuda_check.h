@@ -76,9 +76,9 @@ inline bool cublas_ok(cublasStatus_t status, const char* call, const char* file,
 #define BM_CUBLAS_OK(call) ::bm::engine::cuda::cublas_ok((call), #call, __FILE__, __LINE__)
 
 // In a void function: on failure, record it and return.
-#define BM_CUDA_CHECK(call)          \
-  do {                               \
-    if (!BM_CUDA_OK(call)) return;   \
+#define BM_CUDA_CHECK(call)        \
+  do {                             \
+    if (!BM_CUDA_OK(call)) return; \
   } while (0)
 
 #define BM_CUBLAS_CHECK(call)        \

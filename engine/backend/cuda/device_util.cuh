@@ -6,7 +6,9 @@
 
 namespace bm::engine::cuda {
 
-__device__ __forceinline__ float bf16_bits_to_f32(uint16_t bits) { return __uint_as_float(uint32_t{bits} << 16); }
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t bits) {
+  return __uint_as_float(uint32_t{bits} << 16);
+}
 
 // Element i of a BF16-or-F32 operand as float.
 __device__ __forceinline__ float load_weight(const void* data, bool bf16, int64_t i) {
@@ -44,11 +46,16 @@ __device__ __forceinline__ int32_t sequence_of_row(const int32_t* query_starts, 
   int32_t lo = 0, hi = num_seqs - 1;
   while (lo < hi) {
     const int32_t mid = (lo + hi + 1) / 2;
-    if (query_starts[mid] <= t) lo = mid; else hi = mid - 1;
+    if (query_starts[mid] <= t)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 }  // namespace bm::engine::cuda

@@ -43,13 +43,12 @@ void launch_embedding(WeightPtr table, int64_t vocab, int64_t hidden, const int3
   BM_CHECK(vocab > 0 && hidden > 0 && n >= 0 && n <= int64_t{0x7fffffff});
   BM_CHECK(table.data != nullptr && ids != nullptr && out != nullptr);
   if (n == 0) return;
-  embedding_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(table.data, table.bf16, vocab, hidden, ids,
-                                                                      out);
+  embedding_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(table.data, table.bf16, vocab, hidden, ids, out);
   BM_CUDA_CHECK_LAUNCH();
 }
 
-void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows,
-                        float* out, cudaStream_t stream) {
+void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows, float* out,
+                        cudaStream_t stream) {
   BM_CHECK(x_rows >= 0 && d > 0 && num_rows >= 0 && num_rows <= int64_t{0x7fffffff});
   BM_CHECK(x != nullptr && row_ids != nullptr && out != nullptr);
   if (num_rows == 0) return;

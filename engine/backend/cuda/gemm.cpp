@@ -73,8 +73,8 @@ const LtGemm::Plan* LtGemm::plan_for(const Key& key) {
   }
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  if (!BM_CUBLAS_OK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, preference,
-                                                   1, &result, &returned))) {
+  if (!BM_CUBLAS_OK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, preference, 1,
+                                                   &result, &returned))) {
     return give_up();
   }
   if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
@@ -100,8 +100,8 @@ void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, 
   if (plan == nullptr) return;
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  BM_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, out, plan->c, out,
-                                 plan->c, &plan->algo, workspace_, workspace_bytes_, stream));
+  BM_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, out, plan->c, out, plan->c,
+                                 &plan->algo, workspace_, workspace_bytes_, stream));
 }
 
 }  // namespace bm::engine::cuda

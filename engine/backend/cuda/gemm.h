@@ -26,8 +26,7 @@ class LtGemm {
 
   // out = x · wᵀ; w [m, k], x [n, k], out [n, m], all row-major and densely packed. A cuBLASLt failure is
   // recorded in the thread's device-error sink (cuda_check.h) and the GEMM is skipped.
-  void run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
-           cudaStream_t stream);
+  void run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out, cudaStream_t stream);
 
   size_t num_cached_plans() const { return plans_.size(); }
 

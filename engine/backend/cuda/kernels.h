@@ -19,8 +19,8 @@ struct WeightPtr {
 void launch_embedding(WeightPtr table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n, float* out,
                       cudaStream_t stream);
 // x is [x_rows, d]; a row id outside [0, x_rows) yields a row of NaN (the caller validates ids).
-void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows,
-                        float* out, cudaStream_t stream);
+void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows, float* out,
+                        cudaStream_t stream);
 
 // ---- candidates.cu: Backend::top_candidates (backend.h) for rows [rows, vocab] of logits, one block per row.
 // Overwrites the listed positions of `logits`. listed_starts [rows + 1] and the listed ids are validated by the

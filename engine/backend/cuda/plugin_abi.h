@@ -14,12 +14,12 @@ extern "C" {
 
 struct BmCudaProbe {
   int abi_version;
-  int device_count;          // -1 when the runtime could not be initialised (see error)
-  int runtime_version;       // cudaRuntimeGetVersion, e.g. 13000
-  int driver_version;        // cudaDriverGetVersion (the CUDA API the driver supports), 0 without a driver
-  int nccl_version;          // ncclGetVersion, e.g. 22703
-  size_t cublaslt_version;   // cublasLtGetVersion, e.g. 130100
-  char error[256];           // why devices could not be used; empty when fine
+  int device_count;         // -1 when the runtime could not be initialised (see error)
+  int runtime_version;      // cudaRuntimeGetVersion, e.g. 13000
+  int driver_version;       // cudaDriverGetVersion (the CUDA API the driver supports), 0 without a driver
+  int nccl_version;         // ncclGetVersion, e.g. 22703
+  size_t cublaslt_version;  // cublasLtGetVersion, e.g. 130100
+  char error[256];          // why devices could not be used; empty when fine
 };
 
 // Fills `out`; returns 0. Never aborts, whatever the driver state.
@@ -29,12 +29,12 @@ int bm_cuda_plugin_probe(BmCudaProbe* out);
 // Status codes of the entry points below (0 is success).
 enum BmCudaStatus {
   kBmCudaOk = 0,
-  kBmCudaAbiMismatch = 1,    // the caller was built against another BM_CUDA_PLUGIN_ABI_VERSION
-  kBmCudaNoDevice = 2,       // no GPU, or the index names none
-  kBmCudaDriverTooOld = 3,   // the driver supports an older CUDA than the plugin's runtime
-  kBmCudaUnsupportedGpu = 4, // compute capability below 8.0 (no bf16 tensor cores)
+  kBmCudaAbiMismatch = 1,     // the caller was built against another BM_CUDA_PLUGIN_ABI_VERSION
+  kBmCudaNoDevice = 2,        // no GPU, or the index names none
+  kBmCudaDriverTooOld = 3,    // the driver supports an older CUDA than the plugin's runtime
+  kBmCudaUnsupportedGpu = 4,  // compute capability below 8.0 (no bf16 tensor cores)
   kBmCudaOutOfMemory = 5,
-  kBmCudaError = 6,          // any other CUDA / cuBLASLt failure; the sentence says which
+  kBmCudaError = 6,  // any other CUDA / cuBLASLt failure; the sentence says which
 };
 
 struct BmCudaBackendOptions {

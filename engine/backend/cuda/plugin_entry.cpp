@@ -20,7 +20,9 @@ int report(int status, const std::string& message, char* error, size_t error_siz
   return status;
 }
 
-std::string version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+std::string version_text(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
 
 std::string describe(cudaError_t error) {
   return std::string(cudaGetErrorName(error)) + " (" + cudaGetErrorString(error) + ")";
@@ -33,8 +35,8 @@ int check_device(int device_index, char* error, size_t error_size) {
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
   if (driver == 0) {
-    return report(kBmCudaNoDevice, "no NVIDIA driver is installed (the CUDA driver library could not be loaded)",
-                  error, error_size);
+    return report(kBmCudaNoDevice, "no NVIDIA driver is installed (the CUDA driver library could not be loaded)", error,
+                  error_size);
   }
   // CUDA's minor-version compatibility lets a runtime run on any driver of the same major version.
   if (driver / 1000 < runtime / 1000) {
@@ -56,16 +58,16 @@ int check_device(int device_index, char* error, size_t error_size) {
   }
   if (count == 0) return report(kBmCudaNoDevice, "no CUDA-capable GPU is visible", error, error_size);
   if (device_index < 0 || device_index >= count) {
-    return report(kBmCudaNoDevice,
-                  "CUDA device " + std::to_string(device_index) + " does not exist (" + std::to_string(count) +
-                      " visible)",
-                  error, error_size);
+    return report(
+        kBmCudaNoDevice,
+        "CUDA device " + std::to_string(device_index) + " does not exist (" + std::to_string(count) + " visible)",
+        error, error_size);
   }
   cudaDeviceProp prop{};
   if (cudaError_t e = cudaGetDeviceProperties(&prop, device_index); e != cudaSuccess) {
     cudaGetLastError();
-    return report(kBmCudaError, "cannot query CUDA device " + std::to_string(device_index) + ": " + describe(e),
-                  error, error_size);
+    return report(kBmCudaError, "cannot query CUDA device " + std::to_string(device_index) + ": " + describe(e), error,
+                  error_size);
   }
   if (prop.major < 8) {
     return report(kBmCudaUnsupportedGpu,

@@ -52,15 +52,16 @@ TEST_F(DaemonOptionsTest, UserModeFollowsXdgRuntimeDir) {
 }
 
 TEST_F(DaemonOptionsTest, FlagBeatsEnvBeatsFileBeatsDefault) {
-  std::string cfg = write_config("http_listen = \"127.0.0.1:1\"\nlog_level = \"debug\"\nlisten = \"unix:/tmp/file.sock\"\n");
+  std::string cfg =
+      write_config("http_listen = \"127.0.0.1:1\"\nlog_level = \"debug\"\nlisten = \"unix:/tmp/file.sock\"\n");
   setenv("BMSERVER_HTTP_LISTEN", "127.0.0.1:2", 1);
   setenv("BMSERVER_LOG_LEVEL", "warn", 1);
   FlagValues flags = base_flags();
   flags["log_level"] = "error";
   absl::StatusOr<DaemonOptions> opts = resolve_options(flags, cfg);
   ASSERT_TRUE(opts.ok()) << opts.status();
-  EXPECT_EQ(opts->log_level, "error");           // flag
-  EXPECT_EQ(opts->http_listen, "127.0.0.1:2");   // env over file
+  EXPECT_EQ(opts->log_level, "error");             // flag
+  EXPECT_EQ(opts->http_listen, "127.0.0.1:2");     // env over file
   EXPECT_EQ(opts->listen, "unix:/tmp/file.sock");  // file over default
   unsetenv("BMSERVER_HTTP_LISTEN");
   unsetenv("BMSERVER_LOG_LEVEL");
@@ -75,7 +76,8 @@ TEST_F(DaemonOptionsTest, ConfigFromEnvironmentVariable) {
 }
 
 TEST_F(DaemonOptionsTest, ConfigErrorsNameLineAndKey) {
-  absl::StatusOr<std::map<std::string, std::string>> unknown = parse_config_file(write_config("\n# c\nlisten_addr = \"x\"\n"));
+  absl::StatusOr<std::map<std::string, std::string>> unknown =
+      parse_config_file(write_config("\n# c\nlisten_addr = \"x\"\n"));
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find(":3:"), std::string::npos);
   EXPECT_NE(unknown.status().message().find("listen_addr"), std::string::npos);

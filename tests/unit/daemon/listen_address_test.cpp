@@ -22,8 +22,8 @@ TEST(ListenAddressTest, ParsesUnixAndTcp) {
 }
 
 TEST(ListenAddressTest, RejectsBadAddressesWithTheText) {
-  for (const char* bad : {"", "http://x", "unix:", "unix:relative.sock", "tcp:", "tcp:host", "tcp:host:",
-                          "tcp:host:99999", "tcp:host:12ab", "tcp:::1:80", "tcp:[::1:80"}) {
+  for (const char* bad : {"", "http://x", "unix:", "unix:relative.sock", "tcp:", "tcp:host",
+                          "tcp:host:", "tcp:host:99999", "tcp:host:12ab", "tcp:::1:80", "tcp:[::1:80"}) {
     absl::StatusOr<ListenAddress> parsed = parse_listen_address(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
   }

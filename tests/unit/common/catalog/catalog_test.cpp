@@ -108,8 +108,7 @@ TEST(SearchCatalog, RejectsSizesAndQuantsThatCannotBe) {
 }
 
 TEST(ParseCatalog, NamesTheBadLine) {
-  std::string header =
-      "name\tseries\tmodality\tsize_b\tquant\ttool_call\treasoning\thf_repo_id\tms_repo_id\n";
+  std::string header = "name\tseries\tmodality\tsize_b\tquant\ttool_call\treasoning\thf_repo_id\tms_repo_id\n";
   EXPECT_TRUE(parse_catalog(header + "a-1b-origin\ta\tT\t1\tnone\tnone\tnone\to/a\to/a\n").ok());
   absl::Status bad = parse_catalog(header + "a\ta\tT\t1\tnone\n").status();
   EXPECT_NE(bad.message().find("line 2"), std::string::npos) << bad;

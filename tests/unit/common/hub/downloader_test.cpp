@@ -30,8 +30,8 @@ class DownloaderTest : public FakeHubTest {
   std::vector<std::string> incomplete_files() const {
     std::vector<std::string> found;
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(root_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
       if (it->path().extension() == ".incomplete") found.push_back(it->path().string());
     }
     return found;
@@ -99,10 +99,10 @@ TEST_F(DownloaderTest, OrphanPartialFileOfADeadProcessIsResumed) {
   push_tiny();
   // What a killed downloader leaves: a partial temp file next to the blob it was writing.
   ASSERT_TRUE(download_snapshot(hf_options(kRepo), nullptr, nullptr).ok());
-  std::string link = fs::read_symlink(repo_dir() + "/snapshots/" + file_text(repo_dir() + "/refs/main") +
-                                      "/model.safetensors")
-                         .filename()
-                         .string();
+  std::string link =
+      fs::read_symlink(repo_dir() + "/snapshots/" + file_text(repo_dir() + "/refs/main") + "/model.safetensors")
+          .filename()
+          .string();
   std::string blob = repo_dir() + "/blobs/" + link;
   std::string orphan = blob + ".deadbeef.incomplete";
   fs::copy_file(blob, orphan);
@@ -236,8 +236,7 @@ TEST_F(DownloaderTest, UpdateMovesToTheNewCommitAndDropsUnusedBlobs) {
 
 TEST_F(DownloaderTest, UnknownRepoAndBadTokenGiveOneSentence) {
   push_tiny();
-  absl::StatusOr<DownloadResult> missing =
-      download_snapshot(hf_options("Qwen/No-Such-Model"), nullptr, nullptr);
+  absl::StatusOr<DownloadResult> missing = download_snapshot(hf_options("Qwen/No-Such-Model"), nullptr, nullptr);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("--hub ms"), std::string::npos) << missing.status();
@@ -262,8 +261,7 @@ TEST_F(DownloaderTest, UnreachableHubNamesTheEndpointAndItsVariables) {
 
 TEST_F(DownloaderTest, CancelKeepsPartialDataForResume) {
   push_tiny();
-  set_faults(
-      R"([{"path": "model.safetensors", "kind": "stall", "after": 80000, "seconds": 30, "times": 1}])");
+  set_faults(R"([{"path": "model.safetensors", "kind": "stall", "after": 80000, "seconds": 30, "times": 1}])");
   std::atomic<bool> cancel{false};
   DownloadOptions options = hf_options(kRepo);
   absl::StatusOr<DownloadResult> result = download_snapshot(
@@ -339,8 +337,7 @@ TEST_F(DownloaderTest, HuggingfaceHubSeesTheDownloadAsCompleteOffline) {
 }
 
 TEST_F(DownloaderTest, ModelscopeReadsOurDownloadOffline) {
-  if (python().empty())
-    GTEST_SKIP() << "no venv python (BMSERVER_PYTHON or .venv): modelscope interop not checked";
+  if (python().empty()) GTEST_SKIP() << "no venv python (BMSERVER_PYTHON or .venv): modelscope interop not checked";
   push_tiny();
   DownloadOptions options = hf_options(kRepo);
   options.hub.kind = HubKind::kModelScope;
@@ -362,8 +359,7 @@ namespace bm::common::testing {
 namespace {
 
 TEST_F(DownloaderTest, WaitsForTheLockAPythonDownloaderHolds) {
-  if (python().empty())
-    GTEST_SKIP() << "no venv python (BMSERVER_PYTHON or .venv): filelock interop not checked";
+  if (python().empty()) GTEST_SKIP() << "no venv python (BMSERVER_PYTHON or .venv): filelock interop not checked";
   push_tiny();
   std::string lock = root_ + "/.locks/" + HfCacheLayout::repo_folder_name(kRepo) + "/held.lock";
   fs::create_directories(fs::path(lock).parent_path());
@@ -383,8 +379,7 @@ TEST_F(DownloaderTest, WaitsForTheLockAPythonDownloaderHolds) {
             release + "'): time.sleep(0.02)\n",
         {});
   });
-  for (int i = 0; i < 500 && !fs::exists(ready); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 500 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_TRUE(fs::exists(ready));
   absl::StatusOr<FileLock> busy = FileLock::acquire(lock, std::chrono::milliseconds(200), nullptr);
   EXPECT_EQ(busy.status().code(), absl::StatusCode::kDeadlineExceeded) << busy.status();

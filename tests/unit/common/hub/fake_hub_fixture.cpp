@@ -38,8 +38,7 @@ void FakeHubTest::SetUp() {
            static_cast<char*>(nullptr));
     _exit(127);
   }
-  for (int i = 0; i < 200 && !fs::exists(port_file); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 200 && !fs::exists(port_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(fs::exists(port_file)) << "fake_hub.py did not start (" << script << ")";
   endpoint_ = "http://127.0.0.1:" + file_text(port_file);
 }
@@ -70,8 +69,7 @@ std::string FakeHubTest::push(const std::string& repo, const std::map<std::strin
   for (const auto& [path, value] : files) {
     if (value.rfind("size:", 0) == 0) {
       size_t colon = value.find(':', 5);
-      spec[path] = {{"size", std::stoull(value.substr(5, colon - 5))},
-                    {"seed", std::stoi(value.substr(colon + 1))}};
+      spec[path] = {{"size", std::stoull(value.substr(5, colon - 5))}, {"seed", std::stoi(value.substr(colon + 1))}};
     } else {
       spec[path] = value;
     }

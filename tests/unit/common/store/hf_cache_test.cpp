@@ -14,12 +14,11 @@ using testing::TempTree;
 constexpr char kCommit[] = "0123456789abcdef0123456789abcdef01234567";
 constexpr char kOldCommit[] = "fedcba9876543210fedcba9876543210fedcba98";
 constexpr char kRepo[] = "models--Qwen--Qwen2.5-0.5B-Instruct";
-constexpr char kIndex[] =
-    R"({"metadata": {}, "weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}})";
+constexpr char kIndex[] = R"({"metadata": {}, "weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}})";
 
 // Writes a blob and links it from snapshots/<commit>/<path> the way huggingface_hub does (relative link).
-void add_file(const TempTree& tree, const std::string& commit, const std::string& path,
-              const std::string& blob, const std::string& content) {
+void add_file(const TempTree& tree, const std::string& commit, const std::string& path, const std::string& blob,
+              const std::string& content) {
   tree.write(std::string(kRepo) + "/blobs/" + blob, content);
   std::string up = "../../";
   for (char c : path)

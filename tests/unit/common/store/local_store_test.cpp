@@ -48,8 +48,7 @@ TEST(OpenModelStore, PicksTheStore) {
   EXPECT_EQ((*open_model_store("hf", "", roots))->root(), "/hf");
   EXPECT_EQ((*open_model_store("hf", "/models", roots))->kind(), "local");
   EXPECT_EQ(open_model_store("gh", "", roots).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(open_model_store("hf", "relative/dir", roots).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(open_model_store("hf", "relative/dir", roots).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -35,8 +35,7 @@ TEST(ModelScopeCache, ReadsTheSnapshotLayoutOfModelscope138) {
   EXPECT_EQ(model->revision, "master");
   EXPECT_EQ(model->size_on_disk, 9u);
   EXPECT_EQ(model->num_files, 2u);
-  EXPECT_EQ(model->snapshot_path,
-            (tree.root() / "models/Qwen--Qwen2.5-0.5B-Instruct/snapshots/master").string());
+  EXPECT_EQ(model->snapshot_path, (tree.root() / "models/Qwen--Qwen2.5-0.5B-Instruct/snapshots/master").string());
   ASSERT_TRUE(cache.remove(*model).ok());
   EXPECT_FALSE(fs::exists(tree.root() / "models/Qwen--Qwen2.5-0.5B-Instruct"));
 }

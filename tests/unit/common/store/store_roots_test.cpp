@@ -30,9 +30,8 @@ TEST(StoreRoots, HfFollowsHuggingfaceHubPrecedence) {
 }
 
 TEST(StoreRoots, EmptyValuesCountAsUnset) {
-  EXPECT_EQ(
-      resolve_store_roots(fake_env({{"HOME", "/h"}, {"HF_HUB_CACHE", ""}, {"HF_HOME", ""}})).hf_hub_cache,
-      "/h/.cache/huggingface/hub");
+  EXPECT_EQ(resolve_store_roots(fake_env({{"HOME", "/h"}, {"HF_HUB_CACHE", ""}, {"HF_HOME", ""}})).hf_hub_cache,
+            "/h/.cache/huggingface/hub");
 }
 
 TEST(StoreRoots, ModelScopeAndDefaultHub) {
@@ -40,8 +39,7 @@ TEST(StoreRoots, ModelScopeAndDefaultHub) {
   EXPECT_EQ(roots.modelscope_cache, "/h/.cache/modelscope/hub");
   EXPECT_FALSE(roots.modelscope_cache_from_env);
   EXPECT_EQ(roots.default_hub, "hf");
-  roots =
-      resolve_store_roots(fake_env({{"HOME", "/h"}, {"MODELSCOPE_CACHE", "/ms"}, {"BMSERVER_HUB", "ms"}}));
+  roots = resolve_store_roots(fake_env({{"HOME", "/h"}, {"MODELSCOPE_CACHE", "/ms"}, {"BMSERVER_HUB", "ms"}}));
   EXPECT_EQ(roots.modelscope_cache, "/ms");
   EXPECT_TRUE(roots.modelscope_cache_from_env);
   EXPECT_EQ(roots.default_hub, "ms");

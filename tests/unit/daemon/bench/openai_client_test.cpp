@@ -16,8 +16,8 @@ namespace bm::daemon::bench {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using testing::FakeOpenAiServer;
+using ::testing::HasSubstr;
 
 TEST(SseReaderTest, TimesEveryChoicesMessageAndReadsUsage) {
   RequestRecord r;
@@ -30,7 +30,8 @@ TEST(SseReaderTest, TimesEveryChoicesMessageAndReadsUsage) {
       "data: [DONE]\n\n";
   // Split at awkward places: inside a line and between \r and \n.
   double t = 1.0;
-  for (size_t i = 0; i < stream.size(); i += 13) reader.feed(stream.data() + i, std::min<size_t>(13, stream.size() - i), t += 1);
+  for (size_t i = 0; i < stream.size(); i += 13)
+    reader.feed(stream.data() + i, std::min<size_t>(13, stream.size() - i), t += 1);
   reader.finish(200, 100);
   EXPECT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.chunk_times_s.size(), 2u);
@@ -127,7 +128,8 @@ TEST_F(FakeServerTest, PromptsAreExactThroughTokenize) {
   absl::StatusOr<std::string> text = builder.build(64);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(text->size(), (64u - 10u) * 3);  // 10 template tokens, then one per 3-byte character
-  EXPECT_THAT(std::string(builder.build(4).status().message()), HasSubstr("shorter than the chat template alone (10 tokens)"));
+  EXPECT_THAT(std::string(builder.build(4).status().message()),
+              HasSubstr("shorter than the chat template alone (10 tokens)"));
 }
 
 TEST_F(FakeServerTest, SweepWithAGivenMaximumRunsEveryLevelWithExactLengths) {
@@ -139,8 +141,8 @@ TEST_F(FakeServerTest, SweepWithAGivenMaximumRunsEveryLevelWithExactLengths) {
   target.base.set_model_name("fake");
   SweepPlan plan{{16, 20}, {4}, 2025};
   std::vector<std::string> kinds;
-  auto results = run_sweep(target, plan, [&](const bmserver::v1::BenchmarkEvent& e) { kinds.push_back(e.kind()); },
-                           [] { return false; });
+  auto results = run_sweep(
+      target, plan, [&](const bmserver::v1::BenchmarkEvent& e) { kinds.push_back(e.kind()); }, [] { return false; });
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 6u);
   std::vector<int32_t> levels;
@@ -153,7 +155,7 @@ TEST_F(FakeServerTest, SweepWithAGivenMaximumRunsEveryLevelWithExactLengths) {
     EXPECT_GT(r.completion_token_throughput(), 0);
     EXPECT_DOUBLE_EQ(r.total_token_throughput() / r.completion_token_throughput(),
                      (r.num_prompt_tokens() + 4.0) / 4.0);  // exact P and C in every request
-    EXPECT_GE(r.peak_kv_usage(), 0);  // the fake's gauge was read, not the other model's 0.99
+    EXPECT_GE(r.peak_kv_usage(), 0);                        // the fake's gauge was read, not the other model's 0.99
     EXPECT_LT(r.peak_kv_usage(), 0.99);
   }
   EXPECT_THAT(levels, ElementsAre(1, 2, 3, 1, 2, 3));
@@ -168,7 +170,8 @@ TEST_F(FakeServerTest, ProbingStopsAtTheFirstLevelWithErrors) {
   target.base_url = server_->url();
   target.model = "fake-model";
   SweepPlan plan{{12}, {3}, 1};
-  auto results = run_sweep(target, plan, [](const auto&) {}, [] { return false; });
+  auto results = run_sweep(
+      target, plan, [](const auto&) {}, [] { return false; });
   ASSERT_TRUE(results.ok()) << results.status();
   std::vector<int32_t> levels;
   for (const auto& r : *results) levels.push_back(r.num_requests());
@@ -184,7 +187,8 @@ TEST_F(FakeServerTest, AServerThatIgnoresIgnoreEosIsCaught) {
   target.base_url = server_->url();
   target.model = "fake-model";
   target.max_concurrency = 1;
-  auto results = run_sweep(target, {{12}, {8}, 1}, [](const auto&) {}, [] { return false; });
+  auto results = run_sweep(
+      target, {{12}, {8}, 1}, [](const auto&) {}, [] { return false; });
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ(results->front().num_errors(), 1);
   EXPECT_THAT(results->front().first_error(), HasSubstr("returned 3 completion tokens instead of 8"));
@@ -193,12 +197,14 @@ TEST_F(FakeServerTest, AServerThatIgnoresIgnoreEosIsCaught) {
 TEST_F(FakeServerTest, AnEndpointThatIsNotOpenAiIsOneSentenceAndStoresNothing) {
   start({"--mode", "html"});
   std::filesystem::path state = std::filesystem::temp_directory_path() / ("bm-bench-state-" + std::to_string(getpid()));
-  BenchmarkRunner runner(nullptr, [] { return std::string(); }, state.string());
+  BenchmarkRunner runner(
+      nullptr, [] { return std::string(); }, state.string());
   bmserver::v1::RunBenchmarkRequest request;
   request.set_endpoint(server_->url());
   request.add_prompt_tokens(16);
   request.add_completion_tokens(4);
-  absl::Status s = runner.run(request, [](const auto&) {}, [] { return false; });
+  absl::Status s = runner.run(
+      request, [](const auto&) {}, [] { return false; });
   EXPECT_THAT(std::string(s.message()),
               HasSubstr(" is not an OpenAI-compatible server: GET /v1/models answered HTTP 200 without a model list"));
   auto listed = runner.list({});
@@ -209,8 +215,10 @@ TEST_F(FakeServerTest, AnEndpointThatIsNotOpenAiIsOneSentenceAndStoresNothing) {
 
 TEST_F(FakeServerTest, AnEndpointRunIsStoredAndReadBack) {
   start();
-  std::filesystem::path state = std::filesystem::temp_directory_path() / ("bm-bench-state2-" + std::to_string(getpid()));
-  BenchmarkRunner runner(nullptr, [] { return std::string(); }, state.string());
+  std::filesystem::path state =
+      std::filesystem::temp_directory_path() / ("bm-bench-state2-" + std::to_string(getpid()));
+  BenchmarkRunner runner(
+      nullptr, [] { return std::string(); }, state.string());
   bmserver::v1::RunBenchmarkRequest request;
   request.set_endpoint(server_->url());
   request.set_max_concurrency(2);
@@ -218,12 +226,15 @@ TEST_F(FakeServerTest, AnEndpointRunIsStoredAndReadBack) {
   request.add_prompt_tokens(16);
   request.add_completion_tokens(4);
   std::string store, svg;
-  absl::Status s = runner.run(request, [&](const bmserver::v1::BenchmarkEvent& e) {
-    if (e.kind() == "done") {
-      store = e.store();
-      svg = e.plot_svg();
-    }
-  }, [] { return false; });
+  absl::Status s = runner.run(
+      request,
+      [&](const bmserver::v1::BenchmarkEvent& e) {
+        if (e.kind() == "done") {
+          store = e.store();
+          svg = e.plot_svg();
+        }
+      },
+      [] { return false; });
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_THAT(store, HasSubstr("benchmarks.db"));
   EXPECT_THAT(svg, HasSubstr("<svg"));
@@ -234,14 +245,23 @@ TEST_F(FakeServerTest, AnEndpointRunIsStoredAndReadBack) {
   EXPECT_EQ(listed->results(1).num_requests(), 2);
   // Empty and negative lists fail before anything runs.
   request.clear_prompt_tokens();
-  EXPECT_THAT(std::string(runner.run(request, [](const auto&) {}, [] { return false; }).message()),
+  EXPECT_THAT(std::string(runner
+                              .run(
+                                  request, [](const auto&) {}, [] { return false; })
+                              .message()),
               HasSubstr("list of prompt tokens is empty"));
   request.add_prompt_tokens(-1);
-  EXPECT_THAT(std::string(runner.run(request, [](const auto&) {}, [] { return false; }).message()),
+  EXPECT_THAT(std::string(runner
+                              .run(
+                                  request, [](const auto&) {}, [] { return false; })
+                              .message()),
               HasSubstr("at least 1, not -1"));
   request.set_prompt_tokens(0, 4000);
   request.set_completion_tokens(0, 200);
-  EXPECT_THAT(std::string(runner.run(request, [](const auto&) {}, [] { return false; }).message()),
+  EXPECT_THAT(std::string(runner
+                              .run(
+                                  request, [](const auto&) {}, [] { return false; })
+                              .message()),
               HasSubstr("over the model's context of 4096 tokens"));
   EXPECT_EQ(runner.list({})->results_size(), 2);
   std::filesystem::remove_all(state);

@@ -39,11 +39,13 @@ TEST(PromptBuilderTest, SameSeedSamePrompts) {
 TEST(PromptBuilderTest, PromptShorterThanTheTemplateIsRefused) {
   PromptBuilder builder(fake_count, 1);
   absl::StatusOr<std::string> text = builder.build(5);
-  EXPECT_THAT(std::string(text.status().message()), ::testing::HasSubstr("shorter than the chat template alone (12 tokens)"));
+  EXPECT_THAT(std::string(text.status().message()),
+              ::testing::HasSubstr("shorter than the chat template alone (12 tokens)"));
 }
 
 TEST(PromptBuilderTest, CounterErrorsPassThrough) {
-  PromptBuilder builder([](const std::string&) -> absl::StatusOr<int32_t> { return absl::UnavailableError("down"); }, 1);
+  PromptBuilder builder([](const std::string&) -> absl::StatusOr<int32_t> { return absl::UnavailableError("down"); },
+                        1);
   EXPECT_EQ(builder.build(10).status().message(), "down");
 }
 

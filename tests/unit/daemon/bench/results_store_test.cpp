@@ -24,8 +24,8 @@ namespace bm::daemon::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using bmserver::v1::BenchmarkResult;
+using ::testing::HasSubstr;
 
 constexpr const char* kPgBin = "/usr/lib/postgresql/15/bin";
 
@@ -93,9 +93,10 @@ class PostgresServer {
   }
   std::string url() const { return absl::StrCat("postgresql://postgres@127.0.0.1:", port_, "/postgres"); }
   bool run_ctl(const std::string& action) {
-    std::string cmd = absl::StrCat("runuser -u postgres -- ", kPgBin, "/pg_ctl -D ", dir_, "/data -w -l ", dir_,
-                                   "/log -o \"-p ", port_, " -k ", dir_, " -c listen_addresses=127.0.0.1 -c fsync=off\" ",
-                                   action, action == "stop" ? " -m immediate" : "", " > /dev/null 2>&1");
+    std::string cmd =
+        absl::StrCat("runuser -u postgres -- ", kPgBin, "/pg_ctl -D ", dir_, "/data -w -l ", dir_, "/log -o \"-p ",
+                     port_, " -k ", dir_, " -c listen_addresses=127.0.0.1 -c fsync=off\" ", action,
+                     action == "stop" ? " -m immediate" : "", " > /dev/null 2>&1");
     return std::system(cmd.c_str()) == 0;
   }
 
@@ -129,7 +130,9 @@ class ResultsStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "sqlite") {
-      dir_ = fs::temp_directory_path() / absl::StrCat("bm-sqlite-", getpid(), "-", ::testing::UnitTest::GetInstance()->random_seed(), "-", counter_++);
+      dir_ =
+          fs::temp_directory_path() /
+          absl::StrCat("bm-sqlite-", getpid(), "-", ::testing::UnitTest::GetInstance()->random_seed(), "-", counter_++);
       fs::create_directories(dir_);
       path_ = (dir_ / "benchmarks.db").string();
       store_ = make_sqlite_store(path_);
@@ -256,7 +259,8 @@ TEST(PostgresStoreTest, AServerThatGoesAwayMidRunFailsTheWriteAndStoresNothing) 
   ASSERT_TRUE(pg->run_ctl("start"));
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("cannot write the results to the results database PostgreSQL 127.0.0.1:"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("cannot write the results to the results database PostgreSQL 127.0.0.1:"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("nothing was stored"));
   auto rows = store->list("");
   ASSERT_TRUE(rows.ok()) << rows.status();
@@ -278,7 +282,8 @@ TEST(PostgresUrlTest, AcceptsLibpqAndSqlalchemyForms) {
   EXPECT_EQ(*normalize_postgres_url("postgres://h/db?sslmode=require"), "postgresql://h/db?sslmode=require");
   EXPECT_THAT(std::string(normalize_postgres_url("mysql://h/db").status().message()), HasSubstr("is not PostgreSQL"));
   EXPECT_THAT(std::string(normalize_postgres_url("h:5432").status().message()), HasSubstr("is not a URL"));
-  EXPECT_THAT(std::string(normalize_postgres_url("postgresql+odbc://h/db").status().message()), HasSubstr("unknown PostgreSQL driver"));
+  EXPECT_THAT(std::string(normalize_postgres_url("postgresql+odbc://h/db").status().message()),
+              HasSubstr("unknown PostgreSQL driver"));
 }
 
 TEST(ResultsStoreFactoryTest, SqliteInTheStateDirUnlessAUrlIsGiven) {

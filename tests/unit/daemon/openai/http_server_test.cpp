@@ -30,7 +30,9 @@ class RawClient {
   }
   ~RawClient() { close_now(); }
   bool connected() const { return connected_; }
-  void send(const std::string& bytes) { ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
   // Reads until `needle` has arrived (or EOF / timeout).
   std::string read_until(const std::string& needle) {
     while (buffer_.find(needle) == std::string::npos) {

@@ -20,7 +20,8 @@ TEST(SamplingRequestTest, ReadsEveryField) {
     "min_p": 0.05, "presence_penalty": 0.5, "frequency_penalty": -0.5, "repetition_penalty": 1.1,
     "logit_bias": {"12": 5, "7": -100}, "seed": 2025, "stop": ["END", "\n\n"], "stop_token_ids": [3],
     "ignore_eos": true, "logprobs": true, "top_logprobs": 5, "stream": true,
-    "stream_options": {"include_usage": true}, "unknown_field": {"ignored": 1}})"), Endpoint::kChat, 1000);
+    "stream_options": {"include_usage": true}, "unknown_field": {"ignored": 1}})"),
+                                       Endpoint::kChat, 1000);
   ASSERT_TRUE(std::holds_alternative<SamplingRequest>(parsed)) << std::get<ApiError>(parsed).message;
   const SamplingRequest& r = std::get<SamplingRequest>(parsed);
   EXPECT_EQ(r.n, 2);

@@ -75,7 +75,8 @@ TEST(ToolCallParserTest, PrefixFromRequiredToolChoice) {
 }
 
 TEST(ToolCallParserTest, StringArgumentsPassThrough) {
-  ToolCallDelta d = ToolCallParser::parse_all("<tool_call>{\"name\": \"h\", \"arguments\": \"{\\\"a\\\": 2}\"}</tool_call>");
+  ToolCallDelta d =
+      ToolCallParser::parse_all("<tool_call>{\"name\": \"h\", \"arguments\": \"{\\\"a\\\": 2}\"}</tool_call>");
   ASSERT_EQ(d.calls.size(), 1u);
   EXPECT_EQ(d.calls[0].arguments, "{\"a\": 2}");
 }

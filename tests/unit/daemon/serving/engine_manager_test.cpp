@@ -39,7 +39,8 @@ struct FakeFactory {
       m.path = "/models/" + name;
       return m;
     };
-    f.load = [this](const ResolvedModel&, const ServeSettings& s, const ProgressCallback&) -> absl::StatusOr<LoadedEngine> {
+    f.load = [this](const ResolvedModel&, const ServeSettings& s,
+                    const ProgressCallback&) -> absl::StatusOr<LoadedEngine> {
       loaded_gpus.push_back(s.gpus);
       LoadedEngine e;
       e.generator = std::make_unique<IdleGenerator>();
@@ -53,9 +54,9 @@ struct FakeFactory {
 class EngineManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    state_dir_ = std::filesystem::temp_directory_path() /
-                 ("bm-engine-manager-" + std::to_string(::getpid()) + "-" +
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    state_dir_ =
+        std::filesystem::temp_directory_path() / ("bm-engine-manager-" + std::to_string(::getpid()) + "-" +
+                                                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(state_dir_);
   }
   void TearDown() override { std::filesystem::remove_all(state_dir_); }

@@ -135,7 +135,8 @@ TEST_P(CpuBackendTest, EmbeddingLooksUpRows) {
   const Tensor out = empty(DType::kF32, 5, hidden);
   backend_->embedding(upload(to_bf16(table), DType::kBF16, vocab, hidden), upload(ids, DType::kI32, 1, 5), out);
   std::vector<double> expected;
-  for (int32_t id : ids) expected.insert(expected.end(), table.begin() + id * hidden, table.begin() + (id + 1) * hidden);
+  for (int32_t id : ids)
+    expected.insert(expected.end(), table.begin() + id * hidden, table.begin() + (id + 1) * hidden);
   EXPECT_EQ(normalised_error(download(out), expected), 0.0);
 }
 
@@ -340,7 +341,8 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
                            cand_logits, lse);
   std::vector<int32_t> got_ids(static_cast<size_t>(rows * k));
   backend_->copy_to_host(cand_ids, std::as_writable_bytes(std::span(got_ids)));
-  const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits), got_lse = download(lse);
+  const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits),
+                           got_lse = download(lse);
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = logits.data() + r * vocab;
     std::vector<int32_t> order;

@@ -22,8 +22,7 @@ extern "C" int bm_cuda_create_backend_v1(const BmCudaBackendOptions* options, vo
                                          size_t error_size) {
   *backend = nullptr;
   // Device index k answers status k; kBmCudaOk answers success without a backend (a broken plugin).
-  std::snprintf(error, error_size, "fake plugin status %d for device %d", options->device_index,
-                options->device_index);
+  std::snprintf(error, error_size, "fake plugin status %d for device %d", options->device_index, options->device_index);
   return options->device_index;
 }
 

@@ -80,8 +80,7 @@ TEST(GenerationConfigTest, RejectsWrongTypesAndRanges) {
   EXPECT_THAT(parse_generation_config(R"({"eos_token_id":[1,"x"]})", "g.json").status().message(),
               HasSubstr("'eos_token_id'"));
   EXPECT_THAT(parse_generation_config(R"({"top_p":1.5})", "g.json").status().message(), HasSubstr("top_p"));
-  EXPECT_THAT(parse_generation_config(R"({"temperature":-1})", "g.json").status().message(),
-              HasSubstr("temperature"));
+  EXPECT_THAT(parse_generation_config(R"({"temperature":-1})", "g.json").status().message(), HasSubstr("temperature"));
   EXPECT_THAT(parse_generation_config("[]", "g.json").status().message(), HasSubstr("g.json"));
 }
 

@@ -52,11 +52,10 @@ const std::map<std::string, Expected>& expected_configs() {
       {"Qwen/QwQ-32B/config.json",
        {"Qwen2ForCausalLM", 5120, 64, 40, 8, 128, 27648, 152064, 131072, false, 1e6, 1e-5, "default", ""}},
       {"Qwen/Qwen2.5-VL-3B-Instruct/config.json",
-       {"Qwen2_5_VLForConditionalGeneration", 2048, 36, 16, 2, 128, 11008, 151936, 8192, true, 1e6, 1e-6, "mrope",
-        ""}},
+       {"Qwen2_5_VLForConditionalGeneration", 2048, 36, 16, 2, 128, 11008, 151936, 8192, true, 1e6, 1e-6, "mrope", ""}},
       {"Qwen/Qwen2.5-VL-7B-Instruct/config.json",
-       {"Qwen2_5_VLForConditionalGeneration", 3584, 28, 28, 4, 128, 18944, 152064, 128000, false, 1e6, 1e-6,
-        "mrope", ""}},
+       {"Qwen2_5_VLForConditionalGeneration", 3584, 28, 28, 4, 128, 18944, 152064, 128000, false, 1e6, 1e-6, "mrope",
+        ""}},
       {"deepseek-ai/DeepSeek-R1-Distill-Llama-8B/config.resaved-fp32.json",
        {"LlamaForCausalLM", 4096, 32, 32, 8, 128, 14336, 128256, 131072, false, 5e5, 1e-5, "llama3", ""}},
       {"deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B/config.modified-copy.json",
@@ -98,7 +97,8 @@ TEST(ModelConfigTest, ParsesEveryConfigOfTheSharedModels) {
 }
 
 TEST(ModelConfigTest, ReadsLlama3RopeScaling) {
-  absl::StatusOr<ModelConfig> config = parse_shared("deepseek-ai/DeepSeek-R1-Distill-Llama-8B/config.resaved-fp32.json");
+  absl::StatusOr<ModelConfig> config =
+      parse_shared("deepseek-ai/DeepSeek-R1-Distill-Llama-8B/config.resaved-fp32.json");
   if (absl::IsNotFound(config.status())) GTEST_SKIP() << "no shared models";
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_DOUBLE_EQ(config->rope.factor, 8.0);

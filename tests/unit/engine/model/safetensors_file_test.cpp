@@ -102,8 +102,7 @@ TEST(SafetensorsFileTest, RejectsCorruptHeaders) {
   EXPECT_THAT(open_error(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data),
               HasSubstr("end before they begin"));
   // 3 F32 elements need 12 bytes, not 8.
-  EXPECT_THAT(open_error(dir, R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
-              HasSubstr("need 12"));
+  EXPECT_THAT(open_error(dir, R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data), HasSubstr("need 12"));
   EXPECT_THAT(open_error(dir, R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", data),
               HasSubstr("too large"));
   EXPECT_THAT(open_error(dir, R"({"__metadata__":{"n":1}})", data), HasSubstr("metadata 'n'"));

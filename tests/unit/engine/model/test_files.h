@@ -13,7 +13,8 @@ class TempDir {
  public:
   TempDir() {
     std::random_device seed;
-    path_ = std::filesystem::temp_directory_path() / ("bm-model-test-" + std::to_string(seed()) + std::to_string(seed()));
+    path_ =
+        std::filesystem::temp_directory_path() / ("bm-model-test-" + std::to_string(seed()) + std::to_string(seed()));
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {

@@ -138,8 +138,7 @@ void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double t
     }
   }
   EXPECT_LT(worst, tolerance);
-  std::cout << "[ max |logit - transformers| ] " << model << " (" << dtype_name(kv_dtype) << " KV): " << worst
-            << "\n";
+  std::cout << "[ max |logit - transformers| ] " << model << " (" << dtype_name(kv_dtype) << " KV): " << worst << "\n";
 }
 
 TEST_P(DecoderLMTest, PrefillAndGreedyDecodeMatchTransformers) {

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <map>
 
-#include "engine/models/decoder_spec.h"
 #include "engine/model/model_config.h"
+#include "engine/models/decoder_spec.h"
 #include "tests/unit/engine/model/test_files.h"
 #include "tests/unit/engine/models/random_checkpoint.h"
 

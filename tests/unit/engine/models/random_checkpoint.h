@@ -28,11 +28,11 @@ struct RandomCheckpointShape {
 inline std::string random_checkpoint_config(const RandomCheckpointShape& shape) {
   return absl::StrCat(R"({"architectures": [")", shape.architecture, R"("], "hidden_size": )", shape.hidden_size,
                       R"(, "intermediate_size": )", shape.intermediate_size, R"(, "num_hidden_layers": )",
-                      shape.num_layers, R"(, "num_attention_heads": )", shape.num_heads,
-                      R"(, "num_key_value_heads": )", shape.num_kv_heads, R"(, "vocab_size": )", shape.vocab_size,
+                      shape.num_layers, R"(, "num_attention_heads": )", shape.num_heads, R"(, "num_key_value_heads": )",
+                      shape.num_kv_heads, R"(, "vocab_size": )", shape.vocab_size,
                       R"(, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,)",
-                      R"( "hidden_act": "silu", "tie_word_embeddings": )",
-                      shape.tie_word_embeddings ? "true" : "false", R"(, "torch_dtype": "bfloat16"})");
+                      R"( "hidden_act": "silu", "tie_word_embeddings": )", shape.tie_word_embeddings ? "true" : "false",
+                      R"(, "torch_dtype": "bfloat16"})");
 }
 
 // Returns false when a file could not be written.
@@ -45,8 +45,8 @@ inline bool write_random_checkpoint(const std::filesystem::path& dir, const Rand
   const int64_t q_size = shape.num_heads * head_dim;
   const int64_t kv_size = shape.num_kv_heads * head_dim;
   const bool has_qkv_bias = shape.architecture == "Qwen2ForCausalLM";
-  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {{"model.embed_tokens.weight", {shape.vocab_size, hidden}},
-                                                                       {"model.norm.weight", {hidden}}};
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
+      {"model.embed_tokens.weight", {shape.vocab_size, hidden}}, {"model.norm.weight", {hidden}}};
   if (!shape.tie_word_embeddings) tensors.push_back({"lm_head.weight", {shape.vocab_size, hidden}});
   for (int32_t i = 0; i < shape.num_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");

@@ -16,7 +16,7 @@ TEST(BlockManager, ReserveGrowsTheTableAndFailsWithoutChangingIt) {
   ASSERT_TRUE(blocks.reserve(*seq, 40));  // 3 blocks
   EXPECT_EQ(seq->block_table.size(), 3u);
   EXPECT_EQ(blocks.num_free_blocks(), 1);
-  EXPECT_TRUE(blocks.reserve(*seq, 48));  // still 3
+  EXPECT_TRUE(blocks.reserve(*seq, 48));   // still 3
   EXPECT_FALSE(blocks.reserve(*seq, 80));  // 5 > 4
   EXPECT_EQ(seq->block_table.size(), 3u);
   EXPECT_EQ(blocks.num_free_blocks(), 1);

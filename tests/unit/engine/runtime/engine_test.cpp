@@ -59,7 +59,8 @@ class Collector {
   }
   void wait() {
     std::unique_lock<std::mutex> lock(mutex_);
-    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return remaining_ == 0; })) << "request did not finish";
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return remaining_ == 0; }))
+        << "request did not finish";
   }
   std::vector<int32_t> tokens(int32_t i = 0) const { return tokens_[i]; }
   FinishReason finish(int32_t i = 0) const { return *finish_[i]; }
@@ -162,8 +163,7 @@ TEST_P(GreedyMatchesTransformers, WithPreemptionWhenTheCacheIsTiny) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GreedyMatchesTransformers,
-                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"),
-                         [](const auto& info) {
+                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"), [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name) c = c == '-' ? '_' : c;
                            return name;
@@ -349,12 +349,11 @@ TEST(Engine, MaxConcurrencyComesFromTheBlocksEachRequestNeeds) {
   sized.reset();
   auto engine = load("qwen2-tied", options);
   ASSERT_NE(engine, nullptr);
-  EXPECT_EQ(engine->max_concurrency(16, 16), 50);   // 2 blocks each
-  EXPECT_EQ(engine->max_concurrency(17, 16), 33);   // 3 blocks each
-  EXPECT_EQ(engine->max_concurrency(8, 8), 64);     // capped by max_num_seqs
+  EXPECT_EQ(engine->max_concurrency(16, 16), 50);  // 2 blocks each
+  EXPECT_EQ(engine->max_concurrency(17, 16), 33);  // 3 blocks each
+  EXPECT_EQ(engine->max_concurrency(8, 8), 64);    // capped by max_num_seqs
   EXPECT_EQ(engine->max_concurrency(1000, 700), 0);
 }
-
 
 // A model whose device faults on its second step, as a CUDA backend reports a kernel fault.
 class FaultingModel final : public CausalLM {
@@ -432,7 +431,8 @@ class MeteredDeviceModel final : public CausalLM {
   }
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
     if (first_batch_.sequences.empty()) first_batch_ = batch;
-    activations_ = std::max<int64_t>(activations_, static_cast<int64_t>(batch.token_ids.size()) * kActivationBytesPerToken);
+    activations_ =
+        std::max<int64_t>(activations_, static_cast<int64_t>(batch.token_ids.size()) * kActivationBytesPerToken);
     size_t rows = 0;
     for (const SequenceChunk& c : batch.sequences) rows += c.wants_logits ? 1 : 0;
     logits.assign(rows * info_.vocab_size, 0.0f);
@@ -460,8 +460,8 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   EXPECT_EQ(model->first_batch_.token_ids.size(), 1000u);
   for (const SequenceChunk& c : model->first_batch_.sequences) EXPECT_TRUE(c.wants_logits);
   // 16 GiB × 0.5 − (3 GiB weights + 1000 MiB activations) − 256 MiB headroom, in 1 MiB blocks (16 × 64 KiB).
-  const int64_t expected_bytes = MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * (int64_t{1} << 20) -
-                                 (int64_t{1} << 28);
+  const int64_t expected_bytes =
+      MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * (int64_t{1} << 20) - (int64_t{1} << 28);
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 

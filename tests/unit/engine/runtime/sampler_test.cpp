@@ -134,8 +134,7 @@ TEST(Sampler, TopPIsAShareOfTheWholeDistributionInALargeVocabulary) {
   constexpr int32_t kBig = 4096;
   Sampler sampler(kBig, {kBig - 1});
   std::vector<float> logits(kBig);
-  for (int32_t id = 0; id < kBig; ++id)
-    logits[id] = std::log(id == 0 ? 0.5f : id < 1024 ? 0.4f / 1023 : 0.1f / 3072);
+  for (int32_t id = 0; id < kBig; ++id) logits[id] = std::log(id == 0 ? 0.5f : id < 1024 ? 0.4f / 1023 : 0.1f / 3072);
   SamplingParams p;
   p.top_p = 0.8f;
   auto f = frequencies(sampler, logits, p, 40000);

@@ -57,8 +57,8 @@ TEST(Scheduler, RunningDecodesComeBeforeNewPrefillsAndRespectMaxNumSeqs) {
 TEST(Scheduler, PreemptsTheNewestWhenBlocksRunOutAndRecomputesIt) {
   BlockManager blocks(3, true);
   Scheduler scheduler({4, 64}, blocks);
-  scheduler.add(make_sequence(1, iota_tokens(16)));        // 1 block, needs a 2nd after its first token
-  scheduler.add(make_sequence(2, iota_tokens(31, 100)));   // 2 blocks
+  scheduler.add(make_sequence(1, iota_tokens(16)));       // 1 block, needs a 2nd after its first token
+  scheduler.add(make_sequence(2, iota_tokens(31, 100)));  // 2 blocks
   ScheduledBatch b1 = scheduler.schedule();
   ASSERT_EQ(b1.chunks.size(), 2u);
   complete(scheduler, b1);  // seq 2 now has 32 tokens (full), seq 1 17 tokens

@@ -46,15 +46,13 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ConformanceTest, MatchesTransformersByteForByte) {
   const std::string models = env("BMSERVER_SHARED_MODELS");
-  if (models.empty() || !std::filesystem::exists(models))
-    GTEST_SKIP() << "BMSERVER_SHARED_MODELS not available";
+  if (models.empty() || !std::filesystem::exists(models)) GTEST_SKIP() << "BMSERVER_SHARED_MODELS not available";
   const std::filesystem::path data = testing::template_test_data_dir();
   Value conversations = read_json_file(data / "conversations.json");
   Value expected = read_json_file(data / "expected_renders.json");
   const Value* family = conversations.find(GetParam());
   ASSERT_NE(family, nullptr) << GetParam();
-  const std::filesystem::path model_dir =
-      std::filesystem::path(models) / family->find("model_dir")->as_string();
+  const std::filesystem::path model_dir = std::filesystem::path(models) / family->find("model_dir")->as_string();
   if (!std::filesystem::exists(model_dir)) GTEST_SKIP() << model_dir << " not available";
 
   absl::StatusOr<ChatTemplate> tmpl = absl::UnknownError("unset");
@@ -69,8 +67,7 @@ TEST_P(ConformanceTest, MatchesTransformersByteForByte) {
       for (const auto& [k, v] : tmpl->variables()) found = found || (k == name && v.equals(value));
       EXPECT_TRUE(found) << name;
     }
-  } else if (const std::string& file = family->find("template")->as_string();
-             file.find('/') != std::string::npos) {
+  } else if (const std::string& file = family->find("template")->as_string(); file.find('/') != std::string::npos) {
     tmpl = ChatTemplate::parse(read_text(std::filesystem::path(models) / file));
     ASSERT_TRUE(tmpl.ok()) << tmpl.status();
     for (const auto& [name, value] : variables.entries()) tmpl->set_variable(name, value);
@@ -94,8 +91,7 @@ TEST_P(ConformanceTest, MatchesTransformersByteForByte) {
       EXPECT_EQ(*got, out->as_string()) << GetParam() << " case " << name;
       ++num_rendered;
     } else {
-      EXPECT_FALSE(got.ok()) << name
-                             << " should fail like the reference: " << want->find("error")->as_string();
+      EXPECT_FALSE(got.ok()) << name << " should fail like the reference: " << want->find("error")->as_string();
       ++num_errors;
     }
   }
@@ -107,9 +103,8 @@ TEST_P(ConformanceTest, MatchesTransformersByteForByte) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ConformanceTest,
-                         ::testing::Values("qwen2.5", "qwq", "qwen2.5-vl", "qwen2.5-vl-tools",
-                                           "deepseek-r1-distill", "llama.cpp-qwq",
-                                           "llama.cpp-r1-distill-qwen", "llama.cpp-r1-distill-llama"),
+                         ::testing::Values("qwen2.5", "qwq", "qwen2.5-vl", "qwen2.5-vl-tools", "deepseek-r1-distill",
+                                           "llama.cpp-qwq", "llama.cpp-r1-distill-qwen", "llama.cpp-r1-distill-llama"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
@@ -119,10 +114,8 @@ INSTANTIATE_TEST_SUITE_P(Families, ConformanceTest,
 // The golden renders shipped with the shared model files (derived independently with jinja2).
 TEST(SharedGoldenRenders, MatchTemplatesInSharedFolder) {
   const std::string models = env("BMSERVER_SHARED_MODELS");
-  const std::filesystem::path golden =
-      std::filesystem::path(models) / "tokenizer-tests/chat_template_renders.json";
-  if (models.empty() || !std::filesystem::exists(golden))
-    GTEST_SKIP() << "shared golden renders not available";
+  const std::filesystem::path golden = std::filesystem::path(models) / "tokenizer-tests/chat_template_renders.json";
+  if (models.empty() || !std::filesystem::exists(golden)) GTEST_SKIP() << "shared golden renders not available";
   const std::vector<std::pair<std::string, std::string>> files = {
       {"Qwen2.5-Instruct", "Qwen2.5-Instruct.from-tokenizer_config.jinja"},
       {"QwQ-32B", "QwQ-32B.from-tokenizer_config.jinja"},
@@ -133,8 +126,7 @@ TEST(SharedGoldenRenders, MatchTemplatesInSharedFolder) {
   for (const auto& [family, file] : files) {
     auto tmpl = ChatTemplate::parse(read_text(std::filesystem::path(models) / "templates" / file));
     ASSERT_TRUE(tmpl.ok()) << file << ": " << tmpl.status();
-    if (family == "DeepSeek-R1-Distill")
-      tmpl->set_variable("bos_token", Value::string("<｜begin▁of▁sentence｜>"));
+    if (family == "DeepSeek-R1-Distill") tmpl->set_variable("bos_token", Value::string("<｜begin▁of▁sentence｜>"));
     const Value* cases = renders.find(family);
     ASSERT_NE(cases, nullptr) << family;
     for (const auto& [name, c] : cases->entries()) {

@@ -97,8 +97,7 @@ TEST(ChatTemplateErrors, RuntimeErrorsNameTheLine) {
 TEST(ChatTemplateLimits, EndlessWorkStopsWithAClearError) {
   RenderLimits limits;
   limits.max_steps = 100'000;
-  auto out =
-      render("{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}", "{}", limits);
+  auto out = render("{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}", "{}", limits);
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(std::string(out.status().message()).find("work limit"), std::string::npos) << out.status();
@@ -142,8 +141,7 @@ TEST(ChatTemplateRender, SelfReferencingNamespaceDoesNotLeakOrLoop) {
 }
 
 TEST(ChatTemplateRender, ExtraVariablesOverrideAndToolsDefaultToNone) {
-  auto tmpl =
-      ChatTemplate::parse("{{ tools is none }} {{ add_generation_prompt }} {{ bos_token }} {{ flag }}");
+  auto tmpl = ChatTemplate::parse("{{ tools is none }} {{ add_generation_prompt }} {{ bos_token }} {{ flag }}");
   ASSERT_TRUE(tmpl.ok());
   tmpl->set_variable("bos_token", Value::string("<s>"));
   ChatTemplate::Inputs in;

@@ -26,8 +26,7 @@ TEST(Value, JsonFormatsLikePythonJsonDumps) {
   ASSERT_TRUE(v.ok());
   JsonFormat indent;
   indent.indent = 2;
-  EXPECT_EQ(*v->to_json(indent),
-            "{\n  \"b\": [\n    1,\n    {\n      \"c\": \"é\\n\"\n    }\n  ],\n  \"a\": []\n}");
+  EXPECT_EQ(*v->to_json(indent), "{\n  \"b\": [\n    1,\n    {\n      \"c\": \"é\\n\"\n    }\n  ],\n  \"a\": []\n}");
   JsonFormat ascii;
   ascii.ensure_ascii = true;
   ascii.sort_keys = true;

@@ -37,8 +37,8 @@ void check_corpus(const Tokenizer& tok, const std::string& name, bool normalizes
     const std::string text = tok.decode(ids, false);
     const std::string skipped = tok.decode(ids, true);
     const testing::Expectation& e = expected[i];
-    const bool ok = ids.size() == e.num_ids && hash_ids(ids) == e.ids_hash &&
-                    hash_bytes(text) == e.text_hash && hash_bytes(skipped) == e.skipped_text_hash;
+    const bool ok = ids.size() == e.num_ids && hash_ids(ids) == e.ids_hash && hash_bytes(text) == e.text_hash &&
+                    hash_bytes(skipped) == e.skipped_text_hash;
     // Valid UTF-8 input comes back exactly (after NFC where the tokenizer normalizes).
     EXPECT_EQ(text, normalizes ? nfc(records[i]) : records[i]) << name << " record " << i << " round trip";
     if (ok) continue;
@@ -66,8 +66,7 @@ TEST(CorpusTest, FullIdsOfFirstRecordsMatch) {
   const std::vector<std::string> records = corpus_records();
   const std::vector<std::vector<int32_t>> full = testing::expected_ids("qwen2.5");
   ASSERT_GT(full.size(), 100u);
-  for (size_t i = 0; i < full.size(); ++i)
-    EXPECT_EQ(tok->encode(records[i], false), full[i]) << "record " << i;
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_EQ(tok->encode(records[i], false), full[i]) << "record " << i;
 }
 
 // encode() is const and may run on many threads at once (the pre-token cache is shared).

@@ -61,15 +61,14 @@ TEST_P(FixtureTest, MatchesHuggingFace) {
   for (const json& cs : expected["cases"]) {
     const std::string text = cs["text"].get<std::string>();
     const std::vector<int32_t> ids = (*tok)->encode(text, false);
-    const bool ok = ids == ids_of(cs["ids"]) &&
-                    (*tok)->encode(text, true) == ids_of(cs["ids_with_special"]) &&
+    const bool ok = ids == ids_of(cs["ids"]) && (*tok)->encode(text, true) == ids_of(cs["ids_with_special"]) &&
                     (*tok)->decode(ids, false) == cs["decode"].get<std::string>() &&
                     (*tok)->decode(ids, true) == cs["decode_skip"].get<std::string>();
     if (!ok && ++num_failures <= 5) {
       ADD_FAILURE() << c.folder << ": '" << text << "'\nours: " << ::testing::PrintToString(ids)
                     << "\nwant: " << cs["ids"].dump() << " with special " << cs["ids_with_special"].dump()
-                    << "\ndecode: '" << (*tok)->decode(ids, false) << "' want " << cs["decode"].dump()
-                    << "\nskip: '" << (*tok)->decode(ids, true) << "' want " << cs["decode_skip"].dump();
+                    << "\ndecode: '" << (*tok)->decode(ids, false) << "' want " << cs["decode"].dump() << "\nskip: '"
+                    << (*tok)->decode(ids, true) << "' want " << cs["decode_skip"].dump();
     }
   }
   EXPECT_EQ(num_failures, 0);
@@ -79,8 +78,8 @@ INSTANTIATE_TEST_SUITE_P(Folders, FixtureTest,
                          ::testing::Values(Case{"qwen2.5-json", "qwen2.5-json", std::nullopt, 151645},
                                            Case{"qwq-json", "qwq-json", std::nullopt, 151645},
                                            Case{"qwq-vocab", "qwq-json", std::nullopt, 151645},
-                      Case{"vl-json", "vl-json", std::nullopt, 151645},
-                      Case{"vl-vocab", "vl-json", std::nullopt, 151645},
+                                           Case{"vl-json", "vl-json", std::nullopt, 151645},
+                                           Case{"vl-vocab", "vl-json", std::nullopt, 151645},
                                            Case{"r1-qwen-json", "r1-qwen-json", 151646, 151643},
                                            Case{"r1-qwen-vocab", "r1-qwen-json", 151646, 151643},
                                            Case{"r1-llama-json", "r1-llama-json", 128000, 128001},

@@ -127,8 +127,8 @@ void write_file(const std::filesystem::path& path, std::string_view text) {
 }
 
 std::filesystem::path scratch_dir(const std::string& name) {
-  auto dir = testing::env_path("BMSERVER_BUILD_DIR", std::filesystem::temp_directory_path()) /
-             "tokenizer_scratch" / name;
+  auto dir =
+      testing::env_path("BMSERVER_BUILD_DIR", std::filesystem::temp_directory_path()) / "tokenizer_scratch" / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

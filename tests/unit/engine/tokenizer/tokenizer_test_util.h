@@ -17,8 +17,7 @@ namespace bm::engine::testing {
 // links in the build folder, made on first use.
 inline std::filesystem::path llama_dir() {
   namespace fs = std::filesystem;
-  const fs::path dir =
-      env_path("BMSERVER_BUILD_DIR", fs::temp_directory_path()) / "tokenizer_links/r1-distill-llama";
+  const fs::path dir = env_path("BMSERVER_BUILD_DIR", fs::temp_directory_path()) / "tokenizer_links/r1-distill-llama";
   std::error_code ec;
   fs::create_directories(dir, ec);
   // Several test processes may race here; whoever loses finds the link in place.
@@ -29,8 +28,8 @@ inline std::filesystem::path llama_dir() {
 }
 
 // nullptr (after a GTEST_SKIP-worthy message in `why`) when the shared files are absent.
-inline const Tokenizer* cached_tokenizer(const std::filesystem::path& dir,
-                                         const std::filesystem::path& needed, std::string& why) {
+inline const Tokenizer* cached_tokenizer(const std::filesystem::path& dir, const std::filesystem::path& needed,
+                                         std::string& why) {
   static std::vector<std::pair<std::string, std::unique_ptr<Tokenizer>>> cache;
   for (const auto& [key, tok] : cache) {
     if (key == dir.string()) return tok.get();
