@@ -1,0 +1,185 @@
+// Emulated engine/backend/cuda/attention_prefill.cu (WMMA tiles, online softmax) and, for the short rows,
+// attention_decode.cu, against cpu::paged_attention (tolerance 1e-2: the kernel rounds Q and P to bf16) and against a
+// scalar model with the kernel's own rounding (tolerance 2e-5). Optional argument: run only case N.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+#include "engine/backend/cpu/bf16.h"
+#include "engine/backend/cpu/kernels.h"
+#include "engine/backend/cuda/kernels.h"
+using namespace bm::engine;
+int failures = 0;
+// Scalar model of the prefill kernel's rounding: bf16 q, 64-key tiles, online softmax, P rounded to bf16 for PV,
+// l summed from unrounded P.
+void model_row(const float* q, const uint16_t* K, const uint16_t* V, const int32_t* table, int64_t row, int64_t kv_off,
+               int D, float scale, int position, float* out) {
+  float m = -INFINITY, l = 0;
+  std::vector<double> o(D, 0.0);
+  for (int kv0 = 0; kv0 <= position; kv0 += 64) {
+    float sv[64];
+    float tmax = -INFINITY;
+    for (int c = 0; c < 64; ++c) {
+      int pos = kv0 + c;
+      sv[c] = -INFINITY;
+      if (pos > position) continue;
+      const int64_t slot = int64_t{table[pos / 16]} * 16 + pos % 16;
+      float d = 0;
+      for (int kk = 0; kk < D; kk += 16) {
+        float part = 0;
+        for (int j = kk; j < kk + 16; ++j)
+          part += cpu::bf16_to_f32(cpu::f32_to_bf16(q[j])) * cpu::bf16_to_f32(K[slot * row + kv_off + j]);
+        d = d + part;
+      }
+      sv[c] = d * scale;
+      tmax = std::max(tmax, sv[c]);
+    }
+    float mn = std::max(m, tmax), alpha = std::exp(m - mn), sum = 0;
+    for (int j = 0; j < D; ++j) o[j] *= alpha;
+    for (int c = 0; c < 64; ++c) {
+      if (sv[c] == -INFINITY) continue;
+      float pr = std::exp(sv[c] - mn);
+      sum += pr;
+      float pb = cpu::bf16_to_f32(cpu::f32_to_bf16(pr));
+      const int pos = kv0 + c;
+      const int64_t slot = int64_t{table[pos / 16]} * 16 + pos % 16;
+      for (int j = 0; j < D; ++j) o[j] += double(pb) * cpu::bf16_to_f32(V[slot * row + kv_off + j]);
+    }
+    l = l * alpha + sum;
+    m = mn;
+  }
+  for (int j = 0; j < D; ++j) out[j] = float(o[j] / l);
+}
+struct Case {
+  int heads, kv_heads, dim;
+  bool bf16;
+  std::vector<int> seq_lens, q_lens;
+  int num_sms;
+  bool only_short;
+};
+void run(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  const int S = c.seq_lens.size();
+  int max_blocks = 0, total_blocks = 0, max_seq = 0, max_q = 0;
+  for (int s = 0; s < S; ++s) {
+    int b = (c.seq_lens[s] + 15) / 16;
+    max_blocks = std::max(max_blocks, b);
+    total_blocks += b;
+    max_seq = std::max(max_seq, c.seq_lens[s]);
+    max_q = std::max(max_q, c.q_lens[s]);
+  }
+  max_blocks += 1;
+  const int num_phys = total_blocks + 3;
+  std::vector<int> perm(num_phys);
+  for (int i = 0; i < num_phys; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> table(S * max_blocks, -7);
+  int next = 0;
+  for (int s = 0; s < S; ++s)
+    for (int b = 0; b < (c.seq_lens[s] + 15) / 16; ++b) table[s * max_blocks + b] = perm[next++];
+  std::vector<int32_t> qs = {0};
+  for (int s = 0; s < S; ++s) qs.push_back(qs.back() + c.q_lens[s]);
+  const int T = qs.back();
+  const int64_t row = int64_t{c.kv_heads} * c.dim, slots = int64_t{num_phys} * 16;
+  // 16-byte aligned caches
+  std::vector<float> kf(slots * row), vf(slots * row);
+  for (auto& x : kf) x = nd(rng) * 1.5f;
+  for (auto& x : vf) x = nd(rng);
+  std::vector<uint16_t> kb(slots * row), vb(slots * row);
+  for (size_t i = 0; i < kb.size(); ++i) {
+    kb[i] = cpu::f32_to_bf16(kf[i % kf.size()]);
+    vb[i] = cpu::f32_to_bf16(vf[i % vf.size()]);
+  }
+  std::vector<float> q(int64_t{T} * c.heads * c.dim);
+  for (auto& x : q) x = nd(rng);
+  const float scale = 1.0f / std::sqrt(float(c.dim));
+  void* K = c.bf16 ? (void*)kb.data() : (void*)kf.data();
+  void* V = c.bf16 ? (void*)vb.data() : (void*)vf.data();
+  cpu::ThreadPool pool(1);
+  std::vector<float> ref(q.size());
+  cpu::KvCacheView view{K, V, c.bf16 ? DType::kBF16 : DType::kF32, slots, row};
+  cpu::AttentionBatchView bv{S, qs.data(), c.seq_lens.data(), table.data(), max_blocks};
+  cpu::paged_attention(pool, q.data(), T, view, bv, c.heads, c.kv_heads, c.dim, scale, ref.data());
+  std::vector<float> qb(q.size());
+  for (size_t i = 0; i < q.size(); ++i) qb[i] = cpu::bf16_to_f32(cpu::f32_to_bf16(q[i]));
+  std::vector<float> refb(q.size());
+  cpu::paged_attention(pool, qb.data(), T, view, bv, c.heads, c.kv_heads, c.dim, scale, refb.data());
+  cuda::KvCachePtr cp{K, V, c.bf16, slots, row};
+  cuda::AttentionBatchPtr bp{S, qs.data(), c.seq_lens.data(), table.data(), max_blocks, max_q, max_seq};
+  cuda::AttentionDims dims{T, c.heads, c.kv_heads, c.dim, scale};
+  const int64_t ws = cuda::attention_decode_workspace_floats(dims, max_seq, c.num_sms);
+  std::vector<float> work(std::max<int64_t>(ws, 1), std::nanf(""));
+  std::vector<float> out(q.size(), 12345.0f);
+  const int64_t pws = cuda::attention_prefill_workspace_ints(T, S);
+  std::vector<int32_t> pwork(pws, -99);
+  cuda::launch_attention_prefill(q.data(), cp, bp, dims, {pwork.data(), pws}, out.data(), nullptr);
+  if (c.only_short)
+    cuda::launch_attention_decode(q.data(), cp, bp, dims, true, c.num_sms, {ws ? work.data() : nullptr, ws}, out.data(),
+                                  nullptr);
+  double worst_b = 0;
+  double worst = 0;
+  int bad = 0;
+  for (int s = 0; s < S; ++s)
+    for (int t = qs[s]; t < qs[s + 1]; ++t) {
+      const bool prefill = c.q_lens[s] >= cuda::kPrefillMinQueryLen;
+      const bool skipped = !prefill && !c.only_short;
+      for (int i = 0; i < c.heads * c.dim; ++i) {
+        const float g = out[int64_t{t} * c.heads * c.dim + i], r = ref[int64_t{t} * c.heads * c.dim + i];
+        if (skipped) {
+          if (g != 12345.0f) {
+            if (++bad < 4) std::printf("  skipped row %d written\n", t);
+          }
+          continue;
+        }
+        const double tol = prefill ? 1e-2 : 2e-5;
+        if (prefill && i % c.dim == 0) {
+          const int h = i / c.dim;
+          float mo[256];
+          model_row(&q[(int64_t{t} * c.heads + h) * c.dim], kb.data(), vb.data(), &table[s * max_blocks], row,
+                    int64_t(h / (c.heads / c.kv_heads)) * c.dim, c.dim, scale,
+                    c.seq_lens[s] - c.q_lens[s] + (t - qs[s]), mo);
+          for (int j = 0; j < c.dim; ++j) {
+            double e2 = std::fabs(double(out[int64_t{t} * c.heads * c.dim + i + j]) - mo[j]);
+            if (!(e2 < 2e-5)) {
+              if (++bad < 6)
+                std::printf("  MODEL MISMATCH row %d head %d d %d: %g vs %g\n", t, h, j,
+                            out[int64_t{t} * c.heads * c.dim + i + j], mo[j]);
+            }
+            worst_b = std::isnan(e2) ? INFINITY : std::max(worst_b, e2);
+          }
+        }
+        double e = std::fabs(double(g) - r);
+        if (!(e <= tol * std::max(1.0, std::fabs(double(r))))) {
+          if (++bad < 6)
+            std::printf("  MISMATCH seq %d row %d head %d d %d: emu %g cpu %g\n", s, t, i / c.dim, i % c.dim, g, r);
+        }
+        if (std::isnan(e))
+          worst = INFINITY;
+        else
+          worst = std::max(worst, e);
+      }
+    }
+  std::printf("heads %d/%d D %d %s sms %d short %d seqs [", c.heads, c.kv_heads, c.dim, c.bf16 ? "bf16" : "f32",
+              c.num_sms, c.only_short);
+  for (int s = 0; s < S; ++s) std::printf("%d:%d ", c.seq_lens[s], c.q_lens[s]);
+  std::printf("] %s: %s max abs err %.2e (prefill rows vs scalar model of the kernel's bf16 rounding: %.2e)\n",
+              c.only_short ? "prefill+decode" : "prefill only", bad ? "FAIL" : "ok", worst, worst_b);
+  failures += bad != 0;
+  std::fflush(stdout);
+}
+int main(int argc, char** argv) {
+  int which = argc > 1 ? atoi(argv[1]) : -1;
+  std::vector<Case> cases = {
+      {4, 2, 64, true, {8, 100, 50, 64, 200}, {8, 70, 3, 64, 130}, 132, false},
+      {4, 2, 64, true, {8, 100, 50, 64, 200}, {8, 70, 3, 64, 130}, 132, true},
+      {14, 2, 128, true, {300, 9, 1}, {140, 9, 1}, 132, true},
+      {2, 2, 128, true, {20, 600}, {20, 65}, 132, false},
+  };
+  for (size_t i = 0; i < cases.size(); ++i)
+    if (which < 0 || which == int(i)) run(cases[i], 100 + i);
+  std::printf("%s\n", failures ? "FAILURES" : "ALL OK");
+  return failures != 0;
+}
