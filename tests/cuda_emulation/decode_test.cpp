@@ -10,62 +10,21 @@
 #include "engine/backend/cpu/bf16.h"
 #include "engine/backend/cpu/kernels.h"
 #include "engine/backend/cuda/kernels.h"
+#include "tests/cuda_emulation/paged_batch.h"
 using namespace bm::engine;
+using bm::engine::emu::Case;
+using bm::engine::emu::make_paged_batch;
+using bm::engine::emu::PagedBatch;
 int failures = 0;
-struct Case {
-  int heads, kv_heads, dim;
-  bool bf16;
-  std::vector<int> seq_lens, q_lens;
-  int num_sms;
-  bool only_short;
-};
 void run(const Case& c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 1);
-  const int S = c.seq_lens.size();
-  int max_blocks = 0, total_blocks = 0, max_seq = 0, max_q = 0;
-  for (int s = 0; s < S; ++s) {
-    int b = (c.seq_lens[s] + 15) / 16;
-    max_blocks = std::max(max_blocks, b);
-    total_blocks += b;
-    max_seq = std::max(max_seq, c.seq_lens[s]);
-    max_q = std::max(max_q, c.q_lens[s]);
-  }
-  max_blocks += 1;
-  const int num_phys = total_blocks + 3;
-  std::vector<int> perm(num_phys);
-  for (int i = 0; i < num_phys; ++i) perm[i] = i;
-  std::shuffle(perm.begin(), perm.end(), rng);
-  std::vector<int32_t> table(S * max_blocks, -7);
-  int next = 0;
-  for (int s = 0; s < S; ++s)
-    for (int b = 0; b < (c.seq_lens[s] + 15) / 16; ++b) table[s * max_blocks + b] = perm[next++];
-  std::vector<int32_t> qs = {0};
-  for (int s = 0; s < S; ++s) qs.push_back(qs.back() + c.q_lens[s]);
-  const int T = qs.back();
-  const int64_t row = int64_t{c.kv_heads} * c.dim, slots = int64_t{num_phys} * 16;
-  // 16-byte aligned caches
-  std::vector<float> kf(slots * row), vf(slots * row);
-  for (auto& x : kf) x = nd(rng) * 1.5f;
-  for (auto& x : vf) x = nd(rng);
-  std::vector<uint16_t> kb(slots * row), vb(slots * row);
-  for (size_t i = 0; i < kb.size(); ++i) {
-    kb[i] = cpu::f32_to_bf16(kf[i % kf.size()]);
-    vb[i] = cpu::f32_to_bf16(vf[i % vf.size()]);
-  }
-  std::vector<float> q(int64_t{T} * c.heads * c.dim);
-  for (auto& x : q) x = nd(rng);
-  const float scale = 1.0f / std::sqrt(float(c.dim));
-  void* K = c.bf16 ? (void*)kb.data() : (void*)kf.data();
-  void* V = c.bf16 ? (void*)vb.data() : (void*)vf.data();
-  cpu::ThreadPool pool(1);
-  std::vector<float> ref(q.size());
-  cpu::KvCacheView view{K, V, c.bf16 ? DType::kBF16 : DType::kF32, slots, row};
-  cpu::AttentionBatchView bv{S, qs.data(), c.seq_lens.data(), table.data(), max_blocks};
-  cpu::paged_attention(pool, q.data(), T, view, bv, c.heads, c.kv_heads, c.dim, scale, ref.data());
-  cuda::KvCachePtr cp{K, V, c.bf16, slots, row};
-  cuda::AttentionBatchPtr bp{S, qs.data(), c.seq_lens.data(), table.data(), max_blocks, max_q, max_seq};
-  cuda::AttentionDims dims{T, c.heads, c.kv_heads, c.dim, scale};
+  const PagedBatch b = make_paged_batch(c, seed);
+  const int S = b.num_seqs, max_seq = b.max_seq;
+  const std::vector<int32_t>& qs = b.query_starts;
+  const std::vector<float>& q = b.q;
+  const std::vector<float>& ref = b.reference;
+  const cuda::KvCachePtr cp = b.cache(c);
+  const cuda::AttentionBatchPtr bp = b.batch(c);
+  const cuda::AttentionDims dims = b.dims(c);
   const int64_t ws = cuda::attention_decode_workspace_floats(dims, max_seq, c.num_sms);
   std::vector<float> work(std::max<int64_t>(ws, 1), std::nanf(""));
   std::vector<float> out(q.size(), 12345.0f);
