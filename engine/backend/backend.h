@@ -140,10 +140,12 @@ class Backend {
   // - listed_logits[j] = logits[r, listed_ids[j]], the raw value, for every listed j of row r;
   // - cand_ids[r, 0..k) and cand_logits[r, 0..k): the k largest logits of row r among the ids NOT listed for it,
   //   best first, ties to the lower id; when fewer than k ids are unlisted, the rest are id -1 with logit -inf;
-  // - log_sum_exp[r] = log(sum over the whole row of exp(logit)), listed ids included.
+  // - log_sum_exp[r] = log(sum over the whole row of exp(logit)), listed ids included — only when log_sum_exp
+  //   is not empty: it costs an exp per logit, which a host backend would otherwise pay for nothing when no row
+  //   asks for log-probabilities.
   // Shapes: listed_starts [1, rows + 1] I32; listed_ids and listed_logits [1, L] (I32, F32) — with L = 0 both may
-  // be empty views (buffer null); cand_ids [rows, k] I32; cand_logits [rows, k] F32; log_sum_exp [1, rows] F32;
-  // 1 <= k <= kMaxCandidates. `logits` may be overwritten (it is the caller's scratch afterwards).
+  // be empty views (buffer null); cand_ids [rows, k] I32; cand_logits [rows, k] F32; log_sum_exp [1, rows] F32 or
+  // empty; 1 <= k <= kMaxCandidates. `logits` may be overwritten (it is the caller's scratch afterwards).
   static constexpr int32_t kMaxCandidates = 64;
   virtual void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                               const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,

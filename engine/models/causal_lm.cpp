@@ -14,11 +14,11 @@ void select_candidates(std::span<const float> logits, int32_t vocab_size, const 
   out.ids.assign(static_cast<size_t>(rows * request.k), -1);
   out.logits.assign(out.ids.size(), 0.0f);
   out.listed_logits.assign(request.listed_ids.size(), 0.0f);
-  out.log_sum_exp.assign(static_cast<size_t>(rows), 0.0f);
+  out.log_sum_exp.assign(request.log_sum_exp ? static_cast<size_t>(rows) : 0, 0.0f);
   cpu::ThreadPool caller_only(1);
   cpu::top_candidates(caller_only, logits.data(), rows, vocab_size, request.listed_starts.data(),
                       request.listed_ids.data(), request.k, out.listed_logits.data(), out.ids.data(), out.logits.data(),
-                      out.log_sum_exp.data());
+                      request.log_sum_exp ? out.log_sum_exp.data() : nullptr);
 }
 
 absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {

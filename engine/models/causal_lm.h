@@ -37,6 +37,7 @@ struct CandidateRequest {
   int32_t k = 1;                       // 1 ..= Backend::kMaxCandidates
   std::vector<int32_t> listed_starts;  // rows + 1 offsets into listed_ids
   std::vector<int32_t> listed_ids;     // per row: distinct ids of the vocabulary
+  bool log_sum_exp = false;            // fill Candidates::log_sum_exp (some row wants log-probabilities)
 };
 
 struct Candidates {
@@ -44,7 +45,7 @@ struct Candidates {
   std::vector<int32_t> ids;          // rows × k, best first; -1 where fewer than k unlisted ids exist
   std::vector<float> logits;         // rows × k
   std::vector<float> listed_logits;  // aligned with CandidateRequest::listed_ids
-  std::vector<float> log_sum_exp;    // rows: log Σ exp(logit) over the whole row
+  std::vector<float> log_sum_exp;    // rows: log Σ exp(logit) over the whole row; empty unless requested
 };
 
 // What the runtime needs to know about a loaded model.

@@ -267,7 +267,7 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   const Shape shapes[] = {
       {kListedStarts, DType::kI32, 1, rows + 1},        {kListedIds, DType::kI32, 1, num_listed},
       {kListedLogits, DType::kF32, 1, num_listed},      {kCandidateIds, DType::kI32, rows, request.k},
-      {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, rows}};
+      {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0}};
   Tensor views[kNumScratch];
   for (const Shape& shape : shapes) {
     if (shape.rows * shape.cols == 0) continue;  // no listed ids: empty views
@@ -283,10 +283,11 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   out.ids.resize(static_cast<size_t>(rows * request.k));
   out.logits.resize(out.ids.size());
   out.listed_logits.resize(static_cast<size_t>(num_listed));
-  out.log_sum_exp.resize(static_cast<size_t>(rows));
+  out.log_sum_exp.resize(request.log_sum_exp ? static_cast<size_t>(rows) : 0);
   backend_->copy_to_host(views[kCandidateIds], std::as_writable_bytes(std::span(out.ids)));
   backend_->copy_to_host(views[kCandidateLogits], std::as_writable_bytes(std::span(out.logits)));
-  backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
+  if (request.log_sum_exp)
+    backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
   if (num_listed > 0)
     backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {

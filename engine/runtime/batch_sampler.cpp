@@ -32,10 +32,12 @@ void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* con
 
 bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const {
   request.k = 1;
+  request.log_sum_exp = false;
   for (Sequence* seq : seqs) {
     const int32_t k = sampler_.candidates_needed(*seq);
     if (k == 0) return false;
     request.k = std::max(request.k, k);
+    request.log_sum_exp = request.log_sum_exp || seq->params().logprobs >= 0;
   }
   request.listed_starts.assign(1, 0);
   request.listed_ids.clear();
@@ -60,7 +62,7 @@ void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& 
       row.logits = std::span<const float>(candidates.logits).subspan(static_cast<size_t>(i) * k, k);
       row.listed_ids = std::span<const int32_t>(request.listed_ids).subspan(first, count);
       row.listed_logits = std::span<const float>(candidates.listed_logits).subspan(first, count);
-      row.log_sum_exp = candidates.log_sum_exp[static_cast<size_t>(i)];
+      if (request.log_sum_exp) row.log_sum_exp = candidates.log_sum_exp[static_cast<size_t>(i)];
       out[i] = sampler_.sample(row, *seqs[i]);
     }
   });

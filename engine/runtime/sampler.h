@@ -19,7 +19,7 @@ struct RowCandidates {
   std::span<const float> logits;
   std::span<const int32_t> listed_ids;
   std::span<const float> listed_logits;
-  float log_sum_exp = 0;
+  float log_sum_exp = 0;  // when the request asked for it (CandidateRequest::log_sum_exp)
 };
 
 struct SampledToken {

@@ -128,6 +128,15 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
       worst = std::max(worst, std::abs((double)gs[r] - hs[r]) / std::max(1.0, std::abs((double)hs[r])));
     }
     if (worst > 1e-5) ++bad;
+    // Without a log-sum-exp pointer the kernel must select exactly the same candidates.
+    std::vector<float> quiet_copy(storage), ql(L), qv(rows * k);
+    std::vector<int32_t> qi(rows * k);
+    cuda::launch_top_candidates(quiet_copy.data() + shift_rows, rows, vocab, starts.data(), L ? ids.data() : nullptr, L,
+                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr);
+    for (int64_t i = 0; i < rows * k; ++i)
+      if (qi[i] != gi[i] || bits(qv[i]) != bits(gv[i])) {
+        if (++bad <= 5) std::printf("  without log-sum-exp, slot %ld differs\n", (long)i);
+      }
     std::printf("rows %ld vocab %ld k %d shift %d: %s (lse rel err %.2e)\n", (long)rows, (long)vocab, k, shift_rows,
                 bad ? "FAIL" : "ok", worst);
     failures += bad;

@@ -36,6 +36,18 @@ std::vector<int32_t> best_ids(std::span<const float> values, size_t k, std::span
   return ids;
 }
 
+namespace {
+
+float row_log_sum_exp(std::span<const float> row) {
+  const float max = *std::max_element(row.begin(), row.end());
+  if (std::isinf(max) && max < 0) return max;
+  double sum = 0;
+  for (float l : row) sum += std::exp(static_cast<double>(l) - max);
+  return static_cast<float>(std::log(sum) + max);
+}
+
+}  // namespace
+
 void top_candidates(ThreadPool& pool, const float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                     const int32_t* listed_ids, int32_t k, float* listed_logits, int32_t* cand_ids, float* cand_logits,
                     float* log_sum_exp) {
@@ -43,14 +55,7 @@ void top_candidates(ThreadPool& pool, const float* logits, int64_t rows, int64_t
     std::vector<int32_t> skip;
     for (int64_t r = begin; r < end; ++r) {
       const std::span<const float> row(logits + r * vocab, static_cast<size_t>(vocab));
-      const float max = *std::max_element(row.begin(), row.end());
-      if (std::isinf(max) && max < 0) {
-        log_sum_exp[r] = max;
-      } else {
-        double sum = 0;
-        for (float l : row) sum += std::exp(static_cast<double>(l) - max);
-        log_sum_exp[r] = static_cast<float>(std::log(sum) + max);
-      }
+      if (log_sum_exp != nullptr) log_sum_exp[r] = row_log_sum_exp(row);
       skip.assign(listed_ids + listed_starts[r], listed_ids + listed_starts[r + 1]);
       for (int32_t j = listed_starts[r]; j < listed_starts[r + 1]; ++j) listed_logits[j] = row[listed_ids[j]];
       std::sort(skip.begin(), skip.end());

@@ -180,7 +180,8 @@ class CpuBackend final : public Backend {
     BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.num_elements() == rows + 1);
     BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
     BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
-    BM_CHECK(log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows);
+    const bool wants_lse = log_sum_exp.num_elements() > 0;
+    BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
     const int32_t* starts = i32(listed_starts);
     const int64_t num_listed = listed_ids.num_elements();
     BM_CHECK(listed_logits.num_elements() == num_listed && starts[0] == 0 && starts[rows] == num_listed);
@@ -188,7 +189,7 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < rows; ++r) BM_CHECK(starts[r] <= starts[r + 1]);
     for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
     cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k, num_listed > 0 ? f32(listed_logits) : nullptr,
-                        i32w(cand_ids), f32(cand_logits), f32(log_sum_exp));
+                        i32w(cand_ids), f32(cand_logits), wants_lse ? f32(log_sum_exp) : nullptr);
   }
 
  private:

@@ -225,7 +225,8 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();  // also completes the histogram
   if (tid == 0) {
     for (int w = 1; w < kWarps; ++w) lse_merge(m, s, lse_m[w], lse_s[w]);
-    log_sum_exp[r] = m + logf(s);  // -inf when the whole row is -inf
+    // Computed alongside the histogram pass at no extra read; written when the caller wants it.
+    if (log_sum_exp != nullptr) log_sum_exp[r] = m + logf(s);  // -inf when the whole row is -inf
   }
 
   // 3. The k-th largest unlisted key, 12 + 10 + 10 bits at a time.
@@ -338,8 +339,7 @@ void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int
                            int32_t* cand_ids, float* cand_logits, float* log_sum_exp, cudaStream_t stream) {
   BM_CHECK(rows >= 0 && rows <= int64_t{0x7fffffff} && vocab > 0 && vocab <= int64_t{0x7fffffff});
   BM_CHECK(k >= 1 && k <= kMaxTopCandidates && num_listed >= 0);
-  BM_CHECK(logits != nullptr && listed_starts != nullptr && cand_ids != nullptr && cand_logits != nullptr &&
-           log_sum_exp != nullptr);
+  BM_CHECK(logits != nullptr && listed_starts != nullptr && cand_ids != nullptr && cand_logits != nullptr);
   BM_CHECK(num_listed == 0 || (listed_ids != nullptr && listed_logits != nullptr));
   if (rows == 0) return;
   top_candidates_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(

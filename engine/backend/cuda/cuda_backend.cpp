@@ -346,7 +346,8 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.rows == 1 && listed_starts.cols == rows + 1);
   BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
   BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
-  BM_CHECK(log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows);
+  const bool wants_lse = log_sum_exp.num_elements() > 0;
+  BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
   // No listed ids: both views may be empty (no buffer), whatever their dtype.
   const int64_t num_listed = listed_ids.num_elements();
   BM_CHECK(listed_logits.num_elements() == num_listed);
@@ -362,7 +363,7 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   const int32_t* starts = i32(listed_starts);
   int32_t* cand_ids_data = i32_out(cand_ids);
   float* cand_logits_data = f32(cand_logits);
-  float* lse_data = f32(log_sum_exp);
+  float* lse_data = wants_lse ? f32(log_sum_exp) : nullptr;
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return;
   launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,

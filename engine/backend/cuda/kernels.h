@@ -28,7 +28,8 @@ void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t
 inline constexpr int32_t kMaxTopCandidates = 64;  // Backend::kMaxCandidates
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
-                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp, cudaStream_t stream);
+                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp /* may be null */,
+                           cudaStream_t stream);
 
 // ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
 void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,

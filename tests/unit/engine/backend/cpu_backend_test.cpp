@@ -364,6 +364,15 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
     for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double{row[v]});
     EXPECT_NEAR(got_lse[r], std::log(sum), 1e-5);
   }
+  // Without a log-sum-exp view the same candidates come back (the sum is skipped, not the selection).
+  const Tensor quiet_ids = empty(DType::kI32, rows, k), quiet_logits = empty(DType::kF32, rows, k);
+  backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
+                           upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k,
+                           empty(DType::kF32, 1, static_cast<int64_t>(ids.size())), quiet_ids, quiet_logits, Tensor{});
+  std::vector<int32_t> quiet(static_cast<size_t>(rows * k));
+  backend_->copy_to_host(quiet_ids, std::as_writable_bytes(std::span(quiet)));
+  EXPECT_EQ(quiet, got_ids);
+  EXPECT_EQ(download(quiet_logits), got_logits);
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, CpuBackendTest, ::testing::Values(1, 3));

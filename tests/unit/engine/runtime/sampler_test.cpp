@@ -204,10 +204,12 @@ TEST(Sampler, CandidatesGiveTheSameTokensAsWholeRows) {
     request.listed_starts = {0};
     sampler.listed_ids(*from_candidates, request.listed_ids);
     request.listed_starts.push_back(static_cast<int32_t>(request.listed_ids.size()));
+    request.log_sum_exp = p.logprobs >= 0;  // as the engine asks (BatchSampler::plan_candidates)
     Candidates candidates;
     select_candidates(logits, kBig, request, candidates);
+    ASSERT_EQ(candidates.log_sum_exp.size(), request.log_sum_exp ? 1u : 0u);
     RowCandidates row{candidates.ids, candidates.logits, request.listed_ids, candidates.listed_logits,
-                      candidates.log_sum_exp[0]};
+                      request.log_sum_exp ? candidates.log_sum_exp[0] : 0.0f};
     for (int draw = 0; draw < 3; ++draw) {
       const SampledToken a = sampler.sample(logits, *whole);
       const SampledToken b = sampler.sample(row, *from_candidates);
