@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <span>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -38,6 +39,24 @@ enum Scratch : size_t {
   kLogSumExp,
   kNumScratch,
 };
+
+// A scratch slot's view for one step.
+struct ScratchShape {
+  Scratch slot;
+  DType dtype;
+  int64_t rows, cols;
+};
+
+// views[shape.slot] = a [rows, cols] view of that slot's buffer, for every shape (a slot grows when it must).
+absl::Status view_scratch(std::vector<ScratchTensor>& scratch, Backend& backend, std::span<const ScratchShape> shapes,
+                          Tensor* views) {
+  for (const ScratchShape& shape : shapes) {
+    absl::StatusOr<Tensor> view = scratch[shape.slot].view(backend, shape.dtype, shape.rows, shape.cols);
+    if (!view.ok()) return view.status();
+    views[shape.slot] = *view;
+  }
+  return absl::OkStatus();
+}
 
 std::span<const std::byte> as_bytes(const std::vector<float>& values) {
   return std::as_bytes(std::span(values));
@@ -120,12 +139,7 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
   const int64_t num_logits = static_cast<int64_t>(step.logits_rows.size());
   const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
-  struct Shape {
-    Scratch slot;
-    DType dtype;
-    int64_t rows, cols;
-  };
-  const Shape shapes[] = {
+  const ScratchShape shapes[] = {
       {kTokenIds, DType::kI32, 1, num_token_ids},
       {kPositions, DType::kI32, 1, n},
       {kSlotMapping, DType::kI32, 1, n},
@@ -145,11 +159,7 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
       {kLogits, DType::kF32, num_logits, spec_.vocab_size},
   };
   Tensor views[kNumScratch];
-  for (const Shape& shape : shapes) {
-    absl::StatusOr<Tensor> view = scratch_[shape.slot].view(*backend_, shape.dtype, shape.rows, shape.cols);
-    if (!view.ok()) return view.status();
-    views[shape.slot] = *view;
-  }
+  if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
   StepTensors tensors;
   tensors.token_ids = views[kTokenIds];
   tensors.positions = views[kPositions];
@@ -259,22 +269,12 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   for (int32_t id : request.listed_ids)
     if (id < 0 || id >= spec_.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("listed token ", id, " is outside the vocabulary"));
-  struct Shape {
-    Scratch slot;
-    DType dtype;
-    int64_t rows, cols;
-  };
-  const Shape shapes[] = {
+  const ScratchShape shapes[] = {
       {kListedStarts, DType::kI32, 1, rows + 1},        {kListedIds, DType::kI32, 1, num_listed},
       {kListedLogits, DType::kF32, 1, num_listed},      {kCandidateIds, DType::kI32, rows, request.k},
       {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0}};
-  Tensor views[kNumScratch];
-  for (const Shape& shape : shapes) {
-    if (shape.rows * shape.cols == 0) continue;  // no listed ids: empty views
-    absl::StatusOr<Tensor> view = scratch_[shape.slot].view(*backend_, shape.dtype, shape.rows, shape.cols);
-    if (!view.ok()) return view.status();
-    views[shape.slot] = *view;
-  }
+  Tensor views[kNumScratch];  // no listed ids or no sum wanted: views of 0 elements
+  if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
   upload(request.listed_starts, views[kListedStarts]);
   if (num_listed > 0) upload(request.listed_ids, views[kListedIds]);
   backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
