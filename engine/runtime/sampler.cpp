@@ -26,7 +26,53 @@ double uniform(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * 0x1.0p-53;
 }
 
+// The logits of a candidate row's listed tokens, by id (listed ids are sorted). Each lookup starts where the
+// previous one ended, so an ascending run of ids — the repetition penalty's distinct tokens, all of them listed —
+// costs one merge walk rather than a binary search each.
+class ListedLogits {
+ public:
+  ListedLogits(std::span<const int32_t> ids, float* values) : ids_(ids), values_(values) {}
+  float& operator()(int32_t id) {
+    if (next_ >= ids_.size() || ids_[next_] > id) next_ = 0;
+    size_t probe = next_;
+    for (int step = 0; step < 8 && probe < ids_.size() && ids_[probe] < id; ++step) ++probe;
+    if (probe < ids_.size() && ids_[probe] < id)
+      probe = static_cast<size_t>(std::lower_bound(ids_.begin() + probe, ids_.end(), id) - ids_.begin());
+    BM_CHECK(probe < ids_.size() && ids_[probe] == id);  // listed_ids(seq) lists every token the draw adjusts
+    next_ = probe + 1;
+    return values_[probe];
+  }
+
+ private:
+  std::span<const int32_t> ids_;
+  float* values_;
+  size_t next_ = 0;
+};
+
 }  // namespace
+
+// Logit bias → repetition, frequency and presence penalties → min_tokens masking of eos and stop ids, through
+// at(id) -> float&: over a whole row, or over a candidate row's listed tokens (the same arithmetic either way).
+template <typename At>
+void Sampler::adjust(const Sequence& seq, At&& at) const {
+  const SamplingParams& p = seq.params();
+  for (const auto& [id, bias] : p.logit_bias) at(id) += bias;
+  if (p.repetition_penalty != 1.0f) {
+    // As transformers and vLLM: every token of the prompt and the output, once.
+    for (int32_t id : seq.distinct_tokens()) {
+      float& l = at(id);
+      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    }
+  }
+  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
+    for (const auto& [id, count] : seq.output_counts())
+      at(id) -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+  if (masks_stop_tokens(seq)) {
+    if (!p.ignore_eos)
+      for (int32_t id : eos_token_ids_) at(id) = kMasked;
+    for (int32_t id : p.stop_token_ids) at(id) = kMasked;
+  }
+}
 
 Sampler::Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids)
     : vocab_size_(vocab_size), eos_token_ids_(std::move(eos_token_ids)) {}
@@ -39,36 +85,11 @@ SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
   BM_CHECK(static_cast<int32_t>(raw.size()) == vocab_size_);
   const SamplingParams& p = seq.params();
   std::vector<float> logits(raw.begin(), raw.end());
-  for (const auto& [id, bias] : p.logit_bias) logits[id] += bias;
-  apply_penalties(logits, seq);
-  mask_stop_tokens(logits, seq);
+  adjust(seq, [&](int32_t id) -> float& { return logits[id]; });
   SampledToken out;
   out.token_id = p.temperature == 0 ? argmax(logits) : draw(logits, seq);
   if (p.logprobs >= 0) out.logprob = raw_logprob(raw, out.token_id, p.logprobs);
   return out;
-}
-
-void Sampler::apply_penalties(std::vector<float>& logits, const Sequence& seq) const {
-  const SamplingParams& p = seq.params();
-  if (p.repetition_penalty != 1.0f) {
-    // As transformers and vLLM: every token of the prompt and the output, once.
-    for (int32_t id : seq.distinct_tokens()) {
-      float& l = logits[id];
-      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-    }
-  }
-  if (p.frequency_penalty != 0 || p.presence_penalty != 0) {
-    for (const auto& [id, count] : seq.output_counts())
-      logits[id] -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
-  }
-}
-
-void Sampler::mask_stop_tokens(std::vector<float>& logits, const Sequence& seq) const {
-  const SamplingParams& p = seq.params();
-  if (seq.num_output_tokens() >= p.min_tokens) return;
-  if (!p.ignore_eos)
-    for (int32_t id : eos_token_ids_) logits[id] = kMasked;
-  for (int32_t id : p.stop_token_ids) logits[id] = kMasked;
 }
 
 int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
@@ -168,32 +189,7 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
   BM_CHECK(!ids.empty());
   std::vector<float> adjusted = raw;
   const size_t num_candidates = ids.size() - row.listed_ids.size();
-  if (!row.listed_ids.empty()) {
-    auto listed = [&](int32_t id) -> float* {  // listed ids are sorted; listed_ids(seq) lists every one adjusted
-      auto it = std::lower_bound(row.listed_ids.begin(), row.listed_ids.end(), id);
-      BM_CHECK(it != row.listed_ids.end() && *it == id);
-      return &adjusted[num_candidates + static_cast<size_t>(it - row.listed_ids.begin())];
-    };
-    for (const auto& [id, bias] : p.logit_bias) *listed(id) += bias;
-    if (p.repetition_penalty != 1.0f) {  // both sorted: one merge walk
-      const std::vector<int32_t>& seen = seq.distinct_tokens();
-      size_t j = 0;
-      for (int32_t id : seen) {
-        while (j < row.listed_ids.size() && row.listed_ids[j] < id) ++j;
-        BM_CHECK(j < row.listed_ids.size() && row.listed_ids[j] == id);
-        float& l = adjusted[num_candidates + j];
-        l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-      }
-    }
-    if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-      for (const auto& [id, count] : seq.output_counts())
-        *listed(id) -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
-    if (masks_stop_tokens(seq)) {
-      if (!p.ignore_eos)
-        for (int32_t id : eos_token_ids_) *listed(id) = kMasked;
-      for (int32_t id : p.stop_token_ids) *listed(id) = kMasked;
-    }
-  }
+  adjust(seq, ListedLogits(row.listed_ids, adjusted.data() + num_candidates));
   // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row; only the first top_k places matter.
   std::vector<size_t> rank(ids.size());
   std::iota(rank.begin(), rank.end(), 0);

@@ -48,8 +48,8 @@ class Sampler {
   int32_t vocab_size() const { return vocab_size_; }
 
  private:
-  void apply_penalties(std::vector<float>& logits, const Sequence& seq) const;
-  void mask_stop_tokens(std::vector<float>& logits, const Sequence& seq) const;
+  template <typename At>
+  void adjust(const Sequence& seq, At&& at) const;
   int32_t draw(std::vector<float>& logits, Sequence& seq) const;
   // Top-k (then top-p and min-p) over candidates already ranked best first with their adjusted logits.
   int32_t draw_ranked(const std::vector<int32_t>& order, const std::vector<float>& values, Sequence& seq) const;
