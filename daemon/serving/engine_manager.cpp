@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <optional>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -91,28 +90,32 @@ absl::Status EngineManager::persist() const {
   return absl::OkStatus();
 }
 
-absl::Status EngineManager::claim_gpus(const std::string& name, const std::vector<int32_t>& gpus) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (int32_t g : gpus) {
-    for (const auto& [holder, held] : gpu_claims_)
-      if (std::find(held.begin(), held.end(), g) != held.end())
-        return absl::ResourceExhaustedError(absl::StrCat("GPU ", g, " is held by the engine serving '", holder,
-                                                         "'; stop it first (bmserver chat stop ", holder,
-                                                         ") or pick other GPUs with --gpus"));
-  }
-  gpu_claims_[name] = gpus;
-  return absl::OkStatus();
+const std::string* EngineManager::holder_of(int32_t gpu) const {
+  for (const auto& [holder, held] : gpu_claims_)
+    if (std::find(held.begin(), held.end(), gpu) != held.end()) return &holder;
+  return nullptr;
 }
 
-std::optional<int32_t> EngineManager::first_free_gpu() const {
+absl::StatusOr<std::vector<int32_t>> EngineManager::claim_gpus(const std::string& name, const ServeSettings& settings) {
+  if (settings.backend == "cpu") return std::vector<int32_t>{};
+  // Choosing and claiming under one lock: models restored in parallel after a restart must not pick the same GPU.
   std::lock_guard<std::mutex> lock(mutex_);
-  for (int32_t g = 0; g < num_gpus_; ++g) {
-    bool held = false;
-    for (const auto& [holder, claimed] : gpu_claims_)
-      held = held || std::find(claimed.begin(), claimed.end(), g) != claimed.end();
-    if (!held) return g;
+  std::vector<int32_t> gpus = settings.gpus;
+  if (gpus.empty()) {
+    for (int32_t g = 0; g < num_gpus_ && gpus.empty(); ++g)
+      if (holder_of(g) == nullptr) gpus.push_back(g);
+    if (gpus.empty() && settings.backend == "cuda" && num_gpus_ > 0)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("every GPU this daemon sees (", num_gpus_,
+                       ") is held by another served model; stop one first (bmserver chat ps)"));
   }
-  return std::nullopt;
+  for (int32_t g : gpus)
+    if (const std::string* holder = holder_of(g))
+      return absl::ResourceExhaustedError(absl::StrCat("GPU ", g, " is held by the engine serving '", *holder,
+                                                       "'; stop it first (bmserver chat stop ", *holder,
+                                                       ") or pick other GPUs with --gpus"));
+  if (!gpus.empty()) gpu_claims_[name] = gpus;
+  return gpus;
 }
 
 void EngineManager::release_gpus(const std::string& name) {
@@ -149,25 +152,16 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
     return status;
   };
   // A model runs on one GPU until tensor parallelism lands: the one --gpus names, else the first free one.
-  std::vector<int32_t> gpus = command.settings.gpus;
-  if (gpus.size() > 1)
+  if (command.settings.gpus.size() > 1)
     return fail(absl::UnimplementedError(
-        absl::StrCat("--gpus names ", gpus.size(),
+        absl::StrCat("--gpus names ", command.settings.gpus.size(),
                      " GPUs, but tensor parallelism across GPUs is not implemented yet; serve on one "
                      "GPU (--gpus N)")));
-  if (command.settings.backend != "cpu" && gpus.empty() && num_gpus_ > 0) {
-    std::optional<int32_t> free_gpu = first_free_gpu();
-    if (!free_gpu && command.settings.backend == "cuda")
-      return fail(absl::ResourceExhaustedError(
-          absl::StrCat("every GPU this daemon sees (", num_gpus_,
-                       ") is held by another served model; stop one first (bmserver chat ps)")));
-    if (free_gpu) gpus.push_back(*free_gpu);
-  }
-  if (command.settings.backend != "cpu" && !gpus.empty())
-    if (absl::Status s = claim_gpus(model->name, gpus); !s.ok()) return fail(s);
+  absl::StatusOr<std::vector<int32_t>> gpus = claim_gpus(model->name, command.settings);
+  if (!gpus.ok()) return fail(gpus.status());
 
   ServeSettings settings = command.settings;
-  settings.gpus = gpus;  // the adapter loads onto exactly these
+  settings.gpus = *gpus;  // the adapter loads onto exactly these
   absl::StatusOr<LoadedEngine> loaded = factory_.load(*resolved, settings, progress);
   if (!loaded.ok()) return fail(loaded.status());
   if (loaded->backend == "cpu") release_gpus(model->name);
@@ -178,7 +172,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
   model->backend = loaded->backend;
   model->weight_bytes = loaded->weight_bytes;
   model->kv_cache_bytes = loaded->kv_cache_bytes;
-  if (loaded->backend != "cpu") model->settings.gpus = gpus;
+  if (loaded->backend != "cpu") model->settings.gpus = *gpus;
   model->started_at = std::chrono::steady_clock::now();
   model->set_ready();
   {

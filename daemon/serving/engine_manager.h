@@ -6,7 +6,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -77,9 +76,11 @@ class EngineManager {
 
  private:
   absl::Status persist() const;
-  absl::Status claim_gpus(const std::string& name, const std::vector<int32_t>& gpus);
+  // The GPUs a model will run on (none for the CPU backend, or for `auto` when every GPU is held), recorded as
+  // its claim; RESOURCE_EXHAUSTED when a GPU it needs is held by another model.
+  absl::StatusOr<std::vector<int32_t>> claim_gpus(const std::string& name, const ServeSettings& settings);
+  const std::string* holder_of(int32_t gpu) const;  // mutex_ held
   void release_gpus(const std::string& name);
-  std::optional<int32_t> first_free_gpu() const;
 
   std::string state_dir_;
   ModelRegistry& registry_;

@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@ class IdleGenerator final : public Generator {
 // Resolves any name to itself and "loads" it on whatever backend the settings ask for, recording the GPUs the
 // manager handed over.
 struct FakeFactory {
+  std::mutex mutex;  // restore() loads from several threads
   std::vector<std::vector<int32_t>> loaded_gpus;
   EngineFactory factory() {
     EngineFactory f;
@@ -41,7 +44,10 @@ struct FakeFactory {
     };
     f.load = [this](const ResolvedModel&, const ServeSettings& s,
                     const ProgressCallback&) -> absl::StatusOr<LoadedEngine> {
-      loaded_gpus.push_back(s.gpus);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        loaded_gpus.push_back(s.gpus);
+      }
       LoadedEngine e;
       e.generator = std::make_unique<IdleGenerator>();
       e.backend = s.backend == "cpu" ? "cpu" : "cuda";
@@ -140,6 +146,24 @@ TEST_F(EngineManagerTest, ServedModelsArePersistedAndRestored) {
   m.restore();
   m.shutdown();  // joins the restore threads
   ASSERT_EQ(again.loaded_gpus.size(), 1u) << "only 'a' was still served";
+}
+
+TEST_F(EngineManagerTest, ModelsRestoredTogetherAfterARestartTakeDifferentGpus) {
+  {
+    EngineManager m(state_dir_.string(), registry_, fake_.factory(), 2);
+    ASSERT_TRUE(serve(m, "a", "cuda").ok());
+    ASSERT_TRUE(serve(m, "b", "cuda").ok());
+    m.shutdown();
+  }
+  ModelRegistry fresh;
+  FakeFactory again;
+  EngineManager m(state_dir_.string(), fresh, again.factory(), 2);
+  m.restore();  // both in parallel, neither naming a GPU
+  m.shutdown();
+  ASSERT_EQ(again.loaded_gpus.size(), 2u);
+  std::vector<std::vector<int32_t>> gpus = again.loaded_gpus;
+  std::sort(gpus.begin(), gpus.end());
+  EXPECT_EQ(gpus, (std::vector<std::vector<int32_t>>{{0}, {1}}));
 }
 
 }  // namespace
