@@ -5,6 +5,7 @@
 //                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]
 // Without --raw the prompt is one user message rendered through the model's chat template (with the generation
 // prompt); with --raw it is encoded as is.
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -46,12 +47,12 @@ struct Options {
 
 template <typename T>
 T parse_number(const char* flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  double value = std::strtod(text, &end);
-  if (errno != 0 || end == text || *end != '\0')
-    usage_error(std::string(flag) + " expects a number, got '" + text + "'");
-  return static_cast<T>(value);
+  // from_chars parses integers exactly (a 64-bit seed would lose bits through a double) and refuses overflow.
+  T value{};
+  const char* end = text + std::strlen(text);
+  const auto [ptr, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || ptr != end) usage_error(std::string(flag) + " expects a number, got '" + text + "'");
+  return value;
 }
 
 Options parse_options(int argc, char** argv) {
