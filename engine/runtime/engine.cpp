@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "engine/backend/backend.h"
 #include "engine/model/model_config.h"
 #include "engine/models/model_loader.h"
 
@@ -27,7 +28,8 @@ SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::
 // Off the CPU, one forward of the largest step the scheduler can make (its token budget over max_num_seqs
 // sequences, each wanting logits) over a one-block cache: the activation buffers grow to their peak before the
 // KV cache is sized from what memory is left, so the cache never starves a later step. The values are garbage
-// (every position writes block 0) and are discarded.
+// (every position writes block 0) and are discarded; asking for the largest candidate sets grows those buffers too
+// and spares copying max_num_seqs whole rows of logits to the host.
 absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& scheduler) {
   if (absl::Status s = model.allocate_kv_cache(1); !s.ok()) return s;
   const int32_t num_seqs = scheduler.max_num_seqs;
@@ -44,8 +46,12 @@ absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& s
     batch.sequences.push_back(std::move(chunk));
     batch.token_ids.insert(batch.token_ids.end(), static_cast<size_t>(len), 0);
   }
-  std::vector<float> logits;
-  if (absl::Status s = model.forward(batch, logits); !s.ok())
+  CandidateRequest request;
+  request.k = Backend::kMaxCandidates;
+  request.listed_starts.assign(static_cast<size_t>(num_seqs) + 1, 0);
+  request.log_sum_exp = true;
+  Candidates candidates;
+  if (absl::Status s = model.forward_candidates(batch, request, candidates); !s.ok())
     return absl::Status(s.code(), absl::StrCat("the dry run at the largest step (", batch.token_ids.size(), " tokens, ",
                                                num_seqs, " sequences) failed: ", s.message()));
   return absl::OkStatus();
