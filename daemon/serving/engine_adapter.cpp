@@ -12,7 +12,6 @@
 #include "common/store/store_roots.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/cuda_plugin.h"
-#include "engine/backend/device_info.h"
 #include "engine/runtime/engine.h"
 #include "engine/template/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -213,8 +212,9 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel&
     backend = settings.backend;
     return engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
   }
-  // The engine manager hands auto a GPU when one is free; none means every GPU is taken, so the CPU.
-  if (!settings.gpus.empty() && !engine::detect_devices().gpus.empty()) {
+  // The engine manager (which counted the GPUs at start-up) hands auto a GPU when one is free; none means there
+  // is no GPU, or every one is taken: the CPU.
+  if (!settings.gpus.empty()) {
     backend = "cuda";
     absl::StatusOr<std::unique_ptr<engine::Engine>> on_gpu =
         engine::Engine::load(model.path, engine_options(settings, model.path, backend, progress));
