@@ -110,6 +110,10 @@ class Backend {
   virtual void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
   // out[i] = weight * (x[i] / sqrt(mean(x[i]^2) + eps)). x, out [n, d] F32 (may alias); weight [1, d].
   virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) = 0;
+  // The residual stream and the next norm in one pass: x += residual, then out = rms_norm(x) as above (the same
+  // arithmetic as add() then rms_norm()). x, residual, out [n, d] F32; out may alias residual, never x.
+  virtual void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
+                            const Tensor& out) = 0;
   // out = x · weightᵀ (+ bias). x [n, k] F32; weight [m, k] as stored by PyTorch's nn.Linear; bias [1, m] or
   // null; out [n, m] F32.
   virtual void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) = 0;

@@ -189,8 +189,12 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
 void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
   Backend& b = *backend_;
   const LayerWeights& layer = weights_->layers[static_cast<size_t>(index)];
-  // Attention block: x += o_proj(attention(rope(q), rope(k), v)).
-  b.rms_norm(t.x, layer.input_norm, spec_.rms_norm_eps, t.h);
+  // Attention block: x += o_proj(attention(rope(q), rope(k), v)). The previous layer's MLP output is still in h:
+  // its residual add is fused into this layer's first norm.
+  if (index == 0)
+    b.rms_norm(t.x, layer.input_norm, spec_.rms_norm_eps, t.h);
+  else
+    b.add_rms_norm(t.x, t.h, layer.input_norm, spec_.rms_norm_eps, t.h);
   b.linear(t.h, layer.q.weight, layer.q.bias_or_null(), t.q);
   b.linear(t.h, layer.k.weight, layer.k.bias_or_null(), t.k);
   b.linear(t.h, layer.v.weight, layer.v.bias_or_null(), t.v);
@@ -201,14 +205,12 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
                              1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
   b.paged_attention(t.q, kv_cache_[static_cast<size_t>(index)], t.attention, shape, t.attention_out);
   b.linear(t.attention_out, layer.o.weight, layer.o.bias_or_null(), t.h);
-  b.add(t.x, t.h, t.x);
-  // MLP block: x += down(silu(gate(h)) * up(h)).
-  b.rms_norm(t.x, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
+  // MLP block: x += down(silu(gate(h)) * up(h)), the add left to the next layer's first norm (or run_step).
+  b.add_rms_norm(t.x, t.h, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
   b.linear(t.h, layer.gate.weight, layer.gate.bias_or_null(), t.gate);
   b.linear(t.h, layer.up.weight, layer.up.bias_or_null(), t.up);
   b.silu_mul(t.gate, t.up, t.gate);
   b.linear(t.gate, layer.down.weight, layer.down.bias_or_null(), t.h);
-  b.add(t.x, t.h, t.x);
 }
 
 absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
@@ -224,6 +226,7 @@ absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
   upload(batch.token_ids, t.token_ids);
   backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
   for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
+  backend_->add(t.x, t.h, t.x);  // the last MLP's residual add
   if (step->logits_rows.empty()) return Tensor{};
   // Only the rows that want logits go through the final norm and the vocabulary projection.
   backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);

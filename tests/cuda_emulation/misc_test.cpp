@@ -73,6 +73,29 @@ int main() {
         std::snprintf(name, sizeof name, "rms_norm n %d d %d %s alias %d", n, d, bf ? "bf16" : "f32", alias);
         report(name, out, ref, 2e-6);
       }
+  // RMSNorm with the residual add fused in (out aliasing the residual, as the model runs it, and not)
+  for (int d : {64, 896, 3})
+    for (int alias : {0, 1}) {
+      const int n = 5;
+      std::vector<float> x(n * d), r(n * d);
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : r) v = nd(rng);
+      std::vector<uint16_t> wb(d);
+      for (auto& v : wb) v = cpu::f32_to_bf16(nd(rng));
+      std::vector<float> ref_x = x, ref_r = r, ref(n * d), emu_x = x, emu_r = r, out(n * d, NAN);
+      cpu::add_rms_norm(pool, ref_x.data(), ref_r.data(), n, d, {wb.data(), DType::kBF16}, 1e-6f,
+                        alias ? ref_r.data() : ref.data());
+      cuda::launch_add_rms_norm(emu_x.data(), emu_r.data(), n, d, {wb.data(), true}, 1e-6f,
+                                alias ? emu_r.data() : out.data(), nullptr);
+      if (alias) {
+        ref = ref_r;
+        out = emu_r;
+      }
+      std::snprintf(name, sizeof name, "add_rms_norm d %d alias residual %d: sum", d, alias);
+      report(name, emu_x, ref_x, 0, true);
+      std::snprintf(name, sizeof name, "add_rms_norm d %d alias residual %d: norm", d, alias);
+      report(name, out, ref, 2e-6);
+    }
   // RoPE
   for (int hd : {64, 128, 6})
     for (int nh : {1, 7, 14}) {

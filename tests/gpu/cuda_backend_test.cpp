@@ -224,6 +224,30 @@ TEST_F(CudaBackendTest, RmsNormInPlaceAndOutOfPlace) {
   }
 }
 
+TEST_F(CudaBackendTest, AddRmsNormFusesTheResidualStream) {
+  for (const ModelShape& shape : kShapes) {
+    for (int64_t n : {1, 5, 300}) {
+      std::mt19937 rng(13);
+      const std::vector<float> x = random_floats(rng, size_t(n) * shape.hidden, 3.0f);
+      const std::vector<float> r = random_floats(rng, size_t(n) * shape.hidden, 3.0f);
+      const std::vector<uint16_t> w = to_bf16(random_floats(rng, shape.hidden));
+      std::vector<float> sums[2], norms[2];
+      int i = 0;
+      for (Backend* b : {gpu_, cpu_}) {
+        On on(*b);
+        Tensor xt = on.put(x, DType::kF32, n, shape.hidden);
+        Tensor rt = on.put(r, DType::kF32, n, shape.hidden);
+        on->add_rms_norm(xt, rt, on.put(w, DType::kBF16, 1, shape.hidden), 1e-6f, rt);  // out over the residual
+        sums[i] = on.get(xt);
+        norms[i++] = on.get(rt);
+      }
+      const std::string name = std::string("add_rms_norm ") + shape.name + " n=" + std::to_string(n);
+      EXPECT_EQ(sums[0], sums[1]) << name << ": one F32 addition";
+      expect_close(name, norms[0], norms[1], kF32Tolerance);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, Rope) {
   for (const ModelShape& shape : kShapes) {
     std::mt19937 rng(4);

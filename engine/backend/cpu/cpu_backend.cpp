@@ -122,6 +122,13 @@ class CpuBackend final : public Backend {
     cpu::rms_norm(pool_, f32(x), x.rows, x.cols, weight_data(weight), eps, f32(out));
   }
 
+  void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
+                    const Tensor& out) override {
+    BM_CHECK(same_shape(x, residual) && same_shape(x, out) && weight.num_elements() == x.cols);
+    BM_CHECK(bytes_of(out) != bytes_of(x));
+    cpu::add_rms_norm(pool_, f32(x), f32(residual), x.rows, x.cols, weight_data(weight), eps, f32(out));
+  }
+
   void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override {
     BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);

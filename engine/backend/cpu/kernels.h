@@ -22,6 +22,9 @@ void embedding(ThreadPool& pool, ConstData table, int64_t vocab, int64_t hidden,
                float* out);
 
 void rms_norm(ThreadPool& pool, const float* x, int64_t n, int64_t d, ConstData weight, float eps, float* out);
+// x += residual, then out = rms_norm(x); out may alias residual.
+void add_rms_norm(ThreadPool& pool, float* x, const float* residual, int64_t n, int64_t d, ConstData weight, float eps,
+                  float* out);
 
 void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
           const float* inv_freq);

@@ -21,17 +21,35 @@ BM_CPU_KERNEL float sum_of_squares(const float* x, int64_t d) {
   return sum;
 }
 
+BM_CPU_KERNEL void add_in_place(float* x, const float* r, int64_t d) {
+  const int64_t d8 = d - d % kLanes;
+  for (int64_t c = 0; c < d8; c += kLanes) store8(x + c, load8(x + c) + load8(r + c));
+  for (int64_t c = d8; c < d; ++c) x[c] += r[c];
+}
+
+void normalize_row(const float* xi, int64_t d, const float* w, float eps, float* oi) {
+  const float inverse_rms = 1.0f / std::sqrt(sum_of_squares(xi, d) / static_cast<float>(d) + eps);
+  for (int64_t c = 0; c < d; ++c) oi[c] = w[c] * (xi[c] * inverse_rms);
+}
+
 }  // namespace
 
 void rms_norm(ThreadPool& pool, const float* x, int64_t n, int64_t d, ConstData weight, float eps, float* out) {
   std::vector<float> w(static_cast<size_t>(d));
   widen_to_f32(weight, 0, d, w.data());
   pool.parallel_for(n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) normalize_row(x + i * d, d, w.data(), eps, out + i * d);
+  });
+}
+
+void add_rms_norm(ThreadPool& pool, float* x, const float* residual, int64_t n, int64_t d, ConstData weight, float eps,
+                  float* out) {
+  std::vector<float> w(static_cast<size_t>(d));
+  widen_to_f32(weight, 0, d, w.data());
+  pool.parallel_for(n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const float* xi = x + i * d;
-      float* oi = out + i * d;
-      const float inverse_rms = 1.0f / std::sqrt(sum_of_squares(xi, d) / static_cast<float>(d) + eps);
-      for (int64_t c = 0; c < d; ++c) oi[c] = w[c] * (xi[c] * inverse_rms);
+      add_in_place(x + i * d, residual + i * d, d);  // before the norm writes out, which may be the residual
+      normalize_row(x + i * d, d, w.data(), eps, out + i * d);
     }
   });
 }

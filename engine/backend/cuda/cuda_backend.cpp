@@ -229,6 +229,15 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, con
   launch_rms_norm(f32(x), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
 }
 
+void CudaBackend::add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
+                               const Tensor& out) {
+  BM_CHECK(same_shape(x, residual) && same_shape(x, out) && weight.num_elements() == x.cols);
+  BM_CHECK(f32(out) != f32(x));
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
+  launch_add_rms_norm(f32(x), f32(residual), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
+}
+
 void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) {
   BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
   BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);

@@ -56,6 +56,8 @@ class CudaBackend final : public Backend {
 
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;
+  void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
+                    const Tensor& out) override;
   void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override;
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override;
   void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override;

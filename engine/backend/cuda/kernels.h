@@ -34,6 +34,9 @@ void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int
 // ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
 void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,
                      cudaStream_t stream);
+// x += residual, then out = rms_norm(x), one pass per row; out may alias residual (not x).
+void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, WeightPtr weight, float eps,
+                         float* out, cudaStream_t stream);
 
 // ---- rope.cu: rotate-half rotary embedding in place.
 void launch_rope(float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
