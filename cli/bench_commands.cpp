@@ -245,6 +245,7 @@ int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
   serve->set_max_num_seqs(args.max_num_seqs);
   serve->set_seed(args.seed);
   serve->set_kv_cache_bytes(args.kv_cache_bytes);
+  serve->set_enforce_eager(args.enforce_eager);
   if (args.endpoint.empty()) serve->set_api_key(args.api_key);
   for (int32_t p : args.prompt_tokens) request.add_prompt_tokens(p);
   for (int32_t c : args.completion_tokens) request.add_completion_tokens(c);

@@ -20,6 +20,7 @@ struct BenchmarkArgs {
   uint64_t seed = 2025;
   std::string api_key;  // the served model's key, or the endpoint's
   uint64_t kv_cache_bytes = 0;
+  bool enforce_eager = false;
   // the sweep
   std::vector<int32_t> prompt_tokens = {500};
   std::vector<int32_t> completion_tokens = {500};

@@ -108,6 +108,8 @@ int main(int argc, char** argv) {
   serve->add_option("--api-key", serve_args.api_key, "require `Authorization: Bearer KEY` for this model");
   serve->add_option("--kv-cache-bytes", serve_args.kv_cache_bytes,
                     "cpu backend: KV cache size in bytes (default: automatic)");
+  serve->add_flag("--enforce-eager", serve_args.enforce_eager,
+                  "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
   serve->callback([&] { action = [&] { return bm::cli::run_serve(global, serve_args); }; });
 
   CLI::App* ps = chat->add_subcommand("ps", "list served models");
@@ -145,6 +147,7 @@ int main(int argc, char** argv) {
   bench->add_option("--max-num-seqs", bench_args.max_num_seqs, "most sequences in a batch (256)")
       ->check(CLI::Range(1, 4096));
   bench->add_option("--kv-cache-bytes", bench_args.kv_cache_bytes, "cpu backend: KV cache size in bytes");
+  bench->add_flag("--enforce-eager", bench_args.enforce_eager, "no CUDA graphs for decode steps");
   bench->add_option("--api-key", bench_args.api_key, "API key of the served model or of --endpoint");
   bench->add_option("--endpoint", bench_args.endpoint,
                     "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");

@@ -84,6 +84,7 @@ int run_serve(const GlobalOptions& options, const ServeArgs& args) {
   opts->set_seed(args.seed);
   opts->set_api_key(args.api_key);
   opts->set_kv_cache_bytes(args.kv_cache_bytes);
+  opts->set_enforce_eager(args.enforce_eager);
 
   auto stub = bmserver::v1::Serving::NewStub(client->channel());
   auto context = client->open_context();

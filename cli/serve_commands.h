@@ -19,6 +19,7 @@ struct ServeArgs {
   uint64_t seed = 2025;
   std::string api_key;
   uint64_t kv_cache_bytes = 0;
+  bool enforce_eager = false;
 };
 
 // `bmserver chat serve`: loads a model in the daemon with progress, returns once it is ready.

@@ -179,6 +179,7 @@ std::string settings_json(const serving::ServeSettings& s, const std::string& ba
             {"gpu_memory_utilization", s.gpu_memory_utilization},
             {"max_num_batched_tokens", s.max_num_batched_tokens},
             {"kv_cache_bytes", s.kv_cache_bytes},
+            {"enforce_eager", s.enforce_eager},
             {"seed", s.seed}};
   if (!s.gpus.empty()) j["gpus"] = s.gpus;
   return j.dump();
@@ -353,6 +354,7 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
     command.settings.seed = o.seed() ? o.seed() : request.seed();
     command.settings.api_key = o.api_key();
     command.settings.kv_cache_bytes = o.kv_cache_bytes();
+    command.settings.enforce_eager = o.enforce_eager();
     emit(message_event("serving " + request.name() + " for the benchmark"));
     absl::StatusOr<std::shared_ptr<serving::ServedModel>> served = engines_->serve(
         command, [&](const serving::ServeProgress& p) { emit(message_event(p.phase + ": " + p.message)); });

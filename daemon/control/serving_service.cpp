@@ -53,6 +53,7 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_seed(m.settings.seed);
   o->set_kv_cache_bytes(m.settings.kv_cache_bytes);
   o->set_max_num_batched_tokens(m.settings.max_num_batched_tokens);
+  o->set_enforce_eager(m.settings.enforce_eager);
   // The API key is a secret: never sent back.
   out->set_http_url(http_url_());
 }
@@ -81,6 +82,7 @@ grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver:
   command.settings.seed = o.seed();
   command.settings.api_key = o.api_key();
   command.settings.kv_cache_bytes = o.kv_cache_bytes();
+  command.settings.enforce_eager = o.enforce_eager();
 
   std::mutex writer_mutex;
   auto progress = [&](const serving::ServeProgress& p) {

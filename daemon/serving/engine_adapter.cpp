@@ -195,6 +195,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.kv_cache_bytes = static_cast<int64_t>(settings.kv_cache_bytes);
   o.gpu_memory_utilization = settings.gpu_memory_utilization;
   o.seed = settings.seed;
+  if (settings.enforce_eager) o.decode_graphs = engine::DecodeGraphMode::kOff;
   o.on_progress = [progress, model_path, backend](const std::string& phase, double fraction) {
     progress(
         {phase,

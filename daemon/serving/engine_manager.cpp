@@ -25,7 +25,8 @@ json settings_to_json(const ServeSettings& s) {
           {"max_num_batched_tokens", s.max_num_batched_tokens},
           {"seed", s.seed},
           {"api_key", s.api_key},
-          {"kv_cache_bytes", s.kv_cache_bytes}};
+          {"kv_cache_bytes", s.kv_cache_bytes},
+          {"enforce_eager", s.enforce_eager}};
 }
 
 ServeSettings settings_from_json(const json& j) {
@@ -41,6 +42,7 @@ ServeSettings settings_from_json(const json& j) {
   s.seed = j.value("seed", uint64_t{2025});
   s.api_key = j.value("api_key", "");
   s.kv_cache_bytes = j.value("kv_cache_bytes", uint64_t{0});
+  s.enforce_eager = j.value("enforce_eager", false);
   return s;
 }
 

@@ -39,6 +39,7 @@ struct ServeSettings {
   uint64_t seed = 2025;
   std::string api_key;
   uint64_t kv_cache_bytes = 0;
+  bool enforce_eager = false;  // no decode graphs
 };
 
 enum class ModelState { kLoading, kReady, kFailed };

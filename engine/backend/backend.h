@@ -80,6 +80,12 @@ struct AttentionShape {
   float scale = 1.0f;  // usually 1 / sqrt(head_dim)
 };
 
+// A recorded sequence of ops (Backend::end_capture), replayed as a whole (a CUDA graph on the GPU).
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+};
+
 // Memory of the device a backend allocates from (host RAM for the CPU backend).
 struct MemoryInfo {
   int64_t total_bytes = 0;
@@ -105,6 +111,19 @@ class Backend {
   // itself failed and the daemon stays up. Call after synchronize() or copy_to_host() to see the step's faults.
   virtual absl::Status device_status() const { return absl::OkStatus(); }
 
+  // ---- step graphs: a step's ops recorded once and replayed, so a decode step costs one launch instead of
+  // hundreds (CUDA graphs). Between begin_capture and end_capture the ops are recorded, NOT run, and no copy,
+  // allocation or synchronize may be issued (a caller bug: it aborts). A replay runs the recorded ops on the very
+  // same tensors with the very same shapes and scalar arguments: everything that changes from step to step must
+  // reach the ops through buffer contents uploaded before the replay. A graph is tied to the buffers it was
+  // recorded on: it must not outlive them.
+  virtual bool records_steps() const { return false; }
+  virtual absl::Status begin_capture() { return absl::UnimplementedError("this backend cannot record steps"); }
+  virtual absl::StatusOr<std::unique_ptr<StepGraph>> end_capture() {
+    return absl::FailedPreconditionError("end_capture without begin_capture");
+  }
+  virtual void replay(const StepGraph& graph) = 0;
+
   // ---- ops
   // out[i] = table[ids[i]]. table [vocab, hidden] BF16/F32; ids [1, n]; out [n, hidden] F32.
   virtual void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
@@ -122,7 +141,8 @@ class Backend {
   // positions [1, n]; inv_freq [1, head_dim / 2] F32. The scaling variants (default, llama3, …) differ only in
   // inv_freq, which the model computes.
   virtual void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) = 0;
-  // Writes the new tokens' K and V rows ([n, kv_heads * head_dim] F32) into cache row slot_mapping[t].
+  // Writes the new tokens' K and V rows ([n, kv_heads * head_dim] F32) into cache row slot_mapping[t]; a
+  // negative slot is skipped (the padding rows of a captured step).
   virtual void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) = 0;
   // Causal attention over the paged cache, for prefill chunks and decode alike: query row t of sequence s sits at
   // position seq_lens[s] - (query_starts[s+1] - query_starts[s]) + (t - query_starts[s]) and attends to cache

@@ -1,5 +1,6 @@
 #include "engine/models/causal_lm.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "engine/backend/cpu/candidates.h"
 
@@ -26,6 +27,10 @@ absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const Candi
   if (absl::Status s = forward(batch, logits); !s.ok()) return s;
   select_candidates(logits, info().vocab_size, request, out);
   return absl::OkStatus();
+}
+
+absl::Status CausalLM::enable_decode_graphs(int32_t) {
+  return absl::UnimplementedError(absl::StrCat("the ", backend_name(), " model cannot record decode steps"));
 }
 
 }  // namespace bm::engine

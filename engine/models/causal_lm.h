@@ -48,6 +48,14 @@ struct Candidates {
   std::vector<float> log_sum_exp;    // rows: log Σ exp(logit) over the whole row; empty unless requested
 };
 
+// Decode steps run from recorded step graphs (engine/models/decode_graphs.h).
+struct DecodeGraphStats {
+  int64_t captured = 0;  // graphs recorded
+  int64_t replayed = 0;  // decode steps run by replaying one
+  int64_t eager = 0;     // decode steps run uncaptured while graphs are on (the first of each shape)
+  std::string disabled;  // why graphs were turned off after a failed capture; empty otherwise
+};
+
 // What the runtime needs to know about a loaded model.
 struct CausalLMInfo {
   std::string architecture;  // "Qwen2ForCausalLM", "LlamaForCausalLM"
@@ -74,6 +82,11 @@ class CausalLM {
   // The same step, returning sampling candidates instead of the rows. This default runs forward() and selects on
   // the host; a device model selects on the device and copies back only the candidates.
   virtual absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out);
+  // Runs later decode steps of up to max_seqs sequences as recorded step graphs (CUDA graphs on a GPU), with
+  // the same results. Call before the dry run and the KV cache: it allocates the graphs' own activations at their
+  // largest shape, which the KV planning must count. Unimplemented when the model or its backend cannot.
+  virtual absl::Status enable_decode_graphs(int32_t max_seqs);
+  virtual DecodeGraphStats decode_graph_stats() const { return {}; }
 };
 
 // The host reference of Backend::top_candidates over rows of logits already in host memory.

@@ -1,6 +1,8 @@
 #include "engine/models/decoder_lm.h"
 
 #include <cmath>
+#include <cstdio>
+#include <optional>
 #include <limits>
 #include <span>
 
@@ -103,6 +105,7 @@ absl::Status DecoderLM::allocate_kv_cache(int32_t num_blocks) {
   if (num_blocks <= 0 || num_blocks > std::numeric_limits<int32_t>::max() / kBlockSize) {
     return absl::InvalidArgumentError(absl::StrCat("cannot size a KV cache of ", num_blocks, " blocks"));
   }
+  if (graphs_ != nullptr) graphs_->clear();  // recorded on the cache about to be freed
   kv_cache_.clear();
   kv_buffers_.clear();
   num_kv_blocks_ = 0;
@@ -134,19 +137,19 @@ void DecoderLM::upload(const std::vector<int32_t>& values, const Tensor& tensor)
   backend_->copy_to_device(std::as_bytes(std::span(values)), tensor);
 }
 
-absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step, int64_t num_token_ids) {
-  const int64_t n = step.num_tokens;
-  const int64_t num_logits = static_cast<int64_t>(step.logits_rows.size());
+absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<ScratchTensor>& scratch, int64_t n,
+                                                                int64_t num_logits, int32_t num_seqs,
+                                                                int32_t blocks_per_seq) {
   const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
   const ScratchShape shapes[] = {
-      {kTokenIds, DType::kI32, 1, num_token_ids},
+      {kTokenIds, DType::kI32, 1, n},
       {kPositions, DType::kI32, 1, n},
       {kSlotMapping, DType::kI32, 1, n},
       {kLogitsRows, DType::kI32, 1, num_logits},
-      {kQueryStarts, DType::kI32, 1, step.num_seqs + 1},
-      {kSeqLens, DType::kI32, 1, step.num_seqs},
-      {kBlockTables, DType::kI32, step.num_seqs, step.max_blocks_per_seq},
+      {kQueryStarts, DType::kI32, 1, num_seqs + 1},
+      {kSeqLens, DType::kI32, 1, num_seqs},
+      {kBlockTables, DType::kI32, num_seqs, blocks_per_seq},
       {kX, DType::kF32, n, spec_.hidden_size},
       {kH, DType::kF32, n, spec_.hidden_size},
       {kQ, DType::kF32, n, q_size},
@@ -159,14 +162,16 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
       {kLogits, DType::kF32, num_logits, spec_.vocab_size},
   };
   Tensor views[kNumScratch];
-  if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
+  if (absl::Status s = view_scratch(scratch, *backend_, shapes, views); !s.ok()) return s;
   StepTensors tensors;
   tensors.token_ids = views[kTokenIds];
   tensors.positions = views[kPositions];
   tensors.slot_mapping = views[kSlotMapping];
   tensors.logits_rows = views[kLogitsRows];
-  tensors.attention = AttentionMetadata{step.num_seqs,       views[kQueryStarts], views[kSeqLens],
-                                        views[kBlockTables], step.max_query_len,  step.max_seq_len};
+  tensors.attention.num_seqs = num_seqs;
+  tensors.attention.query_starts = views[kQueryStarts];
+  tensors.attention.seq_lens = views[kSeqLens];
+  tensors.attention.block_tables = views[kBlockTables];
   tensors.x = views[kX];
   tensors.h = views[kH];
   tensors.q = views[kQ];
@@ -177,12 +182,22 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
   tensors.up = views[kUp];
   tensors.last_hidden = views[kLastHidden];
   tensors.logits = views[kLogits];
-  upload(step.positions, tensors.positions);
-  upload(step.slot_mapping, tensors.slot_mapping);
-  upload(step.logits_rows, tensors.logits_rows);
-  upload(step.query_starts, tensors.attention.query_starts);
-  upload(step.seq_lens, tensors.attention.seq_lens);
-  upload(step.block_tables, tensors.attention.block_tables);
+  return tensors;
+}
+
+absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step, int64_t num_token_ids) {
+  absl::StatusOr<StepTensors> tensors =
+      step_tensors(scratch_, num_token_ids, static_cast<int64_t>(step.logits_rows.size()), step.num_seqs,
+                   step.max_blocks_per_seq);
+  if (!tensors.ok()) return tensors.status();
+  tensors->attention.max_query_len = step.max_query_len;
+  tensors->attention.max_seq_len = step.max_seq_len;
+  upload(step.positions, tensors->positions);
+  upload(step.slot_mapping, tensors->slot_mapping);
+  upload(step.logits_rows, tensors->logits_rows);
+  upload(step.query_starts, tensors->attention.query_starts);
+  upload(step.seq_lens, tensors->attention.seq_lens);
+  upload(step.block_tables, tensors->attention.block_tables);
   return tensors;
 }
 
@@ -213,6 +228,17 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
   b.linear(t.gate, layer.down.weight, layer.down.bias_or_null(), t.h);
 }
 
+void DecoderLM::compute(const StepTensors& t) {
+  backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
+  for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
+  backend_->add(t.x, t.h, t.x);  // the last MLP's residual add
+  if (t.logits.rows == 0) return;
+  // Only the rows that want logits go through the final norm and the vocabulary projection.
+  backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);
+  backend_->rms_norm(t.last_hidden, weights_->final_norm, spec_.rms_norm_eps, t.last_hidden);
+  backend_->linear(t.last_hidden, weights_->lm_head, nullptr, t.logits);
+}
+
 absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
   if (kv_cache_.empty()) {
     return absl::FailedPreconditionError("forward called before allocate_kv_cache");
@@ -220,19 +246,75 @@ absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
   const StepLimits limits{spec_.vocab_size, num_kv_blocks_, spec_.max_position_embeddings};
   absl::StatusOr<StepInputs> step = make_step_inputs(batch, limits);
   if (!step.ok()) return step.status();
+  if (graphs_ != nullptr) {
+    if (std::optional<DecodeGraphShape> shape = graphs_->shape_for(*step))
+      return run_graphed_step(*step, batch.token_ids, *shape);
+  }
   absl::StatusOr<StepTensors> tensors = prepare(*step, static_cast<int64_t>(batch.token_ids.size()));
   if (!tensors.ok()) return tensors.status();
-  const StepTensors& t = *tensors;
-  upload(batch.token_ids, t.token_ids);
-  backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
-  for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
-  backend_->add(t.x, t.h, t.x);  // the last MLP's residual add
-  if (step->logits_rows.empty()) return Tensor{};
-  // Only the rows that want logits go through the final norm and the vocabulary projection.
-  backend_->gather_rows(t.x, t.logits_rows, t.last_hidden);
-  backend_->rms_norm(t.last_hidden, weights_->final_norm, spec_.rms_norm_eps, t.last_hidden);
-  backend_->linear(t.last_hidden, weights_->lm_head, nullptr, t.logits);
-  return t.logits;
+  upload(batch.token_ids, tensors->token_ids);
+  compute(*tensors);
+  return tensors->logits;
+}
+
+absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const std::vector<int32_t>& token_ids,
+                                                   DecodeGraphShape shape) {
+  // Views of the graph scratch, reserved at the largest shape by enable_decode_graphs: nothing moves.
+  absl::StatusOr<StepTensors> tensors =
+      step_tensors(graph_scratch_, shape.num_seqs, shape.num_seqs, shape.num_seqs, shape.blocks_per_seq());
+  if (!tensors.ok()) return tensors.status();
+  StepTensors& t = *tensors;
+  t.attention.max_query_len = 1;
+  t.attention.max_seq_len = shape.max_seq_len;  // a bound: the kernels read each sequence's length from seq_lens
+  const PaddedDecodeInputs in = DecodeGraphs::pad(step, token_ids, shape);
+  upload(in.token_ids, t.token_ids);
+  upload(in.positions, t.positions);
+  upload(in.slot_mapping, t.slot_mapping);
+  upload(in.logits_rows, t.logits_rows);
+  upload(in.query_starts, t.attention.query_starts);
+  upload(in.seq_lens, t.attention.seq_lens);
+  upload(in.block_tables, t.attention.block_tables);
+  if (const StepGraph* graph = graphs_->find(shape)) {
+    backend_->replay(*graph);
+    graphs_->count_replay();
+  } else {
+    // First sight of this shape: run it (which also grows the backend's scratch to the shape), then record it.
+    compute(t);
+    graphs_->count_eager();
+    absl::Status captured = backend_->begin_capture();
+    if (captured.ok()) {
+      compute(t);
+      absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
+      if (graph.ok())
+        graphs_->add(shape, *std::move(graph));
+      else
+        captured = graph.status();
+    }
+    if (!captured.ok()) {
+      graphs_->disable(std::string(captured.message()));
+      std::fprintf(stderr, "bmserver engine: decode graphs turned off, steps run uncaptured: %s\n",
+                   std::string(captured.message()).c_str());
+    }
+  }
+  return t.logits.row_slice(0, step.num_seqs);
+}
+
+absl::Status DecoderLM::enable_decode_graphs(int32_t max_seqs) {
+  if (max_seqs < 1) return absl::InvalidArgumentError("decode graphs need max_seqs of at least 1");
+  if (!backend_->records_steps())
+    return absl::UnimplementedError(absl::StrCat("the ", std::string(backend_->name()), " backend cannot record decode steps"));
+  auto graphs = std::make_unique<DecodeGraphs>(max_seqs, spec_.max_position_embeddings);
+  std::vector<ScratchTensor> scratch(kNumScratch);
+  absl::StatusOr<StepTensors> largest =
+      step_tensors(scratch, max_seqs, max_seqs, max_seqs, graphs->max_blocks_per_seq());
+  if (!largest.ok()) return largest.status();
+  graph_scratch_ = std::move(scratch);
+  graphs_ = std::move(graphs);
+  return absl::OkStatus();
+}
+
+DecodeGraphStats DecoderLM::decode_graph_stats() const {
+  return graphs_ != nullptr ? graphs_->stats() : DecodeGraphStats{};
 }
 
 absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {

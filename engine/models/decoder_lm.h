@@ -10,6 +10,7 @@
 #include "engine/backend/backend.h"
 #include "engine/models/causal_lm.h"
 #include "engine/models/decoder_spec.h"
+#include "engine/models/decode_graphs.h"
 #include "engine/models/decoder_weights.h"
 #include "engine/models/scratch_tensor.h"
 #include "engine/models/step_inputs.h"
@@ -30,6 +31,8 @@ class DecoderLM final : public CausalLM {
   absl::Status allocate_kv_cache(int32_t num_blocks) override;
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
   absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override;
+  absl::Status enable_decode_graphs(int32_t max_seqs) override;
+  DecodeGraphStats decode_graph_stats() const override;
 
  private:
   // Activations and index tables of one step, as views of the scratch buffers.
@@ -42,11 +45,20 @@ class DecoderLM final : public CausalLM {
 
   DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::unique_ptr<DecoderWeights> weights,
             DType kv_cache_dtype);
+  // Views of `scratch` for a step of n tokens, num_logits rows wanting logits, and num_seqs sequences whose
+  // block tables are `blocks_per_seq` wide (buffers grow as needed).
+  absl::StatusOr<StepTensors> step_tensors(std::vector<ScratchTensor>& scratch, int64_t n, int64_t num_logits,
+                                           int32_t num_seqs, int32_t blocks_per_seq);
   absl::StatusOr<StepTensors> prepare(const StepInputs& step, int64_t num_token_ids);
   void upload(const std::vector<int32_t>& values, const Tensor& tensor);
   void run_layer(int32_t layer, const StepTensors& tensors);
+  // Every op of a step after its inputs are uploaded, up to the logits of the rows that want them.
+  void compute(const StepTensors& tensors);
   // Runs one step up to the logits of the rows that want them, left on the backend (rows 0: none want logits).
   absl::StatusOr<Tensor> run_step(const ForwardBatch& batch);
+  // A decode step padded to a graph's shape: replays the graph, or runs and records it on first sight.
+  absl::StatusOr<Tensor> run_graphed_step(const StepInputs& step, const std::vector<int32_t>& token_ids,
+                                          DecodeGraphShape shape);
 
   DecoderSpec spec_;
   std::unique_ptr<Backend> backend_;
@@ -60,6 +72,10 @@ class DecoderLM final : public CausalLM {
   std::vector<KvCacheLayer> kv_cache_;
   // Scratch, in the order StepTensors lists them.
   std::vector<ScratchTensor> scratch_;
+  // Decode graphs (null: off) and their own scratch, allocated once at the largest shape so that the buffers a
+  // graph was recorded on never move.
+  std::unique_ptr<DecodeGraphs> graphs_;
+  std::vector<ScratchTensor> graph_scratch_;
 };
 
 }  // namespace bm::engine

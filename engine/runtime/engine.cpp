@@ -119,6 +119,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM>
   if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
   if (options.max_num_batched_tokens < 0)
     return absl::InvalidArgumentError("max_num_batched_tokens must not be negative");
+  const bool graphs_wanted = options.decode_graphs == DecodeGraphMode::kOn ||
+                             (options.decode_graphs == DecodeGraphMode::kAuto && model->backend_name() != "cpu");
+  if (graphs_wanted) {
+    // Before the dry run: the graphs' activations are part of what the KV planning must leave room for.
+    const absl::Status s = model->enable_decode_graphs(options.max_num_seqs);
+    if (!s.ok() && (options.decode_graphs == DecodeGraphMode::kOn || !absl::IsUnimplemented(s))) return s;
+  }
   int64_t dry_run_cache_bytes = 0;  // the one-block cache of the dry run, replaced by the real one below
   if (model->backend_name() != "cpu") {
     if (absl::Status s = grow_activations_to_peak(*model, scheduler_options_for(options, model->backend_name()));
@@ -228,6 +235,10 @@ EngineStats Engine::stats() const {
   s.num_waiting = stat_waiting_;
   s.num_preemptions = stat_preemptions_;
   s.num_steps = stat_steps_;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    s.decode_graphs = stat_decode_graphs_;
+  }
   if (failed()) s.failure = failure();
   return s;
 }
@@ -404,6 +415,9 @@ void Engine::publish_stats() {
   stat_running_ = scheduler_.num_running();
   stat_waiting_ = scheduler_.num_waiting() + static_cast<int32_t>(inbox_size);
   stat_preemptions_ = scheduler_.num_preemptions();
+  DecodeGraphStats graphs = model_->decode_graph_stats();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stat_decode_graphs_ = std::move(graphs);
 }
 
 }  // namespace bm::engine

@@ -24,6 +24,11 @@
 
 namespace bm::engine {
 
+// Decode steps as recorded step graphs (CUDA graphs): kAuto turns them on for a GPU backend and off on the CPU,
+// where recording saves nothing (the CPU backend records only so tests can check the discipline); kOff is vLLM's
+// --enforce-eager.
+enum class DecodeGraphMode { kAuto, kOn, kOff };
+
 struct EngineOptions {
   std::string backend = "cpu";  // see LoadOptions
   int32_t num_threads = 0;      // CPU backend threads; 0: one per logical core
@@ -38,6 +43,7 @@ struct EngineOptions {
   // Greedy and top-k rows bring back sampling candidates instead of whole rows of logits (the same tokens; far
   // less to copy off a GPU). Off: every row comes back whole (a check of the candidate path).
   bool sample_from_candidates = true;
+  DecodeGraphMode decode_graphs = DecodeGraphMode::kAuto;
   // Loading phases ("reading weights", "allocating KV cache") with a fraction in [0, 1] or -1.
   std::function<void(const std::string& phase, double fraction)> on_progress;
 };
@@ -50,6 +56,7 @@ struct EngineStats {
   int32_t num_waiting = 0;
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
+  DecodeGraphStats decode_graphs;  // all zero while graphs are off
   std::string failure;  // empty while healthy; after a device fault, why nothing runs any more
 };
 
@@ -146,6 +153,7 @@ class Engine {
 
   std::atomic<int32_t> stat_blocks_in_use_{0}, stat_running_{0}, stat_waiting_{0};
   std::atomic<int64_t> stat_preemptions_{0}, stat_steps_{0};
+  DecodeGraphStats stat_decode_graphs_;  // guarded by mutex_
   std::thread thread_;
 };
 

@@ -4,11 +4,15 @@
 //   - prefill of 1k and 8k tokens (one sequence, one step) vs the FLOP floor: 2·params·tokens for the GEMMs plus
 //     the causal attention products (2·2·layers·heads·head_dim·tokens²/2), at --peak-tflops;
 //   - batched decode throughput with 64 and 256 sequences of --context tokens each.
+// Each step samples as the engine does: the next token's candidates (k = 1, greedy) come back, not whole rows of
+// logits. Single-stream decode is measured op by op (eager) and replayed from decode graphs (CUDA graphs), which
+// the batched figures use too unless --eager is given.
 // Every figure is the median of --repeats timed runs after a warm-up (cuBLASLt picks algorithms and scratch
 // grows on the first calls). Prints figures; asserts nothing.
 //
 // Usage: bm_cuda_backend_bench [--model qwen2.5-0.5b|qwen2.5-7b|llama-8b] [--layers L] [--backend cuda|cpu]
 //                              [--decode-steps N] [--context C] [--repeats R] [--peak-tflops T] [--keep DIR]
+//                              [--eager 1]
 // --layers trims the depth (all other shapes stay real) to fit a short GPU session; the ceilings are computed
 // from the trimmed model's own bytes and FLOPs, so the ratios stay meaningful.
 #include <unistd.h>
@@ -44,6 +48,7 @@ struct Options {
   int32_t repeats = 3;
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16
   std::string keep;
+  bool eager = false;  // no decode graphs
 };
 
 bool parse(int argc, char** argv, Options& o) {
@@ -56,6 +61,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.layers = std::atoi(v);
     else if (arg == "--backend")
       o.backend = v;
+    else if (arg == "--eager")
+      o.eager = std::atoi(v) != 0;
     else if (arg == "--decode-steps")
       o.decode_steps = std::atoi(v);
     else if (arg == "--context")
@@ -161,16 +168,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int32_t vocab = lm.info().vocab_size;
-  std::vector<float> logits;
+  bm::engine::CandidateRequest greedy;
+  bm::engine::Candidates candidates;
   auto run = [&](const ForwardBatch& batch) {
-    if (absl::Status status = lm.forward(batch, logits); !status.ok()) {
+    int32_t rows = 0;
+    for (const SequenceChunk& c : batch.sequences) rows += c.wants_logits ? 1 : 0;
+    greedy.listed_starts.assign(static_cast<size_t>(rows) + 1, 0);
+    if (absl::Status status = lm.forward_candidates(batch, greedy, candidates); !status.ok()) {
       std::fprintf(stderr, "forward failed: %s\n", status.ToString().c_str());
       std::exit(1);
     }
   };
 
-  // ---- single-stream decode after a 128-token prompt
-  {
+  // ---- single-stream decode after a 128-token prompt, op by op and then from decode graphs
+  for (const bool graphs : {false, true}) {
+    if (graphs && o.eager) break;
+    if (graphs) {
+      if (absl::Status status = lm.enable_decode_graphs(256); !status.ok()) {
+        std::fprintf(stderr, "decode graphs: %s\n", status.ToString().c_str());
+        return 1;
+      }
+    }
     std::vector<double> rates;
     for (int32_t r = 0; r <= o.repeats; ++r) {
       ForwardBatch prefill;
@@ -184,7 +202,8 @@ int main(int argc, char** argv) {
       if (r > 0) rates.push_back(o.decode_steps / seconds_since(t0));  // r == 0 warms up
     }
     const double rate = median(rates);
-    std::printf("single-stream decode: %.1f tokens/s (%.2f ms/token)", rate, 1e3 / rate);
+    std::printf("single-stream decode (%s): %.1f tokens/s (%.2f ms/token)", graphs ? "decode graphs" : "eager", rate,
+                1e3 / rate);
     if (bandwidth_gb_s > 0) {
       const double ceiling = bandwidth_gb_s * 1e9 / weight_bytes;
       std::printf("; bandwidth ceiling %.1f tokens/s (weights / copy bandwidth); %.0f%% of it", ceiling,
@@ -255,8 +274,13 @@ int main(int argc, char** argv) {
       if (r > 0) rates.push_back(double(num_seqs) * steps_per_repeat / seconds_since(t0));
     }
     const double rate = median(rates);
-    std::printf("batched decode, %3d sequences of ~%d tokens: %.0f tokens/s (%.1f ms/step)\n", num_seqs, o.context,
-                rate, 1e3 * num_seqs / rate);
+    std::printf("batched decode (%s), %3d sequences of ~%d tokens: %.0f tokens/s (%.1f ms/step)\n",
+                o.eager ? "eager" : "decode graphs", num_seqs, o.context, rate, 1e3 * num_seqs / rate);
   }
+  const bm::engine::DecodeGraphStats stats = lm.decode_graph_stats();
+  std::printf("decode graphs: %lld captured, %lld steps replayed, %lld eager%s%s\n",
+              static_cast<long long>(stats.captured), static_cast<long long>(stats.replayed),
+              static_cast<long long>(stats.eager), stats.disabled.empty() ? "" : "; turned off: ",
+              stats.disabled.c_str());
   return 0;
 }

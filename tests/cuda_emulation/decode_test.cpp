@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
       {24, 2, 128, true, {257, 256, 512, 513}, {1, 1, 2, 3}, 132, false},
       {4, 2, 64, false, {1025, 8, 7}, {1, 8, 7}, 3, true},
       {4, 2, 64, false, {1025, 8, 7}, {1, 8, 7}, 3, false},
+      // Decode graphs: a 4096-token bound over short sequences (many splits past every sequence's end), a
+      // padding row (length 1), one split per block at a large grid.
+      {14, 2, 64, true, {300, 1, 17, 1}, {1, 1, 1, 1}, 132, false, 4096},
+      {28, 4, 128, true, {1000, 1}, {1, 1}, 132, false, 16384},
+      {8, 2, 128, true, {70, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, 1}, 1, false, 1024},
   };
   for (size_t i = 0; i < cases.size(); ++i)
     if (which < 0 || which == int(i)) run(cases[i], 100 + i);

@@ -19,6 +19,9 @@ struct Case {
   std::vector<int> seq_lens, q_lens;
   int num_sms;
   bool only_short;
+  // A launch bound above the longest sequence, as a recorded decode graph passes (0: the longest sequence); the
+  // block tables are then that wide, unused entries holding an invalid block id.
+  int seq_bound = 0;
 };
 
 struct PagedBatch {
@@ -63,6 +66,10 @@ inline PagedBatch make_paged_batch(const Case& c, uint32_t seed) {
     b.max_q = std::max(b.max_q, c.q_lens[s]);
   }
   b.max_blocks += 1;  // an unused entry in every table row
+  if (c.seq_bound > 0) {
+    b.max_seq = c.seq_bound;
+    b.max_blocks = std::max(b.max_blocks, (c.seq_bound + 15) / 16);
+  }
   const int num_physical = total_blocks + 3;
   std::vector<int> physical(num_physical);
   for (int i = 0; i < num_physical; ++i) physical[i] = i;

@@ -248,6 +248,48 @@ TEST_F(CudaBackendTest, AddRmsNormFusesTheResidualStream) {
   }
 }
 
+// A recorded step (a CUDA graph) replays the same ops on the same buffers: new inputs uploaded before a replay give
+// the results an op-by-op run gives for them; recording itself runs nothing.
+TEST_F(CudaBackendTest, RecordedStepsReplayOnNewInputs) {
+  const ModelShape& shape = kShapes[0];
+  std::mt19937 rng(21);
+  const std::vector<uint16_t> table = to_bf16(random_floats(rng, size_t(shape.vocab) * shape.hidden));
+  const std::vector<uint16_t> w = to_bf16(random_floats(rng, shape.hidden));
+  On on(*gpu_);
+  Tensor table_t = on.put(table, DType::kBF16, shape.vocab, shape.hidden);
+  Tensor w_t = on.put(w, DType::kBF16, 1, shape.hidden);
+  Tensor ids = on.empty(DType::kI32, 1, 8);
+  Tensor x = on.empty(DType::kF32, 8, shape.hidden);
+  Tensor h = on.empty(DType::kF32, 8, shape.hidden);
+  auto ops = [&] {
+    on->embedding(table_t, ids, x);
+    on->rms_norm(x, w_t, 1e-6f, h);
+    on->add(x, h, x);
+  };
+  auto upload_ids = [&](const std::vector<int32_t>& v) { on->copy_to_device(std::as_bytes(std::span(v)), ids); };
+  const std::vector<int32_t> first = {1, 2, 3, 4, 5, 6, 7, 8}, second = {900, 8, 77, 0, 5000, 3, 3, 12};
+  upload_ids(first);
+  ops();  // op by op, as DecoderLM runs a shape before recording it
+  const std::vector<float> eager_first = on.get(x);
+  upload_ids(second);
+  ops();
+  const std::vector<float> eager_second = on.get(x);
+  const std::vector<float> before = on.get(x);
+  ASSERT_TRUE(on->begin_capture().ok());
+  ops();
+  absl::StatusOr<std::unique_ptr<StepGraph>> graph = on->end_capture();
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(on.get(x), before) << "recording ran the ops";
+  upload_ids(first);
+  on->replay(**graph);
+  EXPECT_EQ(on.get(x), eager_first);
+  upload_ids(second);
+  on->replay(**graph);
+  EXPECT_EQ(on.get(x), eager_second);
+  EXPECT_TRUE(on->device_status().ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(on->end_capture().status()));
+}
+
 TEST_F(CudaBackendTest, Rope) {
   for (const ModelShape& shape : kShapes) {
     std::mt19937 rng(4);

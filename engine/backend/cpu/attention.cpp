@@ -79,7 +79,8 @@ void store_kv(ThreadPool& pool, const float* k, const float* v, int64_t n, const
   pool.parallel_for(n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t slot = slot_mapping[t];
-      BM_CHECK(slot >= 0 && slot < cache.num_slots);
+      if (slot < 0) continue;  // a padding row of a recorded step
+      BM_CHECK(slot < cache.num_slots);
       const float* k_row = k + t * cache.row_size;
       const float* v_row = v + t * cache.row_size;
       if (cache.dtype == DType::kBF16) {

@@ -6,8 +6,11 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -77,6 +80,10 @@ MemoryInfo host_memory_info() {
   return info;
 }
 
+struct RecordedStep final : StepGraph {
+  std::vector<std::function<void()>> ops;
+};
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options) : pool_(options.num_threads) {}
@@ -86,6 +93,7 @@ class CpuBackend final : public Backend {
 
   absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) override {
     BM_CHECK(num_bytes >= 0);
+    BM_CHECK(recording_ == nullptr);  // no allocation while a step is being recorded (as under CUDA capture)
     // Round up so that a vector load at the end of the last row stays inside the allocation.
     const size_t rounded = static_cast<size_t>((num_bytes + 63) / 64 * 64 + 64);
     // Weights and the KV cache are streamed every token: on 2 MiB pages (transparent huge pages, which many
@@ -102,50 +110,75 @@ class CpuBackend final : public Backend {
 
   void copy_to_device(std::span<const std::byte> src, const Tensor& dst) override {
     BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
+    BM_CHECK(recording_ == nullptr);
     if (!src.empty()) std::memcpy(bytes_of(dst), src.data(), src.size());
   }
 
   void copy_to_host(const Tensor& src, std::span<std::byte> dst) override {
     BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
+    BM_CHECK(recording_ == nullptr);
     if (!dst.empty()) std::memcpy(dst.data(), bytes_of(src), dst.size());
   }
 
-  void synchronize() override {}  // every op has finished when it returns
+  void synchronize() override { BM_CHECK(recording_ == nullptr); }  // every op has finished when it returns
+
+  // Recording keeps each op as a closure over its arguments (tensor views, not their contents), so a replay
+  // reads whatever the buffers hold then — the contract a CUDA graph imposes, checked here without a GPU.
+  bool records_steps() const override { return true; }
+  absl::Status begin_capture() override {
+    if (recording_ != nullptr) return absl::FailedPreconditionError("a step is already being recorded");
+    recording_ = std::make_unique<RecordedStep>();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::unique_ptr<StepGraph>> end_capture() override {
+    if (recording_ == nullptr) return absl::FailedPreconditionError("end_capture without begin_capture");
+    return std::unique_ptr<StepGraph>(std::move(recording_));
+  }
+
+  void replay(const StepGraph& graph) override {
+    BM_CHECK(recording_ == nullptr);
+    const auto* step = dynamic_cast<const RecordedStep*>(&graph);
+    BM_CHECK(step != nullptr);
+    for (const std::function<void()>& op : step->ops) op();
+  }
 
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
-    cpu::embedding(pool_, weight_data(table), table.rows, table.cols, i32(ids), ids.cols, f32(out));
+    run([=, this] { cpu::embedding(pool_, weight_data(table), table.rows, table.cols, i32(ids), ids.cols, f32(out)); });
   }
 
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override {
     BM_CHECK(same_shape(x, out) && weight.num_elements() == x.cols);
-    cpu::rms_norm(pool_, f32(x), x.rows, x.cols, weight_data(weight), eps, f32(out));
+    run([=, this] { cpu::rms_norm(pool_, f32(x), x.rows, x.cols, weight_data(weight), eps, f32(out)); });
   }
 
   void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
                     const Tensor& out) override {
     BM_CHECK(same_shape(x, residual) && same_shape(x, out) && weight.num_elements() == x.cols);
     BM_CHECK(bytes_of(out) != bytes_of(x));
-    cpu::add_rms_norm(pool_, f32(x), f32(residual), x.rows, x.cols, weight_data(weight), eps, f32(out));
+    run([=, this] {
+      cpu::add_rms_norm(pool_, f32(x), f32(residual), x.rows, x.cols, weight_data(weight), eps, f32(out));
+    });
   }
 
   void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override {
     BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
-    cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out));
+    run([=, this] { cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out)); });
   }
 
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {
     BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
     BM_CHECK(positions.num_elements() == x.rows && inv_freq.num_elements() == head_dim / 2);
-    cpu::rope(pool_, f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq));
+    run([=, this] { cpu::rope(pool_, f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq)); });
   }
 
   void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override {
     const cpu::KvCacheView view = kv_view(cache);
     BM_CHECK(same_shape(k, v) && k.cols == view.row_size && slot_mapping.num_elements() == k.rows);
-    cpu::store_kv(pool_, f32(k), f32(v), k.rows, i32(slot_mapping), view);
+    run([=, this] { cpu::store_kv(pool_, f32(k), f32(v), k.rows, i32(slot_mapping), view); });
   }
 
   void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
@@ -158,25 +191,29 @@ class CpuBackend final : public Backend {
     BM_CHECK(metadata.block_tables.rows == metadata.num_seqs);
     const cpu::AttentionBatchView batch{metadata.num_seqs, i32(metadata.query_starts), i32(metadata.seq_lens),
                                         i32(metadata.block_tables), metadata.block_tables.cols};
-    cpu::paged_attention(pool_, f32(q), q.rows, view, batch, shape.num_heads, shape.num_kv_heads, shape.head_dim,
-                         shape.scale, f32(out));
+    run([=, this] {
+      cpu::paged_attention(pool_, f32(q), q.rows, view, batch, shape.num_heads, shape.num_kv_heads, shape.head_dim,
+                           shape.scale, f32(out));
+    });
   }
 
   void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
-    cpu::silu_mul(pool_, f32(gate), f32(up), gate.num_elements(), f32(out));
+    run([=, this] { cpu::silu_mul(pool_, f32(gate), f32(up), gate.num_elements(), f32(out)); });
   }
 
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override {
     BM_CHECK(same_shape(a, b) && same_shape(a, out));
-    cpu::add(pool_, f32(a), f32(b), a.num_elements(), f32(out));
+    run([=, this] { cpu::add(pool_, f32(a), f32(b), a.num_elements(), f32(out)); });
   }
 
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override {
     BM_CHECK(row_ids.rows == 1 && out.rows == row_ids.cols && out.cols == x.cols);
-    const int32_t* ids = i32(row_ids);
-    for (int64_t r = 0; r < row_ids.cols; ++r) BM_CHECK(ids[r] >= 0 && ids[r] < x.rows);
-    cpu::gather_rows(pool_, f32(x), x.cols, ids, row_ids.cols, f32(out));
+    run([=, this] {
+      const int32_t* ids = i32(row_ids);
+      for (int64_t r = 0; r < row_ids.cols; ++r) BM_CHECK(ids[r] >= 0 && ids[r] < x.rows);
+      cpu::gather_rows(pool_, f32(x), x.cols, ids, row_ids.cols, f32(out));
+    });
   }
 
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
@@ -189,18 +226,32 @@ class CpuBackend final : public Backend {
     BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
     const bool wants_lse = log_sum_exp.num_elements() > 0;
     BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
-    const int32_t* starts = i32(listed_starts);
     const int64_t num_listed = listed_ids.num_elements();
-    BM_CHECK(listed_logits.num_elements() == num_listed && starts[0] == 0 && starts[rows] == num_listed);
-    const int32_t* ids = num_listed > 0 ? i32(listed_ids) : nullptr;
-    for (int64_t r = 0; r < rows; ++r) BM_CHECK(starts[r] <= starts[r + 1]);
-    for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
-    cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k, num_listed > 0 ? f32(listed_logits) : nullptr,
-                        i32w(cand_ids), f32(cand_logits), wants_lse ? f32(log_sum_exp) : nullptr);
+    BM_CHECK(listed_logits.num_elements() == num_listed);
+    run([=, this] {  // the offsets and ids are checked when the op runs: a recorded step reads them at replay
+      const int32_t* starts = i32(listed_starts);
+      BM_CHECK(starts[0] == 0 && starts[rows] == num_listed);
+      const int32_t* ids = num_listed > 0 ? i32(listed_ids) : nullptr;
+      for (int64_t r = 0; r < rows; ++r) BM_CHECK(starts[r] <= starts[r + 1]);
+      for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
+      cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k,
+                          num_listed > 0 ? f32(listed_logits) : nullptr, i32w(cand_ids), f32(cand_logits),
+                          wants_lse ? f32(log_sum_exp) : nullptr);
+    });
   }
 
  private:
+  // Runs an op now, or records it while a step is being captured.
+  template <typename Op>
+  void run(Op&& op) {
+    if (recording_ != nullptr)
+      recording_->ops.emplace_back(std::forward<Op>(op));
+    else
+      op();
+  }
+
   cpu::ThreadPool pool_;
+  std::unique_ptr<RecordedStep> recording_;
 };
 
 }  // namespace

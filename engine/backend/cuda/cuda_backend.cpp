@@ -156,6 +156,93 @@ bool CudaBackend::ready() const {
   return !errors_->failed() && BM_CUDA_OK(cudaSetDevice(device_));
 }
 
+void* CudaBackend::scratch(DeviceScratch& buffer, int64_t bytes, const char* what) {
+  if (bytes <= buffer.size()) return buffer.data();
+  if (capturing_) {
+    // Growing means a sync and a new address, neither of which a graph can hold; the step recorded must have
+    // run once uncaptured at the same shapes (DecoderLM does), which grows every scratch first.
+    if (capture_problem_.empty())
+      capture_problem_ = absl::StrCat("the ", what, " scratch had to grow to ", bytes, " bytes during the capture");
+    return nullptr;
+  }
+  return buffer.ensure(bytes, stream_);
+}
+
+// ---- step graphs
+
+namespace {
+
+class CudaStepGraph final : public StepGraph {
+ public:
+  CudaStepGraph(cudaGraphExec_t exec, int device, std::shared_ptr<DeviceErrors> errors)
+      : exec_(exec), device_(device), errors_(std::move(errors)) {}
+  ~CudaStepGraph() override {
+    const ScopedDeviceErrors sink(errors_.get());
+    cudaSetDevice(device_);
+    const cudaError_t error = cudaGraphExecDestroy(exec_);
+    if (error != cudaErrorCudartUnloading) BM_CUDA_OK(error);
+  }
+  cudaGraphExec_t exec() const { return exec_; }
+
+ private:
+  cudaGraphExec_t exec_;
+  int device_;
+  std::shared_ptr<DeviceErrors> errors_;
+};
+
+}  // namespace
+
+absl::Status CudaBackend::begin_capture() {
+  if (capturing_) return absl::FailedPreconditionError("a step is already being captured");
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return device_status();
+  // Thread-local mode: only this thread's unsafe calls (a sync, a pageable copy) invalidate the capture; the
+  // daemon's other threads may keep using CUDA meanwhile.
+  if (const cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal); e != cudaSuccess) {
+    cudaGetLastError();
+    return absl::InternalError(absl::StrCat("cannot start a CUDA graph capture: ", describe(e)));
+  }
+  capturing_ = true;
+  capture_problem_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
+  if (!capturing_) return absl::FailedPreconditionError("end_capture without begin_capture");
+  capturing_ = false;
+  const ScopedDeviceErrors sink(errors_.get());
+  cudaSetDevice(device_);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);  // always, so the stream leaves capture mode
+  if (ended != cudaSuccess || graph == nullptr) {
+    cudaGetLastError();
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return absl::InternalError(absl::StrCat("the CUDA graph capture failed: ", describe(ended)));
+  }
+  if (!capture_problem_.empty() || errors_->failed()) {
+    cudaGraphDestroy(graph);
+    if (errors_->failed()) return device_status();
+    return absl::InternalError(absl::StrCat("the CUDA graph capture is incomplete: ", capture_problem_));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (instantiated != cudaSuccess) {
+    cudaGetLastError();
+    return absl::InternalError(absl::StrCat("cannot instantiate the captured CUDA graph: ", describe(instantiated)));
+  }
+  return std::unique_ptr<StepGraph>(std::make_unique<CudaStepGraph>(exec, device_, errors_));
+}
+
+void CudaBackend::replay(const StepGraph& graph) {
+  BM_CHECK(!capturing_);
+  const auto* step = dynamic_cast<const CudaStepGraph*>(&graph);
+  BM_CHECK(step != nullptr);
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
+  BM_CUDA_CHECK(cudaGraphLaunch(step->exec(), stream_));
+}
+
 absl::Status CudaBackend::device_status() const {
   if (!errors_->failed()) return absl::OkStatus();
   return absl::InternalError(errors_->message());
@@ -171,6 +258,7 @@ MemoryInfo CudaBackend::memory_info() const {
 
 absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes) {
   BM_CHECK(num_bytes >= 0);
+  BM_CHECK(!capturing_);  // Backend contract: nothing is allocated while a step is recorded
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return device_status();
   void* data = nullptr;
@@ -189,6 +277,7 @@ absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes)
 
 void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& dst) {
   BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
+  BM_CHECK(!capturing_);  // a pageable copy cannot be part of a graph
   if (src.empty()) return;
   char* device_bytes = bytes_of(dst);
   const ScopedDeviceErrors sink(errors_.get());
@@ -199,6 +288,7 @@ void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& d
 
 void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
   BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
+  BM_CHECK(!capturing_);
   const char* device_bytes = dst.empty() ? nullptr : bytes_of(src);
   const ScopedDeviceErrors sink(errors_.get());
   const bool copied = ready() &&
@@ -210,6 +300,7 @@ void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
 }
 
 void CudaBackend::synchronize() {
+  BM_CHECK(!capturing_);
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return;
   BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -258,11 +349,11 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
     const int64_t rows_per_chunk = std::max<int64_t>(1, kBf16ScratchElements / k);
     for (int64_t first = 0; first < n && !errors_->failed(); first += rows_per_chunk) {
       const int64_t rows = std::min(rows_per_chunk, n - first);
-      auto* scratch = static_cast<uint16_t*>(x_bf16_.ensure(rows * k * 2, stream_));
-      if (scratch == nullptr) return;
-      launch_f32_to_bf16(x_data + first * k, rows * k, scratch, stream_);
+      auto* x_bf16 = static_cast<uint16_t*>(scratch(x_bf16_, rows * k * 2, "BF16 activation"));
+      if (x_bf16 == nullptr) return;
+      launch_f32_to_bf16(x_data + first * k, rows * k, x_bf16, stream_);
       if (errors_->failed()) return;
-      gemm_->run(w.data, scratch, true, m, rows, k, out_data + first * m, stream_);
+      gemm_->run(w.data, x_bf16, true, m, rows, k, out_data + first * m, stream_);
     }
   }
   if (bias != nullptr && !errors_->failed()) launch_add_bias(out_data, n, m, b, stream_);
@@ -308,7 +399,7 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
       prefill_kernel_supports(view.bf16, shape.head_dim) && metadata.max_query_len >= kPrefillMinQueryLen;
   if (prefill) {
     const int64_t ints = attention_prefill_workspace_ints(dims.num_tokens, metadata.num_seqs);
-    auto* tiles = static_cast<int32_t*>(prefill_tiles_.ensure(ints * 4, stream_));
+    auto* tiles = static_cast<int32_t*>(scratch(prefill_tiles_, ints * 4, "prefill tile"));
     if (tiles == nullptr) return;
     launch_attention_prefill(q_data, view, batch, dims, PrefillWorkspace{tiles, ints}, out_data, stream_);
     if (errors_->failed()) return;
@@ -318,7 +409,7 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
     if (metadata.num_seqs == 1 && dims.num_tokens >= kPrefillMinQueryLen) return;
   }
   const int64_t floats = attention_decode_workspace_floats(dims, metadata.max_seq_len, num_sms_);
-  auto* partial = static_cast<float*>(attention_partial_.ensure(std::max<int64_t>(floats, 1) * 4, stream_));
+  auto* partial = static_cast<float*>(scratch(attention_partial_, std::max<int64_t>(floats, 1) * 4, "attention partials"));
   if (partial == nullptr) return;
   launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats}, out_data,
                           stream_);

@@ -54,6 +54,12 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   absl::Status device_status() const override;
 
+  // CUDA graphs: stream capture in thread-local mode, instantiated once, launched by replay().
+  bool records_steps() const override { return true; }
+  absl::Status begin_capture() override;
+  absl::StatusOr<std::unique_ptr<StepGraph>> end_capture() override;
+  void replay(const StepGraph& graph) override;
+
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;
   void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
@@ -77,6 +83,9 @@ class CudaBackend final : public Backend {
   // Whether device work may be issued: no fault recorded so far and the device is current on this thread.
   // Call with this backend's ScopedDeviceErrors installed.
   bool ready() const;
+  // `buffer` with at least `bytes`, growing it outside a capture; null when it cannot (recorded: a device fault,
+  // or a capture problem that end_capture reports).
+  void* scratch(DeviceScratch& buffer, int64_t bytes, const char* what);
 
   int device_;
   std::shared_ptr<DeviceErrors> errors_;  // shared with the buffers (their destructors may record a failure)
@@ -88,6 +97,8 @@ class CudaBackend final : public Backend {
   DeviceScratch x_bf16_;             // linear(): x rounded to BF16, in row chunks that fit it
   DeviceScratch attention_partial_;  // split-sequence attention partial results
   DeviceScratch prefill_tiles_;      // prefill attention tile list
+  bool capturing_ = false;
+  std::string capture_problem_;  // why the capture in progress cannot give a complete graph
 };
 
 }  // namespace bm::engine::cuda

@@ -33,6 +33,7 @@ class IdleGenerator final : public Generator {
 struct FakeFactory {
   std::mutex mutex;  // restore() loads from several threads
   std::vector<std::vector<int32_t>> loaded_gpus;
+  std::vector<ServeSettings> loaded_settings;
   EngineFactory factory() {
     EngineFactory f;
     f.resolve = [](const std::string& name, const ServeSettings&) -> absl::StatusOr<ResolvedModel> {
@@ -47,6 +48,7 @@ struct FakeFactory {
       {
         std::lock_guard<std::mutex> lock(mutex);
         loaded_gpus.push_back(s.gpus);
+        loaded_settings.push_back(s);
       }
       LoadedEngine e;
       e.generator = std::make_unique<IdleGenerator>();
@@ -68,9 +70,10 @@ class EngineManagerTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(state_dir_); }
 
   absl::StatusOr<std::shared_ptr<ServedModel>> serve(EngineManager& m, const std::string& name, std::string backend,
-                                                     std::vector<int32_t> gpus = {}) {
+                                                     std::vector<int32_t> gpus = {}, bool enforce_eager = false) {
     ServeCommand c;
     c.name = name;
+    c.settings.enforce_eager = enforce_eager;
     c.settings.backend = std::move(backend);
     c.settings.gpus = std::move(gpus);
     return m.serve(c, [](const ServeProgress&) {});
@@ -135,7 +138,7 @@ TEST_F(EngineManagerTest, TheCpuBackendHoldsNoGpu) {
 TEST_F(EngineManagerTest, ServedModelsArePersistedAndRestored) {
   {
     EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
-    ASSERT_TRUE(serve(m, "a", "cpu").ok());
+    ASSERT_TRUE(serve(m, "a", "cpu", {}, /*enforce_eager=*/true).ok());
     ASSERT_TRUE(serve(m, "b", "cpu").ok());
     ASSERT_TRUE(m.stop("b").ok());
     m.shutdown();
@@ -146,6 +149,7 @@ TEST_F(EngineManagerTest, ServedModelsArePersistedAndRestored) {
   m.restore();
   m.shutdown();  // joins the restore threads
   ASSERT_EQ(again.loaded_gpus.size(), 1u) << "only 'a' was still served";
+  EXPECT_TRUE(again.loaded_settings[0].enforce_eager) << "served again with its settings";
 }
 
 TEST_F(EngineManagerTest, ModelsRestoredTogetherAfterARestartTakeDifferentGpus) {

@@ -202,6 +202,65 @@ TEST_P(DecoderLMTest, PrefillAndDecodeOfTheSameTokenAreBitIdentical) {
   EXPECT_EQ(prefilled, decoded);
 }
 
+// Decode steps replayed from recorded graphs (the CPU backend records them as the GPU records CUDA graphs) give
+// the same bits as steps run op by op, for batches that shrink and grow, padded to the graphs' batch sizes. A
+// replay reads every per-step value from the uploaded buffers, so a value baked in at capture would show here.
+TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
+  LoadOptions options;
+  options.num_threads = 2;
+  absl::StatusOr<std::unique_ptr<CausalLM>> eager = load_causal_lm(models_dir() / GetParam(), options);
+  absl::StatusOr<std::unique_ptr<CausalLM>> graphed = load_causal_lm(models_dir() / GetParam(), options);
+  ASSERT_TRUE(eager.ok() && graphed.ok());
+  ASSERT_TRUE((*graphed)->enable_decode_graphs(8).ok());
+  ASSERT_TRUE((*eager)->allocate_kv_cache(64).ok());
+  ASSERT_TRUE((*graphed)->allocate_kv_cache(64).ok());
+  const int32_t vocab = (*eager)->info().vocab_size;
+  const std::vector<Prompt> prompts = read_reference(GetParam());
+  BlockPool pool(64);
+  ForwardBatch prefill;
+  std::vector<SequenceChunk> seqs;
+  for (const Prompt& prompt : prompts) {
+    SequenceChunk chunk{0, static_cast<int32_t>(prompt.ids.size()), {}, true};
+    pool.cover(chunk.block_table, chunk.num_new_tokens);
+    prefill.sequences.push_back(chunk);
+    prefill.token_ids.insert(prefill.token_ids.end(), prompt.ids.begin(), prompt.ids.end());
+    seqs.push_back(chunk);
+  }
+  std::vector<float> expected, actual;
+  ASSERT_TRUE((*eager)->forward(prefill, expected).ok());
+  ASSERT_TRUE((*graphed)->forward(prefill, actual).ok());  // a prefill runs uncaptured
+  ASSERT_EQ(expected, actual);
+  std::vector<int32_t> next(seqs.size());
+  for (size_t s = 0; s < seqs.size(); ++s) next[s] = argmax(std::span(expected).subspan(s * vocab, vocab));
+  // Steps with all sequences, then without the first two (another batch size), then all again.
+  for (int step = 0; step < 8; ++step) {
+    SCOPED_TRACE(testing::Message() << "decode step " << step);
+    ForwardBatch batch;
+    std::vector<size_t> members;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      if (step % 3 == 1 && s < 2) continue;
+      SequenceChunk& chunk = seqs[s];
+      chunk.num_cached_tokens += chunk.num_new_tokens;
+      chunk.num_new_tokens = 1;
+      pool.cover(chunk.block_table, chunk.num_cached_tokens + 1);
+      batch.sequences.push_back(chunk);
+      batch.token_ids.push_back(next[s]);
+      members.push_back(s);
+    }
+    ASSERT_TRUE((*eager)->forward(batch, expected).ok());
+    ASSERT_TRUE((*graphed)->forward(batch, actual).ok());
+    ASSERT_EQ(expected, actual);
+    for (size_t i = 0; i < members.size(); ++i)
+      next[members[i]] = argmax(std::span(expected).subspan(i * vocab, vocab));
+  }
+  const DecodeGraphStats stats = (*graphed)->decode_graph_stats();
+  EXPECT_EQ(stats.captured, 2);  // batches of 4 and 2 sequences, one context bound
+  EXPECT_EQ(stats.eager, 2);     // each shape's first step ran uncaptured, then was recorded
+  EXPECT_EQ(stats.replayed, 6);
+  EXPECT_TRUE(stats.disabled.empty());
+  EXPECT_EQ((*eager)->decode_graph_stats().captured, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, DecoderLMTest, ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"),
                          [](const auto& info) {
                            std::string name = info.param;

@@ -162,6 +162,35 @@ TEST_P(GreedyMatchesTransformers, WithPreemptionWhenTheCacheIsTiny) {
   EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
 }
 
+// Decode steps as recorded graphs (what a GPU engine does by default; forced on here, where the CPU backend
+// records and replays them): transformers' tokens still, also when preemption makes the batch shrink and grow.
+TEST_P(GreedyMatchesTransformers, WithDecodeGraphs) {
+  EngineOptions options;
+  options.decode_graphs = DecodeGraphMode::kOn;
+  auto engine = load(GetParam(), options);
+  ASSERT_NE(engine, nullptr);
+  expect_greedy_matches(*engine, read_reference(GetParam()));
+  const DecodeGraphStats graphs = engine->stats().decode_graphs;
+  EXPECT_GT(graphs.captured, 0);
+  EXPECT_GT(graphs.replayed, graphs.eager);
+  EXPECT_TRUE(graphs.disabled.empty()) << graphs.disabled;
+}
+
+TEST_P(GreedyMatchesTransformers, WithDecodeGraphsAndPreemption) {
+  EngineOptions options;
+  options.decode_graphs = DecodeGraphMode::kOn;
+  auto sizing = load(GetParam());
+  ASSERT_NE(sizing, nullptr);
+  options.kv_cache_bytes = sizing->model_info().kv_bytes_per_token * kBlockSize * 4;
+  sizing.reset();
+  auto engine = load(GetParam(), options);
+  ASSERT_NE(engine, nullptr);
+  expect_greedy_matches(*engine, read_reference(GetParam()));
+  EXPECT_GT(engine->stats().num_preemptions, 0);
+  EXPECT_GT(engine->stats().decode_graphs.replayed, 0);
+  EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GreedyMatchesTransformers,
                          ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"), [](const auto& info) {
                            std::string name = info.param;
@@ -503,6 +532,49 @@ TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
   const auto from_rows = run(false);
   EXPECT_EQ(from_candidates, from_rows);
   EXPECT_EQ(from_candidates.size(), refs.size());
+}
+
+// Graph replays and op-by-op steps give the same tokens and log-probabilities for a mixed batch (greedy, seeded
+// top-k/top-p with penalties and bias), whether sampling takes candidates or whole rows; graphs are off by default
+// on the CPU backend.
+TEST(Engine, DecodeGraphsChangeNoTokenOrLogprob) {
+  const std::vector<Reference> refs = read_reference("llama3");
+  auto run = [&](DecodeGraphMode mode, bool candidates) {
+    EngineOptions options;
+    options.decode_graphs = mode;
+    options.sample_from_candidates = candidates;
+    auto engine = load("llama3", options);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    std::vector<std::unique_ptr<RequestHandle>> handles;
+    for (size_t i = 0; i < refs.size(); ++i) {
+      SamplingParams p;
+      p.max_tokens = 10 + static_cast<int32_t>(i);  // requests end at different steps: the batch shrinks
+      p.ignore_eos = true;
+      p.seed = 7 + i;
+      p.temperature = i % 2 == 0 ? 0.0f : 0.8f;
+      p.top_k = 16;
+      p.top_p = 0.9f;
+      p.frequency_penalty = 0.3f;
+      p.logit_bias = {{static_cast<int32_t>(3 * i), 1.5f}};
+      p.logprobs = 1;
+      collectors.push_back(std::make_unique<Collector>());
+      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      handles.push_back(*std::move(handle));
+    }
+    std::vector<std::vector<int32_t>> tokens;
+    for (auto& c : collectors) {
+      c->wait();
+      tokens.push_back(c->tokens());
+      for (const TokenLogprob& lp : c->logprobs()) tokens.back().push_back(static_cast<int32_t>(lp.logprob * 1e6f));
+    }
+    const DecodeGraphStats graphs = engine->stats().decode_graphs;
+    EXPECT_EQ(graphs.replayed > 0, mode == DecodeGraphMode::kOn);
+    return tokens;
+  };
+  const auto eager = run(DecodeGraphMode::kAuto, true);
+  EXPECT_EQ(run(DecodeGraphMode::kOn, true), eager);
+  EXPECT_EQ(run(DecodeGraphMode::kOn, false), run(DecodeGraphMode::kOff, false));
 }
 
 }  // namespace
