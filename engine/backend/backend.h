@@ -166,14 +166,19 @@ class Backend {
   //   best first, ties to the lower id; when fewer than k ids are unlisted, the rest are id -1 with logit -inf;
   // - log_sum_exp[r] = log(sum over the whole row of exp(logit)), listed ids included — only when log_sum_exp
   //   is not empty: it costs an exp per logit, which a host backend would otherwise pay for nothing when no row
-  //   asks for log-probabilities.
+  //   asks for log-probabilities;
+  // - tempered_lse[r] = log(sum over the ids NOT listed for r of exp(logit * inverse_temperatures[r])) — only when
+  //   tempered_lse is not empty: the probability mass beyond the candidates that top-p sampling needs to know
+  //   whether its nucleus lies inside them (-inf when no id is unlisted).
   // Shapes: listed_starts [1, rows + 1] I32; listed_ids and listed_logits [1, L] (I32, F32) — with L = 0 both may
   // be empty views (buffer null); cand_ids [rows, k] I32; cand_logits [rows, k] F32; log_sum_exp [1, rows] F32 or
-  // empty; 1 <= k <= kMaxCandidates. `logits` may be overwritten (it is the caller's scratch afterwards).
+  // empty; inverse_temperatures and tempered_lse [1, rows] F32, both empty or neither; 1 <= k <= kMaxCandidates.
+  // `logits` may be overwritten at the listed positions (the rest of it is left as it was).
   static constexpr int32_t kMaxCandidates = 64;
   virtual void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                               const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                              const Tensor& log_sum_exp) = 0;
+                              const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
+                              const Tensor& tempered_lse) = 0;
 };
 
 }  // namespace bm::engine

@@ -1,5 +1,7 @@
 #include "engine/models/causal_lm.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "engine/backend/cpu/candidates.h"
@@ -16,16 +18,33 @@ void select_candidates(std::span<const float> logits, int32_t vocab_size, const 
   out.logits.assign(out.ids.size(), 0.0f);
   out.listed_logits.assign(request.listed_ids.size(), 0.0f);
   out.log_sum_exp.assign(request.log_sum_exp ? static_cast<size_t>(rows) : 0, 0.0f);
+  const bool wants_mass = !request.inverse_temperatures.empty();
+  BM_CHECK(!wants_mass || static_cast<int64_t>(request.inverse_temperatures.size()) == rows);
+  out.tempered_lse.assign(wants_mass ? static_cast<size_t>(rows) : 0, 0.0f);
   cpu::ThreadPool caller_only(1);
   cpu::top_candidates(caller_only, logits.data(), rows, vocab_size, request.listed_starts.data(),
                       request.listed_ids.data(), request.k, out.listed_logits.data(), out.ids.data(), out.logits.data(),
-                      request.log_sum_exp ? out.log_sum_exp.data() : nullptr);
+                      request.log_sum_exp ? out.log_sum_exp.data() : nullptr,
+                      wants_mass ? request.inverse_temperatures.data() : nullptr,
+                      wants_mass ? out.tempered_lse.data() : nullptr);
 }
 
 absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {
-  std::vector<float> logits;
-  if (absl::Status s = forward(batch, logits); !s.ok()) return s;
-  select_candidates(logits, info().vocab_size, request, out);
+  if (absl::Status s = forward(batch, host_logits_); !s.ok()) return s;
+  select_candidates(host_logits_, info().vocab_size, request, out);
+  return absl::OkStatus();
+}
+
+absl::Status CausalLM::last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) {
+  const size_t vocab = static_cast<size_t>(info().vocab_size);
+  out.resize(rows.size() * vocab);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const size_t row = static_cast<size_t>(rows[i]);
+    if (rows[i] < 0 || (row + 1) * vocab > host_logits_.size())
+      return absl::InvalidArgumentError(absl::StrCat("row ", rows[i], " is not among the last step's logits"));
+    std::copy_n(host_logits_.begin() + static_cast<std::ptrdiff_t>(row * vocab), vocab,
+                out.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+  }
   return absl::OkStatus();
 }
 

@@ -38,6 +38,8 @@ struct CandidateRequest {
   std::vector<int32_t> listed_starts;  // rows + 1 offsets into listed_ids
   std::vector<int32_t> listed_ids;     // per row: distinct ids of the vocabulary
   bool log_sum_exp = false;            // fill Candidates::log_sum_exp (some row wants log-probabilities)
+  // Empty, or one per row: fill Candidates::tempered_lse with these inverse temperatures (some row samples top-p).
+  std::vector<float> inverse_temperatures;
 };
 
 struct Candidates {
@@ -46,6 +48,8 @@ struct Candidates {
   std::vector<float> logits;         // rows × k
   std::vector<float> listed_logits;  // aligned with CandidateRequest::listed_ids
   std::vector<float> log_sum_exp;    // rows: log Σ exp(logit) over the whole row; empty unless requested
+  // rows: log Σ exp(logit × inverse temperature) over the row's unlisted ids; empty unless requested.
+  std::vector<float> tempered_lse;
 };
 
 // Decode steps run from recorded step graphs (engine/models/decode_graphs.h).
@@ -82,11 +86,18 @@ class CausalLM {
   // The same step, returning sampling candidates instead of the rows. This default runs forward() and selects on
   // the host; a device model selects on the device and copies back only the candidates.
   virtual absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out);
+  // Whole rows of the last forward_candidates step's logits (row indices in its batch order), for the rows whose
+  // draw the candidates could not settle (a top-p nucleus reaching past them). The listed positions of a row may
+  // hold garbage: the caller puts the listed logits it got back there.
+  virtual absl::Status last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out);
   // Runs later decode steps of up to max_seqs sequences as recorded step graphs (CUDA graphs on a GPU), with
   // the same results. Call before the dry run and the KV cache: it allocates the graphs' own activations at their
   // largest shape, which the KV planning must count. Unimplemented when the model or its backend cannot.
   virtual absl::Status enable_decode_graphs(int32_t max_seqs);
   virtual DecodeGraphStats decode_graph_stats() const { return {}; }
+
+ private:
+  std::vector<float> host_logits_;  // the default forward_candidates' last rows
 };
 
 // The host reference of Backend::top_candidates over rows of logits already in host memory.

@@ -39,6 +39,8 @@ enum Scratch : size_t {
   kCandidateIds,
   kCandidateLogits,
   kLogSumExp,
+  kInverseTemperatures,
+  kTemperedLse,
   kNumScratch,
 };
 
@@ -313,6 +315,20 @@ absl::Status DecoderLM::enable_decode_graphs(int32_t max_seqs) {
   return absl::OkStatus();
 }
 
+absl::Status DecoderLM::last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) {
+  const int64_t vocab = spec_.vocab_size;
+  out.resize(rows.size() * static_cast<size_t>(vocab));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= last_logits_.rows)
+      return absl::InvalidArgumentError(absl::StrCat("row ", rows[i], " is not among the last step's ",
+                                                     last_logits_.rows, " rows of logits"));
+    backend_->copy_to_host(last_logits_.row_slice(rows[i], 1),
+                           std::as_writable_bytes(std::span(out).subspan(i * static_cast<size_t>(vocab),
+                                                                         static_cast<size_t>(vocab))));
+  }
+  return backend_->device_status();
+}
+
 DecodeGraphStats DecoderLM::decode_graph_stats() const {
   return graphs_ != nullptr ? graphs_->stats() : DecodeGraphStats{};
 }
@@ -354,16 +370,29 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   for (int32_t id : request.listed_ids)
     if (id < 0 || id >= spec_.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("listed token ", id, " is outside the vocabulary"));
-  const ScratchShape shapes[] = {
-      {kListedStarts, DType::kI32, 1, rows + 1},        {kListedIds, DType::kI32, 1, num_listed},
-      {kListedLogits, DType::kF32, 1, num_listed},      {kCandidateIds, DType::kI32, rows, request.k},
-      {kCandidateLogits, DType::kF32, rows, request.k}, {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0}};
+  const bool wants_mass = !request.inverse_temperatures.empty();
+  if (wants_mass && static_cast<int64_t>(request.inverse_temperatures.size()) != rows)
+    return absl::InvalidArgumentError(absl::StrCat("a candidate request for ", rows, " rows has ",
+                                                   request.inverse_temperatures.size(), " inverse temperatures"));
+  const int64_t mass_rows = wants_mass ? rows : 0;
+  const ScratchShape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},
+                                 {kListedIds, DType::kI32, 1, num_listed},
+                                 {kListedLogits, DType::kF32, 1, num_listed},
+                                 {kCandidateIds, DType::kI32, rows, request.k},
+                                 {kCandidateLogits, DType::kF32, rows, request.k},
+                                 {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
+                                 {kInverseTemperatures, DType::kF32, 1, mass_rows},
+                                 {kTemperedLse, DType::kF32, 1, mass_rows}};
   Tensor views[kNumScratch];  // no listed ids or no sum wanted: views of 0 elements
   if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
   upload(request.listed_starts, views[kListedStarts]);
   if (num_listed > 0) upload(request.listed_ids, views[kListedIds]);
+  if (wants_mass)
+    backend_->copy_to_device(std::as_bytes(std::span(request.inverse_temperatures)), views[kInverseTemperatures]);
   backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
-                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp]);
+                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp], views[kInverseTemperatures],
+                           views[kTemperedLse]);
+  last_logits_ = *logits;
   out.k = request.k;
   out.ids.resize(static_cast<size_t>(rows * request.k));
   out.logits.resize(out.ids.size());
@@ -373,6 +402,8 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   backend_->copy_to_host(views[kCandidateLogits], std::as_writable_bytes(std::span(out.logits)));
   if (request.log_sum_exp)
     backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
+  out.tempered_lse.resize(static_cast<size_t>(mass_rows));
+  if (wants_mass) backend_->copy_to_host(views[kTemperedLse], std::as_writable_bytes(std::span(out.tempered_lse)));
   if (num_listed > 0)
     backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {

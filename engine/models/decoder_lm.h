@@ -31,6 +31,7 @@ class DecoderLM final : public CausalLM {
   absl::Status allocate_kv_cache(int32_t num_blocks) override;
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
   absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override;
+  absl::Status last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) override;
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   DecodeGraphStats decode_graph_stats() const override;
 
@@ -76,6 +77,7 @@ class DecoderLM final : public CausalLM {
   // graph was recorded on never move.
   std::unique_ptr<DecodeGraphs> graphs_;
   std::vector<ScratchTensor> graph_scratch_;
+  Tensor last_logits_;  // the last forward_candidates step's logits, still on the backend
 };
 
 }  // namespace bm::engine

@@ -1,6 +1,7 @@
 #include "engine/runtime/batch_sampler.h"
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "common/check.h"
@@ -33,12 +34,19 @@ void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* con
 bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const {
   request.k = 1;
   request.log_sum_exp = false;
+  bool tempered = false;
   for (Sequence* seq : seqs) {
     const int32_t k = sampler_.candidates_needed(*seq);
     if (k == 0) return false;
     request.k = std::max(request.k, k);
     request.log_sum_exp = request.log_sum_exp || seq->params().logprobs >= 0;
+    tempered = tempered || sampler_.needs_tempered_mass(*seq);
   }
+  request.inverse_temperatures.clear();
+  if (tempered)
+    for (Sequence* seq : seqs)
+      request.inverse_temperatures.push_back(
+          seq->params().temperature > 0 ? static_cast<float>(1.0 / seq->params().temperature) : 1.0f);
   request.listed_starts.assign(1, 0);
   request.listed_ids.clear();
   for (Sequence* seq : seqs) {
@@ -49,10 +57,12 @@ bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateReq
 }
 
 void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& request,
-                          std::span<Sequence* const> seqs, std::vector<SampledToken>& out) {
+                          std::span<Sequence* const> seqs, std::vector<SampledToken>& out,
+                          std::vector<int32_t>& unsettled) {
   const size_t k = static_cast<size_t>(candidates.k);
   BM_CHECK(candidates.ids.size() == seqs.size() * k && request.listed_starts.size() == seqs.size() + 1);
   out.assign(seqs.size(), SampledToken{});
+  std::vector<char> settled(seqs.size(), 1);
   pool_->parallel_for(static_cast<int64_t>(seqs.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const size_t first = static_cast<size_t>(request.listed_starts[i]);
@@ -63,7 +73,31 @@ void BatchSampler::sample(const Candidates& candidates, const CandidateRequest& 
       row.listed_ids = std::span<const int32_t>(request.listed_ids).subspan(first, count);
       row.listed_logits = std::span<const float>(candidates.listed_logits).subspan(first, count);
       if (request.log_sum_exp) row.log_sum_exp = candidates.log_sum_exp[static_cast<size_t>(i)];
-      out[i] = sampler_.sample(row, *seqs[i]);
+      if (!candidates.tempered_lse.empty()) row.tempered_lse = candidates.tempered_lse[static_cast<size_t>(i)];
+      std::optional<SampledToken> token = sampler_.sample(row, *seqs[i]);
+      if (token)
+        out[i] = std::move(*token);
+      else
+        settled[i] = 0;
+    }
+  });
+  unsettled.clear();
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (!settled[i]) unsettled.push_back(static_cast<int32_t>(i));
+}
+
+void BatchSampler::sample_unsettled(std::vector<float>& whole_rows, const Candidates& candidates,
+                                    const CandidateRequest& request, std::span<Sequence* const> seqs,
+                                    std::span<const int32_t> unsettled, std::vector<SampledToken>& out) {
+  const size_t vocab = static_cast<size_t>(sampler_.vocab_size());
+  BM_CHECK(whole_rows.size() == unsettled.size() * vocab);
+  pool_->parallel_for(static_cast<int64_t>(unsettled.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const int32_t i = unsettled[static_cast<size_t>(j)];
+      std::span<float> row = std::span(whole_rows).subspan(static_cast<size_t>(j) * vocab, vocab);
+      for (int32_t l = request.listed_starts[i]; l < request.listed_starts[i + 1]; ++l)
+        row[static_cast<size_t>(request.listed_ids[l])] = candidates.listed_logits[static_cast<size_t>(l)];
+      out[static_cast<size_t>(i)] = sampler_.sample(row, *seqs[static_cast<size_t>(i)]);
     }
   });
 }

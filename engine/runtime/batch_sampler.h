@@ -20,9 +20,16 @@ class BatchSampler {
 
   // out[i] = the token for seqs[i] from logits row i (logits holds seqs.size() rows of the vocabulary).
   void sample(std::span<const float> logits, std::span<Sequence* const> seqs, std::vector<SampledToken>& out);
-  // The same from candidates (CausalLM::forward_candidates) made for `request`, row i for seqs[i].
+  // The same from candidates (CausalLM::forward_candidates) made for `request`, row i for seqs[i]. The rows
+  // whose draw the candidates cannot settle (a top-p nucleus reaching past them) are listed in `unsettled`, in
+  // order, with nothing drawn for them: they need their whole row (sample_unsettled).
   void sample(const Candidates& candidates, const CandidateRequest& request, std::span<Sequence* const> seqs,
-              std::vector<SampledToken>& out);
+              std::vector<SampledToken>& out, std::vector<int32_t>& unsettled);
+  // Draws out[unsettled[j]] from whole_rows row j, after putting the listed logits back where the device's
+  // candidate selection may have overwritten them.
+  void sample_unsettled(std::vector<float>& whole_rows, const Candidates& candidates, const CandidateRequest& request,
+                        std::span<Sequence* const> seqs, std::span<const int32_t> unsettled,
+                        std::vector<SampledToken>& out);
   // Whether every sequence's next token can come from candidates; if so, fills the request for them.
   bool plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const;
   int32_t num_threads() const { return pool_->num_threads(); }

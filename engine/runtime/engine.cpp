@@ -289,7 +289,11 @@ void Engine::step() {
   absl::Status s;
   if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_)) {
     s = runner_.run(batch, candidate_request_, candidates_);
-    if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens);
+    if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens, unsettled_);
+    // Top-p rows whose nucleus reaches past the candidates: their whole rows, still on the device.
+    if (s.ok() && !unsettled_.empty()) s = model_->last_logits_rows(unsettled_, logits_);
+    if (s.ok() && !unsettled_.empty())
+      batch_sampler_.sample_unsettled(logits_, candidates_, candidate_request_, sampled, unsettled_, tokens);
   } else {
     s = runner_.run(batch, logits_);
     if (s.ok()) batch_sampler_.sample(logits_, sampled, tokens);

@@ -135,6 +135,7 @@ class Engine {
   std::vector<float> logits_;
   CandidateRequest candidate_request_;
   Candidates candidates_;
+  std::vector<int32_t> unsettled_;
   std::mt19937_64 seed_rng_;  // guarded by mutex_
 
   // Shared with submitters and handles.

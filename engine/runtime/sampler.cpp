@@ -49,6 +49,35 @@ class ListedLogits {
   size_t next_ = 0;
 };
 
+struct WeightedId {
+  float weight;
+  int32_t id;
+};
+
+// Rank order of top-p: heavier first, ties to the lower id.
+bool better(const WeightedId& a, const WeightedId& b) {
+  return a.weight > b.weight || (a.weight == b.weight && a.id < b.id);
+}
+
+// The draw both top-p paths end with: the kept tokens in id order (an order that does not depend on how the set
+// was found), min-p against the largest weight (1 after subtracting the maximum).
+int32_t draw_in_id_order(std::vector<WeightedId>& kept, float min_p, std::mt19937_64& rng) {
+  double mass = 0;
+  for (WeightedId& e : kept) {
+    if (e.weight < min_p) e.weight = 0;
+    mass += e.weight;
+  }
+  double u = uniform(rng) * mass;
+  int32_t last = kept.front().id;
+  for (const WeightedId& e : kept) {
+    if (e.weight == 0) continue;
+    last = e.id;
+    u -= e.weight;
+    if (u < 0) return e.id;
+  }
+  return last;
+}
+
 }  // namespace
 
 // Logit bias → repetition, frequency and presence penalties → min_tokens masking of eos and stop ids, through
@@ -145,9 +174,16 @@ int32_t Sampler::candidates_needed(const Sequence& seq) const {
     k = 1;
   else if (p.top_k > 0 && p.top_k < vocab_size_)
     k = p.top_k;  // as draw(): top_k >= vocab means none
+  else if (p.top_p < 1)
+    k = Backend::kMaxCandidates;  // top-p alone: as many as there are, and the mass of the rest
   if (k == 0) return 0;
   if (p.logprobs > 0) k = std::max(k, p.logprobs);
   return k <= Backend::kMaxCandidates ? k : 0;
+}
+
+bool Sampler::needs_tempered_mass(const Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  return p.temperature > 0 && !(p.top_k > 0 && p.top_k < vocab_size_) && p.top_p < 1;
 }
 
 bool Sampler::masks_stop_tokens(const Sequence& seq) const {
@@ -174,7 +210,7 @@ void Sampler::listed_ids(const Sequence& seq, std::vector<int32_t>& out) const {
   std::set_union(seen.begin(), seen.end(), extra.begin(), extra.end(), std::back_inserter(out));
 }
 
-SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
+std::optional<SampledToken> Sampler::sample(const RowCandidates& row, Sequence& seq) const {
   const SamplingParams& p = seq.params();
   // The row restricted to candidates and listed tokens, adjusted exactly as sample() adjusts the whole row.
   std::vector<int32_t> ids;
@@ -190,15 +226,27 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
   std::vector<float> adjusted = raw;
   const size_t num_candidates = ids.size() - row.listed_ids.size();
   adjust(seq, ListedLogits(row.listed_ids, adjusted.data() + num_candidates));
+  SampledToken out;
+  if (needs_tempered_mass(seq)) {
+    BM_CHECK(row.tempered_lse.has_value());
+    const bool all_unlisted_present = num_candidates < row.ids.size();  // padded: no unlisted id was left out
+    const std::optional<int32_t> token =
+        draw_top_p(ids, adjusted, num_candidates, all_unlisted_present, *row.tempered_lse, seq);
+    if (!token) return std::nullopt;
+    out.token_id = *token;
+  }
   // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row; only the first top_k places matter.
   std::vector<size_t> rank(ids.size());
   std::iota(rank.begin(), rank.end(), 0);
-  const size_t k = std::min<size_t>(p.temperature == 0 ? 1 : static_cast<size_t>(p.top_k), rank.size());
+  const size_t k = needs_tempered_mass(seq)
+                       ? 0
+                       : std::min<size_t>(p.temperature == 0 ? 1 : static_cast<size_t>(p.top_k), rank.size());
   std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(k), rank.end(), [&](size_t a, size_t b) {
     return adjusted[a] > adjusted[b] || (adjusted[a] == adjusted[b] && ids[a] < ids[b]);
   });
-  SampledToken out;
-  if (p.temperature == 0) {
+  if (needs_tempered_mass(seq)) {
+    // drawn above
+  } else if (p.temperature == 0) {
     out.token_id = ids[rank[0]];
   } else {
     std::vector<int32_t> order(k);
@@ -226,17 +274,12 @@ SampledToken Sampler::sample(const RowCandidates& row, Sequence& seq) const {
 }
 
 // Top-p over the whole vocabulary: the smallest set of best tokens holding top_p of the mass, found by a
-// mass-guided quickselect in expected linear time (no sort of 150k entries), then a draw in the set's order, which
-// depends only on the logits.
+// mass-guided quickselect in expected linear time (no sort of 150k entries), then a draw over the set in id order.
 int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) const {
   const SamplingParams& p = seq.params();
   const float max_logit = *std::max_element(logits.begin(), logits.end());
   const float inv_t = static_cast<float>(1.0 / p.temperature);
-  struct Entry {
-    float weight;
-    int32_t id;
-  };
-  std::vector<Entry> entries;
+  std::vector<WeightedId> entries;
   entries.reserve(logits.size());
   double total = 0;
   for (size_t id = 0; id < logits.size(); ++id) {
@@ -246,18 +289,15 @@ int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) con
       total += w;
     }
   }
-  auto better = [](const Entry& a, const Entry& b) {
-    return a.weight > b.weight || (a.weight == b.weight && a.id < b.id);
-  };
   // Invariant: entries[0, begin) are in the set; the boundary lies in [begin, end).
   const double target = p.top_p * total;
   size_t begin = 0, end = entries.size();
   double mass_before = 0;
   std::optional<size_t> cut;
   while (begin < end && !cut) {
-    const Entry pivot = entries[begin + (end - begin) / 2];
+    const WeightedId pivot = entries[begin + (end - begin) / 2];
     auto split = std::partition(entries.begin() + begin, entries.begin() + end,
-                                [&](const Entry& e) { return better(e, pivot); });
+                                [&](const WeightedId& e) { return better(e, pivot); });
     const size_t upper_end = static_cast<size_t>(split - entries.begin());
     double upper = 0;
     for (size_t i = begin; i < upper_end; ++i) upper += entries[i].weight;
@@ -267,29 +307,56 @@ int32_t Sampler::draw_top_p(const std::vector<float>& logits, Sequence& seq) con
     }
     // The pivot comes next in rank order: move it to upper_end.
     auto pivot_at = std::find_if(entries.begin() + upper_end, entries.begin() + end,
-                                 [&](const Entry& e) { return e.id == pivot.id; });
+                                 [&](const WeightedId& e) { return e.id == pivot.id; });
     std::iter_swap(entries.begin() + upper_end, pivot_at);
     mass_before += upper + pivot.weight;
     begin = upper_end + 1;
     if (mass_before >= target) cut = begin;
   }
   // Without a cut, rounding kept the sum a hair under the target: the set is everything ranked so far.
-  const size_t kept = std::max<size_t>(cut.value_or(begin), 1);
-  // min-p against the largest weight (1 after subtracting the maximum).
-  double mass = 0;
-  for (size_t i = 0; i < kept; ++i) {
-    if (entries[i].weight < p.min_p) entries[i].weight = 0;
-    mass += entries[i].weight;
+  entries.resize(std::max<size_t>(cut.value_or(begin), 1));
+  std::sort(entries.begin(), entries.end(), [](const WeightedId& a, const WeightedId& b) { return a.id < b.id; });
+  return draw_in_id_order(entries, p.min_p, seq.rng);
+}
+
+// Top-p from candidates: the same set as above if it lies inside the candidates and listed tokens. Their weights
+// are the whole row's (same maximum, same float arithmetic), the rest of the mass comes from the device's tempered
+// log-sum-exp. Every left-out token weighs at most the last candidate, so the set is certain only when its worst
+// member weighs more than that (or no token was left out); otherwise the whole row decides.
+std::optional<int32_t> Sampler::draw_top_p(const std::vector<int32_t>& ids, const std::vector<float>& adjusted,
+                                           size_t num_candidates, bool all_unlisted_present, float tempered_lse,
+                                           Sequence& seq) const {
+  const SamplingParams& p = seq.params();
+  const float max_logit = *std::max_element(adjusted.begin(), adjusted.end());
+  const float inv_t = static_cast<float>(1.0 / p.temperature);
+  std::vector<WeightedId> entries;
+  double listed = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const float w = std::exp((adjusted[i] - max_logit) * inv_t);
+    if (i >= num_candidates) listed += w;
+    if (w > 0) entries.push_back({w, ids[i]});
   }
-  double u = uniform(seq.rng) * mass;
-  int32_t last = entries[0].id;
-  for (size_t i = 0; i < kept; ++i) {
-    if (entries[i].weight == 0) continue;
-    last = entries[i].id;
-    u -= entries[i].weight;
-    if (u < 0) return entries[i].id;
+  if (entries.empty()) return std::nullopt;
+  const float last_candidate = num_candidates > 0 ? std::exp((adjusted[num_candidates - 1] - max_logit) * inv_t) : 0;
+  const double unlisted = std::isinf(tempered_lse) && tempered_lse < 0
+                              ? 0.0
+                              : std::exp(static_cast<double>(tempered_lse) - static_cast<double>(max_logit) * inv_t);
+  const double target = p.top_p * (unlisted + listed);
+  std::sort(entries.begin(), entries.end(), better);
+  size_t kept = entries.size();
+  double cumulative = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    cumulative += entries[i].weight;
+    if (cumulative >= target) {
+      kept = i + 1;
+      break;
+    }
   }
-  return last;
+  const bool reached = cumulative >= target;
+  if (!all_unlisted_present && (!reached || !(entries[kept - 1].weight > last_candidate))) return std::nullopt;
+  entries.resize(kept);
+  std::sort(entries.begin(), entries.end(), [](const WeightedId& a, const WeightedId& b) { return a.id < b.id; });
+  return draw_in_id_order(entries, p.min_p, seq.rng);
 }
 
 // Neither top-k nor top-p: every token may be drawn, so no ranking is needed; one pass in id order (min-p only

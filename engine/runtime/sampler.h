@@ -20,6 +20,8 @@ struct RowCandidates {
   std::span<const int32_t> listed_ids;
   std::span<const float> listed_logits;
   float log_sum_exp = 0;  // when the request asked for it (CandidateRequest::log_sum_exp)
+  // log Σ exp(logit / temperature) over the unlisted ids, when the request asked for it (top-p rows).
+  std::optional<float> tempered_lse;
 };
 
 struct SampledToken {
@@ -36,12 +38,17 @@ class Sampler {
   // generator).
   SampledToken sample(std::span<const float> logits, Sequence& seq) const;
   // The same token from candidates as from the whole row, when candidates_needed(seq) > 0 and the row was
-  // ranked with at least that many candidates and listed_ids(seq) listed. Log-probabilities agree up to the
-  // device's float log-sum-exp.
-  SampledToken sample(const RowCandidates& row, Sequence& seq) const;
-  // How many candidates a sequence's next token needs (0: the whole row is needed: top-p or plain sampling
-  // without top-k, or more alternatives than Backend::kMaxCandidates).
+  // ranked with at least that many candidates, listed_ids(seq) listed, and the tempered mass given where
+  // needs_tempered_mass(seq). Log-probabilities agree up to the device's float log-sum-exp. Nothing when the
+  // candidates cannot settle the draw (a top-p nucleus that reaches past them): then nothing was drawn and the
+  // whole row must be sampled.
+  std::optional<SampledToken> sample(const RowCandidates& row, Sequence& seq) const;
+  // How many candidates a sequence's next token needs (0: the whole row is needed: plain sampling without top-k or
+  // top-p, or more alternatives than Backend::kMaxCandidates). Top-p without top-k asks for the most candidates
+  // and the tempered mass of the rest; the nucleus of a confident model lies inside them.
   int32_t candidates_needed(const Sequence& seq) const;
+  // Top-p without top-k: the draw needs the tempered mass beyond the candidates (CandidateRequest).
+  bool needs_tempered_mass(const Sequence& seq) const;
   // The tokens this sequence's next draw adjusts (bias, penalties, masking), sorted and distinct; appended to out.
   void listed_ids(const Sequence& seq, std::vector<int32_t>& out) const;
   bool is_eos(int32_t token_id) const;
@@ -56,6 +63,11 @@ class Sampler {
   bool masks_stop_tokens(const Sequence& seq) const;
   int32_t draw_from_all(const std::vector<float>& logits, Sequence& seq) const;
   int32_t draw_top_p(const std::vector<float>& logits, Sequence& seq) const;
+  // Top-p over candidates and listed tokens (ids, adjusted logits) with the mass of the other tokens; nothing
+  // when the nucleus may reach past the candidates.
+  std::optional<int32_t> draw_top_p(const std::vector<int32_t>& ids, const std::vector<float>& adjusted,
+                                    size_t num_candidates, bool all_unlisted_present, float tempered_lse,
+                                    Sequence& seq) const;
   TokenLogprob raw_logprob(std::span<const float> logits, int32_t token_id, int32_t num_top) const;
 
   int32_t vocab_size_;

@@ -96,14 +96,16 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
   const int64_t L = ids.size();
   cpu::ThreadPool pool(1);
   for (int k : {1, 20, 64}) {
-    std::vector<float> hl(L), gl(L), hv(rows * k), gv(rows * k), hs(rows), gs(rows);
+    std::vector<float> hl(L), gl(L), hv(rows * k), gv(rows * k), hs(rows), gs(rows), ht(rows), gt(rows), inv_t(rows);
+    for (int64_t r = 0; r < rows; ++r) inv_t[r] = r % 3 == 0 ? 1.0f : (r % 3 == 1 ? 1.0f / 0.6f : 0.5f);
     std::vector<int32_t> hi(rows * k), gi(rows * k);
     cpu::top_candidates(pool, logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, k, L ? hl.data() : nullptr,
-                        hi.data(), hv.data(), hs.data());
+                        hi.data(), hv.data(), hs.data(), inv_t.data(), ht.data());
     std::vector<float> copy(storage);
     float* gpu_logits = copy.data() + shift_rows;
     cuda::launch_top_candidates(gpu_logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, L, k,
-                                L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), nullptr);
+                                L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), inv_t.data(), gt.data(),
+                                nullptr);
     int bad = 0;
     for (int64_t i = 0; i < rows * k; ++i)
       if (hi[i] != gi[i] || bits(hv[i]) != bits(gv[i])) {
@@ -127,12 +129,23 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
       }
       worst = std::max(worst, std::abs((double)gs[r] - hs[r]) / std::max(1.0, std::abs((double)hs[r])));
     }
+    // The tempered log-sum-exp of the unlisted ids (top-p's mass beyond the candidates).
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!std::isfinite(ht[r])) {
+        if (ht[r] != gt[r]) {
+          ++bad;
+          std::printf("  tempered lse row %ld %g vs %g\n", (long)r, gt[r], ht[r]);
+        }
+        continue;
+      }
+      worst = std::max(worst, std::abs((double)gt[r] - ht[r]) / std::max(1.0, std::abs((double)ht[r])));
+    }
     if (worst > 1e-5) ++bad;
     // Without a log-sum-exp pointer the kernel must select exactly the same candidates.
     std::vector<float> quiet_copy(storage), ql(L), qv(rows * k);
     std::vector<int32_t> qi(rows * k);
     cuda::launch_top_candidates(quiet_copy.data() + shift_rows, rows, vocab, starts.data(), L ? ids.data() : nullptr, L,
-                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr);
+                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr, nullptr, nullptr);
     for (int64_t i = 0; i < rows * k; ++i)
       if (qi[i] != gi[i] || bits(qv[i]) != bits(gv[i])) {
         if (++bad <= 5) std::printf("  without log-sum-exp, slot %ld differs\n", (long)i);

@@ -630,7 +630,7 @@ struct CandidateCase {
 
 struct CandidateResult {
   std::vector<int32_t> ids;
-  std::vector<float> logits, listed, lse;
+  std::vector<float> logits, listed, lse, tempered;
 };
 
 CandidateResult run_candidates(Backend& backend, const CandidateCase& c, int32_t k) {
@@ -642,13 +642,17 @@ CandidateResult run_candidates(Backend& backend, const CandidateCase& c, int32_t
   const Tensor cand_ids = on.empty(DType::kI32, c.rows, k);
   const Tensor cand_logits = on.empty(DType::kF32, c.rows, k);
   const Tensor lse = on.empty(DType::kF32, 1, c.rows);
+  std::vector<float> inverse_t(static_cast<size_t>(c.rows));
+  for (size_t r = 0; r < inverse_t.size(); ++r) inverse_t[r] = r % 2 ? 1.0f / 0.6f : 1.0f;  // R1's 0.6, and none
+  const Tensor tempered = on.empty(DType::kF32, 1, c.rows);
   on->top_candidates(on.put(c.logits, DType::kF32, c.rows, c.vocab), on.put(c.starts, DType::kI32, 1, c.rows + 1), ids,
-                     k, listed, cand_ids, cand_logits, lse);
+                     k, listed, cand_ids, cand_logits, lse, on.put(inverse_t, DType::kF32, 1, c.rows), tempered);
   CandidateResult result;
   result.ids.resize(static_cast<size_t>(c.rows * k));
   backend.copy_to_host(cand_ids, std::as_writable_bytes(std::span(result.ids)));
   result.logits = on.get(cand_logits);
   result.lse = on.get(lse);
+  result.tempered = on.get(tempered);
   if (num_listed > 0) result.listed = on.get(listed);
   return result;
 }
@@ -681,14 +685,16 @@ CandidateResult expect_same_candidates(Backend* gpu, Backend* cpu, const Candida
     EXPECT_EQ(float_bits(g.listed[j]), float_bits(h.listed[j])) << what << " listed logit " << j;
   }
   double worst = 0;
-  for (int64_t r = 0; r < c.rows; ++r) {
-    const float a = g.lse[static_cast<size_t>(r)], b = h.lse[static_cast<size_t>(r)];
-    if (!std::isfinite(b)) {
-      EXPECT_EQ(a, b) << what << " log_sum_exp row " << r;
-      continue;
+  for (const auto& [gv, hv] : {std::pair(&g.lse, &h.lse), std::pair(&g.tempered, &h.tempered)}) {
+    for (int64_t r = 0; r < c.rows; ++r) {
+      const float a = (*gv)[static_cast<size_t>(r)], b = (*hv)[static_cast<size_t>(r)];
+      if (!std::isfinite(b)) {
+        EXPECT_EQ(a, b) << what << " log_sum_exp (or tempered) row " << r;
+        continue;
+      }
+      const double error = std::abs(double{a} - double{b}) / std::max(1.0, std::abs(double{b}));
+      worst = std::max(worst, std::isnan(error) ? INFINITY : error);
     }
-    const double error = std::abs(double{a} - double{b}) / std::max(1.0, std::abs(double{b}));
-    worst = std::max(worst, std::isnan(error) ? INFINITY : error);
   }
   std::fprintf(stderr, "  %-60s log_sum_exp relative error %.3e (tolerance 1e-05)\n", what.c_str(), worst);
   ::testing::Test::RecordProperty("top_candidates " + what, std::to_string(worst));

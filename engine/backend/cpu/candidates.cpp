@@ -46,11 +46,35 @@ float row_log_sum_exp(std::span<const float> row) {
   return static_cast<float>(std::log(sum) + max);
 }
 
+// log Σ exp(x * inverse_temperature) over the row without the (sorted) skipped ids, in double.
+float unlisted_tempered_lse(std::span<const float> row, std::span<const int32_t> skip, float inverse_temperature) {
+  float max = -std::numeric_limits<float>::infinity();
+  size_t next = 0;
+  for (size_t id = 0; id < row.size(); ++id) {
+    if (next < skip.size() && skip[next] == static_cast<int32_t>(id)) {
+      ++next;
+      continue;
+    }
+    max = std::max(max, row[id] * inverse_temperature);
+  }
+  if (std::isinf(max) && max < 0) return max;
+  double sum = 0;
+  next = 0;
+  for (size_t id = 0; id < row.size(); ++id) {
+    if (next < skip.size() && skip[next] == static_cast<int32_t>(id)) {
+      ++next;
+      continue;
+    }
+    sum += std::exp(static_cast<double>(row[id] * inverse_temperature) - max);
+  }
+  return static_cast<float>(std::log(sum) + max);
+}
+
 }  // namespace
 
 void top_candidates(ThreadPool& pool, const float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                     const int32_t* listed_ids, int32_t k, float* listed_logits, int32_t* cand_ids, float* cand_logits,
-                    float* log_sum_exp) {
+                    float* log_sum_exp, const float* inverse_temperatures, float* tempered_lse) {
   pool.parallel_for(rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> skip;
     for (int64_t r = begin; r < end; ++r) {
@@ -59,6 +83,7 @@ void top_candidates(ThreadPool& pool, const float* logits, int64_t rows, int64_t
       skip.assign(listed_ids + listed_starts[r], listed_ids + listed_starts[r + 1]);
       for (int32_t j = listed_starts[r]; j < listed_starts[r + 1]; ++j) listed_logits[j] = row[listed_ids[j]];
       std::sort(skip.begin(), skip.end());
+      if (tempered_lse != nullptr) tempered_lse[r] = unlisted_tempered_lse(row, skip, inverse_temperatures[r]);
       const std::vector<int32_t> best = best_ids(row, static_cast<size_t>(k), skip);
       for (int32_t i = 0; i < k; ++i) {
         const bool real = static_cast<size_t>(i) < best.size();

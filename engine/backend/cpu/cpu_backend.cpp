@@ -218,7 +218,8 @@ class CpuBackend final : public Backend {
 
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                      const Tensor& log_sum_exp) override {
+                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
+                      const Tensor& tempered_lse) override {
     const int64_t rows = logits.rows, vocab = logits.cols;
     BM_CHECK(logits.dtype == DType::kF32 && k >= 1 && k <= kMaxCandidates);
     BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.num_elements() == rows + 1);
@@ -226,6 +227,10 @@ class CpuBackend final : public Backend {
     BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
     const bool wants_lse = log_sum_exp.num_elements() > 0;
     BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
+    const bool wants_mass = tempered_lse.num_elements() > 0;
+    BM_CHECK(inverse_temperatures.num_elements() == tempered_lse.num_elements());
+    BM_CHECK(!wants_mass || (tempered_lse.num_elements() == rows && tempered_lse.dtype == DType::kF32 &&
+                             inverse_temperatures.dtype == DType::kF32));
     const int64_t num_listed = listed_ids.num_elements();
     BM_CHECK(listed_logits.num_elements() == num_listed);
     run([=, this] {  // the offsets and ids are checked when the op runs: a recorded step reads them at replay
@@ -236,7 +241,8 @@ class CpuBackend final : public Backend {
       for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
       cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k,
                           num_listed > 0 ? f32(listed_logits) : nullptr, i32w(cand_ids), f32(cand_logits),
-                          wants_lse ? f32(log_sum_exp) : nullptr);
+                          wants_lse ? f32(log_sum_exp) : nullptr, wants_mass ? f32(inverse_temperatures) : nullptr,
+                          wants_mass ? f32(tempered_lse) : nullptr);
     });
   }
 

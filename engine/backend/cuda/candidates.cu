@@ -1,6 +1,6 @@
 // Backend::top_candidates: per row of logits, the raw logits of the listed ids, the k best unlisted ids (best
-// first, ties to the lower id, padded with id -1 / -inf) and the log-sum-exp of the whole row, so the host sampler
-// never copies whole rows. One block of kThreads per row; the row is read 2-4 times (plus the few listed entries):
+// first, ties to the lower id, padded with id -1 / -inf), the log-sum-exp of the whole row and the tempered one of
+// the unlisted ids (for top-p), so the host sampler never copies whole rows. One block of kThreads per row; the row is read 2-4 times (plus the few listed entries):
 //
 //   1. Gather: listed_logits[j] = row[listed_ids[j]] (folded into the log-sum-exp); after a barrier every listed
 //      position is overwritten with kListedBits, a NaN whose order key is 0, which no other pass counts. (The
@@ -164,11 +164,13 @@ __device__ int find_bin(const int* hist, int num_bins, int wanted, int* scratch,
 __global__ void __launch_bounds__(kThreads)
     top_candidates_kernel(float* logits, int64_t vocab, const int32_t* listed_starts, const int32_t* listed_ids,
                           int64_t num_listed, int32_t k, float* listed_logits, int32_t* cand_ids, float* cand_logits,
-                          float* log_sum_exp) {
+                          float* log_sum_exp, const float* inverse_temperatures, float* tempered_lse) {
   __shared__ int hist[kFirstBins];
   __shared__ int scratch[kWarps];
   __shared__ float lse_m[kWarps];
   __shared__ float lse_s[kWarps];
+  __shared__ float mass_m[kWarps];
+  __shared__ float mass_s[kWarps];
   __shared__ Pick pick;
   __shared__ int num_taken;
   __shared__ uint32_t taken_key[kMaxTopCandidates];
@@ -203,7 +205,11 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
 
-  // 2. Log-sum-exp of the unlisted values (the listed ones are in m, s already) and the first histogram.
+  // 2. Log-sum-exp of the unlisted values (the listed ones are in m, s already), the tempered sum of the unlisted
+  // ones alone (when wanted), and the first histogram.
+  const bool wants_mass = tempered_lse != nullptr;
+  const float inverse_t = wants_mass ? inverse_temperatures[r] : 1.0f;
+  float mm = -INFINITY, ms = 0.0f;
   for_each_chunk(row, vocab, [&](int64_t, const float(&x)[4], int count) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -211,22 +217,30 @@ __global__ void __launch_bounds__(kThreads)
       const uint32_t key = order_key(x[j]);
       if (key == 0) continue;  // listed
       lse_add(m, s, x[j]);
+      if (wants_mass) lse_add(mm, ms, x[j] * inverse_t);
       atomicAdd(&hist[key >> (32 - kFirstBits)], 1);
     }
   });
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
     lse_merge(m, s, __shfl_xor_sync(0xffffffffu, m, offset), __shfl_xor_sync(0xffffffffu, s, offset));
+    lse_merge(mm, ms, __shfl_xor_sync(0xffffffffu, mm, offset), __shfl_xor_sync(0xffffffffu, ms, offset));
   }
   if (tid % 32 == 0) {
     lse_m[tid / 32] = m;
     lse_s[tid / 32] = s;
+    mass_m[tid / 32] = mm;
+    mass_s[tid / 32] = ms;
   }
   __syncthreads();  // also completes the histogram
   if (tid == 0) {
-    for (int w = 1; w < kWarps; ++w) lse_merge(m, s, lse_m[w], lse_s[w]);
+    for (int w = 1; w < kWarps; ++w) {
+      lse_merge(m, s, lse_m[w], lse_s[w]);
+      lse_merge(mm, ms, mass_m[w], mass_s[w]);
+    }
     // Computed alongside the histogram pass at no extra read; written when the caller wants it.
     if (log_sum_exp != nullptr) log_sum_exp[r] = m + logf(s);  // -inf when the whole row is -inf
+    if (wants_mass) tempered_lse[r] = mm + logf(ms);           // -inf when nothing is unlisted
   }
 
   // 3. The k-th largest unlisted key, 12 + 10 + 10 bits at a time.
@@ -336,14 +350,17 @@ __global__ void __launch_bounds__(kThreads)
 
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
-                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp, cudaStream_t stream) {
+                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp,
+                           const float* inverse_temperatures, float* tempered_lse, cudaStream_t stream) {
   BM_CHECK(rows >= 0 && rows <= int64_t{0x7fffffff} && vocab > 0 && vocab <= int64_t{0x7fffffff});
   BM_CHECK(k >= 1 && k <= kMaxTopCandidates && num_listed >= 0);
   BM_CHECK(logits != nullptr && listed_starts != nullptr && cand_ids != nullptr && cand_logits != nullptr);
   BM_CHECK(num_listed == 0 || (listed_ids != nullptr && listed_logits != nullptr));
+  BM_CHECK((inverse_temperatures == nullptr) == (tempered_lse == nullptr));
   if (rows == 0) return;
   top_candidates_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-      logits, vocab, listed_starts, listed_ids, num_listed, k, listed_logits, cand_ids, cand_logits, log_sum_exp);
+      logits, vocab, listed_starts, listed_ids, num_listed, k, listed_logits, cand_ids, cand_logits, log_sum_exp,
+      inverse_temperatures, tempered_lse);
   BM_CUDA_CHECK_LAUNCH();
 }
 

@@ -438,7 +438,8 @@ void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tens
 
 void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                                  const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                                 const Tensor& log_sum_exp) {
+                                 const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
+                                 const Tensor& tempered_lse) {
   const int64_t rows = logits.rows;
   const int64_t vocab = logits.cols;
   BM_CHECK(k >= 1 && k <= kMaxCandidates);
@@ -448,6 +449,10 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
   const bool wants_lse = log_sum_exp.num_elements() > 0;
   BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
+  const bool wants_mass = tempered_lse.num_elements() > 0;
+  BM_CHECK(inverse_temperatures.num_elements() == tempered_lse.num_elements());
+  BM_CHECK(!wants_mass || (tempered_lse.num_elements() == rows && tempered_lse.dtype == DType::kF32 &&
+                           inverse_temperatures.dtype == DType::kF32));
   // No listed ids: both views may be empty (no buffer), whatever their dtype.
   const int64_t num_listed = listed_ids.num_elements();
   BM_CHECK(listed_logits.num_elements() == num_listed);
@@ -464,10 +469,12 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   int32_t* cand_ids_data = i32_out(cand_ids);
   float* cand_logits_data = f32(cand_logits);
   float* lse_data = wants_lse ? f32(log_sum_exp) : nullptr;
+  const float* inverse_t = wants_mass ? f32(inverse_temperatures) : nullptr;
+  float* mass_data = wants_mass ? f32(tempered_lse) : nullptr;
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return;
   launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,
-                        cand_logits_data, lse_data, stream_);
+                        cand_logits_data, lse_data, inverse_t, mass_data, stream_);
 }
 
 }  // namespace bm::engine::cuda

@@ -5,10 +5,11 @@
 // Version 2 adds bm_cuda_create_backend_v1, which hands a C++ object (bm::engine::Backend, backend.h) across
 // the boundary. That is sound only because the plugin and the engine come from the same build (same compiler,
 // same standard library, same backend.h): the version number is bumped whenever backend.h changes, and the
-// engine refuses a plugin whose probe reports another version. Version 3: Backend::top_candidates.
+// engine refuses a plugin whose probe reports another version. Version 3: Backend::top_candidates. Version 4:
+// add_rms_norm, step graphs (begin_capture / end_capture / replay), the tempered mass of top_candidates.
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 3
+#define BM_CUDA_PLUGIN_ABI_VERSION 4
 
 extern "C" {
 

@@ -336,13 +336,15 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
   const Tensor cand_ids = empty(DType::kI32, rows, k), cand_logits = empty(DType::kF32, rows, k);
   const Tensor listed_logits = empty(DType::kF32, 1, static_cast<int64_t>(ids.size()));
   const Tensor lse = empty(DType::kF32, 1, rows);
+  const std::vector<float> inverse_t = {1.0f, 2.5f, 0.5f, 1.0f / 0.6f};
+  const Tensor tempered = empty(DType::kF32, 1, rows);
   backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
                            upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k, listed_logits, cand_ids,
-                           cand_logits, lse);
+                           cand_logits, lse, upload(inverse_t, DType::kF32, 1, rows), tempered);
   std::vector<int32_t> got_ids(static_cast<size_t>(rows * k));
   backend_->copy_to_host(cand_ids, std::as_writable_bytes(std::span(got_ids)));
   const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits),
-                           got_lse = download(lse);
+                           got_lse = download(lse), got_tempered = download(tempered);
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = logits.data() + r * vocab;
     std::vector<int32_t> order;
@@ -363,12 +365,18 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
     double sum = 0;
     for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double{row[v]});
     EXPECT_NEAR(got_lse[r], std::log(sum), 1e-5);
+    double unlisted = 0;  // the tempered mass leaves the listed ids out
+    for (int32_t id = 0; id < vocab; ++id)
+      if (std::find(listed[r].begin(), listed[r].end(), id) == listed[r].end())
+        unlisted += std::exp(double{row[id]} * inverse_t[static_cast<size_t>(r)]);
+    EXPECT_NEAR(got_tempered[r], std::log(unlisted), 1e-5);
   }
   // Without a log-sum-exp view the same candidates come back (the sum is skipped, not the selection).
   const Tensor quiet_ids = empty(DType::kI32, rows, k), quiet_logits = empty(DType::kF32, rows, k);
   backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
                            upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k,
-                           empty(DType::kF32, 1, static_cast<int64_t>(ids.size())), quiet_ids, quiet_logits, Tensor{});
+                           empty(DType::kF32, 1, static_cast<int64_t>(ids.size())), quiet_ids, quiet_logits, Tensor{},
+                           Tensor{}, Tensor{});
   std::vector<int32_t> quiet(static_cast<size_t>(rows * k));
   backend_->copy_to_host(quiet_ids, std::as_writable_bytes(std::span(quiet)));
   EXPECT_EQ(quiet, got_ids);

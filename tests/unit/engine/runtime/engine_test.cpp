@@ -534,6 +534,43 @@ TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
   EXPECT_EQ(from_candidates.size(), refs.size());
 }
 
+// DeepSeek-R1's settings (temperature 0.6, top-p 0.95, no top-k) through candidates: rows whose nucleus lies in
+// the candidates (made certain here by a large bias on a few tokens) draw from them; the others fetch their whole
+// row from the step's logits. Either way the tokens are those of whole-row sampling.
+TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
+  const std::vector<Reference> refs = read_reference("qwen2-tied");
+  auto run = [&](bool candidates) {
+    EngineOptions options;
+    options.sample_from_candidates = candidates;
+    auto engine = load("qwen2-tied", options);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    std::vector<std::unique_ptr<RequestHandle>> handles;
+    for (size_t i = 0; i < refs.size(); ++i) {
+      SamplingParams p;
+      p.max_tokens = 12;
+      p.ignore_eos = true;
+      p.seed = 40 + i;
+      p.temperature = 0.6f;
+      p.top_p = 0.95f;
+      if (i % 2 == 0) p.logit_bias = {{5, 9.0f}, {17, 9.5f}, {99, 9.0f}};  // a nucleus of three listed tokens
+      collectors.push_back(std::make_unique<Collector>());
+      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      handles.push_back(*std::move(handle));
+    }
+    std::vector<std::vector<int32_t>> tokens;
+    for (auto& c : collectors) {
+      c->wait();
+      tokens.push_back(c->tokens());
+    }
+    return tokens;
+  };
+  const auto from_candidates = run(true);
+  EXPECT_EQ(from_candidates, run(false));
+  for (size_t i = 0; i < from_candidates.size(); i += 2)
+    for (int32_t t : from_candidates[i]) EXPECT_TRUE(t == 5 || t == 17 || t == 99) << "biased request " << i;
+}
+
 // Graph replays and op-by-op steps give the same tokens and log-probabilities for a mixed batch (greedy, seeded
 // top-k/top-p with penalties and bias), whether sampling takes candidates or whole rows; graphs are off by default
 // on the CPU backend.
