@@ -88,7 +88,8 @@ class CausalLM {
   virtual absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out);
   // Whole rows of the last forward_candidates step's logits (row indices in its batch order), for the rows whose
   // draw the candidates could not settle (a top-p nucleus reaching past them). The listed positions of a row may
-  // hold garbage: the caller puts the listed logits it got back there.
+  // hold garbage: the caller puts the listed logits it got back there. A model that overrides forward_candidates
+  // overrides this too (the default serves the default forward_candidates' host rows).
   virtual absl::Status last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out);
   // Runs later decode steps of up to max_seqs sequences as recorded step graphs (CUDA graphs on a GPU), with
   // the same results. Call before the dry run and the KV cache: it allocates the graphs' own activations at their

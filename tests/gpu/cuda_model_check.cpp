@@ -54,6 +54,36 @@ int32_t argmax(const float* row, int64_t n) {
 
 }  // namespace
 
+// Generates one prompt to completion; false (after printing why) on an error.
+bool generate(bm::engine::Engine& engine, const std::vector<int32_t>& prompt, const bm::engine::SamplingParams& params,
+              std::vector<int32_t>& tokens) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool finished = false;
+  std::string error;
+  tokens.clear();
+  auto handle = engine.submit(prompt, params, [&](bm::engine::SequenceOutput out) {
+    std::lock_guard<std::mutex> lock(mutex);
+    tokens.insert(tokens.end(), out.new_token_ids.begin(), out.new_token_ids.end());
+    if (out.finish) {
+      finished = true;
+      error = out.error;
+      cv.notify_all();
+    }
+  });
+  if (!handle.ok()) {
+    std::fprintf(stderr, "submit failed: %s\n", handle.status().ToString().c_str());
+    return false;
+  }
+  std::unique_lock<std::mutex> lock(mutex);
+  cv.wait(lock, [&] { return finished; });
+  if (!error.empty()) {
+    std::fprintf(stderr, "generation failed: %s\n", error.c_str());
+    return false;
+  }
+  return true;
+}
+
 // Through the whole engine (KV planning with its dry run, scheduler, sampling candidates, sampler): each prompt
 // generated greedily on its own, once sampling from candidates (Backend::top_candidates on the device) and once
 // from whole rows of logits. Both runs use the same shapes and kernels, so their tokens must be identical; how far
@@ -64,8 +94,14 @@ int32_t argmax(const float* row, int64_t n) {
 // the context differently (the graphs launch for a context bound), so float sums differ in order and a near-tie
 // may flip a late token; a graph that replays stale inputs breaks at the second token. So the check fails only
 // when eager and graphed tokens part within the first 8.
+//
+// The first two runs also sample every prompt with DeepSeek-R1's settings (temperature 0.6, top-p 0.95, no top-k)
+// plus a repetition penalty (which lists every seen token, positions the device overwrites during candidate
+// selection): from candidates and their tempered mass, fetching a row (and restoring its listed logits) when the
+// nucleus reaches past them, and from whole rows. Same logits, same seeds: the tokens must be identical.
+
 bool check_engine(const std::string& model, const std::string& backend, const std::vector<Prompt>& prompts) {
-  std::vector<std::vector<int32_t>> runs[3];
+  std::vector<std::vector<int32_t>> runs[3], top_p_runs[2];
   const char* mode_names[3] = {"candidates, decode graphs", "whole rows, decode graphs", "candidates, eager"};
   for (int mode = 0; mode < 3; ++mode) {
     bm::engine::EngineOptions options;
@@ -80,40 +116,24 @@ bool check_engine(const std::string& model, const std::string& backend, const st
       return false;
     }
     const bm::engine::EngineStats stats = (*engine)->stats();
-    std::printf("  engine (%s) ready in %.2f s: KV cache %lld tokens, max model len %d\n",
-                mode_names[mode],
+    std::printf("  engine (%s) ready in %.2f s: KV cache %lld tokens, max model len %d\n", mode_names[mode],
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                 static_cast<long long>(stats.kv_capacity_tokens), (*engine)->max_model_len());
     for (const Prompt& prompt : prompts) {
-      std::mutex mutex;
-      std::condition_variable cv;
-      std::vector<int32_t> tokens;
-      bool finished = false;
-      std::string error;
       bm::engine::SamplingParams params;
       params.temperature = 0;
       params.ignore_eos = true;
       params.max_tokens = static_cast<int32_t>(prompt.generated.size());
-      auto handle = (*engine)->submit(prompt.ids, params, [&](bm::engine::SequenceOutput out) {
-        std::lock_guard<std::mutex> lock(mutex);
-        tokens.insert(tokens.end(), out.new_token_ids.begin(), out.new_token_ids.end());
-        if (out.finish) {
-          finished = true;
-          error = out.error;
-          cv.notify_all();
-        }
-      });
-      if (!handle.ok()) {
-        std::fprintf(stderr, "submit failed: %s\n", handle.status().ToString().c_str());
-        return false;
-      }
-      std::unique_lock<std::mutex> lock(mutex);
-      cv.wait(lock, [&] { return finished; });
-      if (!error.empty()) {
-        std::fprintf(stderr, "generation failed: %s\n", error.c_str());
-        return false;
-      }
+      std::vector<int32_t> tokens;
+      if (!generate(**engine, prompt.ids, params, tokens)) return false;
       runs[mode].push_back(tokens);
+      if (mode == 2) continue;
+      params.temperature = 0.6f;
+      params.top_p = 0.95f;
+      params.repetition_penalty = 1.1f;
+      params.seed = 77 + runs[mode].size();
+      if (!generate(**engine, prompt.ids, params, tokens)) return false;
+      top_p_runs[mode].push_back(tokens);
     }
     const bm::engine::DecodeGraphStats graphs = (*engine)->stats().decode_graphs;
     std::printf("  engine (%s): decode graphs captured %lld, replayed %lld, eager decode steps %lld%s%s\n",
@@ -132,12 +152,14 @@ bool check_engine(const std::string& model, const std::string& backend, const st
     while (eager_agree < ours.size() && eager_agree < runs[2][s].size() && ours[eager_agree] == runs[2][s][eager_agree])
       ++eager_agree;
     const bool eager_ok = eager_agree >= std::min<size_t>(8, ours.size());
-    pass = pass && same && eager_ok;
+    const bool top_p_same = top_p_runs[0][s] == top_p_runs[1][s];
+    pass = pass && same && eager_ok && top_p_same;
     std::printf(
         "  engine greedy, prompt %zu: %zu tokens; candidates and whole rows %s; graphs and eager agree on the first "
-        "%zu%s; first %zu of %zu equal transformers'%s\n",
+        "%zu%s; first %zu of %zu equal transformers'; top-p 0.95 sampling from candidates and whole rows %s%s\n",
         s, ours.size(), same ? "identical" : "DIFFER", eager_agree, eager_ok ? "" : " (<8: FAIL)", follow,
-        prompts[s].generated.size(), same && eager_ok ? "" : "  <-- FAIL");
+        prompts[s].generated.size(), top_p_same ? "identical" : "DIFFER",
+        same && eager_ok && top_p_same ? "" : "  <-- FAIL");
   }
   return pass;
 }
