@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <span>
 
 #include "absl/status/status.h"
@@ -140,8 +140,8 @@ void DecoderLM::upload(const std::vector<int32_t>& values, const Tensor& tensor)
 }
 
 absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<ScratchTensor>& scratch, int64_t n,
-                                                                int64_t num_logits, int32_t num_seqs,
-                                                                int32_t blocks_per_seq) {
+                                                               int64_t num_logits, int32_t num_seqs,
+                                                               int32_t blocks_per_seq) {
   const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
   const ScratchShape shapes[] = {
@@ -188,9 +188,8 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
 }
 
 absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step, int64_t num_token_ids) {
-  absl::StatusOr<StepTensors> tensors =
-      step_tensors(scratch_, num_token_ids, static_cast<int64_t>(step.logits_rows.size()), step.num_seqs,
-                   step.max_blocks_per_seq);
+  absl::StatusOr<StepTensors> tensors = step_tensors(
+      scratch_, num_token_ids, static_cast<int64_t>(step.logits_rows.size()), step.num_seqs, step.max_blocks_per_seq);
   if (!tensors.ok()) return tensors.status();
   tensors->attention.max_query_len = step.max_query_len;
   tensors->attention.max_seq_len = step.max_seq_len;
@@ -304,7 +303,8 @@ absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const
 absl::Status DecoderLM::enable_decode_graphs(int32_t max_seqs) {
   if (max_seqs < 1) return absl::InvalidArgumentError("decode graphs need max_seqs of at least 1");
   if (!backend_->records_steps())
-    return absl::UnimplementedError(absl::StrCat("the ", std::string(backend_->name()), " backend cannot record decode steps"));
+    return absl::UnimplementedError(
+        absl::StrCat("the ", std::string(backend_->name()), " backend cannot record decode steps"));
   auto graphs = std::make_unique<DecodeGraphs>(max_seqs, spec_.max_position_embeddings);
   std::vector<ScratchTensor> scratch(kNumScratch);
   absl::StatusOr<StepTensors> largest =
@@ -320,11 +320,11 @@ absl::Status DecoderLM::last_logits_rows(std::span<const int32_t> rows, std::vec
   out.resize(rows.size() * static_cast<size_t>(vocab));
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] < 0 || rows[i] >= last_logits_.rows)
-      return absl::InvalidArgumentError(absl::StrCat("row ", rows[i], " is not among the last step's ",
-                                                     last_logits_.rows, " rows of logits"));
-    backend_->copy_to_host(last_logits_.row_slice(rows[i], 1),
-                           std::as_writable_bytes(std::span(out).subspan(i * static_cast<size_t>(vocab),
-                                                                         static_cast<size_t>(vocab))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("row ", rows[i], " is not among the last step's ", last_logits_.rows, " rows of logits"));
+    backend_->copy_to_host(
+        last_logits_.row_slice(rows[i], 1),
+        std::as_writable_bytes(std::span(out).subspan(i * static_cast<size_t>(vocab), static_cast<size_t>(vocab))));
   }
   return backend_->device_status();
 }
@@ -375,14 +375,11 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
     return absl::InvalidArgumentError(absl::StrCat("a candidate request for ", rows, " rows has ",
                                                    request.inverse_temperatures.size(), " inverse temperatures"));
   const int64_t mass_rows = wants_mass ? rows : 0;
-  const ScratchShape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},
-                                 {kListedIds, DType::kI32, 1, num_listed},
-                                 {kListedLogits, DType::kF32, 1, num_listed},
-                                 {kCandidateIds, DType::kI32, rows, request.k},
-                                 {kCandidateLogits, DType::kF32, rows, request.k},
-                                 {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
-                                 {kInverseTemperatures, DType::kF32, 1, mass_rows},
-                                 {kTemperedLse, DType::kF32, 1, mass_rows}};
+  const ScratchShape shapes[] = {
+      {kListedStarts, DType::kI32, 1, rows + 1},         {kListedIds, DType::kI32, 1, num_listed},
+      {kListedLogits, DType::kF32, 1, num_listed},       {kCandidateIds, DType::kI32, rows, request.k},
+      {kCandidateLogits, DType::kF32, rows, request.k},  {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
+      {kInverseTemperatures, DType::kF32, 1, mass_rows}, {kTemperedLse, DType::kF32, 1, mass_rows}};
   Tensor views[kNumScratch];  // no listed ids or no sum wanted: views of 0 elements
   if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
   upload(request.listed_starts, views[kListedStarts]);
@@ -390,8 +387,8 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   if (wants_mass)
     backend_->copy_to_device(std::as_bytes(std::span(request.inverse_temperatures)), views[kInverseTemperatures]);
   backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
-                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp], views[kInverseTemperatures],
-                           views[kTemperedLse]);
+                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp],
+                           views[kInverseTemperatures], views[kTemperedLse]);
   last_logits_ = *logits;
   out.k = request.k;
   out.ids.resize(static_cast<size_t>(rows * request.k));

@@ -57,7 +57,7 @@ struct EngineStats {
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
   DecodeGraphStats decode_graphs;  // all zero while graphs are off
-  std::string failure;  // empty while healthy; after a device fault, why nothing runs any more
+  std::string failure;             // empty while healthy; after a device fault, why nothing runs any more
 };
 
 // Aborting is safe from any thread (the request's own callback included) and after the engine is gone.

@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
   const bm::engine::DecodeGraphStats stats = lm.decode_graph_stats();
   std::printf("decode graphs: %lld captured, %lld steps replayed, %lld eager%s%s\n",
               static_cast<long long>(stats.captured), static_cast<long long>(stats.replayed),
-              static_cast<long long>(stats.eager), stats.disabled.empty() ? "" : "; turned off: ",
-              stats.disabled.c_str());
+              static_cast<long long>(stats.eager),
+              stats.disabled.empty() ? "" : "; turned off: ", stats.disabled.c_str());
   return 0;
 }

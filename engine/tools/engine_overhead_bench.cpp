@@ -59,8 +59,8 @@ class InstantModel final : public CausalLM {
     out.tempered_lse.clear();
     for (size_t r = 0; r < request.inverse_temperatures.size(); ++r) {
       double mass = static_cast<double>(info_.vocab_size - request.k);
-      for (int32_t i = 0; i < request.k; ++i) mass += std::exp(double{out.logits[r * request.k + i]} *
-                                                              request.inverse_temperatures[r]);
+      for (int32_t i = 0; i < request.k; ++i)
+        mass += std::exp(double{out.logits[r * request.k + i]} * request.inverse_temperatures[r]);
       out.tempered_lse.push_back(static_cast<float>(std::log(mass)));
     }
     return absl::OkStatus();

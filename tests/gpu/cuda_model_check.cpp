@@ -138,8 +138,8 @@ bool check_engine(const std::string& model, const std::string& backend, const st
     const bm::engine::DecodeGraphStats graphs = (*engine)->stats().decode_graphs;
     std::printf("  engine (%s): decode graphs captured %lld, replayed %lld, eager decode steps %lld%s%s\n",
                 mode_names[mode], static_cast<long long>(graphs.captured), static_cast<long long>(graphs.replayed),
-                static_cast<long long>(graphs.eager), graphs.disabled.empty() ? "" : "; TURNED OFF: ",
-                graphs.disabled.c_str());
+                static_cast<long long>(graphs.eager),
+                graphs.disabled.empty() ? "" : "; TURNED OFF: ", graphs.disabled.c_str());
   }
   bool pass = true;
   for (size_t s = 0; s < prompts.size(); ++s) {

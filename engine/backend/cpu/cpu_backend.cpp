@@ -166,7 +166,9 @@ class CpuBackend final : public Backend {
     BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
-    run([=, this] { cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out)); });
+    run([=, this] {
+      cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out));
+    });
   }
 
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {

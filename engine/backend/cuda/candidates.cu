@@ -1,6 +1,7 @@
 // Backend::top_candidates: per row of logits, the raw logits of the listed ids, the k best unlisted ids (best
 // first, ties to the lower id, padded with id -1 / -inf), the log-sum-exp of the whole row and the tempered one of
-// the unlisted ids (for top-p), so the host sampler never copies whole rows. One block of kThreads per row; the row is read 2-4 times (plus the few listed entries):
+// the unlisted ids (for top-p), so the host sampler never copies whole rows. One block of kThreads per row; the row is
+// read 2-4 times (plus the few listed entries):
 //
 //   1. Gather: listed_logits[j] = row[listed_ids[j]] (folded into the log-sum-exp); after a barrier every listed
 //      position is overwritten with kListedBits, a NaN whose order key is 0, which no other pass counts. (The
@@ -350,8 +351,8 @@ __global__ void __launch_bounds__(kThreads)
 
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
-                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp,
-                           const float* inverse_temperatures, float* tempered_lse, cudaStream_t stream) {
+                           int32_t* cand_ids, float* cand_logits, float* log_sum_exp, const float* inverse_temperatures,
+                           float* tempered_lse, cudaStream_t stream) {
   BM_CHECK(rows >= 0 && rows <= int64_t{0x7fffffff} && vocab > 0 && vocab <= int64_t{0x7fffffff});
   BM_CHECK(k >= 1 && k <= kMaxTopCandidates && num_listed >= 0);
   BM_CHECK(logits != nullptr && listed_starts != nullptr && cand_ids != nullptr && cand_logits != nullptr);

@@ -409,7 +409,8 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
     if (metadata.num_seqs == 1 && dims.num_tokens >= kPrefillMinQueryLen) return;
   }
   const int64_t floats = attention_decode_workspace_floats(dims, metadata.max_seq_len, num_sms_);
-  auto* partial = static_cast<float*>(scratch(attention_partial_, std::max<int64_t>(floats, 1) * 4, "attention partials"));
+  auto* partial =
+      static_cast<float*>(scratch(attention_partial_, std::max<int64_t>(floats, 1) * 4, "attention partials"));
   if (partial == nullptr) return;
   launch_attention_decode(q_data, view, batch, dims, prefill, num_sms_, AttentionWorkspace{partial, floats}, out_data,
                           stream_);

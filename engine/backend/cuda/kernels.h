@@ -29,15 +29,15 @@ inline constexpr int32_t kMaxTopCandidates = 64;  // Backend::kMaxCandidates
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
                            int32_t* cand_ids, float* cand_logits, float* log_sum_exp /* may be null */,
-                           const float* inverse_temperatures /* may be null, with tempered_lse */,
-                           float* tempered_lse, cudaStream_t stream);
+                           const float* inverse_temperatures /* may be null, with tempered_lse */, float* tempered_lse,
+                           cudaStream_t stream);
 
 // ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
 void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,
                      cudaStream_t stream);
 // x += residual, then out = rms_norm(x), one pass per row; out may alias residual (not x).
-void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, WeightPtr weight, float eps,
-                         float* out, cudaStream_t stream);
+void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,
+                         cudaStream_t stream);
 
 // ---- rope.cu: rotate-half rotary embedding in place.
 void launch_rope(float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,

@@ -42,13 +42,13 @@ __global__ void add_rms_norm_kernel(float* x, const float* residual, int64_t d, 
 
 }  // namespace
 
-void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, WeightPtr weight, float eps,
-                         float* out, cudaStream_t stream) {
+void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,
+                         cudaStream_t stream) {
   BM_CHECK(n >= 0 && n <= int64_t{0x7fffffff} && d > 0);
   BM_CHECK(x != nullptr && residual != nullptr && weight.data != nullptr && out != nullptr && out != x);
   if (n == 0) return;
-  add_rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, residual, d, weight.data, weight.bf16,
-                                                                        eps, out);
+  add_rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, residual, d, weight.data, weight.bf16, eps,
+                                                                         out);
   BM_CUDA_CHECK_LAUNCH();
 }
 
