@@ -153,6 +153,6 @@ int main(int argc, char** argv) {
   SamplingParams r1;
   r1.temperature = 0.6f;
   r1.top_p = 0.95f;
-  run("r1 top-p 0.95, no top-k (candidates and their tempered mass)", r1, seqs, prompt, completion, threads);
+  run("r1 t 0.6 top-p 0.95 (candidates)", r1, seqs, prompt, completion, threads);
   return 0;
 }
