@@ -15,7 +15,8 @@
 #    Steps, each logged under $OUT (at most 8 files come back): env.txt, kernels.log + kernel-tests.xml
 #    (bm_cuda_backend_tests, every op vs the CPU backend), checkpoints.log (make_gpu_checkpoints.py: random bf16
 #    checkpoints + transformers reference logits), model-check.log (bm_cuda_model_check per model, and the CPU
-#    backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench).
+#    backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench, then
+#    bm_backend_ops_bench: every op alone at Qwen2.5-7B's shapes against the bandwidth and FLOP peak).
 #    `device kernels models` and `device bench` split the work over two calls if one would run past 10 minutes.
 #    Exit status: the number of failed steps; 100 when no GPU is visible (every test would only skip).
 set -uo pipefail
@@ -29,10 +30,11 @@ prepare() {
   set -e
   export CCACHE_BASEDIR=/work CCACHE_NOHASHDIR=1
   [[ -f "$BUILD/build.ninja" ]] || cmake --preset dev -S "$ROOT"
-  cmake --build "$BUILD" -j2 --target bm_backend_cuda bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench
+  cmake --build "$BUILD" -j2 --target bm_backend_cuda bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench \
+    bm_backend_ops_bench
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE/bin" "$BUNDLE/lib/bmserver" "$BUNDLE/lib/deps" "$BUNDLE/configs"
-  for b in bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench; do
+  for b in bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench bm_backend_ops_bench; do
     strip --strip-debug -o "$BUNDLE/bin/$b" "$BUILD/bin/$b"
   done
   strip --strip-debug -o "$BUNDLE/lib/bmserver/libbm_backend_cuda.so" "$BUILD/lib/bmserver/libbm_backend_cuda.so"
@@ -111,6 +113,8 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
           failed=$((failed + 1))
         timeout 150 "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-7b --layers 8 --decode-steps 32 \
           >>"$out/bench.log" 2>&1 || failed=$((failed + 1))
+        timeout 90 "$BUNDLE/bin/bm_backend_ops_bench" --model qwen2.5-7b >>"$out/bench.log" 2>&1 ||
+          failed=$((failed + 1))
         cat "$out/bench.log" ;;
       *) echo "unknown step $step (kernels, models, bench, all)" >&2; failed=$((failed + 1)) ;;
     esac

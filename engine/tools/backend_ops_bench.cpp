@@ -1,0 +1,305 @@
+// Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b): time per call, the
+// bytes it must move and the FLOPs it must do, and what that achieves against the device's limits — the measured
+// copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized calls are bound by
+// bandwidth, prefill-sized GEMMs and attention by FLOPs; both figures are printed, the binding one marked.
+// Inputs are random; each figure is the median of --repeats timed batches of calls after a warm-up batch.
+// Prints figures; asserts nothing.
+//
+// Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
+//                             [--peak-tflops T] [--quick 1]
+// --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/bf16.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cuda_plugin.h"
+
+namespace {
+
+using namespace bm::engine;
+using Clock = std::chrono::steady_clock;
+
+struct Shape {
+  const char* name;
+  int64_t hidden, intermediate, heads, kv_heads, head_dim, vocab;
+};
+
+constexpr Shape kShapes[] = {
+    {"qwen2.5-7b", 3584, 18944, 28, 4, 128, 152064},
+    {"qwen2.5-0.5b", 896, 4864, 14, 2, 64, 151936},
+    {"llama-8b", 4096, 14336, 32, 8, 128, 128256},
+};
+
+struct Options {
+  std::string backend = "cuda";
+  std::string model = "qwen2.5-7b";
+  int repeats = 5;
+  double peak_tflops = 989.0;  // H100/H200 SXM dense bf16
+  bool quick = false;
+};
+
+// Owns the buffers of one measurement; tensors filled with random values (ids and tables set by the caller).
+class Arena {
+ public:
+  explicit Arena(Backend& backend) : backend_(backend) {}
+  Tensor random(DType dtype, int64_t rows, int64_t cols, float scale = 1.0f) {
+    Tensor t = empty(dtype, rows, cols);
+    std::normal_distribution<float> normal(0.0f, scale);
+    const size_t n = static_cast<size_t>(rows * cols);
+    if (dtype == DType::kBF16) {
+      std::vector<uint16_t> v(n);
+      for (auto& x : v) x = cpu::f32_to_bf16(normal(rng_));
+      backend_.copy_to_device(std::as_bytes(std::span(v)), t);
+    } else {
+      std::vector<float> v(n);
+      for (auto& x : v) x = normal(rng_);
+      backend_.copy_to_device(std::as_bytes(std::span(v)), t);
+    }
+    return t;
+  }
+  Tensor ints(const std::vector<int32_t>& values, int64_t rows, int64_t cols) {
+    Tensor t = empty(DType::kI32, rows, cols);
+    backend_.copy_to_device(std::as_bytes(std::span(values)), t);
+    return t;
+  }
+  Tensor empty(DType dtype, int64_t rows, int64_t cols) {
+    absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_.allocate(std::max<int64_t>(1, rows * cols) *
+                                                                       dtype_size(dtype));
+    if (!buffer.ok()) {
+      std::fprintf(stderr, "allocation failed: %s\n", buffer.status().ToString().c_str());
+      std::exit(1);
+    }
+    buffers_.push_back(std::move(*buffer));
+    return Tensor{buffers_.back().get(), 0, dtype, rows, cols};
+  }
+
+ private:
+  Backend& backend_;
+  std::mt19937 rng_{5};
+  std::vector<std::unique_ptr<Buffer>> buffers_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+class Bench {
+ public:
+  Bench(Backend& backend, const Options& options, double bandwidth_gb_s)
+      : backend_(backend), options_(options), bandwidth_gb_s_(bandwidth_gb_s) {}
+
+  // Times `op` (calls per batch chosen so a batch lasts a few ms) and prints one line.
+  void measure(const std::string& what, double bytes, double flops, const std::function<void()>& op) {
+    op();
+    backend_.synchronize();
+    int calls = 1;
+    for (;;) {  // grow the batch until it takes >= 2 ms, so launch gaps and timer noise stay small
+      const auto t0 = Clock::now();
+      for (int i = 0; i < calls; ++i) op();
+      backend_.synchronize();
+      if (std::chrono::duration<double>(Clock::now() - t0).count() >= 2e-3 || calls >= 1024) break;
+      calls *= 4;
+    }
+    std::vector<double> per_call;
+    for (int r = 0; r < options_.repeats; ++r) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < calls; ++i) op();
+      backend_.synchronize();
+      per_call.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / calls);
+    }
+    const double seconds = median(per_call);
+    const double gb_s = bytes / seconds / 1e9;
+    const double tflops = flops / seconds / 1e12;
+    const double bw_share = bandwidth_gb_s_ > 0 ? gb_s / bandwidth_gb_s_ : 0;
+    const double flop_share = options_.peak_tflops > 0 ? tflops / options_.peak_tflops : 0;
+    const bool flop_bound = flop_share > bw_share;
+    std::printf("%-52s %9.1f us  %8.1f GB/s%s  %7.1f TFLOP/s%s\n", what.c_str(), seconds * 1e6, gb_s,
+                bandwidth_gb_s_ > 0 ? percent(bw_share, !flop_bound).c_str() : "", tflops,
+                options_.peak_tflops > 0 && flops > 0 ? percent(flop_share, flop_bound).c_str() : "");
+    std::fflush(stdout);
+  }
+
+ private:
+  static std::string percent(double share, bool binding) {
+    char text[32];
+    std::snprintf(text, sizeof text, " (%5.1f%%%s)", 100.0 * share, binding ? "*" : " ");
+    return text;
+  }
+
+  Backend& backend_;
+  const Options& options_;
+  double bandwidth_gb_s_;
+};
+
+bool parse(int argc, char** argv, Options& o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i];
+    const char* v = argv[i + 1];
+    if (arg == "--backend")
+      o.backend = v;
+    else if (arg == "--model")
+      o.model = v;
+    else if (arg == "--repeats")
+      o.repeats = std::max(1, std::atoi(v));
+    else if (arg == "--peak-tflops")
+      o.peak_tflops = std::atof(v);
+    else if (arg == "--quick")
+      o.quick = std::atoi(v) != 0;
+    else
+      return false;
+  }
+  return argc % 2 == 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!parse(argc, argv, o)) {
+    std::fprintf(stderr,
+                 "usage: %s [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R] "
+                 "[--peak-tflops T] [--quick 1]\n",
+                 argv[0]);
+    return 2;
+  }
+  const Shape* shape = nullptr;
+  for (const Shape& s : kShapes)
+    if (o.model == s.name) shape = &s;
+  if (shape == nullptr) {
+    std::fprintf(stderr, "unknown --model %s\n", o.model.c_str());
+    return 2;
+  }
+  std::unique_ptr<Backend> backend;
+  double bandwidth = 0;
+  if (o.backend == "cuda") {
+    absl::StatusOr<std::unique_ptr<Backend>> cuda = create_cuda_backend(0);
+    if (!cuda.ok()) {
+      std::fprintf(stderr, "%s\n", cuda.status().ToString().c_str());
+      return 1;
+    }
+    backend = *std::move(cuda);
+    absl::StatusOr<double> measured = measure_cuda_copy_bandwidth(0);
+    if (measured.ok()) bandwidth = *measured;
+  } else if (o.backend == "cpu") {
+    backend = create_cpu_backend(CpuBackendOptions{});
+    o.peak_tflops = 0;  // no meaningful peak to compare against here
+  } else {
+    std::fprintf(stderr, "unknown --backend %s\n", o.backend.c_str());
+    return 2;
+  }
+  std::printf("%s ops at %s shapes; device copy bandwidth %.0f GB/s, peak %.0f TFLOP/s (* = the binding limit)\n",
+              o.backend.c_str(), shape->name, bandwidth, o.peak_tflops);
+  Bench bench(*backend, o, bandwidth);
+  const int64_t d = shape->hidden, q_cols = shape->heads * shape->head_dim, kv_cols = shape->kv_heads * shape->head_dim;
+  const std::vector<int64_t> token_counts = o.quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 256, 8192};
+
+  for (int64_t n : token_counts) {
+    Arena a(*backend);
+    const std::string at = " n=" + std::to_string(n);
+    Tensor x = a.random(DType::kF32, n, d), r = a.random(DType::kF32, n, d), h = a.empty(DType::kF32, n, d);
+    Tensor norm_w = a.random(DType::kBF16, 1, d);
+    bench.measure("rms_norm" + at, 8.0 * n * d + 2.0 * d, 4.0 * n * d, [&] { backend->rms_norm(x, norm_w, 1e-6f, h); });
+    bench.measure("add_rms_norm" + at, 16.0 * n * d + 2.0 * d, 6.0 * n * d,
+                  [&] { backend->add_rms_norm(x, r, norm_w, 1e-6f, h); });
+    bench.measure("add" + at, 12.0 * n * d, 1.0 * n * d, [&] { backend->add(x, r, h); });
+    Tensor gate = a.random(DType::kF32, n, shape->intermediate), up = a.random(DType::kF32, n, shape->intermediate);
+    bench.measure("silu_mul" + at, 12.0 * n * shape->intermediate, 5.0 * n * shape->intermediate,
+                  [&] { backend->silu_mul(gate, up, gate); });
+    std::vector<int32_t> positions(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    Tensor q = a.random(DType::kF32, n, q_cols), pos = a.ints(positions, 1, n);
+    Tensor inv_freq = a.random(DType::kF32, 1, shape->head_dim / 2, 0.01f);
+    bench.measure("rope (q)" + at, 8.0 * n * q_cols, 6.0 * n * q_cols,
+                  [&] { backend->rope(q, pos, inv_freq, static_cast<int32_t>(shape->head_dim)); });
+    // Projections: the weights dominate the bytes at decode sizes, the FLOPs at prefill sizes.
+    struct Projection {
+      const char* name;
+      int64_t out, in;
+    };
+    const Projection projections[] = {{"linear qkv", q_cols + 2 * kv_cols, d},
+                                      {"linear o_proj", d, q_cols},
+                                      {"linear gate+up", 2 * shape->intermediate, d},
+                                      {"linear down", d, shape->intermediate},
+                                      {"linear lm_head", shape->vocab, d}};
+    for (const Projection& p : projections) {
+      if (o.quick && p.out == shape->vocab && n > 1) continue;
+      const int64_t rows = std::string(p.name) == "linear lm_head" ? std::min<int64_t>(n, 256) : n;
+      Tensor w = a.random(DType::kBF16, p.out, p.in, 0.02f);
+      Tensor in = a.random(DType::kF32, rows, p.in), out = a.empty(DType::kF32, rows, p.out);
+      const double bytes = 2.0 * p.out * p.in + 4.0 * rows * (p.in + p.out);
+      bench.measure(std::string(p.name) + " n=" + std::to_string(rows), bytes, 2.0 * rows * p.out * p.in,
+                    [&] { backend->linear(in, w, nullptr, out); });
+    }
+  }
+
+  // Attention over a BF16 paged cache (the GPU default): decode batches at a 1k and a 4k context, and one prefill.
+  struct AttentionCase {
+    int64_t seqs, context, query;  // query: new tokens per sequence (1 = decode)
+  };
+  const std::vector<AttentionCase> cases = o.quick ? std::vector<AttentionCase>{{2, 64, 1}, {1, 64, 64}}
+                                                   : std::vector<AttentionCase>{{1, 1024, 1},
+                                                                                {64, 1024, 1},
+                                                                                {256, 1024, 1},
+                                                                                {1, 4096, 1},
+                                                                                {64, 4096, 1},
+                                                                                {1, 1024, 1024},
+                                                                                {1, 8192, 8192}};
+  for (const AttentionCase& c : cases) {
+    Arena a(*backend);
+    const int64_t blocks_per_seq = (c.context + kKvBlockSize - 1) / kKvBlockSize;
+    const int64_t num_blocks = c.seqs * blocks_per_seq;
+    KvCacheLayer cache{a.random(DType::kBF16, num_blocks * kKvBlockSize, kv_cols),
+                       a.random(DType::kBF16, num_blocks * kKvBlockSize, kv_cols)};
+    std::vector<int32_t> starts{0}, lens, tables;
+    for (int64_t s = 0; s < c.seqs; ++s) {
+      starts.push_back(static_cast<int32_t>(starts.back() + c.query));
+      lens.push_back(static_cast<int32_t>(c.context));
+      for (int64_t b = 0; b < blocks_per_seq; ++b) tables.push_back(static_cast<int32_t>(s * blocks_per_seq + b));
+    }
+    const int64_t n = c.seqs * c.query;
+    AttentionMetadata meta{static_cast<int32_t>(c.seqs),
+                           a.ints(starts, 1, c.seqs + 1),
+                           a.ints(lens, 1, c.seqs),
+                           a.ints(tables, c.seqs, blocks_per_seq),
+                           static_cast<int32_t>(c.query),
+                           static_cast<int32_t>(c.context)};
+    const AttentionShape attention{static_cast<int32_t>(shape->heads), static_cast<int32_t>(shape->kv_heads),
+                                   static_cast<int32_t>(shape->head_dim), 0.088f};
+    Tensor q = a.random(DType::kF32, n, q_cols), out = a.empty(DType::kF32, n, q_cols);
+    // Every sequence reads its K and V once (bf16); causal prefill does half of the query × key products.
+    const double visible = c.query == 1 ? double(c.context) : (double(c.context) + 1) / 2;
+    const double bytes = 2.0 * 2 * c.seqs * c.context * kv_cols + 8.0 * n * q_cols;
+    const double flops = 4.0 * n * visible * q_cols;
+    char what[96];
+    std::snprintf(what, sizeof what, "paged_attention %s %lld x %lld ctx", c.query == 1 ? "decode" : "prefill",
+                  static_cast<long long>(c.seqs), static_cast<long long>(c.context));
+    bench.measure(what, bytes, flops, [&] { backend->paged_attention(q, cache, meta, attention, out); });
+  }
+
+  // Candidate selection for sampling over whole-vocabulary rows (what replaces copying logits to the host).
+  for (int64_t rows : o.quick ? std::vector<int64_t>{2} : std::vector<int64_t>{1, 64, 256}) {
+    Arena a(*backend);
+    Tensor logits = a.random(DType::kF32, rows, shape->vocab, 3.0f);
+    Tensor starts = a.ints(std::vector<int32_t>(static_cast<size_t>(rows) + 1, 0), 1, rows + 1);
+    Tensor ids = a.empty(DType::kI32, rows, 64), values = a.empty(DType::kF32, rows, 64);
+    Tensor lse = a.empty(DType::kF32, 1, rows), inverse_t = a.random(DType::kF32, 1, rows, 0.0f);
+    Tensor tempered = a.empty(DType::kF32, 1, rows);
+    bench.measure("top_candidates k=64 + both sums, rows=" + std::to_string(rows), 4.0 * rows * shape->vocab, 0,
+                  [&] {
+                    backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t,
+                                            tempered);
+                  });
+  }
+  return 0;
+}
