@@ -73,8 +73,8 @@ class Arena {
     return t;
   }
   Tensor empty(DType dtype, int64_t rows, int64_t cols) {
-    absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_.allocate(std::max<int64_t>(1, rows * cols) *
-                                                                       dtype_size(dtype));
+    absl::StatusOr<std::unique_ptr<Buffer>> buffer =
+        backend_.allocate(std::max<int64_t>(1, rows * cols) * dtype_size(dtype));
     if (!buffer.ok()) {
       std::fprintf(stderr, "allocation failed: %s\n", buffer.status().ToString().c_str());
       std::exit(1);
@@ -247,14 +247,10 @@ int main(int argc, char** argv) {
   struct AttentionCase {
     int64_t seqs, context, query;  // query: new tokens per sequence (1 = decode)
   };
-  const std::vector<AttentionCase> cases = o.quick ? std::vector<AttentionCase>{{2, 64, 1}, {1, 64, 64}}
-                                                   : std::vector<AttentionCase>{{1, 1024, 1},
-                                                                                {64, 1024, 1},
-                                                                                {256, 1024, 1},
-                                                                                {1, 4096, 1},
-                                                                                {64, 4096, 1},
-                                                                                {1, 1024, 1024},
-                                                                                {1, 8192, 8192}};
+  const std::vector<AttentionCase> cases =
+      o.quick ? std::vector<AttentionCase>{{2, 64, 1}, {1, 64, 64}}
+              : std::vector<AttentionCase>{{1, 1024, 1},  {64, 1024, 1},   {256, 1024, 1}, {1, 4096, 1},
+                                           {64, 4096, 1}, {1, 1024, 1024}, {1, 8192, 8192}};
   for (const AttentionCase& c : cases) {
     Arena a(*backend);
     const int64_t blocks_per_seq = (c.context + kKvBlockSize - 1) / kKvBlockSize;
@@ -268,12 +264,9 @@ int main(int argc, char** argv) {
       for (int64_t b = 0; b < blocks_per_seq; ++b) tables.push_back(static_cast<int32_t>(s * blocks_per_seq + b));
     }
     const int64_t n = c.seqs * c.query;
-    AttentionMetadata meta{static_cast<int32_t>(c.seqs),
-                           a.ints(starts, 1, c.seqs + 1),
-                           a.ints(lens, 1, c.seqs),
-                           a.ints(tables, c.seqs, blocks_per_seq),
-                           static_cast<int32_t>(c.query),
-                           static_cast<int32_t>(c.context)};
+    AttentionMetadata meta{static_cast<int32_t>(c.seqs),  a.ints(starts, 1, c.seqs + 1),
+                           a.ints(lens, 1, c.seqs),       a.ints(tables, c.seqs, blocks_per_seq),
+                           static_cast<int32_t>(c.query), static_cast<int32_t>(c.context)};
     const AttentionShape attention{static_cast<int32_t>(shape->heads), static_cast<int32_t>(shape->kv_heads),
                                    static_cast<int32_t>(shape->head_dim), 0.088f};
     Tensor q = a.random(DType::kF32, n, q_cols), out = a.empty(DType::kF32, n, q_cols);
@@ -295,11 +288,9 @@ int main(int argc, char** argv) {
     Tensor ids = a.empty(DType::kI32, rows, 64), values = a.empty(DType::kF32, rows, 64);
     Tensor lse = a.empty(DType::kF32, 1, rows), inverse_t = a.random(DType::kF32, 1, rows, 0.0f);
     Tensor tempered = a.empty(DType::kF32, 1, rows);
-    bench.measure("top_candidates k=64 + both sums, rows=" + std::to_string(rows), 4.0 * rows * shape->vocab, 0,
-                  [&] {
-                    backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t,
-                                            tempered);
-                  });
+    bench.measure("top_candidates k=64 + both sums, rows=" + std::to_string(rows), 4.0 * rows * shape->vocab, 0, [&] {
+      backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t, tempered);
+    });
   }
   return 0;
 }

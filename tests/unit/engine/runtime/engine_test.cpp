@@ -452,8 +452,18 @@ class MeteredDeviceModel final : public CausalLM {
   }
   const CausalLMInfo& info() const override { return info_; }
   int64_t device_memory_total_bytes() const override { return kTotal; }
-  int64_t device_memory_free_bytes() const override { return kTotal - kWeights - activations_ - cache_; }
+  int64_t device_memory_free_bytes() const override {
+    return kTotal - kWeights - activations_ - cache_ - graph_buffers_;
+  }
   std::string backend_name() const override { return "cuda"; }
+  // Decode graphs: their own activations for max_seqs rows, reserved when enabled (as DecoderLM does).
+  static constexpr int64_t kGraphBytesPerSeq = int64_t{4} << 20;
+  absl::Status enable_decode_graphs(int32_t max_seqs) override {
+    if (!graphs_supported_) return CausalLM::enable_decode_graphs(max_seqs);
+    graph_buffers_ = int64_t{max_seqs} * kGraphBytesPerSeq;
+    graphs_enabled_before_dry_run_ = first_batch_.sequences.empty();
+    return absl::OkStatus();
+  }
   absl::Status allocate_kv_cache(int32_t num_blocks) override {
     cache_ = int64_t{num_blocks} * kBlockSize * info_.kv_bytes_per_token;
     return absl::OkStatus();
@@ -470,6 +480,9 @@ class MeteredDeviceModel final : public CausalLM {
   ForwardBatch first_batch_;
   int64_t activations_ = 0;
   int64_t cache_ = 0;
+  bool graphs_supported_ = false;
+  int64_t graph_buffers_ = 0;
+  bool graphs_enabled_before_dry_run_ = false;
 
  private:
   CausalLMInfo info_;
@@ -492,6 +505,39 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   const int64_t expected_bytes =
       MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * (int64_t{1} << 20) - (int64_t{1} << 28);
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
+}
+
+// On a device, decode graphs (on by default) reserve their buffers before the dry run, so the KV cache is planned
+// around them; a model that cannot record runs without them; --enforce-eager reserves nothing.
+TEST(Engine, DecodeGraphBuffersAreReservedBeforeTheCacheIsPlanned) {
+  const int64_t mib = int64_t{1} << 20;
+  const int64_t without_graphs =
+      (MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * mib - (int64_t{1} << 28)) / mib;
+  auto blocks_with = [&](bool supported, DecodeGraphMode mode, bool* before_dry_run) -> int64_t {
+    auto owned = std::make_unique<MeteredDeviceModel>();
+    owned->graphs_supported_ = supported;
+    MeteredDeviceModel* model = owned.get();
+    EngineOptions options;
+    options.max_num_seqs = 8;
+    options.max_num_batched_tokens = 1000;
+    options.gpu_memory_utilization = 0.5;
+    options.decode_graphs = mode;
+    auto engine = Engine::create(std::move(owned), GenerationConfig{}, options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    if (!engine.ok()) return -1;
+    *before_dry_run = model->graphs_enabled_before_dry_run_;
+    return (*engine)->stats().num_kv_blocks;
+  };
+  bool before = false;
+  EXPECT_EQ(blocks_with(true, DecodeGraphMode::kAuto, &before), without_graphs - 8 * 4);  // 8 seqs × 4 MiB
+  EXPECT_TRUE(before);
+  EXPECT_EQ(blocks_with(true, DecodeGraphMode::kOff, &before), without_graphs);
+  EXPECT_EQ(blocks_with(false, DecodeGraphMode::kAuto, &before), without_graphs);  // cannot record: eager
+  auto owned = std::make_unique<MeteredDeviceModel>();
+  EngineOptions forced;
+  forced.decode_graphs = DecodeGraphMode::kOn;
+  auto refused = Engine::create(std::move(owned), GenerationConfig{}, forced);
+  EXPECT_TRUE(absl::IsUnimplemented(refused.status())) << refused.status();  // asked for, not available
 }
 
 // Sampling from candidates (what the GPU path does) and from whole rows give the same tokens, for a batch that
