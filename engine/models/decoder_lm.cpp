@@ -15,13 +15,7 @@ namespace {
 static_assert(kKvBlockSize == kBlockSize, "the backend's and the runtime's KV block sizes must agree");
 
 enum Scratch : size_t {
-  kTokenIds,
-  kPositions,
-  kSlotMapping,
-  kLogitsRows,
-  kQueryStarts,
-  kSeqLens,
-  kBlockTables,
+  kStepInts,  // the index tables, one buffer (StepIntLayout)
   kX,
   kH,
   kQ,
@@ -66,7 +60,32 @@ std::span<const std::byte> as_bytes(const std::vector<float>& values) {
   return std::as_bytes(std::span(values));
 }
 
+// Writes values at `offset` ints into the packed step tables.
+void put(std::vector<int32_t>& packed, int64_t offset, const std::vector<int32_t>& values) {
+  std::copy(values.begin(), values.end(), packed.begin() + offset);
+}
+
 }  // namespace
+
+DecoderLM::StepIntLayout DecoderLM::StepIntLayout::of(int64_t n, int64_t num_logits, int64_t num_seqs,
+                                                      int64_t blocks_per_seq) {
+  StepIntLayout layout;
+  int64_t at = 0;
+  auto take = [&](int64_t count) {
+    const int64_t start = at;
+    at += (count + 15) / 16 * 16;  // every table starts on a 64-byte boundary
+    return start;
+  };
+  layout.token_ids = take(n);
+  layout.positions = take(n);
+  layout.slot_mapping = take(n);
+  layout.logits_rows = take(num_logits);
+  layout.query_starts = take(num_seqs + 1);
+  layout.seq_lens = take(num_seqs);
+  layout.block_tables = take(num_seqs * blocks_per_seq);
+  layout.total = std::max<int64_t>(at, 1);
+  return layout;
+}
 
 absl::StatusOr<std::unique_ptr<DecoderLM>> DecoderLM::create(DecoderSpec spec, std::unique_ptr<Backend> backend,
                                                              std::unique_ptr<DecoderWeights> weights,
@@ -144,14 +163,9 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
                                                                int32_t blocks_per_seq) {
   const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
+  const StepIntLayout layout = StepIntLayout::of(n, num_logits, num_seqs, blocks_per_seq);
   const ScratchShape shapes[] = {
-      {kTokenIds, DType::kI32, 1, n},
-      {kPositions, DType::kI32, 1, n},
-      {kSlotMapping, DType::kI32, 1, n},
-      {kLogitsRows, DType::kI32, 1, num_logits},
-      {kQueryStarts, DType::kI32, 1, num_seqs + 1},
-      {kSeqLens, DType::kI32, 1, num_seqs},
-      {kBlockTables, DType::kI32, num_seqs, blocks_per_seq},
+      {kStepInts, DType::kI32, 1, layout.total},
       {kX, DType::kF32, n, spec_.hidden_size},
       {kH, DType::kF32, n, spec_.hidden_size},
       {kQ, DType::kF32, n, q_size},
@@ -166,14 +180,19 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
   Tensor views[kNumScratch];
   if (absl::Status s = view_scratch(scratch, *backend_, shapes, views); !s.ok()) return s;
   StepTensors tensors;
-  tensors.token_ids = views[kTokenIds];
-  tensors.positions = views[kPositions];
-  tensors.slot_mapping = views[kSlotMapping];
-  tensors.logits_rows = views[kLogitsRows];
+  tensors.layout = layout;
+  tensors.ints = views[kStepInts];
+  auto table = [&](int64_t offset, int64_t rows, int64_t cols) {
+    return Tensor{tensors.ints.buffer, tensors.ints.offset_bytes + offset * 4, DType::kI32, rows, cols};
+  };
+  tensors.token_ids = table(layout.token_ids, 1, n);
+  tensors.positions = table(layout.positions, 1, n);
+  tensors.slot_mapping = table(layout.slot_mapping, 1, n);
+  tensors.logits_rows = table(layout.logits_rows, 1, num_logits);
   tensors.attention.num_seqs = num_seqs;
-  tensors.attention.query_starts = views[kQueryStarts];
-  tensors.attention.seq_lens = views[kSeqLens];
-  tensors.attention.block_tables = views[kBlockTables];
+  tensors.attention.query_starts = table(layout.query_starts, 1, num_seqs + 1);
+  tensors.attention.seq_lens = table(layout.seq_lens, 1, num_seqs);
+  tensors.attention.block_tables = table(layout.block_tables, num_seqs, blocks_per_seq);
   tensors.x = views[kX];
   tensors.h = views[kH];
   tensors.q = views[kQ];
@@ -187,19 +206,33 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
   return tensors;
 }
 
-absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step, int64_t num_token_ids) {
-  absl::StatusOr<StepTensors> tensors = step_tensors(
-      scratch_, num_token_ids, static_cast<int64_t>(step.logits_rows.size()), step.num_seqs, step.max_blocks_per_seq);
+absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step,
+                                                          const std::vector<int32_t>& token_ids) {
+  absl::StatusOr<StepTensors> tensors =
+      step_tensors(scratch_, static_cast<int64_t>(token_ids.size()), static_cast<int64_t>(step.logits_rows.size()),
+                   step.num_seqs, step.max_blocks_per_seq);
   if (!tensors.ok()) return tensors.status();
   tensors->attention.max_query_len = step.max_query_len;
   tensors->attention.max_seq_len = step.max_seq_len;
-  upload(step.positions, tensors->positions);
-  upload(step.slot_mapping, tensors->slot_mapping);
-  upload(step.logits_rows, tensors->logits_rows);
-  upload(step.query_starts, tensors->attention.query_starts);
-  upload(step.seq_lens, tensors->attention.seq_lens);
-  upload(step.block_tables, tensors->attention.block_tables);
+  upload_tables(*tensors, token_ids, step.positions, step.slot_mapping, step.logits_rows, step.query_starts,
+                step.seq_lens, step.block_tables);
   return tensors;
+}
+
+void DecoderLM::upload_tables(const StepTensors& t, const std::vector<int32_t>& token_ids,
+                              const std::vector<int32_t>& positions, const std::vector<int32_t>& slot_mapping,
+                              const std::vector<int32_t>& logits_rows, const std::vector<int32_t>& query_starts,
+                              const std::vector<int32_t>& seq_lens, const std::vector<int32_t>& block_tables) {
+  const StepIntLayout& l = t.layout;
+  packed_.assign(static_cast<size_t>(l.total), 0);
+  put(packed_, l.token_ids, token_ids);
+  put(packed_, l.positions, positions);
+  put(packed_, l.slot_mapping, slot_mapping);
+  put(packed_, l.logits_rows, logits_rows);
+  put(packed_, l.query_starts, query_starts);
+  put(packed_, l.seq_lens, seq_lens);
+  put(packed_, l.block_tables, block_tables);
+  upload(packed_, t.ints);
 }
 
 void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
@@ -251,9 +284,8 @@ absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
     if (std::optional<DecodeGraphShape> shape = graphs_->shape_for(*step))
       return run_graphed_step(*step, batch.token_ids, *shape);
   }
-  absl::StatusOr<StepTensors> tensors = prepare(*step, static_cast<int64_t>(batch.token_ids.size()));
+  absl::StatusOr<StepTensors> tensors = prepare(*step, batch.token_ids);
   if (!tensors.ok()) return tensors.status();
-  upload(batch.token_ids, tensors->token_ids);
   compute(*tensors);
   return tensors->logits;
 }
@@ -268,13 +300,8 @@ absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const
   t.attention.max_query_len = 1;
   t.attention.max_seq_len = shape.max_seq_len;  // a bound: the kernels read each sequence's length from seq_lens
   const PaddedDecodeInputs in = DecodeGraphs::pad(step, token_ids, shape);
-  upload(in.token_ids, t.token_ids);
-  upload(in.positions, t.positions);
-  upload(in.slot_mapping, t.slot_mapping);
-  upload(in.logits_rows, t.logits_rows);
-  upload(in.query_starts, t.attention.query_starts);
-  upload(in.seq_lens, t.attention.seq_lens);
-  upload(in.block_tables, t.attention.block_tables);
+  upload_tables(t, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts, in.seq_lens,
+                in.block_tables);
   if (const StepGraph* graph = graphs_->find(shape)) {
     backend_->replay(*graph);
     graphs_->count_replay();

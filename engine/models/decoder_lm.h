@@ -36,8 +36,17 @@ class DecoderLM final : public CausalLM {
   DecodeGraphStats decode_graph_stats() const override;
 
  private:
+  // Where each index table of a step sits in the one I32 buffer they share (offsets in ints), so that a step
+  // uploads them with one copy: each copy from pageable host memory costs a GPU step microseconds of host time.
+  struct StepIntLayout {
+    int64_t token_ids = 0, positions = 0, slot_mapping = 0, logits_rows = 0, query_starts = 0, seq_lens = 0,
+            block_tables = 0, total = 0;
+    static StepIntLayout of(int64_t n, int64_t num_logits, int64_t num_seqs, int64_t blocks_per_seq);
+  };
   // Activations and index tables of one step, as views of the scratch buffers.
   struct StepTensors {
+    StepIntLayout layout;
+    Tensor ints;  // every index table below is a view of it
     Tensor token_ids, positions, slot_mapping, logits_rows;
     AttentionMetadata attention;
     Tensor x, h, q, k, v, attention_out, gate, up;
@@ -50,8 +59,13 @@ class DecoderLM final : public CausalLM {
   // block tables are `blocks_per_seq` wide (buffers grow as needed).
   absl::StatusOr<StepTensors> step_tensors(std::vector<ScratchTensor>& scratch, int64_t n, int64_t num_logits,
                                            int32_t num_seqs, int32_t blocks_per_seq);
-  absl::StatusOr<StepTensors> prepare(const StepInputs& step, int64_t num_token_ids);
+  absl::StatusOr<StepTensors> prepare(const StepInputs& step, const std::vector<int32_t>& token_ids);
   void upload(const std::vector<int32_t>& values, const Tensor& tensor);
+  // Packs the index tables as t.layout says and uploads them in one copy.
+  void upload_tables(const StepTensors& t, const std::vector<int32_t>& token_ids, const std::vector<int32_t>& positions,
+                     const std::vector<int32_t>& slot_mapping, const std::vector<int32_t>& logits_rows,
+                     const std::vector<int32_t>& query_starts, const std::vector<int32_t>& seq_lens,
+                     const std::vector<int32_t>& block_tables);
   void run_layer(int32_t layer, const StepTensors& tensors);
   // Every op of a step after its inputs are uploaded, up to the logits of the rows that want them.
   void compute(const StepTensors& tensors);
@@ -77,7 +91,8 @@ class DecoderLM final : public CausalLM {
   // graph was recorded on never move.
   std::unique_ptr<DecodeGraphs> graphs_;
   std::vector<ScratchTensor> graph_scratch_;
-  Tensor last_logits_;  // the last forward_candidates step's logits, still on the backend
+  Tensor last_logits_;           // the last forward_candidates step's logits, still on the backend
+  std::vector<int32_t> packed_;  // host staging of the step's index tables (reused)
 };
 
 }  // namespace bm::engine
