@@ -2,6 +2,8 @@
 // tokenizer, chat template and engine for it.
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -94,13 +96,30 @@ absl::StatusOr<ResolvedModel> resolve(const std::string& name, const ServeSettin
 }
 
 // The OpenAI layer's Generator over an engine::Engine: converts parameters in and outputs out.
+//
+// Who destroys the engine matters: its destructor joins the engine thread, so it must not run on that thread. A
+// session keeps its served model (and so this generator) alive until its last output, which arrives on the engine
+// thread; once the model was stopped, that session may be the last owner. So `chat stop` shuts the engine down
+// from the stopping thread (shutdown()), and should the last owner still let go on the engine thread, the engine
+// is handed to another thread to end.
 class EngineGenerator final : public Generator {
  public:
-  explicit EngineGenerator(std::unique_ptr<engine::Engine> engine) : engine_(std::move(engine)) {}
+  explicit EngineGenerator(std::unique_ptr<engine::Engine> engine)
+      : max_model_len_(engine->max_model_len()),
+        max_num_seqs_(engine->max_num_seqs()),
+        kv_capacity_tokens_(engine->stats().kv_capacity_tokens),
+        engine_(std::move(engine)) {}
+
+  ~EngineGenerator() override {
+    if (engine_ != nullptr && engine_->on_engine_thread())
+      std::thread([engine = std::move(engine_)]() mutable { engine.reset(); }).detach();
+  }
 
   absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
                                                            const GenerationParams& params,
                                                            EventCallback on_event) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (engine_ == nullptr) return absl::UnavailableError("the model was stopped");
     absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle = engine_->submit(
         std::move(prompt_ids), to_sampling_params(params),
         [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
@@ -109,14 +128,31 @@ class EngineGenerator final : public Generator {
   }
 
   GeneratorStats stats() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (engine_ == nullptr) return GeneratorStats{kv_capacity_tokens_, 0, 0, 0, 0, 0, "stopped"};
     engine::EngineStats s = engine_->stats();
     return GeneratorStats{s.kv_capacity_tokens, s.num_kv_blocks, s.num_kv_blocks_in_use, s.num_running, s.num_waiting,
                           s.num_preemptions,    s.failure};
   }
-  int32_t max_model_len() const override { return engine_->max_model_len(); }
-  int32_t max_num_seqs() const override { return engine_->max_num_seqs(); }
+  int32_t max_model_len() const override { return max_model_len_; }
+  int32_t max_num_seqs() const override { return max_num_seqs_; }
+
+  void shutdown() override {
+    std::unique_ptr<engine::Engine> engine;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      engine = std::move(engine_);
+    }
+    engine.reset();  // outside the lock: the aborted requests' callbacks may call submit (and are refused)
+  }
 
  private:
+  const int32_t max_model_len_;
+  const int32_t max_num_seqs_;
+  const int64_t kv_capacity_tokens_;
+  mutable std::mutex mutex_;  // guards engine_ against a concurrent shutdown
+  std::unique_ptr<engine::Engine> engine_;
+
   class Handle final : public GenerationHandle {
    public:
     explicit Handle(std::unique_ptr<engine::RequestHandle> handle) : handle_(std::move(handle)) {}
@@ -171,8 +207,6 @@ class EngineGenerator final : public Generator {
     e.num_cached_prompt_tokens = out.num_cached_prompt_tokens;
     return e;
   }
-
-  std::unique_ptr<engine::Engine> engine_;
 };
 
 SamplingDefaults sampling_defaults(const engine::GenerationConfig& g) {

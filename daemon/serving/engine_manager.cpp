@@ -61,6 +61,7 @@ void EngineManager::shutdown() {
   restore_threads_.clear();
   for (const auto& model : registry_.list()) {
     registry_.remove(model->name);
+    if (model->generator) model->generator->shutdown();
     release_gpus(model->name);
   }
 }
@@ -198,6 +199,9 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::stop(const std::stri
   if (model->state() == ModelState::kLoading)
     return absl::UnavailableError(absl::StrCat("'", model->name, "' is still loading; stop it once it is ready"));
   registry_.remove(model->name);
+  // Unload now, not when the last session lets go of the model: requests in flight end with `abort` and the
+  // memory is free when this returns.
+  if (model->generator) model->generator->shutdown();
   release_gpus(model->name);
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -78,6 +78,10 @@ class Generator {
   virtual GeneratorStats stats() const = 0;
   virtual int32_t max_model_len() const = 0;
   virtual int32_t max_num_seqs() const = 0;
+  // Unloads now, from the calling thread: requests in flight end with FinishReason abort, their callbacks run
+  // before it returns, and later submits fail with UNAVAILABLE. The generator itself may live on (sessions that
+  // still hold their model), holding nothing. Not from inside an output callback.
+  virtual void shutdown() {}
 };
 
 }  // namespace bm::daemon::serving

@@ -170,6 +170,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
 }
 
 Engine::~Engine() {
+  BM_CHECK(!on_engine_thread());  // it would join itself; see engine.h
   {
     std::lock_guard<std::mutex> lock(inbox_->mutex);
     inbox_->stopping = true;

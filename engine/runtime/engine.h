@@ -84,7 +84,10 @@ class Engine {
   // Over an already loaded model (tests): sizes its KV cache and starts the step loop.
   static absl::StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<CausalLM> model, GenerationConfig generation,
                                                         const EngineOptions& options);
-  ~Engine();  // unfinished requests end with FinishReason::kAbort
+  // Unfinished requests end with FinishReason::kAbort. Never from the engine's own thread (an output callback):
+  // it joins that thread; an owner that may let go there hands the engine to another thread (on_engine_thread).
+  ~Engine();
+  bool on_engine_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
   absl::StatusOr<std::unique_ptr<RequestHandle>> submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
                                                         OutputCallback on_output);

@@ -360,6 +360,53 @@ class ServingLifecycleTest(unittest.TestCase):
         finally:
             d.close()
 
+    def test_stop_aborts_streams_in_flight_and_the_daemon_stays_up(self):
+        """`chat stop` while streams run: they end with finish_reason "abort" and [DONE], memory is freed at once,
+        and the daemon survives the sessions letting go of the model on the engine's thread (it used to join
+        itself there and abort the process). Repeated, since that last release is a race."""
+        import tempfile
+        root = tempfile.mkdtemp(prefix="bm-stop-")
+        model = make_tiny_model(root)
+        name = os.path.basename(model)
+        d = Daemon().start()
+        try:
+            for attempt in range(3):
+                ok = d.cli("chat", "serve", model, "--backend", "cpu", "--kv-cache-bytes", str(16 << 20))
+                self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
+                body = json.dumps({"model": name, "prompt": "count", "max_tokens": 4000, "ignore_eos": True,
+                                   "stream": True}).encode()
+                streams = []
+                for _ in range(6):
+                    s = socket.create_connection(("127.0.0.1", d.http_port), timeout=120)
+                    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+                    streams.append(s)
+                heads = []
+                for s in streams:  # every stream has produced a token before the stop
+                    data = b""
+                    while b"data:" not in data:
+                        chunk = s.recv(65536)
+                        self.assertTrue(chunk, b"a stream closed before its first token: " + data)
+                        data += chunk
+                    heads.append(data)
+                stop = d.cli("chat", "stop", name)
+                self.assertEqual(stop.returncode, 0, stop.stderr + d.read_log())
+                for s, data in zip(streams, heads):
+                    while b"[DONE]" not in data:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    s.close()
+                    compact = data.replace(b" ", b"")
+                    self.assertTrue(b"[DONE]" in data and b'"finish_reason":"abort"' in compact,
+                                    f"a stream did not end aborted: ...{compact[-400:]!r}")
+                self.assertIsNone(d.proc.poll(), f"the daemon died on attempt {attempt}: {d.read_log()[-3000:]}")
+                self.assertEqual(d.cli_json("chat", "ps")["models"], [])
+                self.assertEqual(http("GET", f"http://127.0.0.1:{d.http_port}/health")[0], 200)
+        finally:
+            d.close()
+
 
 if __name__ == "__main__":
     unittest.main()
