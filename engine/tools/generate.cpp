@@ -2,7 +2,7 @@
 // to stdout and printing prefill / decode speed to stderr. A developer's tool: no daemon, no HTTP, the same engine.
 //
 // Usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N] [--temperature T]
-//                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]
+//                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos] [--decode-graphs auto|on|off]
 // Without --raw the prompt is one user message rendered through the model's chat template (with the generation
 // prompt); with --raw it is encoded as is.
 #include <charconv>
@@ -38,6 +38,7 @@ struct Options {
   std::optional<uint64_t> seed;
   int32_t threads = 0;
   bool ignore_eos = false;
+  engine::DecodeGraphMode decode_graphs = engine::DecodeGraphMode::kAuto;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -83,10 +84,21 @@ Options parse_options(int argc, char** argv) {
       o.threads = parse_number<int32_t>("--threads", value());
     else if (arg == "--ignore-eos")
       o.ignore_eos = true;
-    else if (arg == "-h" || arg == "--help") {
+    else if (arg == "--decode-graphs") {
+      const std::string mode = value();
+      if (mode == "auto")
+        o.decode_graphs = engine::DecodeGraphMode::kAuto;
+      else if (mode == "on")
+        o.decode_graphs = engine::DecodeGraphMode::kOn;
+      else if (mode == "off")
+        o.decode_graphs = engine::DecodeGraphMode::kOff;
+      else
+        usage_error("--decode-graphs is auto, on or off, not '" + mode + "'");
+    } else if (arg == "-h" || arg == "--help") {
       std::printf(
           "usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
-          "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n");
+          "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n"
+          "                   [--decode-graphs auto|on|off]\n");
       std::exit(0);
     } else if (!arg.empty() && arg[0] == '-')
       usage_error("unknown option " + arg);
@@ -138,6 +150,7 @@ int main(int argc, char** argv) {
   engine::EngineOptions options;
   options.backend = o.backend;
   options.num_threads = o.threads;
+  options.decode_graphs = o.decode_graphs;
   Clock::time_point load_start = Clock::now();
   absl::StatusOr<std::unique_ptr<engine::Engine>> loaded = engine::Engine::load(o.model_dir, options);
   if (!loaded.ok()) usage_error(std::string(loaded.status().message()));
@@ -191,10 +204,12 @@ int main(int argc, char** argv) {
   const double decode_s = first_token ? std::chrono::duration<double>(end - *first_token).count() : 0;
   std::fprintf(stderr,
                "backend %s, load %.2f s; prompt %zu tokens, first token after %.3f s (%.1f prompt tok/s); "
-               "%lld tokens generated, decode %.1f tok/s; finish: %s%s%s\n",
+               "%lld tokens generated, decode %.1f tok/s; decode graphs %lld recorded, %lld replays; finish: %s%s%s\n",
                eng.backend_name().c_str(), load_s, prompt_ids.size(), prefill_s,
                prefill_s > 0 ? static_cast<double>(prompt_ids.size()) / prefill_s : 0.0,
                static_cast<long long>(generated), decode_s > 0 && generated > 1 ? (generated - 1) / decode_s : 0.0,
-               finish.c_str(), error.empty() ? "" : ": ", error.c_str());
+               static_cast<long long>(eng.stats().decode_graphs.captured),
+               static_cast<long long>(eng.stats().decode_graphs.replayed), finish.c_str(), error.empty() ? "" : ": ",
+               error.c_str());
   return finish == "error" ? 1 : 0;
 }
