@@ -3,6 +3,22 @@
 #include <algorithm>
 
 namespace bm::engine::cpu {
+namespace {
+
+// How long a thread polls for the next job (or for the last worker) before it sleeps on the condition variable.
+// A decode step issues a few hundred small jobs back to back; waking a sleeping thread costs tens of microseconds
+// on a VM, longer than many of those jobs, while polling for a few of them costs little.
+constexpr int kSpinIterations = 1 << 12;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int32_t num_threads) {
   if (num_threads <= 0) num_threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
@@ -29,16 +45,19 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   while (true) {
-    {
+    for (int i = 0; i < kSpinIterations && generation_.load() == seen; ++i) cpu_relax();
+    if (generation_.load() == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      ++sleepers_;  // seq_cst with the load in the predicate: parallel_for either sees us or we see its job
+      wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen; });
+      --sleepers_;
       if (stopping_) return;
-      seen = generation_;
     }
+    seen = generation_.load();
     run_chunks();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_workers_ == 0) done_.notify_one();
+    if (busy_workers_.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller checks busy_workers_ under it before sleeping
+      done_.notify_one();
     }
   }
 }
@@ -51,19 +70,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     for (int64_t begin = 0; begin < n; begin += grain) body(begin, std::min(n, begin + grain));
     return;
   }
-  {
+  body_ = &body;
+  n_ = n;
+  grain_ = grain;
+  next_chunk_.store(0);
+  busy_workers_.store(static_cast<int32_t>(workers_.size()));
+  generation_.fetch_add(1);  // publishes the job to polling workers
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    body_ = &body;
-    n_ = n;
-    grain_ = grain;
-    next_chunk_.store(0);
-    busy_workers_ = static_cast<int32_t>(workers_.size());
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   run_chunks();
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return busy_workers_ == 0; });
+  for (int i = 0; i < kSpinIterations && busy_workers_.load() > 0; ++i) cpu_relax();
+  if (busy_workers_.load() > 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return busy_workers_.load() == 0; });
+  }
   body_ = nullptr;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // A fixed set of worker threads for data-parallel loops. parallel_for hands out chunks of an index range from
 // an atomic counter (uneven work such as attention over sequences of different lengths balances itself) and the
-// calling thread works too. One parallel_for runs at a time; it is called from one thread (the model runner).
+// calling thread works too. Idle threads poll briefly for the next job before sleeping (see thread_pool.cpp). One
+// parallel_for runs at a time; it is called from one thread (the model runner).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,13 +32,14 @@ class ThreadPool {
   void run_chunks();
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // for sleeping and waking only; the job itself is published through generation_
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;   // bumped for every job; guarded by mutex_
-  int32_t busy_workers_ = 0;  // workers still in the current job; guarded by mutex_
-  bool stopping_ = false;
-  // The current job.
+  bool stopping_ = false;                 // guarded by mutex_
+  std::atomic<uint64_t> generation_{0};   // bumped for every job (seq_cst, as every atomic here)
+  std::atomic<int32_t> busy_workers_{0};  // workers still in the current job
+  std::atomic<int32_t> sleepers_{0};      // workers waiting on wake_ (the rest poll generation_)
+  // The current job, written before generation_ is bumped.
   const std::function<void(int64_t, int64_t)>* body_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
