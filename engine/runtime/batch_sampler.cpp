@@ -31,13 +31,13 @@ void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* con
   });
 }
 
-bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request) const {
+bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request, bool top_p) const {
   request.k = 1;
   request.log_sum_exp = false;
   bool tempered = false;
   for (Sequence* seq : seqs) {
     const int32_t k = sampler_.candidates_needed(*seq);
-    if (k == 0) return false;
+    if (k == 0 || (!top_p && sampler_.needs_tempered_mass(*seq))) return false;
     request.k = std::max(request.k, k);
     request.log_sum_exp = request.log_sum_exp || seq->params().logprobs >= 0;
     tempered = tempered || sampler_.needs_tempered_mass(*seq);

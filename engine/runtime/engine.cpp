@@ -164,6 +164,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
       sampler_(model_->info().vocab_size, generation_.eos_token_ids),
       batch_sampler_(sampler_, options.num_threads),
       use_candidates_(options.sample_from_candidates),
+      top_p_from_candidates_(options.top_p_from_candidates.value_or(model_->backend_name() != "cpu")),
       seed_rng_(options.seed),
       inbox_(std::make_shared<Inbox>()) {
   thread_ = std::thread([this] { loop(); });
@@ -288,7 +289,7 @@ void Engine::step() {
     if (c.wants_logits) sampled.push_back(c.seq);
   std::vector<SampledToken> tokens;
   absl::Status s;
-  if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_)) {
+  if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_)) {
     s = runner_.run(batch, candidate_request_, candidates_);
     if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens, unsettled_);
     // Top-p rows whose nucleus reaches past the candidates: their whole rows, still on the device.

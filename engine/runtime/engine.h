@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,10 @@ struct EngineOptions {
   // Greedy and top-k rows bring back sampling candidates instead of whole rows of logits (the same tokens; far
   // less to copy off a GPU). Off: every row comes back whole (a check of the candidate path).
   bool sample_from_candidates = true;
+  // Top-p rows without top-k from candidates plus their tempered mass. Unset: off the CPU only — on the CPU
+  // backend the rows are already in host memory, and the whole-row draw costs less than the mass and the
+  // occasional fallback. Tests set it to check the GPU path on the CPU.
+  std::optional<bool> top_p_from_candidates;
   DecodeGraphMode decode_graphs = DecodeGraphMode::kAuto;
   // Loading phases ("reading weights", "allocating KV cache") with a fraction in [0, 1] or -1.
   std::function<void(const std::string& phase, double fraction)> on_progress;
@@ -134,6 +139,7 @@ class Engine {
   Sampler sampler_;
   BatchSampler batch_sampler_;
   bool use_candidates_;
+  bool top_p_from_candidates_;
   // Reused between steps (engine thread only).
   std::vector<float> logits_;
   CandidateRequest candidate_request_;

@@ -588,6 +588,7 @@ TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
   auto run = [&](bool candidates) {
     EngineOptions options;
     options.sample_from_candidates = candidates;
+    options.top_p_from_candidates = true;  // what a GPU engine does; off by default on the CPU backend
     auto engine = load("qwen2-tied", options);
     std::vector<std::unique_ptr<Collector>> collectors;
     std::vector<std::unique_ptr<RequestHandle>> handles;
