@@ -585,9 +585,10 @@ TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
 // row from the step's logits. Either way the tokens are those of whole-row sampling.
 TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
   const std::vector<Reference> refs = read_reference("qwen2-tied");
-  auto run = [&](bool candidates) {
+  auto run = [&](bool candidates, DecodeGraphMode graphs) {
     EngineOptions options;
     options.sample_from_candidates = candidates;
+    options.decode_graphs = graphs;
     options.top_p_from_candidates = true;  // what a GPU engine does; off by default on the CPU backend
     auto engine = load("qwen2-tied", options);
     std::vector<std::unique_ptr<Collector>> collectors;
@@ -612,8 +613,9 @@ TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
     }
     return tokens;
   };
-  const auto from_candidates = run(true);
-  EXPECT_EQ(from_candidates, run(false));
+  const auto from_candidates = run(true, DecodeGraphMode::kOff);
+  EXPECT_EQ(from_candidates, run(false, DecodeGraphMode::kOff));
+  EXPECT_EQ(from_candidates, run(true, DecodeGraphMode::kOn));  // rows fetched from a replayed step's logits
   for (size_t i = 0; i < from_candidates.size(); i += 2)
     for (int32_t t : from_candidates[i]) EXPECT_TRUE(t == 5 || t == 17 || t == 99) << "biased request " << i;
 }
