@@ -226,6 +226,8 @@ std::optional<SampledToken> Sampler::sample(const RowCandidates& row, Sequence& 
   std::vector<float> adjusted = raw;
   const size_t num_candidates = ids.size() - row.listed_ids.size();
   adjust(seq, ListedLogits(row.listed_ids, adjusted.data() + num_candidates));
+  std::vector<size_t> rank(ids.size());
+  std::iota(rank.begin(), rank.end(), 0);
   SampledToken out;
   if (needs_tempered_mass(seq)) {
     BM_CHECK(row.tempered_lse.has_value());
@@ -234,28 +236,23 @@ std::optional<SampledToken> Sampler::sample(const RowCandidates& row, Sequence& 
         draw_top_p(ids, adjusted, num_candidates, all_unlisted_present, *row.tempered_lse, seq);
     if (!token) return std::nullopt;
     out.token_id = *token;
-  }
-  // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row; only the first top_k places matter.
-  std::vector<size_t> rank(ids.size());
-  std::iota(rank.begin(), rank.end(), 0);
-  const size_t k = needs_tempered_mass(seq)
-                       ? 0
-                       : std::min<size_t>(p.temperature == 0 ? 1 : static_cast<size_t>(p.top_k), rank.size());
-  std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(k), rank.end(), [&](size_t a, size_t b) {
-    return adjusted[a] > adjusted[b] || (adjusted[a] == adjusted[b] && ids[a] < ids[b]);
-  });
-  if (needs_tempered_mass(seq)) {
-    // drawn above
-  } else if (p.temperature == 0) {
-    out.token_id = ids[rank[0]];
   } else {
-    std::vector<int32_t> order(k);
-    std::vector<float> values(k);
-    for (size_t i = 0; i < k; ++i) {
-      order[i] = ids[rank[i]];
-      values[i] = adjusted[rank[i]];
+    // Rank (adjusted logit, then id), as cpu::best_ids ranks the whole row; only the first top_k places matter.
+    const size_t k = std::min<size_t>(p.temperature == 0 ? 1 : static_cast<size_t>(p.top_k), rank.size());
+    std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(k), rank.end(), [&](size_t a, size_t b) {
+      return adjusted[a] > adjusted[b] || (adjusted[a] == adjusted[b] && ids[a] < ids[b]);
+    });
+    if (p.temperature == 0) {
+      out.token_id = ids[rank[0]];
+    } else {
+      std::vector<int32_t> order(k);
+      std::vector<float> values(k);
+      for (size_t i = 0; i < k; ++i) {
+        order[i] = ids[rank[i]];
+        values[i] = adjusted[rank[i]];
+      }
+      out.token_id = draw_ranked(order, values, seq);
     }
-    out.token_id = draw_ranked(order, values, seq);
   }
   if (p.logprobs >= 0) {
     TokenLogprob lp;
