@@ -15,8 +15,9 @@ namespace {
 constexpr int64_t kTileRows = 16;
 // Decode is bound by how fast the weights arrive. Four weight rows are read side by side, short streams the
 // hardware prefetcher ramps up on too late; asking for the rows kPrefetchRows ahead raised batch-1 decode of
-// Qwen2.5-0.5B shapes from ~22 to ~31 tokens/s on the 2-core development VM.
-constexpr int64_t kPrefetchRows = 8;
+// Qwen2.5-0.5B shapes from ~22 to ~31 tokens/s on the 2-core development VM (8 rows); 16 rows gave another ~10%
+// with two threads in alternating runs (2026-11-29) and the same with one.
+constexpr int64_t kPrefetchRows = 16;
 // Up to this many activation rows, BF16 weights are widened in registers as they stream by (decode: memory
 // bound); beyond it, a tile is widened once into F32 and reused for every row (prefill: compute bound).
 constexpr int64_t kMaxRowsForInRegisterWidening = 4;
