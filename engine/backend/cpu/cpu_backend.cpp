@@ -1,4 +1,5 @@
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/candidate_shapes.h"
 #include "engine/backend/cpu/candidates.h"
 #include "engine/backend/tensor_bytes.h"
 
@@ -222,19 +223,10 @@ class CpuBackend final : public Backend {
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                       const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
                       const Tensor& tempered_lse) override {
-    const int64_t rows = logits.rows, vocab = logits.cols;
-    BM_CHECK(logits.dtype == DType::kF32 && k >= 1 && k <= kMaxCandidates);
-    BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.num_elements() == rows + 1);
-    BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
-    BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
-    const bool wants_lse = log_sum_exp.num_elements() > 0;
-    BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
-    const bool wants_mass = tempered_lse.num_elements() > 0;
-    BM_CHECK(inverse_temperatures.num_elements() == tempered_lse.num_elements());
-    BM_CHECK(!wants_mass || (tempered_lse.num_elements() == rows && tempered_lse.dtype == DType::kF32 &&
-                             inverse_temperatures.dtype == DType::kF32));
-    const int64_t num_listed = listed_ids.num_elements();
-    BM_CHECK(listed_logits.num_elements() == num_listed);
+    const CandidateShapes shapes = check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids,
+                                                          cand_logits, log_sum_exp, inverse_temperatures, tempered_lse);
+    const int64_t rows = shapes.rows, vocab = shapes.vocab, num_listed = shapes.num_listed;
+    const bool wants_lse = shapes.wants_lse, wants_mass = shapes.wants_mass;
     run([=, this] {  // the offsets and ids are checked when the op runs: a recorded step reads them at replay
       const int32_t* starts = i32(listed_starts);
       BM_CHECK(starts[0] == 0 && starts[rows] == num_listed);

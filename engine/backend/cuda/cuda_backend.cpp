@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "engine/backend/candidate_shapes.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels.h"
 #include "engine/backend/cuda/plugin_abi.h"
@@ -441,30 +442,13 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
                                  const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                                  const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
                                  const Tensor& tempered_lse) {
-  const int64_t rows = logits.rows;
-  const int64_t vocab = logits.cols;
-  BM_CHECK(k >= 1 && k <= kMaxCandidates);
-  BM_CHECK(logits.dtype == DType::kF32 && vocab > 0 && rows <= int64_t{0x7fffffff} && vocab <= int64_t{0x7fffffff});
-  BM_CHECK(listed_starts.dtype == DType::kI32 && listed_starts.rows == 1 && listed_starts.cols == rows + 1);
-  BM_CHECK(cand_ids.dtype == DType::kI32 && cand_ids.rows == rows && cand_ids.cols == k);
-  BM_CHECK(cand_logits.dtype == DType::kF32 && cand_logits.rows == rows && cand_logits.cols == k);
-  const bool wants_lse = log_sum_exp.num_elements() > 0;
-  BM_CHECK(!wants_lse || (log_sum_exp.dtype == DType::kF32 && log_sum_exp.num_elements() == rows));
-  const bool wants_mass = tempered_lse.num_elements() > 0;
-  BM_CHECK(inverse_temperatures.num_elements() == tempered_lse.num_elements());
-  BM_CHECK(!wants_mass || (tempered_lse.num_elements() == rows && tempered_lse.dtype == DType::kF32 &&
-                           inverse_temperatures.dtype == DType::kF32));
-  // No listed ids: both views may be empty (no buffer), whatever their dtype.
-  const int64_t num_listed = listed_ids.num_elements();
-  BM_CHECK(listed_logits.num_elements() == num_listed);
+  const CandidateShapes shapes = check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids,
+                                                        cand_logits, log_sum_exp, inverse_temperatures, tempered_lse);
+  const int64_t rows = shapes.rows, vocab = shapes.vocab, num_listed = shapes.num_listed;
+  const bool wants_lse = shapes.wants_lse, wants_mass = shapes.wants_mass;
   if (rows == 0) return;
-  const int32_t* ids = nullptr;
-  float* listed_values = nullptr;
-  if (num_listed > 0) {
-    BM_CHECK(listed_ids.rows == 1 && listed_logits.rows == 1);
-    ids = i32(listed_ids);
-    listed_values = f32(listed_logits);
-  }
+  const int32_t* ids = num_listed > 0 ? i32(listed_ids) : nullptr;
+  float* listed_values = num_listed > 0 ? f32(listed_logits) : nullptr;
   float* logits_data = f32(logits);
   const int32_t* starts = i32(listed_starts);
   int32_t* cand_ids_data = i32_out(cand_ids);
