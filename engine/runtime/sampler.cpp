@@ -123,8 +123,7 @@ SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
 
 int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
   const SamplingParams& p = seq.params();
-  const size_t vocab = logits.size();
-  const bool top_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab;
+  const bool top_k = cuts_top_k(p);
   if (!top_k && p.top_p >= 1) return draw_from_all(logits, seq);
   if (!top_k) return draw_top_p(logits, seq);
   // Top-k (then top-p within it): rank the k best, then cut.
@@ -172,8 +171,8 @@ int32_t Sampler::candidates_needed(const Sequence& seq) const {
   int32_t k = 0;
   if (p.temperature == 0)
     k = 1;
-  else if (p.top_k > 0 && p.top_k < vocab_size_)
-    k = p.top_k;  // as draw(): top_k >= vocab means none
+  else if (cuts_top_k(p))
+    k = p.top_k;
   else if (p.top_p < 1)
     k = Backend::kMaxCandidates;  // top-p alone: as many as there are, and the mass of the rest
   if (k == 0) return 0;
@@ -181,9 +180,13 @@ int32_t Sampler::candidates_needed(const Sequence& seq) const {
   return k <= Backend::kMaxCandidates ? k : 0;
 }
 
+bool Sampler::cuts_top_k(const SamplingParams& p) const {
+  return p.top_k > 0 && p.top_k < vocab_size_;  // top_k >= vocab keeps every token
+}
+
 bool Sampler::needs_tempered_mass(const Sequence& seq) const {
   const SamplingParams& p = seq.params();
-  return p.temperature > 0 && !(p.top_k > 0 && p.top_k < vocab_size_) && p.top_p < 1;
+  return p.temperature > 0 && !cuts_top_k(p) && p.top_p < 1;
 }
 
 bool Sampler::masks_stop_tokens(const Sequence& seq) const {

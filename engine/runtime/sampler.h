@@ -61,6 +61,8 @@ class Sampler {
   // Top-k (then top-p and min-p) over candidates already ranked best first with their adjusted logits.
   int32_t draw_ranked(const std::vector<int32_t>& order, const std::vector<float>& values, Sequence& seq) const;
   bool masks_stop_tokens(const Sequence& seq) const;
+  // Whether top-k removes any token (top_k < 1 or >= the vocabulary keeps them all).
+  bool cuts_top_k(const SamplingParams& p) const;
   int32_t draw_from_all(const std::vector<float>& logits, Sequence& seq) const;
   int32_t draw_top_p(const std::vector<float>& logits, Sequence& seq) const;
   // Top-p over candidates and listed tokens (ids, adjusted logits) with the mass of the other tokens; nothing
