@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -540,6 +542,29 @@ TEST(Engine, DecodeGraphBuffersAreReservedBeforeTheCacheIsPlanned) {
   EXPECT_TRUE(absl::IsUnimplemented(refused.status())) << refused.status();  // asked for, not available
 }
 
+// Submits every reference prompt at once with params_for(i) and returns each request's tokens, followed, with
+// `logprobs`, by each token's log-probability in millionths.
+std::vector<std::vector<int32_t>> generate_all(Engine& engine, const std::vector<Reference>& refs,
+                                               const std::function<SamplingParams(size_t)>& params_for,
+                                               bool logprobs = false) {
+  std::vector<std::unique_ptr<Collector>> collectors;
+  std::vector<std::unique_ptr<RequestHandle>> handles;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    collectors.push_back(std::make_unique<Collector>());
+    auto handle = engine.submit(refs[i].prompt, params_for(i), collectors.back()->callback());
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    if (handle.ok()) handles.push_back(*std::move(handle));
+  }
+  std::vector<std::vector<int32_t>> tokens;
+  for (auto& c : collectors) {
+    c->wait();
+    tokens.push_back(c->tokens());
+    if (logprobs)
+      for (const TokenLogprob& lp : c->logprobs()) tokens.back().push_back(static_cast<int32_t>(lp.logprob * 1e6f));
+  }
+  return tokens;
+}
+
 // Sampling from candidates (what the GPU path does) and from whole rows give the same tokens, for a batch that
 // mixes greedy, top-k with penalties and bias, and logprobs.
 TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
@@ -548,9 +573,7 @@ TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
     EngineOptions options;
     options.sample_from_candidates = candidates;
     auto engine = load("qwen2-untied-sharded", options);
-    std::vector<std::unique_ptr<Collector>> collectors;
-    std::vector<std::unique_ptr<RequestHandle>> handles;
-    for (size_t i = 0; i < refs.size(); ++i) {
+    return generate_all(*engine, refs, [&](size_t i) {
       SamplingParams p;
       p.max_tokens = 12;
       p.ignore_eos = true;
@@ -562,17 +585,8 @@ TEST(Engine, CandidateSamplingMatchesWholeRowSampling) {
       p.presence_penalty = i % 2 ? 0.0f : 0.5f;
       p.logit_bias = {{static_cast<int32_t>(i), 2.0f}};
       p.logprobs = 2;
-      collectors.push_back(std::make_unique<Collector>());
-      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
-      EXPECT_TRUE(handle.ok()) << handle.status();
-      handles.push_back(*std::move(handle));
-    }
-    std::vector<std::vector<int32_t>> tokens;
-    for (auto& c : collectors) {
-      c->wait();
-      tokens.push_back(c->tokens());
-    }
-    return tokens;
+      return p;
+    });
   };
   const auto from_candidates = run(true);
   const auto from_rows = run(false);
@@ -591,9 +605,7 @@ TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
     options.decode_graphs = graphs;
     options.top_p_from_candidates = true;  // what a GPU engine does; off by default on the CPU backend
     auto engine = load("qwen2-tied", options);
-    std::vector<std::unique_ptr<Collector>> collectors;
-    std::vector<std::unique_ptr<RequestHandle>> handles;
-    for (size_t i = 0; i < refs.size(); ++i) {
+    return generate_all(*engine, refs, [&](size_t i) {
       SamplingParams p;
       p.max_tokens = 12;
       p.ignore_eos = true;
@@ -601,17 +613,8 @@ TEST(Engine, TopPWithoutTopKSamplesFromCandidatesOrItsWholeRow) {
       p.temperature = 0.6f;
       p.top_p = 0.95f;
       if (i % 2 == 0) p.logit_bias = {{5, 9.0f}, {17, 9.5f}, {99, 9.0f}};  // a nucleus of three listed tokens
-      collectors.push_back(std::make_unique<Collector>());
-      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
-      EXPECT_TRUE(handle.ok()) << handle.status();
-      handles.push_back(*std::move(handle));
-    }
-    std::vector<std::vector<int32_t>> tokens;
-    for (auto& c : collectors) {
-      c->wait();
-      tokens.push_back(c->tokens());
-    }
-    return tokens;
+      return p;
+    });
   };
   const auto from_candidates = run(true, DecodeGraphMode::kOff);
   EXPECT_EQ(from_candidates, run(false, DecodeGraphMode::kOff));
@@ -630,30 +633,22 @@ TEST(Engine, DecodeGraphsChangeNoTokenOrLogprob) {
     options.decode_graphs = mode;
     options.sample_from_candidates = candidates;
     auto engine = load("llama3", options);
-    std::vector<std::unique_ptr<Collector>> collectors;
-    std::vector<std::unique_ptr<RequestHandle>> handles;
-    for (size_t i = 0; i < refs.size(); ++i) {
-      SamplingParams p;
-      p.max_tokens = 10 + static_cast<int32_t>(i);  // requests end at different steps: the batch shrinks
-      p.ignore_eos = true;
-      p.seed = 7 + i;
-      p.temperature = i % 2 == 0 ? 0.0f : 0.8f;
-      p.top_k = 16;
-      p.top_p = 0.9f;
-      p.frequency_penalty = 0.3f;
-      p.logit_bias = {{static_cast<int32_t>(3 * i), 1.5f}};
-      p.logprobs = 1;
-      collectors.push_back(std::make_unique<Collector>());
-      auto handle = engine->submit(refs[i].prompt, p, collectors.back()->callback());
-      EXPECT_TRUE(handle.ok()) << handle.status();
-      handles.push_back(*std::move(handle));
-    }
-    std::vector<std::vector<int32_t>> tokens;
-    for (auto& c : collectors) {
-      c->wait();
-      tokens.push_back(c->tokens());
-      for (const TokenLogprob& lp : c->logprobs()) tokens.back().push_back(static_cast<int32_t>(lp.logprob * 1e6f));
-    }
+    const auto tokens = generate_all(
+        *engine, refs,
+        [&](size_t i) {
+          SamplingParams p;
+          p.max_tokens = 10 + static_cast<int32_t>(i);  // requests end at different steps: the batch shrinks
+          p.ignore_eos = true;
+          p.seed = 7 + i;
+          p.temperature = i % 2 == 0 ? 0.0f : 0.8f;
+          p.top_k = 16;
+          p.top_p = 0.9f;
+          p.frequency_penalty = 0.3f;
+          p.logit_bias = {{static_cast<int32_t>(3 * i), 1.5f}};
+          p.logprobs = 1;
+          return p;
+        },
+        /*logprobs=*/true);
     const DecodeGraphStats graphs = engine->stats().decode_graphs;
     EXPECT_EQ(graphs.replayed > 0, mode == DecodeGraphMode::kOn);
     return tokens;
