@@ -61,6 +61,9 @@ int run_daemon(const DaemonOptions& options) {
   openai::ApiServerOptions api_options;
   api_options.http.host = http_address->host;
   api_options.http.port = http_address->port;
+  api_options.http.max_connections = options.http_max_connections;
+  api_options.allowed_origins = options.allowed_origins;
+  api_options.max_waiting_seqs = options.max_waiting_seqs;
   openai::ApiServer api(api_options, registry);
   int num_gpus = static_cast<int>(engine::detect_devices().gpus.size());
   serving::EngineManager engines(options.state_dir, registry, serving::default_engine_factory(), num_gpus);

@@ -7,7 +7,9 @@
 #include <fstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/listen_address.h"
 
@@ -29,6 +31,8 @@ std::string default_for(const std::string& key, bool user_mode) {
   }
   if (key == "http_listen") return "127.0.0.1:8080";
   if (key == "log_level") return "info";
+  if (key == "http_max_connections") return "1024";
+  if (key == "max_waiting_seqs") return "0";
   if (key == "state_dir") {
     // systemd's StateDirectory= exports STATE_DIRECTORY.
     if (std::string s = getenv_or_empty("STATE_DIRECTORY"); !s.empty()) return s;
@@ -79,6 +83,12 @@ const std::vector<OptionSpec>& option_specs() {
       {"tls_cert", "PEM certificate for tcp: control"},
       {"tls_key", "PEM private key for tcp: control"},
       {"token_file", "file holding the bearer token tcp: control clients must send"},
+      {"allowed_origins",
+       "comma-separated origins browsers may call the OpenAI API from (CORS); * for any; default none"},
+      {"http_max_connections", "open HTTP connections at most; more are answered 503 (default 1024)"},
+      {"max_waiting_seqs",
+       "per served model, sequences that may wait beyond --max-num-seqs before requests get 503 (default 0: 4 x "
+       "max-num-seqs)"},
   };
   return specs;
 }
@@ -144,6 +154,17 @@ absl::StatusOr<DaemonOptions> resolve_options(const FlagValues& flags, const std
   opts.tls_cert = pick("tls_cert");
   opts.tls_key = pick("tls_key");
   opts.token_file = pick("token_file");
+
+  for (absl::string_view origin : absl::StrSplit(pick("allowed_origins"), ',', absl::SkipWhitespace()))
+    opts.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
+  if (!absl::SimpleAtoi(pick("http_max_connections"), &opts.http_max_connections) || opts.http_max_connections < 1 ||
+      opts.http_max_connections > 1000000)
+    return absl::InvalidArgumentError(absl::StrCat("http_max_connections must be an integer in [1, 1000000], got '",
+                                                   pick("http_max_connections"), "'"));
+  if (!absl::SimpleAtoi(pick("max_waiting_seqs"), &opts.max_waiting_seqs) || opts.max_waiting_seqs < 0 ||
+      opts.max_waiting_seqs > 1000000)
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_waiting_seqs must be an integer in [0, 1000000], got '", pick("max_waiting_seqs"), "'"));
 
   absl::StatusOr<common::ListenAddress> listen = common::parse_listen_address(opts.listen);
   if (!listen.ok()) return listen.status();

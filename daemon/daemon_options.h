@@ -1,6 +1,7 @@
 #pragma once
 // bmserverd's settings. Each comes, in order of precedence, from a flag, a BMSERVER_* environment variable,
 // the config file (TOML subset: `key = value`), or its default.
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -19,6 +20,10 @@ struct DaemonOptions {
   std::string tls_key;
   std::string token_file;  // bearer token for tcp: control; required with a tcp: listen address
   bool user_mode = false;  // XDG_RUNTIME_DIR is set: socket 0600 under it, state under XDG_STATE_HOME
+  // OpenAI API limits (docs/limits-and-security.md).
+  std::vector<std::string> allowed_origins;  // CORS; empty: none, "*": any
+  int http_max_connections = 1024;
+  int64_t max_waiting_seqs = 0;  // per served model; 0: 4 × its max_num_seqs
 };
 
 // One setting as it may be given on the command line (unset when the flag was absent).

@@ -1,11 +1,18 @@
 #include "daemon/openai/api_server.h"
 
+#include <string_view>
+
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "daemon/openai/openai_error.h"
+#include "daemon/openai/request_body.h"
+#include "daemon/openai/work_pool.h"
 #if BMSERVER_HAVE_TOKENIZER
 #include "daemon/openai/generation_session.h"
 #include "daemon/openai/request_preparation.h"
@@ -26,9 +33,17 @@ HttpResponse json_response(const json& body, int status = 200) {
   return r;
 }
 
+// Compares in time that depends only on the lengths, so a client cannot find a key byte by byte.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 bool key_accepted(const ServedModel& model, const HttpRequest& request) {
   if (model.settings.api_key.empty()) return true;
-  return request.header("Authorization") == "Bearer " + model.settings.api_key;
+  return same_secret(request.header("Authorization"), "Bearer " + model.settings.api_key);
 }
 
 json model_card(const ServedModel& model, const std::string& id) {
@@ -41,14 +56,73 @@ json model_card(const ServedModel& model, const std::string& id) {
           {"max_model_len", model.generator ? model.generator->max_model_len() : 0}};
 }
 
+bool is_loopback_name(std::string_view host) {
+  if (host == "localhost" || host == "localhost." || host == "::1" || host == "[::1]") return true;
+  // 127.0.0.0/8 written as a dotted quad.
+  std::vector<absl::string_view> parts = absl::StrSplit(absl::string_view(host.data(), host.size()), '.');
+  int first = 0;
+  return parts.size() == 4 && absl::SimpleAtoi(parts[0], &first) && first == 127;
+}
+
+// The host name of a Host header, without its port.
+std::string_view host_name(std::string_view header) {
+  if (header.starts_with('[')) {
+    size_t close = header.find(']');
+    return close == std::string_view::npos ? header : header.substr(0, close + 1);
+  }
+  size_t colon = header.find(':');
+  return colon == std::string_view::npos ? header : header.substr(0, colon);
+}
+
+// Adds the CORS headers for one allowed origin to everything the handlers send.
+class CorsExchange final : public Exchange {
+ public:
+  CorsExchange(std::shared_ptr<Exchange> inner, std::string origin)
+      : inner_(std::move(inner)), origin_(std::move(origin)) {}
+  void respond(HttpResponse response) override {
+    add(response.headers);
+    inner_->respond(std::move(response));
+  }
+  void begin_stream(int status, std::string content_type,
+                    std::vector<std::pair<std::string, std::string>> headers) override {
+    add(headers);
+    inner_->begin_stream(status, std::move(content_type), std::move(headers));
+  }
+  void send(std::string bytes) override { inner_->send(std::move(bytes)); }
+  void end_stream() override { inner_->end_stream(); }
+  void on_disconnect(std::function<void()> callback) override { inner_->on_disconnect(std::move(callback)); }
+  bool is_disconnected() const override { return inner_->is_disconnected(); }
+
+ private:
+  void add(std::vector<std::pair<std::string, std::string>>& headers) const {
+    headers.push_back({"Access-Control-Allow-Origin", origin_});
+    if (origin_ != "*") headers.push_back({"Vary", "Origin"});
+  }
+  std::shared_ptr<Exchange> inner_;
+  std::string origin_;
+};
+
 }  // namespace
+
+enum class Lane {
+  kIo,      // answers at once from memory: runs on the HTTP I/O thread
+  kWorker,  // parses a body, renders a template or tokenizes: runs on the worker pool
+};
+
+struct ApiServer::Route {
+  std::string_view path;
+  bool is_prefix;  // path is a prefix (/v1/models/{id})
+  std::string_view method;
+  Lane lane;
+  void (ApiServer::*handle)(const HttpRequest&, Exchange&);  // kIo routes; kWorker ones run handle_model_request
+};
 
 ApiServer::ApiServer(ApiServerOptions options, serving::ModelRegistry& registry)
     : options_(std::move(options)), registry_(registry) {
-  if (!options_.cors_allow_origin.empty())
-    options_.http.default_headers.push_back({"Access-Control-Allow-Origin", options_.cors_allow_origin});
+  loopback_only_ = is_loopback_name(options_.http.host);
+  workers_ = std::make_unique<WorkPool>(options_.num_workers);
   http_ = std::make_unique<HttpServer>(
-      options_.http, [this](const HttpRequest& r, std::shared_ptr<Exchange> e) { route(r, std::move(e)); });
+      options_.http, [this](HttpRequest r, std::shared_ptr<Exchange> e) { route(std::move(r), std::move(e)); });
 }
 
 ApiServer::~ApiServer() {
@@ -59,6 +133,7 @@ absl::Status ApiServer::start() {
 }
 void ApiServer::stop() {
   http_->stop();
+  workers_.reset();  // runs what was queued (their exchanges see the disconnect) and joins
 }
 uint16_t ApiServer::port() const {
   return http_->port();
@@ -70,98 +145,152 @@ std::string ApiServer::base_url() const {
   return absl::StrCat("http://", options_.http.host, ":", port());
 }
 
-void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+bool ApiServer::host_allowed(const HttpRequest& request) const {
+  // Bound to loopback, only local names may address us: a web page that rebinds its own DNS name to 127.0.0.1
+  // sends its own name as Host, and is refused before it can reach a model.
+  if (!loopback_only_) return true;
+  auto it = request.headers.find("Host");
+  if (it == request.headers.end()) return true;  // HTTP/1.0 clients; browsers always send Host
+  return is_loopback_name(host_name(it->second));
+}
+
+std::string ApiServer::allowed_origin(const HttpRequest& request) const {
+  if (options_.allowed_origins.empty()) return {};
+  std::string origin = request.header("Origin");
+  for (const std::string& allowed : options_.allowed_origins) {
+    if (allowed == "*") return "*";
+    if (!origin.empty() && absl::EqualsIgnoreCase(allowed, origin)) return origin;
+  }
+  return {};
+}
+
+int64_t ApiServer::queue_limit(const ServedModel& model) const {
+  const int64_t running = model.generator ? model.generator->max_num_seqs() : 0;
+  return running + (options_.max_waiting_seqs > 0 ? options_.max_waiting_seqs : 4 * running);
+}
+
+void ApiServer::route(HttpRequest request, std::shared_ptr<Exchange> exchange) {
+  if (!host_allowed(request))
+    return exchange->respond(openai_error(
+        403, absl::StrCat("Host '", request.header("Host").substr(0, 256),
+                          "' is not allowed: this server listens on loopback and answers only to local host names")));
+  if (std::string origin = allowed_origin(request); !origin.empty())
+    exchange = std::make_shared<CorsExchange>(std::move(exchange), std::move(origin));
+  if (request.method == "OPTIONS") return handle_options(request, *exchange);
+
+  const Route* found = nullptr;
+  bool path_known = false;
+  for (const Route& r : routes()) {
+    const bool path_matches =
+        r.is_prefix ? request.path.starts_with(r.path) || request.path == r.path.substr(0, r.path.size() - 1)
+                    : request.path == r.path;
+    if (!path_matches) continue;
+    path_known = true;
+    if (request.method == r.method) {
+      found = &r;
+      break;
+    }
+  }
+  if (!found) {
+    if (path_known)
+      return exchange->respond(openai_error(405, absl::StrCat("method ", request.method.substr(0, 16),
+                                                              " is not allowed for ", request.path.substr(0, 256))));
+    return exchange->respond(openai_error(
+        404, absl::StrCat("no route for ", request.method.substr(0, 16), " ", request.path.substr(0, 256))));
+  }
+  if (found->lane == Lane::kIo) return (this->*(found->handle))(request, *exchange);
+  workers_->post([this, request = std::move(request), exchange = std::move(exchange)]() mutable {
+    try {
+      handle_model_request(request, exchange);
+    } catch (...) {
+      // A bug, not bad input (that is an ApiError): the request fails, the pool logs it, the daemon goes on.
+      exchange->respond(openai_error(500, "internal error while preparing the request"));
+      throw;
+    }
+  });
+}
+
+void ApiServer::handle_options(const HttpRequest&, Exchange& exchange) {
+  HttpResponse r;
+  r.status = 204;
+  r.content_type = "text/plain";
+  r.headers = {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+               {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+               {"Access-Control-Max-Age", "86400"}};
+  exchange.respond(std::move(r));
+}
+
+void ApiServer::handle_health(const HttpRequest&, Exchange& exchange) {
+  json loading = json::array(), failed = json::array();
+  for (const auto& m : registry_.list()) {
+    if (m->state() == ModelState::kLoading) loading.push_back(m->name);
+    if (m->state() == ModelState::kFailed) failed.push_back({{"model", m->name}, {"error", without_paths(m->error())}});
+  }
+  if (!loading.empty()) return exchange.respond(json_response({{"status", "loading"}, {"loading", loading}}, 503));
+  exchange.respond(json_response({{"status", "ok"}, {"failed", failed}}));
+}
+
+void ApiServer::handle_metrics(const HttpRequest&, Exchange& exchange) {
+  std::vector<ModelGauges> gauges;
+  for (const auto& m : registry_.list()) {
+    ModelGauges g;
+    g.model_name = m->name;
+    g.metrics = &m->metrics;
+    if (m->state() == ModelState::kReady && m->generator) {
+      serving::GeneratorStats s = m->generator->stats();
+      g.num_running = s.num_running;
+      g.num_waiting = s.num_waiting;
+      g.kv_cache_usage = s.num_kv_blocks ? static_cast<double>(s.num_kv_blocks_in_use) / s.num_kv_blocks : 0;
+      g.num_preemptions = s.num_preemptions;
+      g.kv_capacity_tokens = s.kv_capacity_tokens;
+      g.num_kv_blocks = s.num_kv_blocks;
+    }
+    gauges.push_back(g);
+  }
+  const HttpServerStats& s = http_->stats();
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = render_metrics(gauges, {s.open_connections.load(), s.requests_total.load(), s.connections_refused.load(),
+                                   s.streams_dropped.load()});
+  exchange.respond(std::move(r));
+}
+
+void ApiServer::handle_models(const HttpRequest& request, Exchange& exchange) {
+  json data = json::array();
   const std::string& path = request.path;
-  const std::string& method = request.method;
-
-  if (method == "OPTIONS") {
-    HttpResponse r;
-    r.status = 204;
-    r.content_type = "text/plain";
-    r.headers = {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
-                 {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
-                 {"Access-Control-Max-Age", "86400"}};
-    exchange->respond(std::move(r));
-    return;
-  }
-
-  if (path == "/health" || path == "/v1/health") {
-    json loading = json::array(), failed = json::array();
-    for (const auto& m : registry_.list()) {
-      if (m->state() == ModelState::kLoading) loading.push_back(m->name);
-      if (m->state() == ModelState::kFailed) failed.push_back({{"model", m->name}, {"error", m->error()}});
+  std::string wanted = path.size() > 11 ? path.substr(11) : "";
+  for (const auto& m : registry_.list()) {
+    if (m->state() != ModelState::kReady || !key_accepted(*m, request)) continue;
+    if (!wanted.empty()) {
+      if (m->answers_to(wanted)) return exchange.respond(json_response(model_card(*m, wanted)));
+      continue;
     }
-    if (!loading.empty()) {
-      exchange->respond(json_response({{"status", "loading"}, {"loading", loading}}, 503));
-    } else {
-      exchange->respond(json_response({{"status", "ok"}, {"failed", failed}}));
-    }
-    return;
+    data.push_back(model_card(*m, m->name));
+    if (m->repo_id != m->name) data.push_back(model_card(*m, m->repo_id));
   }
+  if (!wanted.empty())
+    return exchange.respond(openai_error(404, "The model '" + wanted.substr(0, 256) + "' does not exist.", "model"));
+  exchange.respond(json_response({{"object", "list"}, {"data", data}}));
+}
 
-  if (path == "/metrics" && method == "GET") {
-    std::vector<ModelGauges> gauges;
-    for (const auto& m : registry_.list()) {
-      ModelGauges g;
-      g.model_name = m->name;
-      g.metrics = &m->metrics;
-      if (m->state() == ModelState::kReady && m->generator) {
-        serving::GeneratorStats s = m->generator->stats();
-        g.num_running = s.num_running;
-        g.num_waiting = s.num_waiting;
-        g.kv_cache_usage = s.num_kv_blocks ? static_cast<double>(s.num_kv_blocks_in_use) / s.num_kv_blocks : 0;
-        g.num_preemptions = s.num_preemptions;
-        g.kv_capacity_tokens = s.kv_capacity_tokens;
-        g.num_kv_blocks = s.num_kv_blocks;
-      }
-      gauges.push_back(g);
-    }
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4";
-    r.body = render_metrics(gauges, http_->stats().open_connections.load(), http_->stats().requests_total.load());
-    exchange->respond(std::move(r));
-    return;
-  }
-
-  if (path == "/v1/models" || absl::StartsWith(path, "/v1/models/")) {
-    if (method != "GET") return exchange->respond(openai_error(405, "use GET for " + path));
-    json data = json::array();
-    std::string wanted = path.size() > 11 ? path.substr(11) : "";
-    for (const auto& m : registry_.list()) {
-      if (m->state() != ModelState::kReady || !key_accepted(*m, request)) continue;
-      if (!wanted.empty()) {
-        if (m->answers_to(wanted)) return exchange->respond(json_response(model_card(*m, wanted)));
-        continue;
-      }
-      data.push_back(model_card(*m, m->name));
-      if (m->repo_id != m->name) data.push_back(model_card(*m, m->repo_id));
-    }
-    if (!wanted.empty())
-      return exchange->respond(openai_error(404, "The model '" + wanted + "' does not exist.", "model"));
-    return exchange->respond(json_response({{"object", "list"}, {"data", data}}));
-  }
-
-  bool is_chat = path == "/v1/chat/completions";
-  bool is_completion = path == "/v1/completions";
-  bool is_tokenize = path == "/tokenize" || path == "/v1/tokenize";
-  bool is_detokenize = path == "/detokenize" || path == "/v1/detokenize";
-  if (!is_chat && !is_completion && !is_tokenize && !is_detokenize)
-    return exchange->respond(openai_error(404, absl::StrCat("no route for ", method, " ", path)));
-  if (method != "POST") return exchange->respond(openai_error(405, "use POST for " + path));
-
-  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return exchange->respond(openai_error(400, "the request body is not valid JSON"));
-  if (!body.is_object()) return exchange->respond(openai_error(400, "the request body must be a JSON object"));
+// Runs on a worker: everything here may take time in proportion to the body.
+void ApiServer::handle_model_request(const HttpRequest& request, std::shared_ptr<Exchange> exchange) {
+  if (exchange->is_disconnected()) return;  // the client left while the request waited for a worker
+  std::variant<json, ApiError> parsed = parse_request_body(request.body);
+  if (auto* err = std::get_if<ApiError>(&parsed)) return exchange->respond(err->response());
+  const json& body = std::get<json>(parsed);
   if (!body.contains("model") || !body["model"].is_string())
     return exchange->respond(
         openai_error(400, "'model' must name a served model (GET /v1/models lists them)", "model"));
   std::string name = body["model"].get<std::string>();
   std::shared_ptr<ServedModel> model = registry_.find(name);
   if (!model) {
+    // Models behind a key this request does not carry are not named.
     std::vector<std::string> names;
-    for (const auto& m : registry_.list()) names.push_back(m->name);
+    for (const auto& m : registry_.list())
+      if (key_accepted(*m, request)) names.push_back(m->name);
     return exchange->respond(openai_error(404,
-                                          absl::StrCat("The model '", name, "' does not exist. Served: ",
+                                          absl::StrCat("The model '", name.substr(0, 256), "' does not exist. Served: ",
                                                        names.empty() ? "none" : absl::StrJoin(names, ", "), "."),
                                           "model"));
   }
@@ -170,13 +299,14 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
   if (model->state() == ModelState::kLoading)
     return exchange->respond(openai_error(503, "model '" + model->name + "' is still loading"));
   if (model->state() == ModelState::kFailed)
-    return exchange->respond(openai_error(503, "model '" + model->name + "' failed: " + model->error()));
+    return exchange->respond(openai_error(503, "model '" + model->name + "' failed: " + without_paths(model->error())));
 
 #if !BMSERVER_HAVE_TOKENIZER
   return exchange->respond(
       openai_error(503, "this bmserverd was built without the engine's tokenizer, so it cannot generate"));
 #else
-  if (is_tokenize) {
+  const std::string& path = request.path;
+  if (path == "/tokenize" || path == "/v1/tokenize") {
     std::vector<int32_t> ids;
     if (body.contains("messages")) {
       std::variant<std::string, ApiError> prompt = render_chat_prompt(*model, body, /*include_tools=*/true, nullptr);
@@ -190,7 +320,7 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     return exchange->respond(
         json_response({{"count", ids.size()}, {"max_model_len", model->generator->max_model_len()}, {"tokens", ids}}));
   }
-  if (is_detokenize) {
+  if (path == "/detokenize" || path == "/v1/detokenize") {
     if (!body.contains("tokens") || !body["tokens"].is_array())
       return exchange->respond(openai_error(400, "'tokens' must be a list of token ids", "tokens"));
     std::vector<int32_t> ids;
@@ -203,11 +333,40 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     return exchange->respond(json_response({{"prompt", model->tokenizer->decode(ids, /*skip_special_tokens=*/false)}}));
   }
 
+  const bool is_chat = path == "/v1/chat/completions";
   std::variant<SessionOptions, ApiError> prepared =
       is_chat ? prepare_chat(*model, body) : prepare_completion(*model, body);
   if (auto* err = std::get_if<ApiError>(&prepared)) return exchange->respond(err->response());
-  GenerationSession::start(model, std::get<SessionOptions>(std::move(prepared)), std::move(exchange));
+  SessionOptions& options = std::get<SessionOptions>(prepared);
+  const int64_t limit = queue_limit(*model);
+  options.admission = serving::Admission::try_admit(model, static_cast<int64_t>(options.choices.size()), limit);
+  if (!options.admission) {
+    model->metrics.requests_rejected_total++;
+    ApiError full{503,
+                  absl::StrCat("model '", model->name, "' is at its queue limit (", limit,
+                               " sequences running or waiting); retry later"),
+                  ""};
+    full.retry_after_seconds = 1;
+    return exchange->respond(full.response());
+  }
+  GenerationSession::start(model, std::move(options), std::move(exchange));
 #endif
+}
+
+const std::vector<ApiServer::Route>& ApiServer::routes() {
+  static const std::vector<Route> table = {
+      {"/health", false, "GET", Lane::kIo, &ApiServer::handle_health},
+      {"/v1/health", false, "GET", Lane::kIo, &ApiServer::handle_health},
+      {"/metrics", false, "GET", Lane::kIo, &ApiServer::handle_metrics},
+      {"/v1/models/", true, "GET", Lane::kIo, &ApiServer::handle_models},
+      {"/v1/chat/completions", false, "POST", Lane::kWorker, nullptr},
+      {"/v1/completions", false, "POST", Lane::kWorker, nullptr},
+      {"/tokenize", false, "POST", Lane::kWorker, nullptr},
+      {"/v1/tokenize", false, "POST", Lane::kWorker, nullptr},
+      {"/detokenize", false, "POST", Lane::kWorker, nullptr},
+      {"/v1/detokenize", false, "POST", Lane::kWorker, nullptr},
+  };
+  return table;
 }
 
 }  // namespace bm::daemon::openai

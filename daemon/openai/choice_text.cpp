@@ -8,7 +8,7 @@ namespace bm::daemon::openai {
 ChoiceText::ChoiceText(const engine::Tokenizer& tokenizer, ChoiceTextOptions options)
     : options_(std::move(options)),
       detokenizer_(std::make_unique<engine::IncrementalDetokenizer>(tokenizer, options_.skip_special_tokens)),
-      stop_(options_.stop) {
+      stop_(options_.stop ? options_.stop : std::make_shared<const StopStrings>(std::vector<std::string>{})) {
   if (options_.split_reasoning) reasoning_ = std::make_unique<ReasoningParser>(options_.starts_in_reasoning);
   if (options_.parse_tool_calls) tools_ = std::make_unique<ToolCallParser>(options_.tool_call_prefix);
 }

@@ -20,11 +20,11 @@ namespace bm::daemon::openai {
 
 struct ChoiceTextOptions {
   bool skip_special_tokens = true;
-  std::vector<std::string> stop;
-  bool split_reasoning = false;      // deepseek-r1 format
-  bool starts_in_reasoning = false;  // the prompt left <think> open
-  bool parse_tool_calls = false;     // hermes format with tools in the request
-  std::string tool_call_prefix;      // text the server placed in the assistant turn (tool_choice required/named)
+  std::shared_ptr<const StopStrings> stop;  // shared by every choice of a request; null: none
+  bool split_reasoning = false;             // deepseek-r1 format
+  bool starts_in_reasoning = false;         // the prompt left <think> open
+  bool parse_tool_calls = false;            // hermes format with tools in the request
+  std::string tool_call_prefix;             // text the server placed in the assistant turn (tool_choice required/named)
 };
 
 struct TextDelta {

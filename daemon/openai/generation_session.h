@@ -33,7 +33,8 @@ struct SessionOptions {
   bool include_usage = false;
   std::string model_name;  // as the client asked for it
   std::vector<ChoiceSpec> choices;
-  std::vector<int32_t> prompt_token_counts;  // one per distinct prompt, for usage
+  std::vector<int32_t> prompt_token_counts;       // one per distinct prompt, for usage
+  std::shared_ptr<serving::Admission> admission;  // the request's place in the model's queue, held to the end
 };
 
 class GenerationSession : public std::enable_shared_from_this<GenerationSession> {

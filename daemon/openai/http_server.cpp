@@ -134,6 +134,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void write_chunk(std::string bytes) {
     if (closed_ || completed_ || !streaming_ || bytes.empty()) return;
+    if (queued_bytes_ + bytes.size() > options_.max_pending_output_bytes) {
+      // The client stopped reading: treat it as gone (the exchange's disconnect aborts the request).
+      spdlog::warn("http: dropping a stream whose client left {} bytes unread", queued_bytes_);
+      stats_.streams_dropped++;
+      close();
+      return;
+    }
     char size[20];
     std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
     enqueue(std::string(size) + bytes + "\r\n");
@@ -200,7 +207,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     exchange_ = exchange;
     watch_for_disconnect();
     try {
-      handler_(request, exchange);
+      handler_(std::move(request), exchange);
     } catch (const std::exception& e) {
       spdlog::error("http handler threw: {}", e.what());
       write_response({500, "application/json", error_body("internal error", "internal_error", 500)});
@@ -239,6 +246,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static bool buffer_has_data(const Connection& c) { return c.buffer_.size() > 0; }
 
   void enqueue(std::string bytes) {
+    queued_bytes_ += bytes.size();
     queue_.push_back(std::move(bytes));
     if (!writing_) write_next();
   }
@@ -260,9 +268,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     writing_ = true;
     net::async_write(stream_, net::buffer(queue_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->queued_bytes_ -= self->queue_.front().size();
       self->queue_.pop_front();  // close() leaves the in-flight buffer in place, so this is always the one written
       if (self->closed_) {
         self->queue_.clear();
+        self->queued_bytes_ = 0;
         self->writing_ = false;
         return;
       }
@@ -304,7 +314,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
     // The front buffer may still be in an async_write: its completion (now failing) drops the queue.
-    if (!writing_) queue_.clear();
+    if (!writing_) {
+      queue_.clear();
+      queued_bytes_ = 0;
+    }
     if (auto exchange = exchange_.lock(); exchange && !completed_) exchange->fire_disconnect();
   }
 
@@ -316,6 +329,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   HttpServerStats& stats_;
   std::function<void(Connection*)> on_gone_;
   std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;  // in queue_, the buffer being written included
   bool writing_ = false;
   bool closed_ = false;
   bool completed_ = false;
@@ -396,7 +410,19 @@ struct HttpServer::Impl {
     acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec) {
         if (ec == net::error::operation_aborted || ec == net::error::bad_descriptor || stopped) return;
-        spdlog::warn("http accept failed: {}", ec.message());
+        // EMFILE/ENFILE/ENOBUFS persist until something closes: accepting again at once would spin and flood the
+        // log. Wait a little, and log only the first failure of a run of them.
+        if (stats.accept_errors++ % 1000 == 0)
+          spdlog::warn("http accept failed: {} (pausing accepts for {} ms)", ec.message(), kAcceptBackoffMs);
+        backoff.emplace(ioc);
+        backoff->expires_after(std::chrono::milliseconds(kAcceptBackoffMs));
+        backoff->async_wait([this](beast::error_code) {
+          if (!stopped) accept();
+        });
+        return;
+      }
+      if (stats.open_connections.load() >= options.max_connections) {
+        refuse(std::move(socket));
       } else {
         auto connection =
             std::make_shared<Connection>(std::move(socket), options, handler, stats, [this](Connection* c) {
@@ -416,6 +442,24 @@ struct HttpServer::Impl {
       accept();
     });
   }
+
+  // Over the connection limit: a short 503 written without waiting (it fits any fresh socket buffer), then close.
+  void refuse(tcp::socket socket) {
+    stats.connections_refused++;
+    static const std::string kBody =
+        error_body("too many open connections; retry later", "ServiceUnavailableError", 503);
+    static const std::string kResponse =
+        absl::StrCat(status_line(503), "Content-Type: application/json\r\nContent-Length: ", kBody.size(),
+                     "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n", kBody);
+    beast::error_code ec;
+    socket.non_blocking(true, ec);
+    if (!ec) socket.write_some(net::buffer(kResponse), ec);
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+  }
+
+  static constexpr int kAcceptBackoffMs = 100;
+  std::optional<net::steady_timer> backoff;
 };
 
 HttpServer::HttpServer(HttpServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {

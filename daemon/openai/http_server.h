@@ -19,13 +19,23 @@ struct HttpServerOptions {
   int num_threads = 4;
   size_t max_body_bytes = 32 << 20;
   size_t max_header_bytes = 64 << 10;
-  int header_timeout_seconds = 30;                                   // slow or silent clients are dropped
-  std::vector<std::pair<std::string, std::string>> default_headers;  // added to every response (CORS)
+  int header_timeout_seconds = 30;  // slow or silent clients are dropped
+  // Connections open at once; one more is answered 503 and closed, so a flood of idle sockets cannot take every
+  // file descriptor the daemon has (the model files, the control socket and the engine's need them too).
+  int max_connections = 1024;
+  // Bytes of a streamed response queued for a client that does not read them; past this the stream is dropped
+  // and its request aborted, as on a disconnect, so a stalled reader cannot make the daemon buffer a whole
+  // generation.
+  size_t max_pending_output_bytes = 4 << 20;
+  std::vector<std::pair<std::string, std::string>> default_headers;  // added to every response
 };
 
 struct HttpServerStats {
   std::atomic<int64_t> open_connections{0};
   std::atomic<int64_t> requests_total{0};
+  std::atomic<int64_t> connections_refused{0};  // over max_connections
+  std::atomic<int64_t> streams_dropped{0};      // over max_pending_output_bytes
+  std::atomic<int64_t> accept_errors{0};
 };
 
 class HttpServer {

@@ -45,6 +45,7 @@ class Exchange {
   virtual bool is_disconnected() const = 0;
 };
 
-using Handler = std::function<void(const HttpRequest&, std::shared_ptr<Exchange>)>;
+// Takes the request by value: a handler may hand it (and its body, up to the body limit) to another thread.
+using Handler = std::function<void(HttpRequest, std::shared_ptr<Exchange>)>;
 
 }  // namespace bm::daemon::openai

@@ -61,7 +61,7 @@ void ModelMetrics::count_finished(const std::string& reason) {
   request_success_total[reason]++;
 }
 
-std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_connections, int64_t http_requests) {
+std::string render_metrics(const std::vector<ModelGauges>& models, const HttpCounters& http) {
   std::string out;
   auto gauge = [&](const std::string& name, const char* help, auto value_of) {
     header(out, name, "gauge", help);
@@ -91,6 +91,8 @@ std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_
           [](const ModelMetrics& m) { return m.generation_tokens_total.load(); });
   counter("bmserver:request_errors_total", "Requests that ended in an error.",
           [](const ModelMetrics& m) { return m.request_errors_total.load(); });
+  counter("bmserver:requests_rejected_total", "Requests refused with 503 because the model's queue was full.",
+          [](const ModelMetrics& m) { return m.requests_rejected_total.load(); });
 
   header(out, "bmserver:request_success_total", "counter", "Finished requests by finish reason.");
   for (const ModelGauges& m : models) {
@@ -116,9 +118,14 @@ std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_
             &ModelMetrics::request_generation_tokens);
 
   header(out, "bmserver:http_open_connections", "gauge", "Open HTTP connections.");
-  absl::StrAppend(&out, "bmserver:http_open_connections ", open_connections, "\n");
+  absl::StrAppend(&out, "bmserver:http_open_connections ", http.open_connections, "\n");
   header(out, "bmserver:http_requests_total", "counter", "HTTP requests received.");
-  absl::StrAppend(&out, "bmserver:http_requests_total ", http_requests, "\n");
+  absl::StrAppend(&out, "bmserver:http_requests_total ", http.requests_total, "\n");
+  header(out, "bmserver:http_connections_refused_total", "counter", "Connections refused over the connection limit.");
+  absl::StrAppend(&out, "bmserver:http_connections_refused_total ", http.connections_refused, "\n");
+  header(out, "bmserver:http_streams_dropped_total", "counter",
+         "Streams dropped because the client left too much output unread.");
+  absl::StrAppend(&out, "bmserver:http_streams_dropped_total ", http.streams_dropped, "\n");
   return out;
 }
 

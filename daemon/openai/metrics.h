@@ -31,6 +31,7 @@ struct ModelMetrics {
   std::mutex finished_mutex;
   std::map<std::string, uint64_t> request_success_total;  // by finished_reason
   std::atomic<uint64_t> request_errors_total{0};
+  std::atomic<uint64_t> requests_rejected_total{0};  // 503: the model's queue was full
   Histogram time_to_first_token_seconds;
   Histogram inter_token_latency_seconds;
   Histogram e2e_request_latency_seconds;
@@ -51,6 +52,14 @@ struct ModelGauges {
   const ModelMetrics* metrics = nullptr;
 };
 
-std::string render_metrics(const std::vector<ModelGauges>& models, int64_t open_connections, int64_t http_requests);
+// The HTTP server's own counters at scrape time.
+struct HttpCounters {
+  int64_t open_connections = 0;
+  int64_t requests_total = 0;
+  int64_t connections_refused = 0;
+  int64_t streams_dropped = 0;
+};
+
+std::string render_metrics(const std::vector<ModelGauges>& models, const HttpCounters& http);
 
 }  // namespace bm::daemon::openai

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/openai/request_body.h"
+#include "daemon/openai/request_limits.h"
 #include "daemon/openai/sampling_request.h"
 #include "engine/template/chat_template.h"
 #include "engine/template/value.h"
@@ -24,6 +26,9 @@ std::optional<ApiError> normalise_content(const serving::ServedModel& model, jso
   auto it = message.find("content");
   if (it == message.end() || it->is_null() || it->is_string()) return std::nullopt;
   if (!it->is_array()) return ApiError{400, param + " must be a string, a list of content parts, or null", param};
+  if (it->size() > kMaxContentParts)
+    return ApiError{400, absl::StrCat(param, " may hold at most ", kMaxContentParts, " parts, got ", it->size()),
+                    param};
   std::string joined;
   bool only_text = true;
   for (const json& part : *it) {
@@ -57,6 +62,9 @@ std::variant<json, ApiError> validate_messages(const serving::ServedModel& model
   auto it = body.find("messages");
   if (it == body.end() || !it->is_array() || it->empty())
     return ApiError{400, "'messages' must be a non-empty list of messages", "messages"};
+  if (it->size() > kMaxMessages)
+    return ApiError{400, absl::StrCat("'messages' may hold at most ", kMaxMessages, " messages, got ", it->size()),
+                    "messages"};
   json messages = *it;
   for (size_t i = 0; i < messages.size(); ++i) {
     json& m = messages[i];
@@ -77,8 +85,9 @@ std::variant<json, ApiError> validate_messages(const serving::ServedModel& model
         if (call.is_object() && call.contains("function") && call["function"].is_object()) {
           json& fn = call["function"];
           if (fn.contains("arguments") && fn["arguments"].is_string()) {
-            json parsed = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
-            if (!parsed.is_discarded()) fn["arguments"] = parsed;
+            json parsed;
+            if (parse_json_bounded(fn["arguments"].get<std::string>(), kMaxJsonDepth, parsed) == JsonParse::kOk)
+              fn["arguments"] = std::move(parsed);
           }
         }
       }
@@ -99,6 +108,9 @@ std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& m
   bool has_tools = tools != body.end() && !tools->is_null();
   if (has_tools) {
     if (!tools->is_array()) return ApiError{400, "'tools' must be a list of tool definitions", "tools"};
+    if (tools->size() > kMaxTools)
+      return ApiError{400, absl::StrCat("'tools' may hold at most ", kMaxTools, " tools, got ", tools->size()),
+                      "tools"};
     for (const json& t : *tools) {
       if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
           !t["function"].is_object() || !t["function"].contains("name") || !t["function"]["name"].is_string())
@@ -185,6 +197,18 @@ std::variant<serving::GenerationParams, ApiError> resolve_params(const serving::
   return p;
 }
 
+// One request may not create more sequences than the engine runs at once: beyond that it would only wait in the
+// queue that other clients share (vLLM bounds n by max_num_seqs the same way).
+std::optional<ApiError> check_sequence_count(const serving::ServedModel& model, int32_t n, size_t num_prompts) {
+  const int64_t sequences = static_cast<int64_t>(n) * static_cast<int64_t>(num_prompts);
+  const int32_t max_seqs = model.generator->max_num_seqs();
+  if (sequences <= max_seqs) return std::nullopt;
+  return ApiError{400,
+                  absl::StrCat("n × prompts = ", sequences, " sequences exceeds the ", max_seqs,
+                               " this model runs at once (--max-num-seqs); send fewer choices or prompts"),
+                  num_prompts > 1 ? "prompt" : "n"};
+}
+
 std::optional<uint64_t> choice_seed(const std::optional<uint64_t>& seed, int32_t choice) {
   // n samples of one seeded request differ from each other yet repeat exactly across runs.
   if (!seed) return std::nullopt;
@@ -235,6 +259,7 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
       parse_sampling_request(body, Endpoint::kChat, model.tokenizer->vocab_size());
   if (auto* err = std::get_if<ApiError>(&sampling)) return *err;
   const SamplingRequest& req = std::get<SamplingRequest>(sampling);
+  if (auto err = check_sequence_count(model, req.n, 1)) return *err;
   std::string tool_prefix;
   std::variant<std::string, ApiError> prompt = render_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix);
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
@@ -253,13 +278,14 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   bool tools_requested =
       !tool_prefix.empty() || (body.contains("tools") && body["tools"].is_array() && !body["tools"].empty() &&
                                body.value("tool_choice", json("auto")) != json("none"));
+  auto stops = std::make_shared<const StopStrings>(req.stop);
   for (int32_t i = 0; i < req.n; ++i) {
     ChoiceSpec spec;
     spec.prompt_ids = ids;
     spec.params = std::get<serving::GenerationParams>(params);
     spec.params.seed = choice_seed(req.seed, i);
     spec.text.skip_special_tokens = req.skip_special_tokens;
-    spec.text.stop = req.stop;
+    spec.text.stop = stops;
     spec.text.split_reasoning = model.reasoning_format == "deepseek-r1";
     spec.text.starts_in_reasoning = spec.text.split_reasoning && ReasoningParser::prompt_opens_reasoning(text);
     spec.text.parse_tool_calls = tools_requested && model.tool_call_format == "hermes";
@@ -316,8 +342,14 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   } else {
     return ApiError{400, bad_prompt, "prompt"};
   }
+  if (prompts.size() + prompt_texts.size() > kMaxPrompts)
+    return ApiError{
+        400,
+        absl::StrCat("'prompt' may hold at most ", kMaxPrompts, " prompts, got ", prompts.size() + prompt_texts.size()),
+        "prompt"};
+  if (auto err = check_sequence_count(model, req.n, prompts.size() + prompt_texts.size())) return *err;
   for (const std::string& t : prompt_texts) prompts.push_back(model.tokenizer->encode(t, /*add_special_tokens=*/true));
-  if (prompts.size() > 64) return ApiError{400, "at most 64 prompts per request", "prompt"};
+  auto stops = std::make_shared<const StopStrings>(req.stop);
 
   SessionOptions options;
   options.kind = ResponseKind::kCompletion;
@@ -336,7 +368,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
       spec.params = std::get<serving::GenerationParams>(params);
       spec.params.seed = choice_seed(req.seed, i);
       spec.text.skip_special_tokens = req.skip_special_tokens;
-      spec.text.stop = req.stop;
+      spec.text.stop = stops;
       if (echo)
         spec.echo_prefix = p < prompt_texts.size() ? prompt_texts[p] : model.tokenizer->decode(prompts[p], false);
       options.choices.push_back(std::move(spec));

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/openai/request_limits.h"
 
 namespace bm::daemon::openai {
 namespace {
@@ -70,7 +71,7 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
                                                                int32_t vocab_size) {
   SamplingRequest req;
   FieldReader r(body);
-  r.read_number("n", req.n, 1, 128);
+  r.read_number("n", req.n, 1, kMaxChoices);
   std::optional<int32_t> max_tokens;
   r.read_optional("max_tokens", max_tokens, 1, 1e9);
   if (endpoint == Endpoint::kChat) r.read_optional("max_completion_tokens", max_tokens, 1, 1e9);
@@ -95,23 +96,41 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
   }
   req.seed = seed;
   if (const json* v = r.find("stop")) {
+    const std::string shape =
+        absl::StrCat("'stop' must be a string or a list of at most ", kMaxStopStrings, " strings");
     if (v->is_string()) {
       req.stop.push_back(v->get<std::string>());
-    } else if (v->is_array() && v->size() <= 16) {
+    } else if (v->is_array() && v->size() <= kMaxStopStrings) {
       for (const json& s : *v) {
         if (!s.is_string()) {
-          r.fail("stop", "'stop' must be a string or a list of at most 16 strings");
+          r.fail("stop", shape);
           break;
         }
         req.stop.push_back(s.get<std::string>());
       }
     } else {
-      r.fail("stop", "'stop' must be a string or a list of at most 16 strings");
+      r.fail("stop", v->is_array() ? absl::StrCat(shape, ", got ", v->size()) : shape);
     }
+    size_t total = 0;
+    for (const std::string& s : req.stop) {
+      total += s.size();
+      if (s.size() > kMaxStopStringBytes) {
+        r.fail("stop", absl::StrCat("each stop string may have at most ", kMaxStopStringBytes, " bytes, got one of ",
+                                    s.size()));
+        break;
+      }
+    }
+    if (total > kMaxStopBytesTotal)
+      r.fail("stop",
+             absl::StrCat("the stop strings may have at most ", kMaxStopBytesTotal, " bytes together, got ", total));
   }
   if (const json* v = r.find("stop_token_ids")) {
     if (!v->is_array()) r.fail("stop_token_ids", "'stop_token_ids' must be a list of token ids");
-    for (const json& id : v->is_array() ? *v : json::array()) {
+    if (v->is_array() && v->size() > kMaxStopTokenIds)
+      r.fail("stop_token_ids",
+             absl::StrCat("'stop_token_ids' may hold at most ", kMaxStopTokenIds, " ids, got ", v->size()));
+    for (size_t i = 0; v->is_array() && !r.failed() && i < v->size(); ++i) {
+      const json& id = (*v)[i];
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size) {
         r.fail("stop_token_ids", absl::StrCat("'stop_token_ids' must hold token ids in [0, ", vocab_size, ")"));
         break;
@@ -121,7 +140,10 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
   }
   if (const json* v = r.find("logit_bias")) {
     if (!v->is_object()) r.fail("logit_bias", "'logit_bias' must be an object mapping token ids to biases");
-    for (auto it = v->is_object() ? v->begin() : v->end(); it != v->end(); ++it) {
+    if (v->is_object() && v->size() > kMaxLogitBiasEntries)
+      r.fail("logit_bias",
+             absl::StrCat("'logit_bias' may hold at most ", kMaxLogitBiasEntries, " entries, got ", v->size()));
+    for (auto it = v->is_object() && !r.failed() ? v->begin() : v->end(); it != v->end(); ++it) {
       char* end = nullptr;
       long id = std::strtol(it.key().c_str(), &end, 10);
       if (it.key().empty() || *end != '\0' || id < 0 || id >= vocab_size) {

@@ -43,4 +43,16 @@ std::shared_ptr<ServedModel> ModelRegistry::remove(const std::string& id) {
   return removed;
 }
 
+std::unique_ptr<Admission> Admission::try_admit(std::shared_ptr<ServedModel> model, int64_t num_seqs, int64_t limit) {
+  int64_t current = model->admitted_seqs.load();
+  do {
+    if (current + num_seqs > limit) return nullptr;
+  } while (!model->admitted_seqs.compare_exchange_weak(current, current + num_seqs));
+  return std::unique_ptr<Admission>(new Admission(std::move(model), num_seqs));
+}
+
+Admission::~Admission() {
+  model_->admitted_seqs -= num_seqs_;
+}
+
 }  // namespace bm::daemon::serving

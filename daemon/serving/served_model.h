@@ -72,10 +72,29 @@ class ServedModel {
   void set_failed(std::string error);
   bool answers_to(const std::string& id) const { return id == name || id == repo_id; }
 
+  // Sequences of HTTP requests admitted and not yet ended (running or waiting in the engine).
+  std::atomic<int64_t> admitted_seqs{0};
+
  private:
   std::atomic<ModelState> state_{ModelState::kLoading};
   mutable std::mutex error_mutex_;
   std::string error_;
+};
+
+// A request's place in its model's queue: taken for all its sequences at once, given back when the last of
+// them has ended (the holder is the request's session, which lives until its last engine event).
+class Admission {
+ public:
+  // Null when admitting `num_seqs` more would pass `limit` sequences in flight for the model.
+  static std::unique_ptr<Admission> try_admit(std::shared_ptr<ServedModel> model, int64_t num_seqs, int64_t limit);
+  ~Admission();
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+ private:
+  Admission(std::shared_ptr<ServedModel> model, int64_t num_seqs) : model_(std::move(model)), num_seqs_(num_seqs) {}
+  std::shared_ptr<ServedModel> model_;
+  int64_t num_seqs_;
 };
 
 // The served models, by name and repo id; shared by the gRPC Serving service and the HTTP API.

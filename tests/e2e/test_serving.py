@@ -256,7 +256,7 @@ class ServingTest(unittest.TestCase):
 
     def test_pipelined_and_slow_clients(self):
         body = json.dumps({"model": self.model, "prompt": "hi", "max_tokens": 1}).encode()
-        req = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        req = (f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         s = socket.create_connection(("127.0.0.1", self.served.daemon.http_port), timeout=60)
         s.sendall(req * 3)
@@ -269,7 +269,7 @@ class ServingTest(unittest.TestCase):
         s.close()
         self.assertEqual(data.count(b"HTTP/1.1 200"), 3)
         slow = socket.create_connection(("127.0.0.1", self.served.daemon.http_port), timeout=60)
-        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # and never more
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never more
         self.assertEqual(http("GET", self.base + "/health")[0], 200)
         slow.close()
 
@@ -282,7 +282,7 @@ class ServingTest(unittest.TestCase):
             body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": f"request {i}"}],
                                "max_tokens": 6, "stream": True, "ignore_eos": True}).encode()
             s = socket.create_connection(("127.0.0.1", port), timeout=300)
-            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
             drop = rng.random() < 0.33
             data = b""
@@ -378,7 +378,7 @@ class ServingLifecycleTest(unittest.TestCase):
                 streams = []
                 for _ in range(6):
                     s = socket.create_connection(("127.0.0.1", d.http_port), timeout=120)
-                    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
                     streams.append(s)
                 heads = []

@@ -199,5 +199,61 @@ TEST_F(HttpServerTest, ConnectionsAreReleased) {
   EXPECT_EQ(server_->stats().requests_total.load(), 20);
 }
 
+TEST_F(HttpServerTest, ConnectionsOverTheLimitGet503AndTheOthersStayServed) {
+  HttpServerOptions options;
+  options.max_connections = 3;
+  start(echo_handler(), options);
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<RawClient>(server_->port()));
+    held.back()->send("GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
+    held.back()->read_until("GET /held  ");  // the connection is open and counted
+  }
+  RawClient extra(server_->port());
+  ASSERT_TRUE(extra.connected());  // the kernel accepts; the server answers and closes
+  std::string refused = extra.read_until("}}");
+  EXPECT_NE(refused.find("HTTP/1.1 503"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("too many open connections"), std::string::npos) << refused;
+  EXPECT_EQ(server_->stats().connections_refused.load(), 1);
+  held[0]->send("GET /again HTTP/1.1\r\nHost: h\r\n\r\n");  // the held ones are unaffected
+  EXPECT_NE(held[0]->read_until("GET /again  ").find("200"), std::string::npos);
+  held.clear();
+  for (int i = 0; i < 200 && server_->stats().open_connections.load() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  RawClient later(server_->port());  // room again once they closed
+  later.send("GET /later HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(later.read_until("GET /later  ").find("200"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, AStreamWhoseClientStopsReadingIsDroppedAndReportedAsADisconnect) {
+  HttpServerOptions options;
+  options.max_pending_output_bytes = 256 << 10;
+  std::atomic<bool> disconnected{false};
+  std::atomic<int> chunks_sent{0};
+  std::thread producer;
+  start(
+      [&](const HttpRequest&, std::shared_ptr<Exchange> ex) {
+        ex->on_disconnect([&] { disconnected = true; });
+        ex->begin_stream(200, "text/event-stream");
+        producer = std::thread([ex, &disconnected, &chunks_sent] {
+          // Up to 256 MiB if nothing stops it: a generation the client never reads.
+          const std::string chunk(64 << 10, 'x');
+          for (int i = 0; i < 4096 && !disconnected; ++i) {
+            ex->send(chunk);
+            chunks_sent++;
+          }
+        });
+      },
+      options);
+  RawClient c(server_->port());
+  c.send("POST /stream HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");  // and never reads
+  for (int i = 0; i < 1000 && !disconnected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  producer.join();
+  EXPECT_TRUE(disconnected.load());
+  EXPECT_LT(chunks_sent.load(), 4096);
+  EXPECT_EQ(server_->stats().streams_dropped.load(), 1);
+}
+
 }  // namespace
 }  // namespace bm::daemon::openai
