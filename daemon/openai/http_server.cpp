@@ -49,6 +49,23 @@ std::string error_body(const std::string& message, const std::string& type, int 
                       "\",\"param\":null,\"code\":", code, "}}");
 }
 
+using RequestParser = http::request_parser<http::string_body>;
+
+void configure(RequestParser& parser, const HttpServerOptions& options) {
+  parser.body_limit(options.max_body_bytes);
+  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
+}
+
+HttpRequest to_request(http::request<http::string_body>&& req) {
+  HttpRequest request;
+  request.method = std::string(req.method_string());
+  request.target = std::string(req.target());
+  request.path = request.target.substr(0, request.target.find('?'));
+  for (const auto& field : req) request.headers[std::string(field.name_string())] = std::string(field.value());
+  request.body = std::move(req.body());
+  return request;
+}
+
 class Connection;
 
 class ConnectionExchange final : public Exchange {
@@ -159,8 +176,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_request() {
     if (closed_) return;
     parser_.emplace();
-    parser_->body_limit(options_.max_body_bytes);
-    parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
+    configure(*parser_, options_);
     stream_.expires_after(std::chrono::seconds(options_.header_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -191,12 +207,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stats_.requests_total++;
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
-    request.target = std::string(req.target());
-    request.path = request.target.substr(0, request.target.find('?'));
-    for (const auto& field : req) request.headers[std::string(field.name_string())] = std::string(field.value());
-    request.body = std::move(req.body());
+    HttpRequest request = to_request(std::move(req));
 
     completed_ = false;
     streaming_ = false;
@@ -323,7 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   const HttpServerOptions& options_;
   const Handler& handler_;
   HttpServerStats& stats_;
@@ -391,6 +402,26 @@ void ConnectionExchange::on_disconnect(std::function<void()> callback) {
 }
 
 }  // namespace
+
+absl::StatusOr<HttpRequest> parse_http_request(std::string_view bytes, const HttpServerOptions& options) {
+  RequestParser parser;
+  configure(parser, options);
+  parser.eager(true);
+  beast::error_code ec;
+  size_t used = 0;
+  while (used < bytes.size() && !parser.is_done()) {
+    size_t n = parser.put(net::buffer(bytes.data() + used, bytes.size() - used), ec);
+    if (ec == http::error::need_more) break;
+    if (ec) return absl::InvalidArgumentError(absl::StrCat("malformed HTTP request: ", ec.message()));
+    if (n == 0) break;
+    used += n;
+  }
+  if (!parser.is_done()) {
+    parser.put_eof(ec);
+    if (ec || !parser.is_done()) return absl::InvalidArgumentError("incomplete HTTP request");
+  }
+  return to_request(parser.release());
+}
 
 struct HttpServer::Impl {
   HttpServerOptions options;

@@ -5,10 +5,12 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "daemon/openai/http_types.h"
 
 namespace bm::daemon::openai {
@@ -37,6 +39,10 @@ struct HttpServerStats {
   std::atomic<int64_t> streams_dropped{0};      // over max_pending_output_bytes
   std::atomic<int64_t> accept_errors{0};
 };
+
+// Parses one whole request from raw bytes with the parser and limits a connection uses (for tests and the HTTP
+// fuzzer, which cannot open sockets per input). A request the connection would refuse is an error here.
+absl::StatusOr<HttpRequest> parse_http_request(std::string_view bytes, const HttpServerOptions& options);
 
 class HttpServer {
  public:

@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SECONDS_PER_TARGET="${1:-60}"
 cd "$ROOT"
 export CCACHE_BASEDIR="$(dirname "$ROOT")" CCACHE_NOHASHDIR=1
+# Fuzzers that need real tokenizers and templates read them from the shared models beside the checkout.
+export BMSERVER_SHARED_MODELS="${BMSERVER_SHARED_MODELS:-$(dirname "$ROOT")/shared/models}"
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBMSERVER_CUDA=OFF \
   -DBMSERVER_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
 targets=$(ninja -C build/fuzz -t targets all | grep -oE '^[a-z0-9_]+_fuzz:' | tr -d ':' | grep -v '^cmake_' | sort -u)

@@ -255,5 +255,22 @@ TEST_F(HttpServerTest, AStreamWhoseClientStopsReadingIsDroppedAndReportedAsADisc
   EXPECT_EQ(server_->stats().streams_dropped.load(), 1);
 }
 
+TEST(ParseHttpRequestTest, ParsesAsAConnectionDoes) {
+  HttpServerOptions options;
+  auto plain = parse_http_request("POST /v1/x?y=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->path, "/v1/x");
+  EXPECT_EQ(plain->body, "abc");
+  EXPECT_EQ(plain->header("host"), "h");
+  auto chunked = parse_http_request(
+      "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n", options);
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  EXPECT_EQ(chunked->body, "abc");
+  EXPECT_FALSE(parse_http_request("GARBAGE\r\n\r\n", options).ok());
+  EXPECT_FALSE(parse_http_request("POST /c HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", options).ok());
+  options.max_body_bytes = 2;
+  EXPECT_FALSE(parse_http_request("POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", options).ok());
+}
+
 }  // namespace
 }  // namespace bm::daemon::openai
