@@ -238,7 +238,9 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
   for (const RemoteFile& file : snapshot->files) {
     if (layout->has_file(file)) continue;
     ++check.files_to_fetch;
-    check.bytes_to_fetch += file.size;
+    if (__builtin_add_overflow(check.bytes_to_fetch, file.size, &check.bytes_to_fetch)) {
+      check.bytes_to_fetch = UINT64_MAX;
+    }
   }
   check.up_to_date = check.files_to_fetch == 0 && check.current_commit == check.remote_commit;
   return check;
@@ -285,7 +287,7 @@ absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options,
     bool present = layout->has_file(file);
     if (!present) {
       missing.push_back(file);
-      missing_bytes += file.size;
+      if (__builtin_add_overflow(missing_bytes, file.size, &missing_bytes)) missing_bytes = UINT64_MAX;
     } else {
       tracker.skip_file(file.size);
     }

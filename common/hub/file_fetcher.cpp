@@ -98,7 +98,8 @@ absl::StatusOr<std::string> FileFetcher::fetch(const RemoteFile& file, const std
     absl::Status status = transfer(file, temp_path, cancel);
     if (!status.ok()) {
       // Keep partial bytes for a later resume unless the disk is full (free the space) or the data is bad.
-      if (absl::IsResourceExhausted(status) || absl::IsDataLoss(status)) fs::remove(temp_path);
+      std::error_code ec;
+      if (absl::IsResourceExhausted(status) || absl::IsDataLoss(status)) fs::remove(temp_path, ec);
       return status;
     }
     // Every file is verified, a resumed or adopted one included: never accepted on its size alone.

@@ -22,10 +22,12 @@ struct RemoteSnapshot {
   std::string commit;    // HF: the 40-hex commit; ModelScope: the branch or tag (its snapshot folder name)
   std::vector<RemoteFile> files;
 
-  // Sizes are bounded when the listing is parsed (hub_limits.h), so the sum cannot wrap.
+  // Saturates rather than wraps (sizes are bounded when the listing is parsed, so it never needs to).
   uint64_t total_bytes() const {
     uint64_t total = 0;
-    for (const RemoteFile& file : files) total += file.size;
+    for (const RemoteFile& file : files) {
+      if (__builtin_add_overflow(total, file.size, &total)) return UINT64_MAX;
+    }
     return total;
   }
 };

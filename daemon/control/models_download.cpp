@@ -185,7 +185,12 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
     if (!options.ok()) return to_status(options.status());
     options->drop_previous = true;
     if (request->dry_run()) {
-      absl::StatusOr<common::UpdateCheck> check = common::check_snapshot(*options, &watch.cancel);
+      absl::StatusOr<common::UpdateCheck> check = absl::InternalError("not run");
+      try {
+        check = common::check_snapshot(*options, &watch.cancel);
+      } catch (const std::exception& e) {
+        check = absl::InternalError(absl::StrCat("checking ", entry->name, " failed: ", e.what()));
+      }
       if (!check.ok()) {
         if (first_error.ok()) first_error = check.status();
         continue;

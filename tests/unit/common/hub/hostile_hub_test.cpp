@@ -86,8 +86,7 @@ TEST_F(HostileHubTest, LfsOidThatIsNotASha256IsRefused) {
 
 TEST_F(HostileHubTest, LfsThatIsNotAnObjectIsRefused) {
   set_faults(R"([{"kind": "tree_entry", "path": "model.safetensors", "set": {"lfs": "yes"}}])");
-  expect_refused(absl::StatusCode::kDataLoss,
-                 lists("model.safetensors", "\"lfs\" \"yes\" that is not an object"));
+  expect_refused(absl::StatusCode::kDataLoss, lists("model.safetensors", "\"lfs\" \"yes\" that is not an object"));
 }
 
 TEST_F(HostileHubTest, RevisionShaThatIsNotACommitIsRefused) {

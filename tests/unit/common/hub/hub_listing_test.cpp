@@ -88,6 +88,14 @@ TEST(HubListingTest, TooManyFilesAreRefused) {
   EXPECT_EQ(status.message(), "https://hub.example lists more than 1 files for org/name");
 }
 
+TEST(HubListingTest, TotalBytesSaturatesInsteadOfWrapping) {
+  RemoteSnapshot snapshot;
+  snapshot.files.resize(2);
+  snapshot.files[0].size = UINT64_MAX - 1;
+  snapshot.files[1].size = 5;
+  EXPECT_EQ(snapshot.total_bytes(), UINT64_MAX);
+}
+
 TEST(HubListingTest, SafeNamesAndRevisions) {
   EXPECT_TRUE(is_safe_repo_path("a/b.json"));
   EXPECT_TRUE(is_safe_repo_path("a..b/c"));
