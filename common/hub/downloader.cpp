@@ -16,6 +16,7 @@
 #include "common/hub/hf_api.h"
 #include "common/hub/hf_cache_layout.h"
 #include "common/hub/hf_local_dir_layout.h"
+#include "common/hub/hub_listing.h"
 #include "common/hub/ms_api.h"
 #include "common/hub/ms_cache_layout.h"
 #include "common/size_format.h"
@@ -66,10 +67,29 @@ absl::StatusOr<RemoteSnapshot> resolve_and_list(const DownloadOptions& options, 
   return absl::InternalError("unknown hub");
 }
 
+// What a caller asks for becomes paths too (refs/{revision}, the repo folder): checked before any request.
+absl::Status check_request(const DownloadOptions& options) {
+  size_t slash = options.repo_id.find('/');
+  if (!is_safe_repo_path(options.repo_id) || slash == std::string::npos ||
+      options.repo_id.find('/', slash + 1) != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the repo id \"", options.repo_id, "\" is not of the form org/name"));
+  }
+  if (!options.revision.empty() && !is_safe_revision(options.revision)) {
+    return absl::InvalidArgumentError(absl::StrCat("the revision \"", options.revision,
+                                                   "\" is not a branch, tag or commit name (no \"..\", no leading "
+                                                   "\"/\", no control characters)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status check_free_space(const std::string& folder, uint64_t needed) {
   struct statvfs info {};
   if (statvfs(folder.c_str(), &info) != 0) return absl::OkStatus();  // unknown: let the writes tell
-  uint64_t free_bytes = static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
+  uint64_t free_bytes = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(info.f_bavail), static_cast<uint64_t>(info.f_frsize), &free_bytes)) {
+    return absl::OkStatus();  // more than 16 EiB free
+  }
   if (free_bytes >= needed) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat("not enough disk space in ", folder, ": the download needs ",
                                                    format_size(needed), " more, ", format_size(free_bytes),
@@ -193,8 +213,22 @@ std::string summary(const DownloadResult& result) {
 
 }  // namespace
 
+absl::StatusOr<FileLock> lock_for_removal(const DownloadOptions& options) {
+  std::unique_ptr<SnapshotLayout> layout = make_layout(options);
+  absl::StatusOr<FileLock> lock =
+      FileLock::acquire(layout->repo_lock_path(), std::chrono::milliseconds(0), nullptr, FileLock::Mode::kExclusive);
+  if (absl::IsDeadlineExceeded(lock.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(options.repo_id,
+                                                      " is being downloaded; stop that download (Ctrl-C in its "
+                                                      "`bmserver chat download`) or let it finish, then remove it"));
+  }
+  return lock;
+}
+
 absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const std::atomic<bool>* cancel) {
-  HubSession session(options.hub, options.retry, options.timeouts);
+  absl::Status request = check_request(options);
+  if (!request.ok()) return request;
+  HubSession session(options.hub, options.retry, options.timeouts, options.limits);
   absl::StatusOr<RemoteSnapshot> snapshot = resolve_and_list(options, session, nullptr, cancel);
   if (!snapshot.ok()) return snapshot.status();
   std::unique_ptr<SnapshotLayout> layout = make_layout(options);
@@ -204,7 +238,9 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
   for (const RemoteFile& file : snapshot->files) {
     if (layout->has_file(file)) continue;
     ++check.files_to_fetch;
-    check.bytes_to_fetch += file.size;
+    if (__builtin_add_overflow(check.bytes_to_fetch, file.size, &check.bytes_to_fetch)) {
+      check.bytes_to_fetch = UINT64_MAX;
+    }
   }
   check.up_to_date = check.files_to_fetch == 0 && check.current_commit == check.remote_commit;
   return check;
@@ -212,7 +248,9 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
 
 absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options, const ProgressCallback& on_progress,
                                                  const std::atomic<bool>* cancel) {
-  HubSession session(options.hub, options.retry, options.timeouts);
+  absl::Status request = check_request(options);
+  if (!request.ok()) return request;
+  HubSession session(options.hub, options.retry, options.timeouts, options.limits);
   absl::StatusOr<RemoteSnapshot> snapshot = resolve_and_list(options, session, on_progress, cancel);
   if (!snapshot.ok()) return snapshot.status();
   if (snapshot->files.empty()) {
@@ -220,6 +258,14 @@ absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options,
   }
 
   std::unique_ptr<SnapshotLayout> layout = make_layout(options);
+  // Held until the snapshot is committed: a removal of this repo waits for it, or is refused.
+  absl::StatusOr<FileLock> repo_lock =
+      FileLock::acquire(layout->repo_lock_path(), options.lock_timeout, cancel, FileLock::Mode::kShared);
+  if (absl::IsDeadlineExceeded(repo_lock.status())) {
+    return absl::DeadlineExceededError(absl::StrCat(options.repo_id, " is being removed (", layout->repo_lock_path(),
+                                                    " is locked); run the download again when that is done"));
+  }
+  if (!repo_lock.ok()) return repo_lock.status();
   DownloadResult result;
   result.repo_id = options.repo_id;
   result.commit = snapshot->commit;
@@ -241,7 +287,7 @@ absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options,
     bool present = layout->has_file(file);
     if (!present) {
       missing.push_back(file);
-      missing_bytes += file.size;
+      if (__builtin_add_overflow(missing_bytes, file.size, &missing_bytes)) missing_bytes = UINT64_MAX;
     } else {
       tracker.skip_file(file.size);
     }

@@ -7,8 +7,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/hub/download_progress.h"
+#include "common/hub/file_lock.h"
 #include "common/hub/http_client.h"
 #include "common/hub/hub_config.h"
+#include "common/hub/hub_limits.h"
 #include "common/hub/hub_session.h"
 
 namespace bm::common {
@@ -29,6 +31,7 @@ struct DownloadOptions {
   int hash_retries = 3;
   RetryPolicy retry;
   HttpTimeouts timeouts;
+  HubLimits limits;
   std::chrono::milliseconds lock_timeout{std::chrono::minutes(30)};
   std::chrono::milliseconds progress_interval{250};
   // Update semantics: once the new snapshot is complete, drop the previous one's unshared files.
@@ -68,5 +71,9 @@ absl::StatusOr<UpdateCheck> check_snapshot(const DownloadOptions& options, const
 // the calling thread; `cancel` stops everything and keeps partial files for a resume.
 absl::StatusOr<DownloadResult> download_snapshot(const DownloadOptions& options, const ProgressCallback& on_progress,
                                                  const std::atomic<bool>* cancel);
+
+// Takes the repo lock of `options`' store exclusively, without waiting: a model a download is writing cannot be
+// removed (FAILED_PRECONDITION naming it). Hold the lock while removing.
+absl::StatusOr<FileLock> lock_for_removal(const DownloadOptions& options);
 
 }  // namespace bm::common

@@ -7,8 +7,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/hub/git_blob_sha1.h"
 #include "common/hub/layout_util.h"
 #include "common/hub/sha256.h"
 
@@ -42,6 +46,40 @@ void adopt_orphans(const std::string& prefix, const std::string& temp_path, uint
   }
 }
 
+struct Digest {
+  const char* name;
+  std::string listed;
+  std::string actual;
+};
+
+// The digest the hub listed for `file` (the listing guarantees one) and that of the bytes at `path`.
+absl::StatusOr<Digest> digest_of(const RemoteFile& file, const std::string& path) {
+  if (!file.sha256.empty()) {
+    absl::StatusOr<std::string> sha = sha256_file(path);
+    if (!sha.ok()) return sha.status();
+    return Digest{"sha256", file.sha256, *sha};
+  }
+  if (!file.git_sha1.empty()) {
+    absl::StatusOr<std::string> sha = git_blob_sha1_file(path);
+    if (!sha.ok()) return sha.status();
+    return Digest{"git blob sha1", file.git_sha1, *sha};
+  }
+  return absl::DataLossError(absl::StrCat(file.path, " has no digest to verify it by"));
+}
+
+// The first byte of a 206's `Content-Range: bytes FIRST-LAST/TOTAL`, when it says the range starts there
+// and the total is the listed size (or "*").
+bool is_range_from(const std::string& content_range, uint64_t offset, uint64_t size) {
+  std::vector<std::string> parts = absl::StrSplit(content_range, absl::ByAnyChar(" -/"));
+  uint64_t first = 0, last = 0, total = 0;
+  if (parts.size() != 4 || parts[0] != "bytes" || !absl::SimpleAtoi(parts[1], &first) ||
+      !absl::SimpleAtoi(parts[2], &last)) {
+    return false;
+  }
+  if (parts[3] != "*" && (!absl::SimpleAtoi(parts[3], &total) || total != size)) return false;
+  return first == offset && last >= first;
+}
+
 uint64_t size_of(const std::string& path) {
   std::error_code ec;
   uint64_t size = fs::file_size(path, ec);
@@ -60,21 +98,21 @@ absl::StatusOr<std::string> FileFetcher::fetch(const RemoteFile& file, const std
     absl::Status status = transfer(file, temp_path, cancel);
     if (!status.ok()) {
       // Keep partial bytes for a later resume unless the disk is full (free the space) or the data is bad.
-      if (absl::IsResourceExhausted(status) || absl::IsDataLoss(status)) fs::remove(temp_path);
+      std::error_code ec;
+      if (absl::IsResourceExhausted(status) || absl::IsDataLoss(status)) fs::remove(temp_path, ec);
       return status;
     }
+    // Every file is verified, a resumed or adopted one included: never accepted on its size alone.
     uint64_t size = size_of(temp_path);
     std::string problem;
     if (size != file.size) {
       problem = absl::StrCat("has ", size, " bytes where the hub listed ", file.size,
                              " (did the file change on the hub during the download?)");
-    } else if (!file.sha256.empty()) {
-      absl::StatusOr<std::string> sha = sha256_file(temp_path);
-      if (!sha.ok()) return sha.status();
-      if (*sha == file.sha256) break;
-      problem = absl::StrCat("has sha256 ", *sha, " where the hub listed ", file.sha256);
     } else {
-      break;
+      absl::StatusOr<Digest> digest = digest_of(file, temp_path);
+      if (!digest.ok()) return digest.status();
+      if (digest->actual == digest->listed) break;
+      problem = absl::StrCat("has ", digest->name, " ", digest->actual, " where the hub listed ", digest->listed);
     }
     std::remove(temp_path.c_str());
     tracker_.reset_file(file.path);
@@ -104,9 +142,17 @@ absl::Status FileFetcher::transfer(const RemoteFile& file, const std::string& te
     lseek(fd, static_cast<off_t>(offset), SEEK_SET);
     std::string write_error;
     bool first_chunk = true;
-    BodySink sink = [&](long status, std::string_view chunk) {
+    std::string bad_range;
+    BodySink sink = [&](const HttpResponse& head, std::string_view chunk) {
+      long status = head.status;
       if (first_chunk) {
         first_chunk = false;
+        // A 206 must continue at the byte asked for: anything else would be spliced in at the wrong place.
+        if (status == 206 && !is_range_from(head.header("content-range"), offset, file.size)) {
+          bad_range = head.header("content-range");
+          write_error = "range";
+          return false;
+        }
         // A 200 to a ranged request is the whole file (hub-protocols §3.4): start over.
         if (status == 200 && offset > 0) {
           if (ftruncate(fd, 0) != 0) return false;
@@ -145,7 +191,12 @@ absl::Status FileFetcher::transfer(const RemoteFile& file, const std::string& te
     };
     absl::StatusOr<HttpResponse> response = session_.get_file_once(file.url, offset, sink, cancel);
     if (response.ok() && response->aborted_by_sink) {
-      if (write_error == "changed") {
+      if (write_error == "range") {
+        result = absl::DataLossError(absl::StrCat(
+            file.path, " on ", session_.config().endpoint, ": asked for bytes from ", offset, " of ", file.size,
+            ", the answer was 206 with Content-Range \"", absl::CHexEscape(bad_range.substr(0, 100)),
+            "\"; the hub or a proxy on the way mangles ranges"));
+      } else if (write_error == "changed") {
         result = absl::DataLossError(absl::StrCat(file.path, " on ", session_.config().endpoint,
                                                   " is larger than listed: it changed on the hub during the download; "
                                                   "run the download again"));
@@ -164,13 +215,24 @@ absl::Status FileFetcher::transfer(const RemoteFile& file, const std::string& te
       result = response.status();
       break;
     }
-    bool retryable = !response.ok() || HubSession::is_retryable_status(response->status);
+    bool retryable = response.ok() ? HubSession::is_retryable_status(response->status)
+                                   : HubSession::is_retryable_failure(response.status());
     if (!retryable) {
-      result = session_.error_for(*response, absl::StrCat(file.path, " of ", file.url));
+      result =
+          response.ok() ? session_.error_for(*response, absl::StrCat(file.path, " of ", file.url)) : response.status();
       break;
     }
     if (attempt >= session_.retry_policy().max_attempts) {
-      result = response.ok() ? session_.error_for(*response, file.path) : session_.unreachable(response.status());
+      if (response.ok()) {
+        result = session_.error_for(*response, file.path);
+      } else if (absl::IsDeadlineExceeded(response.status())) {
+        // Reachable but too slow (a trickling body): "unreachable" would send the user looking at the network.
+        result = absl::DeadlineExceededError(absl::StrCat(
+            file.path, " of ", session_.config().endpoint, ": ", response.status().message(), ", ", attempt,
+            " times; try again later or set ", session_.config().endpoint_variable, " to a faster mirror"));
+      } else {
+        result = session_.unreachable(response.status());
+      }
       break;
     }
     if (!HubSession::sleep_unless_cancelled(session_.backoff(attempt, response.ok() ? &*response : nullptr), cancel)) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,33 +38,42 @@ FileLock& FileLock::operator=(FileLock&& other) noexcept {
 }
 
 absl::StatusOr<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout,
-                                           const std::atomic<bool>* cancel) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  // 0664 as filelock, so users of one group share a cache.
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0664);
-  if (fd < 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
-  }
+                                           const std::atomic<bool>* cancel, Mode mode) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR) {
-      int error = errno;
-      close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot lock ", path, ": ", std::strerror(error), " (does this filesystem support flock?)"));
+  int operation = (mode == Mode::kShared ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  for (;;) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    // 0664 as filelock, so users of one group share a cache.
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+    if (fd < 0) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
     }
-    if ((cancel != nullptr && cancel->load()) || std::chrono::steady_clock::now() >= deadline) {
-      close(fd);
-      if (cancel != nullptr && cancel->load()) return absl::CancelledError("the download was cancelled");
-      return absl::DeadlineExceededError(
-          absl::StrCat("another download holds ", path, "; wait for it to finish or stop it"));
+    while (flock(fd, operation) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        int error = errno;
+        close(fd);
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot lock ", path, ": ", std::strerror(error), " (does this filesystem support flock?)"));
+      }
+      if ((cancel != nullptr && cancel->load()) || std::chrono::steady_clock::now() >= deadline) {
+        close(fd);
+        if (cancel != nullptr && cancel->load()) return absl::CancelledError("the download was cancelled");
+        return absl::DeadlineExceededError(
+            absl::StrCat("another download holds ", path, "; wait for it to finish or stop it"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    struct stat held {
+    }, current{};
+    if (fstat(fd, &held) == 0 && stat(path.c_str(), &current) == 0 && held.st_dev == current.st_dev &&
+        held.st_ino == current.st_ino) {
+      FileLock lock;
+      lock.fd_ = fd;
+      return lock;
+    }
+    close(fd);  // the file was deleted or replaced while we waited for it
   }
-  FileLock lock;
-  lock.fd_ = fd;
-  return lock;
 }
 
 }  // namespace bm::common

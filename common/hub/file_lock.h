@@ -12,6 +12,9 @@ namespace bm::common {
 // lock file itself stays, as filelock leaves it.
 class FileLock {
  public:
+  // Downloads of one repo share its repo lock; a removal takes it exclusively.
+  enum class Mode { kExclusive, kShared };
+
   FileLock() = default;
   ~FileLock();
   FileLock(FileLock&& other) noexcept;
@@ -19,9 +22,10 @@ class FileLock {
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
 
-  // Waits for the lock (polling, so cancel and the timeout are honoured); creates parent folders.
+  // Waits for the lock (polling, so cancel and the timeout are honoured); creates parent folders. A lock file
+  // deleted (by a removal) while we waited is not a lock: we retry on the file now at `path`.
   static absl::StatusOr<FileLock> acquire(const std::string& path, std::chrono::milliseconds timeout,
-                                          const std::atomic<bool>* cancel);
+                                          const std::atomic<bool>* cancel, Mode mode = Mode::kExclusive);
   bool is_held() const { return fd_ >= 0; }
 
  private:

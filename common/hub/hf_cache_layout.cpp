@@ -75,15 +75,17 @@ std::string HfCacheLayout::lock_path(const RemoteFile& file) const {
   return absl::StrCat(cache_root_, "/.locks/", repo_folder_name(repo_id_), "/", file.etag, ".lock");
 }
 
+std::string HfCacheLayout::repo_lock_path() const {
+  return absl::StrCat(cache_root_, "/.locks/", repo_folder_name(repo_id_), "/bm-repo.lock");
+}
+
 std::string HfCacheLayout::temp_prefix(const RemoteFile& file) const {
   return blob_path(file.etag);
 }
 
 absl::Status HfCacheLayout::place_file(const RemoteFile& file, const std::string& temp_path) {
-  // Blobs are read-only content; 0644 minus the umask, as huggingface_hub's chmod to the folder's default.
-  mode_t mask = umask(0);
-  umask(mask);
-  chmod(temp_path.c_str(), 0644 & ~mask);
+  absl::Status mode = set_store_file_mode(temp_path);
+  if (!mode.ok()) return mode;
   return rename_path(temp_path, blob_path(file.etag));
 }
 

@@ -17,6 +17,7 @@ class HfCacheLayout : public SnapshotLayout {
   std::string work_dir() const override { return repo_dir_ + "/blobs"; }
   bool has_file(const RemoteFile& file) const override;
   std::string lock_path(const RemoteFile& file) const override;
+  std::string repo_lock_path() const override;
   std::string temp_prefix(const RemoteFile& file) const override;
   absl::Status place_file(const RemoteFile& file, const std::string& temp_path) override;
   absl::Status commit(const RemoteSnapshot& snapshot) override;

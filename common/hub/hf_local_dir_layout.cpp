@@ -67,9 +67,8 @@ absl::Status HfLocalDirLayout::place_file(const RemoteFile& file, const std::str
   std::string target = dir_ + "/" + file.path;
   absl::Status status = make_dirs(fs::path(target).parent_path().string());
   if (!status.ok()) return status;
-  mode_t mask = umask(0);
-  umask(mask);
-  chmod(temp_path.c_str(), 0644 & ~mask);
+  absl::Status mode = set_store_file_mode(temp_path);
+  if (!mode.ok()) return mode;
   status = rename_path(temp_path, target);
   if (!status.ok()) return status;
   // The timestamp must not be older than the file's mtime, or huggingface_hub distrusts the metadata.

@@ -16,6 +16,7 @@ class HfLocalDirLayout : public SnapshotLayout {
   std::string work_dir() const override { return dir_ + "/.cache/huggingface/download"; }
   bool has_file(const RemoteFile& file) const override;
   std::string lock_path(const RemoteFile& file) const override;
+  std::string repo_lock_path() const override { return dir_ + "/.cache/huggingface/bm-repo.lock"; }
   std::string temp_prefix(const RemoteFile& file) const override;
   absl::Status place_file(const RemoteFile& file, const std::string& temp_path) override;
   absl::Status commit(const RemoteSnapshot& snapshot) override;

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 
@@ -24,6 +25,7 @@ void global_init_once() {
 struct Transfer {
   CURL* curl = nullptr;
   const BodySink* sink = nullptr;
+  uint64_t max_body_bytes = 0;
   const std::atomic<bool>* cancel = nullptr;
   HttpResponse response;
   bool deliver_to_sink = false;
@@ -53,7 +55,7 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
     transfer->deliver_to_sink = transfer->sink != nullptr && *transfer->sink && status >= 200 && status < 300;
   }
   if (transfer->deliver_to_sink) {
-    if (!(*transfer->sink)(transfer->response.status, std::string_view(data, bytes))) {
+    if (!(*transfer->sink)(transfer->response, std::string_view(data, bytes))) {
       transfer->response.aborted_by_sink = true;
       return 0;
     }
@@ -61,6 +63,10 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   }
   std::string& body = transfer->response.body;
   if (transfer->sink == nullptr || !*transfer->sink) {
+    if (transfer->max_body_bytes > 0 && body.size() + bytes > transfer->max_body_bytes) {
+      transfer->response.body_too_large = true;
+      return 0;
+    }
     body.append(data, bytes);
   } else if (body.size() < kMaxErrorBody) {
     body.append(data, std::min(bytes, kMaxErrorBody - body.size()));
@@ -81,11 +87,18 @@ bool proxy_configured() {
   return false;
 }
 
-absl::Status transport_error(CURLcode code, const char* detail, const std::string& url) {
+absl::Status transport_error(CURLcode code, const char* detail, const std::string& url, long status,
+                             const HttpTimeouts& timeouts) {
   std::string what = *detail != '\0' ? detail : curl_easy_strerror(code);
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
-      return absl::DeadlineExceededError(absl::StrCat("the transfer from ", url, " stalled: ", what));
+      if (status == 0)
+        return absl::DeadlineExceededError(absl::StrCat("connecting to ", url_origin(url), " timed out"));
+      return absl::DeadlineExceededError(absl::StrCat("the transfer from ", url, " ran slower than ",
+                                                      timeouts.min_bytes_per_second, " bytes/s for ",
+                                                      timeouts.rate_window_seconds, " s"));
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return absl::InvalidArgumentError(absl::StrCat("refusing ", url, ": only http and https are spoken"));
     case CURLE_COULDNT_RESOLVE_PROXY:
       return absl::UnavailableError(
           absl::StrCat("cannot resolve the proxy (", what, "); check HTTPS_PROXY / NO_PROXY"));
@@ -123,6 +136,7 @@ absl::StatusOr<HttpResponse> HttpClient::perform(const HttpRequest& request, con
   Transfer transfer;
   transfer.curl = curl;
   transfer.sink = &sink;
+  transfer.max_body_bytes = request.max_body_bytes;
   transfer.cancel = cancel;
   char error_buffer[CURL_ERROR_SIZE] = {0};
 
@@ -138,11 +152,14 @@ absl::StatusOr<HttpResponse> HttpClient::perform(const HttpRequest& request, con
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  // Whatever a hub says, nothing but http(s) is ever fetched (no file://, gopher://, …).
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, timeouts_.connect_seconds);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, timeouts_.stall_seconds);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, timeouts_.min_bytes_per_second);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, timeouts_.rate_window_seconds);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -163,31 +180,68 @@ absl::StatusOr<HttpResponse> HttpClient::perform(const HttpRequest& request, con
   CURLcode code = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &transfer.response.status);
-  if (transfer.response.aborted_by_sink) return transfer.response;
+  if (transfer.response.aborted_by_sink || transfer.response.body_too_large) return transfer.response;
   if (code == CURLE_ABORTED_BY_CALLBACK && cancel != nullptr && cancel->load()) {
     return absl::CancelledError("the download was cancelled");
   }
-  if (code != CURLE_OK) return transport_error(code, error_buffer, request.url);
+  if (code != CURLE_OK) return transport_error(code, error_buffer, request.url, transfer.response.status, timeouts_);
   return transfer.response;
 }
 
-std::string url_origin(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return std::string();
-  size_t path = url.find('/', scheme + 3);
-  return path == std::string::npos ? url : url.substr(0, path);
+namespace {
+
+struct UrlHandle {
+  CURLU* url = curl_url();
+  ~UrlHandle() { curl_url_cleanup(url); }
+
+  std::string get(CURLUPart part, unsigned flags = 0) const {
+    char* text = nullptr;
+    if (curl_url_get(url, part, &text, flags) != CURLUE_OK || text == nullptr) return std::string();
+    std::string out(text);
+    curl_free(text);
+    return out;
+  }
+};
+
+absl::Status bad_url(const std::string& url, CURLUcode code) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", absl::CHexEscape(url.substr(0, 200)), "\" is not a URL (", curl_url_strerror(code), ")"));
 }
 
-std::string url_host(const std::string& url) {
-  std::string origin = url_origin(url);
-  size_t scheme = origin.find("://");
-  if (scheme == std::string::npos) return std::string();
-  std::string authority = origin.substr(scheme + 3);
-  size_t at = authority.rfind('@');
-  if (at != std::string::npos) authority = authority.substr(at + 1);
-  if (!authority.empty() && authority[0] == '[')
-    return absl::AsciiStrToLower(authority.substr(0, authority.find(']') + 1));
-  return absl::AsciiStrToLower(authority.substr(0, authority.find(':')));
+}  // namespace
+
+bool is_http_scheme(const std::string& scheme) {
+  return scheme == "http" || scheme == "https";
+}
+
+absl::StatusOr<UrlParts> parse_url(const std::string& url) {
+  UrlHandle handle;
+  BM_CHECK(handle.url != nullptr);
+  if (url.find('\0') != std::string::npos) return bad_url(url, CURLUE_MALFORMED_INPUT);
+  CURLUcode code = curl_url_set(handle.url, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME);
+  if (code != CURLUE_OK) return bad_url(url, code);
+  UrlParts parts;
+  parts.scheme = absl::AsciiStrToLower(handle.get(CURLUPART_SCHEME));
+  parts.host = absl::AsciiStrToLower(handle.get(CURLUPART_HOST));
+  parts.port = handle.get(CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  return parts;
+}
+
+absl::StatusOr<std::string> resolve_url_reference(const std::string& base, const std::string& reference) {
+  UrlHandle handle;
+  BM_CHECK(handle.url != nullptr);
+  if (reference.find('\0') != std::string::npos) return bad_url(reference, CURLUE_MALFORMED_INPUT);
+  CURLUcode code = curl_url_set(handle.url, CURLUPART_URL, base.c_str(), CURLU_NON_SUPPORT_SCHEME);
+  if (code != CURLUE_OK) return bad_url(base, code);
+  // With a URL already set, curl resolves a relative one against it (RFC 3986 §5).
+  code = curl_url_set(handle.url, CURLUPART_URL, reference.c_str(), CURLU_NON_SUPPORT_SCHEME);
+  if (code != CURLUE_OK) return bad_url(reference, code);
+  return handle.get(CURLUPART_URL);
+}
+
+std::string url_origin(const std::string& url) {
+  absl::StatusOr<UrlParts> parts = parse_url(url);
+  return parts.ok() ? parts->origin() : std::string();
 }
 
 std::string url_escape(std::string_view text, bool keep_slash) {

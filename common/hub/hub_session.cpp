@@ -5,40 +5,46 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace bm::common {
 namespace {
 
-constexpr int kMaxRedirects = 10;
-
 bool is_redirect(long status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-std::string resolve_location(const std::string& current, const std::string& location) {
-  if (location.find("://") != std::string::npos) return location;
-  if (!location.empty() && location[0] == '/') return url_origin(current) + location;
-  std::string base = current.substr(0, current.find('?'));
-  return base.substr(0, base.rfind('/') + 1) + location;
-}
-
 }  // namespace
 
-HubSession::HubSession(HubConfig config, RetryPolicy retry, HttpTimeouts timeouts)
-    : config_(std::move(config)), retry_(retry), timeouts_(timeouts) {}
+bool may_send_credentials(const HubConfig& config, const std::string& url) {
+  absl::StatusOr<UrlParts> target = parse_url(url);
+  absl::StatusOr<UrlParts> endpoint = parse_url(config.endpoint);
+  if (!target.ok() || !endpoint.ok() || !is_http_scheme(target->scheme) || target->host.empty()) return false;
+  if (*target == *endpoint) return true;
+  return config.kind == HubKind::kHuggingFace && target->scheme == "https" && target->port == "443" &&
+         (target->host == "huggingface.co" || target->host == "hf.co");
+}
 
-bool HubSession::may_receive_token(const std::string& url) const {
-  std::string host = url_host(url);
-  if (host == url_host(config_.endpoint)) return true;
-  // A mirror may redirect to the Hub itself (hub-protocols §5.1); a CDN never gets the token.
-  return config_.kind == HubKind::kHuggingFace && (host == "huggingface.co" || host == "hf.co");
+HubSession::HubSession(HubConfig config, RetryPolicy retry, HttpTimeouts timeouts, HubLimits limits)
+    : config_(std::move(config)), retry_(retry), timeouts_(timeouts), limits_(limits) {}
+
+absl::StatusOr<std::string> HubSession::next_hop(const std::string& current, const HttpResponse& response) const {
+  std::string location = response.header("location");
+  absl::StatusOr<std::string> next = resolve_url_reference(current, location);
+  absl::StatusOr<UrlParts> parts = next.ok() ? parse_url(*next) : next.status();
+  if (!parts.ok() || !is_http_scheme(parts->scheme) || parts->host.empty()) {
+    return absl::DataLossError(absl::StrCat(config_.endpoint, " redirected ", current, " to \"",
+                                            absl::CHexEscape(location.substr(0, 200)),
+                                            "\"; only http and https redirects are followed"));
+  }
+  return *next;
 }
 
 std::vector<std::string> HubSession::headers_for(const std::string& url) const {
   std::vector<std::string> headers;
-  if (config_.token.empty() || !may_receive_token(url)) return headers;
+  if (config_.token.empty() || !may_send_credentials(config_, url)) return headers;
   switch (config_.kind) {
     case HubKind::kHuggingFace:
       headers.push_back("Authorization: Bearer " + config_.token);
@@ -48,6 +54,10 @@ std::vector<std::string> HubSession::headers_for(const std::string& url) const {
       break;
   }
   return headers;
+}
+
+bool HubSession::is_retryable_failure(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
 bool HubSession::is_retryable_status(long status) {
@@ -84,20 +94,31 @@ absl::StatusOr<HttpResponse> HubSession::get_api(const std::string& url, const s
   for (int attempt = 1;; ++attempt) {
     std::string current = url;
     absl::StatusOr<HttpResponse> response;
-    for (int hop = 0; hop <= kMaxRedirects; ++hop) {
+    for (int hop = 0;; ++hop) {
+      if (hop > kMaxRedirects) {
+        return absl::DataLossError(absl::StrCat(config_.endpoint, " redirected the request for ", what, " more than ",
+                                                kMaxRedirects, " times"));
+      }
       HttpRequest request;
       request.url = current;
       request.headers = headers_for(current);
       request.headers.push_back("Accept: application/json");
+      request.max_body_bytes = limits_.max_api_body_bytes;
       response = client.perform(request, nullptr, cancel);
-      if (!response.ok() || !is_redirect(response->status)) break;
-      std::string location = response->header("location");
-      if (location.empty()) break;
-      current = resolve_location(current, location);
+      if (response.ok() && response->body_too_large) {
+        return absl::DataLossError(absl::StrCat(config_.endpoint, "'s answer about ", what, " is larger than ",
+                                                limits_.max_api_body_bytes, " bytes (the cap on hub API answers); is ",
+                                                config_.endpoint_variable, " a hub?"));
+      }
+      if (!response.ok() || !is_redirect(response->status) || response->header("location").empty()) break;
+      absl::StatusOr<std::string> next = next_hop(current, *response);
+      if (!next.ok()) return next.status();
+      current = *next;
     }
     if (response.ok() && response->status >= 200 && response->status < 300) return response;
     if (!response.ok() && absl::IsCancelled(response.status())) return response.status();
-    bool retryable = !response.ok() || is_retryable_status(response->status);
+    bool retryable = response.ok() ? is_retryable_status(response->status) : is_retryable_failure(response.status());
+    if (!response.ok() && !retryable) return response.status();
     last_error = response.ok() ? error_for(*response, what) : unreachable(response.status());
     if (!retryable || attempt >= retry_.max_attempts) return last_error;
     if (!sleep_unless_cancelled(backoff(attempt, response.ok() ? &*response : nullptr), cancel)) {
@@ -116,12 +137,13 @@ absl::StatusOr<HttpResponse> HubSession::get_file_once(const std::string& url, u
     request.headers = headers_for(current);
     request.range_start = range_start;
     absl::StatusOr<HttpResponse> response = client.perform(request, sink, cancel);
-    if (!response.ok() || !is_redirect(response->status)) return response;
-    std::string location = response->header("location");
-    if (location.empty()) return response;
-    current = resolve_location(current, location);
+    if (!response.ok() || !is_redirect(response->status) || response->header("location").empty()) return response;
+    absl::StatusOr<std::string> next = next_hop(current, *response);
+    if (!next.ok()) return next.status();
+    current = *next;
   }
-  return absl::UnavailableError(absl::StrCat("more than ", kMaxRedirects, " redirects fetching ", url));
+  return absl::DataLossError(
+      absl::StrCat(config_.endpoint, " redirected ", url, " more than ", kMaxRedirects, " times"));
 }
 
 absl::Status HubSession::error_for(const HttpResponse& response, const std::string& what) const {

@@ -1,6 +1,7 @@
 #include "common/hub/layout_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -86,6 +87,31 @@ std::string read_small_file(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+unsigned process_umask() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Umask:", 0) != 0) continue;
+    try {
+      return static_cast<unsigned>(std::stoul(line.substr(6), nullptr, 8)) & 0777;
+    } catch (const std::exception&) {
+      break;
+    }
+  }
+  return 022;  // kernels before 4.7 do not say; the common default
+}
+
+absl::Status set_store_file_mode(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  int rc = fchmod(fd, 0644 & ~process_umask());
+  int error = errno;
+  close(fd);
+  if (rc != 0)
+    return absl::PermissionDeniedError(absl::StrCat("cannot set the mode of ", path, ": ", std::strerror(error)));
+  return absl::OkStatus();
 }
 
 }  // namespace bm::common

@@ -15,5 +15,11 @@ absl::Status rename_path(const std::string& from, const std::string& to);
 // A relative symlink at `link` pointing to `target`, replacing what is there atomically.
 absl::Status replace_symlink(const std::string& target, const std::string& link);
 std::string read_small_file(const std::string& path);
+// The process umask, read from /proc/self/status: calling umask() to read it would change it for every
+// other thread of the daemon meanwhile (their files would be created world-writable).
+unsigned process_umask();
+// Gives a store file the mode huggingface_hub gives its blobs (0644 minus the umask), with fchmod on the file
+// itself.
+absl::Status set_store_file_mode(const std::string& path);
 
 }  // namespace bm::common

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/hub/hub_listing.h"
 #include "common/hub/hub_session.h"
 #include "common/hub/remote_file.h"
 
@@ -22,6 +23,8 @@ class MsApi {
   std::string file_url(const std::string& repo_id, const std::string& revision, const std::string& path) const;
 
  private:
+  ListingSource source(const std::string& repo_id) const;
+
   const HubSession& session_;
 };
 

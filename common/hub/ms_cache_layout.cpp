@@ -48,13 +48,16 @@ std::string MsCacheLayout::lock_path(const RemoteFile& file) const {
   return absl::StrCat(cache_root_, "/.lock/model_", repo, "_", path, ".lock");
 }
 
+std::string MsCacheLayout::repo_lock_path() const {
+  return absl::StrCat(cache_root_, "/.lock/bm_repo_", absl::StrReplaceAll(repo_id_, {{"/", "___"}}), ".lock");
+}
+
 absl::Status MsCacheLayout::place_file(const RemoteFile& file, const std::string& temp_path) {
   std::string target = target_dir() + "/" + file.path;
   absl::Status status = make_dirs(fs::path(target).parent_path().string());
   if (!status.ok()) return status;
-  mode_t mask = umask(0);
-  umask(mask);
-  chmod(temp_path.c_str(), 0644 & ~mask);
+  absl::Status mode = set_store_file_mode(temp_path);
+  if (!mode.ok()) return mode;
   return rename_path(temp_path, target);
 }
 

@@ -17,6 +17,7 @@ class MsCacheLayout : public SnapshotLayout {
   std::string work_dir() const override { return repo_dir_ + "/.incomplete"; }
   bool has_file(const RemoteFile& file) const override;
   std::string lock_path(const RemoteFile& file) const override;
+  std::string repo_lock_path() const override;
   std::string temp_prefix(const RemoteFile& file) const override { return work_dir() + "/" + file.etag; }
   absl::Status place_file(const RemoteFile& file, const std::string& temp_path) override;
   absl::Status commit(const RemoteSnapshot& snapshot) override;

@@ -24,6 +24,9 @@ class SnapshotLayout {
   // The file is already in the store with this content: no download.
   virtual bool has_file(const RemoteFile& file) const = 0;
   virtual std::string lock_path(const RemoteFile& file) const = 0;
+  // Held shared by every download of the repo for its whole run and exclusively by a removal, so a removal
+  // never deletes a tree a download is writing. Outside what a removal deletes where the layout allows.
+  virtual std::string repo_lock_path() const = 0;
   virtual std::string temp_prefix(const RemoteFile& file) const = 0;
   // Moves a verified, synced temp file into place (the lock is held).
   virtual absl::Status place_file(const RemoteFile& file, const std::string& temp_path) = 0;

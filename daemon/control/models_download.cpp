@@ -16,6 +16,7 @@
 #include "common/hub/downloader.h"
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
+#include "daemon/control/download_options.h"
 #include "daemon/control/models_service.h"
 
 namespace bm::daemon::control {
@@ -73,50 +74,6 @@ absl::StatusOr<const common::CatalogEntry*> find_entry(const std::string& name) 
                    " (bmserver chat search lists every name)"));
 }
 
-int env_int(const char* name, int fallback) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') return fallback;
-  int parsed = std::atoi(value);
-  return parsed > 0 ? parsed : fallback;
-}
-
-// Hub, layout and root for a request; the same rules as the store listing (common/store/).
-absl::StatusOr<common::DownloadOptions> options_for(const v1::StoreSelector& selector, const std::string& repo_id,
-                                                    const std::string& revision) {
-  common::StoreRoots roots = common::resolve_store_roots();
-  std::string hub = selector.hub().empty() ? roots.default_hub : selector.hub();
-  absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
-  if (!parsed.ok()) return parsed.status();
-  common::DownloadOptions options;
-  options.repo_id = repo_id;
-  options.revision = revision;
-  options.max_parallel = env_int("BMSERVER_DOWNLOAD_WORKERS", 8);
-  switch (*parsed) {
-    case common::Hub::kHuggingFace:
-      options.hub = common::hf_config_from_env();
-      options.layout = common::StoreLayout::kHfCache;
-      options.root = roots.hf_hub_cache;
-      break;
-    case common::Hub::kModelScope:
-      options.hub = common::ms_config_from_env();
-      options.layout = common::StoreLayout::kMsCache;
-      // modelscope >= 1.38 keeps {base}/models/{org}--{name}/snapshots/ with base ~/.cache/modelscope when
-      // MODELSCOPE_CACHE is unset (hub-protocols §4.2).
-      options.root = roots.modelscope_cache_from_env
-                         ? roots.modelscope_cache
-                         : std::filesystem::path(roots.modelscope_cache).parent_path().string();
-      break;
-  }
-  if (!selector.local_dir().empty()) {
-    if (!std::filesystem::path(selector.local_dir()).is_absolute()) {
-      return absl::InvalidArgumentError(absl::StrCat("--local-dir ", selector.local_dir(), " is not an absolute path"));
-    }
-    options.layout = common::StoreLayout::kHfLocalDir;
-    options.root = selector.local_dir();
-  }
-  return options;
-}
-
 v1::DownloadEvent to_event(const std::string& name, const common::DownloadProgress& progress) {
   v1::DownloadEvent event;
   event.set_name(name);
@@ -168,12 +125,18 @@ class CancelWatch {
 absl::Status download_one(const std::string& name, const common::DownloadOptions& options,
                           grpc::ServerWriter<v1::DownloadEvent>* writer, CancelWatch& watch) {
   spdlog::info("downloading {} ({}) from {} into {}", name, options.repo_id, options.hub.endpoint, options.root);
-  absl::StatusOr<common::DownloadResult> result = common::download_snapshot(
-      options,
-      [&](const common::DownloadProgress& progress) {
-        if (!writer->Write(to_event(name, progress))) watch.cancel.store(true);
-      },
-      &watch.cancel);
+  absl::StatusOr<common::DownloadResult> result = absl::InternalError("not run");
+  // Nothing a hub sends or a cache holds may take the daemon down: an exception ends this download only.
+  try {
+    result = common::download_snapshot(
+        options,
+        [&](const common::DownloadProgress& progress) {
+          if (!writer->Write(to_event(name, progress))) watch.cancel.store(true);
+        },
+        &watch.cancel);
+  } catch (const std::exception& e) {
+    result = absl::InternalError(absl::StrCat("the download of ", name, " failed: ", e.what()));
+  }
   if (!result.ok()) {
     spdlog::warn("download of {} failed: {}", name, std::string(result.status().message()));
     return result.status();
@@ -193,7 +156,7 @@ grpc::Status ModelsService::Download(grpc::ServerContext* context, const v1::Dow
   absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
   if (!parsed.ok()) return to_status(parsed.status());
   absl::StatusOr<common::DownloadOptions> options =
-      options_for(request->store(), (*entry)->repo_id(*parsed), request->revision());
+      download_options_for(request->store(), (*entry)->repo_id(*parsed), request->revision());
   if (!options.ok()) return to_status(options.status());
   CancelWatch watch(context);
   return to_status(download_one((*entry)->name, *options, writer, watch));
@@ -218,11 +181,16 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
     const std::string& repo_id = entry->repo_id(kind);
     if (!(*store)->find(repo_id).has_value()) continue;
     ++num_present;
-    absl::StatusOr<common::DownloadOptions> options = options_for(request->store(), repo_id, "");
+    absl::StatusOr<common::DownloadOptions> options = download_options_for(request->store(), repo_id, "");
     if (!options.ok()) return to_status(options.status());
     options->drop_previous = true;
     if (request->dry_run()) {
-      absl::StatusOr<common::UpdateCheck> check = common::check_snapshot(*options, &watch.cancel);
+      absl::StatusOr<common::UpdateCheck> check = absl::InternalError("not run");
+      try {
+        check = common::check_snapshot(*options, &watch.cancel);
+      } catch (const std::exception& e) {
+        check = absl::InternalError(absl::StrCat("checking ", entry->name, " failed: ", e.what()));
+      }
       if (!check.ok()) {
         if (first_error.ok()) first_error = check.status();
         continue;

@@ -10,6 +10,7 @@
 #include "common/size_format.h"
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
+#include "daemon/control/download_options.h"
 
 namespace bm::daemon::control {
 namespace {
@@ -135,6 +136,16 @@ grpc::Status ModelsService::Remove(grpc::ServerContext*, const v1::RemoveRequest
             grpc::StatusCode::FAILED_PRECONDITION,
             absl::StrCat(match->entry->name, " is being served; stop it first with `bmserver chat stop ",
                          match->entry->name, "`"));
+    // A download writing one of them holds its repo lock: refuse rather than delete a tree under it.
+    std::vector<common::FileLock> download_locks;
+    for (const Match* match : present) {
+      if (request->dry_run()) break;
+      absl::StatusOr<common::DownloadOptions> options = download_options_for(request->store(), match->repo_id, "");
+      if (!options.ok()) return to_grpc(options.status());
+      absl::StatusOr<common::FileLock> lock = common::lock_for_removal(*options);
+      if (!lock.ok()) return to_grpc(lock.status());
+      download_locks.push_back(*std::move(lock));
+    }
     uint64_t total = 0;
     for (const Match* match : present) {
       if (!request->dry_run()) {

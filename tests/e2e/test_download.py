@@ -4,6 +4,7 @@ huggingface_hub interop check uses BMSERVER_PYTHON when it is set."""
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def tiny_files(seed=1):
             "tokenizer_config.json": "{}"}
 
 
-class DownloadTest(unittest.TestCase):
+class HubCase(unittest.TestCase):
+    """A fake hub with the tiny model and a daemon downloading from it, each in a fresh folder."""
+
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="bm-e2e-dl-")
         self.addCleanup(subprocess.run, ["rm", "-rf", self.workdir])
@@ -99,6 +102,8 @@ class DownloadTest(unittest.TestCase):
             time.sleep(0.05)
         self.fail("the download never wrote a partial file")
 
+
+class DownloadTest(HubCase):
     def test_download_streams_json_progress_and_writes_the_cache(self):
         r = self.daemon.cli("chat", "download", NAME, "-o", "json")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -209,6 +214,109 @@ class DownloadTest(unittest.TestCase):
         path, warnings = r.stdout.split()
         self.assertEqual(path, os.path.join(self.repo_dir(), "snapshots", self.commit))
         self.assertEqual(warnings, "0")
+
+
+class HostileHubTest(HubCase):
+    """Nothing a hub says is trusted (DESIGN §9): each hostile answer fails the download with one sentence naming
+    the field, writes nothing outside the cache, and leaves the daemon serving."""
+
+    STORE_DIRS = ("hf", "ms", "daemon", "hf_home")
+
+    def written_outside_the_store(self):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.workdir):
+            rel = os.path.relpath(dirpath, self.workdir)
+            top = rel.split(os.sep)[0]
+            if top in self.STORE_DIRS:
+                continue
+            found += [os.path.join(rel, name) for name in filenames if not name.startswith("hub.port")]
+            found += [os.path.join(rel, name) for name in dirnames if name not in self.STORE_DIRS]
+        return found
+
+    def assert_daemon_alive(self):
+        self.assertIsNone(self.daemon.proc.poll(), self.daemon.read_log())
+        r = self.daemon.cli("--version")
+        self.assertIn("bmserverd", r.stdout, r.stderr)
+
+    def assert_refused(self, message, *args):
+        r = self.daemon.cli("chat", "download", NAME, *args)
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stdout + r.stderr)
+        self.assertIn(f"bmserver: {message}\n", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.repo_dir(), "refs", "main")))
+        self.assertEqual(self.written_outside_the_store(), [])
+        self.assert_daemon_alive()
+
+    def test_oid_with_dotdot_is_refused(self):
+        self.hub.faults([{"kind": "tree_entry", "path": "config.json", "set": {"oid": "../../../../escaped"}}])
+        self.assert_refused(f'{self.hub.url} lists {REPO} "config.json" with "oid" "../../../../escaped" that is not '
+                            'a 40-hex git blob sha1 (lower-case)')
+
+    def test_size_that_is_a_string_does_not_take_the_daemon_down(self):
+        self.hub.faults([{"kind": "tree_entry", "path": "config.json", "set": {"size": "23"}}])
+        self.assert_refused(f'{self.hub.url} lists {REPO} "config.json" with "size" "23" that is not a byte count')
+
+    def test_revision_info_without_a_commit_is_refused(self):
+        self.hub.faults([{"kind": "revision_info", "set": {"sha": ["../x"]}}])
+        self.assert_refused(f'{self.hub.url} gave "sha" "[\\"../x\\"]" for {REPO}@"main" where a 40-hex commit '
+                            'belongs; is it a Hugging Face endpoint?')
+
+    def test_name_with_dotdot_is_refused_on_modelscope(self):
+        self.hub.faults([{"kind": "ms_entry", "path": "config.json", "set": {"Path": "../../escaped"}}])
+        self.assert_refused(f'{self.hub.url} lists {REPO} file entry 0 with "Path" "../../escaped" that is an unsafe '
+                            'file name', "--hub", "ms")
+
+    def test_file_redirect_is_refused(self):
+        self.hub.faults([{"kind": "redirect", "path": "resolve:config.json", "times": -1,
+                          "location": "file:///etc/passwd"}])
+        self.assert_refused(f'{self.hub.url} redirected {self.hub.url}/{REPO}/resolve/{self.commit}/config.json to '
+                            '"file:///etc/passwd"; only http and https redirects are followed')
+
+    def test_redirect_to_another_port_gets_no_token(self):
+        self.hub.faults([{"kind": "redirect", "path": "resolve:config.json", "times": -1,
+                          "location": "http://127.0.0.1:{other}/_cdn/{repo}/{sha}/{file}"}])
+        r = self.daemon.cli("chat", "download", NAME)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.hub.stats()["auth_leaks"], 0)
+        self.assert_daemon_alive()
+
+    def test_endless_pagination_is_refused(self):
+        self.hub.faults([{"kind": "tree_link", "mode": "loop"}])
+        first = f"{self.hub.url}/api/models/{REPO}/tree/{self.commit}?recursive=True&expand=False&cursor=0"
+        self.assert_refused(f"{self.hub.url}'s tree of {REPO} pages in a loop (back to {first})")
+
+    def test_wrong_blob_sha1_is_refused(self):
+        self.hub.faults([{"path": "config.json", "kind": "corrupt", "times": -1}])
+        r = self.daemon.cli("chat", "download", NAME)
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stdout)
+        # The fault hits config.json and tokenizer_config.json; whichever fails first is reported.
+        self.assertRegex(r.stderr, r"^bmserver: (tokenizer_)?config\.json of " + re.escape(self.hub.url) +
+                         r" has git blob sha1 [0-9a-f]{40} where the hub listed [0-9a-f]{40} after 3 tries; the hub, "
+                         r"a mirror or a proxy serves corrupt data")
+        self.assertEqual(self.written_outside_the_store(), [])
+        self.assert_daemon_alive()
+
+    def test_remove_during_a_download_is_refused(self):
+        self.hub.faults([{"path": "model.safetensors", "kind": "stall", "after": 1_000_000, "seconds": 60, "times": 1}])
+        cli = self.start_download()
+        self.wait_for_partial(1_000_000)
+        # The download has written config.json already, so the store lists the model (incomplete).
+        r = self.daemon.cli("chat", "remove", NAME, "-y")
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stdout + r.stderr)
+        self.assertIn(f"bmserver: {REPO} is being downloaded; stop that download (Ctrl-C in its `bmserver chat "
+                      "download`) or let it finish, then remove it\n", r.stderr)
+        self.assertTrue(self.incomplete())
+        cli.send_signal(signal.SIGINT)
+        cli.wait(timeout=30)
+        # The daemon notices the client is gone within a moment and releases the repo.
+        deadline = time.time() + 30
+        while True:
+            r = self.daemon.cli("chat", "remove", NAME, "-y")
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(self.repo_dir()))
+        self.assert_daemon_alive()
 
 
 class UnreachableHubTest(unittest.TestCase):

@@ -11,7 +11,16 @@ Control (JSON bodies):
   POST /_control/repo   {"repo": "org/name", "files": {"path": "text" | {"size": N, "seed": S}}}  new commit on main
   POST /_control/faults [{"path": "substring", "kind": "drop|status|429|stall|corrupt|changed", "times": N,
                           "status": 503, "after": BYTES, "seconds": S}]
-  GET  /_control/stats  {"bytes_served": {path: n}, "requests": [...], "auth_leaks": n}
+       hostile hubs (DESIGN §9, every field a hub says is checked):
+         {"kind": "trickle", "path": P, "bytes": B, "interval": S}   the body comes B bytes every S seconds
+         {"kind": "badrange", "path": P, "shift": N}                   206 starting N bytes past the asked start
+         {"kind": "tree_entry" | "ms_entry", "path": FILE, "set": {field: value, ...}}  (value null: key removed)
+         {"kind": "revision_info", "set": {...}}                        patches the HF revision info
+         {"kind": "tree_raw", "body": TEXT}                             the tree page is TEXT
+         {"kind": "tree_link", "mode": "loop" | "endless"}             Link rel="next" back to page 1 / forever on
+         {"kind": "redirect", "path": "resolve:FILE", "location": L}    /resolve answers 302 to L, where
+            {other} is the port of a second listener (same handlers), {repo} {sha} {file} the request's
+  GET  /_control/stats  {"bytes_served": {path: n}, "requests": [...], "auth_leaks": n, "other_port": port}
 """
 import argparse
 import base64
@@ -58,7 +67,8 @@ def add_commit(repo, files):
         return sha
 
 
-CONTENT_FAULTS = ("drop", "status", "429", "stall", "corrupt", "changed")
+CONTENT_FAULTS = ("drop", "status", "429", "stall", "corrupt", "changed", "trickle", "badrange")
+OTHER_PORT = None
 
 
 def take_fault(path, kinds=CONTENT_FAULTS):
@@ -68,6 +78,24 @@ def take_fault(path, kinds=CONTENT_FAULTS):
             if fault["kind"] in kinds and fault["path"] in path and fault.get("times", 1) != 0:
                 if fault.get("times", 1) > 0:
                     fault["times"] = fault.get("times", 1) - 1
+                return dict(fault)
+    return None
+
+
+def patch(obj, changes):
+    for key, value in changes.items():
+        if value is None:
+            obj.pop(key, None)
+        else:
+            obj[key] = value
+    return obj
+
+
+def find_fault(kind, path=None):
+    """An armed fault of `kind` (for `path` exactly, when given), not used up."""
+    with LOCK:
+        for fault in FAULTS:
+            if fault["kind"] == kind and (path is None or fault.get("path") == path):
                 return dict(fault)
     return None
 
@@ -128,6 +156,15 @@ class Handler(BaseHTTPRequestHandler):
         start = 0
         rng = self.headers.get("Range")
         status = 200
+        if fault and fault["kind"] == "badrange":
+            start = int((rng or "bytes=0-")[6:].split("-")[0] or 0) + fault.get("shift", 100)
+            body = data[start:]
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0] or 0)
             if start >= len(data) and len(data) > 0:
@@ -152,9 +189,13 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault["kind"] in ("drop", "stall"):
             limit = min(limit, fault.get("after", len(body) // 2))
         sent = 0
+        step = fault.get("bytes", 16) if fault and fault["kind"] == "trickle" else 65536
         try:
             while sent < limit:
-                chunk = body[sent:min(limit, sent + 65536)]
+                if fault and fault["kind"] == "trickle":
+                    self.wfile.flush()
+                    time.sleep(fault.get("interval", 0.1))
+                chunk = body[sent:min(limit, sent + step)]
                 self.wfile.write(chunk)
                 sent += len(chunk)
                 with LOCK:
@@ -199,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
                                       "range": self.headers.get("Range")})
         if path == "/_control/stats":
             with LOCK:
-                return self.send_json(STATS)
+                return self.send_json(dict(STATS, other_port=OTHER_PORT))
         parts = path.strip("/").split("/")
         if path.startswith("/_cdn/"):
             # The CDN must never see the hub token (hub-protocols §3.3).
@@ -235,8 +276,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_error_code(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         files = entry["files"][sha]
         if kind == "revision":
-            return self.send_json({"id": repo, "modelId": repo, "sha": sha, "private": False, "gated": False,
-                                   "siblings": [{"rfilename": p} for p in sorted(files)]})
+            info = {"id": repo, "modelId": repo, "sha": sha, "private": False, "gated": False,
+                    "siblings": [{"rfilename": p} for p in sorted(files)]}
+            fault = find_fault("revision_info")
+            return self.send_json(patch(info, fault["set"]) if fault else info)
         fault = take_fault("tree", ("status",))
         if fault and fault["kind"] == "status":
             return self.send_json({"error": "injected"}, fault.get("status", 500))
@@ -251,13 +294,28 @@ class Handler(BaseHTTPRequestHandler):
             item = {"type": "file", "oid": git_sha1(data), "size": len(data), "path": p}
             if is_lfs(data):
                 item["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-            entries.append(item)
+            fault = find_fault("tree_entry", p)
+            entries.append(patch(item, fault["set"]) if fault else item)
+        raw = find_fault("tree_raw")
+        if raw:
+            body = raw["body"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         cursor = int(query.get("cursor", "0"))
         page = entries[cursor:cursor + PAGE_SIZE]
         headers = {}
+        base = f"http://{self.headers.get('Host')}/api/models/{repo}/tree/{rev}?recursive=True&expand=False&cursor="
         if cursor + PAGE_SIZE < len(entries):
-            nxt = f"http://{self.headers.get('Host')}/api/models/{repo}/tree/{rev}?recursive=True&expand=False&cursor={cursor + PAGE_SIZE}"
-            headers["Link"] = f'<{nxt}>; rel="next"'
+            headers["Link"] = f'<{base}{cursor + PAGE_SIZE}>; rel="next"'
+        link = find_fault("tree_link")
+        if link and link.get("mode") == "loop":
+            headers["Link"] = f'<{base}0>; rel="next"'
+        elif link and link.get("mode") == "endless":
+            headers["Link"] = f'<{base}{cursor + 1000000}>; rel="next"'
         self.send_json(page, 200, headers)
 
     def resolve(self, parts):
@@ -270,6 +328,14 @@ class Handler(BaseHTTPRequestHandler):
         data = entry["files"][sha].get(file_path)
         if data is None:
             return self.send_error_code(404, "EntryNotFound", "Entry not found")
+        redirect = take_fault("resolve:" + file_path, ("redirect",))
+        if redirect:
+            location = redirect["location"].format(other=OTHER_PORT, repo=repo, sha=sha, file=urllib.parse.quote(file_path))
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         fault = take_fault("resolve:" + file_path, ("mirror",))
         if fault and fault["kind"] == "mirror":
             # A mirror answering with an absolute redirect to the hub itself (hub-protocols §5.1).
@@ -311,8 +377,10 @@ class Handler(BaseHTTPRequestHandler):
             out = []
             for p in sorted(files):
                 data = files[p]
-                out.append({"Name": p.split("/")[-1], "Path": p, "Type": "blob", "Size": len(data),
-                            "Sha256": hashlib.sha256(data).hexdigest(), "Revision": sha, "IsLFS": is_lfs(data)})
+                item = {"Name": p.split("/")[-1], "Path": p, "Type": "blob", "Size": len(data),
+                        "Sha256": hashlib.sha256(data).hexdigest(), "Revision": sha, "IsLFS": is_lfs(data)}
+                fault = find_fault("ms_entry", p)
+                out.append(patch(item, fault["set"]) if fault else item)
             return self.send_json({"Code": 200, "Success": True, "Data": {"Files": out}})
         if tail == "repo":
             file_path = query.get("FilePath", "")
@@ -330,12 +398,16 @@ class QuietServer(ThreadingHTTPServer):
 
 
 def main():
-    global TOKEN
+    global TOKEN, OTHER_PORT
     parser = argparse.ArgumentParser()
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--token")
     args = parser.parse_args()
     TOKEN = args.token
+    # A second origin on the same host (another port): where a hostile redirect sends the token on a hand parser.
+    other = QuietServer(("127.0.0.1", 0), Handler)
+    OTHER_PORT = other.server_address[1]
+    threading.Thread(target=other.serve_forever, daemon=True).start()
     server = QuietServer(("127.0.0.1", 0), Handler)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:

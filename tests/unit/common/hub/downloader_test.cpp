@@ -161,7 +161,7 @@ TEST_F(DownloaderTest, ServerErrorsRateLimitsAndStallsAreRetried) {
                  {"path": "model.safetensors", "kind": "stall", "after": 50000, "seconds": 4, "times": 1},
                  {"path": "tree", "kind": "status", "status": 502, "times": 1}])");
   DownloadOptions options = hf_options(kRepo);
-  options.timeouts.stall_seconds = 1;
+  options.timeouts.rate_window_seconds = 1;
   absl::StatusOr<DownloadResult> result = download_snapshot(options, nullptr, nullptr);
   ASSERT_TRUE(result.ok()) << result.status();
   expect_complete_snapshot(commit);

@@ -46,7 +46,8 @@ TEST(HubSessionTest, ErrorsNameTheCauseAndTheFix) {
 
 TEST(HttpClientTest, UrlHelpers) {
   EXPECT_EQ(url_origin("https://h.co:8/a/b?c"), "https://h.co:8");
-  EXPECT_EQ(url_host("http://u@LocalHost:8/x"), "localhost");
+  EXPECT_EQ(url_origin("https://h.co/a"), "https://h.co:443");
+  EXPECT_EQ(parse_url("http://u@LocalHost:8/x")->host, "localhost");
   EXPECT_EQ(url_escape("a b/c", true), "a%20b/c");
 }
 
