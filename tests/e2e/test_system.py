@@ -422,12 +422,11 @@ class ControlBadInputTest(DaemonTestCase):
         self.assertIn(f"127.0.0.1:{port}", r.stderr)
 
     def test_malformed_daemon_address(self):
-        r = self.daemon.cli("chat", "ps")  # sanity: the harness address works
-        self.assertEqual(r.returncode, 0)
         r = subprocess.run([binary("bmserver"), "--daemon", "http://localhost:1", "chat", "ps"], capture_output=True,
                            text=True, timeout=30)
         self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
         self.assertIn("http://localhost:1", r.stderr)
+        self.assert_alive()
 
 
 class PrecedenceTest(unittest.TestCase):
