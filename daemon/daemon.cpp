@@ -18,6 +18,7 @@
 #include "daemon/control/serving_service.h"
 #include "daemon/control/system_service.h"
 #include "daemon/daemon_context.h"
+#include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/openai/api_server.h"
 #include "daemon/serving/engine_manager.h"
@@ -42,6 +43,17 @@ int fail(const std::string& message) {
   return 1;
 }
 
+// Created 0700 when missing: it holds served.json, whose API keys are nobody else's business. An existing dir
+// (systemd's StateDirectory=, say) keeps the mode its owner chose.
+absl::Status prepare_state_dir(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return absl::OkStatus();
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError("cannot create state dir " + dir + ": " + ec.message());
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int run_daemon(const DaemonOptions& options) {
@@ -55,6 +67,12 @@ int run_daemon(const DaemonOptions& options) {
 
   absl::StatusOr<common::HostPort> http_address = common::parse_host_port(options.http_listen);
   if (!http_address.ok()) return fail(std::string(http_address.status().message()));
+
+  // The state dir comes first: the lock in it decides whether this daemon may run at all, before it touches the
+  // socket of one that already does.
+  if (absl::Status s = prepare_state_dir(options.state_dir); !s.ok()) return fail(std::string(s.message()));
+  absl::StatusOr<InstanceLock> lock = InstanceLock::acquire(options.state_dir);
+  if (!lock.ok()) return fail(std::string(lock.status().message()));
 
   DaemonContext context{options};
   serving::ModelRegistry registry;
@@ -80,13 +98,6 @@ int run_daemon(const DaemonOptions& options) {
   control::ControlServerOptions server_options{*address, options.user_mode, options.tls_cert, options.tls_key,
                                                options.token_file};
   if (absl::Status s = server.start(server_options, services); !s.ok()) return fail(std::string(s.message()));
-
-  std::error_code ec;
-  std::filesystem::create_directories(options.state_dir, ec);
-  if (ec) {
-    server.shutdown(0);
-    return fail("cannot create state dir " + options.state_dir + ": " + ec.message());
-  }
   if (absl::Status s = api.start(); !s.ok()) {
     server.shutdown(0);
     return fail(std::string(s.message()));

@@ -82,7 +82,7 @@ const std::vector<OptionSpec>& option_specs() {
       {"log_level", "trace | debug | info | warn | error (default info)"},
       {"tls_cert", "PEM certificate for tcp: control"},
       {"tls_key", "PEM private key for tcp: control"},
-      {"token_file", "file holding the bearer token tcp: control clients must send"},
+      {"token_file", "file holding the bearer token (at least 32 characters) tcp: control clients must send"},
       {"allowed_origins",
        "comma-separated origins browsers may call the OpenAI API from (CORS); * for any; default none"},
       {"http_max_connections", "open HTTP connections at most; more are answered 503 (default 1024)"},

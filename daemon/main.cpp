@@ -1,6 +1,7 @@
 // bmserverd: the daemon. CLI11 stays in this file (it costs seconds per translation unit).
 #include <csignal>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <optional>
 
@@ -61,5 +62,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bmserverd: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  return bm::daemon::run_daemon(*options);
+  // The last line of defence: whatever escaped start-up or shutdown is one sentence and a failed exit, not an
+  // abort with a core dump (each thread catches its own).
+  try {
+    return bm::daemon::run_daemon(*options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bmserverd: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "bmserverd: internal error (unknown exception)\n");
+  }
+  return 1;
 }

@@ -24,16 +24,20 @@ grpc::Status BenchmarksService::Run(grpc::ServerContext* context, const bmserver
     if (!context->IsCancelled()) writer->Write(event);
   };
   // A client that goes away (Ctrl-C) stops the sweep; nothing is stored then.
-  absl::Status s = runner_.run(*request, emit, [context] { return context->IsCancelled(); });
-  return to_grpc(reachable_daemon(s));
+  return guarded("Benchmarks.Run", [&] {
+    absl::Status s = runner_.run(*request, emit, [context] { return context->IsCancelled(); });
+    return to_grpc(reachable_daemon(s));
+  });
 }
 
 grpc::Status BenchmarksService::List(grpc::ServerContext*, const bmserver::v1::ListBenchmarksRequest* request,
                                      bmserver::v1::ListBenchmarksResponse* response) {
-  absl::StatusOr<bmserver::v1::ListBenchmarksResponse> listed = runner_.list(*request);
-  if (!listed.ok()) return to_grpc(reachable_daemon(listed.status()));
-  *response = std::move(*listed);
-  return grpc::Status::OK;
+  return guarded("Benchmarks.List", [&] {
+    absl::StatusOr<bmserver::v1::ListBenchmarksResponse> listed = runner_.list(*request);
+    if (!listed.ok()) return to_grpc(reachable_daemon(listed.status()));
+    *response = std::move(*listed);
+    return grpc::Status::OK;
+  });
 }
 
 }  // namespace bm::daemon::control

@@ -15,6 +15,9 @@ class Service;
 
 namespace bm::daemon::control {
 
+// A bearer token for TCP control must be at least this long (after surrounding whitespace is stripped).
+inline constexpr size_t kMinTokenBytes = 32;
+
 struct ControlServerOptions {
   common::ListenAddress address;
   bool user_mode = false;

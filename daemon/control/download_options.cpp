@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog/catalog.h"
+#include "common/identifier_checks.h"
 #include "common/store/store_roots.h"
 
 namespace bm::daemon::control {
@@ -48,9 +49,7 @@ absl::StatusOr<common::DownloadOptions> download_options_for(const v1::StoreSele
       break;
   }
   if (!selector.local_dir().empty()) {
-    if (!std::filesystem::path(selector.local_dir()).is_absolute()) {
-      return absl::InvalidArgumentError(absl::StrCat("--local-dir ", selector.local_dir(), " is not an absolute path"));
-    }
+    if (absl::Status s = common::check_client_path(selector.local_dir(), "--local-dir"); !s.ok()) return s;
     options.layout = common::StoreLayout::kHfLocalDir;
     options.root = selector.local_dir();
   }

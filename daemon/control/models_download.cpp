@@ -14,20 +14,17 @@
 #include "absl/strings/str_join.h"
 #include "common/catalog/catalog.h"
 #include "common/hub/downloader.h"
+#include "common/identifier_checks.h"
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
 #include "daemon/control/download_options.h"
 #include "daemon/control/models_service.h"
+#include "daemon/control/rpc_status.h"
 
 namespace bm::daemon::control {
 namespace {
 
 namespace v1 = bmserver::v1;
-
-grpc::Status to_status(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -149,29 +146,44 @@ absl::Status download_one(const std::string& name, const common::DownloadOptions
 
 grpc::Status ModelsService::Download(grpc::ServerContext* context, const v1::DownloadRequest* request,
                                      grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  return guarded("Models.Download", [&] { return download(context, request, writer); });
+}
+
+grpc::Status ModelsService::download(grpc::ServerContext* context, const v1::DownloadRequest* request,
+                                     grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  // The revision becomes refs/<revision> under the store root: its form is checked before anything is fetched.
+  if (absl::Status s = common::check_revision(request->revision()); !s.ok()) return to_grpc(s);
   absl::StatusOr<const common::CatalogEntry*> entry = find_entry(request->name());
-  if (!entry.ok()) return to_status(entry.status());
+  if (!entry.ok()) return to_grpc(entry.status());
   common::StoreRoots roots = common::resolve_store_roots();
   std::string hub = request->store().hub().empty() ? roots.default_hub : request->store().hub();
   absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
-  if (!parsed.ok()) return to_status(parsed.status());
+  if (!parsed.ok()) return to_grpc(parsed.status());
   absl::StatusOr<common::DownloadOptions> options =
       download_options_for(request->store(), (*entry)->repo_id(*parsed), request->revision());
-  if (!options.ok()) return to_status(options.status());
+  if (!options.ok()) return to_grpc(options.status());
   CancelWatch watch(context);
-  return to_status(download_one((*entry)->name, *options, writer, watch));
+  return to_grpc(download_one((*entry)->name, *options, writer, watch));
 }
 
 grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::UpdateRequest* request,
                                    grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  return guarded("Models.Update", [&] { return update(context, request, writer); });
+}
+
+grpc::Status ModelsService::update(grpc::ServerContext* context, const v1::UpdateRequest* request,
+                                   grpc::ServerWriter<v1::DownloadEvent>* writer) {
+  if (!request->store().local_dir().empty())
+    if (absl::Status s = common::check_client_path(request->store().local_dir(), "--local-dir"); !s.ok())
+      return to_grpc(s);
   common::StoreRoots roots = common::resolve_store_roots();
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(request->store().hub(), request->store().local_dir(), roots);
-  if (!store.ok()) return to_status(store.status());
+  if (!store.ok()) return to_grpc(store.status());
   common::CatalogFilter filter;
   filter.pattern = request->pattern();
   absl::StatusOr<std::vector<const common::CatalogEntry*>> entries = common::search_catalog(filter);
-  if (!entries.ok()) return to_status(entries.status());
+  if (!entries.ok()) return to_grpc(entries.status());
   std::string hub = request->store().hub().empty() ? roots.default_hub : request->store().hub();
   common::Hub kind = hub == "ms" ? common::Hub::kModelScope : common::Hub::kHuggingFace;
   CancelWatch watch(context);
@@ -182,7 +194,7 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
     if (!(*store)->find(repo_id).has_value()) continue;
     ++num_present;
     absl::StatusOr<common::DownloadOptions> options = download_options_for(request->store(), repo_id, "");
-    if (!options.ok()) return to_status(options.status());
+    if (!options.ok()) return to_grpc(options.status());
     options->drop_previous = true;
     if (request->dry_run()) {
       absl::StatusOr<common::UpdateCheck> check = absl::InternalError("not run");
@@ -210,7 +222,7 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
       continue;
     }
     absl::Status status = download_one(entry->name, *options, writer, watch);
-    if (absl::IsCancelled(status)) return to_status(status);
+    if (absl::IsCancelled(status)) return to_grpc(status);
     if (!status.ok() && first_error.ok()) first_error = status;
   }
   if (num_present == 0) {
@@ -218,7 +230,7 @@ grpc::Status ModelsService::Update(grpc::ServerContext* context, const v1::Updat
                         absl::StrCat("no downloaded model matches \"", request->pattern(), "\" in ", (*store)->root(),
                                      " (bmserver chat list shows what is there)"));
   }
-  return to_status(first_error);
+  return to_grpc(first_error);
 }
 
 }  // namespace bm::daemon::control

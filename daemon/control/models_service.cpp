@@ -7,21 +7,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog/catalog.h"
+#include "common/identifier_checks.h"
 #include "common/size_format.h"
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
 #include "daemon/control/download_options.h"
+#include "daemon/control/rpc_status.h"
 
 namespace bm::daemon::control {
 namespace {
 
 namespace v1 = bmserver::v1;
-
-grpc::Status to_grpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  // absl and gRPC share the canonical code numbers.
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 void fill_entry(const common::CatalogEntry& entry, v1::CatalogEntry* out) {
   out->set_name(entry.name);
@@ -59,6 +55,8 @@ struct Scan {
 };
 
 absl::StatusOr<Scan> scan(const v1::StoreSelector& selector, const common::CatalogFilter& filter) {
+  if (!selector.local_dir().empty())
+    if (absl::Status s = common::check_client_path(selector.local_dir(), "--local-dir"); !s.ok()) return s;
   common::StoreRoots roots = common::resolve_store_roots();
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(selector.hub(), selector.local_dir(), roots);
@@ -94,31 +92,20 @@ grpc::Status search(const v1::SearchRequest& request, bool stored_only, v1::Sear
   return grpc::Status::OK;
 }
 
-// Nothing in a cache may take the daemon down: a filesystem exception becomes an INTERNAL status.
-template <typename Body>
-grpc::Status guarded(const char* what, Body&& body) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    spdlog::error("Models.{} failed: {}", what, e.what());
-    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("Models.", what, " failed: ", e.what()));
-  }
-}
-
 }  // namespace
 
 grpc::Status ModelsService::Search(grpc::ServerContext*, const v1::SearchRequest* request,
                                    v1::SearchResponse* response) {
-  return guarded("Search", [&] { return search(*request, /*stored_only=*/false, response); });
+  return guarded("Models.Search", [&] { return search(*request, /*stored_only=*/false, response); });
 }
 
 grpc::Status ModelsService::List(grpc::ServerContext*, const v1::SearchRequest* request, v1::SearchResponse* response) {
-  return guarded("List", [&] { return search(*request, /*stored_only=*/true, response); });
+  return guarded("Models.List", [&] { return search(*request, /*stored_only=*/true, response); });
 }
 
 grpc::Status ModelsService::Remove(grpc::ServerContext*, const v1::RemoveRequest* request,
                                    v1::RemoveResponse* response) {
-  return guarded("Remove", [&]() -> grpc::Status {
+  return guarded("Models.Remove", [&]() -> grpc::Status {
     std::lock_guard<std::mutex> lock(remove_mutex_);
     absl::StatusOr<Scan> found = scan(request->store(), common::CatalogFilter{request->pattern(), "", "", ""});
     if (!found.ok()) return to_grpc(found.status());

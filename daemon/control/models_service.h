@@ -25,6 +25,10 @@ class ModelsService final : public bmserver::v1::Models::Service {
                       grpc::ServerWriter<bmserver::v1::DownloadEvent>*) override;
 
  private:
+  grpc::Status download(grpc::ServerContext*, const bmserver::v1::DownloadRequest*,
+                        grpc::ServerWriter<bmserver::v1::DownloadEvent>*);
+  grpc::Status update(grpc::ServerContext*, const bmserver::v1::UpdateRequest*,
+                      grpc::ServerWriter<bmserver::v1::DownloadEvent>*);
   IsServed is_served_;
   std::mutex remove_mutex_;  // one removal at a time: the second sees what the first left
 };

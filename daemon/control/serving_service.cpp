@@ -4,11 +4,6 @@
 
 namespace bm::daemon::control {
 
-grpc::Status to_grpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
 void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedModel* out) const {
   out->set_name(m.name);
   out->set_repo_id(m.repo_id);
@@ -60,6 +55,11 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
 
 grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
                                    grpc::ServerWriter<bmserver::v1::ServeEvent>* writer) {
+  return guarded("Serving.Serve", [&] { return serve_model(context, request, writer); });
+}
+
+grpc::Status ServingService::serve_model(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
+                                         grpc::ServerWriter<bmserver::v1::ServeEvent>* writer) {
   if (request->name().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name a model to serve");
   const auto& o = request->options();
   if (!o.backend().empty() && o.backend() != "auto" && o.backend() != "cpu" && o.backend() != "cuda")
@@ -106,16 +106,20 @@ grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver:
 
 grpc::Status ServingService::Stop(grpc::ServerContext*, const bmserver::v1::StopRequest* request,
                                   bmserver::v1::StopResponse* response) {
-  absl::StatusOr<std::shared_ptr<serving::ServedModel>> stopped = manager_.stop(request->name());
-  if (!stopped.ok()) return to_grpc(stopped.status());
-  fill(**stopped, response->mutable_model());
-  return grpc::Status::OK;
+  return guarded("Serving.Stop", [&] {
+    absl::StatusOr<std::shared_ptr<serving::ServedModel>> stopped = manager_.stop(request->name());
+    if (!stopped.ok()) return to_grpc(stopped.status());
+    fill(**stopped, response->mutable_model());
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ServingService::List(grpc::ServerContext*, const bmserver::v1::ListServedRequest*,
                                   bmserver::v1::ListServedResponse* response) {
-  for (const auto& m : manager_.list()) fill(*m, response->add_models());
-  return grpc::Status::OK;
+  return guarded("Serving.List", [&] {
+    for (const auto& m : manager_.list()) fill(*m, response->add_models());
+    return grpc::Status::OK;
+  });
 }
 
 }  // namespace bm::daemon::control

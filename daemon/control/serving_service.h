@@ -3,6 +3,7 @@
 #include <string>
 
 #include "bmserver/v1/serving.grpc.pb.h"
+#include "daemon/control/rpc_status.h"
 #include "daemon/serving/engine_manager.h"
 
 namespace bm::daemon::control {
@@ -19,12 +20,11 @@ class ServingService final : public bmserver::v1::Serving::Service {
                     bmserver::v1::ListServedResponse*) override;
 
  private:
+  grpc::Status serve_model(grpc::ServerContext*, const bmserver::v1::ServeRequest*,
+                           grpc::ServerWriter<bmserver::v1::ServeEvent>*);
   void fill(const serving::ServedModel& model, bmserver::v1::ServedModel* out) const;
   serving::EngineManager& manager_;
   std::function<std::string()> http_url_;
 };
-
-// absl::Status → grpc::Status, keeping the code and the sentence.
-grpc::Status to_grpc(const absl::Status& status);
 
 }  // namespace bm::daemon::control

@@ -2,6 +2,7 @@
 
 #include "common/store/store_roots.h"
 #include "common/version.h"
+#include "daemon/control/rpc_status.h"
 #include "engine/backend/device_info.h"
 
 namespace bm::daemon::control {
@@ -19,6 +20,10 @@ void fill_cpu(const engine::CpuInfo& cpu, bmserver::v1::CpuInfo* out) {
 
 grpc::Status SystemService::Env(grpc::ServerContext*, const bmserver::v1::EnvRequest*,
                                 bmserver::v1::EnvResponse* response) {
+  return guarded("System.Env", [&] { return env(response); });
+}
+
+grpc::Status SystemService::env(bmserver::v1::EnvResponse* response) {
   engine::DeviceInfo info = engine::detect_devices();
   for (const engine::GpuInfo& gpu : info.gpus) {
     bmserver::v1::Gpu* out = response->add_gpus();

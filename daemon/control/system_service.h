@@ -13,6 +13,7 @@ class SystemService final : public bmserver::v1::System::Service {
                        bmserver::v1::VersionResponse*) override;
 
  private:
+  grpc::Status env(bmserver::v1::EnvResponse* response);
   const DaemonContext& context_;
 };
 

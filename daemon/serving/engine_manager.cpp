@@ -1,49 +1,82 @@
 #include "daemon/serving/engine_manager.h"
 
+#include <algorithm>
+#include <ctime>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <optional>
 
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
+#include "common/identifier_checks.h"
 
 namespace bm::daemon::serving {
 namespace {
 
-using json = nlohmann::json;
-
-json settings_to_json(const ServeSettings& s) {
-  return {{"hub", s.hub},
-          {"local_dir", s.local_dir},
-          {"backend", s.backend},
-          {"gpus", s.gpus},
-          {"max_model_len", s.max_model_len},
-          {"gpu_memory_utilization", s.gpu_memory_utilization},
-          {"max_num_seqs", s.max_num_seqs},
-          {"max_num_batched_tokens", s.max_num_batched_tokens},
-          {"seed", s.seed},
-          {"api_key", s.api_key},
-          {"kv_cache_bytes", s.kv_cache_bytes},
-          {"enforce_eager", s.enforce_eager}};
+// Settings reach serve() from an RPC and from the state file; both are checked here, once.
+absl::Status check_settings(const ServeCommand& command) {
+  const ServeSettings& s = command.settings;
+  static constexpr std::string_view kBackends[] = {"auto", "cuda", "cpu"};
+  if (std::find(std::begin(kBackends), std::end(kBackends), s.backend) == std::end(kBackends))
+    return absl::InvalidArgumentError(absl::StrCat("backend '", s.backend, "' is not one of auto, cuda, cpu"));
+  if (!(s.gpu_memory_utilization > 0 && s.gpu_memory_utilization <= 1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu_memory_utilization ", s.gpu_memory_utilization, " must be in (0, 1]"));
+  if (s.max_model_len < 0 || s.max_num_seqs <= 0 || s.max_num_batched_tokens < 0)
+    return absl::InvalidArgumentError(
+        "max_model_len and max_num_batched_tokens must not be negative, max_num_seqs must be positive");
+  for (int32_t g : s.gpus)
+    if (g < 0) return absl::InvalidArgumentError(absl::StrCat("--gpus ", g, " is not a GPU index"));
+  if (!s.local_dir.empty())
+    if (absl::Status st = common::check_client_path(s.local_dir, "--local-dir"); !st.ok()) return st;
+  if (command.name.empty()) return absl::InvalidArgumentError("name a model to serve");
+  // A name that looks like a path is a model folder (engine_adapter.cpp resolves it so).
+  if (command.name.front() == '/' || command.name.front() == '.')
+    return common::check_client_path(command.name, "model folder");
+  if (command.name.size() > 256 || command.name.find('/') != std::string::npos ||
+      std::any_of(command.name.begin(), command.name.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    return absl::InvalidArgumentError(absl::StrCat("'", command.name.substr(0, 256),
+                                                   "' is neither a catalog name nor an absolute model folder path"));
+  return absl::OkStatus();
 }
 
-ServeSettings settings_from_json(const json& j) {
-  ServeSettings s;
-  s.hub = j.value("hub", "");
-  s.local_dir = j.value("local_dir", "");
-  s.backend = j.value("backend", "auto");
-  s.gpus = j.value("gpus", std::vector<int32_t>{});
-  s.max_model_len = j.value("max_model_len", 0);
-  s.gpu_memory_utilization = j.value("gpu_memory_utilization", 0.9);
-  s.max_num_seqs = j.value("max_num_seqs", 256);
-  s.max_num_batched_tokens = j.value("max_num_batched_tokens", 0);
-  s.seed = j.value("seed", uint64_t{2025});
-  s.api_key = j.value("api_key", "");
-  s.kv_cache_bytes = j.value("kv_cache_bytes", uint64_t{0});
-  s.enforce_eager = j.value("enforce_eager", false);
-  return s;
+// A loader that throws (a filesystem error, a bad_alloc, a JSON type error deep in a config reader) fails the
+// one model it was loading, never the daemon.
+template <typename Step>
+auto guarded(const char* step, const std::string& name, Step&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(step, " ", name, " failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(step, " ", name, " failed with an unknown exception"));
+  }
+}
+
+absl::StatusOr<std::string> read_state_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::PermissionDeniedError("it cannot be opened for reading");
+  std::string text;
+  text.resize(kMaxServedStateBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return absl::DataLossError("it cannot be read (a directory, or an I/O error)");
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+std::string utc_timestamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y%m%dT%H%M%SZ", &utc);
+  return buffer;
 }
 
 }  // namespace
@@ -55,10 +88,14 @@ EngineManager::~EngineManager() {
   shutdown();
 }
 
-void EngineManager::shutdown() {
+void EngineManager::wait_for_restore() {
   for (std::thread& t : restore_threads_)
     if (t.joinable()) t.join();
   restore_threads_.clear();
+}
+
+void EngineManager::shutdown() {
+  wait_for_restore();
   for (const auto& model : registry_.list()) {
     registry_.remove(model->name);
     if (model->generator) model->generator->shutdown();
@@ -71,26 +108,36 @@ std::string EngineManager::state_file() const {
 }
 
 absl::Status EngineManager::persist() const {
-  json served = json::array();
+  // The snapshot and its write happen under one lock, so two changes in quick succession cannot land in the file
+  // in the opposite order.
+  std::lock_guard<std::mutex> order(persist_mutex_);
+  std::vector<ServeCommand> served;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& [name, command] : commands_)
-      served.push_back({{"name", command.name}, {"settings", settings_to_json(command.settings)}});
+    for (const auto& [name, command] : commands_) served.push_back(command);
+    // Models still coming back from the last start stay in the file until they are back (or failed).
+    for (const auto& [index, command] : restoring_) served.push_back(command);
   }
-  // Written through a temp file and a rename, so a crash never leaves a half-written state file.
+  // 0600: the file holds the models' API keys.
+  return common::write_file_atomically(state_file(), served_state_to_json(served), 0600);
+}
+
+void EngineManager::set_aside_corrupt_state(const std::string& reason) const {
   std::string path = state_file();
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return absl::InternalError("cannot write " + tmp);
-    out << json{{"version", 1}, {"served", served}}.dump(2) << "\n";
-    out.flush();
-    if (!out) return absl::InternalError("cannot write " + tmp + " (disk full?)");
-  }
+  std::string aside = absl::StrCat(path, ".corrupt-", utc_timestamp());
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError("cannot replace " + path + ": " + ec.message());
-  return absl::OkStatus();
+  for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
+    aside = absl::StrCat(path, ".corrupt-", utc_timestamp(), "-", n);
+  std::filesystem::rename(path, aside, ec);
+  if (ec) {
+    spdlog::error(
+        "{} is not a served-models file this daemon can read ({}); it could not be moved aside ({}), so the "
+        "next change replaces it; nothing restored",
+        path, reason, ec.message());
+    return;
+  }
+  spdlog::error("{} is not a served-models file this daemon can read ({}); moved it to {}; nothing restored", path,
+                reason, aside);
 }
 
 const std::string* EngineManager::holder_of(int32_t gpu) const {
@@ -128,16 +175,51 @@ void EngineManager::release_gpus(const std::string& name) {
 
 absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCommand& command,
                                                                   const ProgressCallback& progress) {
+  return serve_or_fail(command, progress, std::nullopt);
+}
+
+void EngineManager::keep_failed(const std::shared_ptr<ServedModel>& model, const ServeCommand& command,
+                                size_t restore_index, const absl::Status& status) {
+  model->set_failed(std::string(status.message()));
+  if (registry_.find(model->name) == nullptr) registry_.add(model);
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Still in the state file: the next start tries again, and `chat stop` removes it from there.
+  commands_[model->name] = command;
+  restoring_.erase(restore_index);
+}
+
+absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const ServeCommand& command,
+                                                                          const ProgressCallback& progress,
+                                                                          std::optional<size_t> restore_index) {
+  // A restored model that cannot come back is listed as failed under the name it was saved with.
+  auto fail_before_resolving = [&](const absl::Status& status) {
+    if (restore_index) {
+      auto stand_in = std::make_shared<ServedModel>();
+      stand_in->name = command.name;
+      stand_in->repo_id = command.name;
+      stand_in->settings = command.settings;
+      keep_failed(stand_in, command, *restore_index, status);
+    }
+    return status;
+  };
+  if (absl::Status s = check_settings(command); !s.ok()) return fail_before_resolving(s);
   progress({"resolving", "looking up " + command.name, -1});
-  absl::StatusOr<ResolvedModel> resolved = factory_.resolve(command.name, command.settings);
-  if (!resolved.ok()) return resolved.status();
-  if (std::shared_ptr<ServedModel> existing = registry_.find(resolved->name); existing)
-    return absl::AlreadyExistsError(absl::StrCat(
-        "'", resolved->name, "' is already served; stop it first (bmserver chat stop ", resolved->name, ")"));
-  for (int32_t g : command.settings.gpus)
-    if (g < 0 || g >= num_gpus_)
-      return absl::InvalidArgumentError(
-          absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")"));
+  absl::StatusOr<ResolvedModel> resolved =
+      guarded("resolving", command.name, [&] { return factory_.resolve(command.name, command.settings); });
+  if (!resolved.ok()) return fail_before_resolving(resolved.status());
+  if (std::shared_ptr<ServedModel> existing = registry_.find(resolved->name); existing) {
+    if (existing->state() != ModelState::kFailed)
+      return absl::AlreadyExistsError(absl::StrCat(
+          "'", resolved->name, "' is already served; stop it first (bmserver chat stop ", resolved->name, ")"));
+    // Serving a model that failed replaces the failed entry.
+    registry_.remove(existing->name);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      commands_.erase(existing->name);
+    }
+    if (absl::Status s = persist(); !s.ok())
+      spdlog::warn("could not persist served models: {}", std::string(s.message()));
+  }
 
   auto model = std::make_shared<ServedModel>();
   model->name = resolved->name;
@@ -150,10 +232,17 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
   registry_.add(model);  // visible as loading: /health answers 503 until it is ready
 
   auto fail = [&](const absl::Status& status) {
-    registry_.remove(model->name);
     release_gpus(model->name);
+    if (restore_index)
+      keep_failed(model, command, *restore_index, status);
+    else
+      registry_.remove(model->name);
     return status;
   };
+  for (int32_t g : command.settings.gpus)
+    if (g >= num_gpus_)
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")")));
   // A model runs on one GPU until tensor parallelism lands: the one --gpus names, else the first free one.
   if (command.settings.gpus.size() > 1)
     return fail(absl::UnimplementedError(
@@ -165,7 +254,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
 
   ServeSettings settings = command.settings;
   settings.gpus = *gpus;  // the adapter loads onto exactly these
-  absl::StatusOr<LoadedEngine> loaded = factory_.load(*resolved, settings, progress);
+  absl::StatusOr<LoadedEngine> loaded =
+      guarded("loading", model->name, [&] { return factory_.load(*resolved, settings, progress); });
   if (!loaded.ok()) return fail(loaded.status());
   if (loaded->backend == "cpu") release_gpus(model->name);
   model->tokenizer = std::move(loaded->tokenizer);
@@ -181,9 +271,12 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve(const ServeCom
   {
     std::lock_guard<std::mutex> lock(mutex_);
     commands_[model->name] = command;
+    if (restore_index) restoring_.erase(*restore_index);
   }
-  if (absl::Status s = persist(); !s.ok())
-    spdlog::warn("could not persist served models: {}", std::string(s.message()));
+  // A restored model is already in the file; anything else changed it.
+  if (!restore_index)
+    if (absl::Status s = persist(); !s.ok())
+      spdlog::warn("could not persist served models: {}", std::string(s.message()));
   spdlog::info("serving {} from {} on the {} backend", model->name, model->path, model->backend);
   return model;
 }
@@ -214,26 +307,39 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::stop(const std::stri
 }
 
 void EngineManager::restore() {
-  std::ifstream in(state_file());
-  if (!in) return;
-  json state = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (state.is_discarded() || !state.contains("served") || !state["served"].is_array()) {
-    spdlog::error("{} is not a valid served-models file; nothing restored", state_file());
+  std::string path = state_file();
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) return;  // first start: nothing served
+  absl::StatusOr<std::string> text = read_state_text(path);
+  absl::StatusOr<std::vector<ServeCommand>> commands =
+      text.ok() ? parse_served_state(*text) : absl::StatusOr<std::vector<ServeCommand>>(text.status());
+  if (!commands.ok()) {
+    set_aside_corrupt_state(std::string(commands.status().message()));
     return;
   }
-  for (const json& entry : state["served"]) {
-    if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string()) continue;
-    ServeCommand command{entry["name"].get<std::string>(), settings_from_json(entry.value("settings", json::object()))};
-    {
-      // Remember it even if loading fails now, so a later restart tries again.
+  // Files written before the state file became 0600 hold API keys readable by others.
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < commands->size(); ++i) restoring_[i] = (*commands)[i];
+  }
+  for (size_t i = 0; i < commands->size(); ++i) {
+    ServeCommand command = (*commands)[i];
+    restore_threads_.emplace_back([this, i, command] {
+      // Nothing may leave this thread: an exception here would end the daemon.
+      try {
+        absl::StatusOr<std::shared_ptr<ServedModel>> served = serve_or_fail(
+            command, [](const ServeProgress&) {}, i);
+        if (!served.ok())
+          spdlog::error("could not serve {} again after restart: {}", command.name,
+                        std::string(served.status().message()));
+      } catch (const std::exception& e) {
+        spdlog::error("could not serve {} again after restart: {}", command.name, e.what());
+      } catch (...) {
+        spdlog::error("could not serve {} again after restart: unknown exception", command.name);
+      }
       std::lock_guard<std::mutex> lock(mutex_);
-      commands_[command.name] = command;
-    }
-    restore_threads_.emplace_back([this, command] {
-      absl::StatusOr<std::shared_ptr<ServedModel>> served = serve(command, [](const ServeProgress&) {});
-      if (!served.ok())
-        spdlog::error("could not serve {} again after restart: {}", command.name,
-                      std::string(served.status().message()));
+      restoring_.erase(i);  // a duplicate entry that was refused
     });
   }
 }

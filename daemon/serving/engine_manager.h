@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/serving/served_model.h"
+#include "daemon/serving/served_state.h"
 
 namespace bm::daemon::serving {
 
@@ -22,11 +24,6 @@ struct ServeProgress {
   double fraction = -1;
 };
 using ProgressCallback = std::function<void(const ServeProgress&)>;
-
-struct ServeCommand {
-  std::string name;  // catalog name or model folder
-  ServeSettings settings;
-};
 
 // A loaded model folder, as the adapter hands it back.
 struct LoadedEngine {
@@ -67,15 +64,28 @@ class EngineManager {
   std::vector<std::shared_ptr<ServedModel>> list() const { return registry_.list(); }
   bool is_served(const std::string& name_or_repo_id) const { return registry_.find(name_or_repo_id) != nullptr; }
 
-  // Serves again what the state dir says was served, each in the background; failures are reported per model.
+  // Serves again what the state dir says was served, each in the background. A model that fails to come back
+  // stays listed as failed (with the reason) until it is stopped; a state file that cannot be read as a list of
+  // served models is moved aside as served.json.corrupt-<time> and nothing is restored.
   void restore();
+  // Returns once every model restore() started is ready or failed.
+  void wait_for_restore();
   // Daemon shutdown: unloads every engine (aborting its requests) but keeps the state file as it is, so the
   // next start serves the same models.
   void shutdown();
   std::string state_file() const;
 
  private:
+  // Everything that reaches the factory is caught here, so a throwing load fails its own model only.
+  // restore_index: the model is entry N of the state file being restored; a failure then keeps it listed as
+  // failed instead of forgetting it.
+  absl::StatusOr<std::shared_ptr<ServedModel>> serve_or_fail(const ServeCommand& command,
+                                                             const ProgressCallback& progress,
+                                                             std::optional<size_t> restore_index);
+  void keep_failed(const std::shared_ptr<ServedModel>& model, const ServeCommand& command, size_t restore_index,
+                   const absl::Status& status);
   absl::Status persist() const;
+  void set_aside_corrupt_state(const std::string& reason) const;
   // The GPUs a model will run on (none for the CPU backend, or for `auto` when every GPU is held), recorded as
   // its claim; RESOURCE_EXHAUSTED when a GPU it needs is held by another model.
   absl::StatusOr<std::vector<int32_t>> claim_gpus(const std::string& name, const ServeSettings& settings);
@@ -88,7 +98,9 @@ class EngineManager {
   int num_gpus_ = 0;
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<int32_t>> gpu_claims_;  // model name → GPUs it holds
-  std::map<std::string, ServeCommand> commands_;            // what to restore
+  std::map<std::string, ServeCommand> commands_;            // what to restore, by served name
+  std::map<size_t, ServeCommand> restoring_;                // from the state file, not yet back (or failed)
+  mutable std::mutex persist_mutex_;                        // one snapshot-and-write at a time, in order
   std::vector<std::thread> restore_threads_;
 };
 

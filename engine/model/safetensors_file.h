@@ -33,6 +33,10 @@ class SafetensorsFile {
   static constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> open(const std::filesystem::path& path);
+  // The same validation over bytes already in memory (open() maps the file and parses it so). The tensors' data
+  // points into `bytes`, which must outlive the result; `name` only labels the error messages.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> from_bytes(std::span<const std::byte> bytes,
+                                                                     const std::filesystem::path& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

@@ -10,8 +10,10 @@ import unittest
 
 from harness import BIN_DIR, Daemon, DaemonTestCase, binary, free_port
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_DAEMON = 3
+TOKEN = "0123456789abcdef0123456789abcdef-s3cret"  # at least 32 characters (kMinTokenBytes)
 
 
 class EnvTest(DaemonTestCase):
@@ -86,16 +88,26 @@ class NoDaemonTest(unittest.TestCase):
 
 
 class SocketLifecycleTest(unittest.TestCase):
-    def test_second_daemon_refused(self):
+    def test_second_daemon_on_the_same_socket_refused(self):
         first = Daemon().start()
         try:
+            # Its own state dir (a shared one is refused earlier, see test_state.py): the socket is what collides.
             second = Daemon(workdir=first.workdir)
+            second.state_dir = os.path.join(first.workdir, "state2")
             r = subprocess.run(second.args(), capture_output=True, text=True, timeout=30, env=second.env)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn("already answering", r.stderr)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr.strip(), f"bmserverd: another bmserverd is already answering on {first.socket_path}")
             self.assertEqual(first.cli("env").returncode, 0, "the first daemon must be unharmed")
         finally:
             first.close()
+
+    def test_socket_dir_holds_nothing_but_the_socket(self):
+        """The socket is bound in a private staging folder and renamed into place: none is left behind."""
+        d = Daemon().start()
+        try:
+            self.assertEqual(sorted(n for n in os.listdir(d.workdir) if n.startswith(".bmsock")), [])
+        finally:
+            d.close()
 
     def test_stale_socket_cleaned(self):
         d = Daemon()
@@ -184,7 +196,7 @@ def make_tls_material(workdir):
                    check=True, capture_output=True)
     token = os.path.join(workdir, "token")
     with open(token, "w") as f:
-        f.write("s3cret-token\n")
+        f.write(TOKEN + "\n")
     return cert, key, token
 
 
@@ -214,7 +226,7 @@ class TcpControlTest(unittest.TestCase):
                 time.sleep(0.05)
         self.fail("TCP control port did not open: " + self.daemon.read_log())
 
-    def cli(self, *args, token="s3cret-token"):
+    def cli(self, *args, token=TOKEN):
         env = {"BMSERVER_TLS_CA": self.cert, "BMSERVER_TOKEN": token}
         return self.daemon.cli(*args, env=env)
 
@@ -225,6 +237,35 @@ class TcpControlTest(unittest.TestCase):
         bad = self.cli("env", token="wrong")
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("token", bad.stderr)
+
+    def test_wrong_tokens_are_unauthenticated_and_the_daemon_serves_on(self):
+        self.start()
+        # A prefix, an extension and a one-character change of the real token: all refused alike.
+        for wrong in (TOKEN[:-1], TOKEN + "x", "X" + TOKEN[1:]):
+            with self.subTest(wrong=wrong):
+                r = self.cli("chat", "ps", token=wrong)
+                self.assertEqual(r.returncode, EXIT_FAILED, r.stderr)
+                self.assertEqual(r.stderr.strip(), "bmserver: the bearer token was not accepted")
+        self.assertIsNone(self.daemon.proc.poll())
+        self.assertEqual(self.cli("chat", "ps").returncode, 0)
+
+    def test_short_token_refused_at_start(self):
+        with open(self.token, "w") as f:
+            f.write("short-token\n")
+        r = subprocess.run(self.daemon.args(), capture_output=True, text=True, timeout=30, env=self.daemon.env)
+        self.assertEqual(r.returncode, EXIT_FAILED)
+        self.assertEqual(r.stderr.strip(),
+                         f"bmserverd: token file {self.token} holds 11 characters; TCP control needs a token of at "
+                         f"least 32 (e.g. `openssl rand -hex 32 > {self.token}`)")
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+
+    def test_token_with_a_space_refused_at_start(self):
+        with open(self.token, "w") as f:
+            f.write("0123456789abcdef 0123456789abcdef0123\n")
+        r = subprocess.run(self.daemon.args(), capture_output=True, text=True, timeout=30, env=self.daemon.env)
+        self.assertEqual(r.returncode, EXIT_FAILED)
+        self.assertIn("cannot travel in an HTTP/2 header", r.stderr)
 
     def test_garbage_on_tcp_port(self):
         self.start()
@@ -305,6 +346,87 @@ class DaemonBadInputTest(unittest.TestCase):
                           ("--log-level", "BMSERVER_LOG_LEVEL")):
             self.assertIn(flag, r.stdout)
             self.assertIn(env, r.stdout)
+
+
+class ControlBadInputTest(DaemonTestCase):
+    """Bad values that reach the daemon's RPCs: refused with the exact status and sentence, nothing changes, and the
+    daemon serves on."""
+
+    def assert_alive(self):
+        self.assertIsNone(self.daemon.proc.poll())
+        self.assertEqual(self.daemon.cli_json("chat", "ps")["models"], [])
+
+    def test_download_revisions_that_could_leave_the_cache_are_refused(self):
+        cases = {
+            "../../../../tmp/owned": "'.' and '..' parts are not allowed",
+            "main/../../x": "'.' and '..' parts are not allowed",
+            "/etc/passwd": "it has an empty part (a leading, trailing or doubled '/')",
+            "refs//pr": "it has an empty part (a leading, trailing or doubled '/')",
+            "main branch": "only letters, digits, '.', '_', '-' and '/' may appear",
+            "v1;rm -rf": "only letters, digits, '.', '_', '-' and '/' may appear",
+            "a" * 256: "longer than 255 bytes",
+        }
+        for revision, why in cases.items():
+            with self.subTest(revision=revision[:20]):
+                r = self.daemon.cli("chat", "download", "qwen2.5-0.5b-origin", "--revision", revision)
+                self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
+                shown = revision if len(revision) <= 300 else revision[:300] + "..."
+                self.assertEqual(r.stderr.strip(),
+                                 f'bmserver: revision "{shown}" is not a branch, tag or commit: {why}')
+        self.assert_alive()
+
+    def test_serve_folder_with_dotdot_refused(self):
+        path = os.path.join(self.daemon.workdir, "nowhere", "..", "..", "etc")
+        r = self.daemon.cli("chat", "serve", path, "--backend", "cpu")
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         f"bmserver: model folder \"{path}\" contains a '..' part; give the path without it")
+        self.assert_alive()
+
+    def test_serve_relative_folder_refused(self):
+        r = self.daemon.cli("chat", "serve", "./no-such-model", "--backend", "cpu")
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stderr)
+        self.assertIn('model folder "./no-such-model" is not an absolute path', r.stderr)
+        self.assert_alive()
+
+    def test_serve_local_dir_with_dotdot_refused(self):
+        local = os.path.join(self.daemon.workdir, "store", "..", "..")
+        r = self.daemon.cli("chat", "serve", "qwen2.5-0.5b-origin", "--local-dir", local, "--backend", "cpu")
+        self.assertEqual(r.returncode, EXIT_FAILED, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         f"bmserver: --local-dir \"{local}\" contains a '..' part; give the path without it")
+        self.assert_alive()
+
+    def test_serve_flag_values_out_of_range(self):
+        for args in (["--gpu-memory-utilization", "2"], ["--max-num-seqs", "0"], ["--backend", "warp"],
+                     ["--max-model-len", "-5"], ["--hub", "github"], ["--gpus", "zero"]):
+            with self.subTest(args=args):
+                r = self.daemon.cli("chat", "serve", "qwen2.5-0.5b-origin", *args)
+                self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
+                self.assertIn(args[0], r.stderr)
+        self.assert_alive()
+
+    def test_stop_of_a_model_not_served(self):
+        r = self.daemon.cli("chat", "stop", "qwen2.5-0.5b-origin")
+        self.assertEqual(r.returncode, EXIT_FAILED)
+        self.assertEqual(r.stderr.strip(), "bmserver: 'qwen2.5-0.5b-origin' is not served (served: none)")
+        self.assert_alive()
+
+    def test_unreachable_tcp_daemon(self):
+        port = free_port()
+        r = subprocess.run([binary("bmserver"), "--daemon", f"tcp:127.0.0.1:{port}", "chat", "ps"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, BMSERVER_TOKEN=TOKEN))
+        self.assertEqual(r.returncode, EXIT_NO_DAEMON, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn(f"127.0.0.1:{port}", r.stderr)
+
+    def test_malformed_daemon_address(self):
+        r = subprocess.run([binary("bmserver"), "--daemon", "http://localhost:1", "chat", "ps"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
+        self.assertIn("http://localhost:1", r.stderr)
+        self.assert_alive()
 
 
 class PrecedenceTest(unittest.TestCase):

@@ -5,10 +5,16 @@
 
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,6 +22,7 @@ namespace bm::daemon::serving {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class IdleGenerator final : public Generator {
  public:
@@ -34,6 +41,11 @@ struct FakeFactory {
   std::mutex mutex;  // restore() loads from several threads
   std::vector<std::vector<int32_t>> loaded_gpus;
   std::vector<ServeSettings> loaded_settings;
+  std::set<std::string> failing;   // load returns an error
+  std::set<std::string> throwing;  // load throws
+  std::string held;                // load waits until `release` is set
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
   EngineFactory factory() {
     EngineFactory f;
     f.resolve = [](const std::string& name, const ServeSettings&) -> absl::StatusOr<ResolvedModel> {
@@ -43,8 +55,11 @@ struct FakeFactory {
       m.path = "/models/" + name;
       return m;
     };
-    f.load = [this](const ResolvedModel&, const ServeSettings& s,
+    f.load = [this](const ResolvedModel& m, const ServeSettings& s,
                     const ProgressCallback&) -> absl::StatusOr<LoadedEngine> {
+      if (failing.count(m.name)) return absl::DataLossError("model.safetensors of " + m.name + " is truncated");
+      if (throwing.count(m.name)) throw std::runtime_error("[json.exception.type_error.302] type must be number");
+      if (m.name == held) released.wait();
       {
         std::lock_guard<std::mutex> lock(mutex);
         loaded_gpus.push_back(s.gpus);
@@ -77,6 +92,21 @@ class EngineManagerTest : public ::testing::Test {
     c.settings.backend = std::move(backend);
     c.settings.gpus = std::move(gpus);
     return m.serve(c, [](const ServeProgress&) {});
+  }
+
+  void write_state(const std::string& text) { std::ofstream(state_dir_ / "served.json", std::ios::binary) << text; }
+  std::string read_state() {
+    std::ifstream in(state_dir_ / "served.json", std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  std::vector<std::string> state_dir_names() {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(state_dir_))
+      names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
   }
 
   std::filesystem::path state_dir_;
@@ -168,6 +198,148 @@ TEST_F(EngineManagerTest, ModelsRestoredTogetherAfterARestartTakeDifferentGpus) 
   std::vector<std::vector<int32_t>> gpus = again.loaded_gpus;
   std::sort(gpus.begin(), gpus.end());
   EXPECT_EQ(gpus, (std::vector<std::vector<int32_t>>{{0}, {1}}));
+}
+
+TEST_F(EngineManagerTest, TheStateFileIsPrivateAndLeavesNoTempFileBehind) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
+  ASSERT_TRUE(serve(m, "a", "cpu").ok());
+  struct stat st {};
+  ASSERT_EQ(::stat(m.state_file().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "it holds API keys";
+  EXPECT_EQ(state_dir_names(), std::vector<std::string>{"served.json"});
+  m.shutdown();
+}
+
+// Each of these used to reach nlohmann's exceptions (or a silent "nothing restored" that the next serve then
+// overwrote); now the file is kept for a look and the daemon starts with nothing.
+TEST_F(EngineManagerTest, ACorruptOrWrongTypedStateFileIsMovedAsideAndNothingIsRestored) {
+  const std::string bad_files[] = {
+      "{\"version\": 1, \"served\": [{\"name\": \"a\", \"settings\": {\"backend\": \"cpu\"",  // truncated
+      "\x7f\x45LF garbage",
+      R"({"version": 1, "served": [{"name": "a", "settings": {"gpus": "zero"}}]})",
+      R"({"version": 1, "served": [{"name": ["a"]}]})",
+  };
+  for (const std::string& bad : bad_files) {
+    std::filesystem::remove_all(state_dir_);
+    std::filesystem::create_directories(state_dir_);
+    write_state(bad);
+    ModelRegistry fresh;
+    FakeFactory again;
+    EngineManager m(state_dir_.string(), fresh, again.factory(), 0);
+    m.restore();
+    m.shutdown();
+    EXPECT_TRUE(fresh.list().empty()) << bad;
+    EXPECT_TRUE(again.loaded_settings.empty()) << bad;
+    std::vector<std::string> names = state_dir_names();
+    ASSERT_EQ(names.size(), 1u) << bad;
+    EXPECT_THAT(names[0], ::testing::StartsWith("served.json.corrupt-")) << bad;
+    std::ifstream aside(state_dir_ / names[0], std::ios::binary);
+    std::stringstream kept;
+    kept << aside.rdbuf();
+    EXPECT_EQ(kept.str(), bad) << "the corrupt file is kept as it was";
+    // The daemon goes on: a serve now writes a fresh state file.
+    EngineManager after(state_dir_.string(), fresh, again.factory(), 0);
+    ASSERT_TRUE(serve(after, "b", "cpu").ok());
+    EXPECT_THAT(read_state(), HasSubstr("\"b\""));
+    after.shutdown();
+  }
+}
+
+TEST_F(EngineManagerTest, AModelThatFailsToComeBackIsListedFailedWhileTheOthersServe) {
+  write_state(R"({"version": 1, "served": [
+      {"name": "good", "settings": {"backend": "cpu"}},
+      {"name": "broken", "settings": {"backend": "cpu"}},
+      {"name": "thrower", "settings": {"backend": "cpu"}},
+      {"name": "odd", "settings": {"backend": "warp"}}]})");
+  fake_.failing = {"broken"};
+  fake_.throwing = {"thrower"};
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
+  m.restore();
+  m.wait_for_restore();
+  ASSERT_NE(registry_.find("good"), nullptr);
+  EXPECT_EQ(registry_.find("good")->state(), ModelState::kReady);
+  struct Expect {
+    const char* name;
+    const char* error;
+  };
+  for (const Expect& e : {Expect{"broken", "is truncated"}, Expect{"thrower", "type must be number"},
+                          Expect{"odd", "backend 'warp' is not one of auto, cuda, cpu"}}) {
+    std::shared_ptr<ServedModel> model = registry_.find(e.name);
+    ASSERT_NE(model, nullptr) << e.name;
+    EXPECT_EQ(model->state(), ModelState::kFailed) << e.name;
+    EXPECT_THAT(model->error(), HasSubstr(e.error));
+  }
+  // Stopping a failed model forgets it; the state file keeps the rest for the next start.
+  ASSERT_TRUE(m.stop("broken").ok());
+  EXPECT_EQ(registry_.find("broken"), nullptr);
+  std::string state = read_state();
+  EXPECT_THAT(state, Not(HasSubstr("\"broken\"")));
+  EXPECT_THAT(state, HasSubstr("\"good\""));
+  EXPECT_THAT(state, HasSubstr("\"thrower\""));
+  // Serving a failed model again replaces its entry.
+  fake_.throwing.clear();
+  absl::StatusOr<std::shared_ptr<ServedModel>> again = serve(m, "thrower", "cpu");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(registry_.find("thrower")->state(), ModelState::kReady);
+  m.shutdown();
+}
+
+TEST_F(EngineManagerTest, AThrowingLoadFailsItsServeAndReleasesItsGpu) {
+  fake_.throwing = {"a"};
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 1);
+  absl::StatusOr<std::shared_ptr<ServedModel>> served = serve(m, "a", "cuda", {0});
+  ASSERT_FALSE(served.ok());
+  EXPECT_TRUE(absl::IsInternal(served.status())) << served.status();
+  EXPECT_THAT(std::string(served.status().message()), HasSubstr("loading a failed: [json.exception"));
+  EXPECT_EQ(registry_.find("a"), nullptr);
+  EXPECT_TRUE(serve(m, "b", "cuda", {0}).ok()) << "GPU 0 was released";
+}
+
+TEST_F(EngineManagerTest, AModelStillComingBackStaysInTheStateFileWhenAnotherIsServed) {
+  {
+    EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
+    ASSERT_TRUE(serve(m, "slow", "cpu").ok());
+    m.shutdown();
+  }
+  ModelRegistry fresh;
+  FakeFactory again;
+  again.held = "slow";
+  EngineManager m(state_dir_.string(), fresh, again.factory(), 0);
+  m.restore();
+  ASSERT_TRUE(serve(m, "quick", "cpu").ok());  // persists while "slow" is still loading
+  std::string state = read_state();
+  EXPECT_THAT(state, HasSubstr("\"slow\""));
+  EXPECT_THAT(state, HasSubstr("\"quick\""));
+  again.release.set_value();
+  m.shutdown();
+}
+
+TEST_F(EngineManagerTest, PathsAndSettingsFromOutsideAreCheckedBeforeAnythingLoads) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
+  struct Case {
+    std::string name;
+    std::string local_dir;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"/models/../etc", "", "model folder \"/models/../etc\" contains a '..' part"},
+      {"../models/x", "", "is not an absolute path"},
+      {"./x", "", "is not an absolute path"},
+      {"org/name", "", "neither a catalog name nor an absolute model folder path"},
+      {"qwen2.5-0.5b-origin", "relative/store", "--local-dir \"relative/store\" is not an absolute path"},
+      {"qwen2.5-0.5b-origin", "/store/../../etc", "contains a '..' part"},
+  };
+  for (const Case& c : cases) {
+    ServeCommand command;
+    command.name = c.name;
+    command.settings.local_dir = c.local_dir;
+    absl::StatusOr<std::shared_ptr<ServedModel>> served = m.serve(command, [](const ServeProgress&) {});
+    ASSERT_FALSE(served.ok()) << c.name;
+    EXPECT_TRUE(absl::IsInvalidArgument(served.status())) << served.status();
+    EXPECT_THAT(std::string(served.status().message()), HasSubstr(c.message));
+  }
+  EXPECT_TRUE(fake_.loaded_settings.empty());
+  EXPECT_TRUE(registry_.list().empty());
 }
 
 }  // namespace

@@ -134,5 +134,21 @@ TEST(SafetensorsFileTest, RejectsAHugeHeaderLength) {
   EXPECT_THAT(file.status().message(), HasSubstr("exceeds the limit"));
 }
 
+// The fuzzer's entry point: the same rules over bytes in memory, the data pointing into them.
+TEST(SafetensorsFileTest, FromBytesValidatesLikeOpenAndPointsIntoTheBytes) {
+  const std::string good = safetensors_bytes(R"({"w":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})", "abc");
+  const auto bytes = std::as_bytes(std::span(good.data(), good.size()));
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::from_bytes(bytes, "in-memory");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const TensorInfo* w = (*file)->find("w");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->data.data(), bytes.data() + bytes.size() - 3);
+  const std::string bad = safetensors_bytes(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", "abc");
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> refused =
+      SafetensorsFile::from_bytes(std::as_bytes(std::span(bad.data(), bad.size())), "in-memory");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("safetensors file in-memory, tensor 'w'"));
+}
+
 }  // namespace
 }  // namespace bm::engine
