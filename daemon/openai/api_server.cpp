@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/openai/openai_error.h"
+#include "daemon/openai/request_json.h"
 #if BMSERVER_HAVE_TOKENIZER
 #include "daemon/openai/generation_session.h"
 #include "daemon/openai/request_preparation.h"
@@ -15,7 +16,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = RequestJson;  // bodies keep their key order (chat templates see it)
 using serving::ModelState;
 using serving::ServedModel;
 
@@ -149,8 +150,10 @@ void ApiServer::route(const HttpRequest& request, std::shared_ptr<Exchange> exch
     return exchange->respond(openai_error(404, absl::StrCat("no route for ", method, " ", path)));
   if (method != "POST") return exchange->respond(openai_error(405, "use POST for " + path));
 
-  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return exchange->respond(openai_error(400, "the request body is not valid JSON"));
+  absl::StatusOr<json> parsed = parse_request_json(request.body);
+  if (!parsed.ok())
+    return exchange->respond(openai_error(400, absl::StrCat("the request body is ", parsed.status().message())));
+  json& body = *parsed;
   if (!body.is_object()) return exchange->respond(openai_error(400, "the request body must be a JSON object"));
   if (!body.contains("model") || !body["model"].is_string())
     return exchange->respond(

@@ -11,7 +11,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = RequestJson;
 
 bool accepts_images(const serving::ServedModel& model) {
   return model.modality != "T";
@@ -77,8 +77,8 @@ std::variant<json, ApiError> validate_messages(const serving::ServedModel& model
         if (call.is_object() && call.contains("function") && call["function"].is_object()) {
           json& fn = call["function"];
           if (fn.contains("arguments") && fn["arguments"].is_string()) {
-            json parsed = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
-            if (!parsed.is_discarded()) fn["arguments"] = parsed;
+            absl::StatusOr<json> parsed = parse_request_json(fn["arguments"].get_ref<const std::string&>());
+            if (parsed.ok()) fn["arguments"] = *std::move(parsed);
           }
         }
       }
@@ -204,13 +204,13 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
     tools = std::get<ToolSelection>(sel);
   }
   engine::ChatTemplate::Inputs inputs;
-  absl::StatusOr<engine::Value> msgs = engine::Value::from_json(std::get<json>(messages).dump());
-  if (!msgs.ok()) return ApiError{400, std::string(msgs.status().message()), "messages"};
-  inputs.messages = *msgs;
+  absl::StatusOr<engine::Value> msgs = to_template_value(std::get<json>(messages));
+  if (!msgs.ok()) return ApiError{400, absl::StrCat("'messages' holds ", msgs.status().message()), "messages"};
+  inputs.messages = *std::move(msgs);
   if (tools.render_tools) {
-    absl::StatusOr<engine::Value> t = engine::Value::from_json(body["tools"].dump());
-    if (!t.ok()) return ApiError{400, std::string(t.status().message()), "tools"};
-    inputs.tools = *t;
+    absl::StatusOr<engine::Value> t = to_template_value(body["tools"]);
+    if (!t.ok()) return ApiError{400, absl::StrCat("'tools' holds ", t.status().message()), "tools"};
+    inputs.tools = *std::move(t);
   }
   inputs.add_generation_prompt = true;
   if (auto it = body.find("add_generation_prompt"); it != body.end() && !it->is_null()) {
@@ -219,8 +219,11 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
   }
   if (auto it = body.find("chat_template_kwargs"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
-    absl::StatusOr<engine::Value> extra = engine::Value::from_json(it->dump());
-    if (extra.ok()) inputs.extra = *extra;
+    absl::StatusOr<engine::Value> extra = to_template_value(*it);
+    if (!extra.ok())
+      return ApiError{400, absl::StrCat("'chat_template_kwargs' holds ", extra.status().message()),
+                      "chat_template_kwargs"};
+    inputs.extra = *std::move(extra);
   }
   absl::StatusOr<std::string> prompt = model.chat_template->render(inputs);
   if (!prompt.ok())
