@@ -102,7 +102,7 @@ class OrderedTreeBuilder {
 
   bool open(RequestJson container) {
     if (frames_.size() >= max_depth_) {
-      error_ = absl::InvalidArgumentError(absl::StrCat("nested deeper than ", max_depth_, " levels"));
+      error_ = absl::ResourceExhaustedError(absl::StrCat("nested deeper than ", max_depth_, " levels"));
       return false;
     }
     RequestJson* placed = put(std::move(container));

@@ -21,7 +21,8 @@ inline constexpr size_t kMaxRequestJsonDepth = 512;
 // every key of an ordered object with a linear scan, quadratic in the object's size (minutes for one 32 MiB
 // object); this parser indexes the keys of large open objects, so it runs in linear time. A repeated key keeps
 // its first position and takes the last value, as Python's json.loads does. Error messages complete a sentence
-// about the text: "not valid JSON (at byte 17)", "nested deeper than 512 levels".
+// about the text: "not valid JSON (at byte 17)" (InvalidArgument), "nested deeper than 512 levels"
+// (ResourceExhausted).
 absl::StatusOr<RequestJson> parse_request_json(std::string_view text, size_t max_depth = kMaxRequestJsonDepth);
 
 // The chat template's value for a JSON tree, built directly from it with the same key order. Fails on an

@@ -78,6 +78,7 @@ TEST(RequestJson, BadTextAndDeepNestingAreRefusedWithASentence) {
   deep += std::string(kMaxRequestJsonDepth, ']');
   EXPECT_TRUE(parse_request_json(deep).ok());
   absl::StatusOr<RequestJson> too_deep = parse_request_json("[" + deep + "]");
+  EXPECT_EQ(too_deep.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(too_deep.status().message()), HasSubstr("nested deeper than 512 levels"));
   EXPECT_FALSE(parse_request_json(std::string(1 << 20, '[')).ok());
 }
