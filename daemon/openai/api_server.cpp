@@ -22,7 +22,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = RequestJson;  // bodies keep their key order (chat templates see it)
 using serving::ModelState;
 using serving::ServedModel;
 

@@ -13,7 +13,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = RequestJson;
 
 bool accepts_images(const serving::ServedModel& model) {
   return model.modality != "T";
@@ -209,6 +209,13 @@ std::optional<ApiError> check_sequence_count(const serving::ServedModel& model, 
                   num_prompts > 1 ? "prompt" : "n"};
 }
 
+// The name the client addressed the model by (responses echo it); the API server has checked it is a string,
+// but preparation does not rely on that.
+std::string requested_name(const serving::ServedModel& model, const json& body) {
+  auto it = body.find("model");
+  return it != body.end() && it->is_string() ? it->get<std::string>() : model.name;
+}
+
 std::optional<uint64_t> choice_seed(const std::optional<uint64_t>& seed, int32_t choice) {
   // n samples of one seeded request differ from each other yet repeat exactly across runs.
   if (!seed) return std::nullopt;
@@ -228,13 +235,13 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
     tools = std::get<ToolSelection>(sel);
   }
   engine::ChatTemplate::Inputs inputs;
-  absl::StatusOr<engine::Value> msgs = engine::Value::from_json(std::get<json>(messages).dump());
-  if (!msgs.ok()) return ApiError{400, std::string(msgs.status().message()), "messages"};
-  inputs.messages = *msgs;
+  absl::StatusOr<engine::Value> msgs = to_template_value(std::get<json>(messages));
+  if (!msgs.ok()) return ApiError{400, absl::StrCat("'messages' holds ", msgs.status().message()), "messages"};
+  inputs.messages = *std::move(msgs);
   if (tools.render_tools) {
-    absl::StatusOr<engine::Value> t = engine::Value::from_json(body["tools"].dump());
-    if (!t.ok()) return ApiError{400, std::string(t.status().message()), "tools"};
-    inputs.tools = *t;
+    absl::StatusOr<engine::Value> t = to_template_value(body["tools"]);
+    if (!t.ok()) return ApiError{400, absl::StrCat("'tools' holds ", t.status().message()), "tools"};
+    inputs.tools = *std::move(t);
   }
   inputs.add_generation_prompt = true;
   if (auto it = body.find("add_generation_prompt"); it != body.end() && !it->is_null()) {
@@ -243,8 +250,11 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
   }
   if (auto it = body.find("chat_template_kwargs"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return ApiError{400, "'chat_template_kwargs' must be an object", "chat_template_kwargs"};
-    absl::StatusOr<engine::Value> extra = engine::Value::from_json(it->dump());
-    if (extra.ok()) inputs.extra = *extra;
+    absl::StatusOr<engine::Value> extra = to_template_value(*it);
+    if (!extra.ok())
+      return ApiError{400, absl::StrCat("'chat_template_kwargs' holds ", extra.status().message()),
+                      "chat_template_kwargs"};
+    inputs.extra = *std::move(extra);
   }
   absl::StatusOr<std::string> prompt = model.chat_template->render(inputs);
   if (!prompt.ok())
@@ -273,7 +283,7 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   options.kind = ResponseKind::kChat;
   options.stream = req.stream;
   options.include_usage = req.include_usage;
-  options.model_name = body["model"].get<std::string>();
+  options.model_name = requested_name(model, body);
   options.prompt_token_counts = {static_cast<int32_t>(ids.size())};
   bool tools_requested =
       !tool_prefix.empty() || (body.contains("tools") && body["tools"].is_array() && !body["tools"].empty() &&
@@ -355,7 +365,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   options.kind = ResponseKind::kCompletion;
   options.stream = req.stream;
   options.include_usage = req.include_usage;
-  options.model_name = body["model"].get<std::string>();
+  options.model_name = requested_name(model, body);
   for (size_t p = 0; p < prompts.size(); ++p) {
     if (prompts[p].empty()) return ApiError{400, "'prompt' must not be empty", "prompt"};
     std::variant<serving::GenerationParams, ApiError> params =

@@ -10,7 +10,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = RequestJson;
 
 // Reads one optional field with a type check; absent and null leave `out` untouched.
 class FieldReader {

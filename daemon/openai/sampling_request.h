@@ -8,9 +8,8 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "daemon/openai/openai_error.h"
+#include "daemon/openai/request_json.h"
 
 namespace bm::daemon::openai {
 
@@ -39,7 +38,7 @@ struct SamplingRequest {
 enum class Endpoint { kChat, kCompletions };
 
 // Reads the shared fields; a wrong type or an out-of-range value is an ApiError naming the parameter.
-std::variant<SamplingRequest, ApiError> parse_sampling_request(const nlohmann::json& body, Endpoint endpoint,
+std::variant<SamplingRequest, ApiError> parse_sampling_request(const RequestJson& body, Endpoint endpoint,
                                                                int32_t vocab_size);
 
 }  // namespace bm::daemon::openai

@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/openai/request_json.h"
+#include "engine/template/value.h"
+
 namespace bm::daemon::openai {
 namespace {
 
@@ -29,22 +32,28 @@ std::string make_tool_call_id() {
 ToolCallParser::ToolCallParser(std::string prefix) : pending_(std::move(prefix)) {}
 
 bool ToolCallParser::emit_call(std::string_view json_text, ToolCallDelta& out) {
-  nlohmann::json call = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<RequestJson> parsed = parse_request_json(json_text);
+  if (!parsed.ok()) return false;
+  const RequestJson& call = *parsed;
   if (!call.is_object() || !call.contains("name") || !call["name"].is_string()) return false;
   ToolCall tool;
-  tool.id = make_tool_call_id();
   tool.name = call["name"].get<std::string>();
   // Some outputs name the field "parameters"; a missing one means no arguments.
-  const nlohmann::json* args = call.contains("arguments")    ? &call["arguments"]
-                               : call.contains("parameters") ? &call["parameters"]
-                                                             : nullptr;
+  const RequestJson* args = call.contains("arguments")    ? &call["arguments"]
+                            : call.contains("parameters") ? &call["parameters"]
+                                                          : nullptr;
   if (args == nullptr) {
     tool.arguments = "{}";
   } else if (args->is_string()) {
     tool.arguments = args->get<std::string>();  // already serialised by the model
   } else {
-    tool.arguments = args->dump(-1, ' ', /*ensure_ascii=*/false);
+    // vLLM's hermes parser returns json.dumps(arguments, ensure_ascii=False): the model's key order, Python's
+    // separators. The template engine's Value writes exactly that; an integer beyond 64 bits (which it cannot
+    // hold) falls back to nlohmann's compact form rather than losing the call.
+    absl::StatusOr<engine::Value> value = to_template_value(*args);
+    tool.arguments = value.ok() ? value->to_json() : args->dump(-1, ' ', /*ensure_ascii=*/false);
   }
+  tool.id = make_tool_call_id();
   out.calls.push_back(std::move(tool));
   ++num_calls_;
   return true;

@@ -96,11 +96,18 @@ absl::StatusOr<Value> do_tojson(Interpreter& in, const Value& v, const CallArgs&
   f.ensure_ascii = p.flag("ensure_ascii", false);
   f.sort_keys = p.flag("sort_keys", false);
   f.max_bytes = in.limits().max_output_bytes;
+  // Python's json.dumps: an integer indents by that many spaces (none when negative; bool counts as int), a
+  // string is used as it is. The bound only keeps one level's text small.
+  constexpr int64_t kMaxIndent = 1024;
   if (const Value* indent = p.get("indent"); indent != nullptr && !indent->is_none()) {
-    if (!indent->is_int() || indent->as_int() < 0 || indent->as_int() > 64) {
-      return filter_error("tojson", "indent must be an integer between 0 and 64");
+    if (indent->is_string() && indent->as_string().size() <= kMaxIndent) {
+      f.indent = indent->as_string();
+    } else if ((indent->is_int() || indent->is_bool()) && indent->as_int() <= kMaxIndent) {
+      f.indent = std::string(static_cast<size_t>(std::max<int64_t>(indent->as_int(), 0)), ' ');
+    } else {
+      return filter_error("tojson",
+                          str_cat("indent must be an integer or a string of at most ", kMaxIndent, " characters"));
     }
-    f.indent = static_cast<int>(indent->as_int());
   }
   if (const Value* seps = p.get("separators"); seps != nullptr && !seps->is_none()) {
     if (!seps->is_array() || seps->items().size() != 2 || !seps->items()[0].is_string() ||
@@ -109,7 +116,6 @@ absl::StatusOr<Value> do_tojson(Interpreter& in, const Value& v, const CallArgs&
     }
     f.item_separator = seps->items()[0].as_string();
     f.key_separator = seps->items()[1].as_string();
-    if (f.item_separator.empty()) return filter_error("tojson", "an empty item separator is not supported");
   }
   auto st = in.charge(v.weight());
   if (!st.ok()) return st;

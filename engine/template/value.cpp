@@ -100,6 +100,9 @@ void append_json_string(std::string& out, const std::string& s, bool ensure_asci
           out += buf;
       }
       ++i;
+    } else if (c == 0x7f && ensure_ascii) {
+      out += "\\u007f";  // Python's ASCII mode escapes everything outside ' '..'~'
+      ++i;
     } else if (c < 0x80 || !ensure_ascii) {
       out.push_back(static_cast<char>(c));
       ++i;
@@ -150,10 +153,11 @@ bool write_json(const Value& v, const JsonFormat& f, int depth, Sink& sink) {
       bool is_array = v.is_array();
       size_t n = is_array ? v.items().size() : v.entries().size();
       if (n == 0) return sink.add(is_array ? "[]" : "{}");
-      std::string item_sep = f.item_separator.empty() ? (f.indent >= 0 ? "," : ", ") : f.item_separator;
+      std::string item_sep = f.item_separator.value_or(f.indent ? "," : ", ");
       std::string newline_indent;
-      if (f.indent >= 0) {
-        newline_indent = "\n" + std::string(static_cast<size_t>(f.indent) * (depth + 1), ' ');
+      if (f.indent) {
+        newline_indent = "\n";
+        for (int level = 0; level <= depth; ++level) newline_indent += *f.indent;
       }
       if (!sink.add(is_array ? "[" : "{")) return false;
       std::vector<const Value::Entry*> order;
@@ -175,7 +179,7 @@ bool write_json(const Value& v, const JsonFormat& f, int depth, Sink& sink) {
           if (!write_json(order[i]->second, f, depth + 1, sink)) return false;
         }
       }
-      if (f.indent >= 0 && !sink.add("\n" + std::string(static_cast<size_t>(f.indent) * depth, ' '))) {
+      if (f.indent && !sink.add(std::string_view(newline_indent).substr(0, newline_indent.size() - f.indent->size()))) {
         return false;
       }
       return sink.add(is_array ? "]" : "}");

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,8 +26,8 @@ using NativeFunction = std::function<absl::StatusOr<Value>(const CallArgs&)>;
 
 // json.dumps() options (Python defaults: separators ", " and ": ", or "," and ": " when indenting).
 struct JsonFormat {
-  int indent = -1;             // < 0: no newlines
-  std::string item_separator;  // empty: Python's default for the indent mode
+  std::optional<std::string> indent;          // one level's indentation; unset: everything on one line
+  std::optional<std::string> item_separator;  // unset: Python's default for the indent mode
   std::string key_separator = ": ";
   bool sort_keys = false;
   bool ensure_ascii = false;

@@ -75,9 +75,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<HttpRequest> request =
       parse_http_request(std::string_view(reinterpret_cast<const char*>(data), size), options);
   if (!request.ok()) return 0;
-  std::variant<nlohmann::json, ApiError> body = parse_request_body(request->body);
+  std::variant<bm::daemon::openai::RequestJson, ApiError> body = parse_request_body(request->body);
   if (std::holds_alternative<ApiError>(body)) return 0;
-  const nlohmann::json& json = std::get<nlohmann::json>(body);
+  const auto& json = std::get<bm::daemon::openai::RequestJson>(body);
   const std::string& path = request->path;
   if (path == "/v1/completions") {
     auto prepared = prepare_completion(*g_model, json);

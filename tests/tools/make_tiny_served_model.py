@@ -6,7 +6,10 @@ the family copied from ../shared/models (Qwen2.5: vocab.json + merges.txt + toke
 flavour swaps in that family's chat template and special tokens), so prompts, templates and detokenization are
 the real ones while the weights are random. Written with numpy (bf16 bytes by hand), so CI needs no PyTorch.
 
-usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen] [--seed N]
+usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen|qwen2.5-vl] [--seed N]
+
+qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools) on the text
+architecture: the template family is what prompt tests need, not the vision tower.
 """
 import argparse
 import json
@@ -45,7 +48,7 @@ def write_safetensors(path, tensors):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--flavour", default="qwen2.5", choices=["qwen2.5", "qwq", "r1-qwen"])
+    ap.add_argument("--flavour", default="qwen2.5", choices=["qwen2.5", "qwq", "r1-qwen", "qwen2.5-vl"])
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--shared", default=os.environ.get("BMSERVER_SHARED_DIR",
                                                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")))
@@ -61,6 +64,8 @@ def main():
     if args.flavour == "qwq":
         qwq = json.load(open(os.path.join(models, "Qwen", "QwQ-32B", "tokenizer_config.json")))
         tok_cfg = qwq
+    elif args.flavour == "qwen2.5-vl":
+        tok_cfg = json.load(open(os.path.join(models, "Qwen", "Qwen2.5-VL-3B-Instruct", "tokenizer_config.json")))
     elif args.flavour == "r1-qwen":
         added = json.load(open(os.path.join(models, "deepseek-ai", "DeepSeek-R1-Distill-Qwen-1.5B", "added_tokens.derived.json")))
         template = open(os.path.join(models, "templates", "DeepSeek-R1-Distill.from-tokenizer_config.jinja")).read()

@@ -70,6 +70,62 @@ TOOLS = [
     {"type": "function", "function": {"name": "no_params", "description": "", "parameters": {}}},
 ]
 
+# Keys out of alphabetical order, as clients send them: the OpenAI SDK writes {"type", "function"} and {"name",
+# "description", "parameters"}; pydantic's model_json_schema() writes "properties" before "required", "title" and
+# "type", with "$defs" and "anyOf". transformers hands the template these dicts as they are, so tojson keeps the
+# order; the key_order_* cases below check that we do too (and tests/e2e/test_serving.py sends them to /tokenize).
+SDK_TOOLS = [
+    {"type": "function", "function": {
+        "name": "search_flights", "description": "Find flights between two airports.",
+        "parameters": {
+            "properties": {
+                "origin": {"title": "Origin", "type": "string", "description": "IATA code, e.g. SFO"},
+                "destination": {"title": "Destination", "type": "string"},
+                "when": {"anyOf": [{"$ref": "#/$defs/Date"}, {"type": "null"}], "default": None},
+                "passengers": {"type": "integer", "minimum": 1, "default": 1}},
+            "required": ["origin", "destination"], "title": "SearchFlights", "type": "object",
+            "$defs": {"Date": {"properties": {"year": {"type": "integer"}, "month": {"type": "integer"}},
+                               "required": ["year", "month"], "title": "Date", "type": "object"}},
+            "additionalProperties": False},
+        "strict": True}},
+    {"type": "function", "function": {
+        "name": "zoom", "description": "Zoom <in> & 'out' — 缩放 \"now\"",
+        "parameters": {"type": "object", "properties": {
+            "level": {"type": "number", "maximum": 10.5, "exclusiveMinimum": 0, "multipleOf": 0.25},
+            "center": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            "options": {"type": "object", "properties": {}, "required": []}},
+            "required": ["level"]}}},
+]
+SDK_CALL_ARGS = [("search_flights", {"origin": "SFO", "destination": "NRT", "when": {"year": 2025, "month": 3},
+                                     "passengers": 2}),
+                 ("zoom", {"level": 2.5, "center": [1.0, -0.5], "options": {}})]
+
+
+def key_order_cases(as_string):
+    """Tools and tool-call arguments whose keys are not in alphabetical order."""
+    calls = [{"id": f"call_{i}", "type": "function",
+              "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False) if as_string else args}}
+             for i, (name, args) in enumerate(SDK_CALL_ARGS)]
+    return {
+        "key_order_sdk_tools": {
+            "messages": [{"role": "system", "content": "You book trips."},
+                         {"role": "user", "content": "Flights SFO to Tokyo in March?"}],
+            "tools": SDK_TOOLS, "add_generation_prompt": True},
+        "key_order_tool_call_arguments": {
+            "messages": [{"role": "user", "content": "Flights SFO to Tokyo in March, then zoom the map."},
+                         {"role": "assistant", "content": None if as_string else "", "tool_calls": calls},
+                         {"role": "tool", "content": "{\"flights\": [{\"number\": \"UA837\", \"price\": 1234.5}]}"},
+                         {"role": "tool", "content": "ok"}],
+            "tools": SDK_TOOLS, "add_generation_prompt": True},
+        "key_order_object_arguments": {
+            "messages": [{"role": "user", "content": "Zoom in."},
+                         {"role": "assistant", "content": "",
+                          "tool_calls": [{"type": "function", "function": {"name": "zoom", "arguments":
+                                                                           SDK_CALL_ARGS[1][1]}}]},
+                         {"role": "tool", "content": "done"}],
+            "tools": SDK_TOOLS[1:], "add_generation_prompt": False},
+    }
+
 
 def tool_call(rng, call_id, as_string):
     name = rng.choice(["get_weather", "calculate", "no_params"])
@@ -160,6 +216,7 @@ def odd_cases(style):
         "numbers_in_content": {"messages": [{"role": "user", "content": 42}], "add_generation_prompt": True},
         "empty_messages": {"messages": [], "add_generation_prompt": True},
     }
+    cases.update(key_order_cases(as_string=style == "deepseek"))
     if style == "qwen":
         cases["tools_without_messages_system"] = {
             "messages": [{"role": "user", "content": "weather?"}], "tools": TOOLS, "add_generation_prompt": True}
@@ -308,6 +365,15 @@ FEATURES = [
     ("{{ 'a' if x is defined else 'b' }}{{ x is defined and x }}", {}),
     ("{{ x | tojson }}", {"x": [1e-07, 1.5e+300, 100.0, 123456789012345.0, 1e16, 0.0001, -2.5]}),
     ("{{ s | length }} {{ s[2:4] }} {{ s.upper() }} {{ s | upper }}", {"s": "ÀéÎõü straße"}),
+    # transformers' tojson is json.dumps: insertion order, no HTML escaping, Python's separators and indent.
+    ("{{ x | tojson }}|{{ x | tojson(indent=4) }}|{{ x | tojson(indent='\t') }}|{{ x | tojson(indent=0) }}|"
+     "{{ x | tojson(indent=2, separators=(',', ' = ')) }}|{{ x | tojson(ensure_ascii=true) }}|{{ x | items | list }}|"
+     "{{ x | dictsort }}|{{ x | dictsort(reverse=true) | map('first') | join }}|{{ x.keys() | list }}|"
+     "{% for k, v in x.items() %}{{ k }};{% endfor %}|{{ x | tojson(sort_keys=true) }}",
+     {"x": {"type": "object", "properties": {"b": {}, "a": []}, "required": ["b"], "Z": "<a href='x'>&amp;</a>",
+            "u": "é中😀 \"\\/", "n": [1.0, -0.0, 1e-07, 2.5e+300, 100, True, None],
+            "e": [{}, [], [[]], {"k": {}}]}}),
+    ("{{ tools | tojson }}", {"tools": SDK_TOOLS}),
     ("{{ strftime_now('%Y') | length }}", {}),
     ("{% set x = [1, 2, 3] %}{{ x | join('-') }}{% set y = x + [4] %}{{ y | length }}{{ x | length }}", {}),
     ("{{ 'a,b,,c'.split(',') }} {{ ',a,'.split(',') }} {{ 'abc'.split('x') }} {{ 'a b'.split(' ', 0) }}", {}),

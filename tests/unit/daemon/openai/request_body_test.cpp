@@ -11,8 +11,8 @@ std::string nested_array(int depth) {
 
 TEST(RequestBodyTest, ParsesAnObject) {
   auto parsed = parse_request_body(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}]})");
-  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(parsed));
-  EXPECT_EQ(std::get<nlohmann::json>(parsed)["model"], "m");
+  ASSERT_TRUE(std::holds_alternative<RequestJson>(parsed));
+  EXPECT_EQ(std::get<RequestJson>(parsed)["model"], "m");
 }
 
 TEST(RequestBodyTest, DeepNestingIsA400BeforeAnythingWalksIt) {
@@ -26,9 +26,9 @@ TEST(RequestBodyTest, DeepNestingIsA400BeforeAnythingWalksIt) {
 
 TEST(RequestBodyTest, TheBoundIsExact) {
   // The body object is level 1: 63 nested arrays inside it make 64 levels, one more is refused.
-  EXPECT_TRUE(std::holds_alternative<nlohmann::json>(parse_request_body(R"({"a": )" + nested_array(63) + "}")));
+  EXPECT_TRUE(std::holds_alternative<RequestJson>(parse_request_body(R"({"a": )" + nested_array(63) + "}")));
   EXPECT_TRUE(std::holds_alternative<ApiError>(parse_request_body(R"({"a": )" + nested_array(64) + "}")));
-  nlohmann::json out;
+  RequestJson out;
   EXPECT_EQ(parse_json_bounded(nested_array(10), 10, out), JsonParse::kOk);
   EXPECT_EQ(parse_json_bounded(nested_array(11), 10, out), JsonParse::kTooDeep);
   EXPECT_EQ(parse_json_bounded("[1, 2", 10, out), JsonParse::kInvalid);

@@ -6,7 +6,7 @@
 namespace bm::daemon::openai {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // RequestJson
 
 ApiError expect_error(const char* body, Endpoint endpoint = Endpoint::kChat) {
   auto parsed = parse_sampling_request(json::parse(body), endpoint, 1000);

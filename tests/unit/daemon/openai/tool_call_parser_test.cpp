@@ -74,6 +74,19 @@ TEST(ToolCallParserTest, PrefixFromRequiredToolChoice) {
   EXPECT_EQ(nlohmann::json::parse(d.calls[0].arguments)["q"], "模型");
 }
 
+// vLLM's hermes parser returns json.dumps(arguments, ensure_ascii=False): the model's key order, Python's
+// separators, unicode as is.
+TEST(ToolCallParserTest, ArgumentsKeepTheModelsKeyOrderAsVllmDoes) {
+  for (size_t piece : {1u, 7u, 1000u}) {
+    ToolCallDelta d = stream(
+        "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"z\": 1, \"a\": {\"y\":[true,null,2.50],\"b\":\"é<>\"}}}\n"
+        "</tool_call>",
+        piece);
+    ASSERT_EQ(d.calls.size(), 1u);
+    EXPECT_EQ(d.calls[0].arguments, R"({"z": 1, "a": {"y": [true, null, 2.5], "b": "é<>"}})") << piece;
+  }
+}
+
 TEST(ToolCallParserTest, StringArgumentsPassThrough) {
   ToolCallDelta d =
       ToolCallParser::parse_all("<tool_call>{\"name\": \"h\", \"arguments\": \"{\\\"a\\\": 2}\"}</tool_call>");

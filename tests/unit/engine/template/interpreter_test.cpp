@@ -54,6 +54,20 @@ TEST(JinjaFeatures, MatchJinja2) {
   }
 }
 
+// Python dicts iterate in insertion order and transformers' tojson is json.dumps, so a tool's keys come out in
+// the order they went in; dictsort is the one way a template asks for sorted keys.
+TEST(ChatTemplateRender, InsertionOrderSurvivesParseValueAndTojsonWhileDictsortSorts) {
+  constexpr std::string_view kContext =
+      R"({"x": {"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}, "a": 1}})";
+  auto got = render(
+      "{{ x | tojson }}|{% for k, v in x.items() %}{{ k }},{% endfor %}|{{ x | items | map('first') | join(',') }}|"
+      "{{ x | dictsort | map('first') | join(',') }}",
+      kContext);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, R"({"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}, "a": 1})"
+                  "|type,function,a,|type,function,a|a,function,type");
+}
+
 TEST(ChatTemplateErrors, RaiseExceptionCarriesExactlyItsMessage) {
   auto out = render("line one\n{{ raise_exception('Conversation roles must alternate') }}");
   ASSERT_FALSE(out.ok());

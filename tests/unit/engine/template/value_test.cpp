@@ -25,7 +25,7 @@ TEST(Value, JsonFormatsLikePythonJsonDumps) {
   auto v = Value::from_json(R"({"b": [1, {"c": "é\n"}], "a": []})");
   ASSERT_TRUE(v.ok());
   JsonFormat indent;
-  indent.indent = 2;
+  indent.indent = "  ";
   EXPECT_EQ(*v->to_json(indent), "{\n  \"b\": [\n    1,\n    {\n      \"c\": \"é\\n\"\n    }\n  ],\n  \"a\": []\n}");
   JsonFormat ascii;
   ascii.ensure_ascii = true;
@@ -35,6 +35,35 @@ TEST(Value, JsonFormatsLikePythonJsonDumps) {
   small.max_bytes = 5;
   EXPECT_EQ(v->to_json(small).status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_FALSE(Value::undefined("x").to_json(JsonFormat{}).ok());
+}
+
+// transformers' tojson is json.dumps(x, ensure_ascii=False): no HTML escaping of < > & ' (jinja2's own tojson
+// would), Python's separators, and with indent every nesting level on its own line except empty containers.
+TEST(Value, JsonEscapesExactlyAsPythonJsonDumps) {
+  Value s = Value::string("<a href='x'>&amp;</a> \"q\" \\ \x01\x1f\x7f \u2028 é 😀 \b\f\n\r\t");
+  EXPECT_EQ(s.to_json(), "\"<a href='x'>&amp;</a> \\\"q\\\" \\\\ \\u0001\\u001f\x7f \u2028 é 😀 \\b\\f\\n\\r\\t\"");
+  JsonFormat ascii;
+  ascii.ensure_ascii = true;
+  EXPECT_EQ(*s.to_json(ascii),
+            "\"<a href='x'>&amp;</a> \\\"q\\\" \\\\ \\u0001\\u001f\\u007f \\u2028 \\u00e9 \\ud83d\\ude00 "
+            "\\b\\f\\n\\r\\t\"");
+}
+
+TEST(Value, JsonIndentAndSeparatorsAsPython) {
+  auto v = Value::from_json(R"({"type": "object", "properties": {}, "required": [], "x": [1.5, {"e": {}}]})");
+  ASSERT_TRUE(v.ok());
+  JsonFormat tab;
+  tab.indent = "\t";
+  EXPECT_EQ(*v->to_json(tab),
+            "{\n\t\"type\": \"object\",\n\t\"properties\": {},\n\t\"required\": [],\n\t\"x\": [\n\t\t1.5,\n\t\t{\n"
+            "\t\t\t\"e\": {}\n\t\t}\n\t]\n}");
+  JsonFormat zero;
+  zero.indent = "";
+  EXPECT_EQ(*Value::from_json("[1, [2]]")->to_json(zero), "[\n1,\n[\n2\n]\n]");
+  JsonFormat compact;
+  compact.item_separator = "";
+  compact.key_separator = ":";
+  EXPECT_EQ(*v->to_json(compact), R"({"type":"object""properties":{}"required":[]"x":[1.5{"e":{}}]})");
 }
 
 TEST(Value, FloatReprMatchesPython) {
