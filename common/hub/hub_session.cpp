@@ -22,9 +22,9 @@ bool may_send_credentials(const HubConfig& config, const std::string& url) {
   absl::StatusOr<UrlParts> target = parse_url(url);
   absl::StatusOr<UrlParts> endpoint = parse_url(config.endpoint);
   if (!target.ok() || !endpoint.ok() || !is_http_scheme(target->scheme) || target->host.empty()) return false;
-  if (*target == *endpoint) return true;
-  return config.kind == HubKind::kHuggingFace && target->scheme == "https" && target->port == "443" &&
-         (target->host == "huggingface.co" || target->host == "hf.co");
+  // Only the configured endpoint's own scheme, host and port: a mirror that redirects elsewhere (even to
+  // huggingface.co) does not get the token the user gave for the endpoint.
+  return *target == *endpoint;
 }
 
 HubSession::HubSession(HubConfig config, RetryPolicy retry, HttpTimeouts timeouts, HubLimits limits)

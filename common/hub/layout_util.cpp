@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 
 namespace bm::common {
 
@@ -53,20 +54,8 @@ absl::Status rename_path(const std::string& from, const std::string& to) {
 absl::Status atomic_write_file(const std::string& path, const std::string& content) {
   absl::Status status = make_dirs(fs::path(path).parent_path().string());
   if (!status.ok()) return status;
-  std::string temp = absl::StrCat(path, ".", unique_suffix(), ".tmp");
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.flush();
-    if (!out) {
-      std::remove(temp.c_str());
-      return absl::ResourceExhaustedError(absl::StrCat("cannot write ", path, " (is the disk full?)"));
-    }
-  }
-  status = fsync_path(temp);
-  if (status.ok()) status = rename_path(temp, path);
-  if (!status.ok()) std::remove(temp.c_str());
-  return status;
+  // Small metadata (refs, local-dir records) beside the blobs: the mode huggingface_hub's files get.
+  return common::write_file_atomically(path, content, 0644 & ~process_umask());
 }
 
 absl::Status replace_symlink(const std::string& target, const std::string& link) {

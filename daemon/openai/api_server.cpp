@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/constant_time.h"
 #include "daemon/openai/openai_error.h"
 #include "daemon/openai/request_body.h"
 #include "daemon/openai/work_pool.h"
@@ -33,17 +34,9 @@ HttpResponse json_response(const json& body, int status = 200) {
   return r;
 }
 
-// Compares in time that depends only on the lengths, so a client cannot find a key byte by byte.
-bool same_secret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 bool key_accepted(const ServedModel& model, const HttpRequest& request) {
   if (model.settings.api_key.empty()) return true;
-  return same_secret(request.header("Authorization"), "Bearer " + model.settings.api_key);
+  return common::constant_time_equals(request.header("Authorization"), "Bearer " + model.settings.api_key);
 }
 
 json model_card(const ServedModel& model, const std::string& id) {

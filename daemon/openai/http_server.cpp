@@ -66,6 +66,31 @@ HttpRequest to_request(http::request<http::string_body>&& req) {
   return request;
 }
 
+// The bytes of request bodies held at once; a reservation gives its bytes back when the last holder (the
+// connection while reading, then the HttpRequest) lets go.
+class BodyBudget : public std::enable_shared_from_this<BodyBudget> {
+ public:
+  explicit BodyBudget(size_t limit) : limit_(limit) {}
+  std::shared_ptr<const void> reserve(size_t bytes) {
+    size_t used = used_.load();
+    do {
+      if (bytes > limit_ || used > limit_ - bytes) return nullptr;
+    } while (!used_.compare_exchange_weak(used, used + bytes));
+    return std::make_shared<const Reservation>(shared_from_this(), bytes);
+  }
+  size_t used() const { return used_.load(); }
+
+ private:
+  struct Reservation {
+    Reservation(std::shared_ptr<BodyBudget> budget, size_t bytes) : budget(std::move(budget)), bytes(bytes) {}
+    ~Reservation() { budget->used_ -= bytes; }
+    std::shared_ptr<BodyBudget> budget;
+    size_t bytes;
+  };
+  std::atomic<size_t> used_{0};
+  size_t limit_;
+};
+
 class Connection;
 
 class ConnectionExchange final : public Exchange {
@@ -98,8 +123,13 @@ class ConnectionExchange final : public Exchange {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, const HttpServerOptions& options, const Handler& handler, HttpServerStats& stats,
-             std::function<void(Connection*)> on_gone)
-      : stream_(std::move(socket)), options_(options), handler_(handler), stats_(stats), on_gone_(std::move(on_gone)) {
+             std::shared_ptr<BodyBudget> budget, std::function<void(Connection*)> on_gone)
+      : stream_(std::move(socket)),
+        options_(options),
+        handler_(handler),
+        stats_(stats),
+        budget_(std::move(budget)),
+        on_gone_(std::move(on_gone)) {
     stats_.open_connections++;
   }
   ~Connection() {
@@ -178,11 +208,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_.emplace();
     configure(*parser_, options_);
     stream_.expires_after(std::chrono::seconds(options_.header_timeout_seconds));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  // The headers say how large the body will be: it is read only if the server can hold it now.
+  void on_header(beast::error_code ec) {
+    if (closed_) return;
+    if (ec) return on_read(ec);
+    size_t expected = 0;
+    if (auto length = parser_->content_length()) {
+      expected = static_cast<size_t>(*length);
+    } else if (parser_->chunked()) {
+      expected = options_.max_body_bytes;
+    }
+    if (expected > 0 && expected <= options_.max_body_bytes) {
+      body_hold_ = budget_->reserve(expected);
+      if (!body_hold_) {
+        stats_.bodies_refused++;
+        keep_alive_ = false;
+        linger_after_close_ = true;
+        completed_ = false;
+        write_response({503,
+                        "application/json",
+                        error_body("the server holds as many request bodies as it may; retry later",
+                                   "ServiceUnavailableError", 503),
+                        {{"Retry-After", "1"}}});
+        return;
+      }
+    }
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+                     [self = shared_from_this()](beast::error_code read_ec, size_t) { self->on_read(read_ec); });
   }
 
   void on_read(beast::error_code ec) {
+    std::shared_ptr<const void> body_hold = std::move(body_hold_);
     if (closed_) return;
     if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
@@ -208,6 +268,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
     HttpRequest request = to_request(std::move(req));
+    request.body_hold = std::move(body_hold);
 
     completed_ = false;
     streaming_ = false;
@@ -338,6 +399,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HttpServerOptions& options_;
   const Handler& handler_;
   HttpServerStats& stats_;
+  std::shared_ptr<BodyBudget> budget_;
+  std::shared_ptr<const void> body_hold_;  // this request's body, while it is read
   std::function<void(Connection*)> on_gone_;
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;  // in queue_, the buffer being written included
@@ -456,7 +519,7 @@ struct HttpServer::Impl {
         refuse(std::move(socket));
       } else {
         auto connection =
-            std::make_shared<Connection>(std::move(socket), options, handler, stats, [this](Connection* c) {
+            std::make_shared<Connection>(std::move(socket), options, handler, stats, budget, [this](Connection* c) {
               std::lock_guard<std::mutex> lock(connections_mutex);
               connections.erase(c);
             });
@@ -490,12 +553,14 @@ struct HttpServer::Impl {
   }
 
   static constexpr int kAcceptBackoffMs = 100;
+  std::shared_ptr<BodyBudget> budget;
   std::optional<net::steady_timer> backoff;
 };
 
 HttpServer::HttpServer(HttpServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->handler = std::move(handler);
+  impl_->budget = std::make_shared<BodyBudget>(impl_->options.max_inflight_body_bytes);
 }
 
 HttpServer::~HttpServer() {

@@ -29,6 +29,10 @@ struct HttpServerOptions {
   // and its request aborted, as on a disconnect, so a stalled reader cannot make the daemon buffer a whole
   // generation.
   size_t max_pending_output_bytes = 4 << 20;
+  // Request bodies held in memory at once over all connections (being read, queued for a worker, or being
+  // prepared): without it, max_connections × max_body_bytes (32 GiB by default) could be asked for. A request
+  // whose Content-Length does not fit now gets 503 with Retry-After; a chunked body counts max_body_bytes.
+  size_t max_inflight_body_bytes = size_t{256} << 20;
   std::vector<std::pair<std::string, std::string>> default_headers;  // added to every response
 };
 
@@ -38,6 +42,7 @@ struct HttpServerStats {
   std::atomic<int64_t> connections_refused{0};  // over max_connections
   std::atomic<int64_t> streams_dropped{0};      // over max_pending_output_bytes
   std::atomic<int64_t> accept_errors{0};
+  std::atomic<int64_t> bodies_refused{0};  // over max_inflight_body_bytes
 };
 
 // Parses one whole request from raw bytes with the parser and limits a connection uses (for tests and the HTTP

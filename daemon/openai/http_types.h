@@ -19,6 +19,7 @@ struct HttpRequest {
   std::string path;    // target without the query
   std::map<std::string, std::string, CaseInsensitiveLess> headers;
   std::string body;
+  std::shared_ptr<const void> body_hold;  // the server's count of bodies held in memory: released with the request
   std::string header(const std::string& name) const;
 };
 

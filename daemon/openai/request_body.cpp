@@ -20,8 +20,8 @@ std::variant<RequestJson, ApiError> parse_request_body(std::string_view body, in
   absl::StatusOr<RequestJson> parsed = parse_request_json(body, static_cast<size_t>(max_depth));
   if (!parsed.ok()) {
     if (absl::IsResourceExhausted(parsed.status()))
-      return ApiError{400, absl::StrCat("the request body nests JSON deeper than ", max_depth,
-                                        " levels; send a less nested body")};
+      return ApiError{
+          400, absl::StrCat("the request body nests JSON deeper than ", max_depth, " levels; send a less nested body")};
     return ApiError{400, absl::StrCat("the request body is ", parsed.status().message())};
   }
   if (!parsed->is_object()) return ApiError{400, "the request body must be a JSON object"};

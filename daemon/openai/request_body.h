@@ -4,6 +4,8 @@
 #include <string_view>
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
 #include "daemon/openai/openai_error.h"
 #include "daemon/openai/request_json.h"
 

@@ -128,7 +128,7 @@ TEST(HubSessionTest, CredentialsGoOnlyToTheEndpointsOrigin) {
            {"https://evil.com/?https://hub.example/", false},
            {"https://evil.com\\@hub.example/", true},  // user "evil.com\": libcurl connects to hub.example
            {"file:///etc/passwd", false},
-           {"https://huggingface.co/x", true},  // a mirror's redirect to the Hub that owns the token
+           {"https://huggingface.co/x", false},  // a mirror's redirect to another host, even the Hub
            {"http://huggingface.co/x", false},
            {"not a url", false},
        }) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -270,6 +271,55 @@ TEST(ParseHttpRequestTest, ParsesAsAConnectionDoes) {
   EXPECT_FALSE(parse_http_request("POST /c HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", options).ok());
   options.max_body_bytes = 2;
   EXPECT_FALSE(parse_http_request("POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", options).ok());
+}
+
+TEST_F(HttpServerTest, BodiesHeldAtOnceAreBoundedAcrossConnections) {
+  HttpServerOptions options;
+  options.max_inflight_body_bytes = 1000;
+  std::mutex mutex;
+  std::vector<std::pair<HttpRequest, std::shared_ptr<Exchange>>> held;  // like requests waiting for a worker
+  start(
+      [&](HttpRequest req, std::shared_ptr<Exchange> ex) {
+        std::lock_guard<std::mutex> lock(mutex);
+        held.emplace_back(std::move(req), std::move(ex));
+      },
+      options);
+  const std::string body(600, 'a');
+  RawClient first(server_->port());
+  first.send("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
+  for (int i = 0; i < 300; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!held.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  RawClient second(server_->port());  // 600 more would pass 1000 while the first is held
+  second.send("POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
+  std::string refused = second.read_until("}}");
+  EXPECT_NE(refused.find("HTTP/1.1 503"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos) << refused;
+  EXPECT_EQ(server_->stats().bodies_refused.load(), 1);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ASSERT_EQ(held.size(), 1u);
+    held.front().second->respond({200, "text/plain", "done", {}});
+    held.clear();  // the request, and with it its body's reservation, is gone
+  }
+  EXPECT_NE(first.read_until("done").find("200"), std::string::npos);
+  RawClient third(server_->port());
+  third.send("POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
+  for (int i = 0; i < 300; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!held.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_EQ(held.size(), 1u);
+  if (!held.empty()) held.front().second->respond({200, "text/plain", "ok", {}});
+  held.clear();
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include "absl/strings/str_cat.h"
 
 namespace bm::daemon::openai {
 namespace {
@@ -79,7 +81,8 @@ TEST(RequestJson, BadTextAndDeepNestingAreRefusedWithASentence) {
   EXPECT_TRUE(parse_request_json(deep).ok());
   absl::StatusOr<RequestJson> too_deep = parse_request_json("[" + deep + "]");
   EXPECT_EQ(too_deep.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(too_deep.status().message()), HasSubstr("nested deeper than 512 levels"));
+  EXPECT_THAT(std::string(too_deep.status().message()),
+              HasSubstr(absl::StrCat("nested deeper than ", kMaxRequestJsonDepth, " levels")));
   EXPECT_FALSE(parse_request_json(std::string(1 << 20, '[')).ok());
 }
 
