@@ -1,7 +1,9 @@
 #include "daemon/openai/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -320,6 +322,49 @@ TEST_F(HttpServerTest, BodiesHeldAtOnceAreBoundedAcrossConnections) {
   EXPECT_EQ(held.size(), 1u);
   if (!held.empty()) held.front().second->respond({200, "text/plain", "ok", {}});
   held.clear();
+}
+
+TEST_F(HttpServerTest, AcceptFailuresBackOffInsteadOfSpinning) {
+  start(echo_handler());
+  // A client socket made while descriptors are still available; then the process may open no more, so the
+  // server's accept() fails with EMFILE for as long as the limit holds.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int open_fds = 0;
+  for (int probe = 0; probe < 65536; ++probe)
+    if (fcntl(probe, F_GETFD) != -1) open_fds = probe + 1;
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(open_fds);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> fillers;  // the free numbers below the limit, taken
+  for (int f; (f = ::open("/dev/null", O_RDONLY)) >= 0;) fillers.push_back(f);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server_->port());
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);  // queued by the kernel
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const int64_t errors = server_->stats().accept_errors.load();
+  for (int f : fillers) ::close(f);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  // A retry every 100 ms: about ten in the second, where a spinning accept loop fails thousands of times.
+  EXPECT_GE(errors, 1);
+  EXPECT_LE(errors, 40);
+  const std::string request = "GET /later HTTP/1.1\r\nHost: h\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[4096];
+  while (got.find("GET /later  ") == std::string::npos) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_NE(got.find("200"), std::string::npos) << got;  // served once descriptors are back
 }
 
 }  // namespace
