@@ -593,7 +593,20 @@ absl::Status HttpServer::start() {
   impl_->work.emplace(net::make_work_guard(impl_->ioc));
   impl_->accept();
   for (int i = 0; i < std::max(1, impl_->options.num_threads); ++i)
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] {
+      // A completion handler that throws (out of memory building a response, a bug) ends only what it was
+      // doing; the thread goes back to serving instead of taking the process down with std::terminate.
+      while (true) {
+        try {
+          impl_->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("http: an I/O handler threw: {}", e.what());
+        } catch (...) {
+          spdlog::error("http: an I/O handler threw a non-standard exception");
+        }
+      }
+    });
   return absl::OkStatus();
 }
 

@@ -254,8 +254,30 @@ int32_t Engine::max_concurrency(int32_t prompt_tokens, int32_t completion_tokens
 // ---- the engine thread
 
 void Engine::loop() {
-  while (wait_for_work()) step();
-  for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kAbort);
+  while (wait_for_work()) {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // A bug or an allocation failure mid-step (an output callback included): the step's state is unknown, so
+      // the engine serves nothing more and says why, as on a device fault. The process goes on.
+      fail_after_exception(e.what());
+    } catch (...) {
+      fail_after_exception("a non-standard exception");
+    }
+  }
+  try {
+    for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kAbort);
+  } catch (...) {
+    // Ending anyway; a callback that throws while the engine stops loses only its own last event.
+  }
+}
+
+void Engine::fail_after_exception(const std::string& what) {
+  try {
+    fail_engine(absl::InternalError(absl::StrCat("a step threw: ", what)));
+  } catch (...) {
+    failed_ = true;  // a callback threw again while its sequence was ended; the engine is failed all the same
+  }
 }
 
 // Blocks until there is something to do; false when the engine is stopping.

@@ -125,6 +125,7 @@ class Engine {
   SequenceOutput take_output(Sequence* seq);
   void publish_stats();
   // A device fault: every request ends with an error and later submissions are refused.
+  void fail_after_exception(const std::string& what);
   void fail_engine(const absl::Status& fault);
   bool failed() const { return failed_.load(); }
   std::string failure() const;

@@ -438,6 +438,25 @@ TEST(Engine, ADeviceFaultFailsTheEngineButNotTheProcess) {
   EXPECT_TRUE(absl::IsUnavailable(hb.status())) << hb.status();
 }
 
+TEST(Engine, AnExceptionInAStepFailsTheEngineButNotTheProcess) {
+  auto engine = load("qwen2-tied");
+  ASSERT_NE(engine, nullptr);
+  Collector c;
+  std::atomic<int> outputs{0};
+  c.on_output_ = [&](const SequenceOutput&) {
+    if (outputs++ == 0) throw std::runtime_error("the callback broke");  // on the engine's thread
+  };
+  auto h = engine->submit(read_reference("qwen2-tied")[3].prompt, greedy(50), c.callback());
+  ASSERT_TRUE(h.ok());
+  for (int i = 0; i < 500 && engine->stats().failure.empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_THAT(engine->stats().failure, ::testing::HasSubstr("a step threw: the callback broke"));
+  Collector d;
+  auto refused = engine->submit({1, 2}, greedy(2), d.callback());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsUnavailable(refused.status())) << refused.status();
+}
+
 // A device model that "uses" memory: weights up front, activations on the first forward (sized by the batch),
 // the cache when allocated. Enough to check the GPU planning arithmetic without a GPU.
 class MeteredDeviceModel final : public CausalLM {
