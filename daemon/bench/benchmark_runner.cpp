@@ -49,7 +49,13 @@ void fill_stats(const Distribution& d, bmserver::v1::LatencyStats* out) {
 class KvUsagePoller {
  public:
   KvUsagePoller(const OpenAiClient& client, std::string model) : client_(client), model_(std::move(model)) {
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      // The gauge is a nicety: if polling fails in an unexpected way the run goes on without it.
+      try {
+        loop();
+      } catch (...) {
+      }
+    });
   }
   ~KvUsagePoller() { stop(); }
   double stop() {
