@@ -37,9 +37,11 @@ std::string gpu_list(const bmserver::v1::ServedModel& m) {
 void print_ready(const bmserver::v1::ServedModel& m) {
   std::printf("Serving %s (%s) on %s, backend %s%s\n", m.name().c_str(), m.repo_id().c_str(), m.http_url().c_str(),
               m.backend().c_str(), m.gpus().empty() ? "" : (std::string(" GPUs ") += gpu_list(m)).c_str());
-  std::printf("  weights %s, KV cache %s = %lld tokens, max model len %d, max concurrent sequences %d\n",
-              common::format_size(m.weight_bytes()).c_str(), common::format_size(m.kv_cache_bytes()).c_str(),
-              static_cast<long long>(m.kv_capacity_tokens()), m.max_model_len(), m.max_num_seqs());
+  std::printf("  weights %s%s, KV cache %s = %lld tokens, max model len %d, max concurrent sequences %d\n",
+              common::format_size(m.weight_bytes()).c_str(),
+              m.quantization().empty() ? "" : (" (" + m.quantization() + ")").c_str(),
+              common::format_size(m.kv_cache_bytes()).c_str(), static_cast<long long>(m.kv_capacity_tokens()),
+              m.max_model_len(), m.max_num_seqs());
   std::printf(
       "  try: curl %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\": \"%s\", "
       "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n",
@@ -125,14 +127,14 @@ int run_ps(const GlobalOptions& options) {
   }
   Table table;
   for (const char* h :
-       {"NAME", "STATE", "BACKEND", "GPUS", "MEMORY", "KV CAPACITY", "RUNNING", "WAITING", "UPTIME", "URL"})
+       {"NAME", "STATE", "BACKEND", "QUANT", "GPUS", "MEMORY", "KV CAPACITY", "RUNNING", "WAITING", "UPTIME", "URL"})
     table.add_column(h, std::string(h) == "MEMORY" || std::string(h) == "KV CAPACITY" || std::string(h) == "RUNNING" ||
                                 std::string(h) == "WAITING" || std::string(h) == "UPTIME"
                             ? Table::Align::kRight
                             : Table::Align::kLeft);
   for (const auto& m : response.models()) {
     std::string state = m.state() == "failed" ? "failed: " + m.error() : m.state();
-    table.add_row({m.name(), state, m.backend(), gpu_list(m),
+    table.add_row({m.name(), state, m.backend(), m.quantization().empty() ? "-" : m.quantization(), gpu_list(m),
                    common::format_size(m.weight_bytes() + m.kv_cache_bytes()),
                    std::to_string(m.kv_capacity_tokens()) + " tok", std::to_string(m.num_running()),
                    std::to_string(m.num_waiting()), format_uptime(m.uptime_seconds()), m.http_url()});

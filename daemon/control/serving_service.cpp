@@ -23,6 +23,7 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   }
   out->set_error(m.error());
   out->set_weight_bytes(m.weight_bytes);
+  out->set_quantization(m.quantization);
   out->set_kv_cache_bytes(m.kv_cache_bytes);
   if (m.state() == serving::ModelState::kReady && m.generator) {
     serving::GeneratorStats s = m.generator->stats();

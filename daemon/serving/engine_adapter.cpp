@@ -279,6 +279,7 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
   loaded.defaults = sampling_defaults((*engine)->generation_config());
   loaded.backend = (*engine)->backend_name();
   loaded.weight_bytes = (*engine)->model_info().weight_bytes;
+  loaded.quantization = (*engine)->model_info().quantization;
   loaded.kv_cache_bytes = (*engine)->kv_cache_bytes();
   engine::EngineStats stats = (*engine)->stats();
   progress({"allocated",

@@ -264,6 +264,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
   model->defaults = loaded->defaults;
   model->backend = loaded->backend;
   model->weight_bytes = loaded->weight_bytes;
+  model->quantization = loaded->quantization;
   model->kv_cache_bytes = loaded->kv_cache_bytes;
   if (loaded->backend != "cpu") model->settings.gpus = *gpus;
   model->started_at = std::chrono::steady_clock::now();

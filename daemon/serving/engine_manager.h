@@ -32,6 +32,7 @@ struct LoadedEngine {
   std::unique_ptr<Generator> generator;
   SamplingDefaults defaults;
   std::string backend;
+  std::string quantization;  // CausalLMInfo::quantization
   int64_t weight_bytes = 0;
   int64_t kv_cache_bytes = 0;
 };

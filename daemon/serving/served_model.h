@@ -64,6 +64,7 @@ class ServedModel {
   std::vector<int32_t> eos_token_ids;
   int64_t weight_bytes = 0;
   int64_t kv_cache_bytes = 0;
+  std::string quantization;  // "gptq-int4", ...; empty for float weights
   openai::ModelMetrics metrics;
 
   ModelState state() const { return state_.load(); }

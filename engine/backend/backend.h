@@ -17,10 +17,14 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "engine/backend/quantized_matrix.h"
 #include "engine/model/dtype.h"
 
 namespace bm::engine {
@@ -50,6 +54,13 @@ struct Tensor {
   Tensor reshaped(int64_t new_rows, int64_t new_cols) const {
     return Tensor{buffer, offset_bytes, dtype, new_rows, new_cols};
   }
+};
+
+// A weight-only quantized [rows, cols] matrix in a backend's buffer (quantized_matrix.h says what it means):
+// `data` is a U8 view [1, quantized_matrix_bytes(shape)] holding the layout that backend chose.
+struct QuantizedMatrix {
+  QuantizedShape shape;
+  Tensor data;
 };
 
 // Tokens per paged-KV block; the same constant as engine/models/causal_lm.h (DESIGN §5).
@@ -125,6 +136,25 @@ class Backend {
   virtual void replay(const StepGraph& graph) = 0;
 
   // ---- ops
+  // ---- weight-only quantized linear layers (GPTQ / AWQ). A backend that runs them returns the bytes its layout
+  // of `shape` takes; the default refuses, and the loader reports that sentence before allocating anything.
+  virtual absl::StatusOr<int64_t> quantized_matrix_bytes(const QuantizedShape& shape) const {
+    (void)shape;
+    return absl::UnimplementedError(absl::StrCat(
+        "the ", std::string(name()), " backend does not run GPTQ/AWQ quantized weights yet (the cpu backend does)"));
+  }
+  // Repacks a neutral host matrix into dst (dst.shape == src.shape, dst.data sized by quantized_matrix_bytes).
+  virtual void copy_quantized_to_device(const QuantizedMatrixSource& src, const QuantizedMatrix& dst) {
+    (void)src, (void)dst;
+    BM_CHECK(false && "copy_quantized_to_device on a backend without quantized weights");
+  }
+  // out = x · Wᵀ (+ bias) with W dequantized inside the kernel, F32 accumulation. x [n, cols] F32; bias [1, rows]
+  // or null; out [n, rows] F32.
+  virtual void quantized_linear(const Tensor& x, const QuantizedMatrix& weight, const Tensor* bias, const Tensor& out) {
+    (void)x, (void)weight, (void)bias, (void)out;
+    BM_CHECK(false && "quantized_linear on a backend without quantized weights");
+  }
+
   // out[i] = table[ids[i]]. table [vocab, hidden] BF16/F32; ids [1, n]; out [n, hidden] F32.
   virtual void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
   // out[i] = weight * (x[i] / sqrt(mean(x[i]^2) + eps)). x, out [n, d] F32 (may alias); weight [1, d].

@@ -68,9 +68,30 @@ absl::Status read_quantization(const json& config, std::string_view source, Mode
   quantization.group_size = static_cast<int32_t>(fields.int_or("group_size", 0));
   quantization.desc_act = fields.bool_or("desc_act", false);
   quantization.sym = fields.bool_or("sym", true);
-  quantization.zero_point = fields.bool_or("zero_point", false);
+  quantization.zero_point = fields.bool_or("zero_point", true);
   quantization.version = fields.get_string("version").value_or("");
+  // gptqmodel writes "checkpoint_format", older AutoGPTQ/optimum files "format" or nothing (v1).
+  quantization.checkpoint_format =
+      fields.get_string("checkpoint_format").value_or(fields.get_string("format").value_or(""));
+  quantization.is_marlin_format = fields.bool_or("is_marlin_format", false);
+  quantization.lm_head = fields.bool_or("lm_head", false);
   if (!fields.status().ok()) return fields.status();
+  if (const auto dynamic = it->find("dynamic"); dynamic != it->end() && !dynamic->is_null()) {
+    quantization.has_dynamic = !dynamic->is_object() || !dynamic->empty();
+  }
+  if (const auto modules = it->find("modules_to_not_convert"); modules != it->end() && !modules->is_null()) {
+    if (!modules->is_array()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(source), ": 'quantization_config.modules_to_not_convert' is not a list"));
+    }
+    for (const json& module : *modules) {
+      if (!module.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            std::string(source), ": 'quantization_config.modules_to_not_convert' holds a value that is not a string"));
+      }
+      quantization.modules_to_not_convert.push_back(module.get<std::string>());
+    }
+  }
   if (quantization.method.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(source), ": 'quantization_config' has no 'quant_method'"));

@@ -25,14 +25,21 @@ struct RopeConfig {
   std::vector<int32_t> mrope_section;  // Qwen2.5-VL
 };
 
+// `quantization_config` as the file says it; whether we can run it is engine/models/quant_scheme.h's question.
 struct QuantizationConfig {
   std::string method;  // "gptq", "awq", ...
   int32_t bits = 0;
   int32_t group_size = 0;
   bool desc_act = false;
   bool sym = true;
-  bool zero_point = false;
-  std::string version;  // AWQ packing ("gemm")
+  bool zero_point = true;  // AWQ; transformers' AwqConfig defaults it to true
+  std::string version;     // AWQ packing ("gemm")
+  // GPTQ serialization: "gptq" (v1, zero-points stored minus one; the default), "gptq_v2", "marlin", ...
+  std::string checkpoint_format;
+  bool is_marlin_format = false;
+  bool lm_head = false;      // gptqmodel: the head is quantized too
+  bool has_dynamic = false;  // gptqmodel: per-module overrides ("dynamic") are present
+  std::vector<std::string> modules_to_not_convert;
 };
 
 struct ModelConfig {

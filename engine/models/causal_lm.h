@@ -67,7 +67,8 @@ struct CausalLMInfo {
   int32_t max_position_embeddings = 0;
   int32_t num_layers = 0;
   int64_t kv_bytes_per_token = 0;  // K and V over all layers, in the cache's dtype
-  int64_t weight_bytes = 0;
+  int64_t weight_bytes = 0;        // as held on the device (quantized layers packed)
+  std::string quantization;        // "gptq-int4", "gptq-int8", "awq-int4"; empty for float weights
 };
 
 class CausalLM {

@@ -120,6 +120,7 @@ DecoderLM::DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::un
   info_.kv_bytes_per_token =
       int64_t{2} * spec_.num_layers * spec_.num_kv_heads * spec_.head_dim * dtype_size(kv_cache_dtype_);
   info_.weight_bytes = weights_->num_bytes;
+  if (spec_.quantization) info_.quantization = quant_scheme_name(*spec_.quantization);
 }
 
 absl::Status DecoderLM::allocate_kv_cache(int32_t num_blocks) {
@@ -244,22 +245,22 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
     b.rms_norm(t.x, layer.input_norm, spec_.rms_norm_eps, t.h);
   else
     b.add_rms_norm(t.x, t.h, layer.input_norm, spec_.rms_norm_eps, t.h);
-  b.linear(t.h, layer.q.weight, layer.q.bias_or_null(), t.q);
-  b.linear(t.h, layer.k.weight, layer.k.bias_or_null(), t.k);
-  b.linear(t.h, layer.v.weight, layer.v.bias_or_null(), t.v);
+  apply_linear(b, t.h, layer.q, t.q);
+  apply_linear(b, t.h, layer.k, t.k);
+  apply_linear(b, t.h, layer.v, t.v);
   b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
   b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
   b.store_kv(t.k, t.v, t.slot_mapping, kv_cache_[static_cast<size_t>(index)]);
   const AttentionShape shape{spec_.num_heads, spec_.num_kv_heads, spec_.head_dim,
                              1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
   b.paged_attention(t.q, kv_cache_[static_cast<size_t>(index)], t.attention, shape, t.attention_out);
-  b.linear(t.attention_out, layer.o.weight, layer.o.bias_or_null(), t.h);
+  apply_linear(b, t.attention_out, layer.o, t.h);
   // MLP block: x += down(silu(gate(h)) * up(h)), the add left to the next layer's first norm (or run_step).
   b.add_rms_norm(t.x, t.h, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
-  b.linear(t.h, layer.gate.weight, layer.gate.bias_or_null(), t.gate);
-  b.linear(t.h, layer.up.weight, layer.up.bias_or_null(), t.up);
+  apply_linear(b, t.h, layer.gate, t.gate);
+  apply_linear(b, t.h, layer.up, t.up);
   b.silu_mul(t.gate, t.up, t.gate);
-  b.linear(t.gate, layer.down.weight, layer.down.bias_or_null(), t.h);
+  apply_linear(b, t.gate, layer.down, t.h);
 }
 
 void DecoderLM::compute(const StepTensors& t) {

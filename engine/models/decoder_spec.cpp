@@ -15,9 +15,16 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
     return absl::UnimplementedError(absl::StrCat("architecture ", config.architecture,
                                                  " is not supported (supported: Qwen2ForCausalLM, LlamaForCausalLM)"));
   }
+  std::optional<QuantScheme> quantization;
   if (config.quantization) {
-    return absl::UnimplementedError(absl::StrCat("quantization ", config.quantization->method,
-                                                 " is not supported yet by the ", std::string(backend), " backend"));
+    absl::StatusOr<QuantScheme> scheme = make_quant_scheme(*config.quantization);
+    if (!scheme.ok()) return scheme.status();
+    if (backend != "cpu") {
+      return absl::UnimplementedError(absl::StrCat("quantization ", config.quantization->method, " (",
+                                                   quant_scheme_name(*scheme), ") is not supported yet by the ",
+                                                   std::string(backend), " backend; it runs on the cpu backend"));
+    }
+    quantization = std::move(*scheme);
   }
   if (config.hidden_act != "silu") {
     return absl::UnimplementedError(absl::StrCat("activation ", config.hidden_act, " is not supported (only silu)"));
@@ -45,6 +52,7 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
       rope_inverse_frequencies(config.rope, config.head_dim, config.max_position_embeddings);
   if (!inv_freq.ok()) return inv_freq.status();
   spec.rope_inv_freq = std::move(*inv_freq);
+  spec.quantization = std::move(quantization);
   return spec;
 }
 

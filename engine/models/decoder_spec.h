@@ -3,11 +3,13 @@
 // in these fields (which projections carry a bias, tied embeddings, the RoPE table), so one implementation
 // (DecoderLM) serves both.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_config.h"
+#include "engine/models/quant_scheme.h"
 
 namespace bm::engine {
 
@@ -26,14 +28,15 @@ struct DecoderSpec {
   bool o_bias = false;    // Llama when attention_bias
   bool mlp_bias = false;
   bool tie_word_embeddings = false;
-  std::vector<float> rope_inv_freq;  // head_dim / 2 entries
+  std::vector<float> rope_inv_freq;         // head_dim / 2 entries
+  std::optional<QuantScheme> quantization;  // GPTQ / AWQ weight-only linear layers; unset for float checkpoints
 };
 
 // The architectures DecoderLM implements.
 bool is_supported_architecture(const std::string& architecture);
 
-// Fails with a sentence naming what is not supported (architecture, quantization, activation, sliding window,
-// RoPE type). `backend` names the backend in the quantization message.
+// Fails with a sentence naming what is not supported (architecture, quantization format, activation, sliding
+// window, RoPE type). Quantized checkpoints run on the cpu backend only for now; `backend` names the one asked.
 absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::string_view backend);
 
 }  // namespace bm::engine

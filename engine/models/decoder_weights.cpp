@@ -1,10 +1,13 @@
 #include "engine/models/decoder_weights.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
+#include "engine/models/quantized_layer.h"
 
 namespace bm::engine {
 namespace {
@@ -20,27 +23,48 @@ struct Placement {
   int64_t offset = 0;
 };
 
+// A GPTQ/AWQ linear layer: its packed tensors and where the backend's repacked form goes.
+struct QuantizedPlacement {
+  std::string prefix;
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  LinearWeights* destination = nullptr;
+  QuantizedLayerTensors tensors;
+  QuantizedShape shape;
+  int64_t offset = 0;
+  int64_t bytes = 0;
+};
+
 class PlacementList {
  public:
+  explicit PlacementList(const std::optional<QuantScheme>& quantization) : quantization_(quantization) {}
+
   void add(std::string name, std::vector<int64_t> shape, Tensor* destination) {
     placements_.push_back(Placement{std::move(name), std::move(shape), destination});
   }
   void add_linear(const std::string& prefix, int64_t out_features, int64_t in_features, bool has_bias,
                   LinearWeights* linear) {
-    add(prefix + ".weight", {out_features, in_features}, &linear->weight);
+    if (quantization_ && is_quantized_module(*quantization_, prefix)) {
+      quantized_.push_back(QuantizedPlacement{prefix, out_features, in_features, linear});
+    } else {
+      add(prefix + ".weight", {out_features, in_features}, &linear->weight);
+    }
     if (has_bias) add(prefix + ".bias", {out_features}, &linear->bias);
   }
   std::vector<Placement>& placements() { return placements_; }
+  std::vector<QuantizedPlacement>& quantized() { return quantized_; }
 
  private:
+  const std::optional<QuantScheme>& quantization_;
   std::vector<Placement> placements_;
+  std::vector<QuantizedPlacement> quantized_;
 };
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement) {
+absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement, bool allow_f16) {
   placement.source = checkpoint.find(placement.name);
   if (placement.source == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("the checkpoint has no tensor '", placement.name, "'"));
@@ -50,10 +74,11 @@ absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement) 
                                                    shape_text(placement.source->shape), " but config.json implies ",
                                                    shape_text(placement.shape)));
   }
-  if (placement.source->dtype != DType::kBF16 && placement.source->dtype != DType::kF32) {
-    return absl::UnimplementedError(absl::StrCat("tensor '", placement.name, "' has dtype ",
-                                                 std::string(dtype_name(placement.source->dtype)),
-                                                 "; only BF16 and F32 weights are supported"));
+  const DType dtype = placement.source->dtype;
+  if (dtype != DType::kBF16 && dtype != DType::kF32 && !(allow_f16 && dtype == DType::kF16)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "tensor '", placement.name, "' has dtype ", std::string(dtype_name(dtype)), "; only BF16 and F32 weights",
+        allow_f16 ? ", and F16," : "", " are supported", allow_f16 ? "" : " on this backend"));
   }
   return absl::OkStatus();
 }
@@ -81,18 +106,49 @@ void plan(const DecoderSpec& spec, DecoderWeights& weights, PlacementList& list)
   if (!spec.tie_word_embeddings) list.add("lm_head.weight", {spec.vocab_size, hidden}, &weights.lm_head);
 }
 
+int64_t aligned(int64_t bytes) {
+  return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+}
+
 }  // namespace
+
+void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear, const Tensor& out) {
+  if (linear.is_quantized()) {
+    backend.quantized_linear(x, linear.quantized, linear.bias_or_null(), out);
+  } else {
+    backend.linear(x, linear.weight, linear.bias_or_null(), out);
+  }
+}
 
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,
                                                                      const DecoderSpec& spec, Backend& backend) {
   auto weights = std::make_unique<DecoderWeights>();
-  PlacementList list;
+  PlacementList list(spec.quantization);
   plan(spec, *weights, list);
+  // F16 is what GPTQ/AWQ checkpoints keep their float tensors in; the CPU kernels read it, the CUDA ones not yet.
+  const bool allow_f16 = backend.name() == "cpu";
   int64_t total = 0;
   for (Placement& placement : list.placements()) {
-    if (absl::Status status = find_and_check(checkpoint, placement); !status.ok()) return status;
+    if (absl::Status status = find_and_check(checkpoint, placement, allow_f16); !status.ok()) return status;
     placement.offset = total;
-    total += (static_cast<int64_t>(placement.source->data.size()) + kAlignment - 1) / kAlignment * kAlignment;
+    total += aligned(static_cast<int64_t>(placement.source->data.size()));
+  }
+  int64_t quantized_total = 0;
+  for (QuantizedPlacement& placement : list.quantized()) {
+    absl::StatusOr<QuantizedLayerTensors> tensors = find_quantized_layer(
+        checkpoint, *spec.quantization, placement.prefix, placement.out_features, placement.in_features);
+    if (!tensors.ok()) return tensors.status();
+    placement.tensors = std::move(*tensors);
+    absl::StatusOr<QuantizedLayerSource> checked =
+        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/false);
+    if (!checked.ok()) return checked.status();
+    placement.shape = checked->shape;
+    absl::StatusOr<int64_t> bytes = backend.quantized_matrix_bytes(placement.shape);
+    if (!bytes.ok()) return bytes.status();
+    placement.offset = total;
+    placement.bytes = *bytes;
+    total += aligned(*bytes);
+    quantized_total += aligned(*bytes);
   }
   absl::StatusOr<std::unique_ptr<Buffer>> storage = backend.allocate(total);
   if (!storage.ok()) return storage.status();
@@ -103,8 +159,17 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
                                     shape.size() == 2 ? shape[0] : 1, shape.back()};
     backend.copy_to_device(placement.source->data, *placement.destination);
   }
+  for (const QuantizedPlacement& placement : list.quantized()) {
+    absl::StatusOr<QuantizedLayerSource> source =
+        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/true);
+    BM_CHECK(source.ok());  // the same checks passed above, on the same bytes
+    placement.destination->quantized = QuantizedMatrix{
+        placement.shape, Tensor{weights->storage.get(), placement.offset, DType::kU8, 1, placement.bytes}};
+    backend.copy_quantized_to_device(source->view(), placement.destination->quantized);
+  }
   if (spec.tie_word_embeddings) weights->lm_head = weights->embed_tokens;
   weights->num_bytes = total;
+  weights->quantized_bytes = quantized_total;
   return weights;
 }
 

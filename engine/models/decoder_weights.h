@@ -1,7 +1,8 @@
 #pragma once
 // The weights of a DecoderLM on a backend, in one buffer. Loading checks every tensor the spec needs (present,
-// BF16 or F32, the shape the config implies) before it allocates anything, so a bad checkpoint fails with the
-// tensor's name and nothing is left half-loaded.
+// BF16 or F32 — or F16 on the cpu backend —, the shape the config implies; for GPTQ/AWQ layers also the packed
+// tensors' shapes and the zero-points and g_idx values) before it allocates anything, so a bad checkpoint fails
+// with the tensor's name and nothing is left half-loaded. Quantized layers stay packed (the backend's layout).
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -14,11 +15,16 @@
 namespace bm::engine {
 
 struct LinearWeights {
-  Tensor weight;  // [out_features, in_features]
-  Tensor bias;    // [1, out_features]; bias.buffer == nullptr when the layer has none
+  Tensor weight;              // [out_features, in_features]; unset when the layer is quantized
+  QuantizedMatrix quantized;  // GPTQ / AWQ layers: quantized.data.buffer != nullptr
+  Tensor bias;                // [1, out_features]; bias.buffer == nullptr when the layer has none
 
+  bool is_quantized() const { return quantized.data.buffer != nullptr; }
   const Tensor* bias_or_null() const { return bias.buffer != nullptr ? &bias : nullptr; }
 };
+
+// out = x · Wᵀ (+ bias) on whichever form the layer has.
+void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear, const Tensor& out);
 
 struct LayerWeights {
   Tensor input_norm;
@@ -34,6 +40,7 @@ struct DecoderWeights {
   Tensor lm_head;  // the embedding table itself when tied
   std::vector<LayerWeights> layers;
   int64_t num_bytes = 0;
+  int64_t quantized_bytes = 0;  // of num_bytes, what the quantized layers take in the backend's layout
 };
 
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,

@@ -1,4 +1,5 @@
 // Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b): time per call, the
+// projections also as GPTQ/AWQ-style int4 and int8 layers (bytes: the packed weights, scales and zero-points); the
 // bytes it must move and the FLOPs it must do, and what that achieves against the device's limits — the measured
 // copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized calls are bound by
 // bandwidth, prefill-sized GEMMs and attention by FLOPs; both figures are printed, the binding one marked.
@@ -240,6 +241,26 @@ int main(int argc, char** argv) {
       const double bytes = 2.0 * p.out * p.in + 4.0 * rows * (p.in + p.out);
       bench.measure(std::string(p.name) + " n=" + std::to_string(rows), bytes, 2.0 * rows * p.out * p.in,
                     [&] { backend->linear(in, w, nullptr, out); });
+      if (p.out == shape->vocab) continue;  // the head stays in the float dtype in GPTQ/AWQ checkpoints
+      // The same projection as a GPTQ/AWQ layer (group 128), the bytes being the packed ones the backend holds.
+      for (const int32_t bits : {4, 8}) {
+        const QuantizedShape qshape{bits, 128, p.out, p.in, false};
+        absl::StatusOr<int64_t> packed_bytes = backend->quantized_matrix_bytes(qshape);
+        if (!packed_bytes.ok()) {
+          std::printf("%s int%d: %s\n", p.name, bits, std::string(packed_bytes.status().message()).c_str());
+          continue;
+        }
+        std::vector<uint32_t> qweight(static_cast<size_t>(p.in / (32 / bits) * p.out));
+        std::vector<uint16_t> scales(static_cast<size_t>(p.in / 128 * p.out), 0x2000);  // F16 2^-7
+        std::vector<uint8_t> zeros(scales.size(), static_cast<uint8_t>(1 << (bits - 1)));
+        std::mt19937 words(9);
+        for (uint32_t& word : qweight) word = static_cast<uint32_t>(words());
+        const QuantizedMatrix matrix{qshape, a.empty(DType::kU8, 1, *packed_bytes)};
+        backend->copy_quantized_to_device(QuantizedMatrixSource{qshape, qweight, scales, zeros, {}}, matrix);
+        bench.measure(std::string(p.name) + " int" + std::to_string(bits) + " n=" + std::to_string(rows),
+                      static_cast<double>(*packed_bytes) + 4.0 * rows * (p.in + p.out), 2.0 * rows * p.out * p.in,
+                      [&] { backend->quantized_linear(in, matrix, nullptr, out); });
+      }
     }
   }
 

@@ -1,8 +1,11 @@
-// Prefill and decode speed of the CPU backend on a model with Qwen2.5-0.5B's shapes and random weights, and
+// Prefill and decode speed of the CPU backend on a model with Qwen2.5-0.5B's (or 7B's) shapes and random weights,
+// in bf16 or as a GPTQ-Int4/Int8 or AWQ checkpoint (packed as published: group 128, F16 float tensors), and
 // decode against its memory-bandwidth ceiling: batch-1 decode must read every weight once per token, so it cannot
-// beat (bytes read per second) / (weight bytes). The bandwidth is measured here, with the same thread count.
+// beat (bytes read per second) / (weight bytes, packed bytes for quantized layers). The bandwidth is measured
+// here, with the same thread count.
 //
 // Usage: bm_cpu_backend_bench [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]
+//                             [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]
 // The checkpoint (~1 GB of bf16) is written to a temporary folder and removed at the end unless --keep names a
 // folder to write it to (or reuse it from, when it already holds one). Prints figures; asserts nothing.
 #include <algorithm>
@@ -33,8 +36,10 @@ struct Options {
   int32_t threads = 0;
   int32_t prompt_tokens = 128;
   int32_t decode_steps = 32;
-  int32_t layers = 24;
+  int32_t layers = 0;  // 0: all of the model's
   std::string keep;
+  std::string model = "0.5b";
+  std::string quantization;  // empty: bf16
 };
 
 double seconds_since(Clock::time_point start) {
@@ -93,8 +98,15 @@ bool parse(int argc, char** argv, Options& options) {
       options.layers = std::max(1, std::atoi(v));
     } else if (arg == "--keep" && (v = value())) {
       options.keep = v;
+    } else if (arg == "--quantization" && (v = value())) {
+      options.quantization = v;
+      if (options.quantization == "bf16") options.quantization.clear();
+    } else if (arg == "--model" && (v = value()) && (std::string(v) == "0.5b" || std::string(v) == "7b")) {
+      options.model = v;
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]\n"
+                   "          [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]\n",
                    argv[0]);
       return false;
     }
@@ -112,11 +124,23 @@ int main(int argc, char** argv) {
   bm::engine::testing::RandomCheckpointShape shape;  // Qwen2.5-0.5B
   shape.hidden_size = 896;
   shape.intermediate_size = 4864;
-  shape.num_layers = options.layers;
+  shape.num_layers = options.layers > 0 ? options.layers : 24;
   shape.num_heads = 14;
   shape.num_kv_heads = 2;
   shape.vocab_size = 151936;
   shape.tie_word_embeddings = true;
+  if (options.model == "7b") {  // Qwen2.5-7B: untied head; pass --layers to trim the 28 layers
+    shape.hidden_size = 3584;
+    shape.intermediate_size = 18944;
+    shape.num_layers = options.layers > 0 ? options.layers : 28;
+    shape.num_heads = 28;
+    shape.num_kv_heads = 4;
+    shape.vocab_size = 152064;
+    shape.tie_word_embeddings = false;
+  }
+  // As the published GPTQ/AWQ checkpoints: group size 128, the float tensors in F16.
+  shape.quantization = options.quantization;
+  shape.group_size = 128;
 
   const bool is_temporary = options.keep.empty();
   const fs::path dir = is_temporary ? fs::temp_directory_path() / ("bm-cpu-bench-" + std::to_string(::getpid()))
@@ -140,8 +164,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   CausalLM& lm = **loaded;
-  std::printf("loaded in %.2f s: %d layers, hidden %d, vocab %d, weights %.1f MB, %d threads\n", seconds_since(start),
-              lm.info().num_layers, shape.hidden_size, lm.info().vocab_size, lm.info().weight_bytes / 1e6,
+  std::printf("loaded in %.2f s: %d layers, hidden %d, vocab %d, weights %.1f MB (%s), %d threads\n",
+              seconds_since(start), lm.info().num_layers, shape.hidden_size, lm.info().vocab_size,
+              lm.info().weight_bytes / 1e6, lm.info().quantization.empty() ? "bf16" : lm.info().quantization.c_str(),
               options.threads);
 
   const int32_t total_tokens = options.prompt_tokens + options.decode_steps;
@@ -188,7 +213,8 @@ int main(int argc, char** argv) {
   const Bandwidth bandwidth = measure_bandwidth(options.threads);
   const double prefill_tps = options.prompt_tokens / prefill_seconds;
   const double decode_tps = options.decode_steps / decode_seconds;
-  // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head).
+  // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head);
+  // for quantized layers the bytes are the packed ones as held (weights, F16 scales and zero-points).
   const double bytes_per_token = static_cast<double>(lm.info().weight_bytes);
   const double ceiling_tps = bandwidth.read_gb_s * 1e9 / bytes_per_token;
   std::printf("memory bandwidth: read %.2f GB/s, memcpy %.2f GB/s (read + write), %d threads\n", bandwidth.read_gb_s,

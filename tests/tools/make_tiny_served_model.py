@@ -5,8 +5,11 @@ Architecture Qwen2ForCausalLM (or LlamaForCausalLM with --llama) at toy width, w
 the family copied from ../shared/models (Qwen2.5: vocab.json + merges.txt + tokenizer_config.json; the R1-Distill
 flavour swaps in that family's chat template and special tokens), so prompts, templates and detokenization are
 the real ones while the weights are random. Written with numpy (bf16 bytes by hand), so CI needs no PyTorch.
+With --quantization the linear layers are stored as a GPTQ (v1, symmetric) or AWQ (GEMM) checkpoint stores them:
+random packed integers, valid zero-points, F16 scales; every other tensor in F16, as the published ones are.
 
 usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen|qwen2.5-vl] [--seed N]
+                                 [--quantization gptq-int4|gptq-int8|awq-int4]
 
 qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools) on the text
 architecture: the template family is what prompt tests need, not the vision tower.
@@ -31,8 +34,12 @@ def bf16_bytes(a):
 def write_safetensors(path, tensors):
     header, offset, blobs = {}, 0, []
     for name, array in tensors.items():
-        data = bf16_bytes(array)
-        header[name] = {"dtype": "BF16", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        if array.dtype == np.float32:
+            dtype, data = "BF16", bf16_bytes(array)
+        else:  # already in its stored type (I32 packed integers, F16)
+            dtype = {np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}[array.dtype]
+            data = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)
     header["__metadata__"] = {"format": "pt"}
@@ -45,11 +52,41 @@ def write_safetensors(path, tensors):
             f.write(blob)
 
 
+def quantize_tensors(t, scheme, rng, group=32):
+    """Linear weights → packed GPTQ/AWQ tensors of random integers (valid zero-points); the rest → F16."""
+    out = {}
+    bits = 8 if scheme == "gptq-int8" else 4
+    per_word = 32 // bits
+    for name, array in t.items():
+        if not (name.endswith("proj.weight") and array.ndim == 2):
+            out[name] = array.astype(np.float16)
+            continue
+        prefix = name[: -len(".weight")]
+        n_out, n_in = array.shape
+        groups = n_in // group
+        words = rng.integers(0, 2 ** 32, size=(n_in // per_word, n_out) if scheme != "awq-int4" else (n_in, n_out // 8),
+                             dtype=np.uint64).astype(np.uint32)
+        out[prefix + ".qweight"] = words.view(np.int32)
+        if scheme == "awq-int4":
+            zeros = rng.integers(0, 2 ** 32, size=(groups, n_out // 8), dtype=np.uint64).astype(np.uint32)
+        else:  # symmetric, stored minus one (GPTQ v1): every field 2^(bits-1) - 1
+            field = (1 << (bits - 1)) - 1
+            word = sum(field << (bits * i) for i in range(per_word))
+            zeros = np.full((groups, n_out // per_word), word, dtype=np.uint32)
+        out[prefix + ".qzeros"] = zeros.view(np.int32)
+        scale = 0.01 if bits == 4 else 0.0006
+        out[prefix + ".scales"] = (rng.uniform(0.5, 1.5, size=(groups, n_out)) * scale).astype(np.float16)
+        if scheme != "awq-int4":
+            out[prefix + ".g_idx"] = (np.arange(n_in) // group).astype(np.int32)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--flavour", default="qwen2.5", choices=["qwen2.5", "qwq", "r1-qwen", "qwen2.5-vl"])
     ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--quantization", default=None, choices=["gptq-int4", "gptq-int8", "awq-int4"])
     ap.add_argument("--shared", default=os.environ.get("BMSERVER_SHARED_DIR",
                                                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")))
     args = ap.parse_args()
@@ -115,6 +152,15 @@ def main():
         t[p + "mlp.gate_proj.weight"] = w(inter, hidden)
         t[p + "mlp.up_proj.weight"] = w(inter, hidden)
         t[p + "mlp.down_proj.weight"] = w(hidden, inter)
+    if args.quantization:
+        t = quantize_tensors(t, args.quantization, rng)
+        config["torch_dtype"] = "float16"
+        bits = 8 if args.quantization == "gptq-int8" else 4
+        config["quantization_config"] = (
+            {"quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm", "zero_point": True}
+            if args.quantization == "awq-int4" else
+            {"quant_method": "gptq", "bits": bits, "group_size": 32, "desc_act": False, "sym": True})
+        json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
     write_safetensors(os.path.join(args.out, "model.safetensors"), t)
     print(args.out)
 

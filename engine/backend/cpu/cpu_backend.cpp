@@ -52,7 +52,7 @@ int32_t* i32w(const Tensor& tensor) {
 }
 
 cpu::ConstData weight_data(const Tensor& tensor) {
-  BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
+  BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF16 || tensor.dtype == DType::kF32);
   return cpu::ConstData{bytes_of(tensor), tensor.dtype};
 }
 
@@ -61,6 +61,12 @@ cpu::KvCacheView kv_view(const KvCacheLayer& cache) {
   BM_CHECK(cache.k.dtype == DType::kBF16 || cache.k.dtype == DType::kF32);
   BM_CHECK(cache.k.rows % kKvBlockSize == 0);
   return cpu::KvCacheView{bytes_of(cache.k), bytes_of(cache.v), cache.k.dtype, cache.k.rows, cache.k.cols};
+}
+
+void check_quantized(const QuantizedShape& shape) {
+  BM_CHECK(shape.bits == 4 || shape.bits == 8);
+  BM_CHECK(shape.rows > 0 && shape.cols > 0 && shape.group_size > 0);
+  BM_CHECK(shape.group_size % shape.values_per_word() == 0 && shape.cols % shape.group_size == 0);
 }
 
 bool same_shape(const Tensor& a, const Tensor& b) {
@@ -170,6 +176,36 @@ class CpuBackend final : public Backend {
     run([=, this] {
       cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out));
     });
+  }
+
+  absl::StatusOr<int64_t> quantized_matrix_bytes(const QuantizedShape& shape) const override {
+    return cpu::quantized_layout_bytes(shape);
+  }
+
+  void copy_quantized_to_device(const QuantizedMatrixSource& src, const QuantizedMatrix& dst) override {
+    BM_CHECK(recording_ == nullptr);
+    BM_CHECK(src.shape == dst.shape && dst.data.dtype == DType::kU8);
+    BM_CHECK(dst.data.num_bytes() == cpu::quantized_layout_bytes(dst.shape));
+    check_quantized(dst.shape);
+    const QuantizedShape& shape = src.shape;
+    BM_CHECK(static_cast<int64_t>(src.qweight.size()) == shape.cols / shape.values_per_word() * shape.rows);
+    BM_CHECK(static_cast<int64_t>(src.scales.size()) == shape.num_groups() * shape.rows);
+    BM_CHECK(static_cast<int64_t>(src.zeros.size()) == shape.num_groups() * shape.rows);
+    BM_CHECK(static_cast<int64_t>(src.perm.size()) == (shape.permuted ? shape.cols : 0));
+    cpu::pack_quantized(src, bytes_of(dst.data));
+  }
+
+  void quantized_linear(const Tensor& x, const QuantizedMatrix& weight, const Tensor* bias,
+                        const Tensor& out) override {
+    check_quantized(weight.shape);
+    BM_CHECK(weight.data.dtype == DType::kU8 && weight.data.num_bytes() == cpu::quantized_layout_bytes(weight.shape));
+    BM_CHECK(x.cols == weight.shape.cols && out.rows == x.rows && out.cols == weight.shape.rows);
+    BM_CHECK(bias == nullptr || bias->num_elements() == weight.shape.rows);
+    BM_CHECK(bytes_of(out) != bytes_of(x));
+    const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
+    const QuantizedShape shape = weight.shape;
+    const Tensor data = weight.data;
+    run([=, this] { cpu::quantized_linear(pool_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out)); });
   }
 
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {

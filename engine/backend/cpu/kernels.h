@@ -2,14 +2,16 @@
 // The CPU kernels behind CpuBackend, on raw host pointers. Weight-like operands come as BF16 (uint16_t bits)
 // or F32; activations are F32. Each kernel is deterministic and its result for one row does not depend on how
 // many rows are in the batch (a prefill and a decode of the same token give identical values).
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/backend/quantized_matrix.h"
 #include "engine/model/dtype.h"
 
 namespace bm::engine::cpu {
 
-// A read-only operand whose element type is chosen at run time (BF16 or F32).
+// A read-only operand whose element type is chosen at run time (BF16, F16 or F32).
 struct ConstData {
   const void* data = nullptr;
   DType dtype = DType::kF32;
@@ -17,6 +19,13 @@ struct ConstData {
 
 // out[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias.data may be null).
 void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias, float* out);
+
+// Weight-only quantized linear (quantized_linear.cpp describes the layout): bytes of a packed matrix, the repack
+// from the neutral host form, and out[n, rows] = x[n, cols] · Wᵀ + bias.
+int64_t quantized_layout_bytes(const QuantizedShape& shape);
+void pack_quantized(const QuantizedMatrixSource& source, std::byte* dst);
+void quantized_linear(ThreadPool& pool, const float* x, int64_t n, const std::byte* packed, const QuantizedShape& shape,
+                      ConstData bias, float* out);
 
 void embedding(ThreadPool& pool, ConstData table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n,
                float* out);

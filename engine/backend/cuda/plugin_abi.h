@@ -7,9 +7,10 @@
 // same standard library, same backend.h): the version number is bumped whenever backend.h changes, and the
 // engine refuses a plugin whose probe reports another version. Version 3: Backend::top_candidates. Version 4:
 // add_rms_norm, step graphs (begin_capture / end_capture / replay), the tempered mass of top_candidates.
+// Version 5: quantized_matrix_bytes, copy_quantized_to_device, quantized_linear (GPTQ / AWQ weights).
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 4
+#define BM_CUDA_PLUGIN_ABI_VERSION 5
 
 extern "C" {
 

@@ -261,7 +261,14 @@ TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
   EXPECT_EQ((*eager)->decode_graph_stats().captured, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, DecoderLMTest, ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"),
+// The quantized checkpoints (tests/tools/model_make_quantized_checkpoints.py) run through the same suite: their
+// reference is transformers in float32 on the weights the quantizer's own unpack dequantizes, which is what our
+// kernels compute too (W = (q - zero) * scale exactly in F32), so the float tolerances hold. How we compare with
+// the quantizer's CPU kernels themselves is quantized_model_test.cpp's subject.
+INSTANTIATE_TEST_SUITE_P(Models, DecoderLMTest,
+                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3", "qwen2-gptq-int4",
+                                           "qwen2-gptq-int4-act", "qwen2-gptq-int8", "qwen2-gptq-int8-act", "qwen2-awq",
+                                           "llama3-gptq-int4-act", "llama3-awq"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

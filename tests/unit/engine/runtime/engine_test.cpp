@@ -193,8 +193,12 @@ TEST_P(GreedyMatchesTransformers, WithDecodeGraphsAndPreemption) {
   EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
 }
 
+// Quantized checkpoints too (tests/tools/model_make_quantized_checkpoints.py): GPTQ int4 act-order, GPTQ int8 and
+// AWQ, whose reference greedy tokens are transformers' on the quantizer's own dequantized weights.
 INSTANTIATE_TEST_SUITE_P(Models, GreedyMatchesTransformers,
-                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3"), [](const auto& info) {
+                         ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3", "qwen2-gptq-int4-act",
+                                           "qwen2-gptq-int8", "llama3-awq"),
+                         [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name) c = c == '-' ? '_' : c;
                            return name;

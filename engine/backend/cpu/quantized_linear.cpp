@@ -1,0 +1,226 @@
+// Weight-only quantized linear (GPTQ / AWQ, 4 or 8 bits): out = x · Wᵀ with W = (q - zero) · scale dequantized
+// inside the loop, F32 accumulation, and no dense copy of W anywhere.
+//
+// Layout (written once at load by pack_quantized): output columns in tiles of kTile = 16, and each tile's data is
+// one contiguous stream — for every group, a 64-byte header (16 F16 scales, 16 zero-points, padding) followed by
+// the group's packed words, 16 per word row (one per column; a word holds 32 / bits consecutive packed inputs).
+// A decode step then reads each tile front to back, the access the hardware prefetcher follows best, instead of
+// the checkpoint's [inputs / 8, outputs] words whose 64-byte pieces lie a whole row (kilobytes) apart.
+//
+// Arithmetic per output column j and group g: acc = Σ x[c] · q[c] over the group's inputs, then
+// out += scale · (acc - zero · Σ x[c]). That is one multiply-add per weight (the dequantized weight itself is
+// never formed) and is exact in the integer part; the group sums of x are computed once per call. The sequence of
+// operations for one activation row does not depend on how many rows come with it (rows share the unpacked words,
+// nothing else), so prefill and decode of the same token agree bit for bit, as the dense linear does.
+//
+// Vectors are 16 lanes (GCC vector extensions); the kernel is compiled for the x86-64 baseline, x86-64-v3
+// (AVX2 + FMA + F16C) and x86-64-v4 (AVX-512), and the loader picks the best clone the CPU has.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/check.h"
+#include "engine/backend/cpu/kernels.h"
+#include "engine/backend/cpu/weights.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BM_CPU_QUANT_KERNEL __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define BM_CPU_QUANT_KERNEL
+#endif
+
+namespace bm::engine::cpu {
+namespace {
+
+constexpr int64_t kTile = 16;
+constexpr int64_t kHeaderBytes = 64;  // 16 × F16 scale, 16 × u8 zero-point, 16 bytes of padding
+// Activation rows that share one unpacking of the words (registers: kRowBlock × kChains accumulators of 16
+// lanes plus the word). A row's arithmetic is the same whichever block it falls in.
+constexpr int64_t kRowBlock = 2;
+constexpr int kChains = 4;
+// Prefetch distance along a tile's stream. Two or three tiles are read at once per thread; a few hundred bytes
+// ahead keeps the next lines in flight without evicting what is being used.
+constexpr int64_t kPrefetchBytes = 512;
+
+using F32x16 = float __attribute__((vector_size(64)));
+using U32x16 = uint32_t __attribute__((vector_size(64)));
+using I32x16 = int32_t __attribute__((vector_size(64)));
+using F16x16 = _Float16 __attribute__((vector_size(32)));
+using U8x16 = uint8_t __attribute__((vector_size(16)));
+
+int64_t words_per_group(const QuantizedShape& shape) {
+  return shape.group_size / shape.values_per_word();
+}
+int64_t block_bytes(const QuantizedShape& shape) {
+  return kHeaderBytes + words_per_group(shape) * kTile * 4;
+}
+int64_t num_tiles(const QuantizedShape& shape) {
+  return (shape.rows + kTile - 1) / kTile;
+}
+int64_t tile_bytes(const QuantizedShape& shape) {
+  return shape.num_groups() * block_bytes(shape);
+}
+
+// Rows [r0, r0 + R) of out for one tile: `xs` are the activation rows in packed order, `sums` their group sums.
+template <int R, int Bits>
+__attribute__((always_inline)) inline void tile_rows(const std::byte* tile, const QuantizedShape& shape,
+                                                     const float* const* xs, const float* const* sums,
+                                                     float* const* outs, int64_t num_columns) {
+  constexpr int kPerWord = 32 / Bits;
+  constexpr uint32_t kMask = (uint32_t{1} << Bits) - 1;
+  const int64_t groups = shape.num_groups();
+  const int64_t words = words_per_group(shape);
+  const int64_t block = block_bytes(shape);
+  F32x16 total[R] = {};
+  for (int64_t g = 0; g < groups; ++g) {
+    const std::byte* header = tile + g * block;
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(header + kHeaderBytes);
+    // kChains independent sums per row (input i of a word goes to chain i % kChains): one chain would make every
+    // multiply-add wait for the previous one (4 cycles), which capped batch-1 decode at a third of the bandwidth.
+    F32x16 acc[R][kChains] = {};
+    const int64_t first = g * shape.group_size;
+    for (int64_t b = 0; b < words; ++b) {
+      __builtin_prefetch(reinterpret_cast<const std::byte*>(w + b * kTile) + kPrefetchBytes);
+      U32x16 v;
+      std::memcpy(&v, w + b * kTile, sizeof(v));
+      const int64_t c = first + b * kPerWord;
+#pragma GCC unroll 8
+      for (int i = 0; i < kPerWord; ++i) {
+        const F32x16 q = __builtin_convertvector((I32x16)((v >> (Bits * i)) & kMask), F32x16);
+        for (int r = 0; r < R; ++r) acc[r][i % kChains] += xs[r][c + i] * q;
+      }
+    }
+    F16x16 scale_bits;
+    U8x16 zero_bits;
+    std::memcpy(&scale_bits, header, sizeof(scale_bits));
+    std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
+    const F32x16 scale = __builtin_convertvector(scale_bits, F32x16);
+    const F32x16 zero = __builtin_convertvector(zero_bits, F32x16);
+    for (int r = 0; r < R; ++r) {
+      const F32x16 sum = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
+      total[r] += scale * (sum - zero * sums[r][g]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float lanes[kTile];
+    std::memcpy(lanes, &total[r], sizeof(lanes));
+    std::copy_n(lanes, num_columns, outs[r]);
+  }
+}
+
+template <int Bits>
+__attribute__((always_inline)) inline void tile_all_rows(const std::byte* tile, const QuantizedShape& shape,
+                                                         const float* x, const float* sums, int64_t n, float* out,
+                                                         int64_t column, int64_t num_columns) {
+  const int64_t groups = shape.num_groups();
+  int64_t r = 0;
+  for (; r + kRowBlock <= n; r += kRowBlock) {
+    const float* xs[kRowBlock];
+    const float* ss[kRowBlock];
+    float* os[kRowBlock];
+    for (int64_t i = 0; i < kRowBlock; ++i) {
+      xs[i] = x + (r + i) * shape.cols;
+      ss[i] = sums + (r + i) * groups;
+      os[i] = out + (r + i) * shape.rows + column;
+    }
+    tile_rows<kRowBlock, Bits>(tile, shape, xs, ss, os, num_columns);
+  }
+  for (; r < n; ++r) {
+    const float* xs[1] = {x + r * shape.cols};
+    const float* ss[1] = {sums + r * groups};
+    float* os[1] = {out + r * shape.rows + column};
+    tile_rows<1, Bits>(tile, shape, xs, ss, os, num_columns);
+  }
+}
+
+BM_CPU_QUANT_KERNEL void tile_int4(const std::byte* tile, const QuantizedShape& shape, const float* x,
+                                   const float* sums, int64_t n, float* out, int64_t column, int64_t num_columns) {
+  tile_all_rows<4>(tile, shape, x, sums, n, out, column, num_columns);
+}
+
+BM_CPU_QUANT_KERNEL void tile_int8(const std::byte* tile, const QuantizedShape& shape, const float* x,
+                                   const float* sums, int64_t n, float* out, int64_t column, int64_t num_columns) {
+  tile_all_rows<8>(tile, shape, x, sums, n, out, column, num_columns);
+}
+
+}  // namespace
+
+int64_t quantized_layout_bytes(const QuantizedShape& shape) {
+  return num_tiles(shape) * tile_bytes(shape) + (shape.permuted ? shape.cols * 4 : 0);
+}
+
+void pack_quantized(const QuantizedMatrixSource& source, std::byte* dst) {
+  const QuantizedShape& shape = source.shape;
+  const int64_t words = words_per_group(shape);
+  const int64_t block = block_bytes(shape);
+  std::memset(dst, 0, static_cast<size_t>(quantized_layout_bytes(shape)));
+  for (int64_t t = 0; t < num_tiles(shape); ++t) {
+    const int64_t first_column = t * kTile;
+    const int64_t num_columns = std::min(kTile, shape.rows - first_column);
+    for (int64_t g = 0; g < shape.num_groups(); ++g) {
+      std::byte* header = dst + t * tile_bytes(shape) + g * block;
+      auto* scales = reinterpret_cast<uint16_t*>(header);
+      auto* zeros = reinterpret_cast<uint8_t*>(header + 32);
+      auto* packed = reinterpret_cast<uint32_t*>(header + kHeaderBytes);
+      for (int64_t j = 0; j < num_columns; ++j) {
+        const size_t index = static_cast<size_t>(g * shape.rows + first_column + j);
+        scales[j] = source.scales[index];
+        zeros[j] = source.zeros[index];
+        for (int64_t b = 0; b < words; ++b) {
+          packed[b * kTile + j] = source.qweight[static_cast<size_t>((g * words + b) * shape.rows + first_column + j)];
+        }
+      }
+    }
+  }
+  if (shape.permuted) {
+    std::memcpy(dst + num_tiles(shape) * tile_bytes(shape), source.perm.data(), static_cast<size_t>(shape.cols * 4));
+  }
+}
+
+void quantized_linear(ThreadPool& pool, const float* x, int64_t n, const std::byte* packed, const QuantizedShape& shape,
+                      ConstData bias, float* out) {
+  BM_CHECK(shape.bits == 4 || shape.bits == 8);
+  BM_CHECK(shape.group_size > 0 && shape.group_size % shape.values_per_word() == 0 &&
+           shape.cols % shape.group_size == 0);
+  const int64_t groups = shape.num_groups();
+  // Activations in packed order (GPTQ act-order permutes the inputs) and their sums per group, once per call.
+  thread_local std::vector<float> permuted;
+  thread_local std::vector<float> sums;
+  const float* xs = x;
+  if (shape.permuted) {
+    const auto* perm = reinterpret_cast<const int32_t*>(packed + num_tiles(shape) * tile_bytes(shape));
+    permuted.resize(static_cast<size_t>(n * shape.cols));
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < shape.cols; ++c) permuted[r * shape.cols + c] = x[r * shape.cols + perm[c]];
+    }
+    xs = permuted.data();
+  }
+  sums.resize(static_cast<size_t>(n * groups));
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      float sum = 0.0f;
+      const float* row = xs + r * shape.cols + g * shape.group_size;
+      for (int64_t c = 0; c < shape.group_size; ++c) sum += row[c];
+      sums[r * groups + g] = sum;
+    }
+  }
+  const float* group_sums = sums.data();
+  pool.parallel_for(num_tiles(shape), 1, [&](int64_t first, int64_t end) {
+    for (int64_t t = first; t < end; ++t) {
+      const int64_t column = t * kTile;
+      const int64_t num_columns = std::min(kTile, shape.rows - column);
+      const std::byte* tile = packed + t * tile_bytes(shape);
+      if (shape.bits == 4) {
+        tile_int4(tile, shape, xs, group_sums, n, out, column, num_columns);
+      } else {
+        tile_int8(tile, shape, xs, group_sums, n, out, column, num_columns);
+      }
+      if (bias.data == nullptr) continue;
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t j = 0; j < num_columns; ++j) out[r * shape.rows + column + j] += element_f32(bias, column + j);
+      }
+    }
+  });
+}
+
+}  // namespace bm::engine::cpu
