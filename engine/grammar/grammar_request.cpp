@@ -1,0 +1,64 @@
+#include "engine/grammar/grammar_request.h"
+
+#include "absl/strings/str_cat.h"
+#include "engine/grammar/gbnf_parser.h"
+#include "engine/grammar/json_schema_converter.h"
+#include "engine/grammar/regex_converter.h"
+
+namespace bm::engine::grammar {
+
+std::string GrammarRequest::cache_key() const {
+  // Lengths before each part keep the key unambiguous whatever the parts contain.
+  std::string key = absl::StrCat(
+      static_cast<int>(kind), ":", text.size(), ":", text, ":",
+      whitespace_pattern ? absl::StrCat(whitespace_pattern->size(), ":", *whitespace_pattern) : std::string("-"));
+  for (const std::string& c : choices) absl::StrAppend(&key, ":", c.size(), ":", c);
+  return key;
+}
+
+absl::StatusOr<Grammar> build_grammar(const GrammarRequest& request) {
+  if (request.text.size() > kMaxGrammarTextBytes)
+    return absl::InvalidArgumentError(absl::StrCat("the ", request.kind == GrammarKind::kGbnf ? "grammar" : "schema",
+                                                   " has ", request.text.size(), " bytes; at most ",
+                                                   kMaxGrammarTextBytes, " are accepted"));
+  JsonGrammarOptions json_options;
+  json_options.whitespace_pattern = request.whitespace_pattern;
+  switch (request.kind) {
+    case GrammarKind::kJsonSchema:
+      return json_schema_to_grammar(request.text, json_options);
+    case GrammarKind::kJsonObject:
+      return json_object_grammar(json_options);
+    case GrammarKind::kGbnf:
+      return parse_gbnf(request.text);
+    case GrammarKind::kRegex: {
+      Grammar g;
+      const int32_t root = g.add_rule("root");
+      absl::StatusOr<int32_t> e = regex_to_expr(g, request.text);
+      if (!e.ok()) return e.status();
+      g.set_body(root, *e);
+      g.set_root(root);
+      return g;
+    }
+    case GrammarKind::kChoice: {
+      if (request.choices.empty()) return absl::InvalidArgumentError("the list of choices is empty");
+      if (request.choices.size() > kMaxChoices)
+        return absl::InvalidArgumentError(
+            absl::StrCat("there are ", request.choices.size(), " choices; at most ", kMaxChoices, " are accepted"));
+      size_t bytes = 0;
+      for (const std::string& c : request.choices) bytes += c.size();
+      if (bytes > kMaxGrammarTextBytes)
+        return absl::InvalidArgumentError(
+            absl::StrCat("the choices hold ", bytes, " bytes; at most ", kMaxGrammarTextBytes, " are accepted"));
+      Grammar g;
+      const int32_t root = g.add_rule("root");
+      std::vector<int32_t> alternatives;
+      for (const std::string& c : request.choices) alternatives.push_back(g.literal(c));
+      g.set_body(root, g.choice(std::move(alternatives)));
+      g.set_root(root);
+      return g;
+    }
+  }
+  return absl::InvalidArgumentError("unknown grammar kind");
+}
+
+}  // namespace bm::engine::grammar
