@@ -53,7 +53,9 @@ TEST(JsonSchemaConverter, IntegerBoundsAreExact) {
           const bool in = (!lo || (exclusive ? v > *lo : v >= *lo)) && (!hi || v <= *hi);
           EXPECT_EQ(matches(**c, std::to_string(v)), in) << s << " value " << v;
         }
-        if (lo || hi) EXPECT_FALSE(matches(**c, "-0")) << s;
+        if (lo || hi) {
+          EXPECT_FALSE(matches(**c, "-0")) << s;
+        }
         EXPECT_FALSE(matches(**c, "007")) << s;
       }
 }
