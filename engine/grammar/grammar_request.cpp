@@ -1,5 +1,7 @@
 #include "engine/grammar/grammar_request.h"
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "engine/grammar/gbnf_parser.h"
 #include "engine/grammar/json_schema_converter.h"
@@ -13,6 +15,9 @@ std::string GrammarRequest::cache_key() const {
       static_cast<int>(kind), ":", text.size(), ":", text, ":",
       whitespace_pattern ? absl::StrCat(whitespace_pattern->size(), ":", *whitespace_pattern) : std::string("-"));
   for (const std::string& c : choices) absl::StrAppend(&key, ":", c.size(), ":", c);
+  for (const ToolSchema& t : tools)
+    absl::StrAppend(&key, ":", t.name.size(), ":", t.name, ":", t.parameters.size(), ":", t.parameters);
+  absl::StrAppend(&key, tool_name_given ? ":named" : "");
   return key;
 }
 
@@ -36,6 +41,35 @@ absl::StatusOr<Grammar> build_grammar(const GrammarRequest& request) {
       absl::StatusOr<int32_t> e = regex_to_expr(g, request.text);
       if (!e.ok()) return e.status();
       g.set_body(root, *e);
+      g.set_root(root);
+      return g;
+    }
+    case GrammarKind::kToolCall: {
+      if (request.tools.empty()) return absl::InvalidArgumentError("there are no tools to call");
+      if (request.tool_name_given && request.tools.size() != 1)
+        return absl::InvalidArgumentError("a named tool call constrains exactly one tool");
+      size_t bytes = 0;
+      for (const ToolSchema& t : request.tools) bytes += t.parameters.size() + t.name.size();
+      if (bytes > kMaxGrammarTextBytes)
+        return absl::InvalidArgumentError(absl::StrCat("the tools' parameter schemas hold ", bytes, " bytes; at most ",
+                                                       kMaxGrammarTextBytes, " are accepted"));
+      Grammar g;
+      const int32_t root = g.add_rule("root");
+      std::vector<int32_t> calls;
+      for (const ToolSchema& t : request.tools) {
+        absl::StatusOr<int32_t> arguments = add_json_schema(g, t.parameters, json_options);
+        if (!arguments.ok())
+          return absl::Status(arguments.status().code(),
+                              absl::StrCat("tool '", t.name, "' parameters: ", arguments.status().message()));
+        // The spacing of Qwen's hermes template, so the text reads as the model would write it.
+        if (request.tool_name_given)
+          calls.push_back(g.sequence({*arguments, g.literal("}")}));
+        else
+          calls.push_back(
+              g.sequence({g.literal(absl::StrCat("{\"name\": ", nlohmann::json(t.name).dump(), ", \"arguments\": ")),
+                          *arguments, g.literal("}")}));
+      }
+      g.set_body(root, g.sequence({g.choice(std::move(calls)), g.literal("\n</tool_call>")}));
       g.set_root(root);
       return g;
     }

@@ -10,13 +10,23 @@
 
 namespace bm::engine::grammar {
 
-enum class GrammarKind { kJsonSchema, kJsonObject, kRegex, kChoice, kGbnf };
+// kToolCall: the body of one hermes tool call after "<tool_call>\n" (or, with tool_name_given, after the prefix
+// `{"name": "<name>", "arguments": ` the server already wrote): `{"name": <one of the tools>, "arguments":
+// <that tool's parameters>}` then "\n</tool_call>".
+enum class GrammarKind { kJsonSchema, kJsonObject, kRegex, kChoice, kGbnf, kToolCall };
+
+struct ToolSchema {
+  std::string name;
+  std::string parameters;  // JSON Schema text
+};
 
 struct GrammarRequest {
   GrammarKind kind = GrammarKind::kJsonObject;
   std::string text;                               // the schema (JSON text), the regex or the GBNF grammar
   std::vector<std::string> choices;               // kChoice
   std::optional<std::string> whitespace_pattern;  // JSON kinds only
+  std::vector<ToolSchema> tools;                  // kToolCall
+  bool tool_name_given = false;                   // kToolCall with one tool: its name is already written
 
   // Equal keys compile to the same grammar.
   std::string cache_key() const;

@@ -90,10 +90,13 @@ const std::map<std::string, std::string, std::less<>> kFormats = {
     {"date-time",
      R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))"},
     {"uuid", R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"},
-    {"email", R"([a-zA-Z0-9_+-]+(\.[a-zA-Z0-9_+-]+)*@[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*\.[a-zA-Z]{2,})"},
+    // RFC 5321's lengths: local part at most 64, domain labels at most 63.
+    {"email",
+     R"([a-zA-Z0-9_+-]{1,64}(\.[a-zA-Z0-9_+-]{1,64}){0,2}@[a-zA-Z0-9-]{1,63}(\.[a-zA-Z0-9-]{1,63}){0,2}\.[a-zA-Z]{2,24})"},
     {"ipv4", R"(((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))"},
     {"uri", R"([a-zA-Z][a-zA-Z0-9+.-]*://[a-zA-Z0-9._~%!$&'()*+,;=:@/?-]+)"},
-    {"hostname", R"([a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?)*)"},
+    // RFC 1123 labels (at most 63 characters), at most 4 of them.
+    {"hostname", R"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?){0,3})"},
 };
 
 std::string rule_name_from(std::string_view hint) {
@@ -112,7 +115,7 @@ class SchemaConverter {
       : g_(g), root_(root), options_(options) {}
 
   absl::Status init() {
-    ws_ = g_.add_rule("ws");
+    ws_ = g_.add_rule(g_.unique_name("ws"));
     if (options_.whitespace_pattern) {
       absl::StatusOr<int32_t> e = regex_to_expr(g_, *options_.whitespace_pattern);
       if (!e.ok()) return absl::InvalidArgumentError(absl::StrCat("guided_whitespace_pattern: ", e.status().message()));
@@ -129,9 +132,10 @@ class SchemaConverter {
   // The rule of a JSON value of any kind.
   int32_t any_value() {
     if (value_ >= 0) return value_;
-    value_ = g_.add_rule("value");
-    const int32_t object = g_.add_rule("object");
-    const int32_t array = g_.add_rule("array");
+    value_ = g_.add_rule(g_.unique_name("value"));
+    object_ = g_.add_rule(g_.unique_name("object"));
+    const int32_t object = object_;
+    const int32_t array = g_.add_rule(g_.unique_name("array"));
     const int32_t ws = g_.rule_ref(ws_);
     g_.set_body(value_,
                 g_.choice({g_.rule_ref(object), g_.rule_ref(array), g_.rule_ref(string_rule()),
@@ -152,14 +156,14 @@ class SchemaConverter {
 
   int32_t any_object_rule() {
     any_value();
-    return *g_.find_rule("object");
+    return object_;
   }
 
   // One character of a JSON string's content, escapes included (an escape counts as one character, as the
   // validator counts the decoded string).
   int32_t char_rule() {
     if (char_ >= 0) return char_;
-    char_ = g_.add_rule("char");
+    char_ = g_.add_rule(g_.unique_name("char"));
     absl::StatusOr<int32_t> plain = regex_to_expr(g_, R"([^"\\\x00-\x1f])");
     ByteClass esc;
     for (char c : std::string_view("\"\\/bfnrt")) esc.add(static_cast<uint8_t>(c), static_cast<uint8_t>(c));
@@ -176,14 +180,14 @@ class SchemaConverter {
 
   int32_t string_rule() {
     if (string_ >= 0) return string_;
-    string_ = g_.add_rule("string");
+    string_ = g_.add_rule(g_.unique_name("string"));
     g_.set_body(string_, g_.sequence({g_.literal("\""), g_.star(g_.rule_ref(char_rule())), g_.literal("\"")}));
     return string_;
   }
 
   int32_t number_rule() {
     if (number_ >= 0) return number_;
-    number_ = g_.add_rule("number");
+    number_ = g_.add_rule(g_.unique_name("number"));
     absl::StatusOr<int32_t> e = regex_to_expr(g_, R"(-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?)");
     g_.set_body(number_, *e);
     return number_;
@@ -651,7 +655,7 @@ class SchemaConverter {
   Grammar& g_;
   const json& root_;
   JsonGrammarOptions options_;
-  int32_t ws_ = -1, value_ = -1, char_ = -1, string_ = -1, number_ = -1;
+  int32_t ws_ = -1, value_ = -1, object_ = -1, char_ = -1, string_ = -1, number_ = -1;
   std::map<std::string, int32_t> refs_;
 };
 
@@ -661,14 +665,18 @@ const std::vector<KeywordInfo>& json_schema_keywords() {
   return kKeywords;
 }
 
-absl::StatusOr<Grammar> json_schema_to_grammar(std::string_view schema_text, const JsonGrammarOptions& options) {
+absl::StatusOr<int32_t> add_json_schema(Grammar& g, std::string_view schema_text, const JsonGrammarOptions& options) {
   json schema = json::parse(schema_text, nullptr, /*allow_exceptions=*/false);
   if (schema.is_discarded()) return absl::InvalidArgumentError("the JSON schema is not valid JSON");
-  Grammar g;
-  const int32_t root = g.add_rule("root");
   SchemaConverter converter(g, schema, options);
   if (absl::Status s = converter.init(); !s.ok()) return s;
-  absl::StatusOr<int32_t> body = converter.visit(schema, "", 0);
+  return converter.visit(schema, "", 0);
+}
+
+absl::StatusOr<Grammar> json_schema_to_grammar(std::string_view schema_text, const JsonGrammarOptions& options) {
+  Grammar g;
+  const int32_t root = g.add_rule("root");
+  absl::StatusOr<int32_t> body = add_json_schema(g, schema_text, options);
   if (!body.ok()) return body.status();
   g.set_body(root, *body);
   g.set_root(root);

@@ -29,6 +29,9 @@ struct KeywordInfo {
 // Every keyword the converter knows; keywords not listed are ignored, as JSON Schema says of unknown keywords.
 const std::vector<KeywordInfo>& json_schema_keywords();
 
+// Adds a schema's rules to `g` (under names not used yet) and returns the expression of its values; its $refs
+// resolve within this schema. Several schemas can share one grammar (tool calls).
+absl::StatusOr<int32_t> add_json_schema(Grammar& g, std::string_view schema_text, const JsonGrammarOptions& options);
 absl::StatusOr<Grammar> json_schema_to_grammar(std::string_view schema_text, const JsonGrammarOptions& options = {});
 // Any JSON object: response_format {"type": "json_object"}.
 absl::StatusOr<Grammar> json_object_grammar(const JsonGrammarOptions& options = {});
