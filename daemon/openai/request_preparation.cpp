@@ -276,6 +276,13 @@ std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> 
     structured = StructuredOutput{std::get<engine::grammar::GrammarRequest>(tools), "tools"};
   }
   if (!structured) return std::shared_ptr<const engine::grammar::CompiledGrammar>();
+  if (model.backend != "cpu")
+    return ApiError{400,
+                    absl::StrCat("structured output ('", structured->param,
+                                 "') runs on the CPU backend only for now; "
+                                 "model '",
+                                 model.name, "' is served on ", model.backend),
+                    structured->param};
   if (model.reasoning_format != "none")
     return ApiError{400,
                     absl::StrCat("model '", model.name, "' reasons before it answers, and structured output ('",

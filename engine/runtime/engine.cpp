@@ -193,6 +193,13 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                    " tokens; this model is served with ", max_model_len_,
                                                    " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
+  // On a device the mask must be applied before candidate selection, on the device, or every row of every step
+  // would be copied to the host for the sake of one constrained request; until that exists, refuse.
+  if (params.grammar && model_->backend_name() != "cpu")
+    return absl::UnimplementedError(
+        absl::StrCat("structured output runs on the CPU backend only for now; this model "
+                     "is served on the ",
+                     model_->backend_name(), " backend"));
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
   request->params = params;

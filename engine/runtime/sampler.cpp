@@ -124,8 +124,9 @@ SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
   std::vector<float> logits(raw.begin(), raw.end());
   adjust(seq, [&](int32_t id) -> float& { return logits[id]; });
   // min_tokens may mask the only tokens the grammar leaves (end-of-sequence once the text is complete): the
-  // grammar wins.
-  if (seq.matcher && !std::isfinite(*std::max_element(logits.begin(), logits.end()))) logits = constrained;
+  // grammar wins. (Only then can nothing be left: bias and penalties are finite.)
+  if (seq.matcher && masks_stop_tokens(seq) && !std::isfinite(*std::max_element(logits.begin(), logits.end())))
+    logits = constrained;
   SampledToken out;
   out.token_id = p.temperature == 0 ? argmax(logits) : draw(logits, seq);
   if (p.logprobs >= 0) out.logprob = raw_logprob(raw, out.token_id, p.logprobs);

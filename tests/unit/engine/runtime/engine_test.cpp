@@ -511,6 +511,28 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 
+// A device backend refuses structured output (until its mask is applied on the device) rather than copying
+// every row of every step to the host.
+TEST(Engine, ADeviceBackendRefusesAGrammar) {
+  EngineOptions options;
+  options.max_num_seqs = 8;
+  options.max_num_batched_tokens = 1000;
+  options.gpu_memory_utilization = 0.5;
+  auto engine = Engine::create(std::make_unique<MeteredDeviceModel>(), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::string> bytes = {"", "a", "b"};
+  auto vocabulary = std::make_shared<const grammar::TokenVocabulary>(bytes, 3);
+  absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({grammar::GrammarKind::kRegex, "a+", {}, {}});
+  ASSERT_TRUE(g.ok());
+  SamplingParams p = greedy(4);
+  p.grammar = *grammar::CompiledGrammar::compile(*g, vocabulary);
+  Collector c;
+  auto h = (*engine)->submit({1, 2}, p, c.callback());
+  ASSERT_FALSE(h.ok());
+  EXPECT_TRUE(absl::IsUnimplemented(h.status())) << h.status();
+  EXPECT_THAT(std::string(h.status().message()), ::testing::HasSubstr("CPU backend only"));
+}
+
 // On a device, decode graphs (on by default) reserve their buffers before the dry run, so the KV cache is planned
 // around them; a model that cannot record runs without them; --enforce-eager reserves nothing.
 TEST(Engine, DecodeGraphBuffersAreReservedBeforeTheCacheIsPlanned) {
