@@ -155,63 +155,88 @@ absl::StatusOr<int32_t> CompiledGrammar::compile_expr(const Grammar& grammar, in
 }
 
 // A rule that can call itself before reading a byte would push frames forever; such grammars are refused.
+// Linear in the automaton's size however the rules are ordered (a grammar is input: its size is bounded, and
+// nothing here may be quadratic in it or recurse as deep as it is long).
 absl::Status CompiledGrammar::check_left_recursion(const Grammar& grammar) const {
   const int32_t num_rules = grammar.num_rules();
-  // Which rules can end without reading a byte, to a fixed point.
   std::vector<char> nullable(static_cast<size_t>(num_rules), 0);
-  auto walk = [&](int32_t rule, std::vector<int32_t>* left_calls) {
-    std::vector<char> seen(states_.size(), 0);
+  std::vector<int32_t> seen(states_.size(), -1);  // the walk that last saw the state
+  int32_t walk_id = 0;
+  // The states a rule reaches from its start without reading a byte (through nullable callees); whether that
+  // reaches its end; the callees met on the way, and those that blocked it (not known nullable yet).
+  auto walk = [&](int32_t rule, std::vector<int32_t>* left_calls, std::vector<int32_t>* blocked) {
+    const int32_t id = walk_id++;
     std::vector<int32_t> todo = {rule_start_[rule]};
     bool ends = false;
     while (!todo.empty()) {
       const int32_t s = todo.back();
       todo.pop_back();
-      if (seen[s]) continue;
-      seen[s] = 1;
+      if (seen[s] == id) continue;
+      seen[s] = id;
       if (final_of_rule_[s] == rule) ends = true;
       for (const Edge& edge : states_[s]) {
         if (edge.kind == EdgeKind::kEmpty) todo.push_back(edge.target);
         if (edge.kind == EdgeKind::kCall) {
           if (left_calls) left_calls->push_back(edge.arg);
-          if (nullable[edge.arg]) todo.push_back(edge.target);
+          if (nullable[edge.arg])
+            todo.push_back(edge.target);
+          else if (blocked)
+            blocked->push_back(edge.arg);
         }
       }
     }
     return ends;
   };
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (int32_t r = 0; r < num_rules; ++r)
-      if (!nullable[r] && walk(r, nullptr)) nullable[r] = changed = true;
+  // Nullable rules by a work list: a rule is walked again only when a callee that blocked it becomes nullable.
+  std::vector<std::vector<int32_t>> waiting(static_cast<size_t>(num_rules));  // callee -> rules it blocked
+  std::vector<int32_t> todo(static_cast<size_t>(num_rules));
+  for (int32_t r = 0; r < num_rules; ++r) todo[r] = r;
+  while (!todo.empty()) {
+    const int32_t r = todo.back();
+    todo.pop_back();
+    if (nullable[r]) continue;
+    std::vector<int32_t> blocked;
+    if (walk(r, nullptr, &blocked)) {
+      nullable[r] = 1;
+      todo.insert(todo.end(), waiting[r].begin(), waiting[r].end());
+      waiting[r].clear();
+    } else {
+      for (int32_t callee : blocked) waiting[callee].push_back(r);
+    }
   }
   std::vector<std::vector<int32_t>> left(static_cast<size_t>(num_rules));
-  for (int32_t r = 0; r < num_rules; ++r) walk(r, &left[r]);
-  // Depth-first search for a cycle in the left-call graph.
+  for (int32_t r = 0; r < num_rules; ++r) walk(r, &left[r], nullptr);
+  // A cycle in the left-call graph, by an iterative depth-first search.
   std::vector<int> color(static_cast<size_t>(num_rules), 0);
-  std::vector<int32_t> path;
-  std::string cycle;
-  auto dfs = [&](auto&& self, int32_t r) -> bool {
-    color[r] = 1;
-    path.push_back(r);
-    for (int32_t callee : left[r]) {
+  for (int32_t root = 0; root < num_rules; ++root) {
+    if (color[root] != 0) continue;
+    std::vector<std::pair<int32_t, size_t>> stack = {{root, 0}};  // rule, next callee to visit
+    color[root] = 1;
+    while (!stack.empty()) {
+      auto& [r, next] = stack.back();
+      if (next == left[r].size()) {
+        color[r] = 2;
+        stack.pop_back();
+        continue;
+      }
+      const int32_t callee = left[r][next++];
       if (color[callee] == 1) {
         std::vector<std::string> names;
-        for (auto it = std::find(path.begin(), path.end(), callee); it != path.end(); ++it)
-          names.push_back(grammar.rule_name(*it));
+        bool on_cycle = false;
+        for (const auto& [rule, unused] : stack) {
+          on_cycle = on_cycle || rule == callee;
+          if (on_cycle) names.push_back(grammar.rule_name(rule));
+        }
         names.push_back(grammar.rule_name(callee));
-        cycle = absl::StrJoin(names, " -> ");
-        return true;
+        return absl::InvalidArgumentError(absl::StrCat("the grammar is left-recursive (", absl::StrJoin(names, " -> "),
+                                                       " before reading any text); write the repetition with * or +"));
       }
-      if (color[callee] == 0 && self(self, callee)) return true;
+      if (color[callee] == 0) {
+        color[callee] = 1;
+        stack.emplace_back(callee, 0);
+      }
     }
-    path.pop_back();
-    color[r] = 2;
-    return false;
-  };
-  for (int32_t r = 0; r < num_rules; ++r)
-    if (color[r] == 0 && dfs(dfs, r))
-      return absl::InvalidArgumentError(absl::StrCat("the grammar is left-recursive (", cycle,
-                                                     " before reading any text); write the repetition with * or +"));
+  }
   return absl::OkStatus();
 }
 

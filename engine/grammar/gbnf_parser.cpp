@@ -9,6 +9,8 @@ namespace bm::engine::grammar {
 namespace {
 
 constexpr int32_t kMaxCount = 1000;
+// Groups nest at most this deep: the parser and the compiler recurse on nesting, and a grammar is input.
+constexpr int kMaxNesting = 256;
 
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -128,7 +130,9 @@ class GbnfParser {
   }
 
   absl::StatusOr<int32_t> quantified(int32_t item) {
-    while (!at_end()) {
+    for (int quantifiers = 0; !at_end(); ++quantifiers) {
+      if (quantifiers == 1 && (src_[pos_] == '*' || src_[pos_] == '+' || src_[pos_] == '?' || src_[pos_] == '{'))
+        return error("one quantifier per item (group it to repeat a repetition: (x*)+)");
       const char c = src_[pos_];
       if (c == '*' || c == '+' || c == '?') {
         ++pos_;
@@ -261,8 +265,10 @@ class GbnfParser {
       return codepoints_expr(g_, {{0, kMaxCodepoint}});
     }
     if (c == '(') {
+      if (++depth_ > kMaxNesting) return error(absl::StrCat("groups nested at most ", kMaxNesting, " deep"));
       ++pos_;
       absl::StatusOr<int32_t> inner = alternates();
+      --depth_;
       if (!inner.ok()) return inner;
       skip_space();
       if (at_end() || src_[pos_] != ')') return error("')' closing the group");
@@ -277,6 +283,7 @@ class GbnfParser {
   Grammar g_;
   std::string_view src_;
   size_t pos_ = 0;
+  int depth_ = 0;
   std::map<std::string, bool> defined_;
 };
 

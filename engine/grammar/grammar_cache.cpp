@@ -1,6 +1,13 @@
 #include "engine/grammar/grammar_cache.h"
 
 namespace bm::engine::grammar {
+namespace {
+
+// Configurations one compiled grammar may accumulate (each holds a 1 KiB transition table and maybe a mask) before
+// the cache replaces it: deep recursion keeps meeting new stacks, and a popular grammar is never the least recent.
+constexpr int32_t kMaxConfigs = 200000;
+
+}  // namespace
 
 GrammarCache::GrammarCache(std::shared_ptr<const TokenVocabulary> vocabulary, size_t capacity)
     : vocabulary_(std::move(vocabulary)), capacity_(capacity) {}
@@ -15,8 +22,14 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const G
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (auto it = index_.find(key); it != index_.end()) {
-      entries_.splice(entries_.begin(), entries_, it->second);
-      return it->second->second;
+      // A grammar whose caches have grown past the bound starts afresh for new requests; sequences still using
+      // the old one keep it alive until they end.
+      if (it->second->second->num_configs() <= kMaxConfigs) {
+        entries_.splice(entries_.begin(), entries_, it->second);
+        return it->second->second;
+      }
+      entries_.erase(it->second);
+      index_.erase(it);
     }
   }
   // Compiled outside the lock: another request's compile should not wait behind this one. Two threads compiling

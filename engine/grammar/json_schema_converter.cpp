@@ -592,6 +592,7 @@ class SchemaConverter {
     std::vector<int32_t> prefix;
     if (auto it = s.find("prefixItems"); it != s.end()) {
       if (!it->is_array()) return fail(path, "'prefixItems' must be an array of schemas");
+      if (it->size() > 1000) return fail(path, "has more than 1000 'prefixItems'");
       for (size_t i = 0; i < it->size(); ++i) {
         absl::StatusOr<int32_t> e = visit((*it)[i], absl::StrCat(path, "/prefixItems/", i), depth + 1);
         if (!e.ok()) return e;
@@ -665,7 +666,34 @@ const std::vector<KeywordInfo>& json_schema_keywords() {
   return kKeywords;
 }
 
+// How deep the text's arrays and objects nest, without parsing it (printing or converting a value recurses on
+// its depth, and a schema sent as a string has not been through the HTTP body's depth bound).
+int json_depth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 absl::StatusOr<int32_t> add_json_schema(Grammar& g, std::string_view schema_text, const JsonGrammarOptions& options) {
+  if (json_depth(schema_text) > 2 * kMaxDepth)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the JSON schema nests deeper than ", 2 * kMaxDepth, " levels of objects and arrays"));
   json schema = json::parse(schema_text, nullptr, /*allow_exceptions=*/false);
   if (schema.is_discarded()) return absl::InvalidArgumentError("the JSON schema is not valid JSON");
   SchemaConverter converter(g, schema, options);

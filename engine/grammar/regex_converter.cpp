@@ -8,6 +8,8 @@ namespace bm::engine::grammar {
 namespace {
 
 constexpr int32_t kMaxCount = 1000;
+// Groups nest at most this deep: the parser and the compiler recurse on nesting, and a pattern is input.
+constexpr int kMaxNesting = 256;
 
 const CodepointRanges kDigit = {{'0', '9'}};
 const CodepointRanges kWord = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
@@ -122,6 +124,7 @@ class RegexParser {
       if (!at_end() && peek() == '?') ++pos_;  // lazy: the same strings
       if (!at_end() && peek() == '+') return error("a possessive quantifier");
       item = g_.repeat(item, lo, hi);
+      if (!at_end() && (peek() == '*' || peek() == '+' || peek() == '?')) return error("a multiple repeat");
     }
     return item;
   }
@@ -230,6 +233,7 @@ class RegexParser {
   absl::StatusOr<int32_t> atom() {
     const char c = peek();
     if (c == '(') {
+      if (++depth_ > kMaxNesting) return error(absl::StrCat("groups nested deeper than ", kMaxNesting));
       ++pos_;
       if (!at_end() && peek() == '?') {
         if (src_.substr(pos_, 2) == "?:") {
@@ -247,6 +251,7 @@ class RegexParser {
       if (!inner.ok()) return inner;
       if (at_end() || peek() != ')') return error("an unterminated group");
       ++pos_;
+      --depth_;
       return inner;
     }
     if (c == '[') return char_class();
@@ -317,6 +322,7 @@ class RegexParser {
   std::string_view src_;
   RegexOptions options_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

@@ -74,6 +74,25 @@ TEST(GbnfParser, ErrorsNameTheProblem) {
   EXPECT_THAT(error_of(""), HasSubstr("empty"));
 }
 
+// Input that would make the parser or the compiler recurse without bound is refused; long rule chains in
+// either order compile (the left-recursion check walks each rule once and recurses on nothing).
+TEST(GbnfParser, NestingAndChainsAreBounded) {
+  EXPECT_THAT(error_of("root ::= " + std::string(300, '(') + "\"a\"" + std::string(300, ')')),
+              HasSubstr("nested at most 256"));
+  EXPECT_EQ(error_of("root ::= " + std::string(200, '(') + "\"a\"" + std::string(200, ')')), "");
+  EXPECT_THAT(error_of("root ::= \"a\"**"), HasSubstr("one quantifier per item"));
+  for (bool forward : {true, false}) {
+    std::string text = "root ::= r0\n";
+    const int n = 5000;
+    for (int k = 0; k < n; ++k) {
+      const int i = forward ? k : n - 1 - k;
+      text += "r" + std::to_string(i) + " ::= " + (i + 1 < n ? "r" + std::to_string(i + 1) + " " : "") + "\"\"?\n";
+    }
+    text += "";
+    EXPECT_EQ(error_of(text + "r" + std::to_string(n) + " ::= \"x\"\n"), "") << forward;
+  }
+}
+
 TEST(GbnfParser, NullableLeftCallIsStillLeftRecursion) {
   EXPECT_THAT(error_of("root ::= a\na ::= b a \"x\" | \"y\"\nb ::= \"z\"?"), HasSubstr("left-recursive"));
   // Right recursion is fine.

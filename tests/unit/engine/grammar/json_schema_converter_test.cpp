@@ -185,6 +185,8 @@ TEST(JsonSchemaConverter, RefusalsNameKeywordAndPlace) {
   EXPECT_THAT(error_of("false"), HasSubstr("schema false"));
   EXPECT_THAT(error_of(R"({"type": "string", "maxLength": 100000})"), HasSubstr("'maxLength' 100000"));
   EXPECT_THAT(error_of(R"({"allOf": [{"type": "string"}, {"maxLength": 2}]})"), HasSubstr("'allOf'"));
+  EXPECT_THAT(error_of(R"({"const": )" + std::string(1000, '[') + std::string(1000, ']') + "}"),
+              HasSubstr("nests deeper than 128"));
   // Annotations and unknown keywords are ignored.
   EXPECT_EQ(error_of(R"({"type": "string", "title": "T", "description": "d", "x-custom": 1, "default": "a"})"), "");
 }

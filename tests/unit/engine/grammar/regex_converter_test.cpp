@@ -59,6 +59,14 @@ TEST(RegexConverter, JsonStringModeWritesEscapes) {
   EXPECT_FALSE(matches(**g, "a\"b\\c\n"));  // raw quote, backslash and newline are not JSON string content
 }
 
+TEST(RegexConverter, NestingIsBounded) {
+  EXPECT_TRUE(regex(std::string(200, '(') + "a" + std::string(200, ')')).ok());
+  absl::StatusOr<std::shared_ptr<const CompiledGrammar>> deep =
+      regex(std::string(300, '(') + "a" + std::string(300, ')'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(std::string(deep.status().message()), HasSubstr("nested deeper than 256"));
+}
+
 TEST(RegexConverter, UnsupportedConstructsAreNamed) {
   const std::vector<std::pair<const char*, const char*>> cases = {
       {R"((a)\1)", "backreference"},
@@ -72,6 +80,7 @@ TEST(RegexConverter, UnsupportedConstructsAreNamed) {
       {R"(*a)", "nothing to repeat"},
       {R"(a^b)", "'^' after the start"},
       {R"([[:alpha:]])", "POSIX class"},
+      {R"(a**)", "multiple repeat"},
       {R"(\p{L})", "escape \\p"},
   };
   for (const auto& [pattern, what] : cases) {
