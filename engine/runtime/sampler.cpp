@@ -116,12 +116,19 @@ SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
   // Structured output: the grammar's mask comes first, so every later step (and the logprobs) sees the
   // constrained distribution, as vLLM applies its bitmask to the logits before sampling.
   std::vector<float> constrained;
+  std::vector<float> logits;
   if (seq.matcher) {
     constrained.assign(raw.begin(), raw.end());
     constrain(seq, constrained);
-    raw = constrained;
+    if (p.logprobs < 0 && !masks_stop_tokens(seq)) {
+      logits = std::move(constrained);  // nothing below needs the unadjusted row: spare a copy
+    } else {
+      raw = constrained;
+      logits.assign(raw.begin(), raw.end());
+    }
+  } else {
+    logits.assign(raw.begin(), raw.end());
   }
-  std::vector<float> logits(raw.begin(), raw.end());
   adjust(seq, [&](int32_t id) -> float& { return logits[id]; });
   // min_tokens may mask the only tokens the grammar leaves (end-of-sequence once the text is complete): the
   // grammar wins. (Only then can nothing be left: bias and penalties are finite.)

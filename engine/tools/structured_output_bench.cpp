@@ -7,6 +7,8 @@
 // Usage: bm_structured_output_bench MODEL_DIR [--batch 32] [--tokens 128] [--threads 0] [--temperature 1]
 // MODEL_DIR needs weights and tokenizer files (tests/tools/make_tiny_served_model.py makes a small one; with a
 // tiny model the forward costs little, so the grammar's share is larger than with any real model).
+#include <sys/resource.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -40,8 +42,16 @@ constexpr const char* kSchema = R"({"type": "array", "minItems": 1000, "items": 
 
 struct Run {
   double seconds = 0;
+  double cpu_seconds = 0;  // user + system time of the whole process: what the run cost, however loaded the host
   int64_t tokens = 0;
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 float g_temperature = 1.0f;
 
@@ -53,6 +63,7 @@ Run run(Engine& engine, const std::vector<int32_t>& prompt, int batch, int token
   int64_t produced = 0;
   std::vector<std::unique_ptr<RequestHandle>> handles;
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   for (int i = 0; i < batch; ++i) {
     SamplingParams p;
     p.max_tokens = tokens;
@@ -73,7 +84,7 @@ Run run(Engine& engine, const std::vector<int32_t>& prompt, int batch, int token
   }
   std::unique_lock<std::mutex> lock(mutex);
   cv.wait(lock, [&] { return remaining == 0; });
-  return {std::chrono::duration<double>(Clock::now() - start).count(), produced};
+  return {std::chrono::duration<double>(Clock::now() - start).count(), cpu_seconds() - cpu_start, produced};
 }
 
 }  // namespace
@@ -115,11 +126,16 @@ int main(int argc, char** argv) {
   const Run warm = run(**engine, prompt, batch, tokens, *compiled);
   const Run plain2 = run(**engine, prompt, batch, tokens, nullptr);
   auto rate = [](const Run& r) { return static_cast<double>(r.tokens) / r.seconds; };
+  auto cost = [](const Run& r) { return 1000 * r.cpu_seconds / static_cast<double>(r.tokens); };
   const double base = (rate(plain) + rate(plain2)) / 2;
+  const double base_cost = (cost(plain) + cost(plain2)) / 2;
   std::printf("batch %d x %d tokens, temperature %g, CPU backend\n", batch, tokens, g_temperature);
-  std::printf("unconstrained:            %8.0f tokens/s (%.0f and %.0f)\n", base, rate(plain), rate(plain2));
-  std::printf("constrained, cold masks:  %8.0f tokens/s (%+.1f%%)\n", rate(cold), 100 * (rate(cold) / base - 1));
-  std::printf("constrained, warm masks:  %8.0f tokens/s (%+.1f%%)\n", rate(warm), 100 * (rate(warm) / base - 1));
+  std::printf("unconstrained:            %8.1f tokens/s (%.1f and %.1f), CPU %.3f ms/token (%.3f and %.3f)\n", base,
+              rate(plain), rate(plain2), base_cost, cost(plain), cost(plain2));
+  std::printf("constrained, cold masks:  %8.1f tokens/s (%+.1f%%), CPU %.3f ms/token (%+.1f%%)\n", rate(cold),
+              100 * (rate(cold) / base - 1), cost(cold), 100 * (cost(cold) / base_cost - 1));
+  std::printf("constrained, warm masks:  %8.1f tokens/s (%+.1f%%), CPU %.3f ms/token (%+.1f%%)\n", rate(warm),
+              100 * (rate(warm) / base - 1), cost(warm), 100 * (cost(warm) / base_cost - 1));
   std::printf("grammar cache: %d configurations, %d masks\n", (*compiled)->num_configs(),
               (*compiled)->num_cached_masks());
   return 0;
