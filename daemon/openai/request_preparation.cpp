@@ -257,8 +257,10 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
 
 // The request's structured-output grammar, compiled; with tool_choice required / named (a non-empty tool_prefix),
 // the tool call's body constrained to the tools' parameter schemas. Null when the output is free.
+// chat_reasoning: a chat whose rendered prompt opened the model's reasoning block: the constraint starts after it.
 std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> request_grammar(
-    const serving::ServedModel& model, const json& body, const std::string& tool_prefix) {
+    const serving::ServedModel& model, const json& body, const std::string& tool_prefix, bool chat,
+    bool chat_reasoning) {
   std::variant<std::optional<StructuredOutput>, ApiError> parsed = parse_structured_output(body);
   if (auto* err = std::get_if<ApiError>(&parsed)) return *err;
   std::optional<StructuredOutput> structured = std::get<std::optional<StructuredOutput>>(parsed);
@@ -283,11 +285,18 @@ std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> 
                                  "model '",
                                  model.name, "' is served on ", model.backend),
                     structured->param};
-  if (model.reasoning_format != "none")
-    return ApiError{400,
-                    absl::StrCat("model '", model.name, "' reasons before it answers, and structured output ('",
-                                 structured->param, "') does not yet leave room for the reasoning"),
-                    structured->param};
+  if (chat && model.reasoning_format != "none") {
+    // The reasoning parser splits at "</think>"; the grammar lets the model reason first when the template
+    // opened the block, and cannot tell otherwise where the answer would begin.
+    if (!chat_reasoning)
+      return ApiError{400,
+                      absl::StrCat("model '", model.name,
+                                   "' reasons before it answers, and its prompt does not open "
+                                   "the reasoning block, so structured output ('",
+                                   structured->param, "') cannot tell where the answer begins"),
+                      structured->param};
+    structured->request.after_reasoning = true;
+  }
   return compile_structured_output(model.tokenizer, structured->request, structured->param);
 }
 
@@ -301,7 +310,9 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   std::variant<std::string, ApiError> prompt = render_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix);
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
   const std::string& text = std::get<std::string>(prompt);
-  auto grammar = request_grammar(model, body, tool_prefix);
+  const bool reasoning_opened =
+      model.reasoning_format == "deepseek-r1" && ReasoningParser::prompt_opens_reasoning(text);
+  auto grammar = request_grammar(model, body, tool_prefix, /*chat=*/true, reasoning_opened);
   if (auto* err = std::get_if<ApiError>(&grammar)) return *err;
   std::vector<int32_t> ids = model.tokenizer->encode(text, /*add_special_tokens=*/false);
   std::variant<serving::GenerationParams, ApiError> params =
@@ -341,7 +352,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   if (auto* err = std::get_if<ApiError>(&sampling)) return *err;
   const SamplingRequest& req = std::get<SamplingRequest>(sampling);
   if (body.contains("suffix") && !body["suffix"].is_null()) return ApiError{400, "'suffix' is not supported", "suffix"};
-  auto grammar = request_grammar(model, body, /*tool_prefix=*/"");
+  auto grammar = request_grammar(model, body, /*tool_prefix=*/"", /*chat=*/false, /*chat_reasoning=*/false);
   if (auto* err = std::get_if<ApiError>(&grammar)) return *err;
   bool echo = false;
   if (auto it = body.find("echo"); it != body.end() && !it->is_null()) {

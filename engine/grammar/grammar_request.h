@@ -27,6 +27,9 @@ struct GrammarRequest {
   std::optional<std::string> whitespace_pattern;  // JSON kinds only
   std::vector<ToolSchema> tools;                  // kToolCall
   bool tool_name_given = false;                   // kToolCall with one tool: its name is already written
+  // A reasoning model whose prompt opened "<think>": free text without "</think>", then "</think>", a little
+  // whitespace, and only then the constrained output.
+  bool after_reasoning = false;
 
   // Equal keys compile to the same grammar.
   std::string cache_key() const;

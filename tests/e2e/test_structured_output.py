@@ -54,8 +54,9 @@ class StructuredOutputTest(unittest.TestCase):
         if jsonschema is None:
             raise AssertionError("the jsonschema package is missing: run deploy/run-tests.sh "
                                  "(it installs tests/requirements.txt)")
-        cls.served = ServedDaemon(flavours=("qwen2.5",))
+        cls.served = ServedDaemon(flavours=("qwen2.5", "r1-qwen"))
         cls.model = cls.served.name("qwen2.5")
+        cls.r1 = cls.served.name("r1-qwen")
         cls.base = cls.served.base
         cls.bias = {}
         for text in CLOSERS:
@@ -195,6 +196,26 @@ num ::= [1-9] [0-9]{0,2}
                 self.assertGreater(alt["logprob"], -1e30)  # only allowed tokens, never -inf
         first = choice["logprobs"]["content"][0]["top_logprobs"]
         self.assertTrue(all("alpha".startswith(a["token"]) or "beta".startswith(a["token"]) for a in first), first)
+
+    def test_reasoning_model_reasons_first_then_answers_in_json(self):
+        """DeepSeek-R1-Distill's template opens <think>: the grammar leaves the reasoning free (without a second
+        </think>), and constrains what follows the block, which the reasoning parser returns as the content."""
+        think_close = 151649  # </think> in DeepSeek-R1-Distill-Qwen's added tokens
+        schema = load(os.path.join(CORPUS, "h30_openai_strict.json"))
+        for seed in SEEDS:
+            status, body = http("POST", self.base + "/v1/chat/completions", {
+                "model": self.r1, "messages": [{"role": "user", "content": "Plan it."}], "max_tokens": 400,
+                "seed": seed, "temperature": 1.0, "logit_bias": {**self.bias, str(think_close): 6.0},
+                "response_format": {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}},
+                timeout=600)
+            choice = self.ok_choice(status, body)
+            self.assertEqual(choice["finish_reason"], "stop", choice)
+            validate(json.loads(choice["message"]["content"]), schema)
+        # Completions do not split reasoning: the constraint starts at the first token there.
+        status, body = http("POST", self.base + "/v1/completions", {
+            "model": self.r1, "prompt": "x", "max_tokens": 50, "guided_choice": ["yes", "no"]})
+        self.assertEqual(status, 200, body)
+        self.assertIn(json.loads(body)["choices"][0]["text"], ["yes", "no"])
 
     # --- tools ----------------------------------------------------------------------------------------------------
     TOOLS = [

@@ -38,6 +38,23 @@ TEST(GrammarRequest, ToolCallsFollowEachToolsOwnSchema) {
   EXPECT_FALSE(matches(*named, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"));
 }
 
+TEST(GrammarRequest, AfterReasoningTheConstraintStartsAtTheEndOfThink) {
+  GrammarRequest r;
+  r.kind = GrammarKind::kJsonSchema;
+  r.text = R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})";
+  r.after_reasoning = true;
+  auto c = build(r);
+  EXPECT_TRUE(matches(*c, "Let me think. <b> a</thin k </think>\n\n{\"a\": 1}"));
+  EXPECT_TRUE(matches(*c, "</think>{\"a\":2}"));
+  EXPECT_TRUE(matches(*c, "<<</t</think>{\"a\":3}"));
+  EXPECT_FALSE(matches(*c, "{\"a\": 1}"));                    // the reasoning block must close first
+  EXPECT_FALSE(matches(*c, "x</think>y</think>{\"a\": 1}"));  // and closes once
+  EXPECT_FALSE(matches(*c, "x</think>\n{\"a\": \"no\"}"));
+  GrammarRequest plain = r;
+  plain.after_reasoning = false;
+  EXPECT_NE(r.cache_key(), plain.cache_key());
+}
+
 TEST(GrammarRequest, BadInputIsNamed) {
   GrammarRequest tools;
   tools.kind = GrammarKind::kToolCall;
