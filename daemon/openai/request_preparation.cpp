@@ -6,6 +6,7 @@
 #include "daemon/openai/request_body.h"
 #include "daemon/openai/request_limits.h"
 #include "daemon/openai/sampling_request.h"
+#include "daemon/openai/structured_output.h"
 #include "engine/template/chat_template.h"
 #include "engine/template/value.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -264,6 +265,51 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
   return *prompt + tools.prefix;
 }
 
+// The request's structured-output grammar, compiled; with tool_choice required / named (a non-empty tool_prefix),
+// the tool call's body constrained to the tools' parameter schemas. Null when the output is free.
+// chat_reasoning: a chat whose rendered prompt opened the model's reasoning block: the constraint starts after it.
+std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> request_grammar(
+    const serving::ServedModel& model, const json& body, const std::string& tool_prefix, bool chat,
+    bool chat_reasoning) {
+  std::variant<std::optional<StructuredOutput>, ApiError> parsed = parse_structured_output(body);
+  if (auto* err = std::get_if<ApiError>(&parsed)) return *err;
+  std::optional<StructuredOutput> structured = std::get<std::optional<StructuredOutput>>(parsed);
+  if (!tool_prefix.empty()) {
+    if (structured)
+      return ApiError{400,
+                      absl::StrCat("'", structured->param,
+                                   "' cannot be combined with tool_choice required or a named function, whose "
+                                   "arguments are already constrained to the tool's parameters"),
+                      structured->param};
+    const json& choice = body["tool_choice"];
+    const std::string named = choice.is_object() ? choice["function"]["name"].get<std::string>() : "";
+    std::variant<engine::grammar::GrammarRequest, ApiError> tools = tool_call_grammar(body["tools"], named);
+    if (auto* err = std::get_if<ApiError>(&tools)) return *err;
+    structured = StructuredOutput{std::get<engine::grammar::GrammarRequest>(tools), "tools"};
+  }
+  if (!structured) return std::shared_ptr<const engine::grammar::CompiledGrammar>();
+  if (model.backend != "cpu")
+    return ApiError{400,
+                    absl::StrCat("structured output ('", structured->param,
+                                 "') runs on the CPU backend only for now; "
+                                 "model '",
+                                 model.name, "' is served on ", model.backend),
+                    structured->param};
+  if (chat && model.reasoning_format != "none") {
+    // The reasoning parser splits at "</think>"; the grammar lets the model reason first when the template
+    // opened the block, and cannot tell otherwise where the answer would begin.
+    if (!chat_reasoning)
+      return ApiError{400,
+                      absl::StrCat("model '", model.name,
+                                   "' reasons before it answers, and its prompt does not open "
+                                   "the reasoning block, so structured output ('",
+                                   structured->param, "') cannot tell where the answer begins"),
+                      structured->param};
+    structured->request.after_reasoning = true;
+  }
+  return compile_structured_output(model.tokenizer, structured->request, structured->param);
+}
+
 std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& model, const json& body) {
   std::variant<SamplingRequest, ApiError> sampling =
       parse_sampling_request(body, Endpoint::kChat, model.tokenizer->vocab_size());
@@ -274,6 +320,10 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   std::variant<std::string, ApiError> prompt = render_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix);
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
   const std::string& text = std::get<std::string>(prompt);
+  const bool reasoning_opened =
+      model.reasoning_format == "deepseek-r1" && ReasoningParser::prompt_opens_reasoning(text);
+  auto grammar = request_grammar(model, body, tool_prefix, /*chat=*/true, reasoning_opened);
+  if (auto* err = std::get_if<ApiError>(&grammar)) return *err;
   std::vector<int32_t> ids = model.tokenizer->encode(text, /*add_special_tokens=*/false);
   std::variant<serving::GenerationParams, ApiError> params =
       resolve_params(model, req, static_cast<int32_t>(ids.size()), true);
@@ -294,6 +344,7 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
     spec.prompt_ids = ids;
     spec.params = std::get<serving::GenerationParams>(params);
     spec.params.seed = choice_seed(req.seed, i);
+    spec.params.grammar = std::get<0>(grammar);
     spec.text.skip_special_tokens = req.skip_special_tokens;
     spec.text.stop = stops;
     spec.text.split_reasoning = model.reasoning_format == "deepseek-r1";
@@ -311,6 +362,8 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   if (auto* err = std::get_if<ApiError>(&sampling)) return *err;
   const SamplingRequest& req = std::get<SamplingRequest>(sampling);
   if (body.contains("suffix") && !body["suffix"].is_null()) return ApiError{400, "'suffix' is not supported", "suffix"};
+  auto grammar = request_grammar(model, body, /*tool_prefix=*/"", /*chat=*/false, /*chat_reasoning=*/false);
+  if (auto* err = std::get_if<ApiError>(&grammar)) return *err;
   bool echo = false;
   if (auto it = body.find("echo"); it != body.end() && !it->is_null()) {
     if (!it->is_boolean()) return ApiError{400, "'echo' must be a boolean", "echo"};
@@ -377,6 +430,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
       spec.prompt_ids = prompts[p];
       spec.params = std::get<serving::GenerationParams>(params);
       spec.params.seed = choice_seed(req.seed, i);
+      spec.params.grammar = std::get<0>(grammar);
       spec.text.skip_special_tokens = req.skip_special_tokens;
       spec.text.stop = stops;
       if (echo)

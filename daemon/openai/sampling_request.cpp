@@ -184,15 +184,7 @@ std::variant<SamplingRequest, ApiError> parse_sampling_request(const json& body,
     int32_t logprobs = -1;
     if (r.read_number("logprobs", logprobs, 0, 20)) req.logprobs = logprobs;
   }
-  if (const json* v = r.find("response_format")) {
-    std::string type =
-        v->is_object() && v->contains("type") && (*v)["type"].is_string() ? (*v)["type"].get<std::string>() : "";
-    if (type != "text")
-      r.fail("response_format",
-             "'response_format' " + (type.empty()
-                                         ? std::string("must be an object with a 'type'")
-                                         : "type '" + type + "' is not supported yet by bmserverd (only 'text')"));
-  }
+  // response_format and the guided_* fields: structured_output.cpp.
   if (!r.failed() && req.max_tokens && req.min_tokens > *req.max_tokens)
     r.fail("min_tokens", "'min_tokens' must not exceed 'max_tokens'");
   if (r.failed()) return r.error();

@@ -178,6 +178,7 @@ class EngineGenerator final : public Generator {
     s.stop_token_ids = p.stop_token_ids;
     s.ignore_eos = p.ignore_eos;
     s.logprobs = p.logprobs;
+    s.grammar = p.grammar;
     return s;
   }
 

@@ -12,6 +12,10 @@
 
 #include "absl/status/statusor.h"
 
+namespace bm::engine::grammar {
+class CompiledGrammar;
+}
+
 namespace bm::daemon::serving {
 
 struct GenerationParams {
@@ -29,6 +33,8 @@ struct GenerationParams {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   int32_t logprobs = -1;  // -1: none; else top alternatives per token
+  // Structured output: the text follows this grammar (engine::SamplingParams::grammar).
+  std::shared_ptr<const engine::grammar::CompiledGrammar> grammar;
 };
 
 struct TokenLogprob {

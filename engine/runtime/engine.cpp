@@ -193,6 +193,13 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                    " tokens; this model is served with ", max_model_len_,
                                                    " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
+  // On a device the mask must be applied before candidate selection, on the device, or every row of every step
+  // would be copied to the host for the sake of one constrained request; until that exists, refuse.
+  if (params.grammar && model_->backend_name() != "cpu")
+    return absl::UnimplementedError(
+        absl::StrCat("structured output runs on the CPU backend only for now; this model "
+                     "is served on the ",
+                     model_->backend_name(), " backend"));
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
   request->params = params;
@@ -377,6 +384,17 @@ void Engine::append_tokens(const std::vector<Sequence*>& sampled, std::vector<Sa
   for (size_t i = 0; i < sampled.size(); ++i) {
     Sequence* seq = sampled[i];
     SampledToken& token = tokens[i];
+    if (seq->matcher) {
+      const bool ends = sampler_.is_eos(token.token_id) ||
+                        std::find(seq->params().stop_token_ids.begin(), seq->params().stop_token_ids.end(),
+                                  token.token_id) != seq->params().stop_token_ids.end();
+      if (!(ends ? seq->matcher->accept_end() : seq->matcher->accept_token(token.token_id))) {
+        // The mask allows only what the matcher accepts, so this is a bug, reported rather than streamed on.
+        finish(seq, FinishReason::kError,
+               absl::StrCat("internal error: token ", token.token_id, " does not follow the request's grammar"));
+        continue;
+      }
+    }
     seq->append_token(token.token_id);
     seq->pending.new_token_ids.push_back(token.token_id);
     if (token.logprob) seq->pending.logprobs.push_back(*std::move(token.logprob));
@@ -394,6 +412,8 @@ std::optional<FinishReason> Engine::stop_reason(const Sequence& seq, int32_t tok
     if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token_id) != p.stop_token_ids.end())
       return FinishReason::kStop;
   }
+  // A complete text that nothing may extend (a closed JSON value): stop without waiting for end-of-sequence.
+  if (seq.matcher && seq.matcher->is_terminated()) return FinishReason::kStop;
   if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
   return std::nullopt;
 }

@@ -113,12 +113,44 @@ bool Sampler::is_eos(int32_t token_id) const {
 SampledToken Sampler::sample(std::span<const float> raw, Sequence& seq) const {
   BM_CHECK(static_cast<int32_t>(raw.size()) == vocab_size_);
   const SamplingParams& p = seq.params();
-  std::vector<float> logits(raw.begin(), raw.end());
+  // Structured output: the grammar's mask comes first, so every later step (and the logprobs) sees the
+  // constrained distribution, as vLLM applies its bitmask to the logits before sampling.
+  std::vector<float> constrained;
+  std::vector<float> logits;
+  if (seq.matcher) {
+    constrained.assign(raw.begin(), raw.end());
+    constrain(seq, constrained);
+    if (p.logprobs < 0 && !masks_stop_tokens(seq)) {
+      logits = std::move(constrained);  // nothing below needs the unadjusted row: spare a copy
+    } else {
+      raw = constrained;
+      logits.assign(raw.begin(), raw.end());
+    }
+  } else {
+    logits.assign(raw.begin(), raw.end());
+  }
   adjust(seq, [&](int32_t id) -> float& { return logits[id]; });
+  // min_tokens may mask the only tokens the grammar leaves (end-of-sequence once the text is complete): the
+  // grammar wins. (Only then can nothing be left: bias and penalties are finite.)
+  if (seq.matcher && masks_stop_tokens(seq) && !std::isfinite(*std::max_element(logits.begin(), logits.end())))
+    logits = constrained;
   SampledToken out;
   out.token_id = p.temperature == 0 ? argmax(logits) : draw(logits, seq);
   if (p.logprobs >= 0) out.logprob = raw_logprob(raw, out.token_id, p.logprobs);
   return out;
+}
+
+void Sampler::constrain(const Sequence& seq, std::vector<float>& row) const {
+  const grammar::GrammarMatcher& m = *seq.matcher;
+  // End-of-sequence and stop tokens are special tokens, outside the grammar's vocabulary: allowed exactly
+  // where the text is complete (even under ignore_eos: nothing else may follow a complete text).
+  std::vector<std::pair<int32_t, float>> ends;
+  if (m.is_accepting()) {
+    for (int32_t id : eos_token_ids_) ends.emplace_back(id, row[id]);
+    for (int32_t id : seq.params().stop_token_ids) ends.emplace_back(id, row[id]);
+  }
+  m.allowed_tokens()->apply(row);
+  for (const auto& [id, value] : ends) row[id] = value;
 }
 
 int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
@@ -167,6 +199,7 @@ int32_t Sampler::draw_ranked(const std::vector<int32_t>& order, const std::vecto
 }
 
 int32_t Sampler::candidates_needed(const Sequence& seq) const {
+  if (seq.matcher) return 0;  // the grammar's mask applies to the whole row
   const SamplingParams& p = seq.params();
   int32_t k = 0;
   if (p.temperature == 0)
@@ -393,7 +426,8 @@ TokenLogprob Sampler::raw_logprob(std::span<const float> logits, int32_t token_i
   out.logprob = static_cast<float>(logits[token_id] - log_total);
   if (num_top > 0) {
     for (int32_t id : cpu::best_ids(logits, std::min<size_t>(num_top, logits.size())))
-      out.top.emplace_back(id, static_cast<float>(logits[id] - log_total));
+      if (std::isfinite(logits[id]))  // a grammar may leave fewer tokens than asked for
+        out.top.emplace_back(id, static_cast<float>(logits[id] - log_total));
   }
   return out;
 }

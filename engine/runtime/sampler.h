@@ -2,7 +2,8 @@
 // Turns one row of logits into the next token of a sequence, in vLLM's order: logit bias → repetition,
 // frequency and presence penalties → min_tokens masking of stop tokens → temperature (0: greedy) → top-k →
 // top-p → min-p → a draw from the sequence's own RNG. Logprobs describe the model's raw distribution
-// (log-softmax of the unprocessed logits), as vLLM reports them by default.
+// (log-softmax of the unprocessed logits), as vLLM reports them by default; under a grammar, of the constrained
+// logits (vLLM masks the logits before its sampler sees them).
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -58,6 +59,8 @@ class Sampler {
   template <typename At>
   void adjust(const Sequence& seq, At&& at) const;
   int32_t draw(std::vector<float>& logits, Sequence& seq) const;
+  // Masks what the sequence's grammar does not allow next (end-of-sequence only where the text is complete).
+  void constrain(const Sequence& seq, std::vector<float>& row) const;
   // Top-k (then top-p and min-p) over candidates already ranked best first with their adjusted logits.
   int32_t draw_ranked(const std::vector<int32_t>& order, const std::vector<float>& values, Sequence& seq) const;
   bool masks_stop_tokens(const Sequence& seq) const;

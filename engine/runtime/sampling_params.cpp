@@ -34,6 +34,9 @@ absl::Status validate_sampling_params(const SamplingParams& p, int32_t vocab_siz
       return bad(absl::StrCat("stop_token_ids holds ", id, ", outside the vocabulary [0, ", vocab_size, ")"));
   if (p.logprobs < -1 || p.logprobs > 20)
     return bad(absl::StrCat("logprobs must be between 0 and 20, got ", p.logprobs));
+  if (p.grammar && p.grammar->vocabulary().vocab_size() > vocab_size)
+    return bad(absl::StrCat("the grammar was compiled for a vocabulary of ", p.grammar->vocabulary().vocab_size(),
+                            " tokens, larger than the model's ", vocab_size));
   return absl::OkStatus();
 }
 

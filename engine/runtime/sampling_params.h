@@ -1,11 +1,13 @@
 #pragma once
 // What a request asks of the sampler and the stop logic. Validated once at submit; the step loop trusts it.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/grammar/compiled_grammar.h"
 
 namespace bm::engine {
 
@@ -27,6 +29,9 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   int32_t logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob and the k most likely alternatives
+  // Structured output: every sample's text follows this grammar (docs/structured-output.md); end-of-sequence is
+  // allowed exactly where the grammar accepts. Its vocabulary must be the model's.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 // Fails with a sentence naming the field and the allowed range.

@@ -17,6 +17,7 @@ Sequence::Sequence(int64_t id, int32_t index, std::shared_ptr<Request> request, 
   distinct_tokens_ = token_ids_;
   std::sort(distinct_tokens_.begin(), distinct_tokens_.end());
   distinct_tokens_.erase(std::unique(distinct_tokens_.begin(), distinct_tokens_.end()), distinct_tokens_.end());
+  if (request_->params.grammar) matcher = std::make_unique<grammar::GrammarMatcher>(request_->params.grammar);
 }
 
 void Sequence::append_token(int32_t token_id) {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/grammar/grammar_matcher.h"
 #include "engine/runtime/sampling_params.h"
 
 namespace bm::engine {
@@ -85,6 +86,8 @@ class Sequence {
   int32_t num_preemptions = 0;
   // Tokens produced but not yet delivered to the request's callback.
   SequenceOutput pending;
+  // Where the output stands in the request's grammar (structured output); null when unconstrained.
+  std::unique_ptr<grammar::GrammarMatcher> matcher;
 
  private:
   int64_t id_;

@@ -63,7 +63,6 @@ TEST(SamplingRequestTest, RejectsOutOfRangeAndWrongTypes) {
   EXPECT_EQ(expect_error(R"({"stream_options": {"include_usage": true}})").param, "stream_options");
   EXPECT_EQ(expect_error(R"({"top_logprobs": 3})").param, "top_logprobs");
   EXPECT_EQ(expect_error(R"({"top_logprobs": 30, "logprobs": true})").param, "top_logprobs");
-  EXPECT_EQ(expect_error(R"({"response_format": {"type": "json_schema"}})").param, "response_format");
   EXPECT_EQ(expect_error(R"({"min_tokens": 5, "max_tokens": 2})").param, "min_tokens");
   EXPECT_EQ(expect_error(R"({"logprobs": true})", Endpoint::kCompletions).param, "logprobs");
   EXPECT_NE(expect_error(R"({"top_p": 1.5})").message.find("1.5"), std::string::npos);

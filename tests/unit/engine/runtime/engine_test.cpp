@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/grammar/grammar_request.h"
+
 namespace bm::engine {
 namespace {
 
@@ -532,6 +534,28 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 
+// A device backend refuses structured output (until its mask is applied on the device) rather than copying
+// every row of every step to the host.
+TEST(Engine, ADeviceBackendRefusesAGrammar) {
+  EngineOptions options;
+  options.max_num_seqs = 8;
+  options.max_num_batched_tokens = 1000;
+  options.gpu_memory_utilization = 0.5;
+  auto engine = Engine::create(std::make_unique<MeteredDeviceModel>(), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::string> bytes = {"", "a", "b"};
+  auto vocabulary = std::make_shared<const grammar::TokenVocabulary>(bytes, 3);
+  absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({grammar::GrammarKind::kRegex, "a+", {}, {}});
+  ASSERT_TRUE(g.ok());
+  SamplingParams p = greedy(4);
+  p.grammar = *grammar::CompiledGrammar::compile(*g, vocabulary);
+  Collector c;
+  auto h = (*engine)->submit({1, 2}, p, c.callback());
+  ASSERT_FALSE(h.ok());
+  EXPECT_TRUE(absl::IsUnimplemented(h.status())) << h.status();
+  EXPECT_THAT(std::string(h.status().message()), ::testing::HasSubstr("CPU backend only"));
+}
+
 // On a device, decode graphs (on by default) reserve their buffers before the dry run, so the KV cache is planned
 // around them; a model that cannot record runs without them; --enforce-eager reserves nothing.
 TEST(Engine, DecodeGraphBuffersAreReservedBeforeTheCacheIsPlanned) {
@@ -679,6 +703,172 @@ TEST(Engine, DecodeGraphsChangeNoTokenOrLogprob) {
   const auto eager = run(DecodeGraphMode::kAuto, true);
   EXPECT_EQ(run(DecodeGraphMode::kOn, true), eager);
   EXPECT_EQ(run(DecodeGraphMode::kOn, false), run(DecodeGraphMode::kOff, false));
+}
+
+}  // namespace
+}  // namespace bm::engine
+
+namespace bm::engine {
+namespace {
+
+// Structured output through the engine. The test checkpoints have 512 tokens and no tokenizer, so they get a
+// made-up vocabulary: id 2 (eos) is special, ids 32..126 are their ASCII character, the rest pairs of
+// characters; grammars compile against it exactly as against a real tokenizer's bytes.
+std::shared_ptr<const grammar::TokenVocabulary> toy_vocabulary() {
+  std::vector<std::string> bytes(512);
+  for (int id = 32; id < 127; ++id) bytes[id] = std::string(1, static_cast<char>(id));
+  const std::string alphabet = "abcxyz{}\":,[]0123456789 ";
+  for (int id = 127, k = 0; id < 512; ++id, ++k)
+    bytes[id] = std::string{alphabet[k % alphabet.size()], alphabet[(k / alphabet.size()) % alphabet.size()]};
+  return std::make_shared<const grammar::TokenVocabulary>(std::move(bytes), 512);
+}
+
+std::shared_ptr<const grammar::CompiledGrammar> toy_grammar(grammar::GrammarKind kind, const std::string& text) {
+  absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({kind, text, {}, std::nullopt});
+  EXPECT_TRUE(g.ok()) << g.status();
+  absl::StatusOr<std::shared_ptr<const grammar::CompiledGrammar>> c =
+      grammar::CompiledGrammar::compile(*g, toy_vocabulary());
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+std::string text_of(const std::vector<int32_t>& tokens, const grammar::TokenVocabulary& v) {
+  std::string s;
+  for (int32_t id : tokens) s += v.token_bytes(id);
+  return s;
+}
+
+bool follows(const grammar::CompiledGrammar& g, const std::string& text, bool complete) {
+  const int32_t c = g.advance(g.start(), text);
+  return c != grammar::CompiledGrammar::kDead && (!complete || g.is_accepting(c));
+}
+
+// Every sampling path under a grammar, with unconstrained requests in the same batch: each constrained text is a
+// sentence of its grammar (a bias of +100 on a forbidden token changes nothing), logprobs describe only allowed
+// tokens, and the unconstrained requests get exactly the tokens they get alone.
+TEST(Engine, GrammarConstrainsEverySamplingPathInAMixedBatch) {
+  const std::vector<Reference> refs = read_reference("qwen2-tied");
+  auto json = toy_grammar(grammar::GrammarKind::kJsonSchema,
+                          R"({"type": "object", "properties": {"a": {"type": "integer", "maximum": 99},
+                              "b": {"enum": ["xy", "zz"]}, "c": {"type": "array", "items": {"type": "boolean"},
+                              "maxItems": 2}}, "required": ["a", "b", "c"]})");
+  auto regex = toy_grammar(grammar::GrammarKind::kRegex, "[a-c]{2,4}(xyz|zz)");
+  auto params_for = [&](size_t i, bool constrained) {
+    SamplingParams p;
+    p.max_tokens = 64;
+    p.seed = 7 + i;
+    p.ignore_eos = true;
+    switch (i % 4) {
+      case 0:
+        p.temperature = 0;
+        break;
+      case 1:
+        p.temperature = 1.3f, p.top_k = 20;
+        break;
+      case 2:
+        p.temperature = 0.9f, p.top_p = 0.8f;
+        break;
+      case 3:
+        p.temperature = 1.0f;
+        break;
+    }
+    p.logit_bias = {{static_cast<int32_t>('q'), 100.0f}};  // never allowed by either grammar
+    p.logprobs = 3;
+    if (constrained && i % 2 == 0) p.grammar = i % 4 == 0 ? json : regex;
+    if (constrained && i % 2 == 1) p.grammar = i % 4 == 1 ? regex : json;
+    return p;
+  };
+  auto run = [&](bool constrained_half) {
+    auto engine = load("qwen2-tied");
+    std::vector<std::unique_ptr<Collector>> collectors;
+    std::vector<std::unique_ptr<RequestHandle>> handles;
+    for (size_t i = 0; i < 2 * refs.size(); ++i) {
+      // Even requests unconstrained (always), odd ones under a grammar when constrained_half.
+      SamplingParams p = params_for(i, constrained_half && i % 2 == 1);
+      collectors.push_back(std::make_unique<Collector>());
+      auto handle = engine->submit(refs[i % refs.size()].prompt, p, collectors.back()->callback());
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      if (handle.ok()) handles.push_back(*std::move(handle));
+    }
+    for (auto& c : collectors) c->wait();
+    return collectors;
+  };
+  auto mixed = run(true);
+  auto plain = run(false);
+  const grammar::TokenVocabulary& v = json->vocabulary();
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    if (i % 2 == 0) {
+      EXPECT_EQ(mixed[i]->tokens(), plain[i]->tokens()) << "unconstrained request " << i;
+      continue;
+    }
+    const auto& g = params_for(i, true).grammar;
+    const std::string text = text_of(mixed[i]->tokens(), v);
+    EXPECT_EQ(mixed[i]->finish(), FinishReason::kStop) << i << ": " << text;
+    EXPECT_TRUE(follows(*g, text, true)) << i << ": " << text;
+    EXPECT_EQ(text.find('q'), std::string::npos);
+    // Logprobs: the alternatives are all tokens the grammar allowed at that point.
+    ASSERT_EQ(mixed[i]->logprobs().size(), mixed[i]->tokens().size());
+    std::string prefix;
+    for (size_t t = 0; t < mixed[i]->tokens().size(); ++t) {
+      for (const auto& [id, logprob] : mixed[i]->logprobs()[t].top) {
+        EXPECT_TRUE(std::isfinite(logprob));
+        EXPECT_TRUE(follows(*g, prefix + v.token_bytes(id), false)) << "alternative " << id << " after " << prefix;
+      }
+      prefix += v.token_bytes(mixed[i]->tokens()[t]);
+    }
+  }
+}
+
+// End-of-sequence is allowed exactly where the text is complete: a +100 bias on eos cannot end the text before
+// the grammar accepts, and ends it at the first token where it does.
+TEST(Engine, GrammarAllowsEosExactlyWhereTheTextIsComplete) {
+  auto engine = load("qwen2-tied");
+  auto g = toy_grammar(grammar::GrammarKind::kRegex, "abc[a-z]*");
+  SamplingParams p = greedy(20);
+  p.ignore_eos = false;
+  p.logit_bias = {{2, 100.0f}};
+  p.grammar = g;
+  Collector c;
+  auto h = engine->submit(read_reference("qwen2-tied")[0].prompt, p, c.callback());
+  ASSERT_TRUE(h.ok());
+  c.wait();
+  ASSERT_FALSE(c.tokens().empty());
+  EXPECT_EQ(c.tokens().back(), 2);
+  EXPECT_EQ(c.finish(), FinishReason::kStop);
+  std::vector<int32_t> tokens = c.tokens();
+  tokens.pop_back();
+  const std::string text = text_of(tokens, g->vocabulary());
+  EXPECT_TRUE(text == "abc" || (text.size() > 3 && text.size() <= 4 && text.rfind("abc", 0) == 0)) << text;
+  EXPECT_TRUE(follows(*g, text, true));
+
+  // max_tokens cuts a text that is not complete: finish is length.
+  SamplingParams cut = greedy(2);
+  cut.grammar = toy_grammar(grammar::GrammarKind::kRegex, "[a-z]{10}");
+  Collector c2;
+  auto h2 = engine->submit(read_reference("qwen2-tied")[0].prompt, cut, c2.callback());
+  ASSERT_TRUE(h2.ok());
+  c2.wait();
+  EXPECT_EQ(c2.finish(), FinishReason::kLength);
+  EXPECT_EQ(c2.tokens().size(), 2u);
+}
+
+// A text that nothing may extend ends the sequence at once (no step spent waiting for end-of-sequence), even
+// under ignore_eos, and with a repetition penalty and min_tokens that would mask the only way out.
+TEST(Engine, AClosedTextStopsTheSequence) {
+  auto engine = load("qwen2-tied");
+  SamplingParams p = greedy(30);
+  p.min_tokens = 10;
+  p.repetition_penalty = 1.3f;
+  absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({grammar::GrammarKind::kChoice, "", {"yes", "no"}, {}});
+  ASSERT_TRUE(g.ok());
+  p.grammar = *grammar::CompiledGrammar::compile(*g, toy_vocabulary());
+  Collector c;
+  auto h = engine->submit(read_reference("qwen2-tied")[1].prompt, p, c.callback());
+  ASSERT_TRUE(h.ok());
+  c.wait();
+  const std::string text = text_of(c.tokens(), p.grammar->vocabulary());
+  EXPECT_TRUE(text == "yes" || text == "no") << text;
+  EXPECT_EQ(c.finish(), FinishReason::kStop);
 }
 
 }  // namespace

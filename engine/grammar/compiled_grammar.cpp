@@ -1,0 +1,399 @@
+#include "engine/grammar/compiled_grammar.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/check.h"
+
+namespace bm::engine::grammar {
+namespace {
+
+// Masks are kept for this many configurations of one grammar; beyond it they are computed and not stored, so a
+// grammar that keeps producing new states (deep recursion, long counted strings) cannot grow without bound.
+constexpr int32_t kMaxCachedMasks = 4096;
+
+}  // namespace
+
+bool TokenSet::allows(int32_t id) const {
+  return std::binary_search(ids.begin(), ids.end(), id) != rejected;
+}
+
+void TokenSet::apply(std::span<float> logits) const {
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  if (rejected) {
+    for (int32_t id : ids) logits[static_cast<size_t>(id)] = kMasked;
+    if (logits.size() > static_cast<size_t>(vocab_size)) std::fill(logits.begin() + vocab_size, logits.end(), kMasked);
+    return;
+  }
+  // Few allowed: keep their values, mask the whole row, put them back.
+  std::vector<float> kept(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) kept[i] = logits[static_cast<size_t>(ids[i])];
+  std::fill(logits.begin(), logits.end(), kMasked);
+  for (size_t i = 0; i < ids.size(); ++i) logits[static_cast<size_t>(ids[i])] = kept[i];
+}
+
+void TokenSet::fill_bitmask(std::span<uint32_t> words) const {
+  std::fill(words.begin(), words.end(), 0);
+  if (rejected)
+    for (int32_t id = 0; id < vocab_size && static_cast<size_t>(id) / 32 < words.size(); ++id)
+      words[static_cast<size_t>(id) / 32] |= uint32_t{1} << (id % 32);
+  for (int32_t id : ids) {
+    uint32_t& w = words[static_cast<size_t>(id) / 32];
+    const uint32_t bit = uint32_t{1} << (id % 32);
+    w = rejected ? (w & ~bit) : (w | bit);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(
+    const Grammar& grammar, std::shared_ptr<const TokenVocabulary> vocabulary, const CompileLimits& limits) {
+  std::shared_ptr<CompiledGrammar> g(new CompiledGrammar());
+  g->vocabulary_ = std::move(vocabulary);
+  if (absl::Status s = g->build(grammar, limits); !s.ok()) return s;
+  return std::shared_ptr<const CompiledGrammar>(std::move(g));
+}
+
+int32_t CompiledGrammar::new_state() {
+  states_.emplace_back();
+  final_of_rule_.push_back(-1);
+  return static_cast<int32_t>(states_.size()) - 1;
+}
+
+absl::Status CompiledGrammar::build(const Grammar& grammar, const CompileLimits& limits) {
+  if (grammar.root() < 0) return absl::InvalidArgumentError("the grammar has no root rule");
+  for (int32_t r = 0; r < grammar.num_rules(); ++r)
+    if (grammar.rule_body(r) < 0)
+      return absl::InvalidArgumentError(absl::StrCat("rule '", grammar.rule_name(r), "' is used but never defined"));
+  root_rule_ = grammar.root();
+  rule_start_.resize(static_cast<size_t>(grammar.num_rules()));
+  for (int32_t r = 0; r < grammar.num_rules(); ++r) rule_start_[r] = new_state();
+  for (int32_t r = 0; r < grammar.num_rules(); ++r) {
+    absl::StatusOr<int32_t> end = compile_expr(grammar, grammar.rule_body(r), rule_start_[r], limits);
+    if (!end.ok()) return end.status();
+    // A state that ends a rule has no edges of its own, so "ends rule r" is unambiguous.
+    const int32_t final_state = new_state();
+    states_[*end].push_back({EdgeKind::kEmpty, final_state, 0});
+    final_of_rule_[final_state] = r;
+  }
+  if (absl::Status s = check_left_recursion(grammar); !s.ok()) return s;
+  configs_.emplace_back();  // kDead
+  std::vector<int32_t> seeds = {frame(-1, rule_start_[root_rule_])};
+  start_ = close(seeds);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> CompiledGrammar::compile_expr(const Grammar& grammar, int32_t id, int32_t from,
+                                                      const CompileLimits& limits) {
+  if (num_states() > limits.max_states)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the grammar is too large: it expands to more than ", limits.max_states, " automaton states"));
+  const Expr& e = grammar.expr(id);
+  switch (e.kind) {
+    case ExprKind::kBytes: {
+      auto it = std::find(classes_.begin(), classes_.end(), e.bytes);
+      const int32_t cls = static_cast<int32_t>(it - classes_.begin());
+      if (it == classes_.end()) classes_.push_back(e.bytes);
+      const int32_t to = new_state();
+      states_[from].push_back({EdgeKind::kBytes, to, cls});
+      return to;
+    }
+    case ExprKind::kSequence: {
+      int32_t at = from;
+      for (int32_t child : e.children) {
+        absl::StatusOr<int32_t> next = compile_expr(grammar, child, at, limits);
+        if (!next.ok()) return next;
+        at = *next;
+      }
+      return at;
+    }
+    case ExprKind::kChoice: {
+      const int32_t to = new_state();
+      for (int32_t child : e.children) {
+        const int32_t begin = new_state();
+        states_[from].push_back({EdgeKind::kEmpty, begin, 0});
+        absl::StatusOr<int32_t> end = compile_expr(grammar, child, begin, limits);
+        if (!end.ok()) return end;
+        states_[*end].push_back({EdgeKind::kEmpty, to, 0});
+      }
+      return to;
+    }
+    case ExprKind::kRepeat: {
+      int32_t at = from;
+      for (int32_t i = 0; i < e.min; ++i) {
+        absl::StatusOr<int32_t> next = compile_expr(grammar, e.children[0], at, limits);
+        if (!next.ok()) return next;
+        at = *next;
+      }
+      const int32_t to = new_state();
+      if (e.max == Grammar::kUnbounded) {
+        const int32_t loop = new_state();
+        states_[at].push_back({EdgeKind::kEmpty, loop, 0});
+        absl::StatusOr<int32_t> end = compile_expr(grammar, e.children[0], loop, limits);
+        if (!end.ok()) return end;
+        states_[*end].push_back({EdgeKind::kEmpty, loop, 0});
+        states_[loop].push_back({EdgeKind::kEmpty, to, 0});
+        return to;
+      }
+      for (int32_t i = e.min; i < e.max; ++i) {
+        states_[at].push_back({EdgeKind::kEmpty, to, 0});
+        absl::StatusOr<int32_t> next = compile_expr(grammar, e.children[0], at, limits);
+        if (!next.ok()) return next;
+        at = *next;
+      }
+      states_[at].push_back({EdgeKind::kEmpty, to, 0});
+      return to;
+    }
+    case ExprKind::kRule: {
+      const int32_t to = new_state();
+      states_[from].push_back({EdgeKind::kCall, to, e.rule});
+      return to;
+    }
+  }
+  return from;
+}
+
+// A rule that can call itself before reading a byte would push frames forever; such grammars are refused.
+// Linear in the automaton's size however the rules are ordered (a grammar is input: its size is bounded, and
+// nothing here may be quadratic in it or recurse as deep as it is long).
+absl::Status CompiledGrammar::check_left_recursion(const Grammar& grammar) const {
+  const int32_t num_rules = grammar.num_rules();
+  std::vector<char> nullable(static_cast<size_t>(num_rules), 0);
+  std::vector<int32_t> seen(states_.size(), -1);  // the walk that last saw the state
+  int32_t walk_id = 0;
+  // The states a rule reaches from its start without reading a byte (through nullable callees); whether that
+  // reaches its end; the callees met on the way, and those that blocked it (not known nullable yet).
+  auto walk = [&](int32_t rule, std::vector<int32_t>* left_calls, std::vector<int32_t>* blocked) {
+    const int32_t id = walk_id++;
+    std::vector<int32_t> todo = {rule_start_[rule]};
+    bool ends = false;
+    while (!todo.empty()) {
+      const int32_t s = todo.back();
+      todo.pop_back();
+      if (seen[s] == id) continue;
+      seen[s] = id;
+      if (final_of_rule_[s] == rule) ends = true;
+      for (const Edge& edge : states_[s]) {
+        if (edge.kind == EdgeKind::kEmpty) todo.push_back(edge.target);
+        if (edge.kind == EdgeKind::kCall) {
+          if (left_calls) left_calls->push_back(edge.arg);
+          if (nullable[edge.arg])
+            todo.push_back(edge.target);
+          else if (blocked)
+            blocked->push_back(edge.arg);
+        }
+      }
+    }
+    return ends;
+  };
+  // Nullable rules by a work list: a rule is walked again only when a callee that blocked it becomes nullable.
+  std::vector<std::vector<int32_t>> waiting(static_cast<size_t>(num_rules));  // callee -> rules it blocked
+  std::vector<int32_t> todo(static_cast<size_t>(num_rules));
+  for (int32_t r = 0; r < num_rules; ++r) todo[r] = r;
+  while (!todo.empty()) {
+    const int32_t r = todo.back();
+    todo.pop_back();
+    if (nullable[r]) continue;
+    std::vector<int32_t> blocked;
+    if (walk(r, nullptr, &blocked)) {
+      nullable[r] = 1;
+      todo.insert(todo.end(), waiting[r].begin(), waiting[r].end());
+      waiting[r].clear();
+    } else {
+      for (int32_t callee : blocked) waiting[callee].push_back(r);
+    }
+  }
+  std::vector<std::vector<int32_t>> left(static_cast<size_t>(num_rules));
+  for (int32_t r = 0; r < num_rules; ++r) walk(r, &left[r], nullptr);
+  // A cycle in the left-call graph, by an iterative depth-first search.
+  std::vector<int> color(static_cast<size_t>(num_rules), 0);
+  for (int32_t root = 0; root < num_rules; ++root) {
+    if (color[root] != 0) continue;
+    std::vector<std::pair<int32_t, size_t>> stack = {{root, 0}};  // rule, next callee to visit
+    color[root] = 1;
+    while (!stack.empty()) {
+      auto& [r, next] = stack.back();
+      if (next == left[r].size()) {
+        color[r] = 2;
+        stack.pop_back();
+        continue;
+      }
+      const int32_t callee = left[r][next++];
+      if (color[callee] == 1) {
+        std::vector<std::string> names;
+        bool on_cycle = false;
+        for (const auto& [rule, unused] : stack) {
+          on_cycle = on_cycle || rule == callee;
+          if (on_cycle) names.push_back(grammar.rule_name(rule));
+        }
+        names.push_back(grammar.rule_name(callee));
+        return absl::InvalidArgumentError(absl::StrCat("the grammar is left-recursive (", absl::StrJoin(names, " -> "),
+                                                       " before reading any text); write the repetition with * or +"));
+      }
+      if (color[callee] == 0) {
+        color[callee] = 1;
+        stack.emplace_back(callee, 0);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+int32_t CompiledGrammar::frame(int32_t parent, int32_t state) const {
+  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(parent)) << 32) | static_cast<uint32_t>(state);
+  auto [it, inserted] = frame_ids_.try_emplace(key, static_cast<int32_t>(frames_.size()));
+  if (inserted) frames_.emplace_back(parent, state);
+  return it->second;
+}
+
+// The configuration reached from `seeds` by empty moves, calls and returns; `seeds` is used as the work list.
+int32_t CompiledGrammar::close(std::vector<int32_t>& seeds) const {
+  if (++stamp_ == 0) {
+    std::fill(visit_stamp_.begin(), visit_stamp_.end(), 0);
+    stamp_ = 1;
+  }
+  std::vector<int32_t> reading;
+  bool accepting = false;
+  while (!seeds.empty()) {
+    const int32_t f = seeds.back();
+    seeds.pop_back();
+    if (static_cast<size_t>(f) >= visit_stamp_.size()) visit_stamp_.resize(frames_.size() * 2 + 64, 0);
+    if (visit_stamp_[f] == stamp_) continue;
+    visit_stamp_[f] = stamp_;
+    const auto [parent, state] = frames_[f];
+    bool reads = false;
+    for (const Edge& edge : states_[state]) {
+      switch (edge.kind) {
+        case EdgeKind::kEmpty:
+          seeds.push_back(frame(parent, edge.target));
+          break;
+        case EdgeKind::kCall:
+          seeds.push_back(frame(frame(parent, edge.target), rule_start_[edge.arg]));
+          break;
+        case EdgeKind::kBytes:
+          reads = true;
+          break;
+      }
+    }
+    if (final_of_rule_[state] >= 0) {
+      if (parent < 0)
+        accepting = accepting || final_of_rule_[state] == root_rule_;
+      else
+        seeds.push_back(parent);  // return: the parent frame holds the caller's next state
+    }
+    if (reads) reading.push_back(f);
+  }
+  if (reading.empty() && !accepting) return kDead;
+  std::sort(reading.begin(), reading.end());
+  std::string key(reinterpret_cast<const char*>(reading.data()), reading.size() * sizeof(int32_t));
+  key += accepting ? '1' : '0';
+  auto [it, inserted] = config_ids_.try_emplace(std::move(key), static_cast<int32_t>(configs_.size()));
+  if (inserted) {
+    configs_.emplace_back();
+    configs_.back().frames = std::move(reading);
+    configs_.back().accepting = accepting;
+  }
+  return it->second;
+}
+
+int32_t CompiledGrammar::advance_locked(int32_t config, uint8_t byte) const {
+  if (config == kDead) return kDead;
+  {
+    Config& c = configs_[config];
+    if (c.next && (*c.next)[byte] >= 0) return (*c.next)[byte];
+  }
+  std::vector<int32_t> seeds;
+  for (int32_t f : configs_[config].frames) {
+    const auto [parent, state] = frames_[f];
+    for (const Edge& edge : states_[state])
+      if (edge.kind == EdgeKind::kBytes && classes_[edge.arg].has(byte)) seeds.push_back(frame(parent, edge.target));
+  }
+  const int32_t next = seeds.empty() ? kDead : close(seeds);
+  Config& c = configs_[config];  // close() may have grown configs_
+  if (!c.next) {
+    c.next = std::make_unique<std::array<int32_t, 256>>();
+    c.next->fill(-1);
+  }
+  (*c.next)[byte] = next;
+  return next;
+}
+
+int32_t CompiledGrammar::advance(int32_t config, uint8_t byte) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return advance_locked(config, byte);
+}
+
+int32_t CompiledGrammar::advance(int32_t config, std::string_view bytes) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (char ch : bytes) config = advance_locked(config, static_cast<uint8_t>(ch));
+  return config;
+}
+
+bool CompiledGrammar::is_accepting(int32_t config) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return configs_[config].accepting;
+}
+
+bool CompiledGrammar::can_continue(int32_t config) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return !configs_[config].frames.empty();
+}
+
+int32_t CompiledGrammar::num_configs() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int32_t>(configs_.size());
+}
+
+int32_t CompiledGrammar::num_cached_masks() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return num_cached_masks_;
+}
+
+std::shared_ptr<const TokenSet> CompiledGrammar::allowed_tokens(int32_t config) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (configs_[config].mask) return configs_[config].mask;
+  std::shared_ptr<const TokenSet> mask = compute_mask(config);
+  if (num_cached_masks_ < kMaxCachedMasks) {
+    configs_[config].mask = mask;
+    ++num_cached_masks_;
+  }
+  return mask;
+}
+
+// One walk of the vocabulary trie: a node's configuration is its parent's advanced by the node's byte, and a dead
+// one skips the subtree (no token with that prefix can come next).
+std::shared_ptr<const TokenSet> CompiledGrammar::compute_mask(int32_t config) const {
+  const TokenVocabulary& v = *vocabulary_;
+  std::vector<char> allowed(static_cast<size_t>(v.vocab_size()), 0);
+  std::vector<int32_t> at_depth(static_cast<size_t>(v.max_depth()) + 1, kDead);
+  at_depth[0] = config;
+  const std::vector<int32_t>& token_ids = v.token_ids();
+  int32_t num_allowed = 0;
+  for (int32_t node = 1; node < v.num_nodes();) {
+    const int32_t depth = v.node_depth(node);
+    const int32_t parent = at_depth[depth - 1];
+    const uint8_t byte = v.node_byte(node);
+    const Config& pc = configs_[parent];
+    const int32_t next = pc.next && (*pc.next)[byte] >= 0 ? (*pc.next)[byte] : advance_locked(parent, byte);
+    if (next == kDead) {
+      node = v.subtree_end(node);
+      continue;
+    }
+    at_depth[depth] = next;
+    for (int32_t t = v.tokens_begin(node); t < v.tokens_begin(node + 1); ++t) {
+      allowed[token_ids[t]] = 1;
+      ++num_allowed;
+    }
+    ++node;
+  }
+  auto set = std::make_shared<TokenSet>();
+  set->num_allowed = num_allowed;
+  set->vocab_size = v.vocab_size();
+  set->rejected = num_allowed * 2 > v.vocab_size();
+  for (int32_t id = 0; id < v.vocab_size(); ++id)
+    if (static_cast<bool>(allowed[id]) != set->rejected) set->ids.push_back(id);
+  return set;
+}
+
+}  // namespace bm::engine::grammar

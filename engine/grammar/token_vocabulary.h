@@ -1,0 +1,49 @@
+#pragma once
+// The model's vocabulary as byte strings, arranged as a trie in depth-first order so that one walk visits every
+// token while sharing the work of common prefixes: a grammar state's allowed tokens are found by advancing the
+// automaton once per trie node, and a dead state skips the whole subtree.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bm::engine {
+class Tokenizer;
+}
+
+namespace bm::engine::grammar {
+
+class TokenVocabulary {
+ public:
+  // token_bytes[id]: what token `id` adds to the text; empty: a grammar never allows it (special tokens).
+  // vocab_size: the model's logits row, at least token_bytes.size() (ids past the tokenizer are never allowed).
+  TokenVocabulary(std::vector<std::string> token_bytes, int32_t vocab_size);
+  // Special tokens are left out; the grammar lets the sampler add end-of-sequence ids where it accepts.
+  static std::shared_ptr<const TokenVocabulary> from_tokenizer(const Tokenizer& tokenizer, int32_t vocab_size);
+
+  int32_t vocab_size() const { return vocab_size_; }
+  const std::string& token_bytes(int32_t id) const { return token_bytes_[id]; }
+
+  // Trie nodes in depth-first order; node 0 is the root (the empty prefix).
+  int32_t num_nodes() const { return static_cast<int32_t>(node_byte_.size()); }
+  uint8_t node_byte(int32_t node) const { return node_byte_[node]; }
+  int32_t node_depth(int32_t node) const { return node_depth_[node]; }
+  // The first node after `node`'s subtree.
+  int32_t subtree_end(int32_t node) const { return subtree_end_[node]; }
+  // Tokens whose bytes end at `node`: token_ids()[tokens_begin(node) .. tokens_begin(node + 1)).
+  int32_t tokens_begin(int32_t node) const { return tokens_begin_[node]; }
+  const std::vector<int32_t>& token_ids() const { return token_ids_; }
+  int32_t max_depth() const { return max_depth_; }
+
+ private:
+  int32_t vocab_size_;
+  std::vector<std::string> token_bytes_;
+  std::vector<uint8_t> node_byte_;
+  std::vector<int32_t> node_depth_;
+  std::vector<int32_t> subtree_end_;
+  std::vector<int32_t> tokens_begin_;  // num_nodes() + 1 entries
+  std::vector<int32_t> token_ids_;
+  int32_t max_depth_ = 0;
+};
+
+}  // namespace bm::engine::grammar
