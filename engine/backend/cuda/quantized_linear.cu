@@ -276,7 +276,11 @@ __global__ void __launch_bounds__(kGemmThreads)
       // B[k][n] = W[n][k]: the tile's columns are rows of b_s, i.e. a column-major k × n matrix.
       wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
       wmma::load_matrix_sync(b, b_s + warp * 16 * kBStride + kk * 16, kBStride);
-      for (int f = 0; f < row_fragments; ++f) {
+      // Unrolled with a guard rather than bounded by row_fragments, so acc[] stays in registers (a runtime index
+      // would put the fragments on the stack).
+#pragma unroll
+      for (int f = 0; f < 4; ++f) {
+        if (f >= row_fragments) break;
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
         wmma::load_matrix_sync(a, a_s + f * 16 * kAStride + kk * 16, kAStride);
         wmma::mma_sync(acc[f], a, b, acc[f]);
