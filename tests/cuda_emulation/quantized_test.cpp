@@ -104,6 +104,8 @@ int main() {
       {"gptq int8 g32", 8, 32, 70, 160, false},
       {"gptq int8 g64 act-order", 8, 64, 131, 128, true},
       {"gptq int8 g4", 8, 4, 9, 20, false},
+      {"gptq int4 g96 act-order (words per group not a power of two)", 4, 96, 19, 288, true},
+      {"gptq int8 one group of 120 (group_size -1)", 8, 120, 12, 120, false},
   };
   for (const Case& c : cases) {
     Source source = make_source(c, rng);

@@ -87,8 +87,25 @@ __device__ __forceinline__ void unpack_params(const uint4& param, float (&scale)
 // q - zero of value i of a word, exactly (see the file comment).
 template <int Bits>
 __device__ __forceinline__ float centered(uint32_t word, int i, float offset) {
-  constexpr uint32_t kMask = (1u << Bits) - 1;
-  return __uint_as_float(kMagicBits | ((word >> (Bits * i)) & kMask)) - offset;
+  if constexpr (Bits == 8) {
+    // One PRMT: byte i of the word under the magic's bytes 0x00 0x00 0x4B.
+    return __uint_as_float(__byte_perm(word, kMagicBits, 0x7650u | static_cast<uint32_t>(i))) - offset;
+  } else {
+    constexpr uint32_t kMask = (1u << Bits) - 1;
+    return __uint_as_float(kMagicBits | ((word >> (Bits * i)) & kMask)) - offset;
+  }
+}
+
+// The group of a word row: a shift when the words per group are a power of two (group sizes 32/64/128), else a
+// 32-bit division — never the 64-bit division `w · vpw / group_size` would cost on every word row.
+struct GroupIndex {
+  int32_t shift = -1;
+  uint32_t words_per_group = 1;
+};
+
+__device__ __forceinline__ uint32_t group_of(int64_t w, const GroupIndex& groups) {
+  const uint32_t word_row = static_cast<uint32_t>(w);
+  return groups.shift >= 0 ? word_row >> groups.shift : word_row / groups.words_per_group;
 }
 
 __global__ void permute_kernel(const float* x, int64_t n, int64_t cols, const int32_t* perm, float* out) {
@@ -101,7 +118,7 @@ __global__ void permute_kernel(const float* x, int64_t n, int64_t cols, const in
 
 template <int Bits>
 __global__ void dequantize_kernel(const uint4* words, const uint4* params, const int32_t* perm, int64_t num_tiles,
-                                  int64_t word_rows, int64_t num_groups, int32_t group_size, int64_t rows,
+                                  int64_t word_rows, int64_t num_groups, GroupIndex groups, int64_t rows,
                                   float* dense) {
   constexpr int kPerWord = 32 / Bits;
   const int64_t cols = word_rows * kPerWord;
@@ -111,7 +128,7 @@ __global__ void dequantize_kernel(const uint4* words, const uint4* params, const
     const int64_t w = e % word_rows;
     const uint4 packed = words[e];
     float scale[4], offset[4];
-    unpack_params(params[tile * num_groups + w * kPerWord / group_size], scale, offset);
+    unpack_params(params[tile * num_groups + group_of(w, groups)], scale, offset);
     const uint32_t word[4] = {packed.x, packed.y, packed.z, packed.w};
     for (int c = 0; c < 4; ++c) {
       const int64_t j = tile * kQuantTileColumns + c;
@@ -129,7 +146,7 @@ __global__ void dequantize_kernel(const uint4* words, const uint4* params, const
 template <int Bits, int R>
 __global__ void __launch_bounds__(kGemvThreads)
     gemv_kernel(const float* __restrict__ x, int32_t n, const uint4* __restrict__ words,
-                const uint4* __restrict__ params, int64_t word_rows, int64_t num_groups, int32_t group_size,
+                const uint4* __restrict__ params, int64_t word_rows, int64_t num_groups, GroupIndex groups,
                 int64_t rows, const void* bias, bool bias_bf16, float* __restrict__ out) {
   constexpr int kPerWord = 32 / Bits;
   const int64_t tile = blockIdx.x;
@@ -154,7 +171,7 @@ __global__ void __launch_bounds__(kGemvThreads)
       const int64_t w = base + int64_t{u} * kGemvThreads;
       if (w >= word_rows) break;
       float scale[4], offset[4];
-      unpack_params(tile_params[w * kPerWord / group_size], scale, offset);
+      unpack_params(tile_params[group_of(w, groups)], scale, offset);
       const uint32_t word[4] = {packed[u].x, packed[u].y, packed[u].z, packed[u].w};
       float d[4][kPerWord];
 #pragma unroll
@@ -212,7 +229,7 @@ template <int Bits>
 __global__ void __launch_bounds__(kGemmThreads)
     gemm_kernel(const float* __restrict__ x, int32_t n, const uint4* __restrict__ words,
                 const uint4* __restrict__ params, int64_t num_tiles, int64_t word_rows, int64_t num_groups,
-                int32_t group_size, int64_t rows, int32_t steps_per_split, const void* bias, bool bias_bf16,
+                GroupIndex groups, int64_t rows, int32_t steps_per_split, const void* bias, bool bias_bf16,
                 float* __restrict__ out, float* __restrict__ partials) {
   constexpr int kPerWord = 32 / Bits;
   constexpr int kWordRowsPerStep = kGemmK / kPerWord;
@@ -257,7 +274,7 @@ __global__ void __launch_bounds__(kGemmThreads)
       uint4 param = make_uint4(0, 0, 0, 0);  // scale 0: weight 0 outside the matrix
       if (tile < num_tiles && w < word_rows) {
         packed = words[tile * word_rows + w];
-        param = params[tile * num_groups + w * kPerWord / group_size];
+        param = params[tile * num_groups + group_of(w, groups)];
       }
       float scale[4], offset[4];
       unpack_params(param, scale, offset);
@@ -336,24 +353,32 @@ struct Views {
   const uint4* params;
   const int32_t* perm;
   QuantizedDeviceLayout layout;
+  GroupIndex groups;
 };
 
 Views views_of(const QuantizedWeightPtr& weight) {
   check_shape(weight.shape);
   BM_CHECK(weight.data != nullptr && reinterpret_cast<uintptr_t>(weight.data) % 16 == 0);
   const QuantizedDeviceLayout layout = quantized_device_layout(weight.shape);
+  BM_CHECK(layout.word_rows <= int64_t{0x7fffffff});  // group_of() works on 32-bit word rows
+  GroupIndex groups;
+  groups.words_per_group = static_cast<uint32_t>(weight.shape.group_size / weight.shape.values_per_word());
+  if ((groups.words_per_group & (groups.words_per_group - 1)) == 0) {
+    groups.shift = 0;
+    while ((uint32_t{1} << groups.shift) != groups.words_per_group) ++groups.shift;
+  }
   return Views{reinterpret_cast<const uint4*>(weight.data + layout.words_offset),
                reinterpret_cast<const uint4*>(weight.data + layout.params_offset),
                weight.shape.permuted ? reinterpret_cast<const int32_t*>(weight.data + layout.perm_offset) : nullptr,
-               layout};
+               layout, groups};
 }
 
 template <int Bits, int R>
 void launch_gemv_rows(const float* x, int32_t n, const Views& v, const QuantizedShape& shape, WeightPtr bias,
                       float* out, cudaStream_t stream) {
   gemv_kernel<Bits, R><<<static_cast<unsigned>(v.layout.num_tiles), kGemvThreads, 0, stream>>>(
-      x, n, v.words, v.params, v.layout.word_rows, v.layout.num_groups, shape.group_size, shape.rows, bias.data,
-      bias.bf16, out);
+      x, n, v.words, v.params, v.layout.word_rows, v.layout.num_groups, v.groups, shape.rows, bias.data, bias.bf16,
+      out);
 }
 
 template <int Bits>
@@ -429,12 +454,12 @@ void launch_quantized_dequantize(const QuantizedWeightPtr& weight, float* dense,
   const int64_t count = v.layout.num_tiles * v.layout.word_rows;
   if (weight.shape.bits == 4) {
     dequantize_kernel<4><<<grid_for(count, 256), 256, 0, stream>>>(v.words, v.params, v.perm, v.layout.num_tiles,
-                                                                   v.layout.word_rows, v.layout.num_groups,
-                                                                   weight.shape.group_size, weight.shape.rows, dense);
+                                                                   v.layout.word_rows, v.layout.num_groups, v.groups,
+                                                                   weight.shape.rows, dense);
   } else {
     dequantize_kernel<8><<<grid_for(count, 256), 256, 0, stream>>>(v.words, v.params, v.perm, v.layout.num_tiles,
-                                                                   v.layout.word_rows, v.layout.num_groups,
-                                                                   weight.shape.group_size, weight.shape.rows, dense);
+                                                                   v.layout.word_rows, v.layout.num_groups, v.groups,
+                                                                   weight.shape.rows, dense);
   }
   BM_CUDA_CHECK_LAUNCH();
 }
@@ -485,13 +510,13 @@ void launch_quantized_gemm(const float* x, int64_t n, const QuantizedWeightPtr& 
                   static_cast<unsigned>(splits));
   const int32_t rows32 = static_cast<int32_t>(n);
   if (shape.bits == 4) {
-    gemm_kernel<4><<<grid, kGemmThreads, 0, stream>>>(
-        x, rows32, v.words, v.params, v.layout.num_tiles, v.layout.word_rows, v.layout.num_groups, shape.group_size,
-        shape.rows, steps_per_split, bias.data, bias.bf16, out, workspace);
+    gemm_kernel<4><<<grid, kGemmThreads, 0, stream>>>(x, rows32, v.words, v.params, v.layout.num_tiles,
+                                                      v.layout.word_rows, v.layout.num_groups, v.groups, shape.rows,
+                                                      steps_per_split, bias.data, bias.bf16, out, workspace);
   } else {
-    gemm_kernel<8><<<grid, kGemmThreads, 0, stream>>>(
-        x, rows32, v.words, v.params, v.layout.num_tiles, v.layout.word_rows, v.layout.num_groups, shape.group_size,
-        shape.rows, steps_per_split, bias.data, bias.bf16, out, workspace);
+    gemm_kernel<8><<<grid, kGemmThreads, 0, stream>>>(x, rows32, v.words, v.params, v.layout.num_tiles,
+                                                      v.layout.word_rows, v.layout.num_groups, v.groups, shape.rows,
+                                                      steps_per_split, bias.data, bias.bf16, out, workspace);
   }
   BM_CUDA_CHECK_LAUNCH();
   if (splits == 1) return;
