@@ -96,6 +96,14 @@ __device__ __forceinline__ float centered(uint32_t word, int i, float offset) {
   }
 }
 
+// Two floats as BF16 (round to nearest even) in one u32, the first in the low half: one cvt.rn.bf16x2.f32.
+__device__ __forceinline__ uint32_t bf16x2_bits(float first, float second) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(first, second);
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof bits);
+  return bits;
+}
+
 // The group of a word row: a shift when the words per group are a power of two (group sizes 32/64/128), else a
 // 32-bit division — never the 64-bit division `w · vpw / group_size` would cost on every word row.
 struct GroupIndex {
@@ -258,11 +266,7 @@ __global__ void __launch_bounds__(kGemmThreads)
       const int c = e % (kGemmK / 4) * 4;
       float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       if (row0 + r < n && k0 + c < cols) v = *reinterpret_cast<const float4*>(x + (row0 + r) * cols + k0 + c);
-      __nv_bfloat16* dst = a_s + r * kAStride + c;
-      dst[0] = __float2bfloat16_rn(v.x);
-      dst[1] = __float2bfloat16_rn(v.y);
-      dst[2] = __float2bfloat16_rn(v.z);
-      dst[3] = __float2bfloat16_rn(v.w);
+      *reinterpret_cast<uint2*>(a_s + r * kAStride + c) = make_uint2(bf16x2_bits(v.x, v.y), bf16x2_bits(v.z, v.w));
     }
     // Weights: 32 tiles × the step's word rows; consecutive threads read consecutive word rows of a tile.
     for (int e = threadIdx.x; e < kGemmTiles * kWordRowsPerStep; e += kGemmThreads) {
@@ -281,10 +285,20 @@ __global__ void __launch_bounds__(kGemmThreads)
       const uint32_t word[4] = {packed.x, packed.y, packed.z, packed.w};
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        __nv_bfloat16* dst = b_s + (t * 4 + c) * kBStride + wr * kPerWord;
+        // kPerWord BF16 values, converted in pairs and stored at once (16 or 8 bytes, aligned: kBStride · 2 and
+        // kPerWord · 2 are multiples of 16 / 8).
+        uint32_t pairs[kPerWord / 2];
 #pragma unroll
-        for (int i = 0; i < kPerWord; ++i)
-          dst[i] = __float2bfloat16_rn(centered<Bits>(word[c], i, offset[c]) * scale[c]);
+        for (int i = 0; i < kPerWord; i += 2) {
+          pairs[i / 2] = bf16x2_bits(centered<Bits>(word[c], i, offset[c]) * scale[c],
+                                     centered<Bits>(word[c], i + 1, offset[c]) * scale[c]);
+        }
+        __nv_bfloat16* dst = b_s + (t * 4 + c) * kBStride + wr * kPerWord;
+        if constexpr (kPerWord == 8) {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+        } else {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(pairs[0], pairs[1]);
+        }
       }
     }
     __syncthreads();
