@@ -168,18 +168,22 @@ __global__ void __launch_bounds__(kGemvThreads)
     for (int c = 0; c < 4; ++c) acc[r][c] = 0.0f;
   }
   for (int64_t base = threadIdx.x; base < word_rows; base += int64_t{kGemvThreads} * kGemvUnroll) {
+    // Every load of the unrolled step first (the words from HBM, their params mostly from L1/L2), then the math.
     uint4 packed[kGemvUnroll];
+    uint4 param[kGemvUnroll];
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int64_t w = base + int64_t{u} * kGemvThreads;
-      packed[u] = w < word_rows ? tile_words[w] : make_uint4(0, 0, 0, 0);
+      const bool inside = w < word_rows;
+      packed[u] = inside ? tile_words[w] : make_uint4(0, 0, 0, 0);
+      param[u] = inside ? tile_params[group_of(w, groups)] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int64_t w = base + int64_t{u} * kGemvThreads;
       if (w >= word_rows) break;
       float scale[4], offset[4];
-      unpack_params(tile_params[group_of(w, groups)], scale, offset);
+      unpack_params(param[u], scale, offset);
       const uint32_t word[4] = {packed[u].x, packed[u].y, packed[u].z, packed[u].w};
       float d[4][kPerWord];
 #pragma unroll
