@@ -19,7 +19,8 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
   if (config.quantization) {
     absl::StatusOr<QuantScheme> scheme = make_quant_scheme(*config.quantization);
     if (!scheme.ok()) return scheme.status();
-    if (backend != "cpu") {
+    // The cpu and cuda backends run weight-only quantized layers (Backend::quantized_linear).
+    if (backend != "cpu" && backend != "cuda") {
       return absl::UnimplementedError(absl::StrCat("quantization ", config.quantization->method, " (",
                                                    quant_scheme_name(*scheme), ") is not supported yet by the ",
                                                    std::string(backend), " backend; it runs on the cpu backend"));

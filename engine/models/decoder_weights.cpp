@@ -1,7 +1,11 @@
 #include "engine/models/decoder_weights.h"
 
+#include <bit>
+#include <cstring>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -112,6 +116,22 @@ int64_t aligned(int64_t bytes) {
 
 }  // namespace
 
+std::vector<uint16_t> f16_to_bf16(std::span<const std::byte> f16) {
+  BM_CHECK(f16.size() % 2 == 0);
+  std::vector<uint16_t> out(f16.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, f16.data() + 2 * i, 2);
+    const uint32_t wide = std::bit_cast<uint32_t>(f16_to_f32(bits));  // exact
+    if ((wide & 0x7f800000u) == 0x7f800000u && (wide & 0x007fffffu) != 0) {
+      out[i] = static_cast<uint16_t>((wide >> 16) | 0x40u);  // NaN stays NaN (quiet)
+    } else {
+      out[i] = static_cast<uint16_t>((wide + 0x7fffu + ((wide >> 16) & 1u)) >> 16);  // round to nearest even
+    }
+  }
+  return out;
+}
+
 void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear, const Tensor& out) {
   if (linear.is_quantized()) {
     backend.quantized_linear(x, linear.quantized, linear.bias_or_null(), out);
@@ -125,11 +145,13 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   auto weights = std::make_unique<DecoderWeights>();
   PlacementList list(spec.quantization);
   plan(spec, *weights, list);
-  // F16 is what GPTQ/AWQ checkpoints keep their float tensors in; the CPU kernels read it, the CUDA ones not yet.
-  const bool allow_f16 = backend.name() == "cpu";
+  // F16 is what GPTQ/AWQ checkpoints keep their float tensors in (embeddings, norms, biases, lm_head). The CPU
+  // kernels read it; other backends get it as BF16 (rounded to nearest even, the range is BF16's), the dtype their
+  // dense kernels run, so the lm_head of an int4 model costs what a BF16 model's does.
+  const bool keep_f16 = backend.name() == "cpu";
   int64_t total = 0;
   for (Placement& placement : list.placements()) {
-    if (absl::Status status = find_and_check(checkpoint, placement, allow_f16); !status.ok()) return status;
+    if (absl::Status status = find_and_check(checkpoint, placement, /*allow_f16=*/true); !status.ok()) return status;
     placement.offset = total;
     total += aligned(static_cast<int64_t>(placement.source->data.size()));
   }
@@ -155,9 +177,16 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   weights->storage = std::move(*storage);
   for (const Placement& placement : list.placements()) {
     const std::vector<int64_t>& shape = placement.shape;
-    *placement.destination = Tensor{weights->storage.get(), placement.offset, placement.source->dtype,
-                                    shape.size() == 2 ? shape[0] : 1, shape.back()};
-    backend.copy_to_device(placement.source->data, *placement.destination);
+    const bool to_bf16 = placement.source->dtype == DType::kF16 && !keep_f16;
+    *placement.destination =
+        Tensor{weights->storage.get(), placement.offset, to_bf16 ? DType::kBF16 : placement.source->dtype,
+               shape.size() == 2 ? shape[0] : 1, shape.back()};
+    if (to_bf16) {
+      const std::vector<uint16_t> bf16 = f16_to_bf16(placement.source->data);
+      backend.copy_to_device(std::as_bytes(std::span(bf16)), *placement.destination);
+    } else {
+      backend.copy_to_device(placement.source->data, *placement.destination);
+    }
   }
   for (const QuantizedPlacement& placement : list.quantized()) {
     absl::StatusOr<QuantizedLayerSource> source =

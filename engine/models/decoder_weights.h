@@ -1,10 +1,12 @@
 #pragma once
 // The weights of a DecoderLM on a backend, in one buffer. Loading checks every tensor the spec needs (present,
-// BF16 or F32 — or F16 on the cpu backend —, the shape the config implies; for GPTQ/AWQ layers also the packed
-// tensors' shapes and the zero-points and g_idx values) before it allocates anything, so a bad checkpoint fails
-// with the tensor's name and nothing is left half-loaded. Quantized layers stay packed (the backend's layout).
+// BF16, F32 or F16 — F16 kept on the cpu backend, BF16 on the others —, the shape the config implies; for GPTQ/AWQ
+// layers also the packed tensors' shapes and the zero-points and g_idx values) before it allocates anything, so a bad
+// checkpoint fails with the tensor's name and nothing is left half-loaded. Quantized layers stay packed (the backend's
+// layout).
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +24,10 @@ struct LinearWeights {
   bool is_quantized() const { return quantized.data.buffer != nullptr; }
   const Tensor* bias_or_null() const { return bias.buffer != nullptr ? &bias : nullptr; }
 };
+
+// F16 bits → BF16 bits, rounded to nearest even (NaN stays NaN): how a backend without F16 kernels receives the
+// float tensors of GPTQ/AWQ checkpoints.
+std::vector<uint16_t> f16_to_bf16(std::span<const std::byte> f16);
 
 // out = x · Wᵀ (+ bias) on whichever form the layer has.
 void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear, const Tensor& out);

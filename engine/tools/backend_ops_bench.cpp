@@ -1,9 +1,10 @@
 // Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b): time per call, the
-// projections also as GPTQ/AWQ-style int4 and int8 layers (bytes: the packed weights, scales and zero-points); the
-// bytes it must move and the FLOPs it must do, and what that achieves against the device's limits — the measured
-// copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized calls are bound by
-// bandwidth, prefill-sized GEMMs and attention by FLOPs; both figures are printed, the binding one marked.
-// Inputs are random; each figure is the median of --repeats timed batches of calls after a warm-up batch.
+// projections also as GPTQ/AWQ-style int4 (plain and act-order) and int8 layers at 1, 16, 64, 256 and 8192 tokens
+// (bytes: the packed weights, scales and zero-points, printed in MB; the share of the copy bandwidth is the share
+// of the HBM ceiling); the bytes it must move and the FLOPs it must do, and what that achieves against the device's
+// limits — the measured copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized
+// calls are bound by bandwidth, prefill-sized GEMMs and attention by FLOPs; both figures are printed, the binding one
+// marked. Inputs are random; each figure is the median of --repeats timed batches of calls after a warm-up batch.
 // Prints figures; asserts nothing.
 //
 // Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
@@ -203,7 +204,9 @@ int main(int argc, char** argv) {
               o.backend.c_str(), shape->name, bandwidth, o.peak_tflops);
   Bench bench(*backend, o, bandwidth);
   const int64_t d = shape->hidden, q_cols = shape->heads * shape->head_dim, kv_cols = shape->kv_heads * shape->head_dim;
-  const std::vector<int64_t> token_counts = o.quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 256, 8192};
+  // 16 and 64: batched decode, where int4/int8 layers are compared with BF16 ones (the GEMM kernel's range).
+  const std::vector<int64_t> token_counts =
+      o.quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 16, 64, 256, 8192};
 
   for (int64_t n : token_counts) {
     Arena a(*backend);
@@ -242,9 +245,16 @@ int main(int argc, char** argv) {
       bench.measure(std::string(p.name) + " n=" + std::to_string(rows), bytes, 2.0 * rows * p.out * p.in,
                     [&] { backend->linear(in, w, nullptr, out); });
       if (p.out == shape->vocab) continue;  // the head stays in the float dtype in GPTQ/AWQ checkpoints
-      // The same projection as a GPTQ/AWQ layer (group 128), the bytes being the packed ones the backend holds.
-      for (const int32_t bits : {4, 8}) {
-        const QuantizedShape qshape{bits, 128, p.out, p.in, false};
+      // The same projection as a GPTQ/AWQ layer (group 128), the bytes being the packed ones the backend holds
+      // (printed, in MB, beside the name); int4 also with act-order (the activations permuted per call).
+      struct Format {
+        int32_t bits;
+        bool permuted;
+      };
+      for (const Format format : {Format{4, false}, Format{4, true}, Format{8, false}}) {
+        const int32_t bits = format.bits;
+        if (format.permuted && n != 1 && n != 64) continue;
+        const QuantizedShape qshape{bits, 128, p.out, p.in, format.permuted};
         absl::StatusOr<int64_t> packed_bytes = backend->quantized_matrix_bytes(qshape);
         if (!packed_bytes.ok()) {
           std::printf("%s int%d: %s\n", p.name, bits, std::string(packed_bytes.status().message()).c_str());
@@ -255,11 +265,19 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> zeros(scales.size(), static_cast<uint8_t>(1 << (bits - 1)));
         std::mt19937 words(9);
         for (uint32_t& word : qweight) word = static_cast<uint32_t>(words());
+        std::vector<int32_t> perm;
+        if (format.permuted) {
+          perm.resize(static_cast<size_t>(p.in));
+          for (int64_t i = 0; i < p.in; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+          std::shuffle(perm.begin(), perm.end(), words);
+        }
         const QuantizedMatrix matrix{qshape, a.empty(DType::kU8, 1, *packed_bytes)};
-        backend->copy_quantized_to_device(QuantizedMatrixSource{qshape, qweight, scales, zeros, {}}, matrix);
-        bench.measure(std::string(p.name) + " int" + std::to_string(bits) + " n=" + std::to_string(rows),
-                      static_cast<double>(*packed_bytes) + 4.0 * rows * (p.in + p.out), 2.0 * rows * p.out * p.in,
-                      [&] { backend->quantized_linear(in, matrix, nullptr, out); });
+        backend->copy_quantized_to_device(QuantizedMatrixSource{qshape, qweight, scales, zeros, perm}, matrix);
+        char label[64];
+        std::snprintf(label, sizeof label, " int%d%s n=%lld (%.1f MB)", bits, format.permuted ? " act-order" : "",
+                      static_cast<long long>(rows), *packed_bytes / 1e6);
+        bench.measure(std::string(p.name) + label, static_cast<double>(*packed_bytes) + 4.0 * rows * (p.in + p.out),
+                      2.0 * rows * p.out * p.in, [&] { backend->quantized_linear(in, matrix, nullptr, out); });
       }
     }
   }

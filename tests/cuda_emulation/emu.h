@@ -232,6 +232,13 @@ inline float __int_as_float(int u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+// Byte i of the result is byte (s >> 4i) & 7 of the 8 bytes {y:x} (x's bytes 0-3, y's 4-7).
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const uint64_t bytes = (uint64_t{y} << 32) | x;
+  unsigned result = 0;
+  for (int i = 0; i < 4; ++i) result |= static_cast<unsigned>((bytes >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return result;
+}
 inline float rsqrtf(float x) {
   return 1.0f / std::sqrt(x);
 }

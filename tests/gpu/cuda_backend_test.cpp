@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -32,6 +34,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda_plugin.h"
 #include "engine/models/model_loader.h"
+#include "nlohmann/json.hpp"
 #include "tests/unit/engine/model/test_files.h"
 #include "tests/unit/engine/models/random_checkpoint.h"
 
@@ -616,6 +619,154 @@ TEST_F(CudaBackendTest, WholeDecoderMatchesCpu) {
     const float cpu_max = *std::max_element(begin(logits[1]), begin(logits[1]) + 2000);
     // The GPU's greedy token is the CPU's, or a near tie on the CPU (within 0.05 of the maximum logit).
     EXPECT_GE(begin(logits[1])[gpu_top], cpu_max - 0.05f) << "row " << row;
+  }
+}
+
+// ---- weight-only quantized linear (GPTQ / AWQ): the packed kernels against the CPU backend's
+
+// A random GPTQ/AWQ-like matrix in the neutral host form (quantized_matrix.h), owning its arrays.
+struct RandomQuantized {
+  std::vector<uint32_t> qweight;
+  std::vector<uint16_t> scales;
+  std::vector<uint8_t> zeros;
+  std::vector<int32_t> perm;
+  QuantizedMatrixSource source() const { return QuantizedMatrixSource{shape, qweight, scales, zeros, perm}; }
+  QuantizedShape shape;
+};
+
+RandomQuantized random_quantized(std::mt19937& rng, const QuantizedShape& shape) {
+  RandomQuantized m;
+  m.shape = shape;
+  m.qweight.resize(static_cast<size_t>(shape.cols / shape.values_per_word() * shape.rows));
+  for (uint32_t& w : m.qweight) w = static_cast<uint32_t>(rng());
+  // Scales about 1 / (2^bits · sqrt(cols)) so the outputs stay near unit size: F16 bits of 2^e, e in a small range.
+  const int exponent = 15 - shape.bits - static_cast<int>(std::log2(std::sqrt(double(shape.cols))));
+  std::uniform_int_distribution<int> e(exponent - 1, exponent), mantissa(0, 1023);
+  m.scales.resize(static_cast<size_t>(shape.num_groups() * shape.rows));
+  for (uint16_t& v : m.scales) v = static_cast<uint16_t>(e(rng) << 10 | mantissa(rng));
+  std::uniform_int_distribution<int> zero(0, (1 << shape.bits) - 1);
+  m.zeros.resize(m.scales.size());
+  for (uint8_t& z : m.zeros) z = static_cast<uint8_t>(zero(rng));
+  if (shape.permuted) {
+    m.perm.resize(static_cast<size_t>(shape.cols));
+    std::iota(m.perm.begin(), m.perm.end(), 0);
+    std::shuffle(m.perm.begin(), m.perm.end(), rng);
+  }
+  return m;
+}
+
+// Up to 8 rows the GEMV kernel computes in F32 like the CPU; above, the tensor-core GEMM rounds the activations and
+// the dequantized weights to BF16.
+TEST_F(CudaBackendTest, QuantizedLinearOnQwen7bProjections) {
+  struct Projection {
+    const char* name;
+    int64_t m, k;
+  };
+  const Projection projections[] = {{"q_proj", 3584, 3584}, {"k_proj", 512, 3584}, {"down_proj", 3584, 18944}};
+  struct Format {
+    const char* name;
+    int32_t bits;
+    bool permuted;
+  };
+  const Format formats[] = {{"int4", 4, false}, {"int4 act-order", 4, true}, {"int8", 8, false}};
+  for (const Projection& p : projections) {
+    for (const Format& f : formats) {
+      std::mt19937 rng(21);
+      const RandomQuantized matrix = random_quantized(rng, QuantizedShape{f.bits, 128, p.m, p.k, f.permuted});
+      const std::vector<uint16_t> bias = to_bf16(random_floats(rng, size_t(p.m)));
+      for (int64_t n : {1, 3, 8, 16, 64, 129}) {
+        const std::vector<float> x = random_floats(rng, size_t(n) * p.k);
+        std::vector<float> results[2];
+        int i = 0;
+        for (Backend* b : {gpu_, cpu_}) {
+          On on(*b);
+          absl::StatusOr<int64_t> bytes = b->quantized_matrix_bytes(matrix.shape);
+          ASSERT_TRUE(bytes.ok()) << bytes.status();
+          const QuantizedMatrix w{matrix.shape, on.empty(DType::kU8, 1, *bytes)};
+          b->copy_quantized_to_device(matrix.source(), w);
+          Tensor out = on.empty(DType::kF32, n, p.m);
+          Tensor bias_t = on.put(bias, DType::kBF16, 1, p.m);
+          b->quantized_linear(on.put(x, DType::kF32, n, p.k), w, n == 3 ? &bias_t : nullptr, out);
+          results[i++] = on.get(out);
+        }
+        expect_close(std::string("quantized_linear ") + p.name + " " + f.name + " n=" + std::to_string(n), results[0],
+                     results[1], n <= 8 ? kF32Tolerance : kBf16Tolerance);
+      }
+    }
+  }
+}
+
+// A whole GPTQ / AWQ model (random, F16 float tensors as the quantizers write them) on both backends: the CUDA
+// backend receives the F16 tensors as BF16 and runs the packed kernels.
+TEST_F(CudaBackendTest, QuantizedDecoderMatchesCpu) {
+  for (const auto& [scheme, desc_act] : std::vector<std::pair<std::string, bool>>{
+           {"gptq-int4", false}, {"gptq-int4", true}, {"gptq-int8", false}, {"awq-int4", false}}) {
+    SCOPED_TRACE(scheme + (desc_act ? " desc_act" : ""));
+    testing::TempDir dir;
+    testing::RandomCheckpointShape shape;
+    shape.quantization = scheme;
+    shape.desc_act = desc_act;
+    ASSERT_TRUE(testing::write_random_checkpoint(dir.path(), shape));
+    std::vector<float> logits[2];
+    int i = 0;
+    for (const char* backend : {"cuda", "cpu"}) {
+      LoadOptions options;
+      options.backend = backend;
+      options.kv_cache_dtype = DType::kBF16;
+      absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(dir.path(), options);
+      ASSERT_TRUE(lm.ok()) << lm.status();
+      EXPECT_EQ((*lm)->info().quantization, scheme);
+      ASSERT_TRUE((*lm)->allocate_kv_cache(16).ok());
+      std::vector<int32_t> prompt(40);
+      std::iota(prompt.begin(), prompt.end(), 5);
+      std::vector<float> step;
+      // A prefill of 40 tokens (the GEMM kernel) and two decode steps (the GEMV kernel).
+      ASSERT_TRUE((*lm)->forward(ForwardBatch{prompt, {SequenceChunk{0, 40, {0, 1, 2}, true}}}, step).ok());
+      logits[i].insert(logits[i].end(), step.begin(), step.end());
+      for (int32_t t = 0; t < 2; ++t) {
+        ASSERT_TRUE((*lm)->forward(ForwardBatch{{7 + t}, {SequenceChunk{40 + t, 1, {0, 1, 2}, true}}}, step).ok());
+        logits[i].insert(logits[i].end(), step.begin(), step.end());
+      }
+      ++i;
+    }
+    expect_close("quantized decoder logits (" + scheme + (desc_act ? " desc_act" : "") + ")", logits[0], logits[1],
+                 2 * kBf16Tolerance);
+  }
+}
+
+// The seven committed GPTQ / AWQ checkpoints (tests/data/models, made by gptqmodel's own packers) against the
+// logits of the quantizer's kernels recorded in their reference.json, which the CPU backend matches within 6e-3
+// (quantized_model_test.cpp): prefill logits within the BF16 tolerance, and the first greedy token the recorded
+// one or a near tie.
+TEST_F(CudaBackendTest, CommittedQuantizedCheckpointsMatchTheQuantizersKernels) {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  const std::filesystem::path models = std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models";
+  for (const char* model : {"qwen2-gptq-int4", "qwen2-gptq-int4-act", "qwen2-gptq-int8", "qwen2-gptq-int8-act",
+                            "qwen2-awq", "llama3-gptq-int4-act", "llama3-awq"}) {
+    SCOPED_TRACE(model);
+    std::ifstream in(models / model / "reference.json");
+    ASSERT_TRUE(in) << "no " << (models / model / "reference.json") << " (set BMSERVER_SOURCE_DIR)";
+    const nlohmann::json record = nlohmann::json::parse(in);
+    LoadOptions options;
+    options.backend = "cuda";
+    absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models / model, options);
+    ASSERT_TRUE(lm.ok()) << lm.status();
+    ASSERT_TRUE((*lm)->allocate_kv_cache(64).ok());
+    int32_t next_block = 0;
+    for (size_t p = 0; p < record.at("prompts").size(); ++p) {
+      const std::vector<int32_t> ids = record["prompts"][p].at("ids").get<std::vector<int32_t>>();
+      const std::vector<float> expected = record["kernel"][p].at("prefill_logits").get<std::vector<float>>();
+      const std::vector<int32_t> greedy = record["kernel"][p].at("greedy_ids").get<std::vector<int32_t>>();
+      SequenceChunk chunk{0, static_cast<int32_t>(ids.size()), {}, true};
+      for (int32_t b = 0; b < 4; ++b) chunk.block_table.push_back(next_block++);
+      std::vector<float> logits;
+      ASSERT_TRUE((*lm)->forward(ForwardBatch{ids, {chunk}}, logits).ok());
+      expect_close(std::string(model) + " prompt " + std::to_string(p) + " prefill logits", logits, expected,
+                   2 * kBf16Tolerance);
+      ASSERT_FALSE(greedy.empty());
+      const size_t top = std::max_element(logits.begin(), logits.end()) - logits.begin();
+      EXPECT_GE(expected[top], expected[static_cast<size_t>(greedy[0])] - 0.05f) << "greedy token " << top;
+    }
   }
 }
 

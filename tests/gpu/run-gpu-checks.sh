@@ -13,10 +13,13 @@
 # 2. On the GPU machine (the device `run` tool: the repo tree travels, build/gpu-bundle travels via `carry`):
 #        run(command="tests/gpu/run-gpu-checks.sh device all", carry=["build/gpu-bundle"], timeout_s=590)
 #    Steps, each logged under $OUT (at most 8 files come back): env.txt, kernels.log + kernel-tests.xml
-#    (bm_cuda_backend_tests, every op vs the CPU backend), checkpoints.log (make_gpu_checkpoints.py: random bf16
-#    checkpoints + transformers reference logits), model-check.log (bm_cuda_model_check per model, and the CPU
-#    backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench, then
-#    bm_backend_ops_bench: every op alone at Qwen2.5-7B's shapes against the bandwidth and FLOP peak).
+#    (bm_cuda_backend_tests, every op vs the CPU backend, GPTQ/AWQ int4/int8 quantized_linear at Qwen2.5-7B shapes
+#    and 1…129 rows, random quantized decoders and the seven committed quantized checkpoints), checkpoints.log
+#    (make_gpu_checkpoints.py: random bf16 checkpoints + transformers reference logits), model-check.log
+#    (bm_cuda_model_check per model, and the CPU backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench, then
+#    bm_backend_ops_bench: every op alone at Qwen2.5-7B's shapes against the bandwidth and FLOP peak, the
+#    projections also as int4 / int4 act-order / int8 layers at 1, 16, 64, 256, 8192 tokens beside BF16: packed MB
+#    and the share of the HBM ceiling printed).
 #    `device kernels models` and `device bench` split the work over two calls if one would run past 10 minutes.
 #    Exit status: the number of failed steps; 100 when no GPU is visible (every test would only skip).
 set -uo pipefail
@@ -80,6 +83,8 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
     except Exception: pass' 2>/dev/null | paste -sd: -)
   export LD_LIBRARY_PATH="$BUNDLE/lib/deps:/usr/local/cuda/lib64:/usr/local/cuda/lib:${pylibs}:${LD_LIBRARY_PATH:-}"
   export BMSERVER_CUDA_PLUGIN="$BUNDLE/lib/bmserver/libbm_backend_cuda.so"
+  # The committed GPTQ / AWQ checkpoints (tests/data/models) the quantized kernel tests load travel with the tree.
+  export BMSERVER_SOURCE_DIR="$ROOT"
   { date; nvidia-smi; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$BMSERVER_CUDA_PLUGIN"; } >"$out/env.txt" 2>&1
   # Every GPU test skips without a GPU; a run that skipped everything must not read as a pass.
   if ! nvidia-smi -L >/dev/null 2>&1; then
@@ -126,5 +131,5 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
 case "${1:-}" in
   prepare) prepare ;;
   device) shift; device "$@" ;;
-  *) sed -n '2,22p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,9 @@ constexpr int64_t kGemmWorkspaceBytes = int64_t{32} << 20;
 constexpr int64_t kBf16ScratchElements = int64_t{32} << 20;
 constexpr int64_t kInitialAttentionWorkspaceBytes = int64_t{16} << 20;
 constexpr int64_t kInitialPrefillTileBytes = int64_t{1} << 20;
+// quantized_linear() permutes at most this many act-order activation elements per kernel pair (32 MiB); longer
+// inputs run as several row chunks.
+constexpr int64_t kQuantScratchElements = int64_t{8} << 20;
 static_assert(kMaxTopCandidates == Backend::kMaxCandidates);
 
 class CudaBuffer final : public Buffer {
@@ -358,6 +362,68 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
     }
   }
   if (bias != nullptr && !errors_->failed()) launch_add_bias(out_data, n, m, b, stream_);
+}
+
+absl::StatusOr<int64_t> CudaBackend::quantized_matrix_bytes(const QuantizedShape& shape) const {
+  if ((shape.bits != 4 && shape.bits != 8) || shape.rows <= 0 || shape.cols <= 0 || shape.group_size <= 0 ||
+      shape.group_size % shape.values_per_word() != 0 || shape.cols % shape.group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the cuda backend cannot lay out a ", shape.bits, "-bit ",
+                                                   shape.rows, "x", shape.cols, " matrix with groups of ",
+                                                   shape.group_size));
+  }
+  return quantized_device_layout(shape).total_bytes;
+}
+
+void CudaBackend::copy_quantized_to_device(const QuantizedMatrixSource& src, const QuantizedMatrix& dst) {
+  BM_CHECK(src.shape == dst.shape && dst.data.dtype == DType::kU8);
+  const QuantizedDeviceLayout layout = quantized_device_layout(dst.shape);
+  BM_CHECK(dst.data.num_bytes() == layout.total_bytes);
+  // One layer's repacked bytes on the host at a time; copy_to_device stages them before returning.
+  std::vector<std::byte> packed(static_cast<size_t>(layout.total_bytes));
+  pack_quantized_for_device(src, packed.data());
+  copy_to_device(packed, dst.data);
+}
+
+void CudaBackend::quantized_linear(const Tensor& x, const QuantizedMatrix& weight, const Tensor* bias,
+                                   const Tensor& out) {
+  const QuantizedShape& shape = weight.shape;
+  BM_CHECK(weight.data.dtype == DType::kU8 && weight.data.num_bytes() == quantized_device_layout(shape).total_bytes);
+  BM_CHECK(x.cols == shape.cols && out.rows == x.rows && out.cols == shape.rows);
+  BM_CHECK(bias == nullptr || bias->num_elements() == shape.rows);
+  const int64_t n = x.rows;
+  const float* x_data = f32(x);
+  float* out_data = f32(out);
+  BM_CHECK(x_data != out_data);
+  const QuantizedWeightPtr w{reinterpret_cast<const std::byte*>(bytes_of(weight.data)), shape};
+  const WeightPtr b = bias != nullptr ? weight_ptr(*bias) : WeightPtr{};
+  if (n == 0) return;
+  const ScopedDeviceErrors sink(errors_.get());
+  if (!ready()) return;
+  // Row chunks: the permuted activations of one chunk fit the scratch (all rows at once without act-order).
+  const int64_t rows_per_chunk = shape.permuted ? std::max<int64_t>(1, kQuantScratchElements / shape.cols) : n;
+  for (int64_t first = 0; first < n && !errors_->failed(); first += rows_per_chunk) {
+    const int64_t rows = std::min(rows_per_chunk, n - first);
+    const float* xs = x_data + first * shape.cols;
+    if (shape.permuted) {
+      auto* permuted = static_cast<float*>(scratch(quant_x_, rows * shape.cols * 4, "quantized activation"));
+      if (permuted == nullptr) return;
+      launch_quantized_permute(xs, rows, w, permuted, stream_);
+      if (errors_->failed()) return;
+      xs = permuted;
+    }
+    float* chunk_out = out_data + first * shape.rows;
+    if (rows <= kQuantGemvMaxRows) {
+      launch_quantized_gemv(xs, rows, w, b, chunk_out, stream_);
+      continue;
+    }
+    const int64_t floats = quantized_gemm_workspace_floats(rows, shape, num_sms_);
+    float* partials = nullptr;
+    if (floats > 0) {
+      partials = static_cast<float*>(scratch(quant_partials_, floats * 4, "quantized GEMM partial sums"));
+      if (partials == nullptr) return;
+    }
+    launch_quantized_gemm(xs, rows, w, b, num_sms_, partials, floats, chunk_out, stream_);
+  }
 }
 
 void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) {

@@ -60,6 +60,12 @@ class CudaBackend final : public Backend {
   absl::StatusOr<std::unique_ptr<StepGraph>> end_capture() override;
   void replay(const StepGraph& graph) override;
 
+  // GPTQ / AWQ weights in quantized_linear.cu's layout: the GEMV kernel up to kQuantGemvMaxRows activation rows,
+  // the tensor-core GEMM above.
+  absl::StatusOr<int64_t> quantized_matrix_bytes(const QuantizedShape& shape) const override;
+  void copy_quantized_to_device(const QuantizedMatrixSource& src, const QuantizedMatrix& dst) override;
+  void quantized_linear(const Tensor& x, const QuantizedMatrix& weight, const Tensor* bias, const Tensor& out) override;
+
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;
   void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
@@ -98,6 +104,8 @@ class CudaBackend final : public Backend {
   DeviceScratch x_bf16_;             // linear(): x rounded to BF16, in row chunks that fit it
   DeviceScratch attention_partial_;  // split-sequence attention partial results
   DeviceScratch prefill_tiles_;      // prefill attention tile list
+  DeviceScratch quant_x_;            // quantized_linear(): act-order activations in packed order, in row chunks
+  DeviceScratch quant_partials_;     // quantized_linear(): the GEMM's partial sums when the inputs are split
   bool capturing_ = false;
   std::string capture_problem_;  // why the capture in progress cannot give a complete graph
 };

@@ -6,6 +6,10 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
+#include "engine/backend/quantized_matrix.h"
+
 namespace bm::engine::cuda {
 
 // A weight-like operand whose element type is chosen at run time (BF16 or F32).
@@ -117,5 +121,44 @@ int64_t attention_decode_workspace_floats(const AttentionDims& dims, int32_t max
 void launch_attention_decode(const float* q, const KvCachePtr& cache, const AttentionBatchPtr& batch,
                              const AttentionDims& dims, bool only_short_queries, int32_t num_sms,
                              const AttentionWorkspace& workspace, float* out, cudaStream_t stream);
+
+// ---- quantized_linear.cu: weight-only GPTQ / AWQ linear (the file comment describes the layout and kernels).
+inline constexpr int32_t kQuantTileColumns = 4;  // output columns per tile of the device layout
+inline constexpr int64_t kQuantGemvMaxRows = 8;  // activation rows up to which the GEMV kernel runs
+
+// Byte offsets of the sections of one quantized matrix in its device buffer (each 256-byte aligned).
+struct QuantizedDeviceLayout {
+  int64_t num_tiles = 0;
+  int64_t word_rows = 0;  // cols / (32 / bits)
+  int64_t num_groups = 0;
+  int64_t words_offset = 0;
+  int64_t params_offset = 0;
+  int64_t perm_offset = 0;
+  int64_t total_bytes = 0;
+};
+QuantizedDeviceLayout quantized_device_layout(const QuantizedShape& shape);
+// The repack at load, on the host: dst holds quantized_device_layout(source.shape).total_bytes.
+void pack_quantized_for_device(const QuantizedMatrixSource& source, std::byte* dst);
+
+// A packed matrix on the device (data 16-byte aligned).
+struct QuantizedWeightPtr {
+  const std::byte* data = nullptr;
+  QuantizedShape shape;
+};
+// out[r, i] = x[r, perm[i]]: the activations in packed order, for an act-order (permuted) matrix.
+void launch_quantized_permute(const float* x, int64_t n, const QuantizedWeightPtr& weight, float* out,
+                              cudaStream_t stream);
+// dense [rows, cols] F32 in activation column order: the same numbers as dequantize() (quantized_matrix.h).
+void launch_quantized_dequantize(const QuantizedWeightPtr& weight, float* dense, cudaStream_t stream);
+// out[n, rows] = x · Wᵀ (+ bias) for 1 <= n <= kQuantGemvMaxRows; x [n, cols] F32 in packed order.
+void launch_quantized_gemv(const float* x, int64_t n, const QuantizedWeightPtr& weight, WeightPtr bias, float* out,
+                           cudaStream_t stream);
+// The same for any n on tensor cores (BF16 operands, F32 accumulation), the inputs split over
+// quantized_gemm_splits() blocks when the outputs alone cannot fill num_sms; workspace holds
+// quantized_gemm_workspace_floats() floats (none needed when that is 0).
+int32_t quantized_gemm_splits(int64_t n, const QuantizedShape& shape, int32_t num_sms);
+int64_t quantized_gemm_workspace_floats(int64_t n, const QuantizedShape& shape, int32_t num_sms);
+void launch_quantized_gemm(const float* x, int64_t n, const QuantizedWeightPtr& weight, WeightPtr bias, int32_t num_sms,
+                           float* workspace, int64_t workspace_floats, float* out, cudaStream_t stream);
 
 }  // namespace bm::engine::cuda

@@ -4,10 +4,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
 #include <fstream>
+#include <span>
 
 #include "engine/model/model_config.h"
 #include "engine/models/decoder_spec.h"
+#include "engine/models/decoder_weights.h"
 #include "engine/models/model_loader.h"
 #include "engine/models/quant_scheme.h"
 #include "tests/unit/engine/model/test_files.h"
@@ -211,13 +215,48 @@ TEST(QuantizedLoaderTest, NamesAnUnsupportedFormat) {
   }
 }
 
-TEST(QuantizedLoaderTest, TheCudaBackendRefusesQuantizedModelsWithASentence) {
+// The cpu and cuda backends run quantized layers (the cuda kernels: tests/cuda_emulation/quantized_test.cpp);
+// any other backend is refused with one sentence before anything is read.
+TEST(QuantizedLoaderTest, BackendsWithoutQuantizedKernelsRefuseWithASentence) {
   TempDir dir;
   ASSERT_TRUE(testing::write_random_checkpoint(dir.path(), quantized("gptq-int4")));
   absl::StatusOr<ModelConfig> config = read_model_config(dir.path());
   ASSERT_TRUE(config.ok());
-  EXPECT_EQ(make_decoder_spec(*config, "cuda").status().message(),
-            "quantization gptq (gptq-int4) is not supported yet by the cuda backend; it runs on the cpu backend");
+  EXPECT_TRUE(make_decoder_spec(*config, "cpu").ok());
+  EXPECT_TRUE(make_decoder_spec(*config, "cuda").ok());
+  EXPECT_EQ(make_decoder_spec(*config, "metal").status().message(),
+            "quantization gptq (gptq-int4) is not supported yet by the metal backend; it runs on the cpu backend");
+}
+
+// Backends other than the cpu one receive the F16 float tensors of GPTQ/AWQ checkpoints as BF16: every one of the
+// 65536 F16 values rounds to the nearest even BF16 of its exact value (NaN stays NaN).
+TEST(QuantizedLoaderTest, F16TensorsBecomeBf16RoundedToNearestEven) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  const std::vector<uint16_t> bf16 = f16_to_bf16(std::as_bytes(std::span(all)));
+  ASSERT_EQ(bf16.size(), all.size());
+  int wrong = 0;
+  for (uint32_t i = 0; i < all.size(); ++i) {
+    const double exact = f16_to_f32(all[i]);
+    const float got = std::bit_cast<float>(uint32_t{bf16[i]} << 16);
+    if (std::isnan(exact)) {
+      wrong += !std::isnan(got);
+      continue;
+    }
+    // Nearest: no BF16 neighbour is closer; even: on a tie the last mantissa bit is 0.
+    const float up = std::bit_cast<float>((uint32_t{bf16[i]} + 1) << 16);
+    const float down = std::bit_cast<float>((uint32_t{bf16[i]} - 1) << 16);
+    // A neighbour past ±0 or ±inf is no BF16 number (NaN bits): infinitely far.
+    const auto distance = [exact](float v) { return std::isnan(v) ? INFINITY : std::fabs(v - exact); };
+    const double error = std::fabs(got - exact);
+    const bool nearest = std::isinf(exact) ? got == exact : error <= distance(up) && error <= distance(down);
+    const bool tie = !std::isinf(exact) && (error == distance(up) || error == distance(down));
+    wrong += !nearest || (tie && error != 0 && (bf16[i] & 1) != 0);
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(bf16[0x3c00], 0x3f80);  // 1.0
+  EXPECT_EQ(bf16[0x3c01], 0x3f80);  // 1 + 2^-10 rounds down to 1.0
+  EXPECT_EQ(bf16[0x7bff], 0x4780);  // 65504 rounds up to 65536
 }
 
 TEST(QuantSchemeTest, ReadsThePublishedConfigs) {
