@@ -24,7 +24,7 @@ void fill_entry(const common::CatalogEntry& entry, v1::CatalogEntry* out) {
   out->set_series(entry.series);
   out->set_modality(entry.modality);
   out->set_size_b(entry.size_b);
-  out->set_quant(std::string(common::quant_name(entry.quant)));
+  out->set_quant(std::string(common::original_quant_value(entry.quant)));
   out->set_tool_call(entry.tool_call);
   out->set_reasoning(entry.reasoning);
   out->set_hf_repo_id(entry.hf_repo_id);

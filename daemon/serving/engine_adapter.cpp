@@ -229,6 +229,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.kv_cache_bytes = static_cast<int64_t>(settings.kv_cache_bytes);
   o.gpu_memory_utilization = settings.gpu_memory_utilization;
   o.seed = settings.seed;
+  o.enable_prefix_caching = settings.enable_prefix_caching;
   if (settings.enforce_eager) o.decode_graphs = engine::DecodeGraphMode::kOff;
   o.on_progress = [progress, model_path, backend](const std::string& phase, double fraction) {
     progress(

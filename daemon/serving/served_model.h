@@ -40,6 +40,8 @@ struct ServeSettings {
   std::string api_key;
   uint64_t kv_cache_bytes = 0;
   bool enforce_eager = false;  // no decode graphs
+  bool enable_prefix_caching = true;
+  std::string extra_params;  // the original's --extra-params as typed (the CLI mapped them onto the fields above)
 };
 
 enum class ModelState { kLoading, kReady, kFailed };

@@ -36,6 +36,8 @@ const Field kFields[] = {
     {"api_key", &ServeSettings::api_key},
     {"kv_cache_bytes", &ServeSettings::kv_cache_bytes},
     {"enforce_eager", &ServeSettings::enforce_eager},
+    {"enable_prefix_caching", &ServeSettings::enable_prefix_caching},
+    {"extra_params", &ServeSettings::extra_params},
 };
 
 bool fits_int32(const json& v) {
