@@ -11,6 +11,8 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/version.h"
 #include "daemon/control/benchmarks_service.h"
 #include "daemon/control/control_server.h"
@@ -21,6 +23,7 @@
 #include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/openai/api_server.h"
+#include "daemon/service_notifier.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
 
@@ -106,8 +109,35 @@ int run_daemon(const DaemonOptions& options) {
                options.listen, options.state_dir, options.user_mode ? "user" : "system", api.base_url());
   engines.restore();
 
+  // READY=1 only once the control socket listens (above) and every restored model is loaded or failed; until then
+  // STATUS= says which are loading. The same loop sends the watchdog keep-alive and waits for SIGTERM / SIGINT.
+  ServiceNotifier notifier;
+  bool ready = false;
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (signal_number <= 0) {
+    if (!ready) {
+      std::vector<std::string> loading;
+      size_t num_failed = 0;
+      std::vector<std::shared_ptr<serving::ServedModel>> models = registry.list();
+      for (const auto& m : models) {
+        if (m->state() == serving::ModelState::kLoading) loading.push_back(m->name);
+        if (m->state() == serving::ModelState::kFailed) ++num_failed;
+      }
+      if (loading.empty()) {
+        notifier.ready(absl::StrCat("serving ", models.size() - num_failed, " model(s)",
+                                    num_failed ? absl::StrCat(", ", num_failed, " failed") : "", "; OpenAI API on ",
+                                    api.base_url()));
+        ready = true;
+      } else {
+        notifier.status(absl::StrCat("restoring served models: loading ", absl::StrJoin(loading, ", ")));
+      }
+    }
+    notifier.watchdog();
+    auto tick = notifier.tick(ready ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(100));
+    timespec timeout{static_cast<time_t>(tick.count() / 1000), static_cast<long>(tick.count() % 1000) * 1000000};
+    signal_number = sigtimedwait(&signals, nullptr, &timeout);
+  }
+  notifier.stopping();
   spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   // Clients first (their requests are aborted), then the engines, then the control plane.
   api.stop();
