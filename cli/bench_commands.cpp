@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bmserver/v1/benchmarks.grpc.pb.h"
+#include "cli/command_environment.h"
 #include "cli/daemon_client.h"
 #include "cli/exit_codes.h"
 #include "cli/proto_json.h"
@@ -245,6 +246,7 @@ int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
   if (!client.ok()) return exit_code;
   request.mutable_store()->set_hub(args.serve.hub);
   request.mutable_store()->set_local_dir(absolute(args.serve.local_dir));
+  add_command_environment(*request.mutable_store());
   // A model folder given relative to the caller's directory means nothing to the daemon: send it absolute.
   std::string name = args.name;
   std::error_code ec;

@@ -1,4 +1,5 @@
 #include "cli/chat_download_commands.h"
+#include "cli/command_environment.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -182,6 +183,7 @@ void fill_store(bmserver::v1::StoreSelector* store, const std::string& hub, cons
     std::error_code ec;
     store->set_local_dir(std::filesystem::absolute(local_dir, ec).lexically_normal().string());
   }
+  add_command_environment(*store);
 }
 
 bool confirm(const std::string& question) {

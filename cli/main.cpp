@@ -153,6 +153,12 @@ int main(int argc, char** argv) {
   CLI::App* serve = chat->add_subcommand("serve", "load a model in the daemon and serve it on the OpenAI API");
   add_words(serve, serve_words, "name: catalog name (bmserver chat search), or a model folder", true);
   add_serve_flags(serve, serve_args.serve);
+  serve->add_option("--host", serve_args.host,
+                    "also serve this model on its own listener at HOST (default 127.0.0.1 with --port)");
+  serve->add_option("--port", serve_args.port, "also serve this model on its own listener at PORT")
+      ->check(CLI::Range(1, 65535));
+  serve->add_flag("--check", serve_args.check,
+                  "print the plan (files, backend, GPU, memory, KV capacity, the full command) and load nothing");
   serve->callback([&] {
     with_hub(serve_words, serve_args.serve.hub, 1, 1, "bmserver chat serve [hf|ms] NAME", serve_args.name,
              [&] { return bm::cli::run_serve(global, serve_args); });

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bmserver/v1/serving.grpc.pb.h"
+#include "cli/command_environment.h"
 #include "cli/daemon_client.h"
 #include "cli/exit_codes.h"
 #include "cli/proto_json.h"
@@ -73,6 +74,14 @@ int run_serve(const GlobalOptions& options, const ServeArgs& args) {
     local_dir = std::filesystem::absolute(local_dir, ec).string();  // the daemon resolves paths on its own
   }
   request.mutable_store()->set_local_dir(local_dir);
+  add_command_environment(*request.mutable_store());
+  // --host alone meant the original's default port 8080 (which the daemon's own listener usually holds: the
+  // daemon then says so).
+  request.set_check(args.check);
+  if (args.port > 0 || !args.host.empty()) {
+    request.mutable_options()->set_listen_host(args.host.empty() ? "127.0.0.1" : args.host);
+    request.mutable_options()->set_listen_port(args.port > 0 ? args.port : 8080);
+  }
   // A model folder given relative to the caller's directory means nothing to the daemon: send it absolute.
   std::string name = args.name;
   std::error_code name_ec;
@@ -91,7 +100,9 @@ int run_serve(const GlobalOptions& options, const ServeArgs& args) {
       std::fflush(stdout);
       continue;
     }
-    if (event.phase() == "ready") {
+    if (event.phase() == "plan") {
+      std::printf("%s", event.message().c_str());
+    } else if (event.phase() == "ready") {
       if (tty) std::printf("\r\033[K");
       print_ready(event.model());
     } else {

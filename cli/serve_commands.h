@@ -11,6 +11,10 @@ namespace bm::cli {
 struct ServeArgs {
   std::string name;
   ServeFlags serve;
+  // The original's --host/--port: the model also gets a listener of its own there.
+  std::string host;
+  int32_t port = 0;
+  bool check = false;  // the original's --check: print the plan, load nothing
 };
 
 // `bmserver chat serve`: loads a model in the daemon with progress, returns once it is ready.

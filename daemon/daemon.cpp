@@ -23,6 +23,7 @@
 #include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/openai/api_server.h"
+#include "daemon/openai/model_listeners.h"
 #include "daemon/service_notifier.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
@@ -86,8 +87,13 @@ int run_daemon(const DaemonOptions& options) {
   api_options.allowed_origins = options.allowed_origins;
   api_options.max_waiting_seqs = options.max_waiting_seqs;
   openai::ApiServer api(api_options, registry);
+  // Declared before the engines: they close these listeners when they stop a model, down to their destructor.
+  openai::ModelListeners model_listeners(api_options);
   int num_gpus = static_cast<int>(engine::detect_devices().gpus.size());
   serving::EngineManager engines(options.state_dir, registry, serving::default_engine_factory(), num_gpus);
+  engines.set_listener_hooks(
+      {[&model_listeners](const std::shared_ptr<serving::ServedModel>& m) { return model_listeners.open(m); },
+       [&model_listeners](const std::string& name) { model_listeners.close(name); }});
 
   control::SystemService system_service(context);
   control::ServingService serving_service(engines, [&api] { return api.base_url(); });
@@ -116,14 +122,12 @@ int run_daemon(const DaemonOptions& options) {
   int signal_number = 0;
   while (signal_number <= 0) {
     if (!ready) {
-      std::vector<std::string> loading;
-      size_t num_failed = 0;
-      std::vector<std::shared_ptr<serving::ServedModel>> models = registry.list();
-      for (const auto& m : models) {
-        if (m->state() == serving::ModelState::kLoading) loading.push_back(m->name);
-        if (m->state() == serving::ModelState::kFailed) ++num_failed;
-      }
+      std::vector<std::string> loading = engines.restoring_names();
       if (loading.empty()) {
+        size_t num_failed = 0;
+        std::vector<std::shared_ptr<serving::ServedModel>> models = registry.list();
+        for (const auto& m : models)
+          if (m->state() == serving::ModelState::kFailed) ++num_failed;
         notifier.ready(absl::StrCat("serving ", models.size() - num_failed, " model(s)",
                                     num_failed ? absl::StrCat(", ", num_failed, " failed") : "", "; OpenAI API on ",
                                     api.base_url()));
@@ -141,6 +145,7 @@ int run_daemon(const DaemonOptions& options) {
   spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   // Clients first (their requests are aborted), then the engines, then the control plane.
   api.stop();
+  model_listeners.close_all();
   engines.shutdown();
   server.shutdown(/*grace_seconds=*/10);
   spdlog::info("stopped");

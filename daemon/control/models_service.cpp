@@ -1,5 +1,7 @@
 #include "daemon/control/models_service.h"
 
+#include "daemon/control/store_selector.h"
+
 #include <exception>
 #include <memory>
 
@@ -57,7 +59,9 @@ struct Scan {
 absl::StatusOr<Scan> scan(const v1::StoreSelector& selector, const common::CatalogFilter& filter) {
   if (!selector.local_dir().empty())
     if (absl::Status s = common::check_client_path(selector.local_dir(), "--local-dir"); !s.ok()) return s;
-  common::StoreRoots roots = common::resolve_store_roots();
+  absl::StatusOr<common::StoreRoots> resolved_roots = store_roots_for(selector);
+  if (!resolved_roots.ok()) return resolved_roots.status();
+  const common::StoreRoots& roots = *resolved_roots;
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(selector.hub(), selector.local_dir(), roots);
   if (!store.ok()) return store.status();

@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/control/serve_settings.h"
 
 namespace bm::daemon::control {
@@ -53,8 +54,16 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_enforce_eager(m.settings.enforce_eager);
   o->set_disable_prefix_caching(!m.settings.enable_prefix_caching);
   o->set_extra_params(m.settings.extra_params);
+  o->set_listen_host(m.settings.listen_host);
+  o->set_listen_port(m.settings.listen_port);
   // The API key is a secret: never sent back.
-  out->set_http_url(http_url_());
+  // A model with a listener of its own (--host/--port) is reached there first; the daemon's URL serves it too.
+  out->set_http_url(m.settings.listen_port > 0 ? absl::StrCat("http://",
+                                                              m.settings.listen_host.find(':') != std::string::npos
+                                                                  ? "[" + m.settings.listen_host + "]"
+                                                                  : m.settings.listen_host,
+                                                              ":", m.settings.listen_port)
+                                               : http_url_());
 }
 
 grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
@@ -70,6 +79,15 @@ grpc::Status ServingService::serve_model(grpc::ServerContext* context, const bms
   serving::ServeCommand command;
   command.name = request->name();
   command.settings = *std::move(settings);
+  if (request->check()) {
+    absl::StatusOr<std::string> plan = manager_.plan(command);
+    if (!plan.ok()) return to_grpc(plan.status());
+    bmserver::v1::ServeEvent event;
+    event.set_phase("plan");
+    event.set_message(absl::StrCat(*plan, "  command    ", serve_command_line(command.name, command.settings), "\n"));
+    writer->Write(event);
+    return grpc::Status::OK;
+  }
 
   std::mutex writer_mutex;
   auto progress = [&](const serving::ServeProgress& p) {

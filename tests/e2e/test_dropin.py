@@ -4,9 +4,15 @@ model name, GET /version, vLLM's /v1/models card and vLLM's metric names and lab
 import json
 import os
 import re
+import shlex
+import socket
+import subprocess
+import tempfile
 import unittest
 
+from harness import Daemon, free_port
 from serving_fixture import ServedDaemon, http, make_tiny_model
+from test_download import TOKEN, FakeHub, tiny_files
 
 # vLLM's documented Prometheus metrics, as listed on https://docs.vllm.ai/en/v0.9.1/usage/metrics.html (the
 # "Production Metrics" page of the 0.8/0.9 releases the original pinned; vllm 0.8.4) and in vLLM's
@@ -188,6 +194,67 @@ class DropInTest(unittest.TestCase):
         finally:
             self.daemon.cli("chat", "stop", "second-model")
 
+    def test_check_prints_the_plan_loads_nothing_and_its_command_serves_the_same(self):
+        second = make_tiny_model(self.served.root, "qwen2.5", name="check-model")
+        r = self.daemon.cli("chat", "serve", second, "--backend", "cpu", "--kv-cache-bytes", str(16 << 20),
+                            "--check", "--extra-params", "--max-num-seqs 8 --no-enable-prefix-caching")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = {l.split()[0]: l for l in r.stdout.splitlines()[1:] if l.strip()}
+        self.assertTrue(r.stdout.startswith("Plan for check-model (check-model); nothing was loaded:\n"), r.stdout)
+        self.assertIn("model.safetensors", lines["files"])
+        self.assertIn("config.json", lines["files"])
+        self.assertEqual(lines["backend"].split(), ["backend", "cpu"])
+        self.assertRegex(lines["KV"], r"budget 16\.8M from --kv-cache-bytes = \d+ tokens")
+        self.assertIn("up to 8 sequences at once, prefix caching off", lines["context"])
+        self.assertNotIn("check-model", [m["name"] for m in self.daemon.cli_json("chat", "ps")["models"]])
+        # The printed command asks for the same settings.
+        command = shlex.split(lines["command"].split(None, 1)[1])
+        self.assertEqual(command[:3], ["bmserver", "chat", "serve"])
+        r = self.daemon.cli(*command[1:], timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        try:
+            ps = {m["name"]: m for m in self.daemon.cli_json("chat", "ps")["models"]}["check-model"]
+            self.assertEqual(ps["max_num_seqs"], 8)
+            self.assertTrue(ps["options"]["disable_prefix_caching"])
+            self.assertEqual(int(ps["options"]["kv_cache_bytes"]), 16 << 20)
+        finally:
+            self.daemon.cli("chat", "stop", "check-model")
+
+    def test_port_opens_a_listener_for_that_model(self):
+        port = free_port()
+        second = make_tiny_model(self.served.root, "qwen2.5", name="port-model")
+        r = self.daemon.cli("chat", "serve", second, "--backend", "cpu", "--kv-cache-bytes", str(16 << 20),
+                            "--port", str(port), timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        try:
+            self.assertIn(f"on http://127.0.0.1:{port}", r.stdout)
+            own = f"http://127.0.0.1:{port}"
+            ids = [m["id"] for m in json.loads(http("GET", own + "/v1/models")[1])["data"]]
+            self.assertEqual(sorted(ids), ["DEFAULT", "port-model"])  # only this model there, also as DEFAULT
+            status, body = http("POST", own + "/v1/chat/completions",
+                                {"model": "DEFAULT", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(self.chat("port-model")[0], 200)  # the daemon's listener serves it too
+            ps = {m["name"]: m for m in self.daemon.cli_json("chat", "ps")["models"]}
+            self.assertEqual(ps["port-model"]["options"]["listen_port"], port)
+        finally:
+            self.daemon.cli("chat", "stop", "port-model")
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    def test_port_in_use_fails_the_serve_and_serves_nothing(self):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        second = make_tiny_model(self.served.root, "qwen2.5", name="busy-port-model")
+        r = self.daemon.cli("chat", "serve", second, "--backend", "cpu", "--port", str(port), timeout=300)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"cannot serve 'busy-port-model' on 127.0.0.1:{port} (--host/--port)", r.stderr)
+        names = [m["name"] for m in self.daemon.cli_json("chat", "ps")["models"]]
+        self.assertNotIn("busy-port-model", names)
+
     def test_version_as_vllm(self):
         status, body = http("GET", self.base + "/version")
         self.assertEqual(status, 200, body)
@@ -220,6 +287,56 @@ class DropInTest(unittest.TestCase):
         self.assertTrue(all(n.startswith("bmserver:") for n in others), others)
         gen = [l for l in text.splitlines() if l.startswith("vllm:generation_tokens_total{")]
         self.assertTrue(any(f'model_name="{self.model}"' in l and float(l.split()[-1]) >= 2 for l in gen), gen)
+
+    # --- env -o json carries the original's fields -----------------------------------------------------
+    def test_env_json_has_the_originals_fields(self):
+        env = self.daemon.cli_json("env")
+        self.assertEqual(env["bmserver_version"], env["daemon_version"])
+        self.assertEqual(env["nvidia_device_count"], len(env["gpus"]))
+        self.assertEqual(env["nvidia_device_name"], env["gpus"][0]["name"] if env["gpus"] else "")
+        self.assertEqual(env["nvidia_driver_version"], env["driver_version"])
+        for absent in ("torch_version", "transformers_version", "vllm_version"):
+            self.assertIsNone(env[absent])
+
+    def test_command_cuda_visible_devices_picks_the_gpu(self):
+        # The daemon sees no GPU here (or fewer than 8): the command's choice arrives and is refused by the daemon.
+        folder = make_tiny_model(self.served.root, "qwen2.5", name="cvd-model")
+        r = self.daemon.cli("chat", "serve", folder, "--backend", "cuda", env={"CUDA_VISIBLE_DEVICES": "7"})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--gpus 7 is not a GPU this daemon sees", r.stderr)
+
+
+class CommandEnvironmentTest(unittest.TestCase):
+    """HF_ENDPOINT, HF_TOKEN and HF_HUB_CACHE set on a bmserver command take effect for that command."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="bm-e2e-env-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", self.workdir])
+        self.hub = FakeHub(self.workdir)
+        self.addCleanup(self.hub.close)
+        self.hub.push(tiny_files())
+        self.daemon_cache = os.path.join(self.workdir, "daemon-cache")
+        os.makedirs(os.path.join(self.workdir, "d"))
+        # The daemon's own endpoint goes nowhere and its token is wrong: only the command's can work.
+        self.daemon = Daemon(workdir=os.path.join(self.workdir, "d"),
+                             env={"HF_ENDPOINT": "http://127.0.0.1:1", "HF_TOKEN": "wrong",
+                                  "HF_HUB_CACHE": self.daemon_cache, "BMSERVER_HUB": "hf"}).start()
+        self.addCleanup(self.daemon.close)
+
+    def test_download_and_list_use_the_commands_hub_and_cache(self):
+        command_cache = os.path.join(self.workdir, "command-cache")
+        env = {"HF_ENDPOINT": self.hub.url, "HF_TOKEN": TOKEN, "HF_HUB_CACHE": command_cache}
+        r = self.daemon.cli("chat", "download", "hf", "qwen2.5-0.5b-origin", env=env, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.isdir(os.path.join(command_cache, "models--Qwen--Qwen2.5-0.5B-Instruct")))
+        self.assertFalse(os.path.exists(os.path.join(self.daemon_cache, "models--Qwen--Qwen2.5-0.5B-Instruct")))
+        listed = self.daemon.cli_json("chat", "list", "hf", env=env)
+        self.assertEqual([row["entry"]["name"] for row in listed["rows"]], ["qwen2.5-0.5b-origin"])
+        self.assertEqual(self.daemon.cli_json("chat", "list", "hf", env={"HF_HUB_CACHE": ""})["rows"], [])
+        # Without the command's endpoint the daemon's (unreachable) one is used.
+        r = self.daemon.cli("chat", "download", "qwen2.5-1.5b-origin", env={"HF_ENDPOINT": "", "HF_TOKEN": ""})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("127.0.0.1:1", r.stderr)
 
 
 if __name__ == "__main__":

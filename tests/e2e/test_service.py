@@ -113,7 +113,7 @@ class UnitFileTest(unittest.TestCase):
             # verify checks that ExecStart exists: point it at the binary just built.
             path = os.path.join(d, "bmserverd.service")
             with open(UNIT) as f, open(path, "w") as out:
-                out.write(f.read().replace("/usr/local/bin/bmserverd", binary("bmserverd")))
+                out.write(f.read().replace("/usr/bin/bmserverd", binary("bmserverd")))
             r = subprocess.run([analyze, "verify", path], capture_output=True, text=True)
             self.assertEqual((r.returncode, r.stderr.strip()), (0, ""), r.stderr)
             r = subprocess.run([analyze, "security", "--offline=true", path], capture_output=True, text=True)

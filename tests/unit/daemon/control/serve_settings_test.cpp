@@ -48,3 +48,42 @@ TEST(ServeSettingsFromProto, OutOfRangeValuesAreRefusedWithASentence) {
 
 }  // namespace
 }  // namespace bm::daemon::control
+
+namespace bm::daemon::control {
+namespace {
+
+TEST(CommandCudaVisibleDevices, PhysicalIndicesBecomeTheDaemonsIndices) {
+  serving::ServeSettings s;
+  ASSERT_TRUE(apply_command_cuda_visible_devices("1", nullptr, s).ok());  // the daemon sees every GPU
+  EXPECT_EQ(s.gpus, std::vector<int32_t>{1});
+  ASSERT_TRUE(apply_command_cuda_visible_devices("3", "2,3", s).ok());  // the daemon sees GPUs 2 and 3 as 0 and 1
+  EXPECT_EQ(s.gpus, std::vector<int32_t>{1});
+  EXPECT_EQ(apply_command_cuda_visible_devices("1", "2,3", s).message(),
+            "GPU 1 (CUDA_VISIBLE_DEVICES on the command) is not visible to the daemon, whose CUDA_VISIBLE_DEVICES "
+            "is 2,3");
+  EXPECT_EQ(apply_command_cuda_visible_devices("GPU-8d2c", nullptr, s).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CommandCudaVisibleDevices, NoGpuMeansTheCpuBackend) {
+  serving::ServeSettings s;
+  ASSERT_TRUE(apply_command_cuda_visible_devices("-1", nullptr, s).ok());
+  EXPECT_EQ(s.backend, "cpu");
+  s.backend = "cuda";
+  EXPECT_FALSE(apply_command_cuda_visible_devices("-1", nullptr, s).ok());
+}
+
+TEST(ServeSettingsFromProto, KeepsTheCommandsStoreLocationButNotItsToken) {
+  bmserver::v1::StoreSelector store;
+  (*store.mutable_env())["HF_HUB_CACHE"] = "/command/cache";
+  (*store.mutable_env())["HF_TOKEN"] = "secret";
+  (*store.mutable_env())["CUDA_VISIBLE_DEVICES"] = "-1";
+  auto s = serve_settings_from_proto(store, {});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->env, (std::map<std::string, std::string>{{"HF_HUB_CACHE", "/command/cache"}}));
+  EXPECT_EQ(s->backend, "cpu");
+  (*store.mutable_env())["PATH"] = "/x";
+  EXPECT_EQ(serve_settings_from_proto(store, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace bm::daemon::control
