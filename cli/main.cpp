@@ -52,9 +52,10 @@ int main(int argc, char** argv) {
       return run();
     };
   };
-  auto add_words = [](CLI::App* command, std::vector<std::string>& words, const char* what, bool required) {
-    CLI::Option* o = command->add_option(what[0] == 'n' ? "name" : "pattern", words,
-                                         std::string("[hf|ms] ") + what + " (a leading hf or ms is the hub)");
+  auto add_words = [](CLI::App* command, std::vector<std::string>& words, const char* name, const char* help,
+                      bool required) {
+    CLI::Option* o =
+        command->add_option(name, words, std::string("[hf|ms] ") + help + " (a leading hf or ms is the hub)");
     o->expected(required ? 1 : 0, 2);
     if (required) o->required();
   };
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
   bm::cli::StoreArgs store_args;
   std::vector<std::string> store_words;
   auto add_store_options = [&](CLI::App* command) {
-    add_words(command, store_words, "pattern: glob on catalog names, e.g. 'qwen2.5-7b-*' (default: all)", false);
+    add_words(command, store_words, "pattern", "glob on catalog names, e.g. 'qwen2.5-7b-*' (default: all)", false);
     add_hub(command, store_args.hub);
     command->add_option("--local-dir", store_args.local_dir, "local model store DIR/{org}/{name} (overrides --hub)");
   };
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> download_words;
   CLI::App* download =
       chat->add_subcommand("download", "download a model into the store (the daemon downloads; resumable)");
-  add_words(download, download_words, "name: catalog name (bmserver chat search)", true);
+  add_words(download, download_words, "name", "catalog name (bmserver chat search)", true);
   add_hub(download, download_args.hub);
   download->add_option("--local-dir", download_args.local_dir, "write DIR/{org}/{name} instead of the hub cache");
   download->add_option("--revision", download_args.revision, "branch, tag or commit (default: main / master)");
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
   bm::cli::UpdateArgs update_args;
   std::vector<std::string> update_words;
   CLI::App* update = chat->add_subcommand("update", "fetch the newest commit of downloaded models (asks unless -y)");
-  add_words(update, update_words, "pattern: glob on catalog names (default: every downloaded model)", false);
+  add_words(update, update_words, "pattern", "glob on catalog names (default: every downloaded model)", false);
   add_hub(update, update_args.hub);
   update->add_option("--local-dir", update_args.local_dir, "local model store DIR/{org}/{name} (overrides --hub)");
   update->add_flag("-y,--yes", update_args.yes, "update without asking");
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
   bm::cli::ServeArgs serve_args;
   std::vector<std::string> serve_words;
   CLI::App* serve = chat->add_subcommand("serve", "load a model in the daemon and serve it on the OpenAI API");
-  add_words(serve, serve_words, "name: catalog name (bmserver chat search), or a model folder", true);
+  add_words(serve, serve_words, "name", "catalog name (bmserver chat search), or a model folder", true);
   add_serve_flags(serve, serve_args.serve);
   serve->add_option("--host", serve_args.host,
                     "also serve this model on its own listener at HOST (default 127.0.0.1 with --port)");
@@ -177,8 +178,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> bench_words;
   CLI::App* bench =
       chat->add_subcommand("benchmark", "benchmark a chat model (or any OpenAI endpoint) over a concurrency sweep");
-  add_words(bench, bench_words, "name: catalog name or model folder (with --endpoint: the name to store results under)",
-            false);
+  add_words(bench, bench_words, "name",
+            "catalog name or model folder (with --endpoint: the name to store results under)", false);
   add_serve_flags(bench, bench_args.serve);
   bench
       ->add_option("--prompt-tokens,--num-prompt-tokens", bench_args.prompt_tokens,
