@@ -13,7 +13,7 @@ cd "$ROOT"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake --preset release >/dev/null
 fi
-cmake --build "$BUILD" --target bmserverd bmserver >/dev/null
+cmake --build "$BUILD" --target bmserverd bmserver bm_package_docs >/dev/null
 mkdir -p "$OUT"
 cpack -G DEB --config "$BUILD/CPackConfig.cmake" -B "$OUT" >/dev/null
 ls "$OUT"/bmserver_*.deb
