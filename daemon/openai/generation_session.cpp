@@ -76,6 +76,13 @@ void GenerationSession::submit_all() {
     model_->metrics.prompt_tokens_total += count;
     model_->metrics.request_prompt_tokens.observe(count);
   }
+  if (!options_.choices.empty()) {
+    const double n = static_cast<double>(options_.choices.size());
+    const double max_tokens = options_.choices.front().params.max_tokens;
+    model_->metrics.request_params_n.observe(n);
+    model_->metrics.request_params_max_tokens.observe(max_tokens);
+    model_->metrics.request_max_num_generation_tokens.observe(n * max_tokens);
+  }
   std::weak_ptr<GenerationSession> weak = weak_from_this();
   exchange_->on_disconnect([weak] {
     if (auto self = weak.lock()) self->abort_all();

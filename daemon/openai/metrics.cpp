@@ -54,7 +54,10 @@ ModelMetrics::ModelMetrics()
       inter_token_latency_seconds(latency_bounds()),
       e2e_request_latency_seconds(latency_bounds()),
       request_prompt_tokens(token_bounds()),
-      request_generation_tokens(token_bounds()) {}
+      request_generation_tokens(token_bounds()),
+      request_params_n({1, 2, 5, 10, 20}),
+      request_params_max_tokens(token_bounds()),
+      request_max_num_generation_tokens(token_bounds()) {}
 
 void ModelMetrics::count_finished(const std::string& reason) {
   std::lock_guard<std::mutex> lock(finished_mutex);
@@ -139,6 +142,11 @@ std::string render_metrics(const std::vector<ModelGauges>& models, const HttpCou
   histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", &ModelMetrics::request_prompt_tokens);
   histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
             &ModelMetrics::request_generation_tokens);
+  histogram("vllm:request_params_n", "Histogram of the n request parameter.", &ModelMetrics::request_params_n);
+  histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.",
+            &ModelMetrics::request_params_max_tokens);
+  histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.",
+            &ModelMetrics::request_max_num_generation_tokens);
 
   header(out, "bmserver:http_open_connections", "gauge", "Open HTTP connections.");
   absl::StrAppend(&out, "bmserver:http_open_connections ", http.open_connections, "\n");

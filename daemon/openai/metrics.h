@@ -39,6 +39,9 @@ struct ModelMetrics {
   Histogram e2e_request_latency_seconds;
   Histogram request_prompt_tokens;
   Histogram request_generation_tokens;
+  Histogram request_params_n;                   // choices a request asks for
+  Histogram request_params_max_tokens;          // its max_tokens
+  Histogram request_max_num_generation_tokens;  // max_tokens x n
   void count_finished(const std::string& reason);
 };
 

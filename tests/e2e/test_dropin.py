@@ -58,7 +58,8 @@ VLLM_REQUIRED = [
     "vllm:time_to_first_token_seconds", "vllm:time_per_output_token_seconds", "vllm:e2e_request_latency_seconds",
     "vllm:request_prompt_tokens", "vllm:request_generation_tokens", "vllm:request_success_total",
     "vllm:num_preemptions_total", "vllm:gpu_prefix_cache_queries_total", "vllm:gpu_prefix_cache_hits_total",
-    "vllm:gpu_prefix_cache_hit_rate",
+    "vllm:gpu_prefix_cache_hit_rate", "vllm:request_params_n", "vllm:request_params_max_tokens",
+    "vllm:request_max_num_generation_tokens",
 ]
 # vLLM's ModelCard (vllm/entrypoints/openai/protocol.py) and ModelPermission fields.
 VLLM_MODEL_CARD = {"id", "object", "created", "owned_by", "root", "parent", "max_model_len", "permission"}
