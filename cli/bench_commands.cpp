@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bmserver/v1/benchmarks.grpc.pb.h"
+#include "cli/command_environment.h"
 #include "cli/daemon_client.h"
 #include "cli/exit_codes.h"
 #include "cli/proto_json.h"
@@ -226,32 +227,38 @@ int write_outputs(const std::vector<BenchmarkResult>& results, const std::string
 }  // namespace
 
 int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
+  // As the original: --upload without a database to upload to fails before anything starts.
+  if (args.upload && postgres_url_from_env().empty()) {
+    std::fprintf(stderr, "bmserver: Environment variable BMSERVER_POSTGRES_URL is not set.\n");
+    return kExitUsage;
+  }
+  if (args.upload && args.no_store) {
+    std::fprintf(stderr, "bmserver: --upload stores the results and --no-store stores nothing; give one of them\n");
+    return kExitUsage;
+  }
+  bmserver::v1::RunBenchmarkRequest request;
+  if (absl::Status s = fill_serve_options(args.serve, *request.mutable_serve()); !s.ok()) {
+    std::fprintf(stderr, "bmserver: %s\n", std::string(s.message()).c_str());
+    return kExitUsage;
+  }
   int exit_code = kExitOk;
   absl::StatusOr<DaemonClient> client = connect_or_report(options, exit_code);
   if (!client.ok()) return exit_code;
-  bmserver::v1::RunBenchmarkRequest request;
-  request.mutable_store()->set_hub(args.hub);
-  request.mutable_store()->set_local_dir(absolute(args.local_dir));
+  request.mutable_store()->set_hub(args.serve.hub);
+  request.mutable_store()->set_local_dir(absolute(args.serve.local_dir));
+  add_command_environment(*request.mutable_store());
   // A model folder given relative to the caller's directory means nothing to the daemon: send it absolute.
   std::string name = args.name;
   std::error_code ec;
   if (name.find('/') != std::string::npos && std::filesystem::is_directory(name, ec)) name = absolute(name);
   request.set_name(name);
-  auto* serve = request.mutable_serve();
-  serve->set_backend(args.backend);
-  for (int32_t g : args.gpus) serve->add_gpus(g);
-  serve->set_max_model_len(args.max_model_len);
-  serve->set_gpu_memory_utilization(args.gpu_memory_utilization);
-  serve->set_max_num_seqs(args.max_num_seqs);
-  serve->set_seed(args.seed);
-  serve->set_kv_cache_bytes(args.kv_cache_bytes);
-  serve->set_enforce_eager(args.enforce_eager);
-  if (args.endpoint.empty()) serve->set_api_key(args.api_key);
+  // The API key goes to the served model, or with --endpoint to that server.
+  if (!args.endpoint.empty()) request.mutable_serve()->clear_api_key();
   for (int32_t p : args.prompt_tokens) request.add_prompt_tokens(p);
   for (int32_t c : args.completion_tokens) request.add_completion_tokens(c);
-  request.set_seed(args.seed);
+  request.set_seed(request.serve().seed());
   request.set_endpoint(args.endpoint);
-  request.set_api_key(args.endpoint.empty() ? "" : args.api_key);
+  request.set_api_key(args.endpoint.empty() ? "" : args.serve.api_key);
   request.set_model(args.model);
   request.set_max_concurrency(args.max_concurrency);
   request.set_postgres_url(postgres_url_from_env());

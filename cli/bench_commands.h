@@ -4,23 +4,15 @@
 #include <vector>
 
 #include "cli/global_options.h"
+#include "cli/serve_flags.h"
 
 namespace bm::cli {
 
 struct BenchmarkArgs {
   std::string name;  // catalog name or model folder; with endpoint: the name to store results under
-  // serve options, as `chat serve` (used when the daemon does not serve the model yet)
-  std::string hub;
-  std::string local_dir;
-  std::string backend = "auto";
-  std::vector<int32_t> gpus;
-  int32_t max_model_len = 0;
-  double gpu_memory_utilization = 0;
-  int32_t max_num_seqs = 0;
-  uint64_t seed = 2025;
-  std::string api_key;  // the served model's key, or the endpoint's
-  uint64_t kv_cache_bytes = 0;
-  bool enforce_eager = false;
+  // serve options, as `chat serve` (used when the daemon does not serve the model yet); serve.api_key is the
+  // served model's key, or the endpoint's; serve.seed also seeds the prompts
+  ServeFlags serve;
   // the sweep
   std::vector<int32_t> prompt_tokens = {500};
   std::vector<int32_t> completion_tokens = {500};
@@ -28,6 +20,7 @@ struct BenchmarkArgs {
   std::string model;
   int32_t max_concurrency = 0;
   bool no_store = false;
+  bool upload = false;  // the original's --upload: store in PostgreSQL (BMSERVER_POSTGRES_URL must be set)
   std::string csv_file;
   std::string plot_file;
 };

@@ -1,4 +1,5 @@
 #include "cli/chat_download_commands.h"
+#include "cli/command_environment.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -182,6 +183,7 @@ void fill_store(bmserver::v1::StoreSelector* store, const std::string& hub, cons
     std::error_code ec;
     store->set_local_dir(std::filesystem::absolute(local_dir, ec).lexically_normal().string());
   }
+  add_command_environment(*store);
 }
 
 bool confirm(const std::string& question) {
@@ -210,6 +212,13 @@ int run_download(const GlobalOptions& options, const DownloadArgs& args) {
 }
 
 int run_update(const GlobalOptions& options, const UpdateArgs& args) {
+  // As `chat remove`: without -y someone must confirm, and without a terminal (or with JSON output) nobody can.
+  bool interactive = isatty(STDIN_FILENO) != 0 && options.output != OutputFormat::kJson;
+  if (!args.yes && !interactive) {
+    std::fprintf(stderr, "bmserver: not updating: %s, so nobody can confirm; pass -y\n",
+                 options.output == OutputFormat::kJson ? "the output is JSON" : "stdin is not a terminal");
+    return kExitUsage;
+  }
   int exit_code = kExitOk;
   absl::StatusOr<DaemonClient> client = connect_or_report(options, exit_code);
   if (!client.ok()) return exit_code;
@@ -217,8 +226,7 @@ int run_update(const GlobalOptions& options, const UpdateArgs& args) {
   bmserver::v1::UpdateRequest request;
   fill_store(request.mutable_store(), args.hub, args.local_dir);
   request.set_pattern(args.pattern);
-  bool interactive = isatty(STDIN_FILENO) != 0 && options.output != OutputFormat::kJson;
-  if (!args.yes && interactive) {
+  if (!args.yes) {
     // Ask first: list what would change (a dry run), then fetch on "y".
     request.set_dry_run(true);
     auto context = client->open_context();

@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bmserver/v1/models.grpc.pb.h"
+#include "cli/command_environment.h"
 #include "cli/daemon_client.h"
 #include "cli/exit_codes.h"
 #include "cli/proto_json.h"
@@ -30,6 +31,7 @@ v1::StoreSelector selector(const StoreArgs& args) {
     // The daemon has its own working directory: send the path absolute.
     out.set_local_dir(std::filesystem::absolute(args.local_dir, ec).lexically_normal().string());
   }
+  add_command_environment(out);
   return out;
 }
 

@@ -88,6 +88,13 @@ int run_env(const GlobalOptions& options) {
   if (options.output == OutputFormat::kJson) {
     nlohmann::json out = nlohmann::json::parse(to_json(env));
     out["cli_version"] = std::string(common::version());
+    // The fields the original's `env` printed (its Environment model), under its names, so scripts that read them
+    // keep working. It had no CPU fallback: no GPU is "" and 0. There is no Python stack here: null.
+    out["nvidia_device_name"] = env.gpus().empty() ? "" : env.gpus(0).name();
+    out["nvidia_device_count"] = env.gpus_size();
+    out["nvidia_driver_version"] = env.driver_version();
+    out["bmserver_version"] = env.daemon_version();
+    for (const char* absent : {"torch_version", "transformers_version", "vllm_version"}) out[absent] = nullptr;
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     render_env_table(env);

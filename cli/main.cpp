@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -12,6 +13,7 @@
 #include "cli/env_command.h"
 #include "cli/exit_codes.h"
 #include "cli/global_options.h"
+#include "cli/hub_argument.h"
 #include "cli/serve_commands.h"
 #include "common/version.h"
 
@@ -37,12 +39,36 @@ int main(int argc, char** argv) {
   CLI::App* chat = app.add_subcommand("chat", "chat models: search, list, download, update, remove, serve, benchmark");
   chat->require_subcommand(1);
   // ---- chat subcommands: each block defines its flags and sets `action` ----
+  // Positional words: the original's leading hub (`chat list hf PATTERN`) and then the pattern or name; split by
+  // take_hub_argument() when the command runs, so `--hub` and the positional hub mean the same.
+  auto with_hub = [&](std::vector<std::string>& words, std::string& hub, size_t min_rest, size_t max_rest,
+                      const char* usage, std::string& target, std::function<int()> run) {
+    action = [&words, &hub, min_rest, max_rest, usage, &target, run = std::move(run)] {
+      if (absl::Status s = bm::cli::take_hub_argument(words, hub, min_rest, max_rest, usage); !s.ok()) {
+        std::fprintf(stderr, "bmserver: %s\n", std::string(s.message()).c_str());
+        return bm::cli::kExitUsage;
+      }
+      if (!words.empty()) target = words.front();
+      return run();
+    };
+  };
+  auto add_words = [](CLI::App* command, std::vector<std::string>& words, const char* name, const char* help,
+                      bool required) {
+    CLI::Option* o =
+        command->add_option(name, words, std::string("[hf|ms] ") + help + " (a leading hf or ms is the hub)");
+    o->expected(required ? 1 : 0, 2);
+    if (required) o->required();
+  };
+  auto add_hub = [](CLI::App* command, std::string& hub) {
+    command->add_option("--hub", hub, "hf | ms (default: the daemon's BMSERVER_HUB, else hf)")
+        ->check(CLI::IsMember({"hf", "ms"}));
+  };
   // chat search / list / remove (cli/chat_store_commands.cpp)
   bm::cli::StoreArgs store_args;
-  auto add_store_options = [&store_args](CLI::App* command) {
-    command->add_option("pattern", store_args.pattern, "glob on catalog names, e.g. 'qwen2.5-7b-*' (default: all)");
-    command->add_option("--hub", store_args.hub, "hf | ms (default: the daemon's BMSERVER_HUB, else hf)")
-        ->check(CLI::IsMember({"hf", "ms"}));
+  std::vector<std::string> store_words;
+  auto add_store_options = [&](CLI::App* command) {
+    add_words(command, store_words, "pattern", "glob on catalog names, e.g. 'qwen2.5-7b-*' (default: all)", false);
+    add_hub(command, store_args.hub);
     command->add_option("--local-dir", store_args.local_dir, "local model store DIR/{org}/{name} (overrides --hub)");
   };
   auto add_filter_options = [&store_args](CLI::App* command) {
@@ -50,67 +76,94 @@ int main(int argc, char** argv) {
     command->add_option("--size", store_args.size, "only this size, e.g. 7B");
     command->add_option("--quant", store_args.quant, "only this quant: origin | gptq8 | gptq4 | awq");
   };
+  auto store_action = [&](const char* usage, int (*run)(const GlobalOptions&, const bm::cli::StoreArgs&)) {
+    return [&, usage, run] {
+      with_hub(store_words, store_args.hub, 0, 1, usage, store_args.pattern,
+               [&, run] { return run(global, store_args); });
+    };
+  };
   CLI::App* search = chat->add_subcommand("search", "search the catalog; marks what is downloaded");
   add_store_options(search);
   add_filter_options(search);
-  search->callback([&] { action = [&] { return bm::cli::run_search(global, store_args); }; });
+  search->callback(store_action("bmserver chat search [hf|ms] [PATTERN]", bm::cli::run_search));
   CLI::App* list =
       chat->add_subcommand("list", "list the catalog models in the store (downloaded, incomplete, corrupt)");
   add_store_options(list);
   add_filter_options(list);
-  list->callback([&] { action = [&] { return bm::cli::run_list(global, store_args); }; });
+  list->callback(store_action("bmserver chat list [hf|ms] [PATTERN]", bm::cli::run_list));
   CLI::App* remove_command = chat->add_subcommand("remove", "remove models from the store (asks unless -y)");
   add_store_options(remove_command);
   remove_command->add_flag("-y,--yes", store_args.yes, "remove without asking");
-  remove_command->callback([&] { action = [&] { return bm::cli::run_remove(global, store_args); }; });
+  remove_command->callback(store_action("bmserver chat remove [hf|ms] [PATTERN] [-y]", bm::cli::run_remove));
   // end of chat search / list / remove
 
   // chat download / update (cli/chat_download_commands.cpp)
   bm::cli::DownloadArgs download_args;
+  std::vector<std::string> download_words;
   CLI::App* download =
       chat->add_subcommand("download", "download a model into the store (the daemon downloads; resumable)");
-  download->add_option("name", download_args.name, "catalog name (bmserver chat search)")->required();
-  download->add_option("--hub", download_args.hub, "hf | ms (default: the daemon's BMSERVER_HUB, else hf)")
-      ->check(CLI::IsMember({"hf", "ms"}));
+  add_words(download, download_words, "name", "catalog name (bmserver chat search)", true);
+  add_hub(download, download_args.hub);
   download->add_option("--local-dir", download_args.local_dir, "write DIR/{org}/{name} instead of the hub cache");
   download->add_option("--revision", download_args.revision, "branch, tag or commit (default: main / master)");
-  download->callback([&] { action = [&] { return bm::cli::run_download(global, download_args); }; });
+  download->callback([&] {
+    with_hub(download_words, download_args.hub, 1, 1, "bmserver chat download [hf|ms] NAME", download_args.name,
+             [&] { return bm::cli::run_download(global, download_args); });
+  });
   bm::cli::UpdateArgs update_args;
+  std::vector<std::string> update_words;
   CLI::App* update = chat->add_subcommand("update", "fetch the newest commit of downloaded models (asks unless -y)");
-  update->add_option("pattern", update_args.pattern, "glob on catalog names (default: every downloaded model)");
-  update->add_option("--hub", update_args.hub, "hf | ms (default: the daemon's BMSERVER_HUB, else hf)")
-      ->check(CLI::IsMember({"hf", "ms"}));
+  add_words(update, update_words, "pattern", "glob on catalog names (default: every downloaded model)", false);
+  add_hub(update, update_args.hub);
   update->add_option("--local-dir", update_args.local_dir, "local model store DIR/{org}/{name} (overrides --hub)");
   update->add_flag("-y,--yes", update_args.yes, "update without asking");
-  update->callback([&] { action = [&] { return bm::cli::run_update(global, update_args); }; });
+  update->callback([&] {
+    with_hub(update_words, update_args.hub, 0, 1, "bmserver chat update [hf|ms] [PATTERN] [-y]", update_args.pattern,
+             [&] { return bm::cli::run_update(global, update_args); });
+  });
   // end of chat download / update
+
+  // The serve settings, one definition for `chat serve` and `chat benchmark` (which serves the model when the
+  // daemon does not yet).
+  auto add_serve_flags = [&](CLI::App* command, bm::cli::ServeFlags& f) {
+    add_hub(command, f.hub);
+    command->add_option("--local-dir", f.local_dir, "local model store DIR/{org}/{name}");
+    command->add_option("--backend", f.backend, "auto | cuda | cpu")->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+    command->add_option("--gpus", f.gpus, "GPU indices, e.g. 0,1 (default: all the daemon sees)")->delimiter(',');
+    command
+        ->add_option("--max-model-len", f.max_model_len, "context length (default: the model's, clipped to what fits)")
+        ->check(CLI::Range(1, 1 << 24));
+    command->add_option("--gpu-memory-utilization", f.gpu_memory_utilization, "fraction of GPU memory to use (0.9)")
+        ->check(CLI::Range(0.05, 1.0));
+    command->add_option("--max-num-seqs", f.max_num_seqs, "most sequences in a batch (256)")
+        ->check(CLI::Range(1, 4096));
+    command->add_option("--seed", f.seed, "random seed (2025); the benchmark's prompts use it too");
+    command->add_option("--api-key", f.api_key, "require `Authorization: Bearer KEY` for this model");
+    command->add_option("--kv-cache-bytes", f.kv_cache_bytes,
+                        "cpu backend: KV cache size in bytes (default: automatic)");
+    command->add_flag("--enforce-eager", f.enforce_eager,
+                      "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
+    command->add_option("--extra-params", f.extra_params,
+                        "the original's vLLM engine arguments, e.g. \"--max-model-len 8192 --enforce-eager\" "
+                        "(each maps to a setting here; others are refused)");
+  };
 
   // chat serve / ps / stop
   bm::cli::ServeArgs serve_args;
+  std::vector<std::string> serve_words;
   CLI::App* serve = chat->add_subcommand("serve", "load a model in the daemon and serve it on the OpenAI API");
-  serve->add_option("name", serve_args.name, "catalog name (bmserver chat search), or a model folder")->required();
-  serve->add_option("--hub", serve_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")
-      ->check(CLI::IsMember({"hf", "ms"}));
-  serve->add_option("--local-dir", serve_args.local_dir, "local model store DIR/{org}/{name}");
-  serve->add_option("--backend", serve_args.backend, "auto | cuda | cpu")
-      ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
-  serve->add_option("--gpus", serve_args.gpus, "GPU indices, e.g. 0,1 (default: all the daemon sees)")->delimiter(',');
-  serve
-      ->add_option("--max-model-len", serve_args.max_model_len,
-                   "context length (default: the model's, clipped to what fits)")
-      ->check(CLI::Range(1, 1 << 24));
-  serve
-      ->add_option("--gpu-memory-utilization", serve_args.gpu_memory_utilization, "fraction of GPU memory to use (0.9)")
-      ->check(CLI::Range(0.05, 1.0));
-  serve->add_option("--max-num-seqs", serve_args.max_num_seqs, "most sequences in a batch (256)")
-      ->check(CLI::Range(1, 4096));
-  serve->add_option("--seed", serve_args.seed, "random seed (2025)");
-  serve->add_option("--api-key", serve_args.api_key, "require `Authorization: Bearer KEY` for this model");
-  serve->add_option("--kv-cache-bytes", serve_args.kv_cache_bytes,
-                    "cpu backend: KV cache size in bytes (default: automatic)");
-  serve->add_flag("--enforce-eager", serve_args.enforce_eager,
-                  "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
-  serve->callback([&] { action = [&] { return bm::cli::run_serve(global, serve_args); }; });
+  add_words(serve, serve_words, "name", "catalog name (bmserver chat search), or a model folder", true);
+  add_serve_flags(serve, serve_args.serve);
+  serve->add_option("--host", serve_args.host,
+                    "also serve this model on its own listener at HOST (default 127.0.0.1 with --port)");
+  serve->add_option("--port", serve_args.port, "also serve this model on its own listener at PORT")
+      ->check(CLI::Range(1, 65535));
+  serve->add_flag("--check", serve_args.check,
+                  "print the plan (files, backend, GPU, memory, KV capacity, the full command) and load nothing");
+  serve->callback([&] {
+    with_hub(serve_words, serve_args.serve.hub, 1, 1, "bmserver chat serve [hf|ms] NAME", serve_args.name,
+             [&] { return bm::cli::run_serve(global, serve_args); });
+  });
 
   CLI::App* ps = chat->add_subcommand("ps", "list served models");
   ps->callback([&] { action = [&] { return bm::cli::run_ps(global); }; });
@@ -122,51 +175,40 @@ int main(int argc, char** argv) {
   // chat benchmark [list | show | export] (cli/bench_commands.cpp)
   bm::cli::BenchmarkArgs bench_args;
   bm::cli::BenchmarkQueryArgs bench_query;
+  std::vector<std::string> bench_words;
   CLI::App* bench =
       chat->add_subcommand("benchmark", "benchmark a chat model (or any OpenAI endpoint) over a concurrency sweep");
-  bench->add_option("name", bench_args.name,
-                    "catalog name or model folder (with --endpoint: the name to store results under)");
-  bench->add_option("--hub", bench_args.hub, "hf | ms (default: BMSERVER_HUB, else hf)")
-      ->check(CLI::IsMember({"hf", "ms"}));
-  bench->add_option("--local-dir", bench_args.local_dir, "local model store DIR/{org}/{name}");
+  add_words(bench, bench_words, "name",
+            "catalog name or model folder (with --endpoint: the name to store results under)", false);
+  add_serve_flags(bench, bench_args.serve);
   bench
-      ->add_option("--prompt-tokens", bench_args.prompt_tokens,
-                   "prompt tokens per request, chat template included (500)")
+      ->add_option("--prompt-tokens,--num-prompt-tokens", bench_args.prompt_tokens,
+                   "prompt tokens per request, chat template included (500); repeatable or a comma list")
       ->delimiter(',');
   bench
-      ->add_option("--completion-tokens", bench_args.completion_tokens,
-                   "completion tokens per request, EOS ignored (500)")
+      ->add_option("--completion-tokens,--num-completion-tokens", bench_args.completion_tokens,
+                   "completion tokens per request, EOS ignored (500); repeatable or a comma list")
       ->delimiter(',');
-  bench->add_option("--seed", bench_args.seed, "random seed for prompts and the engine (2025)");
-  bench->add_option("--backend", bench_args.backend, "auto | cuda | cpu (when the model is not served yet)")
-      ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
-  bench->add_option("--gpus", bench_args.gpus, "GPU indices, e.g. 0,1")->delimiter(',');
-  bench->add_option("--max-model-len", bench_args.max_model_len, "context length")->check(CLI::Range(1, 1 << 24));
-  bench->add_option("--gpu-memory-utilization", bench_args.gpu_memory_utilization, "fraction of GPU memory (0.9)")
-      ->check(CLI::Range(0.05, 1.0));
-  bench->add_option("--max-num-seqs", bench_args.max_num_seqs, "most sequences in a batch (256)")
-      ->check(CLI::Range(1, 4096));
-  bench->add_option("--kv-cache-bytes", bench_args.kv_cache_bytes, "cpu backend: KV cache size in bytes");
-  bench->add_flag("--enforce-eager", bench_args.enforce_eager, "no CUDA graphs for decode steps");
-  bench->add_option("--api-key", bench_args.api_key, "API key of the served model or of --endpoint");
   bench->add_option("--endpoint", bench_args.endpoint,
                     "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");
   bench->add_option("--model", bench_args.model, "model id at --endpoint (default: the first it lists)");
   bench->add_option("--max-concurrency", bench_args.max_concurrency, "--endpoint: sweep up to N (default: probe)")
       ->check(CLI::Range(1, 256));
   bench->add_flag("--no-store", bench_args.no_store, "measure and print only; store nothing");
+  bench->add_flag("--upload", bench_args.upload,
+                  "store the results in PostgreSQL (BMSERVER_POSTGRES_URL must be set), as the original");
   bench->add_option("--csv", bench_args.csv_file, "also write the results as CSV to FILE");
   bench->add_option("--plot", bench_args.plot_file,
                     "also write an SVG plot (throughput, latency vs concurrency) to FILE");
   bench->callback([&] {
-    if (!action)
-      action = [&] {
-        if (bench_args.name.empty() && bench_args.endpoint.empty()) {
-          std::fprintf(stderr, "bmserver: name a model to benchmark, or give --endpoint URL\n");
-          return bm::cli::kExitUsage;
-        }
-        return bm::cli::run_benchmark(global, bench_args);
-      };
+    if (action) return;  // a subcommand (list, show, export) set it
+    with_hub(bench_words, bench_args.serve.hub, 0, 1, "bmserver chat benchmark [hf|ms] NAME", bench_args.name, [&] {
+      if (bench_args.name.empty() && bench_args.endpoint.empty()) {
+        std::fprintf(stderr, "bmserver: name a model to benchmark, or give --endpoint URL\n");
+        return bm::cli::kExitUsage;
+      }
+      return bm::cli::run_benchmark(global, bench_args);
+    });
   });
   CLI::App* bench_list = bench->add_subcommand("list", "list the stored benchmark sweeps");
   bench_list->callback([&] { action = [&] { return bm::cli::run_benchmark_list(global, bench_query); }; });

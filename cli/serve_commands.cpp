@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bmserver/v1/serving.grpc.pb.h"
+#include "cli/command_environment.h"
 #include "cli/daemon_client.h"
 #include "cli/exit_codes.h"
 #include "cli/proto_json.h"
@@ -60,33 +61,35 @@ absl::StatusOr<DaemonClient> connect_or_report(const GlobalOptions& options, int
 }  // namespace
 
 int run_serve(const GlobalOptions& options, const ServeArgs& args) {
+  bmserver::v1::ServeRequest request;
+  if (absl::Status s = fill_serve_options(args.serve, *request.mutable_options()); !s.ok()) {
+    std::fprintf(stderr, "bmserver: %s\n", std::string(s.message()).c_str());
+    return kExitUsage;
+  }
   int exit_code = kExitOk;
   absl::StatusOr<DaemonClient> client = connect_or_report(options, exit_code);
   if (!client.ok()) return exit_code;
-  bmserver::v1::ServeRequest request;
-  request.mutable_store()->set_hub(args.hub);
-  std::string local_dir = args.local_dir;
+  request.mutable_store()->set_hub(args.serve.hub);
+  std::string local_dir = args.serve.local_dir;
   if (!local_dir.empty()) {
     std::error_code ec;
     local_dir = std::filesystem::absolute(local_dir, ec).string();  // the daemon resolves paths on its own
   }
   request.mutable_store()->set_local_dir(local_dir);
+  add_command_environment(*request.mutable_store());
+  // --host alone meant the original's default port 8080 (which the daemon's own listener usually holds: the
+  // daemon then says so).
+  request.set_check(args.check);
+  if (args.port > 0 || !args.host.empty()) {
+    request.mutable_options()->set_listen_host(args.host.empty() ? "127.0.0.1" : args.host);
+    request.mutable_options()->set_listen_port(args.port > 0 ? args.port : 8080);
+  }
   // A model folder given relative to the caller's directory means nothing to the daemon: send it absolute.
   std::string name = args.name;
   std::error_code name_ec;
   if (name.find('/') != std::string::npos && std::filesystem::is_directory(name, name_ec))
     name = std::filesystem::absolute(name, name_ec).lexically_normal().string();
   request.set_name(name);
-  auto* opts = request.mutable_options();
-  opts->set_backend(args.backend);
-  for (int32_t g : args.gpus) opts->add_gpus(g);
-  opts->set_max_model_len(args.max_model_len);
-  opts->set_gpu_memory_utilization(args.gpu_memory_utilization);
-  opts->set_max_num_seqs(args.max_num_seqs);
-  opts->set_seed(args.seed);
-  opts->set_api_key(args.api_key);
-  opts->set_kv_cache_bytes(args.kv_cache_bytes);
-  opts->set_enforce_eager(args.enforce_eager);
 
   auto stub = bmserver::v1::Serving::NewStub(client->channel());
   auto context = client->open_context();
@@ -99,7 +102,9 @@ int run_serve(const GlobalOptions& options, const ServeArgs& args) {
       std::fflush(stdout);
       continue;
     }
-    if (event.phase() == "ready") {
+    if (event.phase() == "plan") {
+      std::printf("%s", event.message().c_str());
+    } else if (event.phase() == "ready") {
       if (tty) std::printf("\r\033[K");
       print_ready(event.model());
     } else {

@@ -4,22 +4,17 @@
 #include <vector>
 
 #include "cli/global_options.h"
+#include "cli/serve_flags.h"
 
 namespace bm::cli {
 
 struct ServeArgs {
   std::string name;
-  std::string hub;
-  std::string local_dir;
-  std::string backend = "auto";
-  std::vector<int32_t> gpus;
-  int32_t max_model_len = 0;
-  double gpu_memory_utilization = 0;
-  int32_t max_num_seqs = 0;
-  uint64_t seed = 2025;
-  std::string api_key;
-  uint64_t kv_cache_bytes = 0;
-  bool enforce_eager = false;
+  ServeFlags serve;
+  // The original's --host/--port: the model also gets a listener of its own there.
+  std::string host;
+  int32_t port = 0;
+  bool check = false;  // the original's --check: print the plan, load nothing
 };
 
 // `bmserver chat serve`: loads a model in the daemon with progress, returns once it is ready.

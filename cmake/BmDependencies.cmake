@@ -11,4 +11,6 @@ find_package(CURL REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+# sd_notify: Type=notify readiness, STATUS= and the watchdog of the systemd unit (Debian: libsystemd-dev).
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_package(OpenSSL REQUIRED)

@@ -11,6 +11,8 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/version.h"
 #include "daemon/control/benchmarks_service.h"
 #include "daemon/control/control_server.h"
@@ -21,6 +23,8 @@
 #include "daemon/instance_lock.h"
 #include "daemon/logging.h"
 #include "daemon/openai/api_server.h"
+#include "daemon/openai/model_listeners.h"
+#include "daemon/service_notifier.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
 
@@ -83,8 +87,13 @@ int run_daemon(const DaemonOptions& options) {
   api_options.allowed_origins = options.allowed_origins;
   api_options.max_waiting_seqs = options.max_waiting_seqs;
   openai::ApiServer api(api_options, registry);
+  // Declared before the engines: they close these listeners when they stop a model, down to their destructor.
+  openai::ModelListeners model_listeners(api_options);
   int num_gpus = static_cast<int>(engine::detect_devices().gpus.size());
   serving::EngineManager engines(options.state_dir, registry, serving::default_engine_factory(), num_gpus);
+  engines.set_listener_hooks(
+      {[&model_listeners](const std::shared_ptr<serving::ServedModel>& m) { return model_listeners.open(m); },
+       [&model_listeners](const std::string& name) { model_listeners.close(name); }});
 
   control::SystemService system_service(context);
   control::ServingService serving_service(engines, [&api] { return api.base_url(); });
@@ -106,11 +115,37 @@ int run_daemon(const DaemonOptions& options) {
                options.listen, options.state_dir, options.user_mode ? "user" : "system", api.base_url());
   engines.restore();
 
+  // READY=1 only once the control socket listens (above) and every restored model is loaded or failed; until then
+  // STATUS= says which are loading. The same loop sends the watchdog keep-alive and waits for SIGTERM / SIGINT.
+  ServiceNotifier notifier;
+  bool ready = false;
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (signal_number <= 0) {
+    if (!ready) {
+      std::vector<std::string> loading = engines.restoring_names();
+      if (loading.empty()) {
+        size_t num_failed = 0;
+        std::vector<std::shared_ptr<serving::ServedModel>> models = registry.list();
+        for (const auto& m : models)
+          if (m->state() == serving::ModelState::kFailed) ++num_failed;
+        notifier.ready(absl::StrCat("serving ", models.size() - num_failed, " model(s)",
+                                    num_failed ? absl::StrCat(", ", num_failed, " failed") : "", "; OpenAI API on ",
+                                    api.base_url()));
+        ready = true;
+      } else {
+        notifier.status(absl::StrCat("restoring served models: loading ", absl::StrJoin(loading, ", ")));
+      }
+    }
+    notifier.watchdog();
+    auto tick = notifier.tick(ready ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(100));
+    timespec timeout{static_cast<time_t>(tick.count() / 1000), static_cast<long>(tick.count() % 1000) * 1000000};
+    signal_number = sigtimedwait(&signals, nullptr, &timeout);
+  }
+  notifier.stopping();
   spdlog::info("received {}, shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   // Clients first (their requests are aborted), then the engines, then the control plane.
   api.stop();
+  model_listeners.close_all();
   engines.shutdown();
   server.shutdown(/*grace_seconds=*/10);
   spdlog::info("stopped");

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv openssl ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libboost-dev
   libpqxx-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev postgresql curl
+  libgtest-dev libgmock-dev libbenchmark-dev postgresql curl libsystemd-dev lintian
   clang libclang-rt-14-dev
 )
 missing=()

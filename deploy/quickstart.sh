@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Quick start on a fresh Debian 12 machine: install the packages, build, install bmserverd/bmserver, start the
-# daemon (systemd service when systemd runs, else a user-mode daemon in the background), show `bmserver env`, then
+# Quick start on a fresh Debian 12 machine: install the packages, build, package and install the .deb, start the
+# daemon (the systemd service when systemd runs, else the same daemon started by hand), show `bmserver env`, then
 # serve a model (the GPU when there is one, else the CPU backend) and ask it one chat completion with curl.
 #
 # The model: BMSERVER_QUICKSTART_MODEL, a catalog name (downloaded first; default qwen2.5-0.5b-origin, the smallest)
@@ -13,33 +13,27 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 cd "$ROOT"
 
 bash deploy/install-deps.sh
+# Build everything (the CUDA plugin too when nvcc is there), package it as a .deb and install that: the
+# binaries under /usr/bin, the plugin under /usr/lib/bmserver, the unit, /etc/bmserver/bmserverd.toml and the
+# bmserver user and group (deploy/debian/). With systemd running, the package enables and starts the service.
 bash deploy/build.sh release
-$SUDO cmake --install build/release --prefix /usr/local >/dev/null
-echo "quickstart: installed $(command -v bmserverd) and $(command -v bmserver)"
-
+DEB="$(bash deploy/package.sh "$ROOT/build/release")"
+$SUDO apt-get install -y -qq --reinstall "$DEB" >/dev/null
+echo "quickstart: installed $DEB ($(command -v bmserverd), $(command -v bmserver))"
+export BMSERVER_DAEMON=unix:/run/bmserver/bmserverd.sock
 if [ -d /run/systemd/system ]; then
-  id bmserver >/dev/null 2>&1 || $SUDO useradd --system --home-dir /var/lib/bmserver --shell /usr/sbin/nologin bmserver
-  $SUDO install -d -m 0755 /etc/bmserver
-  [ -f /etc/bmserver/bmserverd.toml ] || $SUDO install -m 0644 deploy/bmserverd.toml /etc/bmserver/bmserverd.toml
-  $SUDO install -m 0644 deploy/bmserverd.service /etc/systemd/system/bmserverd.service
-  $SUDO systemctl daemon-reload
-  $SUDO systemctl enable --now bmserverd
+  $SUDO systemctl start bmserverd  # returns once bmserverd says READY=1 (Type=notify)
   [ "$(id -u)" -eq 0 ] || $SUDO usermod -aG bmserver "$USER"
-  export BMSERVER_DAEMON=unix:/run/bmserver/bmserverd.sock
-  BM="$SUDO bmserver"
 else
-  # No systemd (a container): a user-mode daemon with its socket and state under this user's directories.
-  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/bmserver-run-$(id -u)}"
-  mkdir -p "$XDG_RUNTIME_DIR" && chmod 0700 "$XDG_RUNTIME_DIR"
-  LOG="$XDG_RUNTIME_DIR/bmserverd.log"
-  if ! bmserver --daemon "unix:$XDG_RUNTIME_DIR/bmserver/bmserverd.sock" --version 2>/dev/null | grep -q "^bmserverd [0-9]"; then
-    nohup bmserverd >"$LOG" 2>&1 &
+  # No systemd (a container): start it as the unit would, as the bmserver user with its runtime dir.
+  $SUDO install -d -o bmserver -g bmserver -m 0750 /run/bmserver
+  if ! $SUDO bmserver --version 2>/dev/null | grep -q "^bmserverd [0-9]"; then
+    $SUDO runuser -u bmserver -- env HF_HOME=/var/lib/bmserver/huggingface MODELSCOPE_CACHE=/var/lib/bmserver/modelscope \
+      nohup /usr/bin/bmserverd --config /etc/bmserver/bmserverd.toml >>/tmp/bmserverd.log 2>&1 &
   fi
-  export BMSERVER_DAEMON="unix:$XDG_RUNTIME_DIR/bmserver/bmserverd.sock"
-  BM="bmserver"
-  echo "quickstart: no systemd here; started bmserverd in user mode (log: $LOG)"
-  echo "quickstart: use it from other shells with: export BMSERVER_DAEMON=$BMSERVER_DAEMON"
+  echo "quickstart: no systemd here; started bmserverd as the bmserver user (log: /tmp/bmserverd.log)"
 fi
+BM="$SUDO bmserver"
 for _ in $(seq 1 50); do
   $BM --version 2>/dev/null | grep -q "^bmserverd [0-9]" && break
   sleep 0.2

@@ -75,6 +75,10 @@ std::string_view quant_name(Quant quant) {
   BM_CHECK(false);
 }
 
+std::string_view original_quant_value(Quant quant) {
+  return quant == Quant::kOrigin ? "none" : quant_name(quant);
+}
+
 absl::StatusOr<Quant> parse_quant(std::string_view text) {
   if (text == "origin" || text == "none") return Quant::kOrigin;
   if (text == "gptq8") return Quant::kGptq8;

@@ -12,6 +12,9 @@ enum class Quant { kOrigin, kGptq8, kGptq4, kAwq };
 
 // "origin" | "gptq8" | "gptq4" | "awq" (names use "origin"; the tsv and the original's jsonl say "none").
 std::string_view quant_name(Quant quant);
+// The value the original printed in its QUANT column and stored as model_quant: "none" for an unquantised model
+// (whose name still ends in -origin), else the same as quant_name.
+std::string_view original_quant_value(Quant quant);
 absl::StatusOr<Quant> parse_quant(std::string_view text);
 
 enum class Hub { kHuggingFace, kModelScope };

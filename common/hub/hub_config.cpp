@@ -11,8 +11,8 @@
 namespace bm::common {
 namespace {
 
-std::string env(const char* name) {
-  const char* value = std::getenv(name);
+std::string read(const GetEnv& getenv, const char* name) {
+  const char* value = getenv(name);
   return value == nullptr ? std::string() : std::string(value);
 }
 
@@ -29,7 +29,8 @@ std::string read_token_file(const std::string& path) {
   return std::string(absl::StripAsciiWhitespace(text.str()));
 }
 
-std::string hf_home() {
+std::string hf_home(const GetEnv& getenv) {
+  auto env = [&](const char* name) { return read(getenv, name); };
   std::string home = env("HF_HOME");
   if (!home.empty()) return home;
   std::string xdg = env("XDG_CACHE_HOME");
@@ -40,6 +41,15 @@ std::string hf_home() {
 }  // namespace
 
 HubConfig hf_config_from_env() {
+  return hf_config_from_env([](const char* name) { return std::getenv(name); });
+}
+
+HubConfig ms_config_from_env() {
+  return ms_config_from_env([](const char* name) { return std::getenv(name); });
+}
+
+HubConfig hf_config_from_env(const GetEnv& getenv) {
+  auto env = [&](const char* name) { return read(getenv, name); };
   HubConfig config;
   config.kind = HubKind::kHuggingFace;
   config.endpoint = strip_trailing_slashes(env("HF_ENDPOINT"));
@@ -48,7 +58,7 @@ HubConfig hf_config_from_env() {
   if (config.token.empty()) config.token = env("HUGGING_FACE_HUB_TOKEN");
   if (config.token.empty()) {
     std::string path = env("HF_TOKEN_PATH");
-    if (path.empty()) path = hf_home() + "/token";
+    if (path.empty()) path = hf_home(getenv) + "/token";
     config.token = read_token_file(path);
   }
   config.endpoint_variable = "HF_ENDPOINT";
@@ -57,7 +67,8 @@ HubConfig hf_config_from_env() {
   return config;
 }
 
-HubConfig ms_config_from_env() {
+HubConfig ms_config_from_env(const GetEnv& getenv) {
+  auto env = [&](const char* name) { return read(getenv, name); };
   HubConfig config;
   config.kind = HubKind::kModelScope;
   std::string endpoint = env("MODELSCOPE_ENDPOINT");

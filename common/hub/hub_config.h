@@ -1,6 +1,8 @@
 #pragma once
 #include <string>
 
+#include "common/store/store_roots.h"
+
 namespace bm::common {
 
 enum class HubKind { kHuggingFace, kModelScope };
@@ -22,6 +24,9 @@ HubConfig hf_config_from_env();
 // ModelScope: MODELSCOPE_ENDPOINT (a URL) › MODELSCOPE_DOMAIN (a bare host, https:// prepended; a value with
 // a scheme is taken as is) › www.modelscope.cn; token MODELSCOPE_API_TOKEN.
 HubConfig ms_config_from_env();
+// The same, reading the variables through `getenv` (a command's own values over the daemon's: command_env.h).
+HubConfig hf_config_from_env(const GetEnv& getenv);
+HubConfig ms_config_from_env(const GetEnv& getenv);
 const char* hub_name(HubKind kind);
 
 }  // namespace bm::common

@@ -21,6 +21,7 @@
 #include "daemon/bench/results_store.h"
 #include "daemon/bench/svg_plot.h"
 #include "daemon/bench/sweep.h"
+#include "daemon/control/serve_settings.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
 
@@ -186,7 +187,9 @@ std::string settings_json(const serving::ServeSettings& s, const std::string& ba
             {"max_num_batched_tokens", s.max_num_batched_tokens},
             {"kv_cache_bytes", s.kv_cache_bytes},
             {"enforce_eager", s.enforce_eager},
+            {"enable_prefix_caching", s.enable_prefix_caching},
             {"seed", s.seed}};
+  if (!s.extra_params.empty()) j["extra_params"] = s.extra_params;
   if (!s.gpus.empty()) j["gpus"] = s.gpus;
   return j.dump();
 }
@@ -214,7 +217,7 @@ void fill_catalog_facts(BenchmarkResult& base, const std::string& name) {
   if (const common::CatalogEntry* e = common::find_catalog_entry(name)) {
     base.set_model_series(e->series);
     base.set_model_size(e->size_b);
-    base.set_model_quant(std::string(common::quant_name(e->quant)));
+    base.set_model_quant(std::string(common::original_quant_value(e->quant)));
     base.set_model_modal(e->modality);
     base.set_model_tool_call(e->tool_call);
     base.set_model_reasoning(e->reasoning);
@@ -346,21 +349,14 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
     if (m->answers_to(request.name()) || m->path == request.name()) model = m;
   bool started_here = false;
   if (!model) {
+    absl::StatusOr<serving::ServeSettings> settings =
+        control::serve_settings_from_proto(request.store(), request.serve());
+    if (!settings.ok()) return settings.status();
     serving::ServeCommand command;
     command.name = request.name();
-    const auto& o = request.serve();
-    command.settings.hub = request.store().hub();
-    command.settings.local_dir = request.store().local_dir();
-    command.settings.backend = o.backend().empty() ? "auto" : o.backend();
-    command.settings.gpus.assign(o.gpus().begin(), o.gpus().end());
-    command.settings.max_model_len = o.max_model_len();
-    if (o.gpu_memory_utilization() > 0) command.settings.gpu_memory_utilization = o.gpu_memory_utilization();
-    if (o.max_num_seqs() > 0) command.settings.max_num_seqs = o.max_num_seqs();
-    command.settings.max_num_batched_tokens = o.max_num_batched_tokens();
-    command.settings.seed = o.seed() ? o.seed() : request.seed();
-    command.settings.api_key = o.api_key();
-    command.settings.kv_cache_bytes = o.kv_cache_bytes();
-    command.settings.enforce_eager = o.enforce_eager();
+    command.settings = *std::move(settings);
+    // The benchmark's seed seeds the engine too when the serve options bring none.
+    if (command.settings.seed == 0) command.settings.seed = request.seed();
     emit(message_event("serving " + request.name() + " for the benchmark"));
     absl::StatusOr<std::shared_ptr<serving::ServedModel>> served = engines_->serve(
         command, [&](const serving::ServeProgress& p) { emit(message_event(p.phase + ": " + p.message)); });

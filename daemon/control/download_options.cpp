@@ -7,6 +7,7 @@
 #include "common/catalog/catalog.h"
 #include "common/identifier_checks.h"
 #include "common/store/store_roots.h"
+#include "daemon/control/store_selector.h"
 
 namespace bm::daemon::control {
 namespace {
@@ -24,7 +25,10 @@ int env_int(const char* name, int fallback) {
 
 absl::StatusOr<common::DownloadOptions> download_options_for(const v1::StoreSelector& selector,
                                                              const std::string& repo_id, const std::string& revision) {
-  common::StoreRoots roots = common::resolve_store_roots();
+  absl::StatusOr<common::CommandEnv> env = command_env(selector);
+  if (!env.ok()) return env.status();
+  common::GetEnv getenv = common::overlay_env(*std::move(env));
+  common::StoreRoots roots = common::resolve_store_roots(getenv);
   std::string hub = selector.hub().empty() ? roots.default_hub : selector.hub();
   absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
   if (!parsed.ok()) return parsed.status();
@@ -34,12 +38,12 @@ absl::StatusOr<common::DownloadOptions> download_options_for(const v1::StoreSele
   options.max_parallel = env_int("BMSERVER_DOWNLOAD_WORKERS", 8);
   switch (*parsed) {
     case common::Hub::kHuggingFace:
-      options.hub = common::hf_config_from_env();
+      options.hub = common::hf_config_from_env(getenv);
       options.layout = common::StoreLayout::kHfCache;
       options.root = roots.hf_hub_cache;
       break;
     case common::Hub::kModelScope:
-      options.hub = common::ms_config_from_env();
+      options.hub = common::ms_config_from_env(getenv);
       options.layout = common::StoreLayout::kMsCache;
       // modelscope >= 1.38 keeps {base}/models/{org}--{name}/snapshots/ with base ~/.cache/modelscope when
       // MODELSCOPE_CACHE is unset (hub-protocols §4.2).

@@ -20,6 +20,7 @@
 #include "daemon/control/download_options.h"
 #include "daemon/control/models_service.h"
 #include "daemon/control/rpc_status.h"
+#include "daemon/control/store_selector.h"
 
 namespace bm::daemon::control {
 namespace {
@@ -155,8 +156,9 @@ grpc::Status ModelsService::download(grpc::ServerContext* context, const v1::Dow
   if (absl::Status s = common::check_revision(request->revision()); !s.ok()) return to_grpc(s);
   absl::StatusOr<const common::CatalogEntry*> entry = find_entry(request->name());
   if (!entry.ok()) return to_grpc(entry.status());
-  common::StoreRoots roots = common::resolve_store_roots();
-  std::string hub = request->store().hub().empty() ? roots.default_hub : request->store().hub();
+  absl::StatusOr<common::StoreRoots> roots = store_roots_for(request->store());
+  if (!roots.ok()) return to_grpc(roots.status());
+  std::string hub = request->store().hub().empty() ? roots->default_hub : request->store().hub();
   absl::StatusOr<common::Hub> parsed = common::parse_hub(hub);
   if (!parsed.ok()) return to_grpc(parsed.status());
   absl::StatusOr<common::DownloadOptions> options =
@@ -176,7 +178,9 @@ grpc::Status ModelsService::update(grpc::ServerContext* context, const v1::Updat
   if (!request->store().local_dir().empty())
     if (absl::Status s = common::check_client_path(request->store().local_dir(), "--local-dir"); !s.ok())
       return to_grpc(s);
-  common::StoreRoots roots = common::resolve_store_roots();
+  absl::StatusOr<common::StoreRoots> resolved_roots = store_roots_for(request->store());
+  if (!resolved_roots.ok()) return to_grpc(resolved_roots.status());
+  const common::StoreRoots& roots = *resolved_roots;
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(request->store().hub(), request->store().local_dir(), roots);
   if (!store.ok()) return to_grpc(store.status());

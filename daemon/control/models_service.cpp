@@ -1,5 +1,7 @@
 #include "daemon/control/models_service.h"
 
+#include "daemon/control/store_selector.h"
+
 #include <exception>
 #include <memory>
 
@@ -24,7 +26,7 @@ void fill_entry(const common::CatalogEntry& entry, v1::CatalogEntry* out) {
   out->set_series(entry.series);
   out->set_modality(entry.modality);
   out->set_size_b(entry.size_b);
-  out->set_quant(std::string(common::quant_name(entry.quant)));
+  out->set_quant(std::string(common::original_quant_value(entry.quant)));
   out->set_tool_call(entry.tool_call);
   out->set_reasoning(entry.reasoning);
   out->set_hf_repo_id(entry.hf_repo_id);
@@ -57,7 +59,9 @@ struct Scan {
 absl::StatusOr<Scan> scan(const v1::StoreSelector& selector, const common::CatalogFilter& filter) {
   if (!selector.local_dir().empty())
     if (absl::Status s = common::check_client_path(selector.local_dir(), "--local-dir"); !s.ok()) return s;
-  common::StoreRoots roots = common::resolve_store_roots();
+  absl::StatusOr<common::StoreRoots> resolved_roots = store_roots_for(selector);
+  if (!resolved_roots.ok()) return resolved_roots.status();
+  const common::StoreRoots& roots = *resolved_roots;
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(selector.hub(), selector.local_dir(), roots);
   if (!store.ok()) return store.status();

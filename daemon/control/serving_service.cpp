@@ -2,6 +2,9 @@
 
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
+#include "daemon/control/serve_settings.h"
+
 namespace bm::daemon::control {
 
 void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedModel* out) const {
@@ -50,8 +53,18 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_kv_cache_bytes(m.settings.kv_cache_bytes);
   o->set_max_num_batched_tokens(m.settings.max_num_batched_tokens);
   o->set_enforce_eager(m.settings.enforce_eager);
+  o->set_disable_prefix_caching(!m.settings.enable_prefix_caching);
+  o->set_extra_params(m.settings.extra_params);
+  o->set_listen_host(m.settings.listen_host);
+  o->set_listen_port(m.settings.listen_port);
   // The API key is a secret: never sent back.
-  out->set_http_url(http_url_());
+  // A model with a listener of its own (--host/--port) is reached there first; the daemon's URL serves it too.
+  out->set_http_url(m.settings.listen_port > 0 ? absl::StrCat("http://",
+                                                              m.settings.listen_host.find(':') != std::string::npos
+                                                                  ? "[" + m.settings.listen_host + "]"
+                                                                  : m.settings.listen_host,
+                                                              ":", m.settings.listen_port)
+                                               : http_url_());
 }
 
 grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
@@ -62,28 +75,20 @@ grpc::Status ServingService::Serve(grpc::ServerContext* context, const bmserver:
 grpc::Status ServingService::serve_model(grpc::ServerContext* context, const bmserver::v1::ServeRequest* request,
                                          grpc::ServerWriter<bmserver::v1::ServeEvent>* writer) {
   if (request->name().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name a model to serve");
-  const auto& o = request->options();
-  if (!o.backend().empty() && o.backend() != "auto" && o.backend() != "cpu" && o.backend() != "cuda")
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "backend must be auto, cuda or cpu");
-  if (o.gpu_memory_utilization() < 0 || o.gpu_memory_utilization() > 1)
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "gpu_memory_utilization must be in (0, 1]");
-  if (o.max_model_len() < 0 || o.max_num_seqs() < 0 || o.max_num_batched_tokens() < 0)
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "max_model_len, max_num_seqs and max_num_batched_tokens must not be negative");
+  absl::StatusOr<serving::ServeSettings> settings = serve_settings_from_proto(request->store(), request->options());
+  if (!settings.ok()) return to_grpc(settings.status());
   serving::ServeCommand command;
   command.name = request->name();
-  command.settings.hub = request->store().hub();
-  command.settings.local_dir = request->store().local_dir();
-  command.settings.backend = o.backend().empty() ? "auto" : o.backend();
-  command.settings.gpus.assign(o.gpus().begin(), o.gpus().end());
-  command.settings.max_model_len = o.max_model_len();
-  command.settings.gpu_memory_utilization = o.gpu_memory_utilization() > 0 ? o.gpu_memory_utilization() : 0.9;
-  command.settings.max_num_seqs = o.max_num_seqs() > 0 ? o.max_num_seqs() : 256;
-  command.settings.max_num_batched_tokens = o.max_num_batched_tokens();
-  command.settings.seed = o.seed();
-  command.settings.api_key = o.api_key();
-  command.settings.kv_cache_bytes = o.kv_cache_bytes();
-  command.settings.enforce_eager = o.enforce_eager();
+  command.settings = *std::move(settings);
+  if (request->check()) {
+    absl::StatusOr<std::string> plan = manager_.plan(command);
+    if (!plan.ok()) return to_grpc(plan.status());
+    bmserver::v1::ServeEvent event;
+    event.set_phase("plan");
+    event.set_message(absl::StrCat(*plan, "  command    ", serve_command_line(command.name, command.settings), "\n"));
+    writer->Write(event);
+    return grpc::Status::OK;
+  }
 
   std::mutex writer_mutex;
   auto progress = [&](const serving::ServeProgress& p) {

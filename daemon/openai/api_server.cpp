@@ -1,5 +1,6 @@
 #include "daemon/openai/api_server.h"
 
+#include <chrono>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -10,7 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/constant_time.h"
+#include "common/version.h"
 #include "daemon/openai/openai_error.h"
 #include "daemon/openai/request_body.h"
 #include "daemon/openai/work_pool.h"
@@ -39,14 +43,34 @@ bool key_accepted(const ServedModel& model, const HttpRequest& request) {
   return common::constant_time_equals(request.header("Authorization"), "Bearer " + model.settings.api_key);
 }
 
+// The original served every model also as "DEFAULT" (its benchmark always asked for that name).
+constexpr std::string_view kDefaultModelName = "DEFAULT";
+
+// vLLM's model card, field for field (ModelCard in vllm/entrypoints/openai/protocol.py).
 json model_card(const ServedModel& model, const std::string& id) {
+  const int64_t created =
+      absl::ToUnixSeconds(absl::Now()) -
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - model.started_at).count();
+  json permission = {{"id", "modelperm-" + model.name},
+                     {"object", "model_permission"},
+                     {"created", created},
+                     {"allow_create_engine", false},
+                     {"allow_sampling", true},
+                     {"allow_logprobs", true},
+                     {"allow_search_indices", false},
+                     {"allow_view", true},
+                     {"allow_fine_tuning", false},
+                     {"organization", "*"},
+                     {"group", nullptr},
+                     {"is_blocking", false}};
   return {{"id", id},
           {"object", "model"},
-          {"created", 0},
+          {"created", created},
           {"owned_by", "bmserver"},
           {"root", model.repo_id},
           {"parent", nullptr},
-          {"max_model_len", model.generator ? model.generator->max_model_len() : 0}};
+          {"max_model_len", model.generator ? model.generator->max_model_len() : 0},
+          {"permission", json::array({permission})}};
 }
 
 bool is_loopback_name(std::string_view host) {
@@ -223,6 +247,11 @@ void ApiServer::handle_health(const HttpRequest&, Exchange& exchange) {
   exchange.respond(json_response({{"status", "ok"}, {"failed", failed}}));
 }
 
+// As vLLM's GET /version: {"version": "..."}.
+void ApiServer::handle_version(const HttpRequest&, Exchange& exchange) {
+  exchange.respond(json_response({{"version", std::string(common::version())}}));
+}
+
 void ApiServer::handle_metrics(const HttpRequest&, Exchange& exchange) {
   std::vector<ModelGauges> gauges;
   for (const auto& m : registry_.list()) {
@@ -252,14 +281,18 @@ void ApiServer::handle_models(const HttpRequest& request, Exchange& exchange) {
   json data = json::array();
   const std::string& path = request.path;
   std::string wanted = path.size() > 11 ? path.substr(11) : "";
-  for (const auto& m : registry_.list()) {
+  std::vector<std::shared_ptr<ServedModel>> models = registry_.list();
+  for (const auto& m : models) {
     if (m->state() != ModelState::kReady || !key_accepted(*m, request)) continue;
+    const bool is_default = models.size() == 1 && !m->answers_to(std::string(kDefaultModelName));
     if (!wanted.empty()) {
-      if (m->answers_to(wanted)) return exchange.respond(json_response(model_card(*m, wanted)));
+      if (m->answers_to(wanted) || (is_default && wanted == kDefaultModelName))
+        return exchange.respond(json_response(model_card(*m, wanted)));
       continue;
     }
     data.push_back(model_card(*m, m->name));
     if (m->repo_id != m->name) data.push_back(model_card(*m, m->repo_id));
+    if (is_default) data.push_back(model_card(*m, std::string(kDefaultModelName)));
   }
   if (!wanted.empty())
     return exchange.respond(openai_error(404, "The model '" + wanted.substr(0, 256) + "' does not exist.", "model"));
@@ -277,6 +310,21 @@ void ApiServer::handle_model_request(const HttpRequest& request, std::shared_ptr
         openai_error(400, "'model' must name a served model (GET /v1/models lists them)", "model"));
   std::string name = body["model"].get<std::string>();
   std::shared_ptr<ServedModel> model = registry_.find(name);
+  if (!model && name == kDefaultModelName) {
+    std::vector<std::shared_ptr<ServedModel>> all = registry_.list();
+    if (all.size() == 1) model = all.front();
+    if (all.size() > 1) {
+      std::vector<std::string> names;
+      for (const auto& m : all)
+        if (key_accepted(*m, request)) names.push_back(m->name);
+      return exchange->respond(openai_error(
+          400,
+          absl::StrCat(
+              "'DEFAULT' names the served model only while one is served; ", all.size(),
+              " are, so name one of them: ", names.empty() ? "(none your key may use)" : absl::StrJoin(names, ", ")),
+          "model"));
+    }
+  }
   if (!model) {
     // Models behind a key this request does not carry are not named.
     std::vector<std::string> names;
@@ -354,6 +402,7 @@ const std::vector<ApiServer::Route>& ApiServer::routes() {
       {"/health", false, "GET", Lane::kIo, &ApiServer::handle_health},
       {"/v1/health", false, "GET", Lane::kIo, &ApiServer::handle_health},
       {"/metrics", false, "GET", Lane::kIo, &ApiServer::handle_metrics},
+      {"/version", false, "GET", Lane::kIo, &ApiServer::handle_version},
       {"/v1/models/", true, "GET", Lane::kIo, &ApiServer::handle_models},
       {"/v1/chat/completions", false, "POST", Lane::kWorker, nullptr},
       {"/v1/completions", false, "POST", Lane::kWorker, nullptr},

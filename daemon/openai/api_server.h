@@ -44,6 +44,7 @@ class ApiServer {
   void handle_options(const HttpRequest& request, Exchange& exchange);
   void handle_health(const HttpRequest& request, Exchange& exchange);
   void handle_metrics(const HttpRequest& request, Exchange& exchange);
+  void handle_version(const HttpRequest& request, Exchange& exchange);
   void handle_models(const HttpRequest& request, Exchange& exchange);
   void handle_model_request(const HttpRequest& request, std::shared_ptr<Exchange> exchange);
   bool host_allowed(const HttpRequest& request) const;

@@ -76,6 +76,13 @@ void GenerationSession::submit_all() {
     model_->metrics.prompt_tokens_total += count;
     model_->metrics.request_prompt_tokens.observe(count);
   }
+  if (!options_.choices.empty()) {
+    const double n = static_cast<double>(options_.choices.size());
+    const double max_tokens = options_.choices.front().params.max_tokens;
+    model_->metrics.request_params_n.observe(n);
+    model_->metrics.request_params_max_tokens.observe(max_tokens);
+    model_->metrics.request_max_num_generation_tokens.observe(n * max_tokens);
+  }
   std::weak_ptr<GenerationSession> weak = weak_from_this();
   exchange_->on_disconnect([weak] {
     if (auto self = weak.lock()) self->abort_all();
@@ -217,6 +224,7 @@ void GenerationSession::on_event(size_t index, serving::GenerationEvent event) {
     model_->metrics.generation_tokens_total += event.token_ids.size();
   }
   cached_prompt_tokens_ = std::max(cached_prompt_tokens_, event.num_cached_prompt_tokens);
+  c.num_cached_prompt_tokens = std::max(c.num_cached_prompt_tokens, event.num_cached_prompt_tokens);
   c.num_tokens += static_cast<int32_t>(event.token_ids.size());
   TextDelta delta = c.text->push(event.token_ids);
   if (c.text->stopped()) {
@@ -240,6 +248,8 @@ void GenerationSession::on_event(size_t index, serving::GenerationEvent event) {
   if (c.finish_reason) {
     model_->metrics.request_generation_tokens.observe(c.num_tokens);
     model_->metrics.count_finished(*c.finish_reason);
+    model_->metrics.prefix_cache_queries_total += options_.choices[index].prompt_ids.size();
+    model_->metrics.prefix_cache_hits_total += c.num_cached_prompt_tokens;
   }
   finish_if_done();
 }

@@ -53,6 +53,7 @@ class GenerationSession : public std::enable_shared_from_this<GenerationSession>
     std::optional<std::string> finish_reason;
     bool sent_role = false;
     int32_t num_tokens = 0;
+    int32_t num_cached_prompt_tokens = 0;  // for the prefix-cache counters
     int32_t num_tool_calls_sent = 0;
     size_t text_offset = 0;
   };

@@ -1,7 +1,7 @@
 #pragma once
-// Prometheus metrics of the OpenAI API, named after vLLM's (prefix bmserver: instead of vllm:), with a
-// model_name label. Counters and histograms are updated by the request handlers; gauges are read from the
-// engines at scrape time.
+// Prometheus metrics of the OpenAI API under vLLM's own names (vllm: prefix, model_name label) so its dashboards
+// work; metrics vLLM does not have are bmserver:. Counters and histograms are updated by the request handlers; gauges
+// are read from the engines at scrape time.
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -31,12 +31,17 @@ struct ModelMetrics {
   std::mutex finished_mutex;
   std::map<std::string, uint64_t> request_success_total;  // by finished_reason
   std::atomic<uint64_t> request_errors_total{0};
-  std::atomic<uint64_t> requests_rejected_total{0};  // 503: the model's queue was full
+  std::atomic<uint64_t> requests_rejected_total{0};     // 503: the model's queue was full
+  std::atomic<uint64_t> prefix_cache_queries_total{0};  // prompt tokens looked up in the prefix cache
+  std::atomic<uint64_t> prefix_cache_hits_total{0};     // of those, tokens found there
   Histogram time_to_first_token_seconds;
   Histogram inter_token_latency_seconds;
   Histogram e2e_request_latency_seconds;
   Histogram request_prompt_tokens;
   Histogram request_generation_tokens;
+  Histogram request_params_n;                   // choices a request asks for
+  Histogram request_params_max_tokens;          // its max_tokens
+  Histogram request_max_num_generation_tokens;  // max_tokens x n
   void count_finished(const std::string& reason);
 };
 

@@ -190,7 +190,7 @@ std::variant<serving::GenerationParams, ApiError> resolve_params(const serving::
   p.presence_penalty = static_cast<float>(req.presence_penalty);
   p.frequency_penalty = static_cast<float>(req.frequency_penalty);
   p.repetition_penalty = static_cast<float>(req.repetition_penalty.value_or(model.defaults.repetition_penalty));
-  p.logit_bias = req.logit_bias;
+  p.logit_bias.assign(req.logit_bias.begin(), req.logit_bias.end());
   p.seed = req.seed;
   p.stop_token_ids = req.stop_token_ids;
   p.ignore_eos = req.ignore_eos;

@@ -1,5 +1,6 @@
 // The engine-facing half of serving: resolve a served name to a model folder with its catalog facts, and load
 // tokenizer, chat template and engine for it.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -10,10 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/catalog/catalog.h"
+#include "common/command_env.h"
+#include "common/size_format.h"
 #include "common/store/model_store.h"
 #include "common/store/store_roots.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/cuda_plugin.h"
+#include "engine/backend/device_info.h"
+#include "engine/model/model_config.h"
 #include "engine/runtime/engine.h"
 #include "engine/template/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -62,7 +67,8 @@ absl::StatusOr<ResolvedModel> resolve_catalog_name(const std::string& name, cons
   if (entry == nullptr)
     return absl::NotFoundError(
         absl::StrCat("'", name, "' is not a catalog model or a model folder (", close_names(name), ")"));
-  common::StoreRoots roots = common::resolve_store_roots();
+  // The store-location variables the serving command brought (kept in the settings, so a restart looks there too).
+  common::StoreRoots roots = common::resolve_store_roots(common::overlay_env(settings.env));
   absl::StatusOr<std::unique_ptr<common::ModelStore>> store =
       common::open_model_store(settings.hub, settings.local_dir, roots);
   if (!store.ok()) return store.status();
@@ -121,7 +127,7 @@ class EngineGenerator final : public Generator {
     std::lock_guard<std::mutex> lock(mutex_);
     if (engine_ == nullptr) return absl::UnavailableError("the model was stopped");
     absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle = engine_->submit(
-        std::move(prompt_ids), to_sampling_params(params),
+        std::move(prompt_ids), params,
         [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
     if (!handle.ok()) return handle.status();
     return std::unique_ptr<GenerationHandle>(new Handle(*std::move(handle)));
@@ -161,26 +167,6 @@ class EngineGenerator final : public Generator {
    private:
     std::unique_ptr<engine::RequestHandle> handle_;
   };
-
-  static engine::SamplingParams to_sampling_params(const GenerationParams& p) {
-    engine::SamplingParams s;
-    s.max_tokens = p.max_tokens;
-    s.min_tokens = p.min_tokens;
-    s.temperature = p.temperature;
-    s.top_p = p.top_p;
-    s.top_k = p.top_k;
-    s.min_p = p.min_p;
-    s.presence_penalty = p.presence_penalty;
-    s.frequency_penalty = p.frequency_penalty;
-    s.repetition_penalty = p.repetition_penalty;
-    s.logit_bias.assign(p.logit_bias.begin(), p.logit_bias.end());
-    s.seed = p.seed;
-    s.stop_token_ids = p.stop_token_ids;
-    s.ignore_eos = p.ignore_eos;
-    s.logprobs = p.logprobs;
-    s.grammar = p.grammar;
-    return s;
-  }
 
   static GenerationEvent to_event(engine::SequenceOutput out) {
     GenerationEvent e;
@@ -230,6 +216,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.kv_cache_bytes = static_cast<int64_t>(settings.kv_cache_bytes);
   o.gpu_memory_utilization = settings.gpu_memory_utilization;
   o.seed = settings.seed;
+  o.enable_prefix_caching = settings.enable_prefix_caching;
   if (settings.enforce_eager) o.decode_graphs = engine::DecodeGraphMode::kOff;
   o.on_progress = [progress, model_path, backend](const std::string& phase, double fraction) {
     progress(
@@ -291,10 +278,90 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
   return loaded;
 }
 
+int64_t host_memory_available_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
+}
+
+// `chat serve --check`: what load() would do, from config.json and the file sizes; the KV figures follow
+// engine::plan_kv_cache_blocks, except that on a GPU the activations are only known after a dry run, so the
+// capacity shown is an upper bound.
+absl::StatusOr<std::string> plan(const ResolvedModel& model, const ServeSettings& settings) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  constexpr int64_t kBlockTokens = 16;
+  absl::StatusOr<engine::ModelConfig> config = engine::read_model_config(model.path);
+  if (!config.ok()) return config.status();
+  std::vector<std::string> names;
+  int64_t total_bytes = 0, weight_bytes = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(model.path, ec)) {
+    if (!entry.is_regular_file(ec)) continue;  // follows the snapshot's links into blobs/
+    const int64_t size = static_cast<int64_t>(entry.file_size(ec));
+    const std::string name = entry.path().filename().string();
+    total_bytes += size;
+    if (name.ends_with(".safetensors")) weight_bytes += size;
+    names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::string out = absl::StrCat("  files      ", model.path, " (", names.size(), " files, ",
+                                 common::format_size(total_bytes), "): ", absl::StrJoin(names, " "), "\n");
+  const bool on_gpu = settings.backend != "cpu" && !settings.gpus.empty();
+  const int64_t kv_per_token = int64_t{2} * config->num_layers * config->num_kv_heads * config->head_dim * 2;
+  int64_t budget = static_cast<int64_t>(settings.kv_cache_bytes);
+  std::string source = "--kv-cache-bytes";
+  if (on_gpu) {
+    engine::DeviceInfo devices = engine::detect_devices();
+    const int32_t gpu = settings.gpus.front();
+    const engine::GpuInfo* info = nullptr;
+    for (const engine::GpuInfo& g : devices.gpus)
+      if (g.index == gpu) info = &g;
+    absl::StrAppend(
+        &out, "  backend    cuda on GPU ", gpu,
+        info ? absl::StrCat(" (", info->name, ", ", common::format_size(info->memory_total_bytes), ")") : "",
+        settings.backend == "auto" ? "; auto falls back to the cpu backend if the CUDA plugin cannot start" : "", "\n");
+    if (budget <= 0 && info) {
+      const int64_t total = static_cast<int64_t>(info->memory_total_bytes);
+      const int64_t used = total - static_cast<int64_t>(info->memory_free_bytes) + weight_bytes;
+      budget = static_cast<int64_t>(static_cast<double>(total) * settings.gpu_memory_utilization) - used - kGiB / 4;
+      source = absl::StrCat("--gpu-memory-utilization ", settings.gpu_memory_utilization, " of ",
+                            common::format_size(total), " less ", common::format_size(used),
+                            " in use with the weights and 0.25 GiB kept free, before the activations (an upper bound)");
+    }
+  } else {
+    absl::StrAppend(&out, "  backend    cpu", settings.backend == "auto" ? " (no free GPU)" : "", "\n");
+    if (budget <= 0) {
+      budget = std::min(host_memory_available_bytes() / 4, 4 * kGiB);
+      source = "a quarter of the available host memory, at most 4 GiB";
+    }
+  }
+  absl::StrAppend(&out, "  weights    ", common::format_size(weight_bytes), " of safetensors",
+                  config->quantization
+                      ? absl::StrCat(" (", config->quantization->method, " ", config->quantization->bits, "-bit)")
+                      : "",
+                  config->dtype.empty() ? "" : ", dtype " + config->dtype, "\n");
+  const int64_t blocks = budget > 0 ? budget / (kv_per_token * kBlockTokens) : 0;
+  const int64_t capacity = blocks * kBlockTokens;
+  absl::StrAppend(&out, "  KV cache   ", kv_per_token, " bytes a token (bf16, ", config->num_layers, " layers x ",
+                  config->num_kv_heads, " KV heads x ", config->head_dim, "); budget ",
+                  common::format_size(std::max<int64_t>(budget, 0)), " from ", source, " = ", capacity, " tokens\n");
+  if (capacity == 0) absl::StrAppend(&out, "             that is no room for even one block: the serve would fail\n");
+  int32_t context = settings.max_model_len > 0 ? settings.max_model_len : config->max_position_embeddings;
+  if (capacity > 0 && context > capacity) context = static_cast<int32_t>(capacity);
+  absl::StrAppend(&out, "  context    max model len ", context, ", up to ", settings.max_num_seqs,
+                  " sequences at once, prefix caching ", settings.enable_prefix_caching ? "on" : "off",
+                  settings.enforce_eager ? ", eager (no CUDA graphs)" : "", "\n");
+  return out;
+}
+
 }  // namespace
 
 EngineFactory default_engine_factory() {
-  return EngineFactory{resolve, load};
+  return EngineFactory{resolve, load, plan};
 }
 
 }  // namespace bm::daemon::serving

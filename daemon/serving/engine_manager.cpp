@@ -88,6 +88,13 @@ EngineManager::~EngineManager() {
   shutdown();
 }
 
+std::vector<std::string> EngineManager::restoring_names() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::string> names;
+  for (const auto& [index, command] : restoring_) names.push_back(command.name);
+  return names;
+}
+
 void EngineManager::wait_for_restore() {
   for (std::thread& t : restore_threads_)
     if (t.joinable()) t.join();
@@ -98,6 +105,7 @@ void EngineManager::shutdown() {
   wait_for_restore();
   for (const auto& model : registry_.list()) {
     registry_.remove(model->name);
+    if (model->settings.listen_port > 0 && listener_hooks_.close) listener_hooks_.close(model->name);
     if (model->generator) model->generator->shutdown();
     release_gpus(model->name);
   }
@@ -150,6 +158,12 @@ absl::StatusOr<std::vector<int32_t>> EngineManager::claim_gpus(const std::string
   if (settings.backend == "cpu") return std::vector<int32_t>{};
   // Choosing and claiming under one lock: models restored in parallel after a restart must not pick the same GPU.
   std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<std::vector<int32_t>> gpus = pick_gpus(settings);
+  if (gpus.ok() && !gpus->empty()) gpu_claims_[name] = *gpus;
+  return gpus;
+}
+
+absl::StatusOr<std::vector<int32_t>> EngineManager::pick_gpus(const ServeSettings& settings) const {
   std::vector<int32_t> gpus = settings.gpus;
   if (gpus.empty()) {
     for (int32_t g = 0; g < num_gpus_ && gpus.empty(); ++g)
@@ -164,8 +178,35 @@ absl::StatusOr<std::vector<int32_t>> EngineManager::claim_gpus(const std::string
       return absl::ResourceExhaustedError(absl::StrCat("GPU ", g, " is held by the engine serving '", *holder,
                                                        "'; stop it first (bmserver chat stop ", *holder,
                                                        ") or pick other GPUs with --gpus"));
-  if (!gpus.empty()) gpu_claims_[name] = gpus;
   return gpus;
+}
+
+absl::StatusOr<std::string> EngineManager::plan(const ServeCommand& command) const {
+  if (!factory_.plan) return absl::UnimplementedError("this daemon cannot plan a serve (--check)");
+  if (absl::Status s = check_settings(command); !s.ok()) return s;
+  absl::StatusOr<ResolvedModel> resolved = factory_.resolve(command.name, command.settings);
+  if (!resolved.ok()) return resolved.status();
+  if (std::shared_ptr<ServedModel> existing = registry_.find(resolved->name);
+      existing && existing->state() != ModelState::kFailed)
+    return absl::AlreadyExistsError(absl::StrCat(
+        "'", resolved->name, "' is already served; stop it first (bmserver chat stop ", resolved->name, ")"));
+  for (int32_t g : command.settings.gpus)
+    if (g >= num_gpus_)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")"));
+  if (command.settings.gpus.size() > 1)
+    return absl::UnimplementedError(absl::StrCat("--gpus names ", command.settings.gpus.size(),
+                                                 " GPUs, but tensor parallelism across GPUs is not implemented yet"));
+  ServeSettings settings = command.settings;
+  if (settings.backend != "cpu") {
+    std::lock_guard<std::mutex> lock(mutex_);
+    absl::StatusOr<std::vector<int32_t>> gpus = pick_gpus(settings);
+    if (!gpus.ok()) return gpus.status();
+    settings.gpus = *gpus;
+  }
+  absl::StatusOr<std::string> text = factory_.plan(*resolved, settings);
+  if (!text.ok()) return text.status();
+  return absl::StrCat("Plan for ", resolved->name, " (", resolved->repo_id, "); nothing was loaded:\n", *text);
 }
 
 void EngineManager::release_gpus(const std::string& name) {
@@ -231,7 +272,9 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
   model->settings = command.settings;
   registry_.add(model);  // visible as loading: /health answers 503 until it is ready
 
+  bool listening = false;
   auto fail = [&](const absl::Status& status) {
+    if (listening && listener_hooks_.close) listener_hooks_.close(model->name);
     release_gpus(model->name);
     if (restore_index)
       keep_failed(model, command, *restore_index, status);
@@ -251,6 +294,10 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
                      "GPU (--gpus N)")));
   absl::StatusOr<std::vector<int32_t>> gpus = claim_gpus(model->name, command.settings);
   if (!gpus.ok()) return fail(gpus.status());
+  if (command.settings.listen_port > 0 && listener_hooks_.open) {
+    if (absl::Status s = listener_hooks_.open(model); !s.ok()) return fail(s);
+    listening = true;
+  }
 
   ServeSettings settings = command.settings;
   settings.gpus = *gpus;  // the adapter loads onto exactly these
@@ -293,6 +340,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::stop(const std::stri
   if (model->state() == ModelState::kLoading)
     return absl::UnavailableError(absl::StrCat("'", model->name, "' is still loading; stop it once it is ready"));
   registry_.remove(model->name);
+  if (model->settings.listen_port > 0 && listener_hooks_.close) listener_hooks_.close(model->name);
   // Unload now, not when the last session lets go of the model: requests in flight end with `abort` and the
   // memory is free when this returns.
   if (model->generator) model->generator->shutdown();

@@ -52,8 +52,17 @@ struct ResolvedModel {
 struct EngineFactory {
   std::function<absl::StatusOr<ResolvedModel>(const std::string& name, const ServeSettings&)> resolve;
   std::function<absl::StatusOr<LoadedEngine>(const ResolvedModel&, const ServeSettings&, const ProgressCallback&)> load;
+  // What load would do, from the files alone (files, backend and GPU, weights, KV budget and capacity), as lines
+  // of text; reads no weights. Unset: planning is refused.
+  std::function<absl::StatusOr<std::string>(const ResolvedModel&, const ServeSettings&)> plan;
 };
 EngineFactory default_engine_factory();
+
+// Opens and closes the listener of a model served with --host/--port (daemon/openai/model_listeners.h).
+struct ListenerHooks {
+  std::function<absl::Status(const std::shared_ptr<ServedModel>&)> open;
+  std::function<void(const std::string& name)> close;
+};
 
 class EngineManager {
  public:
@@ -62,6 +71,9 @@ class EngineManager {
 
   absl::StatusOr<std::shared_ptr<ServedModel>> serve(const ServeCommand& command, const ProgressCallback& progress);
   absl::StatusOr<std::shared_ptr<ServedModel>> stop(const std::string& name);
+  // `chat serve --check`: the same checks and choices as serve (settings, model, GPUs), then the factory's plan;
+  // loads, claims and persists nothing.
+  absl::StatusOr<std::string> plan(const ServeCommand& command) const;
   std::vector<std::shared_ptr<ServedModel>> list() const { return registry_.list(); }
   bool is_served(const std::string& name_or_repo_id) const { return registry_.find(name_or_repo_id) != nullptr; }
 
@@ -69,6 +81,12 @@ class EngineManager {
   // stays listed as failed (with the reason) until it is stopped; a state file that cannot be read as a list of
   // served models is moved aside as served.json.corrupt-<time> and nothing is restored.
   void restore();
+  // Set before restore(): a model with settings.listen_port gets its listener while it loads (so a port that is
+  // taken fails the serve before the weights are read) and loses it when it stops or fails.
+  void set_listener_hooks(ListenerHooks hooks) { listener_hooks_ = std::move(hooks); }
+  // The models restore() is still bringing back (empty once each is ready or has failed): the daemon says READY=1
+  // to systemd only then.
+  std::vector<std::string> restoring_names() const;
   // Returns once every model restore() started is ready or failed.
   void wait_for_restore();
   // Daemon shutdown: unloads every engine (aborting its requests) but keeps the state file as it is, so the
@@ -90,7 +108,8 @@ class EngineManager {
   // The GPUs a model will run on (none for the CPU backend, or for `auto` when every GPU is held), recorded as
   // its claim; RESOURCE_EXHAUSTED when a GPU it needs is held by another model.
   absl::StatusOr<std::vector<int32_t>> claim_gpus(const std::string& name, const ServeSettings& settings);
-  const std::string* holder_of(int32_t gpu) const;  // mutex_ held
+  const std::string* holder_of(int32_t gpu) const;                                      // mutex_ held
+  absl::StatusOr<std::vector<int32_t>> pick_gpus(const ServeSettings& settings) const;  // mutex_ held
   void release_gpus(const std::string& name);
 
   std::string state_dir_;
@@ -102,6 +121,7 @@ class EngineManager {
   std::map<std::string, ServeCommand> commands_;            // what to restore, by served name
   std::map<size_t, ServeCommand> restoring_;                // from the state file, not yet back (or failed)
   mutable std::mutex persist_mutex_;                        // one snapshot-and-write at a time, in order
+  ListenerHooks listener_hooks_;
   std::vector<std::thread> restore_threads_;
 };
 

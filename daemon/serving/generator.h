@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/runtime/sampling_params.h"
 
 namespace bm::engine::grammar {
 class CompiledGrammar;
@@ -18,24 +19,9 @@ class CompiledGrammar;
 
 namespace bm::daemon::serving {
 
-struct GenerationParams {
-  int32_t max_tokens = 16;
-  int32_t min_tokens = 0;
-  float temperature = 1.0f;  // 0: greedy
-  float top_p = 1.0f;
-  int32_t top_k = -1;  // -1: off
-  float min_p = 0.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  float repetition_penalty = 1.0f;
-  std::map<int32_t, float> logit_bias;
-  std::optional<uint64_t> seed;
-  std::vector<int32_t> stop_token_ids;
-  bool ignore_eos = false;
-  int32_t logprobs = -1;  // -1: none; else top alternatives per token
-  // Structured output: the text follows this grammar (engine::SamplingParams::grammar).
-  std::shared_ptr<const engine::grammar::CompiledGrammar> grammar;
-};
+// What a request asks of the sampler: the engine's own SamplingParams, passed through as they are (one definition
+// of the sampling settings; the daemon submits one engine request per choice, so `n` stays 1).
+using GenerationParams = engine::SamplingParams;
 
 struct TokenLogprob {
   int32_t token_id = 0;

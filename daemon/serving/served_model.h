@@ -3,6 +3,7 @@
 // the engine behind it (a Generator), its options, state and metrics.
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,15 @@ struct ServeSettings {
   std::string api_key;
   uint64_t kv_cache_bytes = 0;
   bool enforce_eager = false;  // no decode graphs
+  bool enable_prefix_caching = true;
+  // The original's `chat serve --host H --port P`: a listener of its own for this model (the daemon's main
+  // listener serves it too). Port 0: none.
+  std::string listen_host;
+  int32_t listen_port = 0;
+  std::string extra_params;  // the original's --extra-params as typed (the CLI mapped them onto the fields above)
+  // Where-the-models-are variables the serving command brought (HF_HUB_CACHE, HF_HOME, MODELSCOPE_CACHE, ...):
+  // over the daemon's own when the model is resolved, now and after a restart.
+  std::map<std::string, std::string> env;
 };
 
 enum class ModelState { kLoading, kReady, kFailed };

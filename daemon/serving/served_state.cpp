@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -16,9 +17,9 @@ using json = nlohmann::json;
 constexpr int kVersion = 1;
 
 // One table drives both directions, so a setting cannot be written without being read back.
-using Member =
-    std::variant<std::string ServeSettings::*, std::vector<int32_t> ServeSettings::*, int32_t ServeSettings::*,
-                 uint64_t ServeSettings::*, double ServeSettings::*, bool ServeSettings::*>;
+using Member = std::variant<std::string ServeSettings::*, std::vector<int32_t> ServeSettings::*,
+                            int32_t ServeSettings::*, uint64_t ServeSettings::*, double ServeSettings::*,
+                            bool ServeSettings::*, std::map<std::string, std::string> ServeSettings::*>;
 struct Field {
   const char* key;
   Member member;
@@ -36,6 +37,11 @@ const Field kFields[] = {
     {"api_key", &ServeSettings::api_key},
     {"kv_cache_bytes", &ServeSettings::kv_cache_bytes},
     {"enforce_eager", &ServeSettings::enforce_eager},
+    {"enable_prefix_caching", &ServeSettings::enable_prefix_caching},
+    {"extra_params", &ServeSettings::extra_params},
+    {"listen_host", &ServeSettings::listen_host},
+    {"listen_port", &ServeSettings::listen_port},
+    {"env", &ServeSettings::env},
 };
 
 bool fits_int32(const json& v) {
@@ -87,6 +93,16 @@ absl::Status read_field(const json& value, const Field& field, const std::string
     absl::Status operator()(bool ServeSettings::*m) const {
       if (!value.is_boolean()) return fail("true or false");
       settings.*m = value.get<bool>();
+      return absl::OkStatus();
+    }
+    absl::Status operator()(std::map<std::string, std::string> ServeSettings::*m) const {
+      if (!value.is_object()) return fail("an object of strings");
+      std::map<std::string, std::string> out;
+      for (const auto& [k, v] : value.items()) {
+        if (!v.is_string()) return fail("an object of strings");
+        out[k] = v.get<std::string>();
+      }
+      settings.*m = std::move(out);
       return absl::OkStatus();
     }
   };

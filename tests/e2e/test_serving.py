@@ -265,9 +265,9 @@ class ServingTest(unittest.TestCase):
         http("POST", self.base + "/v1/completions", {"model": self.model, "prompt": "a", "max_tokens": 2, "ignore_eos": True})
         status, text = http("GET", self.base + "/metrics")
         self.assertEqual(status, 200)
-        self.assertGreaterEqual(metric(text, "bmserver:generation_tokens_total", self.model), 2)
-        self.assertIsNotNone(metric(text, "bmserver:kv_cache_usage_perc", self.model))
-        self.assertIn("bmserver:time_to_first_token_seconds_bucket", text)
+        self.assertGreaterEqual(metric(text, "vllm:generation_tokens_total", self.model), 2)
+        self.assertIsNotNone(metric(text, "vllm:kv_cache_usage_perc", self.model))
+        self.assertIn("vllm:time_to_first_token_seconds_bucket", text)
 
     # --- bad input ---------------------------------------------------------------------------------------
     def assert_error(self, status_body, status, param=None):
@@ -353,13 +353,13 @@ class ServingTest(unittest.TestCase):
         deadline = time.time() + 120
         while time.time() < deadline:
             text = http("GET", self.base + "/metrics")[1]
-            if (metric(text, "bmserver:kv_cache_usage_perc", self.model) == 0
-                    and metric(text, "bmserver:num_requests_running", self.model) == 0
+            if (metric(text, "vllm:kv_cache_usage_perc", self.model) == 0
+                    and metric(text, "vllm:num_requests_running", self.model) == 0
                     and metric(text, "bmserver:http_open_connections") <= 1):
                 break
             time.sleep(0.5)
-        self.assertEqual(metric(text, "bmserver:kv_cache_usage_perc", self.model), 0.0, text)
-        self.assertEqual(metric(text, "bmserver:num_requests_running", self.model), 0)
+        self.assertEqual(metric(text, "vllm:kv_cache_usage_perc", self.model), 0.0, text)
+        self.assertEqual(metric(text, "vllm:num_requests_running", self.model), 0)
         self.assertLessEqual(metric(text, "bmserver:http_open_connections"), 1)
 
 

@@ -26,9 +26,7 @@ def load_catalog():
     """The catalog as the repo ships it (common/catalog/catalog.tsv)."""
     with open(os.path.join(SOURCE_DIR, "common", "catalog", "catalog.tsv"), newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    for row in rows:
-        row["quant"] = "origin" if row["quant"] == "none" else row["quant"]
-    return rows
+    return rows  # quant as the original: "none" for the -origin models
 
 
 def git_blob_sha1(data):

@@ -52,6 +52,7 @@ TEST(Catalog, MatchesTheSharedReferenceTable) {
     EXPECT_EQ(entry.modality, cells[2]) << cells[0];
     EXPECT_DOUBLE_EQ(entry.size_b, std::stod(cells[3])) << cells[0];
     EXPECT_EQ(quant_name(entry.quant), cells[4] == "none" ? "origin" : cells[4]) << cells[0];
+    EXPECT_EQ(original_quant_value(entry.quant), cells[4]) << cells[0];  // the original's QUANT / model_quant
     EXPECT_EQ(entry.tool_call, cells[5]) << cells[0];
     EXPECT_EQ(entry.reasoning, cells[6]) << cells[0];
     EXPECT_EQ(entry.hf_repo_id, cells[7]) << cells[0];

@@ -25,6 +25,11 @@ TEST(ServedStateTest, EverySettingRoundTrips) {
   c.settings.api_key = "k3y";
   c.settings.kv_cache_bytes = 1 << 20;
   c.settings.enforce_eager = true;
+  c.settings.enable_prefix_caching = false;
+  c.settings.extra_params = "--no-enable-prefix-caching";
+  c.settings.env = {{"HF_HUB_CACHE", "/command/cache"}};
+  c.settings.listen_host = "0.0.0.0";
+  c.settings.listen_port = 8001;
   absl::StatusOr<std::vector<ServeCommand>> back = parse_served_state(served_state_to_json({c}));
   ASSERT_TRUE(back.ok()) << back.status();
   ASSERT_EQ(back->size(), 1u);
@@ -42,6 +47,11 @@ TEST(ServedStateTest, EverySettingRoundTrips) {
   EXPECT_EQ(s.api_key, "k3y");
   EXPECT_EQ(s.kv_cache_bytes, 1u << 20);
   EXPECT_TRUE(s.enforce_eager);
+  EXPECT_FALSE(s.enable_prefix_caching);
+  EXPECT_EQ(s.extra_params, "--no-enable-prefix-caching");
+  EXPECT_EQ(s.env, (std::map<std::string, std::string>{{"HF_HUB_CACHE", "/command/cache"}}));
+  EXPECT_EQ(s.listen_host, "0.0.0.0");
+  EXPECT_EQ(s.listen_port, 8001);
 }
 
 TEST(ServedStateTest, MissingSettingsTakeDefaultsAndUnknownKeysAreIgnored) {

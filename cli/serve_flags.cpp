@@ -1,0 +1,25 @@
+#include "cli/serve_flags.h"
+
+#include "bmserver/v1/serving.pb.h"
+#include "cli/extra_params.h"
+
+namespace bm::cli {
+
+absl::Status fill_serve_options(const ServeFlags& flags, bmserver::v1::ServeOptions& out) {
+  bmserver::v1::ServeOptions o;
+  o.set_backend(flags.backend);
+  for (int32_t g : flags.gpus) o.add_gpus(g);
+  o.set_max_model_len(flags.max_model_len);
+  o.set_gpu_memory_utilization(flags.gpu_memory_utilization);
+  o.set_max_num_seqs(flags.max_num_seqs);
+  o.set_seed(flags.seed);
+  o.set_api_key(flags.api_key);
+  o.set_kv_cache_bytes(flags.kv_cache_bytes);
+  o.set_enforce_eager(flags.enforce_eager);
+  if (absl::Status s = apply_extra_params(flags.extra_params, o); !s.ok()) return s;
+  o.set_extra_params(flags.extra_params);
+  out = std::move(o);
+  return absl::OkStatus();
+}
+
+}  // namespace bm::cli

@@ -1,0 +1,89 @@
+#include "daemon/control/serve_settings.h"
+
+#include <gtest/gtest.h>
+
+namespace bm::daemon::control {
+namespace {
+
+TEST(ServeSettingsFromProto, ZeroFieldsTakeTheDefaultsAndEveryFieldArrives) {
+  bmserver::v1::StoreSelector store;
+  store.set_hub("ms");
+  bmserver::v1::ServeOptions o;
+  auto s = serve_settings_from_proto(store, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->hub, "ms");
+  EXPECT_EQ(s->backend, "auto");
+  EXPECT_DOUBLE_EQ(s->gpu_memory_utilization, 0.9);
+  EXPECT_EQ(s->max_num_seqs, 256);
+  EXPECT_TRUE(s->enable_prefix_caching);
+
+  o.set_backend("cpu");
+  o.set_max_num_seqs(8);
+  o.set_gpu_memory_utilization(0.5);
+  o.set_seed(7);
+  o.set_disable_prefix_caching(true);
+  o.set_extra_params("--no-enable-prefix-caching");
+  s = serve_settings_from_proto(store, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->backend, "cpu");
+  EXPECT_EQ(s->max_num_seqs, 8);
+  EXPECT_DOUBLE_EQ(s->gpu_memory_utilization, 0.5);
+  EXPECT_EQ(s->seed, 7u);
+  EXPECT_FALSE(s->enable_prefix_caching);
+  EXPECT_EQ(s->extra_params, "--no-enable-prefix-caching");
+}
+
+TEST(ServeSettingsFromProto, OutOfRangeValuesAreRefusedWithASentence) {
+  bmserver::v1::StoreSelector store;
+  bmserver::v1::ServeOptions o;
+  o.set_backend("tpu");
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().message(), "backend must be auto, cuda or cpu, not 'tpu'");
+  o.set_backend("cpu");
+  o.set_gpu_memory_utilization(1.5);
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.set_gpu_memory_utilization(0);
+  o.set_max_num_seqs(-1);
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace bm::daemon::control
+
+namespace bm::daemon::control {
+namespace {
+
+TEST(CommandCudaVisibleDevices, PhysicalIndicesBecomeTheDaemonsIndices) {
+  serving::ServeSettings s;
+  ASSERT_TRUE(apply_command_cuda_visible_devices("1", nullptr, s).ok());  // the daemon sees every GPU
+  EXPECT_EQ(s.gpus, std::vector<int32_t>{1});
+  ASSERT_TRUE(apply_command_cuda_visible_devices("3", "2,3", s).ok());  // the daemon sees GPUs 2 and 3 as 0 and 1
+  EXPECT_EQ(s.gpus, std::vector<int32_t>{1});
+  EXPECT_EQ(apply_command_cuda_visible_devices("1", "2,3", s).message(),
+            "GPU 1 (CUDA_VISIBLE_DEVICES on the command) is not visible to the daemon, whose CUDA_VISIBLE_DEVICES "
+            "is 2,3");
+  EXPECT_EQ(apply_command_cuda_visible_devices("GPU-8d2c", nullptr, s).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CommandCudaVisibleDevices, NoGpuMeansTheCpuBackend) {
+  serving::ServeSettings s;
+  ASSERT_TRUE(apply_command_cuda_visible_devices("-1", nullptr, s).ok());
+  EXPECT_EQ(s.backend, "cpu");
+  s.backend = "cuda";
+  EXPECT_FALSE(apply_command_cuda_visible_devices("-1", nullptr, s).ok());
+}
+
+TEST(ServeSettingsFromProto, KeepsTheCommandsStoreLocationButNotItsToken) {
+  bmserver::v1::StoreSelector store;
+  (*store.mutable_env())["HF_HUB_CACHE"] = "/command/cache";
+  (*store.mutable_env())["HF_TOKEN"] = "secret";
+  (*store.mutable_env())["CUDA_VISIBLE_DEVICES"] = "-1";
+  auto s = serve_settings_from_proto(store, {});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->env, (std::map<std::string, std::string>{{"HF_HUB_CACHE", "/command/cache"}}));
+  EXPECT_EQ(s->backend, "cpu");
+  (*store.mutable_env())["PATH"] = "/x";
+  EXPECT_EQ(serve_settings_from_proto(store, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace bm::daemon::control
