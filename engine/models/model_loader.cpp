@@ -1,5 +1,7 @@
 #include "engine/models/model_loader.h"
 
+#include <cstdlib>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/cpu_backend.h"
@@ -14,7 +16,14 @@ namespace bm::engine {
 namespace {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
-  if (options.backend == "cpu") return create_cpu_backend(CpuBackendOptions{options.num_threads});
+  if (options.backend == "cpu") {
+    std::string path_name = options.cpu_gemm_path;
+    const char* from_env = std::getenv("BMSERVER_CPU_GEMM");
+    if (path_name.empty()) path_name = from_env != nullptr && *from_env != '\0' ? from_env : "auto";
+    absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(path_name);
+    if (!path.ok()) return path.status();
+    return create_cpu_backend(CpuBackendOptions{options.num_threads, *path});
+  }
   if (options.backend == "cuda") return create_cuda_backend(options.device_index);
   return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (cpu or cuda)"));
 }

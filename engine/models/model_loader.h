@@ -20,6 +20,8 @@ struct LoadOptions {
   // transformers, and CPU memory is not the bottleneck for the small models a CPU serves. BF16 on a GPU: it
   // halves the cache (twice the tokens in the same memory) and the tensor-core prefill kernel reads BF16.
   std::optional<DType> kv_cache_dtype;
+  // CPU GEMM instruction path (engine/backend/cpu/gemm_path.h): empty means $BMSERVER_CPU_GEMM, else "auto".
+  std::string cpu_gemm_path;
 };
 
 // F32 for "cpu", BF16 for any other backend.

@@ -106,6 +106,12 @@ TEST(ModelLoaderTest, NamesMissingFilesAndUnknownBackends) {
   options.backend = "cpu";
   options.kv_cache_dtype = DType::kI8;
   EXPECT_THAT(std::string(load_causal_lm(dir.path(), options).status().message()), HasSubstr("KV cache dtype I8"));
+  options.kv_cache_dtype.reset();
+  options.cpu_gemm_path = "amx";
+  EXPECT_EQ(load_causal_lm(dir.path(), options).status().message(),
+            "unknown CPU GEMM path 'amx' (auto, avx512-bf16, avx512, avx2 or scalar)");
+  options.cpu_gemm_path = "scalar";
+  EXPECT_TRUE(load_causal_lm(dir.path(), options).ok());
 }
 
 std::filesystem::path shared_models() {
