@@ -31,7 +31,8 @@ absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options
 }  // namespace
 
 DType default_kv_cache_dtype(const std::string& backend) {
-  return backend == "cpu" ? DType::kF32 : DType::kBF16;
+  (void)backend;
+  return DType::kBF16;
 }
 
 absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::path& model_dir,
