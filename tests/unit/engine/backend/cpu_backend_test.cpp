@@ -214,7 +214,7 @@ struct AttentionCase {
 };
 
 // Head dims 24, 64 (Qwen2.5-0.5B: 14 heads on 2 KV heads) and 128; prefills of 19, 37 and 33 tokens (tiles of
-// 16 query tokens with a tail), chunks after cached prefixes that end mid-block, and single-token decodes.
+// 4 query tokens with a tail), chunks after cached prefixes that end mid-block, and single-token decodes.
 const AttentionCase kAttentionCases[] = {
     AttentionCase{},
     AttentionCase{14, 2, 64, {0, 21, 40}, {37, 6, 1}},
