@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/cuda_plugin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/model_config.h"
@@ -17,6 +18,12 @@ namespace {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
   if (options.backend == "cpu") {
+    const int32_t cpus = cpu::available_cpus();
+    if (options.num_threads < 0 || options.num_threads > cpus) {
+      return absl::InvalidArgumentError(absl::StrCat("the CPU backend cannot run ", options.num_threads,
+                                                     " threads: this process may use ", cpus,
+                                                     " CPUs (its affinity mask); give 1 to ", cpus, ", or 0 for all"));
+    }
     std::string path_name = options.cpu_gemm_path;
     const char* from_env = std::getenv("BMSERVER_CPU_GEMM");
     if (path_name.empty()) path_name = from_env != nullptr && *from_env != '\0' ? from_env : "auto";

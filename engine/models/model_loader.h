@@ -14,7 +14,7 @@ namespace bm::engine {
 
 struct LoadOptions {
   std::string backend = "cpu";  // "cpu" or "cuda" (the dlopen'ed plugin, engine/backend/cuda_plugin.h)
-  int32_t num_threads = 0;      // CPU backend threads; 0: one per logical core
+  int32_t num_threads = 0;      // CPU backend threads; 0: one per CPU of the affinity mask
   int32_t device_index = 0;     // CUDA backend: the CUDA runtime's device ordinal (after CUDA_VISIBLE_DEVICES)
   // Unset: default_kv_cache_dtype(backend), BF16 everywhere (as vLLM's CPU and GPU builds): it halves the cache,
   // so twice the tokens fit in the same memory, and halves what decode attention reads per token. F32 stays
