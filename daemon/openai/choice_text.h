@@ -43,6 +43,7 @@ class ChoiceText {
   TextDelta finish();
   bool stopped() const { return stopped_; }  // a stop string matched: generation should end
   int num_tool_calls() const { return tools_ ? tools_->num_calls() : 0; }
+  bool parses_tool_calls() const { return tools_ != nullptr; }
 
  private:
   TextDelta route(std::string text, bool at_end);

@@ -160,7 +160,7 @@ void GenerationSession::send_json(const json& chunk) {
 }
 
 void GenerationSession::emit_delta(size_t index, const TextDelta& delta,
-                                   const std::vector<serving::TokenLogprob>& logprobs, bool final) {
+                                   const std::vector<serving::TokenLogprob>& logprobs, bool final, bool per_token) {
   Choice& c = choices_[index];
   c.content += delta.content;
   c.reasoning += delta.reasoning;
@@ -172,17 +172,20 @@ void GenerationSession::emit_delta(size_t index, const TextDelta& delta,
     if (!logprobs.empty()) c.raw_logprobs.insert(c.raw_logprobs.end(), logprobs.begin(), logprobs.end());
     return;
   }
-  // The first chunk of a choice goes out with its first token, even when that token's text is held back.
-  bool has_payload = !delta.empty() || !lp.is_null() || final || !c.sent_role;
+  // The first chunk of a choice goes out with its first token, even when that token's text is held back; so does
+  // every later token (an empty delta when its bytes end inside a UTF-8 character, it is a skipped special token
+  // or a stop string holds its text back), as vLLM streams, so that a client's inter-token latencies are per
+  // token. Only a tool-call parser's hold-back sends nothing, as vLLM's parsers do.
+  bool has_payload = !delta.empty() || !lp.is_null() || final || !c.sent_role || per_token;
   if (options_.kind == ResponseKind::kCompletion)
-    has_payload = !delta.text.empty() || !lp.is_null() || final || !c.sent_role;
+    has_payload = !delta.text.empty() || !lp.is_null() || final || !c.sent_role || per_token;
   if (!has_payload) return;
   json choice = {{"index", index}, {"logprobs", lp}, {"finish_reason", final ? json(*c.finish_reason) : json(nullptr)}};
   if (options_.kind == ResponseKind::kChat) {
     json d = json::object();
     if (!c.sent_role) d["role"] = "assistant";
     if (!delta.reasoning.empty()) d["reasoning_content"] = delta.reasoning;
-    if (!delta.content.empty() || (!c.sent_role && delta.reasoning.empty() && delta.tool_calls.empty()))
+    if (!delta.content.empty() || ((!c.sent_role || per_token) && delta.reasoning.empty() && delta.tool_calls.empty()))
       d["content"] = delta.content;
     if (!delta.tool_calls.empty()) {
       json calls = json::array();
@@ -244,7 +247,8 @@ void GenerationSession::on_event(size_t index, serving::GenerationEvent event) {
     fail(500, error_);
     return;
   }
-  emit_delta(index, delta, event.logprobs, c.finish_reason.has_value());
+  emit_delta(index, delta, event.logprobs, c.finish_reason.has_value(),
+             !event.token_ids.empty() && !c.text->parses_tool_calls());
   if (c.finish_reason) {
     model_->metrics.request_generation_tokens.observe(c.num_tokens);
     model_->metrics.count_finished(*c.finish_reason);

@@ -62,7 +62,9 @@ class GenerationSession : public std::enable_shared_from_this<GenerationSession>
                     std::shared_ptr<Exchange> exchange);
   void submit_all();
   void on_event(size_t index, serving::GenerationEvent event);
-  void emit_delta(size_t index, const TextDelta& delta, const std::vector<serving::TokenLogprob>& logprobs, bool final);
+  // per_token: the event brought tokens whose chunk goes out even with an empty delta (see the .cpp).
+  void emit_delta(size_t index, const TextDelta& delta, const std::vector<serving::TokenLogprob>& logprobs, bool final,
+                  bool per_token);
   nlohmann::json logprobs_json(Choice& choice, const std::vector<serving::TokenLogprob>& logprobs);
   void finish_if_done();
   void abort_all();

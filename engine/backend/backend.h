@@ -113,6 +113,12 @@ class Backend {
   virtual absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) = 0;
   // Copies host bytes into the view (src.size() == dst.num_bytes()). The host bytes may be reused on return.
   virtual void copy_to_device(std::span<const std::byte> src, const Tensor& dst) = 0;
+  // Copies a linear layer's weight [out_features, in_features] (nn.Linear's layout) into dst. A backend may keep
+  // it in the layout its matrix kernels read (the CPU backend packs BF16 weights for its GEMM): afterwards only
+  // linear() reads dst.
+  virtual void copy_linear_weight_to_device(std::span<const std::byte> src, const Tensor& dst) {
+    copy_to_device(src, dst);
+  }
   // Waits for the ops issued before it, then copies the view into host memory.
   virtual void copy_to_host(const Tensor& src, std::span<std::byte> dst) = 0;
   virtual void synchronize() = 0;

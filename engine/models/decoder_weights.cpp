@@ -25,6 +25,7 @@ struct Placement {
   Tensor* destination;
   const TensorInfo* source = nullptr;
   int64_t offset = 0;
+  bool linear_weight = false;  // read only by Backend::linear, so the backend may pack it
 };
 
 // A GPTQ/AWQ linear layer: its packed tensors and where the backend's repacked form goes.
@@ -43,15 +44,15 @@ class PlacementList {
  public:
   explicit PlacementList(const std::optional<QuantScheme>& quantization) : quantization_(quantization) {}
 
-  void add(std::string name, std::vector<int64_t> shape, Tensor* destination) {
-    placements_.push_back(Placement{std::move(name), std::move(shape), destination});
+  void add(std::string name, std::vector<int64_t> shape, Tensor* destination, bool linear_weight = false) {
+    placements_.push_back(Placement{std::move(name), std::move(shape), destination, nullptr, 0, linear_weight});
   }
   void add_linear(const std::string& prefix, int64_t out_features, int64_t in_features, bool has_bias,
                   LinearWeights* linear) {
     if (quantization_ && is_quantized_module(*quantization_, prefix)) {
       quantized_.push_back(QuantizedPlacement{prefix, out_features, in_features, linear});
     } else {
-      add(prefix + ".weight", {out_features, in_features}, &linear->weight);
+      add(prefix + ".weight", {out_features, in_features}, &linear->weight, /*linear_weight=*/true);
     }
     if (has_bias) add(prefix + ".bias", {out_features}, &linear->bias);
   }
@@ -107,7 +108,9 @@ void plan(const DecoderSpec& spec, DecoderWeights& weights, PlacementList& list)
     list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down);
   }
   list.add("model.norm.weight", {hidden}, &weights.final_norm);
-  if (!spec.tie_word_embeddings) list.add("lm_head.weight", {spec.vocab_size, hidden}, &weights.lm_head);
+  if (!spec.tie_word_embeddings) {
+    list.add("lm_head.weight", {spec.vocab_size, hidden}, &weights.lm_head, /*linear_weight=*/true);
+  }
 }
 
 int64_t aligned(int64_t bytes) {
@@ -184,6 +187,8 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
     if (to_bf16) {
       const std::vector<uint16_t> bf16 = f16_to_bf16(placement.source->data);
       backend.copy_to_device(std::as_bytes(std::span(bf16)), *placement.destination);
+    } else if (placement.linear_weight) {
+      backend.copy_linear_weight_to_device(placement.source->data, *placement.destination);
     } else {
       backend.copy_to_device(placement.source->data, *placement.destination);
     }

@@ -1,8 +1,11 @@
 #include "engine/models/model_loader.h"
 
+#include <cstdlib>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/cuda_plugin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/model_config.h"
@@ -14,7 +17,20 @@ namespace bm::engine {
 namespace {
 
 absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
-  if (options.backend == "cpu") return create_cpu_backend(CpuBackendOptions{options.num_threads});
+  if (options.backend == "cpu") {
+    const int32_t cpus = cpu::available_cpus();
+    if (options.num_threads < 0 || options.num_threads > cpus) {
+      return absl::InvalidArgumentError(absl::StrCat("the CPU backend cannot run ", options.num_threads,
+                                                     " threads: this process may use ", cpus,
+                                                     " CPUs (its affinity mask); give 1 to ", cpus, ", or 0 for all"));
+    }
+    std::string path_name = options.cpu_gemm_path;
+    const char* from_env = std::getenv("BMSERVER_CPU_GEMM");
+    if (path_name.empty()) path_name = from_env != nullptr && *from_env != '\0' ? from_env : "auto";
+    absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(path_name);
+    if (!path.ok()) return path.status();
+    return create_cpu_backend(CpuBackendOptions{options.num_threads, *path});
+  }
   if (options.backend == "cuda") return create_cuda_backend(options.device_index);
   return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (cpu or cuda)"));
 }
@@ -22,7 +38,8 @@ absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options
 }  // namespace
 
 DType default_kv_cache_dtype(const std::string& backend) {
-  return backend == "cpu" ? DType::kF32 : DType::kBF16;
+  (void)backend;
+  return DType::kBF16;
 }
 
 absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::path& model_dir,

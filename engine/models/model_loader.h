@@ -14,15 +14,17 @@ namespace bm::engine {
 
 struct LoadOptions {
   std::string backend = "cpu";  // "cpu" or "cuda" (the dlopen'ed plugin, engine/backend/cuda_plugin.h)
-  int32_t num_threads = 0;      // CPU backend threads; 0: one per logical core
+  int32_t num_threads = 0;      // CPU backend threads; 0: one per CPU of the affinity mask
   int32_t device_index = 0;     // CUDA backend: the CUDA runtime's device ordinal (after CUDA_VISIBLE_DEVICES)
-  // Unset: default_kv_cache_dtype(backend). F32 on the CPU: the reference path stays exact against float32
-  // transformers, and CPU memory is not the bottleneck for the small models a CPU serves. BF16 on a GPU: it
-  // halves the cache (twice the tokens in the same memory) and the tensor-core prefill kernel reads BF16.
+  // Unset: default_kv_cache_dtype(backend), BF16 everywhere (as vLLM's CPU and GPU builds): it halves the cache,
+  // so twice the tokens fit in the same memory, and halves what decode attention reads per token. F32 stays
+  // available on the CPU, where the reference comparisons with float32 transformers ask for it explicitly.
   std::optional<DType> kv_cache_dtype;
+  // CPU GEMM instruction path (engine/backend/cpu/gemm_path.h): empty means $BMSERVER_CPU_GEMM, else "auto".
+  std::string cpu_gemm_path;
 };
 
-// F32 for "cpu", BF16 for any other backend.
+// BF16 for every backend (the argument stays so a backend may differ again).
 DType default_kv_cache_dtype(const std::string& backend);
 
 // Everything is checked before anything is allocated: the architecture and quantization are supported, every

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/model/dtype.h"
 #include "engine/model/generation_config.h"
 #include "engine/models/causal_lm.h"
 #include "engine/runtime/batch_sampler.h"
@@ -49,6 +50,8 @@ struct EngineOptions {
   // occasional fallback. Tests set it to check the GPU path on the CPU.
   std::optional<bool> top_p_from_candidates;
   DecodeGraphMode decode_graphs = DecodeGraphMode::kAuto;
+  // The KV cache's element type, F32 or BF16. Unset: default_kv_cache_dtype(backend), BF16 on every backend.
+  std::optional<DType> kv_cache_dtype;
   // Loading phases ("reading weights", "allocating KV cache") with a fraction in [0, 1] or -1.
   std::function<void(const std::string& phase, double fraction)> on_progress;
 };

@@ -93,6 +93,29 @@ class ServingTest(unittest.TestCase):
         self.assertEqual(chunks[-1].choices, [])
         self.assertEqual(chunks[-1].usage.completion_tokens, 12)
 
+    def test_streaming_sends_a_chunk_per_token_even_inside_a_utf8_character(self):
+        """Tokens whose bytes end inside a UTF-8 character still get their own chunk, with empty content (as vLLM
+        streams), so per-chunk latencies are per token; the text stays exact. The bias makes the model emit only
+        the byte tokens 0xF0 (a 4-byte lead) and 0x90 (a continuation), so many tokens complete no character."""
+        self.require_sdk()
+        with open(os.path.join(self.served.models["qwen2.5"], "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+        lead, continuation = vocab["\u00f0"], vocab["\u0132"]  # GPT-2 byte symbols of 0xF0 and 0x90
+        kw = dict(model=self.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=24, temperature=1.0,
+                  seed=7, logit_bias={str(lead): 100, str(continuation): 100}, extra_body={"ignore_eos": True})
+        whole = self.client.chat.completions.create(**kw).choices[0].message.content
+        chunks = [c for c in self.client.chat.completions.create(stream=True, **kw) if c.choices]
+        self.assertEqual(len(chunks), 24)
+        self.assertEqual("".join(c.choices[0].delta.content or "" for c in chunks), whole)
+        self.assertIn("", [c.choices[0].delta.content for c in chunks[1:]])
+        # Completions stream the same way.
+        ckw = dict(model=self.model, prompt="Hi", max_tokens=24, temperature=1.0, seed=7,
+                   logit_bias={str(lead): 100, str(continuation): 100}, extra_body={"ignore_eos": True})
+        text = self.client.completions.create(**ckw).choices[0].text
+        cchunks = [c for c in self.client.completions.create(stream=True, **ckw) if c.choices]
+        self.assertEqual(len(cchunks), 24)
+        self.assertEqual("".join(c.choices[0].text for c in cchunks), text)
+
     def test_seed_reproducible_and_n(self):
         self.require_sdk()
         kw = dict(model=self.model, messages=[{"role": "user", "content": "Tell me a story"}], max_tokens=10,

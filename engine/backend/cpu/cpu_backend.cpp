@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <new>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,7 +94,11 @@ struct RecordedStep final : StepGraph {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const CpuBackendOptions& options) : pool_(options.num_threads) {}
+  explicit CpuBackend(const CpuBackendOptions& options)
+      : pool_(options.num_threads),
+        gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path) {
+    BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_));
+  }
 
   std::string_view name() const override { return "cpu"; }
   MemoryInfo memory_info() const override { return host_memory_info(); }
@@ -112,6 +117,7 @@ class CpuBackend final : public Backend {
       return absl::ResourceExhaustedError(absl::StrCat("the CPU backend cannot allocate ", num_bytes, " bytes"));
     }
     if (huge) ::madvise(data, rounded / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint: failure changes nothing
+    packed_.erase(packed_.lower_bound(data), packed_.lower_bound(data + rounded));
     return std::make_unique<CpuBuffer>(data, num_bytes, alignment);
   }
 
@@ -119,6 +125,21 @@ class CpuBackend final : public Backend {
     BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
     BM_CHECK(recording_ == nullptr);
     if (!src.empty()) std::memcpy(bytes_of(dst), src.data(), src.size());
+    packed_.erase(bytes_of(dst));
+  }
+
+  // BF16 weights are packed for the GEMM here, once; the set remembers which tensors hold packed bytes (a tied
+  // head reads the embedding table, which stays in rows, through the row kernel).
+  void copy_linear_weight_to_device(std::span<const std::byte> src, const Tensor& dst) override {
+    if (dst.dtype != DType::kBF16 || !cpu::packable_linear_weight(dst.rows, dst.cols)) {
+      copy_to_device(src, dst);
+      return;
+    }
+    BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
+    BM_CHECK(recording_ == nullptr);
+    cpu::pack_linear_weight(reinterpret_cast<const uint16_t*>(src.data()), dst.rows, dst.cols,
+                            reinterpret_cast<uint16_t*>(bytes_of(dst)));
+    packed_.insert(bytes_of(dst));
   }
 
   void copy_to_host(const Tensor& src, std::span<std::byte> dst) override {
@@ -173,6 +194,14 @@ class CpuBackend final : public Backend {
     BM_CHECK(x.cols == weight.cols && out.rows == x.rows && out.cols == weight.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
+    if (packed_.contains(bytes_of(weight))) {
+      BM_CHECK(weight.dtype == DType::kBF16);
+      const auto* packed = reinterpret_cast<const uint16_t*>(bytes_of(weight));
+      run([=, this] {
+        cpu::packed_linear(pool_, gemm_path_, f32(x), x.rows, x.cols, packed, weight.rows, bias_data, f32(out));
+      });
+      return;
+    }
     run([=, this] {
       cpu::linear(pool_, f32(x), x.rows, x.cols, weight_data(weight), weight.rows, bias_data, f32(out));
     });
@@ -287,6 +316,10 @@ class CpuBackend final : public Backend {
   }
 
   cpu::ThreadPool pool_;
+  cpu::GemmPath gemm_path_;
+  // Start of each packed linear weight. A new allocation or a plain copy over such bytes drops their entries, so
+  // memory reused after a weight buffer is freed is not mistaken for packed.
+  std::set<const std::byte*> packed_;
   std::unique_ptr<RecordedStep> recording_;
 };
 

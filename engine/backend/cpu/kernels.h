@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/quantized_matrix.h"
 #include "engine/model/dtype.h"
@@ -19,6 +20,13 @@ struct ConstData {
 
 // out[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias.data may be null).
 void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias, float* out);
+
+// The same product over BF16 weights packed once at load (packed_linear.cpp describes the layout), on the chosen
+// instruction path (not kAuto). Packing needs m % 16 == 0 and even k and keeps the byte size.
+bool packable_linear_weight(int64_t m, int64_t k);
+void pack_linear_weight(const uint16_t* w, int64_t m, int64_t k, uint16_t* packed);
+void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, int64_t k, const uint16_t* packed,
+                   int64_t m, ConstData bias, float* out);
 
 // Weight-only quantized linear (quantized_linear.cpp describes the layout): bytes of a packed matrix, the repack
 // from the neutral host form, and out[n, rows] = x[n, cols] · Wᵀ + bias.

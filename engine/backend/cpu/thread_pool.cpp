@@ -1,5 +1,7 @@
 #include "engine/backend/cpu/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 namespace bm::engine::cpu {
@@ -20,8 +22,15 @@ inline void cpu_relax() {
 
 }  // namespace
 
+int32_t available_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 ThreadPool::ThreadPool(int32_t num_threads) {
-  if (num_threads <= 0) num_threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  if (num_threads <= 0) num_threads = available_cpus();
   for (int32_t i = 1; i < num_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 

@@ -13,9 +13,13 @@
 
 namespace bm::engine::cpu {
 
+// CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, docker --cpuset-cpus), at least 1.
+// std::thread::hardware_concurrency() counts the machine's CPUs instead, which oversubscribes a confined process.
+int32_t available_cpus();
+
 class ThreadPool {
  public:
-  // num_threads counts the calling thread; 0 means one per logical core.
+  // num_threads counts the calling thread; 0 means available_cpus().
   explicit ThreadPool(int32_t num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

@@ -10,7 +10,7 @@
 // Version 5: quantized_matrix_bytes, copy_quantized_to_device, quantized_linear (GPTQ / AWQ weights).
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 5
+#define BM_CUDA_PLUGIN_ABI_VERSION 6
 
 extern "C" {
 

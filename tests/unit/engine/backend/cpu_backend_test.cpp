@@ -213,102 +213,110 @@ struct AttentionCase {
   std::vector<int32_t> fresh = {19, 6, 1};
 };
 
-TEST_P(CpuBackendTest, PagedAttentionMatchesContiguousCausalAttention) {
-  for (DType cache_dtype : {DType::kF32, DType::kBF16}) {
-    SCOPED_TRACE(dtype_name(cache_dtype));
-    const AttentionCase c;
-    const int64_t kv_size = int64_t{c.num_kv_heads} * c.head_dim;
-    const int64_t q_size = int64_t{c.num_heads} * c.head_dim;
-    const int32_t num_seqs = 3;
-    const int32_t num_blocks = 16;
-    std::vector<int32_t> free_blocks(num_blocks);
-    std::iota(free_blocks.begin(), free_blocks.end(), 0);
-    std::shuffle(free_blocks.begin(), free_blocks.end(), rng_);
-    // Every position's K/V, per sequence, contiguous (the reference) — written to the cache in two steps.
-    std::vector<std::vector<float>> keys(num_seqs), values(num_seqs);
-    std::vector<std::vector<int32_t>> tables(num_seqs);
-    int32_t max_blocks = 0;
-    for (int32_t s = 0; s < num_seqs; ++s) {
-      const int32_t length = c.cached[s] + c.fresh[s];
-      keys[s] = random_floats(rng_, length * kv_size);
-      values[s] = random_floats(rng_, length * kv_size);
-      if (cache_dtype == DType::kBF16) {
-        keys[s] = round_to_bf16(keys[s]);
-        values[s] = round_to_bf16(values[s]);
-      }
-      const int32_t blocks = (length + kKvBlockSize - 1) / kKvBlockSize;
-      for (int32_t b = 0; b < blocks; ++b) {
-        tables[s].push_back(free_blocks.back());
-        free_blocks.pop_back();
-      }
-      max_blocks = std::max(max_blocks, blocks);
-    }
-    const KvCacheLayer cache{empty(cache_dtype, num_blocks * kKvBlockSize, kv_size),
-                             empty(cache_dtype, num_blocks * kKvBlockSize, kv_size)};
-    // Store the cached prefixes, then the new tokens, as two store_kv calls.
-    for (bool is_new : {false, true}) {
-      std::vector<float> k_rows, v_rows;
-      std::vector<int32_t> slots;
-      for (int32_t s = 0; s < num_seqs; ++s) {
-        const int32_t begin = is_new ? c.cached[s] : 0;
-        const int32_t end = is_new ? c.cached[s] + c.fresh[s] : c.cached[s];
-        for (int32_t p = begin; p < end; ++p) {
-          k_rows.insert(k_rows.end(), keys[s].begin() + p * kv_size, keys[s].begin() + (p + 1) * kv_size);
-          v_rows.insert(v_rows.end(), values[s].begin() + p * kv_size, values[s].begin() + (p + 1) * kv_size);
-          slots.push_back(tables[s][p / kKvBlockSize] * kKvBlockSize + p % kKvBlockSize);
-        }
-      }
-      const int64_t rows = static_cast<int64_t>(slots.size());
-      backend_->store_kv(upload(k_rows, DType::kF32, rows, kv_size), upload(v_rows, DType::kF32, rows, kv_size),
-                         upload(slots, DType::kI32, 1, rows), cache);
-    }
-    std::vector<int32_t> query_starts = {0}, seq_lens, flat_tables(num_seqs * max_blocks, 0);
-    for (int32_t s = 0; s < num_seqs; ++s) {
-      query_starts.push_back(query_starts.back() + c.fresh[s]);
-      seq_lens.push_back(c.cached[s] + c.fresh[s]);
-      std::copy(tables[s].begin(), tables[s].end(), flat_tables.begin() + s * max_blocks);
-    }
-    const int32_t num_tokens = query_starts.back();
-    const std::vector<float> q = random_floats(rng_, num_tokens * q_size);
-    const AttentionMetadata metadata{num_seqs,
-                                     upload(query_starts, DType::kI32, 1, num_seqs + 1),
-                                     upload(seq_lens, DType::kI32, 1, num_seqs),
-                                     upload(flat_tables, DType::kI32, num_seqs, max_blocks),
-                                     19,
-                                     41};
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    const Tensor out = empty(DType::kF32, num_tokens, q_size);
-    backend_->paged_attention(upload(q, DType::kF32, num_tokens, q_size), cache, metadata,
-                              AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim, scale}, out);
+// Head dims 24, 64 (Qwen2.5-0.5B: 14 heads on 2 KV heads) and 128; prefills of 19, 37 and 33 tokens (tiles of
+// 4 query tokens with a tail), chunks after cached prefixes that end mid-block, and single-token decodes.
+const AttentionCase kAttentionCases[] = {
+    AttentionCase{},
+    AttentionCase{14, 2, 64, {0, 21, 40}, {37, 6, 1}},
+    AttentionCase{8, 2, 128, {0, 21, 40}, {33, 17, 1}},
+};
 
-    std::vector<double> expected(static_cast<size_t>(num_tokens * q_size));
-    for (int32_t s = 0; s < num_seqs; ++s) {
-      for (int32_t i = 0; i < c.fresh[s]; ++i) {
-        const int32_t t = query_starts[s] + i;
-        const int32_t position = c.cached[s] + i;
-        for (int32_t h = 0; h < c.num_heads; ++h) {
-          const int64_t kv_offset = int64_t{h / (c.num_heads / c.num_kv_heads)} * c.head_dim;
-          std::vector<double> scores(position + 1);
-          for (int32_t p = 0; p <= position; ++p) {
-            double dot = 0;
-            for (int32_t d = 0; d < c.head_dim; ++d) {
-              dot += double{q[t * q_size + h * c.head_dim + d]} * keys[s][p * kv_size + kv_offset + d];
-            }
-            scores[p] = dot * scale;
+TEST_P(CpuBackendTest, PagedAttentionMatchesContiguousCausalAttention) {
+  for (const AttentionCase& c : kAttentionCases)
+    for (DType cache_dtype : {DType::kF32, DType::kBF16}) {
+      SCOPED_TRACE(testing::Message() << dtype_name(cache_dtype) << ", head_dim " << c.head_dim);
+      const int64_t kv_size = int64_t{c.num_kv_heads} * c.head_dim;
+      const int64_t q_size = int64_t{c.num_heads} * c.head_dim;
+      const int32_t num_seqs = 3;
+      const int32_t num_blocks = 16;
+      std::vector<int32_t> free_blocks(num_blocks);
+      std::iota(free_blocks.begin(), free_blocks.end(), 0);
+      std::shuffle(free_blocks.begin(), free_blocks.end(), rng_);
+      // Every position's K/V, per sequence, contiguous (the reference) — written to the cache in two steps.
+      std::vector<std::vector<float>> keys(num_seqs), values(num_seqs);
+      std::vector<std::vector<int32_t>> tables(num_seqs);
+      int32_t max_blocks = 0;
+      for (int32_t s = 0; s < num_seqs; ++s) {
+        const int32_t length = c.cached[s] + c.fresh[s];
+        keys[s] = random_floats(rng_, length * kv_size);
+        values[s] = random_floats(rng_, length * kv_size);
+        if (cache_dtype == DType::kBF16) {
+          keys[s] = round_to_bf16(keys[s]);
+          values[s] = round_to_bf16(values[s]);
+        }
+        const int32_t blocks = (length + kKvBlockSize - 1) / kKvBlockSize;
+        for (int32_t b = 0; b < blocks; ++b) {
+          tables[s].push_back(free_blocks.back());
+          free_blocks.pop_back();
+        }
+        max_blocks = std::max(max_blocks, blocks);
+      }
+      const KvCacheLayer cache{empty(cache_dtype, num_blocks * kKvBlockSize, kv_size),
+                               empty(cache_dtype, num_blocks * kKvBlockSize, kv_size)};
+      // Store the cached prefixes, then the new tokens, as two store_kv calls.
+      for (bool is_new : {false, true}) {
+        std::vector<float> k_rows, v_rows;
+        std::vector<int32_t> slots;
+        for (int32_t s = 0; s < num_seqs; ++s) {
+          const int32_t begin = is_new ? c.cached[s] : 0;
+          const int32_t end = is_new ? c.cached[s] + c.fresh[s] : c.cached[s];
+          for (int32_t p = begin; p < end; ++p) {
+            k_rows.insert(k_rows.end(), keys[s].begin() + p * kv_size, keys[s].begin() + (p + 1) * kv_size);
+            v_rows.insert(v_rows.end(), values[s].begin() + p * kv_size, values[s].begin() + (p + 1) * kv_size);
+            slots.push_back(tables[s][p / kKvBlockSize] * kKvBlockSize + p % kKvBlockSize);
           }
-          const double top = *std::max_element(scores.begin(), scores.end());
-          double total = 0;
-          for (double& score : scores) total += (score = std::exp(score - top));
-          for (int32_t d = 0; d < c.head_dim; ++d) {
-            double sum = 0;
-            for (int32_t p = 0; p <= position; ++p) sum += scores[p] / total * values[s][p * kv_size + kv_offset + d];
-            expected[t * q_size + h * c.head_dim + d] = sum;
+        }
+        const int64_t rows = static_cast<int64_t>(slots.size());
+        backend_->store_kv(upload(k_rows, DType::kF32, rows, kv_size), upload(v_rows, DType::kF32, rows, kv_size),
+                           upload(slots, DType::kI32, 1, rows), cache);
+      }
+      std::vector<int32_t> query_starts = {0}, seq_lens, flat_tables(num_seqs * max_blocks, 0);
+      for (int32_t s = 0; s < num_seqs; ++s) {
+        query_starts.push_back(query_starts.back() + c.fresh[s]);
+        seq_lens.push_back(c.cached[s] + c.fresh[s]);
+        std::copy(tables[s].begin(), tables[s].end(), flat_tables.begin() + s * max_blocks);
+      }
+      const int32_t num_tokens = query_starts.back();
+      const std::vector<float> q = random_floats(rng_, num_tokens * q_size);
+      const AttentionMetadata metadata{num_seqs,
+                                       upload(query_starts, DType::kI32, 1, num_seqs + 1),
+                                       upload(seq_lens, DType::kI32, 1, num_seqs),
+                                       upload(flat_tables, DType::kI32, num_seqs, max_blocks),
+                                       19,
+                                       41};
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      const Tensor out = empty(DType::kF32, num_tokens, q_size);
+      backend_->paged_attention(upload(q, DType::kF32, num_tokens, q_size), cache, metadata,
+                                AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim, scale}, out);
+
+      std::vector<double> expected(static_cast<size_t>(num_tokens * q_size));
+      for (int32_t s = 0; s < num_seqs; ++s) {
+        for (int32_t i = 0; i < c.fresh[s]; ++i) {
+          const int32_t t = query_starts[s] + i;
+          const int32_t position = c.cached[s] + i;
+          for (int32_t h = 0; h < c.num_heads; ++h) {
+            const int64_t kv_offset = int64_t{h / (c.num_heads / c.num_kv_heads)} * c.head_dim;
+            std::vector<double> scores(position + 1);
+            for (int32_t p = 0; p <= position; ++p) {
+              double dot = 0;
+              for (int32_t d = 0; d < c.head_dim; ++d) {
+                dot += double{q[t * q_size + h * c.head_dim + d]} * keys[s][p * kv_size + kv_offset + d];
+              }
+              scores[p] = dot * scale;
+            }
+            const double top = *std::max_element(scores.begin(), scores.end());
+            double total = 0;
+            for (double& score : scores) total += (score = std::exp(score - top));
+            for (int32_t d = 0; d < c.head_dim; ++d) {
+              double sum = 0;
+              for (int32_t p = 0; p <= position; ++p) sum += scores[p] / total * values[s][p * kv_size + kv_offset + d];
+              expected[t * q_size + h * c.head_dim + d] = sum;
+            }
           }
         }
       }
+      EXPECT_LT(normalised_error(download(out), expected), kMaxNormalisedError);
     }
-    EXPECT_LT(normalised_error(download(out), expected), kMaxNormalisedError);
-  }
 }
 
 TEST_P(CpuBackendTest, CopiesRoundTripThroughSlices) {

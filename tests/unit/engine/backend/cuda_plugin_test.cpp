@@ -95,8 +95,8 @@ TEST(CudaPluginTest, CopyBandwidthThroughAFailingPluginIsAnError) {
   EXPECT_THAT(bandwidth.status().message(), HasSubstr("no GPU in the fake plugin"));
 }
 
-TEST(CudaPluginTest, KvCacheDefaultsToBf16OffTheCpu) {
-  EXPECT_EQ(default_kv_cache_dtype("cpu"), DType::kF32);
+TEST(CudaPluginTest, KvCacheDefaultsToBf16OnEveryBackend) {
+  EXPECT_EQ(default_kv_cache_dtype("cpu"), DType::kBF16);
   EXPECT_EQ(default_kv_cache_dtype("cuda"), DType::kBF16);
 }
 

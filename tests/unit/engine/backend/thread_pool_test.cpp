@@ -1,12 +1,29 @@
 #include "engine/backend/cpu/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <vector>
 
 namespace bm::engine::cpu {
 namespace {
+
+// The default thread count follows the affinity mask (what taskset or a cpuset grants), not the machine.
+TEST(ThreadPoolTest, DefaultsToTheCpusOfTheAffinityMask) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(original), &original), 0);
+  EXPECT_EQ(available_cpus(), CPU_COUNT(&original));
+  int first = 0;
+  while (!CPU_ISSET(first, &original)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  EXPECT_EQ(available_cpus(), 1);
+  EXPECT_EQ(ThreadPool(0).num_threads(), 1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(original), &original), 0);
+}
 
 TEST(ThreadPoolTest, VisitsEveryIndexOnceInGrainSizedChunks) {
   for (int32_t threads : {1, 2, 5}) {

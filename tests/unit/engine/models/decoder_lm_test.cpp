@@ -22,6 +22,7 @@
 #include <numeric>
 #include <random>
 
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/models/model_loader.h"
 #include "nlohmann/json.hpp"
 
@@ -94,10 +95,12 @@ class BlockPool {
   std::vector<int32_t> free_;
 };
 
-std::unique_ptr<CausalLM> load(const std::string& model, DType kv_dtype = DType::kF32, int32_t num_blocks = 64) {
+std::unique_ptr<CausalLM> load(const std::string& model, DType kv_dtype = DType::kF32, int32_t num_blocks = 64,
+                               const std::string& gemm_path = "") {
   LoadOptions options;
   options.num_threads = 2;
   options.kv_cache_dtype = kv_dtype;
+  options.cpu_gemm_path = gemm_path;
   absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models_dir() / model, options);
   EXPECT_TRUE(lm.ok()) << lm.status();
   if (!lm.ok()) return nullptr;
@@ -109,8 +112,9 @@ class DecoderLMTest : public ::testing::TestWithParam<std::string> {};
 
 // Prefill, then 16 greedy decode steps, one sequence at a time. Greedy tokens must agree at every step where
 // transformers' top two logits are at least `greedy_margin` apart.
-void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double tolerance, double greedy_margin) {
-  std::unique_ptr<CausalLM> lm = load(model, kv_dtype);
+void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double tolerance, double greedy_margin,
+                              const std::string& gemm_path = "") {
+  std::unique_ptr<CausalLM> lm = load(model, kv_dtype, 64, gemm_path);
   ASSERT_NE(lm, nullptr);
   const int32_t vocab = lm->info().vocab_size;
   BlockPool pool(64);
@@ -138,7 +142,8 @@ void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double t
     }
   }
   EXPECT_LT(worst, tolerance);
-  std::cout << "[ max |logit - transformers| ] " << model << " (" << dtype_name(kv_dtype) << " KV): " << worst << "\n";
+  std::cout << "[ max |logit - transformers| ] " << model << " (" << dtype_name(kv_dtype) << " KV"
+            << (gemm_path.empty() ? "" : ", GEMM " + gemm_path) << "): " << worst << "\n";
 }
 
 TEST_P(DecoderLMTest, PrefillAndGreedyDecodeMatchTransformers) {
@@ -147,6 +152,19 @@ TEST_P(DecoderLMTest, PrefillAndGreedyDecodeMatchTransformers) {
 
 TEST_P(DecoderLMTest, Bf16KvCacheStaysCloseAndGreedyAgrees) {
   check_prefill_and_greedy(GetParam(), DType::kBF16, kBf16CacheLogitTolerance, kBf16CacheGreedyMargin);
+}
+
+// Each CPU GEMM instruction path this CPU has, forced in turn: the F32-activation ones keep the float tolerance
+// and every greedy token; avx512-bf16 rounds the activations to bf16 before each linear layer (a relative error
+// up to 2^-9 per input, as a BF16 cache rounds K/V), so it is held to the BF16 tolerance and margin.
+TEST_P(DecoderLMTest, EachCpuGemmPathMatchesTransformers) {
+  for (const char* path : {"avx512", "avx2", "scalar"}) {
+    if (!cpu::parse_gemm_path(path).ok()) continue;
+    check_prefill_and_greedy(GetParam(), DType::kF32, kLogitTolerance, 0.0, path);
+  }
+  if (cpu::parse_gemm_path("avx512-bf16").ok()) {
+    check_prefill_and_greedy(GetParam(), DType::kF32, kBf16CacheLogitTolerance, kBf16CacheGreedyMargin, "avx512-bf16");
+  }
 }
 
 // All prompts in one batch, the longest one split into chunks: the same logits as one at a time.

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cpu/thread_pool.h"
 #include "engine/model/model_config.h"
 #include "engine/models/decoder_spec.h"
 #include "tests/unit/engine/model/test_files.h"
@@ -106,6 +108,17 @@ TEST(ModelLoaderTest, NamesMissingFilesAndUnknownBackends) {
   options.backend = "cpu";
   options.kv_cache_dtype = DType::kI8;
   EXPECT_THAT(std::string(load_causal_lm(dir.path(), options).status().message()), HasSubstr("KV cache dtype I8"));
+  options.kv_cache_dtype.reset();
+  options.cpu_gemm_path = "amx";
+  EXPECT_EQ(load_causal_lm(dir.path(), options).status().message(),
+            "unknown CPU GEMM path 'amx' (auto, avx512-bf16, avx512, avx2 or scalar)");
+  options.cpu_gemm_path = "scalar";
+  EXPECT_TRUE(load_causal_lm(dir.path(), options).ok());
+  options.num_threads = cpu::available_cpus() + 1;
+  EXPECT_EQ(load_causal_lm(dir.path(), options).status().message(),
+            absl::StrCat("the CPU backend cannot run ", options.num_threads, " threads: this process may use ",
+                         options.num_threads - 1, " CPUs (its affinity mask); give 1 to ", options.num_threads - 1,
+                         ", or 0 for all"));
 }
 
 std::filesystem::path shared_models() {

@@ -70,6 +70,7 @@ TEST_P(QuantizedModelTest, LogitsAndGreedyTokensMatchTransformersOnTheQuantizedC
   const nlohmann::json record = reference(GetParam());
   LoadOptions options;
   options.num_threads = 2;
+  options.kv_cache_dtype = DType::kF32;  // the reference is float32 transformers (the BF16 default is not)
   absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(model_dir(GetParam()), options);
   ASSERT_TRUE(lm.ok()) << lm.status();
   ASSERT_TRUE((*lm)->allocate_kv_cache(64).ok());

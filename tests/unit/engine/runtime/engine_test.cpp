@@ -92,8 +92,11 @@ SamplingParams greedy(int32_t max_tokens = 16) {
   return p;
 }
 
+// The references are float32 transformers' greedy tokens, so these engines keep an F32 cache unless a test asks
+// otherwise (the BF16 default is held to its own tolerance in decoder_lm_test.cpp and sized below).
 std::unique_ptr<Engine> load(const std::string& name, EngineOptions options = {}) {
   options.num_threads = 2;
+  if (!options.kv_cache_dtype) options.kv_cache_dtype = DType::kF32;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::load(model_dir(name), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return engine.ok() ? *std::move(engine) : nullptr;
@@ -164,6 +167,21 @@ TEST_P(GreedyMatchesTransformers, WithPreemptionWhenTheCacheIsTiny) {
   expect_greedy_matches(*engine, read_reference(GetParam()));
   EXPECT_GT(engine->stats().num_preemptions, 0);
   EXPECT_EQ(engine->stats().num_kv_blocks_in_use, 0);
+}
+
+// The CPU's default cache is BF16, as vLLM's: the same bytes hold twice the tokens of an F32 cache.
+TEST(EngineKvCacheTest, Bf16ByDefaultHoldsTwiceTheTokensOfF32) {
+  EngineOptions options;
+  options.num_threads = 2;
+  options.kv_cache_bytes = int64_t{1} << 20;
+  absl::StatusOr<std::unique_ptr<Engine>> bf16 = Engine::load(model_dir("qwen2-tied"), options);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  options.kv_cache_dtype = DType::kF32;
+  absl::StatusOr<std::unique_ptr<Engine>> f32 = Engine::load(model_dir("qwen2-tied"), options);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_EQ((*bf16)->model_info().kv_bytes_per_token * 2, (*f32)->model_info().kv_bytes_per_token);
+  EXPECT_GT((*f32)->stats().kv_capacity_tokens, 0);
+  EXPECT_EQ((*bf16)->stats().kv_capacity_tokens, 2 * (*f32)->stats().kv_capacity_tokens);
 }
 
 // Decode steps as recorded graphs (what a GPU engine does by default; forced on here, where the CPU backend

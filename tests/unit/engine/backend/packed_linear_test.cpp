@@ -1,0 +1,190 @@
+// The packed-weight GEMM on each instruction path this CPU has, forced in turn, against scalar loops written from
+// its definition, at shapes that leave tails everywhere: rows not a multiple of any tile (1, 3, 7, 13), k not a
+// multiple of the vector width (k = 2 · odd), outputs not a multiple of the 64-wide panel.
+// - The F32 paths run one fused multiply-add chain per output in k order, so they must equal the std::fma loop
+//   bit for bit.
+// - The bf16 path rounds x to bf16 (nearest even) and accumulates pairs of exact bf16 products in F32; the loop
+//   does the same in double, and the two differ only by the F32 rounding of the running sum: |error| stays
+//   below k · 2^-24 · sum|x·w| (we allow 1e-6 · sum|x·w|, far below the 2^-9 relative error a missed rounding
+//   or a wrong pair would leave).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/backend/cpu/bf16.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/gemm_path.h"
+#include "engine/backend/cpu/kernels.h"
+
+namespace bm::engine::cpu {
+namespace {
+
+struct Shape {
+  int64_t n, k, m;
+};
+constexpr Shape kShapes[] = {{1, 2, 16},    {3, 18, 48},   {7, 130, 80},  {13, 66, 64},
+                             {5, 896, 144}, {1, 126, 208}, {16, 64, 128}, {9, 256, 32}};
+
+float bf16_round(float v) {
+  return bf16_to_f32(f32_to_bf16(v));
+}
+
+struct Problem {
+  Shape shape;
+  std::vector<float> x;
+  std::vector<uint16_t> w;  // bf16 [m, k]
+  std::vector<uint16_t> packed;
+  std::vector<float> bias;
+};
+
+Problem make_problem(Shape shape, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Problem p{shape};
+  p.x.resize(static_cast<size_t>(shape.n * shape.k));
+  for (float& v : p.x) v = normal(rng);
+  p.w.resize(static_cast<size_t>(shape.m * shape.k));
+  for (uint16_t& v : p.w) v = f32_to_bf16(normal(rng) * 0.1f);
+  p.bias.resize(static_cast<size_t>(shape.m));
+  for (float& v : p.bias) v = normal(rng);
+  if (packable_linear_weight(shape.m, shape.k)) {
+    p.packed.resize(p.w.size());
+    pack_linear_weight(p.w.data(), shape.m, shape.k, p.packed.data());
+  }
+  return p;
+}
+
+std::vector<float> run(ThreadPool& pool, GemmPath path, const Problem& p, bool with_bias) {
+  std::vector<float> out(static_cast<size_t>(p.shape.n * p.shape.m), -1.0f);
+  packed_linear(pool, path, p.x.data(), p.shape.n, p.shape.k, p.packed.data(), p.shape.m,
+                with_bias ? ConstData{p.bias.data(), DType::kF32} : ConstData{}, out.data());
+  return out;
+}
+
+class PackedLinearTest : public ::testing::TestWithParam<GemmPath> {
+ protected:
+  void SetUp() override {
+    if (!cpu_has_gemm_path(GetParam())) {
+      GTEST_SKIP() << "this CPU has no " << gemm_path_name(GetParam()) << " path";
+    }
+  }
+  std::mt19937 rng_{99};
+};
+
+TEST_P(PackedLinearTest, MatchesTheScalarDefinitionAtOddShapes) {
+  for (int32_t threads : {1, 3}) {
+    ThreadPool pool(threads);
+    for (const Shape& shape : kShapes) {
+      SCOPED_TRACE(testing::Message() << "n " << shape.n << " k " << shape.k << " m " << shape.m << ", " << threads
+                                      << " threads");
+      const Problem p = make_problem(shape, rng_);
+      for (bool with_bias : {false, true}) {
+        const std::vector<float> out = run(pool, GetParam(), p, with_bias);
+        for (int64_t i = 0; i < shape.n; ++i) {
+          for (int64_t j = 0; j < shape.m; ++j) {
+            const float bias = with_bias ? p.bias[j] : 0.0f;
+            const float actual = out[i * shape.m + j];
+            if (GetParam() != GemmPath::kAvx512Bf16) {
+              float acc = 0;
+              for (int64_t c = 0; c < shape.k; ++c)
+                acc = std::fma(p.x[i * shape.k + c], bf16_to_f32(p.w[j * shape.k + c]), acc);
+              ASSERT_EQ(actual, acc + bias) << "row " << i << " output " << j;
+            } else {
+              double exact = 0, magnitude = 0;
+              for (int64_t c = 0; c < shape.k; ++c) {
+                const double product = double{bf16_round(p.x[i * shape.k + c])} * bf16_to_f32(p.w[j * shape.k + c]);
+                exact += product;
+                magnitude += std::abs(product);
+              }
+              ASSERT_NEAR(actual, exact + bias, 1e-6 * magnitude + 1e-6 * std::abs(bias))
+                  << "row " << i << " output " << j;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// A row's outputs are the same bits whether it came alone (decode) or among others (prefill).
+TEST_P(PackedLinearTest, RowsDoNotDependOnTheBatch) {
+  ThreadPool pool(2);
+  const Problem all = make_problem(Shape{11, 194, 112}, rng_);
+  const std::vector<float> batched = run(pool, GetParam(), all, true);
+  for (int64_t i = 0; i < all.shape.n; ++i) {
+    Problem one = all;
+    one.shape.n = 1;
+    one.x.assign(all.x.begin() + i * all.shape.k, all.x.begin() + (i + 1) * all.shape.k);
+    const std::vector<float> alone = run(pool, GetParam(), one, true);
+    for (int64_t j = 0; j < all.shape.m; ++j) ASSERT_EQ(alone[j], batched[i * all.shape.m + j]) << "row " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, PackedLinearTest,
+                         ::testing::Values(GemmPath::kAvx512Bf16, GemmPath::kAvx512, GemmPath::kAvx2,
+                                           GemmPath::kScalar),
+                         [](const auto& info) {
+                           std::string name(gemm_path_name(info.param));
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// The F32 paths agree with one another bit for bit (the same chain, only the vector width differs).
+TEST(PackedLinearPathsTest, F32PathsAreBitIdentical) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  const Problem p = make_problem(Shape{10, 322, 208}, rng);
+  const std::vector<float> scalar = run(pool, GemmPath::kScalar, p, true);
+  for (GemmPath path : {GemmPath::kAvx512, GemmPath::kAvx2}) {
+    if (cpu_has_gemm_path(path)) EXPECT_EQ(run(pool, path, p, true), scalar) << gemm_path_name(path);
+  }
+}
+
+TEST(GemmPathTest, NamesParseAndBadOnesGetASentence) {
+  EXPECT_EQ(*parse_gemm_path("scalar"), GemmPath::kScalar);
+  EXPECT_EQ(*parse_gemm_path("auto"), best_gemm_path());
+  const absl::StatusOr<GemmPath> unknown = parse_gemm_path("amx");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().message(), "unknown CPU GEMM path 'amx' (auto, avx512-bf16, avx512, avx2 or scalar)");
+  for (GemmPath path : {GemmPath::kAvx512Bf16, GemmPath::kAvx512, GemmPath::kAvx2}) {
+    const absl::StatusOr<GemmPath> parsed = parse_gemm_path(gemm_path_name(path));
+    EXPECT_EQ(parsed.ok(), cpu_has_gemm_path(path)) << gemm_path_name(path);
+    if (!parsed.ok()) EXPECT_TRUE(absl::IsFailedPrecondition(parsed.status()));
+  }
+}
+
+// Through the backend: a weight loaded with copy_linear_weight_to_device is packed and gives what the row kernel
+// gives for the same weight loaded plainly (F32 paths: the same sum up to rounding order); a shape the packing
+// cannot take (m not a multiple of 16) stays in rows and still works.
+TEST(PackedLinearBackendTest, PackedAndPlainWeightsAgree) {
+  std::mt19937 rng(17);
+  std::unique_ptr<Backend> backend = create_cpu_backend(CpuBackendOptions{2, best_gemm_path()});
+  for (const Shape shape : {Shape{5, 96, 48}, Shape{4, 96, 20}}) {
+    SCOPED_TRACE(testing::Message() << "m " << shape.m);
+    const Problem p = make_problem(shape, rng);
+    auto tensor = [&](DType dtype, int64_t rows, int64_t cols) {
+      std::unique_ptr<Buffer> buffer = *backend->allocate(rows * cols * dtype_size(dtype));
+      Tensor t{buffer.get(), 0, dtype, rows, cols};
+      return std::make_pair(std::move(buffer), t);
+    };
+    auto [xb, x] = tensor(DType::kF32, shape.n, shape.k);
+    auto [pb, packed] = tensor(DType::kBF16, shape.m, shape.k);
+    auto [wb, plain] = tensor(DType::kBF16, shape.m, shape.k);
+    auto [ob1, out1] = tensor(DType::kF32, shape.n, shape.m);
+    auto [ob2, out2] = tensor(DType::kF32, shape.n, shape.m);
+    backend->copy_to_device(std::as_bytes(std::span(p.x)), x);
+    backend->copy_linear_weight_to_device(std::as_bytes(std::span(p.w)), packed);
+    backend->copy_to_device(std::as_bytes(std::span(p.w)), plain);
+    backend->linear(x, packed, nullptr, out1);
+    backend->linear(x, plain, nullptr, out2);
+    std::vector<float> a(static_cast<size_t>(shape.n * shape.m)), b(a.size());
+    backend->copy_to_host(out1, std::as_writable_bytes(std::span(a)));
+    backend->copy_to_host(out2, std::as_writable_bytes(std::span(b)));
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(b[i]))) << i;
+  }
+}
+
+}  // namespace
+}  // namespace bm::engine::cpu
