@@ -63,6 +63,15 @@ def rss_kib(pid, field):
     raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
+def serve_or_fail(daemon, path, *args):
+    """Serves a tiny model on the CPU backend; on failure stops the daemon and says why."""
+    r = daemon.cli("chat", "serve", path, "--backend", "cpu", *args, timeout=300)
+    if r.returncode != 0:
+        log = daemon.read_log()
+        daemon.close()
+        raise RuntimeError(f"serve {path} failed ({r.returncode}): {r.stderr}\n{log}")
+
+
 def nested(depth):
     return "[" * depth + "]" * depth
 
@@ -81,12 +90,7 @@ class ServedModelCase(unittest.TestCase):
         cls.daemon = Daemon(extra_args=cls.daemon_args).start()
         cls.port = cls.daemon.http_port
         cls.base = f"http://127.0.0.1:{cls.port}"
-        r = cls.daemon.cli("chat", "serve", cls.model_dir, "--backend", "cpu", "--kv-cache-bytes", str(64 << 20),
-                           *cls.serve_args, timeout=300)
-        if r.returncode != 0:
-            log = cls.daemon.read_log()
-            cls.daemon.close()
-            raise RuntimeError(f"serve failed ({r.returncode}): {r.stderr}\n{log}")
+        serve_or_fail(cls.daemon, cls.model_dir, "--kv-cache-bytes", str(64 << 20), *cls.serve_args)
 
     @classmethod
     def tearDownClass(cls):
@@ -392,12 +396,7 @@ class KeysAndOriginsTest(unittest.TestCase):
         cls.daemon = Daemon(extra_args=("--allowed-origins", "https://app.example")).start()
         cls.base = f"http://127.0.0.1:{cls.daemon.http_port}"
         for path, extra in ((cls.open_model, ()), (cls.secret_model, ("--api-key", "sk-test-1234567890"))):
-            r = cls.daemon.cli("chat", "serve", path, "--backend", "cpu", "--kv-cache-bytes", str(32 << 20), *extra,
-                               timeout=300)
-            if r.returncode != 0:
-                log = cls.daemon.read_log()
-                cls.daemon.close()
-                raise RuntimeError(f"serve failed: {r.stderr}\n{log}")
+            serve_or_fail(cls.daemon, path, "--kv-cache-bytes", str(32 << 20), *extra)
 
     @classmethod
     def tearDownClass(cls):

@@ -286,16 +286,19 @@ TEST_F(HttpServerTest, BodiesHeldAtOnceAreBoundedAcrossConnections) {
         held.emplace_back(std::move(req), std::move(ex));
       },
       options);
+  auto wait_until_held = [&] {
+    for (int i = 0; i < 300; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!held.empty()) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
   const std::string body(600, 'a');
   RawClient first(server_->port());
   first.send("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
-  for (int i = 0; i < 300; ++i) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!held.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  wait_until_held();
   RawClient second(server_->port());  // 600 more would pass 1000 while the first is held
   second.send("POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
   std::string refused = second.read_until("}}");
@@ -311,13 +314,7 @@ TEST_F(HttpServerTest, BodiesHeldAtOnceAreBoundedAcrossConnections) {
   EXPECT_NE(first.read_until("done").find("200"), std::string::npos);
   RawClient third(server_->port());
   third.send("POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + body);
-  for (int i = 0; i < 300; ++i) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!held.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  wait_until_held();
   std::lock_guard<std::mutex> lock(mutex);
   EXPECT_EQ(held.size(), 1u);
   if (!held.empty()) held.front().second->respond({200, "text/plain", "ok", {}});
