@@ -138,7 +138,9 @@ TEST(PackedLinearPathsTest, F32PathsAreBitIdentical) {
   const Problem p = make_problem(Shape{10, 322, 208}, rng);
   const std::vector<float> scalar = run(pool, GemmPath::kScalar, p, true);
   for (GemmPath path : {GemmPath::kAvx512, GemmPath::kAvx2}) {
-    if (cpu_has_gemm_path(path)) EXPECT_EQ(run(pool, path, p, true), scalar) << gemm_path_name(path);
+    if (cpu_has_gemm_path(path)) {
+      EXPECT_EQ(run(pool, path, p, true), scalar) << gemm_path_name(path);
+    }
   }
 }
 
@@ -151,7 +153,9 @@ TEST(GemmPathTest, NamesParseAndBadOnesGetASentence) {
   for (GemmPath path : {GemmPath::kAvx512Bf16, GemmPath::kAvx512, GemmPath::kAvx2}) {
     const absl::StatusOr<GemmPath> parsed = parse_gemm_path(gemm_path_name(path));
     EXPECT_EQ(parsed.ok(), cpu_has_gemm_path(path)) << gemm_path_name(path);
-    if (!parsed.ok()) EXPECT_TRUE(absl::IsFailedPrecondition(parsed.status()));
+    if (!parsed.ok()) {
+      EXPECT_TRUE(absl::IsFailedPrecondition(parsed.status()));
+    }
   }
 }
 
