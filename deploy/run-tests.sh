@@ -22,13 +22,15 @@ ctest --preset ci --output-on-failure -j2
 
 # The same unit tests and the serving end-to-end tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 # (a Debug build; any report fails the run). Left out here, because they run in the release pass above and add
-# nothing a sanitizer would see that the serving tests do not: the download, store, system, state and benchmark
-# e2e files (network fakes and CLI plumbing), and the memory-bound test (RSS under ASan is not the product's).
+# nothing a sanitizer would see that the serving tests do not: the download, store, system, state, benchmark and
+# package e2e files (network fakes, CLI plumbing, dpkg), the XGrammar oracle (the same grammar code as
+# test_structured_output, ten times slower under ASan) and the memory-bound test (RSS under ASan is not the
+# product's).
 bash deploy/build.sh asan
 BMSERVER_SANITIZED=1 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
   ctest --test-dir build/asan --output-on-failure -j2 --timeout 1800 \
-  -E '^e2e\.test_(benchmark|download|store|system|state|quantized_serving)$'
+  -E '^e2e\.test_(benchmark|download|store|system|state|quantized_serving|package|xgrammar_oracle)$'
 
 if [ -f tests/fuzz/run-fuzzers.sh ]; then
   bash tests/fuzz/run-fuzzers.sh 30
