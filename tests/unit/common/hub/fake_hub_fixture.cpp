@@ -1,6 +1,7 @@
 #include "tests/unit/common/hub/fake_hub_fixture.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,8 @@ void FakeHubTest::SetUp() {
   std::string script = source_dir() + "/tests/tools/fake_hub.py";
   hub_pid_ = fork();
   if (hub_pid_ == 0) {
+    // The hub dies with the test even when the test crashes, so it never holds ctest's output pipe open.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execlp("python3", "python3", script.c_str(), "--port-file", port_file.c_str(), "--token", token_.c_str(),
            static_cast<char*>(nullptr));
     _exit(127);

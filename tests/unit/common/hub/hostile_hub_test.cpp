@@ -103,7 +103,8 @@ TEST_F(HostileHubTest, RevisionWithDotDotIsRefusedBeforeAnyRequest) {
   expect_refused(options, absl::StatusCode::kInvalidArgument,
                  "the revision \"../../escaped\" is not a branch, tag or commit name (no \"..\", no leading \"/\", no "
                  "control characters)");
-  for (const nlohmann::json& request : nlohmann::json::parse(stats_json())["requests"]) {
+  const nlohmann::json stats = nlohmann::json::parse(stats_json());  // a temporary would end before the loop runs
+  for (const nlohmann::json& request : stats["requests"]) {
     EXPECT_EQ(request["path"].get<std::string>().rfind("/_control/", 0), 0u) << request.dump();
   }
 }
