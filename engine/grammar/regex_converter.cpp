@@ -134,8 +134,10 @@ class RegexParser {
     if (!options_.json_string) return codepoints_expr(g_, set);
     const CodepointRanges plain = normalize([&] {
       CodepointRanges r;
-      for (auto [lo, hi] : normalize(set)) {
-        // Cut out 0x00-0x1F, '"' and '\\': JSON writes them escaped.
+      for (const auto& range : normalize(set)) {
+        // Cut out 0x00-0x1F, '"' and '\\': JSON writes them escaped. (Plain names, not a structured binding: clang 14,
+        // which builds the fuzzers, cannot capture bindings in a lambda.)
+        const uint32_t lo = range.first, hi = range.second;
         auto keep = [&](uint32_t a, uint32_t b) {
           a = std::max(a, lo), b = std::min(b, hi);
           if (a <= b) r.emplace_back(a, b);

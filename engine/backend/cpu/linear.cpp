@@ -86,8 +86,8 @@ BM_CPU_KERNEL void multiply_rows_bf16(const float* x, int64_t n, int64_t k, cons
   multiply_rows(x, n, k, w, num_rows, out, ldo);
 }
 
-BM_CPU_KERNEL void multiply_rows_f16(const float* x, int64_t n, int64_t k, const _Float16* w, int64_t num_rows,
-                                     float* out, int64_t ldo) {
+BM_CPU_KERNEL void multiply_rows_f16(const float* x, int64_t n, int64_t k, const F16* w, int64_t num_rows, float* out,
+                                     int64_t ldo) {
   multiply_rows(x, n, k, w, num_rows, out, ldo);
 }
 
@@ -95,8 +95,8 @@ BM_CPU_KERNEL void widen_rows(const uint16_t* bf16, int64_t count, float* out) {
   for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_f32(bf16[i]);
 }
 
-BM_CPU_KERNEL void widen_rows_f16(const _Float16* f16, int64_t count, float* out) {
-  for (int64_t i = 0; i < count; ++i) out[i] = static_cast<float>(f16[i]);
+BM_CPU_KERNEL void widen_rows_f16(const F16* f16, int64_t count, float* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = f16_to_f32(f16[i].bits);
 }
 
 }  // namespace
@@ -113,14 +113,14 @@ void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w,
         multiply_rows_f32(x, n, k, static_cast<const float*>(w.data) + row * k, num_rows, out + row, m);
       } else if (n <= kMaxRowsForInRegisterWidening) {
         if (w.dtype == DType::kF16) {
-          multiply_rows_f16(x, n, k, static_cast<const _Float16*>(w.data) + row * k, num_rows, out + row, m);
+          multiply_rows_f16(x, n, k, static_cast<const F16*>(w.data) + row * k, num_rows, out + row, m);
         } else {
           multiply_rows_bf16(x, n, k, static_cast<const uint16_t*>(w.data) + row * k, num_rows, out + row, m);
         }
       } else {
         tile.resize(static_cast<size_t>(kTileRows * k));
         if (w.dtype == DType::kF16) {
-          widen_rows_f16(static_cast<const _Float16*>(w.data) + row * k, num_rows * k, tile.data());
+          widen_rows_f16(static_cast<const F16*>(w.data) + row * k, num_rows * k, tile.data());
         } else {
           widen_rows(static_cast<const uint16_t*>(w.data) + row * k, num_rows * k, tile.data());
         }

@@ -21,6 +21,7 @@
 
 #include "common/check.h"
 #include "engine/backend/cpu/kernels.h"
+#include "engine/backend/cpu/simd.h"
 #include "engine/backend/cpu/weights.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -45,7 +46,6 @@ constexpr int64_t kPrefetchBytes = 512;
 using F32x16 = float __attribute__((vector_size(64)));
 using U32x16 = uint32_t __attribute__((vector_size(64)));
 using I32x16 = int32_t __attribute__((vector_size(64)));
-using F16x16 = _Float16 __attribute__((vector_size(32)));
 using U8x16 = uint8_t __attribute__((vector_size(16)));
 
 int64_t words_per_group(const QuantizedShape& shape) {
@@ -90,11 +90,12 @@ __attribute__((always_inline)) inline void tile_rows(const std::byte* tile, cons
         for (int r = 0; r < R; ++r) acc[r][i % kChains] += xs[r][c + i] * q;
       }
     }
-    F16x16 scale_bits;
     U8x16 zero_bits;
-    std::memcpy(&scale_bits, header, sizeof(scale_bits));
     std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
-    const F32x16 scale = __builtin_convertvector(scale_bits, F32x16);
+    const F32x8 scale_lo = load8(reinterpret_cast<const F16*>(header));
+    const F32x8 scale_hi = load8(reinterpret_cast<const F16*>(header + 16));
+    const F32x16 scale =
+        __builtin_shufflevector(scale_lo, scale_hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const F32x16 zero = __builtin_convertvector(zero_bits, F32x16);
     for (int r = 0; r < R; ++r) {
       const F32x16 sum = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);

@@ -56,7 +56,12 @@ __attribute__((always_inline)) inline F32x8 load8(const uint16_t* bf16) {
 // plain _Float16 → float vector conversion to 4-lane halves even with F16C, which made F16 weights (the head of a
 // GPTQ/AWQ checkpoint) stream at a fifth of the bandwidth; this is a handful of full-width integer operations.
 using U32x8 = uint32_t __attribute__((vector_size(32)));
-__attribute__((always_inline)) inline F32x8 load8(const _Float16* f16) {
+// An IEEE half as stored in a checkpoint. Its own type (not _Float16, which clang 14 — the fuzzers' compiler —
+// refuses on x86, and not uint16_t, which is BF16 here) so the load overloads pick the right widening.
+struct F16 {
+  uint16_t bits;
+};
+__attribute__((always_inline)) inline F32x8 load8(const F16* f16) {
   U16x8 halves;
   std::memcpy(&halves, f16, sizeof(halves));
   const U16x8 zeros = {};
@@ -75,8 +80,21 @@ __attribute__((always_inline)) inline F32x8 load8(const _Float16* f16) {
   return value;
 }
 
-inline float load1(const _Float16* f16) {
-  return static_cast<float>(*f16);
+// One F16 widened as load8 does (exact for every finite value).
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  const uint32_t magnitude = (h & 0x7fffu) << 13;
+  float value;
+  std::memcpy(&value, &magnitude, sizeof(value));
+  value *= 0x1p112f;
+  uint32_t result;
+  std::memcpy(&result, &value, sizeof(result));
+  result |= sign;
+  std::memcpy(&value, &result, sizeof(value));
+  return value;
+}
+inline float load1(const F16* f16) {
+  return f16_to_f32(f16->bits);
 }
 inline float load1(const float* p) {
   return *p;
