@@ -90,9 +90,13 @@ const std::vector<Param>& params() {
          return "";
        }},
       {"--kv-cache-dtype", Takes::kValue,
-       [](ServeOptions&, const std::string& v) -> std::string {
-         if (v == "auto") return "";
-         return absl::StrCat("'", v, "' is not available: the KV cache is kept in the model's dtype (auto)");
+       [](ServeOptions& o, const std::string& v) -> std::string {
+         for (const char* name : {"auto", "bfloat16", "bf16", "float32", "fp32"})
+           if (v == name) {
+             o.set_kv_cache_dtype(v);
+             return "";
+           }
+         return absl::StrCat("'", v, "' is not available: the KV cache is bfloat16 (auto) or float32");
        }},
       {"--dtype", Takes::kValue,
        [](ServeOptions&, const std::string& v) -> std::string {

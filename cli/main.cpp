@@ -141,6 +141,14 @@ int main(int argc, char** argv) {
     command->add_option("--api-key", f.api_key, "require `Authorization: Bearer KEY` for this model");
     command->add_option("--kv-cache-bytes", f.kv_cache_bytes,
                         "cpu backend: KV cache size in bytes (default: automatic)");
+    command
+        ->add_option("--threads", f.threads,
+                     "cpu backend: worker threads (default: every CPU of the daemon's affinity mask)")
+        ->check(CLI::Range(1, 4096));
+    command
+        ->add_option("--kv-cache-dtype", f.kv_cache_dtype,
+                     "KV cache element type: auto (bfloat16) | bfloat16 | float32")
+        ->check(CLI::IsMember({"auto", "bfloat16", "bf16", "float32", "fp32"}));
     command->add_flag("--enforce-eager", f.enforce_eager,
                       "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
     command->add_option("--extra-params", f.extra_params,

@@ -16,6 +16,8 @@ absl::Status fill_serve_options(const ServeFlags& flags, bmserver::v1::ServeOpti
   o.set_api_key(flags.api_key);
   o.set_kv_cache_bytes(flags.kv_cache_bytes);
   o.set_enforce_eager(flags.enforce_eager);
+  o.set_threads(flags.threads);
+  o.set_kv_cache_dtype(flags.kv_cache_dtype);
   if (absl::Status s = apply_extra_params(flags.extra_params, o); !s.ok()) return s;
   o.set_extra_params(flags.extra_params);
   out = std::move(o);

@@ -26,7 +26,9 @@ struct ServeFlags {
   std::string api_key;
   uint64_t kv_cache_bytes = 0;
   bool enforce_eager = false;
-  std::string extra_params;  // the original's --extra-params: vLLM engine arguments (cli/extra_params.h)
+  int32_t threads = 0;                  // 0: not given (every CPU of the daemon's affinity mask)
+  std::string kv_cache_dtype = "auto";  // auto | bfloat16 | float32
+  std::string extra_params;             // the original's --extra-params: vLLM engine arguments (cli/extra_params.h)
 };
 
 // Fills `out` from the flags, then applies --extra-params on top (they came last on the original's vLLM command

@@ -187,6 +187,8 @@ std::string settings_json(const serving::ServeSettings& s, const std::string& ba
             {"max_num_batched_tokens", s.max_num_batched_tokens},
             {"kv_cache_bytes", s.kv_cache_bytes},
             {"enforce_eager", s.enforce_eager},
+            {"threads", s.threads},
+            {"kv_cache_dtype", s.kv_cache_dtype},
             {"enable_prefix_caching", s.enable_prefix_caching},
             {"seed", s.seed}};
   if (!s.extra_params.empty()) j["extra_params"] = s.extra_params;

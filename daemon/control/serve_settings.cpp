@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "daemon/control/store_selector.h"
+#include "engine/backend/cpu/thread_pool.h"
 
 namespace bm::daemon::control {
 namespace {
@@ -30,6 +31,21 @@ absl::StatusOr<std::vector<int32_t>> parse_device_list(const std::string& value,
     out.push_back(index);
   }
   return out;
+}
+
+// vLLM's spelling (auto, bfloat16, float32) and the short forms; the fp8 formats vLLM also takes are refused with
+// the reason rather than silently served at another precision.
+absl::StatusOr<std::string> kv_cache_dtype_name(const std::string& value) {
+  static const std::pair<const char*, const char*> kNames[] = {
+      {"", "auto"},           {"auto", "auto"},    {"bfloat16", "bfloat16"}, {"bf16", "bfloat16"},
+      {"float32", "float32"}, {"fp32", "float32"}, {"float", "float32"}};
+  for (const auto& [given, name] : kNames)
+    if (value == given) return std::string(name);
+  if (absl::StartsWith(value, "fp8"))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-dtype ", value, " is not available: the KV cache is bfloat16 (auto) or float32"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kv-cache-dtype must be auto, bfloat16 or float32, not '", value, "'"));
 }
 
 }  // namespace
@@ -52,6 +68,8 @@ std::string serve_command_line(const std::string& name, const serving::ServeSett
   absl::StrAppend(&line, " --gpu-memory-utilization ", s.gpu_memory_utilization, " --max-num-seqs ", s.max_num_seqs,
                   " --seed ", s.seed);
   if (s.kv_cache_bytes > 0) absl::StrAppend(&line, " --kv-cache-bytes ", s.kv_cache_bytes);
+  if (s.threads > 0) absl::StrAppend(&line, " --threads ", s.threads);
+  if (s.kv_cache_dtype != "auto") absl::StrAppend(&line, " --kv-cache-dtype ", s.kv_cache_dtype);
   if (s.enforce_eager) absl::StrAppend(&line, " --enforce-eager");
   std::vector<std::string> extra;
   if (s.max_num_batched_tokens > 0)
@@ -112,6 +130,12 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
     return absl::InvalidArgumentError("--host needs --port: the model's own listener is host and port");
   if (o.max_model_len() < 0 || o.max_num_seqs() < 0 || o.max_num_batched_tokens() < 0)
     return absl::InvalidArgumentError("max_model_len, max_num_seqs and max_num_batched_tokens must not be negative");
+  const int32_t cpus = engine::cpu::available_cpus();
+  if (o.threads() < 0 || o.threads() > cpus)
+    return absl::InvalidArgumentError(absl::StrCat("--threads ", o.threads(), " is not possible: the daemon may use ",
+                                                   cpus, " CPUs (its affinity mask); give 1 to ", cpus));
+  absl::StatusOr<std::string> kv_cache_dtype = kv_cache_dtype_name(o.kv_cache_dtype());
+  if (!kv_cache_dtype.ok()) return kv_cache_dtype.status();
   for (int32_t g : o.gpus())
     if (g < 0) return absl::InvalidArgumentError(absl::StrCat("GPU index ", g, " is negative"));
   serving::ServeSettings s;  // its initialisers are the defaults a 0 / empty field leaves in place
@@ -127,6 +151,8 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
   s.api_key = o.api_key();
   s.kv_cache_bytes = o.kv_cache_bytes();
   s.enforce_eager = o.enforce_eager();
+  s.threads = o.threads();
+  s.kv_cache_dtype = *kv_cache_dtype;
   s.enable_prefix_caching = !o.disable_prefix_caching();
   s.extra_params = o.extra_params();
   s.listen_port = o.listen_port();

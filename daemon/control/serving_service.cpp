@@ -53,6 +53,8 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_kv_cache_bytes(m.settings.kv_cache_bytes);
   o->set_max_num_batched_tokens(m.settings.max_num_batched_tokens);
   o->set_enforce_eager(m.settings.enforce_eager);
+  o->set_threads(m.settings.threads);
+  o->set_kv_cache_dtype(m.settings.kv_cache_dtype);
   o->set_disable_prefix_caching(!m.settings.enable_prefix_caching);
   o->set_extra_params(m.settings.extra_params);
   o->set_listen_host(m.settings.listen_host);

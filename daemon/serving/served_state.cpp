@@ -37,6 +37,8 @@ const Field kFields[] = {
     {"api_key", &ServeSettings::api_key},
     {"kv_cache_bytes", &ServeSettings::kv_cache_bytes},
     {"enforce_eager", &ServeSettings::enforce_eager},
+    {"threads", &ServeSettings::threads},
+    {"kv_cache_dtype", &ServeSettings::kv_cache_dtype},
     {"enable_prefix_caching", &ServeSettings::enable_prefix_caching},
     {"extra_params", &ServeSettings::extra_params},
     {"listen_host", &ServeSettings::listen_host},

@@ -432,6 +432,41 @@ class ServingLifecycleTest(unittest.TestCase):
         finally:
             d.close()
 
+    def test_threads_and_kv_cache_dtype(self):
+        import tempfile
+        root = tempfile.mkdtemp(prefix="bm-kvdt-")
+        model = make_tiny_model(root)
+        name = os.path.basename(model)
+        d = Daemon().start()
+        try:
+            base = f"http://127.0.0.1:{d.http_port}"
+            body = {"model": name, "prompt": "hi", "max_tokens": 2}
+            capacity = {}
+            for dtype in ("float32", "bfloat16"):
+                ok = d.cli("chat", "serve", model, "--backend", "cpu", "--kv-cache-bytes", str(16 << 20),
+                           "--kv-cache-dtype", dtype, "--threads", "1")
+                self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
+                [m] = d.cli_json("chat", "ps")["models"]
+                self.assertEqual(m["options"]["kv_cache_dtype"], dtype)
+                self.assertEqual(m["options"]["threads"], 1)
+                capacity[dtype] = int(m["kv_capacity_tokens"])
+                self.assertEqual(http("POST", base + "/v1/completions", body)[0], 200)
+                self.assertEqual(d.cli("chat", "stop", name).returncode, 0)
+            # The same bytes hold twice the tokens in bfloat16 (whole blocks of 16 tokens either way).
+            self.assertLessEqual(abs(capacity["bfloat16"] - 2 * capacity["float32"]), 16)
+            # Bad values: one sentence each, non-zero, nothing served.
+            too_many = str(len(os.sched_getaffinity(0)) + 1)
+            for args, words in ((["--threads", "0"], "--threads"), (["--threads", too_many], "affinity mask"),
+                                (["--kv-cache-dtype", "int4"], "--kv-cache-dtype"),
+                                (["--extra-params", "--kv-cache-dtype fp8"], "fp8")):
+                bad = d.cli("chat", "serve", model, "--backend", "cpu", *args)
+                self.assertNotEqual(bad.returncode, 0, args)
+                self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+                self.assertIn(words, bad.stderr)
+            self.assertEqual(d.cli_json("chat", "ps")["models"], [])
+        finally:
+            d.close()
+
     def test_stop_aborts_streams_in_flight_and_the_daemon_stays_up(self):
         """`chat stop` while streams run: they end with finish_reason "abort" and [DONE], memory is freed at once,
         and the daemon survives the sessions letting go of the model on the engine's thread (it used to join

@@ -33,6 +33,9 @@ TEST(ExtraParams, MapsEveryArgumentThatMeansSomethingHere) {
   EXPECT_TRUE(o.enforce_eager());
   EXPECT_TRUE(o.disable_prefix_caching());
   EXPECT_EQ(o.api_key(), "k");
+  EXPECT_EQ(o.kv_cache_dtype(), "auto");
+  ASSERT_TRUE(apply_extra_params("--kv-cache-dtype float32", o).ok());
+  EXPECT_EQ(o.kv_cache_dtype(), "float32");
   ASSERT_TRUE(apply_extra_params("--enable-prefix-caching", o).ok());
   EXPECT_FALSE(o.disable_prefix_caching());
 }

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "engine/backend/cpu/thread_pool.h"
+
 namespace bm::daemon::control {
 namespace {
 
@@ -44,6 +48,39 @@ TEST(ServeSettingsFromProto, OutOfRangeValuesAreRefusedWithASentence) {
   o.set_gpu_memory_utilization(0);
   o.set_max_num_seqs(-1);
   EXPECT_EQ(serve_settings_from_proto(store, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ServeSettingsFromProto, ThreadsAndKvCacheDtypeAreCheckedBeforeAnythingLoads) {
+  bmserver::v1::StoreSelector store;
+  bmserver::v1::ServeOptions o;
+  auto s = serve_settings_from_proto(store, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->threads, 0);
+  EXPECT_EQ(s->kv_cache_dtype, "auto");
+
+  const int32_t cpus = engine::cpu::available_cpus();
+  o.set_threads(cpus);
+  o.set_kv_cache_dtype("fp32");
+  s = serve_settings_from_proto(store, o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->threads, cpus);
+  EXPECT_EQ(s->kv_cache_dtype, "float32");  // one spelling from here on
+  EXPECT_NE(serve_command_line("m", *s).find("--threads " + std::to_string(cpus) + " --kv-cache-dtype float32"),
+            std::string::npos);
+
+  o.set_threads(cpus + 1);
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().message(),
+            "--threads " + std::to_string(cpus + 1) + " is not possible: the daemon may use " + std::to_string(cpus) +
+                " CPUs (its affinity mask); give 1 to " + std::to_string(cpus));
+  o.set_threads(-1);
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.set_threads(0);
+  o.set_kv_cache_dtype("fp8_e4m3");
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().message(),
+            "--kv-cache-dtype fp8_e4m3 is not available: the KV cache is bfloat16 (auto) or float32");
+  o.set_kv_cache_dtype("int4");
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().message(),
+            "--kv-cache-dtype must be auto, bfloat16 or float32, not 'int4'");
 }
 
 }  // namespace
