@@ -121,6 +121,8 @@ std::variant<ToolSelection, ApiError> select_tools(const serving::ServedModel& m
     }
     if (tools->empty()) has_tools = false;
   }
+  if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null() && !p->is_boolean())
+    return ApiError{400, "'parallel_tool_calls' must be true or false", "parallel_tool_calls"};
   std::string choice = has_tools ? "auto" : "none";
   std::string named;
   if (auto tc = body.find("tool_choice"); tc != body.end() && !tc->is_null()) {
@@ -283,7 +285,8 @@ std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> 
                       structured->param};
     const json& choice = body["tool_choice"];
     const std::string named = choice.is_object() ? choice["function"]["name"].get<std::string>() : "";
-    std::variant<engine::grammar::GrammarRequest, ApiError> tools = tool_call_grammar(body["tools"], named);
+    std::variant<engine::grammar::GrammarRequest, ApiError> tools =
+        tool_call_grammar(body["tools"], named, body.value("parallel_tool_calls", true));
     if (auto* err = std::get_if<ApiError>(&tools)) return *err;
     structured = StructuredOutput{std::get<engine::grammar::GrammarRequest>(tools), "tools"};
   }

@@ -154,10 +154,11 @@ std::variant<std::optional<StructuredOutput>, ApiError> parse_structured_output(
   return std::optional<StructuredOutput>(StructuredOutput{*std::move(request), source});
 }
 
-std::variant<GrammarRequest, ApiError> tool_call_grammar(const json& tools, const std::string& named) {
+std::variant<GrammarRequest, ApiError> tool_call_grammar(const json& tools, const std::string& named, bool parallel) {
   GrammarRequest r;
   r.kind = GrammarKind::kToolCall;
   r.tool_name_given = !named.empty();
+  r.parallel_calls = named.empty() && parallel;
   for (const json& t : tools) {
     const json& f = t["function"];
     const std::string name = f["name"].get<std::string>();

@@ -30,9 +30,10 @@ struct StructuredOutput {
 std::variant<std::optional<StructuredOutput>, ApiError> parse_structured_output(const nlohmann::json& body);
 
 // The body of one hermes tool call constrained to `tools` (the request's 'tools' list); with `named`, only that
-// tool, whose name the server already wrote.
+// tool, whose name the server already wrote; otherwise, with `parallel` (the request's parallel_tool_calls, true
+// unless it says false, as OpenAI's default), one or more calls.
 std::variant<engine::grammar::GrammarRequest, ApiError> tool_call_grammar(const nlohmann::json& tools,
-                                                                          const std::string& named);
+                                                                          const std::string& named, bool parallel);
 
 // The compiled grammar for `tokenizer`'s vocabulary; a schema, regex or grammar that cannot be used is a 400
 // naming `param`.

@@ -17,7 +17,8 @@ std::string GrammarRequest::cache_key() const {
   for (const std::string& c : choices) absl::StrAppend(&key, ":", c.size(), ":", c);
   for (const ToolSchema& t : tools)
     absl::StrAppend(&key, ":", t.name.size(), ":", t.name, ":", t.parameters.size(), ":", t.parameters);
-  absl::StrAppend(&key, tool_name_given ? ":named" : "", after_reasoning ? ":reasoning" : "");
+  absl::StrAppend(&key, tool_name_given ? ":named" : "", parallel_calls ? ":parallel" : "",
+                  after_reasoning ? ":reasoning" : "");
   return key;
 }
 
@@ -77,6 +78,8 @@ absl::StatusOr<Grammar> build_constraint(const GrammarRequest& request) {
       if (request.tools.empty()) return absl::InvalidArgumentError("there are no tools to call");
       if (request.tool_name_given && request.tools.size() != 1)
         return absl::InvalidArgumentError("a named tool call constrains exactly one tool");
+      if (request.tool_name_given && request.parallel_calls)
+        return absl::InvalidArgumentError("a named tool call is one call");
       size_t bytes = 0;
       for (const ToolSchema& t : request.tools) bytes += t.parameters.size() + t.name.size();
       if (bytes > kMaxGrammarTextBytes)
@@ -98,7 +101,13 @@ absl::StatusOr<Grammar> build_constraint(const GrammarRequest& request) {
               g.sequence({g.literal(absl::StrCat("{\"name\": ", nlohmann::json(t.name).dump(), ", \"arguments\": ")),
                           *arguments, g.literal("}")}));
       }
-      g.set_body(root, g.sequence({g.choice(std::move(calls)), g.literal("\n</tool_call>")}));
+      const int32_t call = g.add_rule(g.unique_name("tool-call"));
+      g.set_body(call, g.choice(std::move(calls)));
+      std::vector<int32_t> body = {g.rule_ref(call), g.literal("\n</tool_call>")};
+      if (request.parallel_calls)
+        body.push_back(
+            g.star(g.sequence({g.literal("\n<tool_call>\n"), g.rule_ref(call), g.literal("\n</tool_call>")})));
+      g.set_body(root, g.sequence(std::move(body)));
       g.set_root(root);
       return g;
     }

@@ -12,7 +12,8 @@ namespace bm::engine::grammar {
 
 // kToolCall: the body of one hermes tool call after "<tool_call>\n" (or, with tool_name_given, after the prefix
 // `{"name": "<name>", "arguments": ` the server already wrote): `{"name": <one of the tools>, "arguments":
-// <that tool's parameters>}` then "\n</tool_call>".
+// <that tool's parameters>}` then "\n</tool_call>"; with parallel_calls, any number of further calls, each
+// "\n<tool_call>\n{...}\n</tool_call>", as Qwen's hermes template writes several.
 enum class GrammarKind { kJsonSchema, kJsonObject, kRegex, kChoice, kGbnf, kToolCall };
 
 struct ToolSchema {
@@ -27,6 +28,7 @@ struct GrammarRequest {
   std::optional<std::string> whitespace_pattern;  // JSON kinds only
   std::vector<ToolSchema> tools;                  // kToolCall
   bool tool_name_given = false;                   // kToolCall with one tool: its name is already written
+  bool parallel_calls = false;                    // kToolCall without a name: more calls may follow the first
   // A reasoning model whose prompt opened "<think>": free text without "</think>", then "</think>", a little
   // whitespace, and only then the constrained output.
   bool after_reasoning = false;

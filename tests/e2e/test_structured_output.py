@@ -237,19 +237,28 @@ num ::= [1-9] [0-9]{0,2}
         schemas = {t["function"]["name"]: t["function"].get("parameters", {"type": "object", "properties": {}})
                    for t in self.TOOLS}
 
-        def run(seed):
-            return seed, self.chat({"tools": self.TOOLS, "tool_choice": "required"}, seed=seed)
+        # parallel_tool_calls: OpenAI's default (true) lets one or more calls follow; false, exactly one.
+        def run(case):
+            seed, parallel = case
+            extra = {} if parallel else {"parallel_tool_calls": False}
+            return seed, parallel, self.chat({"tools": self.TOOLS, "tool_choice": "required", **extra}, seed=seed)
 
         names = set()
+        cases = [(seed, parallel) for seed in range(24) for parallel in (True, False)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            for seed, (status, body) in pool.map(run, range(24)):
+            for seed, parallel, (status, body) in pool.map(run, cases):
                 choice = self.ok_choice(status, body)
                 calls = choice["message"].get("tool_calls") or []
-                self.assertEqual(len(calls), 1, (seed, choice))
+                if parallel:
+                    self.assertGreaterEqual(len(calls), 1, (seed, choice))
+                else:
+                    self.assertEqual(len(calls), 1, (seed, choice))
                 self.assertEqual(choice["finish_reason"], "tool_calls", choice)
-                name = calls[0]["function"]["name"]
-                names.add(name)
-                validate(json.loads(calls[0]["function"]["arguments"]), schemas[name])
+                self.assertFalse(choice["message"].get("content"), choice)  # nothing outside the calls
+                for call in calls:
+                    name = call["function"]["name"]
+                    names.add(name)
+                    validate(json.loads(call["function"]["arguments"]), schemas[name])
         self.assertGreater(len(names), 1)
 
     def test_named_tool_choice_arguments_validate(self):
@@ -278,6 +287,7 @@ num ::= [1-9] [0-9]{0,2}
             ({"response_format": {"type": "yaml"}}, "yaml"),
             ({"guided_whitespace_pattern": " "}, "only to JSON"),
             ({"tools": self.TOOLS, "tool_choice": "required", "guided_regex": "a"}, "cannot be combined"),
+            ({"tools": self.TOOLS, "tool_choice": "required", "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
         ]
         for extra, needle in cases:
             status, body = self.chat(extra, max_tokens=5)

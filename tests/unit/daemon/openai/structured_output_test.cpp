@@ -64,11 +64,14 @@ TEST(StructuredOutput, ConflictsAndBadFieldsAreNamed) {
 TEST(StructuredOutput, ToolCallsTakeEachToolsParameters) {
   auto tools = nlohmann::json::parse(R"([{"type": "function", "function": {"name": "a", "parameters":
       {"type": "object", "properties": {"x": {"type": "integer"}}}}}, {"type": "function", "function": {"name": "b"}}])");
-  auto all = std::get<engine::grammar::GrammarRequest>(tool_call_grammar(tools, ""));
+  auto all = std::get<engine::grammar::GrammarRequest>(tool_call_grammar(tools, "", true));
   ASSERT_EQ(all.tools.size(), 2u);
   EXPECT_EQ(all.tools[1].parameters, R"({"type": "object", "properties": {}})");
   EXPECT_FALSE(all.tool_name_given);
-  auto named = std::get<engine::grammar::GrammarRequest>(tool_call_grammar(tools, "b"));
+  EXPECT_TRUE(all.parallel_calls);
+  EXPECT_FALSE(std::get<engine::grammar::GrammarRequest>(tool_call_grammar(tools, "", false)).parallel_calls);
+  auto named = std::get<engine::grammar::GrammarRequest>(tool_call_grammar(tools, "b", true));
+  EXPECT_FALSE(named.parallel_calls);  // a named function is one call
   ASSERT_EQ(named.tools.size(), 1u);
   EXPECT_EQ(named.tools[0].name, "b");
   EXPECT_TRUE(named.tool_name_given);

@@ -30,6 +30,23 @@ TEST(GrammarRequest, ToolCallsFollowEachToolsOwnSchema) {
   EXPECT_FALSE(matches(*c, "{\"name\": \"add\", \"arguments\": {\"a\": \"x\", \"b\": 2}}\n</tool_call>"));
   EXPECT_FALSE(matches(*c, "{\"name\": \"other\", \"arguments\": {}}\n</tool_call>"));
   EXPECT_FALSE(matches(*c, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}"));
+  const std::string two_calls =
+      "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>\n<tool_call>\n"
+      "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>";
+  EXPECT_FALSE(matches(*c, two_calls));  // one call unless parallel calls are asked for
+
+  GrammarRequest parallel = r;
+  parallel.parallel_calls = true;
+  EXPECT_NE(parallel.cache_key(), r.cache_key());
+  auto p = build(parallel);
+  EXPECT_TRUE(matches(*p, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>"));
+  EXPECT_TRUE(matches(*p, two_calls));
+  EXPECT_TRUE(matches(
+      *p, two_calls + "\n<tool_call>\n" + "{\"name\": \"add\", \"arguments\": {\"a\": 3, \"b\": 4}}\n</tool_call>"));
+  EXPECT_FALSE(matches(*p, two_calls + "\n"));  // a call that was begun must be finished
+  EXPECT_FALSE(matches(*p,
+                       "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>\n<tool_call>\n"
+                       "{\"name\": \"add\", \"arguments\": {\"a\": \"x\", \"b\": 2}}\n</tool_call>"));
 
   r.tools.resize(1);
   r.tool_name_given = true;
