@@ -66,6 +66,12 @@ void render_env_table(const bmserver::v1::EnvResponse& env) {
   for (const auto& f : cpu.simd_features()) simd += (simd.empty() ? "" : " ") + f;
   print_field("SIMD", simd);
   print_field("memory", common::format_size(cpu.memory_total_bytes()));
+  print_field("GEMM path", cpu.gemm_path());
+  print_field("quantized kernel", cpu.quantized_kernel());
+  std::string formats;
+  for (const auto& f : env.quantization_formats()) formats += (formats.empty() ? "" : " ") + f;
+  std::printf("\nQuantized weights (cpu backend; the CUDA plugin when it loads)\n");
+  print_field("formats", formats);
 
   std::printf("\nModel store\n");
   print_field("Hugging Face cache", env.store_roots().hf_hub_cache());

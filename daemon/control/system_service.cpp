@@ -14,6 +14,8 @@ void fill_cpu(const engine::CpuInfo& cpu, bmserver::v1::CpuInfo* out) {
   out->set_physical_cores(cpu.physical_cores);
   for (const std::string& f : cpu.simd_features) out->add_simd_features(f);
   out->set_memory_total_bytes(cpu.memory_total_bytes);
+  out->set_gemm_path(cpu.gemm_path);
+  out->set_quantized_kernel(cpu.quantized_kernel);
 }
 
 }  // namespace
@@ -43,6 +45,7 @@ grpc::Status SystemService::env(bmserver::v1::EnvResponse* response) {
   response->set_cublas_version(info.cublas_version);
   response->set_cuda_plugin(info.cuda_plugin);
   fill_cpu(info.cpu, response->mutable_cpu());
+  for (const std::string& f : info.quantization_formats) response->add_quantization_formats(f);
   response->set_daemon_version(std::string(common::version()));
   common::StoreRoots roots = common::resolve_store_roots();
   response->mutable_store_roots()->set_hf_hub_cache(roots.hf_hub_cache);

@@ -10,6 +10,9 @@
 #include <set>
 #include <sstream>
 
+#include "absl/status/statusor.h"
+#include "engine/backend/cpu/gemm_path.h"
+#include "engine/backend/cpu/kernels.h"
 #include "engine/backend/cuda/plugin_abi.h"
 
 namespace bm::engine {
@@ -211,6 +214,10 @@ CpuInfo probe_cpu() {
                         "avx512_vnni", "amx_bf16", "amx_tile", "asimd", "sve"}) {
     if (flags.find(std::string(" ") + f + " ") != std::string::npos) cpu.simd_features.emplace_back(f);
   }
+  const char* forced = std::getenv("BMSERVER_CPU_GEMM");
+  absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(forced != nullptr && *forced != '\0' ? forced : "auto");
+  cpu.gemm_path = path.ok() ? std::string(cpu::gemm_path_name(*path)) : std::string(path.status().message());
+  cpu.quantized_kernel = std::string(cpu::quantized_kernel_isa());
   long pages = sysconf(_SC_PHYS_PAGES);
   long page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) cpu.memory_total_bytes = static_cast<uint64_t>(pages) * page_size;
@@ -232,6 +239,7 @@ DeviceInfo detect_devices() {
   probe_nvml(info);
   probe_cuda_plugin(info);
   info.cpu = probe_cpu();
+  info.quantization_formats = {"gptq-int4", "gptq-int8", "awq-int4"};
   return info;
 }
 

@@ -22,6 +22,8 @@ struct CpuInfo {
   int32_t physical_cores = 0;
   std::vector<std::string> simd_features;
   uint64_t memory_total_bytes = 0;
+  std::string gemm_path;         // the packed GEMM's instruction path (BMSERVER_CPU_GEMM or the best present)
+  std::string quantized_kernel;  // the GPTQ/AWQ kernel clone this CPU runs
 };
 
 struct DeviceInfo {
@@ -35,6 +37,8 @@ struct DeviceInfo {
   std::string cublas_version;
   std::string cuda_plugin;  // path of the loaded plugin, or why none was loaded
   CpuInfo cpu;
+  // The quantized weight formats the engine serves, as quant_scheme_name spells them (docs/quantization.md).
+  std::vector<std::string> quantization_formats;
 };
 
 // Probes NVML, the CUDA plugin and /proc. Never fails: what it cannot find it describes in a sentence.

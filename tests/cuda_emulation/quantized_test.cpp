@@ -155,8 +155,8 @@ int main() {
           }
         }
         std::vector<float> cpu_out(exact.size(), NAN);
-        cpu::quantized_linear(pool, x.data(), n, cpu_packed.data(), shape, cpu::ConstData{bias_data, DType::kF32},
-                              cpu_out.data());
+        cpu::quantized_linear(pool, cpu::GemmPath::kAuto, x.data(), n, cpu_packed.data(), shape,
+                              cpu::ConstData{bias_data, DType::kF32}, cpu_out.data());
         const std::vector<double> cpu_ref(cpu_out.begin(), cpu_out.end());
 
         // Activations in packed order, as the backend hands them to the kernels.

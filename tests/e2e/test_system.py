@@ -20,7 +20,8 @@ class EnvTest(DaemonTestCase):
     def test_env_table(self):
         r = self.daemon.cli("env")
         self.assertEqual(r.returncode, 0, r.stderr)
-        for heading in ("BMServer", "NVIDIA GPUs", "CUDA runtime", "NCCL", "cuBLAS", "CPU (the cpu backend)", "SIMD"):
+        for heading in ("BMServer", "NVIDIA GPUs", "CUDA runtime", "NCCL", "cuBLAS", "CPU (the cpu backend)", "SIMD",
+                        "GEMM path", "quantized kernel", "Quantized weights"):
             self.assertIn(heading, r.stdout)
         self.assertIn(f"http://127.0.0.1:{self.daemon.http_port}", r.stdout)
 
@@ -30,6 +31,10 @@ class EnvTest(DaemonTestCase):
         self.assertGreaterEqual(env["cpu"]["logical_cores"], 1)
         self.assertGreater(int(env["cpu"]["memory_total_bytes"]), 0)
         self.assertEqual(env["state_dir"], self.daemon.state_dir)
+        # The quantized formats the engine serves, and which CPU kernels run them (issue 15: env shows them).
+        self.assertEqual(env["quantization_formats"], ["gptq-int4", "gptq-int8", "awq-int4"])
+        self.assertIn(env["cpu"]["gemm_path"], ("avx512-bf16", "avx512", "avx2", "scalar"))
+        self.assertTrue(env["cpu"]["quantized_kernel"])
         # Without a GPU the daemon says so in a sentence; with one it lists it.
         if not env["gpus"]:
             self.assertTrue(env["gpu_status"])

@@ -234,7 +234,9 @@ class CpuBackend final : public Backend {
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
     const QuantizedShape shape = weight.shape;
     const Tensor data = weight.data;
-    run([=, this] { cpu::quantized_linear(pool_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out)); });
+    run([=, this] {
+      cpu::quantized_linear(pool_, gemm_path_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out));
+    });
   }
 
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {

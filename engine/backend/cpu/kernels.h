@@ -32,8 +32,15 @@ void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, i
 // from the neutral host form, and out[n, rows] = x[n, cols] · Wᵀ + bias.
 int64_t quantized_layout_bytes(const QuantizedShape& shape);
 void pack_quantized(const QuantizedMatrixSource& source, std::byte* dst);
-void quantized_linear(ThreadPool& pool, const float* x, int64_t n, const std::byte* packed, const QuantizedShape& shape,
-                      ConstData bias, float* out);
+// Which compiled clone of the quantized kernels this CPU runs: "x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2, FMA,
+// F16C)" or "baseline" (the loader's choice, restated for `bmserver env`).
+std::string_view quantized_kernel_isa();
+// `path` kAvx512Bf16 runs 4-bit weights with bf16 activations (vdpbf16ps, as the dense avx512-bf16 path); every
+// other path, and 8-bit weights, keep F32 activations.
+void quantized_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, const std::byte* packed,
+                      const QuantizedShape& shape, ConstData bias, float* out);
+// x rounded to bf16 (nearest even), 32 floats per instruction; the CPU must have avx512-bf16.
+void round_row_to_bf16(const float* x, int64_t k, uint16_t* out);
 
 void embedding(ThreadPool& pool, ConstData table, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n,
                float* out);

@@ -178,7 +178,9 @@ PathTable table_for(GemmPath path) {
   return {kTable<ScalarKernel>.data(), ScalarKernel::kMaxRows};
 }
 
-// Round to nearest even, 32 floats per instruction; the scalar tail rounds the same way.
+}  // namespace
+
+// The scalar tail rounds as the vector body does (nearest even).
 __attribute__((target("avx512f,avx512bf16"))) void round_row_to_bf16(const float* x, int64_t k, uint16_t* out) {
   int64_t c = 0;
   for (; c + 32 <= k; c += 32) {
@@ -187,8 +189,6 @@ __attribute__((target("avx512f,avx512bf16"))) void round_row_to_bf16(const float
   }
   for (; c < k; ++c) out[c] = f32_to_bf16(x[c]);
 }
-
-}  // namespace
 
 bool packable_linear_weight(int64_t m, int64_t k) {
   return m > 0 && k > 0 && m % kBlock == 0 && k % 2 == 0;

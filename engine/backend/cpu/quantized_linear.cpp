@@ -15,11 +15,23 @@
 //
 // Vectors are 16 lanes (GCC vector extensions); the kernel is compiled for the x86-64 baseline, x86-64-v3
 // (AVX2 + FMA + F16C) and x86-64-v4 (AVX-512), and the loader picks the best clone the CPU has.
+//
+// 4-bit words are stored with their nibbles interleaved: bits [4k, 4k + 4) hold input 2k and bits
+// [16 + 4k, 20 + 4k) input 2k + 1 (k = 0..3). The F32 kernel only shifts by other constants, but the bf16 kernel
+// (GemmPath::kAvx512Bf16) gets a k-pair of weights for all 16 columns from one shift and one vpternlogd:
+// (word >> 4k) & 0x000F000F | 0x43004300 is the bf16 pair (128 + q[2k], 128 + q[2k + 1]), exact, and one
+// vdpbf16ps multiplies it with the pair of bf16 activations — 1.5 instructions per weight instead of the F32
+// kernel's 4 (shift, mask, convert, multiply-add), which is what bounds batch-1 decode (the loop is
+// compute-bound on AVX-512, not memory-bound). The 128 folds into the zero-point: Σ x·(128 + q) − (zero + 128)·Σ x.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "common/check.h"
+#include "engine/backend/cpu/bf16.h"
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/cpu/kernels.h"
 #include "engine/backend/cpu/simd.h"
 #include "engine/backend/cpu/weights.h"
@@ -61,6 +73,19 @@ int64_t tile_bytes(const QuantizedShape& shape) {
   return shape.num_groups() * block_bytes(shape);
 }
 
+// Where input i of a word sits: 4-bit words interleave their nibbles (above), 8-bit words keep GPTQ's order.
+template <int Bits>
+constexpr int value_shift(int i) {
+  if constexpr (Bits == 4) return 4 * (i / 2) + 16 * (i % 2);
+  return Bits * i;
+}
+
+uint32_t interleave_nibbles(uint32_t word) {
+  uint32_t out = 0;
+  for (int i = 0; i < 8; ++i) out |= ((word >> (4 * i)) & 0xFu) << value_shift<4>(i);
+  return out;
+}
+
 // Rows [r0, r0 + R) of out for one tile: `xs` are the activation rows in packed order, `sums` their group sums.
 template <int R, int Bits>
 __attribute__((always_inline)) inline void tile_rows(const std::byte* tile, const QuantizedShape& shape,
@@ -86,7 +111,7 @@ __attribute__((always_inline)) inline void tile_rows(const std::byte* tile, cons
       const int64_t c = first + b * kPerWord;
 #pragma GCC unroll 8
       for (int i = 0; i < kPerWord; ++i) {
-        const F32x16 q = __builtin_convertvector((I32x16)((v >> (Bits * i)) & kMask), F32x16);
+        const F32x16 q = __builtin_convertvector((I32x16)((v >> value_shift<Bits>(i)) & kMask), F32x16);
         for (int r = 0; r < R; ++r) acc[r][i % kChains] += xs[r][c + i] * q;
       }
     }
@@ -144,6 +169,87 @@ BM_CPU_QUANT_KERNEL void tile_int8(const std::byte* tile, const QuantizedShape& 
   tile_all_rows<8>(tile, shape, x, sums, n, out, column, num_columns);
 }
 
+// The bf16 kernel for 4-bit weights: rows [r0, r0 + R) of one tile. `xs` are bf16 activation rows in packed order
+// read as k-pairs (uint32: input 2p in the low half), `sums` the group sums of those rounded activations, so that
+// the 128 added to every weight cancels against (zero + 128) · sum up to F32 rounding.
+template <int R>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_rows_int4_bf16(
+    const std::byte* tile, const QuantizedShape& shape, const uint32_t* const* xs, const float* const* sums,
+    float* const* outs, int64_t num_columns) {
+  const int64_t groups = shape.num_groups();
+  const int64_t words = words_per_group(shape);
+  const int64_t block = block_bytes(shape);
+  const __m512i nibble_pair = _mm512_set1_epi32(0x000F000F);
+  const __m512i bf16_128 = _mm512_set1_epi32(0x43004300);  // 128.0 in both halves; 128 + q needs 7 mantissa bits
+  constexpr int kTernaryAOrBAndC = 0xEA;                   // (a & b) | c, on the truth tables 0xF0, 0xCC, 0xAA
+  __m512 total[R];
+  for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const std::byte* header = tile + g * block;
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(header + kHeaderBytes);
+    __m512 acc[R][kChains];  // one chain per k-pair of a word, as the F32 kernel's chains
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < kChains; ++k) acc[r][k] = _mm512_setzero_ps();
+    const int64_t first_pair = g * shape.group_size / 2;
+    for (int64_t b = 0; b < words; ++b) {
+      __builtin_prefetch(reinterpret_cast<const std::byte*>(w + b * kTile) + kPrefetchBytes);
+      U32x16 v;  // a GCC vector: _mm512_srli_epi32 trips GCC 12's -Wmaybe-uninitialized in its own header
+      std::memcpy(&v, w + b * kTile, sizeof(v));
+      const int64_t p = first_pair + b * 4;
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const __m512bh q =
+            (__m512bh)_mm512_ternarylogic_epi32((__m512i)(v >> (4 * k)), nibble_pair, bf16_128, kTernaryAOrBAndC);
+        for (int r = 0; r < R; ++r)
+          acc[r][k % kChains] =
+              _mm512_dpbf16_ps(acc[r][k % kChains], q, (__m512bh)_mm512_set1_epi32(static_cast<int>(xs[r][p + k])));
+      }
+    }
+    U8x16 zero_bits;
+    std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
+    const F32x8 scale_lo = load8(reinterpret_cast<const F16*>(header));
+    const F32x8 scale_hi = load8(reinterpret_cast<const F16*>(header + 16));
+    const F32x16 scale =
+        __builtin_shufflevector(scale_lo, scale_hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const F32x16 offset_zero = __builtin_convertvector(zero_bits, F32x16) + 128.0f;
+    for (int r = 0; r < R; ++r) {
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+      const F32x16 dot = (F32x16)sum - offset_zero * sums[r][g];
+      total[r] = _mm512_add_ps(total[r], (__m512)(scale * dot));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float lanes[kTile];
+    _mm512_storeu_ps(lanes, total[r]);
+    std::copy_n(lanes, num_columns, outs[r]);
+  }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) void tile_int4_bf16(const std::byte* tile, const QuantizedShape& shape,
+                                                                  const uint16_t* x, const float* sums, int64_t n,
+                                                                  float* out, int64_t column, int64_t num_columns) {
+  const int64_t groups = shape.num_groups();
+  auto row = [&](int64_t r) { return reinterpret_cast<const uint32_t*>(x + r * shape.cols); };
+  int64_t r = 0;
+  for (; r + kRowBlock <= n; r += kRowBlock) {
+    const uint32_t* xs[kRowBlock];
+    const float* ss[kRowBlock];
+    float* os[kRowBlock];
+    for (int64_t i = 0; i < kRowBlock; ++i) {
+      xs[i] = row(r + i);
+      ss[i] = sums + (r + i) * groups;
+      os[i] = out + (r + i) * shape.rows + column;
+    }
+    tile_rows_int4_bf16<kRowBlock>(tile, shape, xs, ss, os, num_columns);
+  }
+  for (; r < n; ++r) {
+    const uint32_t* xs[1] = {row(r)};
+    const float* ss[1] = {sums + r * groups};
+    float* os[1] = {out + r * shape.rows + column};
+    tile_rows_int4_bf16<1>(tile, shape, xs, ss, os, num_columns);
+  }
+}
+
 }  // namespace
 
 int64_t quantized_layout_bytes(const QuantizedShape& shape) {
@@ -168,7 +274,8 @@ void pack_quantized(const QuantizedMatrixSource& source, std::byte* dst) {
         scales[j] = source.scales[index];
         zeros[j] = source.zeros[index];
         for (int64_t b = 0; b < words; ++b) {
-          packed[b * kTile + j] = source.qweight[static_cast<size_t>((g * words + b) * shape.rows + first_column + j)];
+          const uint32_t word = source.qweight[static_cast<size_t>((g * words + b) * shape.rows + first_column + j)];
+          packed[b * kTile + j] = shape.bits == 4 ? interleave_nibbles(word) : word;
         }
       }
     }
@@ -178,8 +285,17 @@ void pack_quantized(const QuantizedMatrixSource& source, std::byte* dst) {
   }
 }
 
-void quantized_linear(ThreadPool& pool, const float* x, int64_t n, const std::byte* packed, const QuantizedShape& shape,
-                      ConstData bias, float* out) {
+std::string_view quantized_kernel_isa() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  // The same order the ifunc resolver of BM_CPU_QUANT_KERNEL tries its clones in.
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2, FMA, F16C)";
+#endif
+  return "baseline";
+}
+
+void quantized_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, const std::byte* packed,
+                      const QuantizedShape& shape, ConstData bias, float* out) {
   BM_CHECK(shape.bits == 4 || shape.bits == 8);
   BM_CHECK(shape.group_size > 0 && shape.group_size % shape.values_per_word() == 0 &&
            shape.cols % shape.group_size == 0);
@@ -196,22 +312,36 @@ void quantized_linear(ThreadPool& pool, const float* x, int64_t n, const std::by
     }
     xs = permuted.data();
   }
+  // The bf16 kernel reads the activations rounded to bf16 (the sums below are then of the rounded values).
+  const bool bf16 = path == GemmPath::kAvx512Bf16 && shape.bits == 4;
+  thread_local std::vector<uint16_t> rounded;
+  thread_local std::vector<float> widened;
+  if (bf16) {
+    rounded.resize(static_cast<size_t>(n * shape.cols));
+    widened.resize(rounded.size());
+    for (int64_t r = 0; r < n; ++r) round_row_to_bf16(xs + r * shape.cols, shape.cols, rounded.data() + r * shape.cols);
+    for (size_t i = 0; i < rounded.size(); ++i) widened[i] = bf16_to_f32(rounded[i]);
+  }
+  const float* summed = bf16 ? widened.data() : xs;
   sums.resize(static_cast<size_t>(n * groups));
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       float sum = 0.0f;
-      const float* row = xs + r * shape.cols + g * shape.group_size;
+      const float* row = summed + r * shape.cols + g * shape.group_size;
       for (int64_t c = 0; c < shape.group_size; ++c) sum += row[c];
       sums[r * groups + g] = sum;
     }
   }
   const float* group_sums = sums.data();
+  const uint16_t* xs_bf16 = rounded.data();  // the caller's thread_local, taken here: workers have their own
   pool.parallel_for(num_tiles(shape), 1, [&](int64_t first, int64_t end) {
     for (int64_t t = first; t < end; ++t) {
       const int64_t column = t * kTile;
       const int64_t num_columns = std::min(kTile, shape.rows - column);
       const std::byte* tile = packed + t * tile_bytes(shape);
-      if (shape.bits == 4) {
+      if (bf16) {
+        tile_int4_bf16(tile, shape, xs_bf16, group_sums, n, out, column, num_columns);
+      } else if (shape.bits == 4) {
         tile_int4(tile, shape, xs, group_sums, n, out, column, num_columns);
       } else {
         tile_int8(tile, shape, xs, group_sums, n, out, column, num_columns);

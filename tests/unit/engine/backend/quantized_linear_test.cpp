@@ -5,6 +5,9 @@
 // squared error Σ(a-b)²/Σb² as in cpu_backend_test.cpp: the kernel factors the scale and zero-point out of each
 // group's sum (scale · (Σ x·q − zero · Σ x)), which costs a little cancellation but stays near 1e-13; a wrong
 // nibble, group or permutation shows as 1e-3 or more. 1e-10 separates them.
+// The avx512-bf16 path (4-bit weights) is compared with the same product over the activations rounded to bf16,
+// which is what it computes; it adds 128 to every weight to form exact bf16 pairs and takes (zero + 128) · Σ x
+// back off, which costs some F32 cancellation (measured 4e-16 … 6e-13 here): the same 1e-10 holds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,9 +15,13 @@
 #include <numeric>
 #include <random>
 #include <span>
+#include <string>
+#include <tuple>
 #include <vector>
 
+#include "engine/backend/cpu/bf16.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/quantized_matrix.h"
 
 namespace bm::engine {
@@ -68,9 +75,18 @@ RandomMatrix random_matrix(std::mt19937& rng, const QuantizedShape& shape) {
   return m;
 }
 
-class QuantizedLinearTest : public ::testing::TestWithParam<int32_t> {
+// (threads, GEMM path): the F32 paths (auto) and the bf16 path where the CPU has it.
+class QuantizedLinearTest : public ::testing::TestWithParam<std::tuple<int32_t, cpu::GemmPath>> {
  protected:
-  void SetUp() override { backend_ = create_cpu_backend(CpuBackendOptions{GetParam()}); }
+  void SetUp() override {
+    const auto [threads, path] = GetParam();
+    if (!cpu::cpu_has_gemm_path(path)) GTEST_SKIP() << "this CPU lacks " << cpu::gemm_path_name(path);
+    backend_ = create_cpu_backend(CpuBackendOptions{threads, path});
+  }
+  // Whether this backend computes `bits`-bit layers on bf16 activations.
+  bool bf16_activations(int32_t bits) const {
+    return std::get<1>(GetParam()) == cpu::GemmPath::kAvx512Bf16 && bits == 4;
+  }
 
   Tensor empty(DType dtype, int64_t rows, int64_t cols) {
     absl::StatusOr<std::unique_ptr<Buffer>> buffer = backend_->allocate(rows * cols * dtype_size(dtype));
@@ -140,17 +156,21 @@ TEST_P(QuantizedLinearTest, MatchesDequantizeThenMatmul) {
       SCOPED_TRACE(testing::Message() << "bits=" << c.bits << " group=" << c.group_size << " rows=" << c.rows
                                       << " cols=" << c.cols << " permuted=" << c.permuted << " n=" << n);
       const std::vector<float> x = random_floats(rng_, static_cast<size_t>(n * c.cols));
+      std::vector<float> x_seen = x;  // what the kernel multiplies with
+      if (bf16_activations(c.bits))
+        for (float& v : x_seen) v = cpu::bf16_to_f32(cpu::f32_to_bf16(v));
       std::vector<double> expected(static_cast<size_t>(n * c.rows));
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < c.rows; ++j) {
           double sum = bias_values[j];
-          for (int64_t k = 0; k < c.cols; ++k) sum += double{x[i * c.cols + k]} * dense[j * c.cols + k];
+          for (int64_t k = 0; k < c.cols; ++k) sum += double{x_seen[i * c.cols + k]} * dense[j * c.cols + k];
           expected[i * c.rows + j] = sum;
         }
       }
       const Tensor out = empty(DType::kF32, n, c.rows);
       backend_->quantized_linear(upload(x, DType::kF32, n, c.cols), weight, &bias, out);
-      EXPECT_LT(normalised_error(download(out), expected), kMaxNormalisedError);
+      const double error = normalised_error(download(out), expected);
+      EXPECT_LT(error, kMaxNormalisedError);
     }
   }
 }
@@ -206,7 +226,9 @@ TEST_P(QuantizedLinearTest, F16DenseWeightsMatchTheLoop) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Threads, QuantizedLinearTest, ::testing::Values(1, 3));
+INSTANTIATE_TEST_SUITE_P(ThreadsAndPaths, QuantizedLinearTest,
+                         ::testing::Combine(::testing::Values(1, 3),
+                                            ::testing::Values(cpu::GemmPath::kAuto, cpu::GemmPath::kAvx512Bf16)));
 
 TEST(QuantizedMatrixTest, F16ConversionIsExact) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
