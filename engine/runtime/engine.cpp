@@ -166,6 +166,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
       batch_sampler_(sampler_, options.num_threads),
       use_candidates_(options.sample_from_candidates),
       top_p_from_candidates_(options.top_p_from_candidates.value_or(model_->backend_name() != "cpu")),
+      grammar_from_candidates_(options.grammar_from_candidates.value_or(model_->backend_name() != "cpu")),
       seed_rng_(options.seed),
       inbox_(std::make_shared<Inbox>()) {
   thread_ = std::thread([this] { loop(); });
@@ -194,13 +195,6 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                    " tokens; this model is served with ", max_model_len_,
                                                    " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
-  // On a device the mask must be applied before candidate selection, on the device, or every row of every step
-  // would be copied to the host for the sake of one constrained request; until that exists, refuse.
-  if (params.grammar && model_->backend_name() != "cpu")
-    return absl::UnimplementedError(
-        absl::StrCat("structured output runs on the CPU backend only for now; this model "
-                     "is served on the ",
-                     model_->backend_name(), " backend"));
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
   request->params = params;
@@ -319,7 +313,8 @@ void Engine::step() {
     if (c.wants_logits) sampled.push_back(c.seq);
   std::vector<SampledToken> tokens;
   absl::Status s;
-  if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_)) {
+  if (use_candidates_ &&
+      batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_, grammar_from_candidates_)) {
     s = runner_.run(batch, candidate_request_, candidates_);
     if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens, unsettled_);
     // Top-p rows whose nucleus reaches past the candidates: their whole rows, still on the device.
