@@ -1,6 +1,7 @@
 #include "engine/runtime/engine.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -28,8 +29,8 @@ SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::
 // Off the CPU, one forward of the largest step the scheduler can make (its token budget over max_num_seqs
 // sequences, each wanting logits) over a one-block cache: the activation buffers grow to their peak before the
 // KV cache is sized from what memory is left, so the cache never starves a later step. The values are garbage
-// (every position writes block 0) and are discarded; asking for the largest candidate sets grows those buffers too
-// and spares copying max_num_seqs whole rows of logits to the host.
+// (every position writes block 0) and are discarded; asking for the largest candidate sets, with every row under a
+// grammar mask of its own, grows those buffers too and spares copying max_num_seqs whole rows of logits to the host.
 absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& scheduler) {
   if (absl::Status s = model.allocate_kv_cache(1); !s.ok()) return s;
   const int32_t num_seqs = scheduler.max_num_seqs;
@@ -50,6 +51,9 @@ absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& s
   request.k = Backend::kMaxCandidates;
   request.listed_starts.assign(static_cast<size_t>(num_seqs) + 1, 0);
   request.log_sum_exp = true;
+  request.mask_rows.resize(static_cast<size_t>(num_seqs));
+  std::iota(request.mask_rows.begin(), request.mask_rows.end(), 0);
+  request.masks.assign(static_cast<size_t>(num_seqs * mask_words(model.info().vocab_size)), ~uint32_t{0});
   Candidates candidates;
   if (absl::Status s = model.forward_candidates(batch, request, candidates); !s.ok())
     return absl::Status(s.code(), absl::StrCat("the dry run at the largest step (", batch.token_ids.size(), " tokens, ",

@@ -576,7 +576,12 @@ TEST(Engine, ADeviceBackendGetsTheGrammarsMaskWithItsCandidateRequest) {
   MeteredDeviceModel* model = owned.get();
   auto engine = Engine::create(std::move(owned), GenerationConfig{}, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
-  model->requests_.clear();  // the dry run's
+  // The dry run asks for every row under a mask of its own, so the masks' upload buffer has its peak size before
+  // the cache is planned.
+  ASSERT_EQ(model->requests_.size(), 1u);
+  EXPECT_EQ(model->requests_[0].mask_rows, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(model->requests_[0].masks.size(), 8u * static_cast<size_t>(mask_words(8)));
+  model->requests_.clear();
   std::vector<std::string> bytes = {"", "a", "b"};
   auto vocabulary = std::make_shared<const grammar::TokenVocabulary>(bytes, 3);
   absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({grammar::GrammarKind::kRegex, "a+", {}, {}});
