@@ -291,13 +291,6 @@ std::variant<std::shared_ptr<const engine::grammar::CompiledGrammar>, ApiError> 
     structured = StructuredOutput{std::get<engine::grammar::GrammarRequest>(tools), "tools"};
   }
   if (!structured) return std::shared_ptr<const engine::grammar::CompiledGrammar>();
-  if (model.backend != "cpu")
-    return ApiError{400,
-                    absl::StrCat("structured output ('", structured->param,
-                                 "') runs on the CPU backend only for now; "
-                                 "model '",
-                                 model.name, "' is served on ", model.backend),
-                    structured->param};
   if (chat && model.reasoning_format != "none") {
     // The reasoning parser splits at "</think>"; the grammar lets the model reason first when the template
     // opened the block, and cannot tell otherwise where the answer would begin.

@@ -206,15 +206,22 @@ class Backend {
   // - tempered_lse[r] = log(sum over the ids NOT listed for r of exp(logit * inverse_temperatures[r])) — only when
   //   tempered_lse is not empty: the probability mass beyond the candidates that top-p sampling needs to know
   //   whether its nucleus lies inside them (-inf when no id is unlisted).
+  // Structured output: row r is constrained when mask_rows is not empty and mask_rows[r] >= 0; then every result
+  // above describes the row with the ids that row masks[mask_rows[r]] forbids at -inf (bit id % 32 of word id / 32
+  // clear; bits past the vocabulary are ignored), as if the caller had masked the row first: a listed id it forbids
+  // gets -inf, a forbidden id is never a candidate (the row pads with -1 sooner), and both sums leave it out. The
+  // mask comes first so that the logprobs and the top-p mass describe the constrained distribution (as vLLM's) and
+  // the candidates are tokens the grammar allows; unconstrained rows (-1) read no mask.
   // Shapes: listed_starts [1, rows + 1] I32; listed_ids and listed_logits [1, L] (I32, F32) — with L = 0 both may
   // be empty views (buffer null); cand_ids [rows, k] I32; cand_logits [rows, k] F32; log_sum_exp [1, rows] F32 or
-  // empty; inverse_temperatures and tempered_lse [1, rows] F32, both empty or neither; 1 <= k <= kMaxCandidates.
-  // `logits` may be overwritten at the listed positions (the rest of it is left as it was).
+  // empty; inverse_temperatures and tempered_lse [1, rows] F32, both empty or neither; mask_rows [1, rows] I32 with
+  // values in [-1, M) and masks [M, ceil(vocab / 32)] U32 (M >= 1), both empty or neither; 1 <= k <=
+  // kMaxCandidates. `logits` may be overwritten at the listed positions (the rest of it is left as it was).
   static constexpr int32_t kMaxCandidates = 64;
   virtual void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                               const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                              const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
-                              const Tensor& tempered_lse) = 0;
+                              const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
+                              const Tensor& mask_rows, const Tensor& masks) = 0;
 };
 
 }  // namespace bm::engine

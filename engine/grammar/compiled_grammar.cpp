@@ -37,9 +37,14 @@ void TokenSet::apply(std::span<float> logits) const {
 
 void TokenSet::fill_bitmask(std::span<uint32_t> words) const {
   std::fill(words.begin(), words.end(), 0);
-  if (rejected)
-    for (int32_t id = 0; id < vocab_size && static_cast<size_t>(id) / 32 < words.size(); ++id)
+  if (rejected) {
+    // Whole words first: the engine fills a mask per constrained row per step (152k ids a row on Qwen).
+    const size_t full = std::min(words.size(), static_cast<size_t>(vocab_size) / 32);
+    std::fill(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(full), ~uint32_t{0});
+    for (int32_t id = static_cast<int32_t>(full * 32); id < vocab_size && static_cast<size_t>(id) / 32 < words.size();
+         ++id)
       words[static_cast<size_t>(id) / 32] |= uint32_t{1} << (id % 32);
+  }
   for (int32_t id : ids) {
     uint32_t& w = words[static_cast<size_t>(id) / 32];
     const uint32_t bit = uint32_t{1} << (id % 32);

@@ -21,12 +21,18 @@ void select_candidates(std::span<const float> logits, int32_t vocab_size, const 
   const bool wants_mass = !request.inverse_temperatures.empty();
   BM_CHECK(!wants_mass || static_cast<int64_t>(request.inverse_temperatures.size()) == rows);
   out.tempered_lse.assign(wants_mass ? static_cast<size_t>(rows) : 0, 0.0f);
+  const bool masked = !request.mask_rows.empty();
+  BM_CHECK(!masked || static_cast<int64_t>(request.mask_rows.size()) == rows);
+  const int64_t num_masks = static_cast<int64_t>(request.masks.size()) / mask_words(vocab_size);
+  BM_CHECK(static_cast<int64_t>(request.masks.size()) == num_masks * mask_words(vocab_size));
+  for (int32_t m : request.mask_rows) BM_CHECK(m >= -1 && m < num_masks);
   cpu::ThreadPool caller_only(1);
   cpu::top_candidates(caller_only, logits.data(), rows, vocab_size, request.listed_starts.data(),
                       request.listed_ids.data(), request.k, out.listed_logits.data(), out.ids.data(), out.logits.data(),
                       request.log_sum_exp ? out.log_sum_exp.data() : nullptr,
                       wants_mass ? request.inverse_temperatures.data() : nullptr,
-                      wants_mass ? out.tempered_lse.data() : nullptr);
+                      wants_mass ? out.tempered_lse.data() : nullptr, masked ? request.mask_rows.data() : nullptr,
+                      masked ? request.masks.data() : nullptr);
 }
 
 absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) {

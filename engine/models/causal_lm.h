@@ -40,7 +40,17 @@ struct CandidateRequest {
   bool log_sum_exp = false;            // fill Candidates::log_sum_exp (some row wants log-probabilities)
   // Empty, or one per row: fill Candidates::tempered_lse with these inverse temperatures (some row samples top-p).
   std::vector<float> inverse_temperatures;
+  // Structured output. Empty (no row constrained), or one per row: which mask of `masks` constrains the row, -1
+  // none. Everything that comes back for a constrained row describes it with the forbidden ids at -inf (see
+  // Backend::top_candidates).
+  std::vector<int32_t> mask_rows;
+  std::vector<uint32_t> masks;  // allowed-token bitmasks, mask_words(vocab) words each: bit id % 32 of word id / 32
 };
+
+// Words of one allowed-token bitmask over a vocabulary.
+inline int64_t mask_words(int64_t vocab_size) {
+  return (vocab_size + 31) / 32;
+}
 
 struct Candidates {
   int32_t k = 0;

@@ -1,7 +1,9 @@
 #include "engine/models/decoder_lm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <span>
@@ -35,6 +37,7 @@ enum Scratch : size_t {
   kLogSumExp,
   kInverseTemperatures,
   kTemperedLse,
+  kCandidateMasks,  // mask_rows then the masks, packed so that a constrained step uploads them in one copy
   kNumScratch,
 };
 
@@ -403,20 +406,46 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
     return absl::InvalidArgumentError(absl::StrCat("a candidate request for ", rows, " rows has ",
                                                    request.inverse_temperatures.size(), " inverse temperatures"));
   const int64_t mass_rows = wants_mass ? rows : 0;
-  const ScratchShape shapes[] = {
-      {kListedStarts, DType::kI32, 1, rows + 1},         {kListedIds, DType::kI32, 1, num_listed},
-      {kListedLogits, DType::kF32, 1, num_listed},       {kCandidateIds, DType::kI32, rows, request.k},
-      {kCandidateLogits, DType::kF32, rows, request.k},  {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
-      {kInverseTemperatures, DType::kF32, 1, mass_rows}, {kTemperedLse, DType::kF32, 1, mass_rows}};
+  const int64_t words = mask_words(spec_.vocab_size);
+  const bool masked = !request.mask_rows.empty();
+  const int64_t num_masks = static_cast<int64_t>(request.masks.size()) / words;
+  if (masked != (num_masks > 0) || static_cast<int64_t>(request.masks.size()) != num_masks * words ||
+      (masked && static_cast<int64_t>(request.mask_rows.size()) != rows))
+    return absl::InvalidArgumentError(absl::StrCat("a candidate request for ", rows, " rows has ",
+                                                   request.mask_rows.size(), " mask rows and ", request.masks.size(),
+                                                   " mask words (", words, " per mask)"));
+  for (int32_t m : request.mask_rows)
+    if (m < -1 || m >= num_masks)
+      return absl::InvalidArgumentError(absl::StrCat("mask row ", m, " is not one of the ", num_masks, " masks"));
+  const ScratchShape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},
+                                 {kListedIds, DType::kI32, 1, num_listed},
+                                 {kListedLogits, DType::kF32, 1, num_listed},
+                                 {kCandidateIds, DType::kI32, rows, request.k},
+                                 {kCandidateLogits, DType::kF32, rows, request.k},
+                                 {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
+                                 {kInverseTemperatures, DType::kF32, 1, mass_rows},
+                                 {kTemperedLse, DType::kF32, 1, mass_rows},
+                                 {kCandidateMasks, DType::kU32, 1, masked ? rows + num_masks * words : 0}};
   Tensor views[kNumScratch];  // no listed ids or no sum wanted: views of 0 elements
   if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
   upload(request.listed_starts, views[kListedStarts]);
   if (num_listed > 0) upload(request.listed_ids, views[kListedIds]);
   if (wants_mass)
     backend_->copy_to_device(std::as_bytes(std::span(request.inverse_temperatures)), views[kInverseTemperatures]);
+  Tensor mask_rows, masks;  // empty unless some row is constrained: an unconstrained step uploads nothing more
+  if (masked) {
+    const Tensor& packed = views[kCandidateMasks];
+    mask_upload_.resize(static_cast<size_t>(packed.num_elements()));
+    std::memcpy(mask_upload_.data(), request.mask_rows.data(), request.mask_rows.size() * sizeof(int32_t));
+    std::copy(request.masks.begin(), request.masks.end(), mask_upload_.begin() + rows);
+    backend_->copy_to_device(std::as_bytes(std::span(mask_upload_)), packed);
+    mask_rows = Tensor{packed.buffer, packed.offset_bytes, DType::kI32, 1, rows};
+    masks =
+        Tensor{packed.buffer, packed.offset_bytes + rows * int64_t{sizeof(uint32_t)}, DType::kU32, num_masks, words};
+  }
   backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
                            views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp],
-                           views[kInverseTemperatures], views[kTemperedLse]);
+                           views[kInverseTemperatures], views[kTemperedLse], mask_rows, masks);
   last_logits_ = *logits;
   out.k = request.k;
   out.ids.resize(static_cast<size_t>(rows * request.k));

@@ -91,8 +91,9 @@ class DecoderLM final : public CausalLM {
   // graph was recorded on never move.
   std::unique_ptr<DecodeGraphs> graphs_;
   std::vector<ScratchTensor> graph_scratch_;
-  Tensor last_logits_;           // the last forward_candidates step's logits, still on the backend
-  std::vector<int32_t> packed_;  // host staging of the step's index tables (reused)
+  Tensor last_logits_;                 // the last forward_candidates step's logits, still on the backend
+  std::vector<int32_t> packed_;        // host staging of the step's index tables (reused)
+  std::vector<uint32_t> mask_upload_;  // host staging of a constrained step's mask rows and masks (reused)
 };
 
 }  // namespace bm::engine

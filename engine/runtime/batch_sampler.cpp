@@ -31,13 +31,16 @@ void BatchSampler::sample(std::span<const float> logits, std::span<Sequence* con
   });
 }
 
-bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request, bool top_p) const {
+bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request, bool top_p,
+                                   bool grammar) const {
   request.k = 1;
   request.log_sum_exp = false;
   bool tempered = false;
+  int32_t num_masks = 0;
   for (Sequence* seq : seqs) {
     const int32_t k = sampler_.candidates_needed(*seq);
-    if (k == 0 || (!top_p && sampler_.needs_tempered_mass(*seq))) return false;
+    if (k == 0 || (!top_p && sampler_.needs_tempered_mass(*seq)) || (!grammar && seq->matcher)) return false;
+    num_masks += seq->matcher ? 1 : 0;
     request.k = std::max(request.k, k);
     request.log_sum_exp = request.log_sum_exp || seq->params().logprobs >= 0;
     tempered = tempered || sampler_.needs_tempered_mass(*seq);
@@ -53,6 +56,24 @@ bool BatchSampler::plan_candidates(std::span<Sequence* const> seqs, CandidateReq
     sampler_.listed_ids(*seq, request.listed_ids);
     request.listed_starts.push_back(static_cast<int32_t>(request.listed_ids.size()));
   }
+  // One mask per constrained row, none for the others (an unconstrained batch sends no mask at all). Filled in
+  // parallel: a grammar state seen for the first time computes its token set here.
+  request.mask_rows.clear();
+  request.masks.clear();
+  if (num_masks == 0) return true;
+  const size_t words = static_cast<size_t>(mask_words(sampler_.vocab_size()));
+  std::vector<Sequence*> constrained;
+  request.mask_rows.reserve(seqs.size());
+  for (Sequence* seq : seqs) {
+    request.mask_rows.push_back(seq->matcher ? static_cast<int32_t>(constrained.size()) : -1);
+    if (seq->matcher) constrained.push_back(seq);
+  }
+  request.masks.resize(constrained.size() * words);
+  pool_->parallel_for(static_cast<int64_t>(constrained.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m)
+      sampler_.fill_mask(*constrained[static_cast<size_t>(m)],
+                         std::span(request.masks).subspan(static_cast<size_t>(m) * words, words));
+  });
   return true;
 }
 

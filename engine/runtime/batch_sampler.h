@@ -30,10 +30,12 @@ class BatchSampler {
   void sample_unsettled(std::vector<float>& whole_rows, const Candidates& candidates, const CandidateRequest& request,
                         std::span<Sequence* const> seqs, std::span<const int32_t> unsettled,
                         std::vector<SampledToken>& out);
-  // Whether every sequence's next token can come from candidates; if so, fills the request for them. Top-p rows
-  // without top-k count only when `top_p` is set (they may need their whole row after all; worth it only when
-  // rows must cross from a device).
-  bool plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request, bool top_p = true) const;
+  // Whether every sequence's next token can come from candidates; if so, fills the request for them, with the
+  // allowed-token mask of each sequence under a grammar (Sampler::fill_mask). Top-p rows without top-k count only
+  // when `top_p` is set (they may need their whole row after all; worth it only when rows must cross from a
+  // device); rows under a grammar only when `grammar` is set (their masks cost a fill and an upload).
+  bool plan_candidates(std::span<Sequence* const> seqs, CandidateRequest& request, bool top_p = true,
+                       bool grammar = true) const;
   int32_t num_threads() const { return pool_->num_threads(); }
 
  private:

@@ -1,6 +1,7 @@
 #include "engine/runtime/engine.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -28,8 +29,8 @@ SchedulerOptions scheduler_options_for(const EngineOptions& options, const std::
 // Off the CPU, one forward of the largest step the scheduler can make (its token budget over max_num_seqs
 // sequences, each wanting logits) over a one-block cache: the activation buffers grow to their peak before the
 // KV cache is sized from what memory is left, so the cache never starves a later step. The values are garbage
-// (every position writes block 0) and are discarded; asking for the largest candidate sets grows those buffers too
-// and spares copying max_num_seqs whole rows of logits to the host.
+// (every position writes block 0) and are discarded; asking for the largest candidate sets, with every row under a
+// grammar mask of its own, grows those buffers too and spares copying max_num_seqs whole rows of logits to the host.
 absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& scheduler) {
   if (absl::Status s = model.allocate_kv_cache(1); !s.ok()) return s;
   const int32_t num_seqs = scheduler.max_num_seqs;
@@ -50,6 +51,9 @@ absl::Status grow_activations_to_peak(CausalLM& model, const SchedulerOptions& s
   request.k = Backend::kMaxCandidates;
   request.listed_starts.assign(static_cast<size_t>(num_seqs) + 1, 0);
   request.log_sum_exp = true;
+  request.mask_rows.resize(static_cast<size_t>(num_seqs));
+  std::iota(request.mask_rows.begin(), request.mask_rows.end(), 0);
+  request.masks.assign(static_cast<size_t>(num_seqs * mask_words(model.info().vocab_size)), ~uint32_t{0});
   Candidates candidates;
   if (absl::Status s = model.forward_candidates(batch, request, candidates); !s.ok())
     return absl::Status(s.code(), absl::StrCat("the dry run at the largest step (", batch.token_ids.size(), " tokens, ",
@@ -166,6 +170,7 @@ Engine::Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int
       batch_sampler_(sampler_, options.num_threads),
       use_candidates_(options.sample_from_candidates),
       top_p_from_candidates_(options.top_p_from_candidates.value_or(model_->backend_name() != "cpu")),
+      grammar_from_candidates_(options.grammar_from_candidates.value_or(model_->backend_name() != "cpu")),
       seed_rng_(options.seed),
       inbox_(std::make_shared<Inbox>()) {
   thread_ = std::thread([this] { loop(); });
@@ -194,13 +199,6 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                    " tokens; this model is served with ", max_model_len_,
                                                    " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
-  // On a device the mask must be applied before candidate selection, on the device, or every row of every step
-  // would be copied to the host for the sake of one constrained request; until that exists, refuse.
-  if (params.grammar && model_->backend_name() != "cpu")
-    return absl::UnimplementedError(
-        absl::StrCat("structured output runs on the CPU backend only for now; this model "
-                     "is served on the ",
-                     model_->backend_name(), " backend"));
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
   request->params = params;
@@ -319,7 +317,8 @@ void Engine::step() {
     if (c.wants_logits) sampled.push_back(c.seq);
   std::vector<SampledToken> tokens;
   absl::Status s;
-  if (use_candidates_ && batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_)) {
+  if (use_candidates_ &&
+      batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_, grammar_from_candidates_)) {
     s = runner_.run(batch, candidate_request_, candidates_);
     if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens, unsettled_);
     // Top-p rows whose nucleus reaches past the candidates: their whole rows, still on the device.

@@ -49,6 +49,10 @@ struct EngineOptions {
   // backend the rows are already in host memory, and the whole-row draw costs less than the mass and the
   // occasional fallback. Tests set it to check the GPU path on the CPU.
   std::optional<bool> top_p_from_candidates;
+  // Rows under a grammar from candidates too, the grammar's mask applied by the backend before it selects them
+  // (Backend::top_candidates). Unset: off the CPU only — there the rows are in host memory already and the
+  // whole-row mask costs less than filling a bitmask for the backend. Tests set it to check the GPU path on the CPU.
+  std::optional<bool> grammar_from_candidates;
   DecodeGraphMode decode_graphs = DecodeGraphMode::kAuto;
   // The KV cache's element type, F32 or BF16. Unset: default_kv_cache_dtype(backend), BF16 on every backend.
   std::optional<DType> kv_cache_dtype;
@@ -144,6 +148,7 @@ class Engine {
   BatchSampler batch_sampler_;
   bool use_candidates_;
   bool top_p_from_candidates_;
+  bool grammar_from_candidates_;
   // Reused between steps (engine thread only).
   std::vector<float> logits_;
   CandidateRequest candidate_request_;

@@ -153,6 +153,18 @@ void Sampler::constrain(const Sequence& seq, std::vector<float>& row) const {
   for (const auto& [id, value] : ends) row[id] = value;
 }
 
+void Sampler::fill_mask(const Sequence& seq, std::span<uint32_t> words) const {
+  BM_CHECK(seq.matcher != nullptr && static_cast<int64_t>(words.size()) == mask_words(vocab_size_));
+  const grammar::GrammarMatcher& m = *seq.matcher;
+  m.allowed_tokens()->fill_bitmask(words);
+  // The same end-of-sequence rule as constrain().
+  if (m.is_accepting()) {
+    auto allow = [&](int32_t id) { words[static_cast<size_t>(id) / 32] |= uint32_t{1} << (id % 32); };
+    for (int32_t id : eos_token_ids_) allow(id);
+    for (int32_t id : seq.params().stop_token_ids) allow(id);
+  }
+}
+
 int32_t Sampler::draw(std::vector<float>& logits, Sequence& seq) const {
   const SamplingParams& p = seq.params();
   const bool top_k = cuts_top_k(p);
@@ -191,15 +203,19 @@ int32_t Sampler::draw_ranked(const std::vector<int32_t>& order, const std::vecto
   double mass = 0;
   for (size_t i = 0; i < n; ++i) mass += probs[i];
   double target = uniform(seq.rng) * mass;
+  size_t last = 0;
   for (size_t i = 0; i < n; ++i) {
+    if (probs[i] == 0) continue;
+    last = i;
     target -= probs[i];
     if (target < 0) return order[i];
   }
-  return order[n - 1];
+  // Rounding kept the target a hair above zero: the last token that can be drawn, never a masked one (a grammar
+  // leaving fewer than top_k tokens puts masked ones at the end of a whole row's ranking, not of the candidates').
+  return order[last];
 }
 
 int32_t Sampler::candidates_needed(const Sequence& seq) const {
-  if (seq.matcher) return 0;  // the grammar's mask applies to the whole row
   const SamplingParams& p = seq.params();
   int32_t k = 0;
   if (p.temperature == 0)
@@ -258,10 +274,18 @@ std::optional<SampledToken> Sampler::sample(const RowCandidates& row, Sequence& 
     }
   ids.insert(ids.end(), row.listed_ids.begin(), row.listed_ids.end());
   raw.insert(raw.end(), row.listed_logits.begin(), row.listed_logits.end());
+  // Under a grammar the backend masked the row (fill_mask) before ranking: raw is the constrained row's, and a
+  // grammar that leaves nothing at all is a case for the whole row (it decides the same way whatever the draw).
+  if (ids.empty() && seq.matcher) return std::nullopt;
   BM_CHECK(!ids.empty());
   std::vector<float> adjusted = raw;
   const size_t num_candidates = ids.size() - row.listed_ids.size();
   adjust(seq, ListedLogits(row.listed_ids, adjusted.data() + num_candidates));
+  // The grammar wins over min_tokens, as in the whole-row sample(): if the stop tokens it alone allows are masked,
+  // nothing finite is left (every allowed unlisted token is a candidate or there is none), and the draw takes the
+  // constrained row unadjusted.
+  if (seq.matcher && masks_stop_tokens(seq) && !std::isfinite(*std::max_element(adjusted.begin(), adjusted.end())))
+    adjusted = raw;
   std::vector<size_t> rank(ids.size());
   std::iota(rank.begin(), rank.end(), 0);
   SampledToken out;
@@ -299,7 +323,9 @@ std::optional<SampledToken> Sampler::sample(const RowCandidates& row, Sequence& 
       const size_t n = std::min<size_t>(static_cast<size_t>(p.logprobs), rank.size());
       std::partial_sort(rank.begin(), rank.begin() + static_cast<std::ptrdiff_t>(n), rank.end(),
                         [&](size_t a, size_t b) { return raw[a] > raw[b] || (raw[a] == raw[b] && ids[a] < ids[b]); });
-      for (size_t i = 0; i < n; ++i) lp.top.emplace_back(ids[rank[i]], raw[rank[i]] - row.log_sum_exp);
+      for (size_t i = 0; i < n; ++i)
+        if (std::isfinite(raw[rank[i]]))  // as raw_logprob: a grammar may leave fewer tokens than asked for
+          lp.top.emplace_back(ids[rank[i]], raw[rank[i]] - row.log_sum_exp);
     }
     out.logprob = std::move(lp);
   }

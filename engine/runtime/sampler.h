@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/models/causal_lm.h"
 #include "engine/runtime/sequence.h"
 
 namespace bm::engine {
@@ -39,9 +40,10 @@ class Sampler {
   // generator).
   SampledToken sample(std::span<const float> logits, Sequence& seq) const;
   // The same token from candidates as from the whole row, when candidates_needed(seq) > 0 and the row was
-  // ranked with at least that many candidates, listed_ids(seq) listed, and the tempered mass given where
-  // needs_tempered_mass(seq). Log-probabilities agree up to the device's float log-sum-exp. Nothing when the
-  // candidates cannot settle the draw (a top-p nucleus that reaches past them): then nothing was drawn and the
+  // ranked with at least that many candidates, listed_ids(seq) listed, the tempered mass given where
+  // needs_tempered_mass(seq), and, under a grammar, the row masked with fill_mask(seq) (CandidateRequest).
+  // Log-probabilities agree up to the device's float log-sum-exp. Nothing when the candidates cannot settle the
+  // draw (a top-p nucleus that reaches past them, or a grammar that allows nothing): then nothing was drawn and the
   // whole row must be sampled.
   std::optional<SampledToken> sample(const RowCandidates& row, Sequence& seq) const;
   // How many candidates a sequence's next token needs (0: the whole row is needed: plain sampling without top-k or
@@ -52,6 +54,10 @@ class Sampler {
   bool needs_tempered_mass(const Sequence& seq) const;
   // The tokens this sequence's next draw adjusts (bias, penalties, masking), sorted and distinct; appended to out.
   void listed_ids(const Sequence& seq, std::vector<int32_t>& out) const;
+  // Under a grammar (seq.matcher): the allowed-token bitmask of the next token, mask_words(vocab_size()) words,
+  // exactly the tokens the whole-row sample() leaves unmasked (the grammar's, plus end-of-sequence and stop tokens
+  // where the text is complete), for the backend to apply before candidate selection.
+  void fill_mask(const Sequence& seq, std::span<uint32_t> words) const;
   bool is_eos(int32_t token_id) const;
   int32_t vocab_size() const { return vocab_size_; }
 

@@ -8,8 +8,9 @@
 // Prints figures; asserts nothing.
 //
 // Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
-//                             [--peak-tflops T] [--quick 1]
-// --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does).
+//                             [--peak-tflops T] [--quick 1] [--only candidates]
+// --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does). --only candidates measures the
+// sampling candidates alone (with and without structured output's masks; quick enough on the CPU backend).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,6 +49,7 @@ struct Options {
   int repeats = 5;
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16
   bool quick = false;
+  bool only_candidates = false;
 };
 
 // Owns the buffers of one measurement; tensors filled with random values (ids and tables set by the caller).
@@ -158,6 +160,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.peak_tflops = std::atof(v);
     else if (arg == "--quick")
       o.quick = std::atoi(v) != 0;
+    else if (arg == "--only" && std::string(v) == "candidates")
+      o.only_candidates = true;
     else
       return false;
   }
@@ -171,7 +175,7 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: %s [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R] "
-                 "[--peak-tflops T] [--quick 1]\n",
+                 "[--peak-tflops T] [--quick 1] [--only candidates]\n",
                  argv[0]);
     return 2;
   }
@@ -205,8 +209,9 @@ int main(int argc, char** argv) {
   Bench bench(*backend, o, bandwidth);
   const int64_t d = shape->hidden, q_cols = shape->heads * shape->head_dim, kv_cols = shape->kv_heads * shape->head_dim;
   // 16 and 64: batched decode, where int4/int8 layers are compared with BF16 ones (the GEMM kernel's range).
-  const std::vector<int64_t> token_counts =
-      o.quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 16, 64, 256, 8192};
+  const std::vector<int64_t> token_counts = o.only_candidates ? std::vector<int64_t>{}
+                                            : o.quick         ? std::vector<int64_t>{1, 16}
+                                                              : std::vector<int64_t>{1, 16, 64, 256, 8192};
 
   for (int64_t n : token_counts) {
     Arena a(*backend);
@@ -290,7 +295,7 @@ int main(int argc, char** argv) {
       o.quick ? std::vector<AttentionCase>{{2, 64, 1}, {1, 64, 64}}
               : std::vector<AttentionCase>{{1, 1024, 1},  {64, 1024, 1},   {256, 1024, 1}, {1, 4096, 1},
                                            {64, 4096, 1}, {1, 1024, 1024}, {1, 8192, 8192}};
-  for (const AttentionCase& c : cases) {
+  for (const AttentionCase& c : o.only_candidates ? std::vector<AttentionCase>{} : cases) {
     Arena a(*backend);
     const int64_t blocks_per_seq = (c.context + kKvBlockSize - 1) / kKvBlockSize;
     const int64_t num_blocks = c.seqs * blocks_per_seq;
@@ -328,8 +333,39 @@ int main(int argc, char** argv) {
     Tensor lse = a.empty(DType::kF32, 1, rows), inverse_t = a.random(DType::kF32, 1, rows, 0.0f);
     Tensor tempered = a.empty(DType::kF32, 1, rows);
     bench.measure("top_candidates k=64 + both sums, rows=" + std::to_string(rows), 4.0 * rows * shape->vocab, 0, [&] {
-      backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t, tempered);
+      backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t, tempered, Tensor{},
+                              Tensor{});
     });
+    // Every row under a grammar, each with its own mask, as a JSON grammar's masks look: a few allowed tokens
+    // (structure: 64 random ids) on even rows, all but a few (inside a string: 2000 random ids forbidden) on odd
+    // ones. The step's extra upload is the mask rows and the masks, packed as DecoderLM::forward_candidates sends
+    // them in one copy.
+    const int64_t words = (shape->vocab + 31) / 32;
+    std::vector<uint32_t> packed(static_cast<size_t>(rows + rows * words));
+    std::mt19937 rng(9);
+    for (int64_t r = 0; r < rows; ++r) {
+      packed[static_cast<size_t>(r)] = static_cast<uint32_t>(r);
+      uint32_t* mask = packed.data() + rows + r * words;
+      const bool few = r % 2 == 0;
+      std::fill(mask, mask + words, few ? 0u : ~0u);
+      for (int i = 0; i < (few ? 64 : 2000); ++i) {
+        const uint32_t id = static_cast<uint32_t>(rng() % static_cast<uint32_t>(shape->vocab));
+        mask[id / 32] = few ? mask[id / 32] | (1u << (id % 32)) : mask[id / 32] & ~(1u << (id % 32));
+      }
+    }
+    Tensor upload = a.empty(DType::kU32, 1, static_cast<int64_t>(packed.size()));
+    const Tensor mask_rows{upload.buffer, upload.offset_bytes, DType::kI32, 1, rows};
+    const Tensor masks{upload.buffer, upload.offset_bytes + rows * 4, DType::kU32, rows, words};
+    const double upload_bytes = 4.0 * static_cast<double>(packed.size());
+    char what[96];
+    std::snprintf(what, sizeof what, "upload masks (%.0f bytes/step), rows=%lld", upload_bytes,
+                  static_cast<long long>(rows));
+    bench.measure(what, upload_bytes, 0, [&] { backend->copy_to_device(std::as_bytes(std::span(packed)), upload); });
+    bench.measure("top_candidates k=64 + both sums + masks, rows=" + std::to_string(rows),
+                  4.0 * rows * shape->vocab + upload_bytes, 0, [&] {
+                    backend->top_candidates(logits, starts, Tensor{}, 64, Tensor{}, ids, values, lse, inverse_t,
+                                            tempered, mask_rows, masks);
+                  });
   }
   return 0;
 }

@@ -1,6 +1,9 @@
 // Emulated engine/backend/cuda/candidates.cu (launch_top_candidates: radix select, ties to the lower id, listed ids,
-// log-sum-exp) against cpu::top_candidates on shaped rows (ties, -inf, all -inf, +-0, aligned and unaligned rows).
-// Ids and values must be identical; the log-sum-exp within 1e-5 relative. Exits 1 on any mismatch.
+// log-sum-exp) against cpu::top_candidates on shaped rows (ties, -inf, all -inf, +-0, aligned and unaligned rows),
+// without and with structured output's allowed-token masks (rows with no mask, a mask allowing one token, masks
+// forbidding listed ids, masks shared by rows, vocabularies that are not a multiple of 32). Ids and values must be
+// identical; the log-sum-exp within 1e-5 relative; the kernel must leave every unlisted logit as it was. Exits 1
+// on any mismatch.
 #include "engine/backend/cpu/candidates.h"
 #include <algorithm>
 #include <cmath>
@@ -52,7 +55,51 @@ void shape_row(float* row, int64_t vocab, int64_t r, std::mt19937& rng) {
       break;
   }
 }
-void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed, int shift_rows = 0) {
+// Masks for structured output, by row: none (r % 6 == 0), exactly one allowed token (1: a listed one on odd
+// rows, so that the row has no candidate at all), a random half (2), a random 1/20 (3: fewer than k for small
+// vocabularies), all but the listed ids and every third (4), and row 5 sharing row 2's mask. Bits past the
+// vocabulary are set to check that they are ignored.
+void make_masks(int64_t rows, int64_t vocab, const std::vector<int32_t>& starts, const std::vector<int32_t>& ids,
+                std::mt19937& rng, std::vector<int32_t>& mask_rows, std::vector<uint32_t>& masks) {
+  const int64_t words = (vocab + 31) / 32;
+  std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
+  mask_rows.assign(rows, -1);
+  masks.clear();
+  int32_t last_half = -1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int kind = r % 6;
+    if (kind == 0) continue;
+    if (kind == 5 && last_half >= 0) {
+      mask_rows[r] = last_half;
+      continue;
+    }
+    const int32_t m = static_cast<int32_t>(masks.size() / words);
+    masks.resize(masks.size() + words, 0);
+    uint32_t* w = masks.data() + m * words;
+    auto allow = [&](int64_t id) { w[id / 32] |= uint32_t{1} << (id % 32); };
+    auto forbid = [&](int64_t id) { w[id / 32] &= ~(uint32_t{1} << (id % 32)); };
+    const bool has_listed = starts[r + 1] > starts[r];
+    if (kind == 1) {
+      allow(r % 2 == 1 && has_listed ? ids[starts[r]] : pick(rng));
+    } else if (kind == 2 || kind == 5) {
+      for (int64_t id = 0; id < vocab; ++id)
+        if (rng() % 2) allow(id);
+      last_half = m;
+    } else if (kind == 3) {
+      for (int64_t id = 0; id < vocab; ++id)
+        if (rng() % 20 == 0) allow(id);
+    } else {
+      for (int64_t id = 0; id < vocab; ++id)
+        if (id % 3 != 0) allow(id);
+      for (int32_t j = starts[r]; j < starts[r + 1]; ++j) forbid(ids[j]);
+    }
+    for (int64_t id = vocab; id < words * 32; ++id) allow(id);
+    mask_rows[r] = m;
+  }
+  if (masks.empty()) masks.assign(words, ~0u);  // one mask, used by no row
+}
+void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed, int shift_rows = 0,
+         bool masked = false) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0, 3);
   // one extra float in front so that odd offsets make unaligned rows
@@ -94,19 +141,33 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
     starts.push_back(ids.size());
   }
   const int64_t L = ids.size();
+  std::vector<int32_t> mask_rows;
+  std::vector<uint32_t> masks;
+  if (masked) make_masks(rows, vocab, starts, ids, rng, mask_rows, masks);
+  const int32_t* mr = masked ? mask_rows.data() : nullptr;
+  const uint32_t* mw = masked ? masks.data() : nullptr;
+  const int64_t num_masks = masked ? static_cast<int64_t>(masks.size()) / ((vocab + 31) / 32) : 0;
   cpu::ThreadPool pool(1);
   for (int k : {1, 20, 64}) {
     std::vector<float> hl(L), gl(L), hv(rows * k), gv(rows * k), hs(rows), gs(rows), ht(rows), gt(rows), inv_t(rows);
     for (int64_t r = 0; r < rows; ++r) inv_t[r] = r % 3 == 0 ? 1.0f : (r % 3 == 1 ? 1.0f / 0.6f : 0.5f);
     std::vector<int32_t> hi(rows * k), gi(rows * k);
     cpu::top_candidates(pool, logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, k, L ? hl.data() : nullptr,
-                        hi.data(), hv.data(), hs.data(), inv_t.data(), ht.data());
+                        hi.data(), hv.data(), hs.data(), inv_t.data(), ht.data(), mr, mw);
     std::vector<float> copy(storage);
     float* gpu_logits = copy.data() + shift_rows;
     cuda::launch_top_candidates(gpu_logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, L, k,
-                                L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), inv_t.data(), gt.data(),
-                                nullptr);
+                                L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), inv_t.data(), gt.data(), mr,
+                                mw, num_masks, nullptr);
     int bad = 0;
+    // Only the listed positions may be overwritten: whole rows fetched later must be the raw ones.
+    std::vector<char> listed_at(rows * vocab, 0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int32_t j = starts[r]; j < starts[r + 1]; ++j) listed_at[r * vocab + ids[j]] = 1;
+    for (int64_t i = 0; i < rows * vocab; ++i)
+      if (!listed_at[i] && bits(gpu_logits[i]) != bits(logits[i])) {
+        if (++bad <= 3) std::printf("  unlisted logit %ld overwritten\n", (long)i);
+      }
     for (int64_t i = 0; i < rows * k; ++i)
       if (hi[i] != gi[i] || bits(hv[i]) != bits(gv[i])) {
         if (++bad <= 5)
@@ -145,13 +206,14 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
     std::vector<float> quiet_copy(storage), ql(L), qv(rows * k);
     std::vector<int32_t> qi(rows * k);
     cuda::launch_top_candidates(quiet_copy.data() + shift_rows, rows, vocab, starts.data(), L ? ids.data() : nullptr, L,
-                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr, nullptr, nullptr);
+                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr, nullptr, mr, mw,
+                                num_masks, nullptr);
     for (int64_t i = 0; i < rows * k; ++i)
       if (qi[i] != gi[i] || bits(qv[i]) != bits(gv[i])) {
         if (++bad <= 5) std::printf("  without log-sum-exp, slot %ld differs\n", (long)i);
       }
-    std::printf("rows %ld vocab %ld k %d shift %d: %s (lse rel err %.2e)\n", (long)rows, (long)vocab, k, shift_rows,
-                bad ? "FAIL" : "ok", worst);
+    std::printf("rows %ld vocab %ld k %d shift %d%s: %s (lse rel err %.2e)\n", (long)rows, (long)vocab, k, shift_rows,
+                masked ? " masked" : "", bad ? "FAIL" : "ok", worst);
     failures += bad;
   }
 }
@@ -163,6 +225,14 @@ int main() {
   run(5, 70, {0, 69, 1, 3, 10}, 5, 3);
   run(3, 7, {0, 2, 7}, 6);
   run(16, 40000, {0, 12, 3000}, 7);
+  // Structured output's masks: vocabularies that are a multiple of 32 and not, aligned and unaligned rows, listed
+  // ids (some of which the masks forbid) and none.
+  run(24, 1000, {0, 5, 900}, 11, 0, true);
+  run(24, 1003, {0, 7, 300}, 12, 0, true);
+  run(12, 1003, {0, 7, 300}, 13, 1, true);
+  run(12, 70, {10, 0, 3, 69}, 14, 3, true);
+  run(6, 7, {0, 2, 7}, 15, 0, true);
+  run(12, 4096, {0, 12, 100}, 16, 0, true);
   std::printf("%s\n", failures ? "FAILURES" : "ALL OK");
   return failures != 0;
 }

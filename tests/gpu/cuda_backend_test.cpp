@@ -777,6 +777,9 @@ struct CandidateCase {
   int64_t rows = 0, vocab = 0;
   std::vector<float> logits;
   std::vector<int32_t> starts = {0}, ids;  // listed ids of row r: ids[starts[r] .. starts[r + 1])
+  // Structured output: empty, or the mask of each row (-1 none) and the masks, ceil(vocab / 32) words each.
+  std::vector<int32_t> mask_rows;
+  std::vector<uint32_t> masks;
 };
 
 struct CandidateResult {
@@ -796,8 +799,14 @@ CandidateResult run_candidates(Backend& backend, const CandidateCase& c, int32_t
   std::vector<float> inverse_t(static_cast<size_t>(c.rows));
   for (size_t r = 0; r < inverse_t.size(); ++r) inverse_t[r] = r % 2 ? 1.0f / 0.6f : 1.0f;  // R1's 0.6, and none
   const Tensor tempered = on.empty(DType::kF32, 1, c.rows);
+  const int64_t words = (c.vocab + 31) / 32;
+  const bool masked = !c.mask_rows.empty();
+  const Tensor mask_rows = masked ? on.put(c.mask_rows, DType::kI32, 1, c.rows) : Tensor{};
+  const Tensor masks =
+      masked ? on.put(c.masks, DType::kU32, static_cast<int64_t>(c.masks.size()) / words, words) : Tensor{};
   on->top_candidates(on.put(c.logits, DType::kF32, c.rows, c.vocab), on.put(c.starts, DType::kI32, 1, c.rows + 1), ids,
-                     k, listed, cand_ids, cand_logits, lse, on.put(inverse_t, DType::kF32, 1, c.rows), tempered);
+                     k, listed, cand_ids, cand_logits, lse, on.put(inverse_t, DType::kF32, 1, c.rows), tempered,
+                     mask_rows, masks);
   CandidateResult result;
   result.ids.resize(static_cast<size_t>(c.rows * k));
   backend.copy_to_host(cand_ids, std::as_writable_bytes(std::span(result.ids)));
@@ -981,6 +990,45 @@ TEST_F(CudaBackendTest, TopCandidatesPadsWhenFewIdsAreUnlisted) {
         }
       }
     }
+  }
+}
+
+// Structured output's masks on Qwen2.5-0.5B's 151936 logits (a multiple of 32) and on 1003 (not, with unaligned
+// rows): rows without a mask, a mask allowing one token (listed on some rows: no candidate at all), random halves,
+// masks forbidding the listed ids, a mask shared by two rows. The CPU reference is what the engine's tests check
+// against whole-row sampling.
+TEST_F(CudaBackendTest, TopCandidatesApplyStructuredOutputMasks) {
+  for (int64_t vocab : {int64_t{kQwen05.vocab}, int64_t{1003}}) {
+    CandidateCase c =
+        make_candidate_case("top_candidates masked 48x" + std::to_string(vocab), 48, vocab, 25, {0, 7, 300});
+    const int64_t words = (vocab + 31) / 32;
+    std::mt19937 rng(26);
+    c.mask_rows.assign(static_cast<size_t>(c.rows), -1);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      const int kind = static_cast<int>(r % 5);
+      if (kind == 0) continue;
+      if (kind == 4) {  // shares the previous row's mask
+        c.mask_rows[static_cast<size_t>(r)] = c.mask_rows[static_cast<size_t>(r - 1)];
+        continue;
+      }
+      const int32_t m = static_cast<int32_t>(c.masks.size() / static_cast<size_t>(words));
+      c.masks.resize(c.masks.size() + static_cast<size_t>(words), 0);
+      uint32_t* w = c.masks.data() + static_cast<size_t>(m) * static_cast<size_t>(words);
+      auto set = [&](int64_t id, bool on) {
+        w[id / 32] = on ? w[id / 32] | (uint32_t{1} << (id % 32)) : w[id / 32] & ~(uint32_t{1} << (id % 32));
+      };
+      const bool listed = c.starts[static_cast<size_t>(r) + 1] > c.starts[static_cast<size_t>(r)];
+      if (kind == 1) {
+        set(r % 2 && listed ? c.ids[static_cast<size_t>(c.starts[static_cast<size_t>(r)])] : (r * 7919) % vocab, true);
+      } else {
+        for (int64_t id = 0; id < vocab; ++id) set(id, rng() % 2 == 0);
+        if (kind == 3)
+          for (int32_t j = c.starts[static_cast<size_t>(r)]; j < c.starts[static_cast<size_t>(r) + 1]; ++j)
+            set(c.ids[static_cast<size_t>(j)], false);
+      }
+      c.mask_rows[static_cast<size_t>(r)] = m;
+    }
+    for (int32_t k : {1, 20, 64}) expect_same_candidates(gpu_, cpu_, c, k);
   }
 }
 

@@ -51,6 +51,9 @@ const int32_t* i32(const Tensor& tensor) {
 int32_t* i32w(const Tensor& tensor) {
   return tensor_data<int32_t, CpuBuffer>(tensor, DType::kI32);
 }
+const uint32_t* u32(const Tensor& tensor) {
+  return tensor_data<const uint32_t, CpuBuffer>(tensor, DType::kU32);
+}
 
 cpu::ConstData weight_data(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF16 || tensor.dtype == DType::kF32);
@@ -288,11 +291,13 @@ class CpuBackend final : public Backend {
 
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
-                      const Tensor& tempered_lse) override {
-    const CandidateShapes shapes = check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids,
-                                                          cand_logits, log_sum_exp, inverse_temperatures, tempered_lse);
+                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
+                      const Tensor& mask_rows, const Tensor& masks) override {
+    const CandidateShapes shapes =
+        check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids, cand_logits, log_sum_exp,
+                               inverse_temperatures, tempered_lse, mask_rows, masks);
     const int64_t rows = shapes.rows, vocab = shapes.vocab, num_listed = shapes.num_listed;
+    const int64_t num_masks = shapes.num_masks;
     const bool wants_lse = shapes.wants_lse, wants_mass = shapes.wants_mass;
     run([=, this] {  // the offsets and ids are checked when the op runs: a recorded step reads them at replay
       const int32_t* starts = i32(listed_starts);
@@ -300,10 +305,13 @@ class CpuBackend final : public Backend {
       const int32_t* ids = num_listed > 0 ? i32(listed_ids) : nullptr;
       for (int64_t r = 0; r < rows; ++r) BM_CHECK(starts[r] <= starts[r + 1]);
       for (int64_t j = 0; j < num_listed; ++j) BM_CHECK(ids[j] >= 0 && ids[j] < vocab);
+      const int32_t* which_mask = num_masks > 0 ? i32(mask_rows) : nullptr;
+      for (int64_t r = 0; which_mask != nullptr && r < rows; ++r)
+        BM_CHECK(which_mask[r] >= -1 && which_mask[r] < num_masks);
       cpu::top_candidates(pool_, f32(logits), rows, vocab, starts, ids, k,
                           num_listed > 0 ? f32(listed_logits) : nullptr, i32w(cand_ids), f32(cand_logits),
                           wants_lse ? f32(log_sum_exp) : nullptr, wants_mass ? f32(inverse_temperatures) : nullptr,
-                          wants_mass ? f32(tempered_lse) : nullptr);
+                          wants_mass ? f32(tempered_lse) : nullptr, which_mask, num_masks > 0 ? u32(masks) : nullptr);
     });
   }
 

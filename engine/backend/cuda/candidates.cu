@@ -19,6 +19,12 @@
 //      descending, id ascending) and written; the slots past the real candidates (fewer than k unlisted ids)
 //      get id -1 and -inf.
 // Unlisted -inf logits are ordinary candidates (their key is above 0). NaN logits have no specified rank.
+//
+// Structured output: a constrained row (mask_rows[r] >= 0) reads its allowed-token bitmask alongside the row and
+// gives a forbidden id key 0 in every pass, as if it were listed, so it never becomes a candidate and adds
+// nothing to either sum; a forbidden listed id gathers -inf. Masking on the fly rather than writing -inf into the
+// row first costs no extra pass over the row (the ids of one chunk share a mask word, 1 load per 4 logits) and
+// leaves the rest of `logits` as it was (the contract: whole rows fetched afterwards are the raw ones).
 #include <cmath>
 #include <cstdint>
 
@@ -45,6 +51,13 @@ __device__ __forceinline__ uint32_t order_key(float x) {
   uint32_t u = __float_as_uint(x);
   if (u == 0x80000000u) u = 0;
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Bit j set: id first_id + j of a for_each_chunk chunk is allowed. Its ids share one mask word (4 ids from a
+// multiple of 4, or 1), so this is one load per chunk; a chunk past the end (count 0) reads nothing.
+__device__ __forceinline__ unsigned chunk_allowed(const uint32_t* mask, int64_t first_id, int count) {
+  if (mask == nullptr || count == 0) return 0xfu;
+  return (mask[first_id >> 5] >> (first_id & 31)) & 0xfu;
 }
 
 // Adds exp(x) to the running sum s, kept relative to the running maximum m (exp(m) * s is the sum so far).
@@ -165,7 +178,8 @@ __device__ int find_bin(const int* hist, int num_bins, int wanted, int* scratch,
 __global__ void __launch_bounds__(kThreads)
     top_candidates_kernel(float* logits, int64_t vocab, const int32_t* listed_starts, const int32_t* listed_ids,
                           int64_t num_listed, int32_t k, float* listed_logits, int32_t* cand_ids, float* cand_logits,
-                          float* log_sum_exp, const float* inverse_temperatures, float* tempered_lse) {
+                          float* log_sum_exp, const float* inverse_temperatures, float* tempered_lse,
+                          const int32_t* mask_rows, const uint32_t* masks, int64_t num_masks) {
   __shared__ int hist[kFirstBins];
   __shared__ int scratch[kWarps];
   __shared__ float lse_m[kWarps];
@@ -181,6 +195,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t r = blockIdx.x;
   const int tid = threadIdx.x;
   float* row = logits + r * vocab;
+  // The caller validates mask rows; an out-of-range one leaves the row unconstrained rather than faulting.
+  const uint32_t* mask = nullptr;
+  if (mask_rows != nullptr && mask_rows[r] >= 0 && mask_rows[r] < num_masks)
+    mask = masks + int64_t{mask_rows[r]} * ((vocab + 31) / 32);
 
   // 1. Listed ids: gather the raw values, then (after every gather of the row is done) mark their positions.
   // The caller validates starts and ids; out-of-range ones are clamped or skipped rather than faulting.
@@ -190,9 +208,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t j = first + tid; j < last; j += kThreads) {
     const int64_t id = listed_ids[j];
     if (id >= 0 && id < vocab) {
-      const float v = row[id];
-      listed_logits[j] = v;
-      lse_add(m, s, v);
+      const bool allowed = mask == nullptr || ((mask[id >> 5] >> (id & 31)) & 1u);
+      listed_logits[j] = allowed ? row[id] : -INFINITY;
+      if (allowed) lse_add(m, s, row[id]);
     } else {
       listed_logits[j] = NAN;
     }
@@ -211,12 +229,13 @@ __global__ void __launch_bounds__(kThreads)
   const bool wants_mass = tempered_lse != nullptr;
   const float inverse_t = wants_mass ? inverse_temperatures[r] : 1.0f;
   float mm = -INFINITY, ms = 0.0f;
-  for_each_chunk(row, vocab, [&](int64_t, const float(&x)[4], int count) {
+  for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
+    const unsigned allowed = chunk_allowed(mask, first_id, count);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       if (j >= count) break;
-      const uint32_t key = order_key(x[j]);
-      if (key == 0) continue;  // listed
+      const uint32_t key = ((allowed >> j) & 1u) ? order_key(x[j]) : 0u;
+      if (key == 0) continue;  // listed or forbidden
       lse_add(m, s, x[j]);
       if (wants_mass) lse_add(mm, ms, x[j] * inverse_t);
       atomicAdd(&hist[key >> (32 - kFirstBits)], 1);
@@ -257,11 +276,12 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = tid; i < kNextBins; i += kThreads) hist[i] = 0;
       __syncthreads();
       const uint32_t want = prefix >> filter_shift;
-      for_each_chunk(row, vocab, [&](int64_t, const float(&x)[4], int count) {
+      for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
+        const unsigned allowed = chunk_allowed(mask, first_id, count);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (j >= count) break;
-          const uint32_t key = order_key(x[j]);
+          const uint32_t key = ((allowed >> j) & 1u) ? order_key(x[j]) : 0u;
           if (key != 0 && (key >> filter_shift) == want) atomicAdd(&hist[(key >> shift) & (kNextBins - 1)], 1);
         }
       });
@@ -283,10 +303,11 @@ __global__ void __launch_bounds__(kThreads)
     if (group == remaining) {
       // Every key of the group is wanted: no order needed, the sort below ranks them.
       for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
+        const unsigned allowed = chunk_allowed(mask, first_id, count);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (j >= count) break;
-          const uint32_t key = order_key(x[j]);
+          const uint32_t key = ((allowed >> j) & 1u) ? order_key(x[j]) : 0u;
           if (key != 0 && (key >> shift) >= group_key) take(atomicAdd(&num_taken, 1), key, first_id + j, x[j]);
         }
       });
@@ -298,10 +319,11 @@ __global__ void __launch_bounds__(kThreads)
       for_each_chunk(row, vocab, [&](int64_t first_id, const float(&x)[4], int count) {
         int ties = 0;
         unsigned tie_mask = 0;
+        const unsigned allowed = chunk_allowed(mask, first_id, count);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           if (j >= count) break;
-          const uint32_t key = order_key(x[j]);
+          const uint32_t key = ((allowed >> j) & 1u) ? order_key(x[j]) : 0u;
           if (key == 0 || key < group_key) continue;
           if (key > group_key) {
             take(atomicAdd(&num_taken, 1), key, first_id + j, x[j]);
@@ -352,16 +374,18 @@ __global__ void __launch_bounds__(kThreads)
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
                            int32_t* cand_ids, float* cand_logits, float* log_sum_exp, const float* inverse_temperatures,
-                           float* tempered_lse, cudaStream_t stream) {
+                           float* tempered_lse, const int32_t* mask_rows, const uint32_t* masks, int64_t num_masks,
+                           cudaStream_t stream) {
   BM_CHECK(rows >= 0 && rows <= int64_t{0x7fffffff} && vocab > 0 && vocab <= int64_t{0x7fffffff});
   BM_CHECK(k >= 1 && k <= kMaxTopCandidates && num_listed >= 0);
   BM_CHECK(logits != nullptr && listed_starts != nullptr && cand_ids != nullptr && cand_logits != nullptr);
   BM_CHECK(num_listed == 0 || (listed_ids != nullptr && listed_logits != nullptr));
   BM_CHECK((inverse_temperatures == nullptr) == (tempered_lse == nullptr));
+  BM_CHECK((mask_rows == nullptr) == (masks == nullptr) && (masks == nullptr) == (num_masks == 0) && num_masks >= 0);
   if (rows == 0) return;
   top_candidates_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
       logits, vocab, listed_starts, listed_ids, num_listed, k, listed_logits, cand_ids, cand_logits, log_sum_exp,
-      inverse_temperatures, tempered_lse);
+      inverse_temperatures, tempered_lse, mask_rows, masks, num_masks);
   BM_CUDA_CHECK_LAUNCH();
 }
 

@@ -63,6 +63,9 @@ const int32_t* i32(const Tensor& tensor) {
 int32_t* i32_out(const Tensor& tensor) {
   return tensor_data<int32_t, CudaBuffer>(tensor, DType::kI32);
 }
+const uint32_t* u32(const Tensor& tensor) {
+  return tensor_data<const uint32_t, CudaBuffer>(tensor, DType::kU32);
+}
 
 WeightPtr weight_ptr(const Tensor& tensor) {
   BM_CHECK(tensor.dtype == DType::kBF16 || tensor.dtype == DType::kF32);
@@ -507,9 +510,10 @@ void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tens
 void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                                  const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                                  const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
-                                 const Tensor& tempered_lse) {
-  const CandidateShapes shapes = check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids,
-                                                        cand_logits, log_sum_exp, inverse_temperatures, tempered_lse);
+                                 const Tensor& tempered_lse, const Tensor& mask_rows, const Tensor& masks) {
+  const CandidateShapes shapes =
+      check_candidate_shapes(logits, listed_starts, listed_ids, k, listed_logits, cand_ids, cand_logits, log_sum_exp,
+                             inverse_temperatures, tempered_lse, mask_rows, masks);
   const int64_t rows = shapes.rows, vocab = shapes.vocab, num_listed = shapes.num_listed;
   const bool wants_lse = shapes.wants_lse, wants_mass = shapes.wants_mass;
   if (rows == 0) return;
@@ -522,10 +526,15 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   float* lse_data = wants_lse ? f32(log_sum_exp) : nullptr;
   const float* inverse_t = wants_mass ? f32(inverse_temperatures) : nullptr;
   float* mass_data = wants_mass ? f32(tempered_lse) : nullptr;
+  // The mask rows' values stay on the device (the caller uploaded and validated them); the kernel leaves a row
+  // whose index is out of range unconstrained rather than reading past the masks.
+  const int32_t* mask_rows_data = shapes.num_masks > 0 ? i32(mask_rows) : nullptr;
+  const uint32_t* masks_data = shapes.num_masks > 0 ? u32(masks) : nullptr;
   const ScopedDeviceErrors sink(errors_.get());
   if (!ready()) return;
   launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,
-                        cand_logits_data, lse_data, inverse_t, mass_data, stream_);
+                        cand_logits_data, lse_data, inverse_t, mass_data, mask_rows_data, masks_data, shapes.num_masks,
+                        stream_);
 }
 
 }  // namespace bm::engine::cuda

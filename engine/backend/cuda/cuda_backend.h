@@ -80,8 +80,8 @@ class CudaBackend final : public Backend {
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
-                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures,
-                      const Tensor& tempered_lse) override;
+                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
+                      const Tensor& mask_rows, const Tensor& masks) override;
 
   int device() const { return device_; }
 

@@ -28,13 +28,15 @@ void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t
 
 // ---- candidates.cu: Backend::top_candidates (backend.h) for rows [rows, vocab] of logits, one block per row.
 // Overwrites the listed positions of `logits`. listed_starts [rows + 1] and the listed ids are validated by the
-// caller; an id outside the vocabulary gets listed_logits NaN and is otherwise ignored.
+// caller; an id outside the vocabulary gets listed_logits NaN and is otherwise ignored. mask_rows [rows] and masks
+// [num_masks, ceil(vocab / 32)] (both null, num_masks 0, when no row is constrained) are validated by the caller
+// too; a mask row outside [0, num_masks) leaves its row unconstrained.
 inline constexpr int32_t kMaxTopCandidates = 64;  // Backend::kMaxCandidates
 void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int32_t* listed_starts,
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
                            int32_t* cand_ids, float* cand_logits, float* log_sum_exp /* may be null */,
                            const float* inverse_temperatures /* may be null, with tempered_lse */, float* tempered_lse,
-                           cudaStream_t stream);
+                           const int32_t* mask_rows, const uint32_t* masks, int64_t num_masks, cudaStream_t stream);
 
 // ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
 void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,

@@ -348,7 +348,7 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
   const Tensor tempered = empty(DType::kF32, 1, rows);
   backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
                            upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k, listed_logits, cand_ids,
-                           cand_logits, lse, upload(inverse_t, DType::kF32, 1, rows), tempered);
+                           cand_logits, lse, upload(inverse_t, DType::kF32, 1, rows), tempered, Tensor{}, Tensor{});
   std::vector<int32_t> got_ids(static_cast<size_t>(rows * k));
   backend_->copy_to_host(cand_ids, std::as_writable_bytes(std::span(got_ids)));
   const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits),
@@ -384,11 +384,78 @@ TEST_P(CpuBackendTest, TopCandidatesMatchAFullSort) {
   backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
                            upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k,
                            empty(DType::kF32, 1, static_cast<int64_t>(ids.size())), quiet_ids, quiet_logits, Tensor{},
-                           Tensor{}, Tensor{});
+                           Tensor{}, Tensor{}, Tensor{}, Tensor{});
   std::vector<int32_t> quiet(static_cast<size_t>(rows * k));
   backend_->copy_to_host(quiet_ids, std::as_writable_bytes(std::span(quiet)));
   EXPECT_EQ(quiet, got_ids);
   EXPECT_EQ(download(quiet_logits), got_logits);
+}
+
+// Structured output's masks: a constrained row gives what the same row masked by hand (forbidden ids at -inf)
+// gives, except that forbidden ids are never candidates (padding comes sooner); a listed id the mask forbids
+// gathers -inf; rows without a mask are untouched; bits past the vocabulary (70, not a multiple of 32) are ignored.
+TEST_P(CpuBackendTest, TopCandidatesApplyTheMaskOfEachConstrainedRow) {
+  const int64_t rows = 4, vocab = 70, words = 3;
+  const int32_t k = 8;
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  for (float& l : logits) l = std::round(std::normal_distribution<float>(0, 3)(rng_));
+  const std::vector<std::vector<int32_t>> listed = {{3, 9}, {}, {1, 2, 66}, {40}};
+  std::vector<int32_t> starts{0}, ids;
+  for (const auto& row : listed) {
+    ids.insert(ids.end(), row.begin(), row.end());
+    starts.push_back(static_cast<int32_t>(ids.size()));
+  }
+  // Mask 0: every third id and 66 (so listed 1 and 2 are forbidden, 66 allowed), all bits past 70 set. Mask 1:
+  // id 40 only (listed: no candidate at all). Rows: 0 unconstrained, 1 and 2 under mask 0, 3 under mask 1.
+  std::vector<uint32_t> masks(2 * words, 0);
+  auto allow = [&](int m, int64_t id) { masks[m * words + id / 32] |= uint32_t{1} << (id % 32); };
+  for (int64_t id = 0; id < vocab; id += 3) allow(0, id);
+  allow(0, 66);
+  for (int64_t id = vocab; id < words * 32; ++id) allow(0, id);
+  allow(1, 40);
+  const std::vector<int32_t> mask_rows = {-1, 0, 0, 1};
+  const Tensor cand_ids = empty(DType::kI32, rows, k), cand_logits = empty(DType::kF32, rows, k);
+  const Tensor listed_logits = empty(DType::kF32, 1, static_cast<int64_t>(ids.size()));
+  const Tensor lse = empty(DType::kF32, 1, rows), tempered = empty(DType::kF32, 1, rows);
+  const std::vector<float> inverse_t(static_cast<size_t>(rows), 1.0f);
+  backend_->top_candidates(upload(logits, DType::kF32, rows, vocab), upload(starts, DType::kI32, 1, rows + 1),
+                           upload(ids, DType::kI32, 1, static_cast<int64_t>(ids.size())), k, listed_logits, cand_ids,
+                           cand_logits, lse, upload(inverse_t, DType::kF32, 1, rows), tempered,
+                           upload(mask_rows, DType::kI32, 1, rows), upload(masks, DType::kU32, 2, words));
+  std::vector<int32_t> got_ids(static_cast<size_t>(rows * k));
+  backend_->copy_to_host(cand_ids, std::as_writable_bytes(std::span(got_ids)));
+  const std::vector<float> got_logits = download(cand_logits), got_listed = download(listed_logits),
+                           got_lse = download(lse), got_tempered = download(tempered);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = logits.data() + r * vocab;
+    auto allowed = [&](int32_t id) {
+      return mask_rows[r] < 0 || ((masks[mask_rows[r] * words + id / 32] >> (id % 32)) & 1u);
+    };
+    std::vector<int32_t> order;
+    double sum = 0, unlisted = 0;
+    for (int32_t id = 0; id < vocab; ++id) {
+      if (!allowed(id)) continue;
+      sum += std::exp(double{row[id]});
+      if (std::find(listed[r].begin(), listed[r].end(), id) != listed[r].end()) continue;
+      order.push_back(id);
+      unlisted += std::exp(double{row[id]});
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (int32_t i = 0; i < k; ++i) {
+      const size_t at = static_cast<size_t>(r * k + i);
+      EXPECT_EQ(got_ids[at], static_cast<size_t>(i) < order.size() ? order[i] : -1) << "row " << r << " rank " << i;
+      EXPECT_EQ(got_logits[at], static_cast<size_t>(i) < order.size() ? row[order[i]] : -INFINITY);
+    }
+    for (int32_t j = starts[r]; j < starts[r + 1]; ++j)
+      EXPECT_EQ(got_listed[j], allowed(ids[j]) ? row[ids[j]] : -INFINITY) << "listed " << ids[j];
+    EXPECT_NEAR(got_lse[r], std::log(sum), 1e-5);
+    if (unlisted > 0)
+      EXPECT_NEAR(got_tempered[r], std::log(unlisted), 1e-5);
+    else
+      EXPECT_EQ(got_tempered[r], -INFINITY);
+  }
+  EXPECT_EQ(got_ids[3 * k], -1);                     // the one id row 3 allows is listed: nothing is left to select
+  EXPECT_EQ(got_listed[4], logits[2 * vocab + 66]);  // allowed by the mask that forbids its neighbours 1 and 2
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, CpuBackendTest, ::testing::Values(1, 3));

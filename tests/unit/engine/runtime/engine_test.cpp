@@ -513,7 +513,17 @@ class MeteredDeviceModel final : public CausalLM {
     cache_ = int64_t{num_blocks} * kBlockSize * info_.kv_bytes_per_token;
     return absl::OkStatus();
   }
+  // Keeps every candidate request (the host default selects the candidates).
+  absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
+                                  Candidates& out) override {
+    requests_.push_back(request);
+    in_candidates_ = true;
+    absl::Status s = CausalLM::forward_candidates(batch, request, out);
+    in_candidates_ = false;
+    return s;
+  }
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    if (!in_candidates_) ++whole_row_steps_;
     if (first_batch_.sequences.empty()) first_batch_ = batch;
     activations_ =
         std::max<int64_t>(activations_, static_cast<int64_t>(batch.token_ids.size()) * kActivationBytesPerToken);
@@ -528,8 +538,11 @@ class MeteredDeviceModel final : public CausalLM {
   bool graphs_supported_ = false;
   int64_t graph_buffers_ = 0;
   bool graphs_enabled_before_dry_run_ = false;
+  int64_t whole_row_steps_ = 0;
+  std::vector<CandidateRequest> requests_;
 
  private:
+  bool in_candidates_ = false;
   CausalLMInfo info_;
 };
 
@@ -552,26 +565,51 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
 }
 
-// A device backend refuses structured output (until its mask is applied on the device) rather than copying
-// every row of every step to the host.
-TEST(Engine, ADeviceBackendRefusesAGrammar) {
+// On a device, structured output runs from candidates: the grammar's mask goes to the backend with the candidate
+// request (one mask for the constrained row, none for the other) and no whole row of logits is copied to the host.
+TEST(Engine, ADeviceBackendGetsTheGrammarsMaskWithItsCandidateRequest) {
   EngineOptions options;
   options.max_num_seqs = 8;
   options.max_num_batched_tokens = 1000;
   options.gpu_memory_utilization = 0.5;
-  auto engine = Engine::create(std::make_unique<MeteredDeviceModel>(), GenerationConfig{}, options);
+  auto owned = std::make_unique<MeteredDeviceModel>();
+  MeteredDeviceModel* model = owned.get();
+  auto engine = Engine::create(std::move(owned), GenerationConfig{}, options);
   ASSERT_TRUE(engine.ok()) << engine.status();
+  // The dry run asks for every row under a mask of its own, so the masks' upload buffer has its peak size before
+  // the cache is planned.
+  ASSERT_EQ(model->requests_.size(), 1u);
+  EXPECT_EQ(model->requests_[0].mask_rows, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(model->requests_[0].masks.size(), 8u * static_cast<size_t>(mask_words(8)));
+  model->requests_.clear();
   std::vector<std::string> bytes = {"", "a", "b"};
   auto vocabulary = std::make_shared<const grammar::TokenVocabulary>(bytes, 3);
   absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({grammar::GrammarKind::kRegex, "a+", {}, {}});
   ASSERT_TRUE(g.ok());
   SamplingParams p = greedy(4);
   p.grammar = *grammar::CompiledGrammar::compile(*g, vocabulary);
-  Collector c;
-  auto h = (*engine)->submit({1, 2}, p, c.callback());
-  ASSERT_FALSE(h.ok());
-  EXPECT_TRUE(absl::IsUnimplemented(h.status())) << h.status();
-  EXPECT_THAT(std::string(h.status().message()), ::testing::HasSubstr("CPU backend only"));
+  // The model's logits are all 0: unconstrained greedy takes token 0, the grammar only ever allows 'a' (1).
+  Collector constrained, free;
+  auto h = (*engine)->submit({1, 2}, p, constrained.callback());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto h2 = (*engine)->submit({1, 2}, greedy(4), free.callback());
+  ASSERT_TRUE(h2.ok()) << h2.status();
+  constrained.wait();
+  free.wait();
+  EXPECT_EQ(constrained.tokens(), (std::vector<int32_t>{1, 1, 1, 1}));
+  EXPECT_EQ(free.tokens(), (std::vector<int32_t>{0, 0, 0, 0}));
+  EXPECT_EQ(model->whole_row_steps_, 0);
+  // Each of the constrained request's 4 steps sent exactly its mask ('a' only; this generation config has no
+  // end-of-sequence token) for its row and none for the other row, whichever steps the two shared.
+  int constrained_steps = 0;
+  for (const CandidateRequest& r : model->requests_) {
+    if (r.mask_rows.empty()) continue;
+    ++constrained_steps;
+    EXPECT_EQ(std::count(r.mask_rows.begin(), r.mask_rows.end(), 0), 1);
+    EXPECT_EQ(std::count(r.mask_rows.begin(), r.mask_rows.end(), -1), static_cast<long>(r.mask_rows.size()) - 1);
+    EXPECT_EQ(r.masks, std::vector<uint32_t>{0b10u});
+  }
+  EXPECT_EQ(constrained_steps, 4);
 }
 
 // On a device, decode graphs (on by default) reserve their buffers before the dry run, so the KV cache is planned
@@ -868,6 +906,96 @@ TEST(Engine, GrammarAllowsEosExactlyWhereTheTextIsComplete) {
   c2.wait();
   EXPECT_EQ(c2.finish(), FinishReason::kLength);
   EXPECT_EQ(c2.tokens().size(), 2u);
+}
+
+// Structured output from candidates (what a GPU engine does: the mask applied by the backend before it selects
+// them) and from whole rows give the same tokens and log-probabilities, for a batch that mixes constrained and
+// unconstrained requests over greedy, top-k and top-p sampling, logprobs, and min_tokens with end-of-sequence.
+TEST(Engine, GrammarFromCandidatesMatchesWholeRowSampling) {
+  const std::vector<Reference> refs = read_reference("qwen2-tied");
+  auto json = toy_grammar(grammar::GrammarKind::kJsonSchema,
+                          R"({"type": "object", "properties": {"a": {"type": "integer", "maximum": 99},
+                              "b": {"enum": ["xy", "zz"]}}, "required": ["a", "b"]})");
+  auto regex = toy_grammar(grammar::GrammarKind::kRegex, "[a-c]{2,4}(xyz|zz)");
+  auto params_for = [&](size_t i) {
+    SamplingParams p;
+    p.max_tokens = 64;
+    p.seed = 11 + i;
+    p.logprobs = 2;
+    switch (i % 4) {
+      case 0:
+        p.temperature = 0;
+        break;
+      case 1:
+        p.temperature = 1.3f, p.top_k = 20, p.repetition_penalty = 1.2f;
+        break;
+      case 2:
+        p.temperature = 0.9f, p.top_p = 0.8f;
+        break;
+      case 3:
+        p.temperature = 0, p.min_tokens = 8, p.logit_bias = {{2, 50.0f}};  // eos pushed, but not before 8 tokens
+        break;
+    }
+    p.ignore_eos = i % 4 != 3;
+    if (i % 2 == 1) p.grammar = i % 4 == 1 ? regex : json;
+    return p;
+  };
+  struct Result {
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> alternatives;  // each token's top logprob ids
+    std::vector<float> logprobs;        // each token's, then its alternatives'
+    FinishReason finish;
+  };
+  auto run = [&](bool candidates, DecodeGraphMode graphs) {
+    EngineOptions options;
+    options.decode_graphs = graphs;
+    options.sample_from_candidates = candidates;
+    options.top_p_from_candidates = candidates;    // both on: what a GPU engine does
+    options.grammar_from_candidates = candidates;  // off by default on the CPU backend
+    auto engine = load("qwen2-tied", options);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    std::vector<std::unique_ptr<RequestHandle>> handles;
+    for (size_t i = 0; i < 2 * refs.size(); ++i) {
+      collectors.push_back(std::make_unique<Collector>());
+      auto handle = engine->submit(refs[i % refs.size()].prompt, params_for(i), collectors.back()->callback());
+      EXPECT_TRUE(handle.ok()) << handle.status();
+      if (handle.ok()) handles.push_back(*std::move(handle));
+    }
+    std::vector<Result> out;
+    for (auto& c : collectors) {
+      c->wait();
+      Result r{c->tokens(), {}, {}, c->finish()};
+      for (const TokenLogprob& lp : c->logprobs()) {
+        r.logprobs.push_back(lp.logprob);
+        for (const auto& [id, logprob] : lp.top) {
+          r.alternatives.push_back(id);
+          r.logprobs.push_back(logprob);
+        }
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  };
+  const std::vector<Result> from_rows = run(false, DecodeGraphMode::kOff);
+  // Also from replayed decode steps: the masks go with the candidate request after the replay.
+  for (const std::vector<Result>& from_candidates : {run(true, DecodeGraphMode::kOff), run(true, DecodeGraphMode::kOn)})
+    for (size_t i = 0; i < from_rows.size(); ++i) {
+      ASSERT_EQ(from_candidates.size(), from_rows.size());
+      EXPECT_EQ(from_candidates[i].tokens, from_rows[i].tokens) << "request " << i;
+      EXPECT_EQ(from_candidates[i].alternatives, from_rows[i].alternatives) << "request " << i;
+      EXPECT_EQ(from_candidates[i].finish, from_rows[i].finish) << "request " << i;
+      ASSERT_EQ(from_candidates[i].logprobs.size(), from_rows[i].logprobs.size()) << "request " << i;
+      for (size_t t = 0; t < from_rows[i].logprobs.size(); ++t)
+        EXPECT_NEAR(from_candidates[i].logprobs[t], from_rows[i].logprobs[t], 1e-4) << "request " << i << " at " << t;
+      if (i % 2 == 1) {
+        const SamplingParams p = params_for(i);
+        const grammar::TokenVocabulary& v = json->vocabulary();
+        std::vector<int32_t> text_tokens = from_rows[i].tokens;
+        if (!text_tokens.empty() && text_tokens.back() == 2) text_tokens.pop_back();
+        EXPECT_TRUE(follows(*p.grammar, text_of(text_tokens, v), true)) << i << ": " << text_of(text_tokens, v);
+        EXPECT_EQ(from_rows[i].finish, FinishReason::kStop) << "request " << i;
+      }
+    }
 }
 
 // A text that nothing may extend ends the sequence at once (no step spent waiting for end-of-sequence), even

@@ -12,6 +12,10 @@
 #include <map>
 #include <random>
 
+#include "engine/backend/cpu/candidates.h"
+#include "engine/grammar/compiled_grammar.h"
+#include "engine/grammar/grammar_request.h"
+#include "engine/grammar/token_vocabulary.h"
 #include "tests/unit/engine/runtime/sequence_factory.h"
 
 namespace bm::engine {
@@ -245,6 +249,132 @@ TEST(Sampler, CandidatesGiveTheSameTokensAsWholeRows) {
   EXPECT_GT(top_p_settled, 100);
   EXPECT_GT(top_p_unsettled, 100);
   std::cout << "top-p rows settled from candidates: " << top_p_settled << ", needing the whole row: " << top_p_unsettled
+            << "\n";
+}
+
+// A vocabulary of n ids for grammars: the last is end-of-sequence (special: no bytes), 32..126 are their ASCII
+// character, the rest pairs of characters of JSON and of the regex below.
+std::shared_ptr<const grammar::CompiledGrammar> grammar_over(int32_t n, grammar::GrammarKind kind,
+                                                             const std::string& text) {
+  std::vector<std::string> bytes(static_cast<size_t>(n));
+  for (int id = 32; id < 127; ++id) bytes[id] = std::string(1, static_cast<char>(id));
+  const std::string alphabet = "abcxyz{}\":,[]0123456789 ";
+  for (int id = 127, k = 0; id < n - 1; ++id, ++k)
+    bytes[id] = std::string{alphabet[k % alphabet.size()], alphabet[(k / alphabet.size()) % alphabet.size()]};
+  auto vocabulary = std::make_shared<const grammar::TokenVocabulary>(std::move(bytes), n);
+  absl::StatusOr<grammar::Grammar> g = grammar::build_grammar({kind, text, {}, std::nullopt});
+  EXPECT_TRUE(g.ok()) << g.status();
+  absl::StatusOr<std::shared_ptr<const grammar::CompiledGrammar>> c = grammar::CompiledGrammar::compile(*g, vocabulary);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+// Under a grammar, candidates from a row the backend masked (Sampler::fill_mask, as the GPU path sends it) give
+// exactly the whole row's token and logprobs, in every grammar state a text reaches: open, complete, and closed
+// (only end-of-sequence left, which min_tokens would mask: the grammar wins), with bias on forbidden tokens,
+// penalties on tokens the grammar forbids, stop tokens, top-k larger than what the grammar allows, and top-p.
+TEST(Sampler, CandidatesOfAMaskedRowGiveTheSameTokensAsConstrainedWholeRows) {
+  constexpr int32_t kBig = 700;
+  constexpr int32_t kBigEos = kBig - 1;
+  Sampler sampler(kBig, {kBigEos});
+  const std::shared_ptr<const grammar::CompiledGrammar> grammars[] = {
+      grammar_over(kBig, grammar::GrammarKind::kRegex, "[a-c]{2,4}(xyz|zz)"),
+      grammar_over(kBig, grammar::GrammarKind::kJsonSchema,
+                   R"({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"enum": ["xy", "zz"]}},
+                       "required": ["a", "b"]})")};
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  auto pick = [&](auto... options) {
+    const std::vector<double> v{static_cast<double>(options)...};
+    return v[rng() % v.size()];
+  };
+  int compared = 0, closed = 0, grammar_won = 0, one_allowed = 0;
+  for (int trial = 0; trial < 1500; ++trial) {
+    std::vector<float> logits(kBig);
+    for (float& l : logits) l = trial % 3 == 0 ? std::round(normal(rng)) : normal(rng);
+    SamplingParams p;
+    p.grammar = grammars[trial % 2];
+    p.temperature = static_cast<float>(pick(0.0, 0.7, 1.3));
+    p.top_k = static_cast<int32_t>(pick(-1, 1, 5, 64));
+    p.top_p = static_cast<float>(pick(1.0, 0.9, 0.5));
+    p.min_p = static_cast<float>(pick(0.0, 0.1));
+    p.repetition_penalty = static_cast<float>(pick(1.0, 1.3));
+    p.presence_penalty = static_cast<float>(pick(0.0, 0.7));
+    if (rng() % 2) p.logit_bias = {{'q', 100.0f}, {static_cast<int32_t>(rng() % kBig), -5.0f}};
+    p.min_tokens = static_cast<int32_t>(pick(0, 20));
+    p.ignore_eos = rng() % 2;
+    if (rng() % 3 == 0) p.stop_token_ids = {static_cast<int32_t>(pick(600, 'a'))};
+    p.logprobs = static_cast<int32_t>(pick(-1, 0, 5));
+    std::vector<int32_t> prompt(20);
+    for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % kBig);
+    auto whole = make_sequence(1, prompt, p, trial);
+    auto from_candidates = make_sequence(2, prompt, p, trial);
+    // Walk both matchers through the same allowed tokens, often to the end of the text.
+    const int steps = static_cast<int>(rng() % 12);
+    for (int step = 0; step < steps && !whole->matcher->is_terminated(); ++step) {
+      const std::shared_ptr<const grammar::TokenSet> allowed = whole->matcher->allowed_tokens();
+      std::vector<int32_t> ids;
+      for (int32_t id = 0; id < kBig; ++id)
+        if (allowed->allows(id)) ids.push_back(id);
+      if (ids.empty()) break;
+      const int32_t t = ids[rng() % ids.size()];
+      ASSERT_TRUE(whole->matcher->accept_token(t) && from_candidates->matcher->accept_token(t));
+      whole->append_token(t);
+      from_candidates->append_token(t);
+    }
+    const int32_t k = sampler.candidates_needed(*from_candidates);
+    if (k == 0) continue;  // plain sampling needs the whole row, under a grammar too
+    CandidateRequest request;
+    request.k = k;
+    request.listed_starts = {0};
+    sampler.listed_ids(*from_candidates, request.listed_ids);
+    request.listed_starts.push_back(static_cast<int32_t>(request.listed_ids.size()));
+    request.log_sum_exp = p.logprobs >= 0;
+    if (sampler.needs_tempered_mass(*from_candidates))
+      request.inverse_temperatures = {static_cast<float>(1.0 / p.temperature)};
+    request.mask_rows = {0};
+    request.masks.resize(static_cast<size_t>(mask_words(kBig)));
+    sampler.fill_mask(*from_candidates, request.masks);
+    Candidates candidates;
+    select_candidates(logits, kBig, request, candidates);
+    RowCandidates row{candidates.ids, candidates.logits, request.listed_ids, candidates.listed_logits,
+                      request.log_sum_exp ? candidates.log_sum_exp[0] : 0.0f};
+    if (!candidates.tempered_lse.empty()) row.tempered_lse = candidates.tempered_lse[0];
+    // No candidate is a token the grammar forbids: the backend leaves them out rather than padding with them.
+    int allowed_candidates = 0;
+    for (int32_t id : candidates.ids)
+      if (id >= 0) {
+        ++allowed_candidates;
+        EXPECT_TRUE(cpu::mask_allows(request.masks, id)) << "trial " << trial << " candidate " << id;
+      }
+    one_allowed += allowed_candidates == 1 && k > 1 ? 1 : 0;
+    closed += whole->matcher->is_terminated() ? 1 : 0;
+    if (whole->matcher->is_terminated() && p.min_tokens > whole->num_output_tokens()) ++grammar_won;
+    for (int draw = 0; draw < 3; ++draw) {
+      const SampledToken a = sampler.sample(logits, *whole);
+      std::optional<SampledToken> settled = sampler.sample(row, *from_candidates);
+      ASSERT_TRUE(settled || sampler.needs_tempered_mass(*from_candidates)) << "trial " << trial;
+      const SampledToken b = settled ? *settled : sampler.sample(logits, *from_candidates);
+      ASSERT_EQ(a.token_id, b.token_id) << "trial " << trial << " draw " << draw;
+      EXPECT_TRUE(cpu::mask_allows(request.masks, a.token_id));
+      ASSERT_EQ(a.logprob.has_value(), b.logprob.has_value());
+      if (a.logprob) {
+        EXPECT_NEAR(a.logprob->logprob, b.logprob->logprob, 1e-4);
+        ASSERT_EQ(a.logprob->top.size(), b.logprob->top.size()) << "trial " << trial;
+        for (size_t i = 0; i < a.logprob->top.size(); ++i) {
+          EXPECT_EQ(a.logprob->top[i].first, b.logprob->top[i].first);
+          EXPECT_NEAR(a.logprob->top[i].second, b.logprob->top[i].second, 1e-4);
+        }
+      }
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 2000);
+  EXPECT_GT(closed, 50);
+  EXPECT_GT(grammar_won, 10);
+  EXPECT_GT(one_allowed, 20);
+  std::cout << "masked rows compared: " << compared << ", closed texts: " << closed
+            << ", min_tokens overruled by the grammar: " << grammar_won << ", one token allowed: " << one_allowed
             << "\n";
 }
 
