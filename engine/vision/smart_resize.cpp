@@ -24,6 +24,9 @@ absl::StatusOr<ImageSize> smart_resize(int64_t height, int64_t width, int64_t fa
   if (factor <= 0 || !(min_pixels > 0) || !(max_pixels > 0)) {
     return absl::InvalidArgumentError("The resize factor, min_pixels and max_pixels must be positive.");
   }
+  if (!hf && max_pixels < min_pixels) {
+    return absl::InvalidArgumentError("max_pixels must be at least min_pixels.");
+  }
   const double ratio = static_cast<double>(std::max(height, width)) / static_cast<double>(std::min(height, width));
   if (ratio > 200) {
     return absl::InvalidArgumentError(

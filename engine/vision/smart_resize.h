@@ -16,7 +16,8 @@ struct ImageSize {
 };
 
 // Two copies of the function exist upstream and differ at the edges: qwen-vl-utils (which sizes video frames)
-// clamps the rounded sides to at least `factor` first and not after shrinking; transformers the other way round.
+// clamps the rounded sides to at least `factor` first and not after shrinking, and refuses max_pixels below
+// min_pixels; transformers clamps after shrinking and has no such check.
 enum class SmartResizeRule { kTransformers, kQwenVlUtils };
 
 // InvalidArgument when the aspect ratio is above 200 (as both raise) or the result would be empty. The pixel
