@@ -60,6 +60,10 @@ def make_images():
     rgba = np.dstack([scene(300, 200, 2), np.tile(np.linspace(0, 255, 300).astype(np.uint8), (200, 1))])
     rgba[50:80, 10:60, 3] = 0
     out["rgba_300x200.png"] = save(Image.fromarray(rgba, "RGBA"), "PNG")
+    # Every (colour, alpha) pair once: R = G = B = column, A = row; pins the alpha composite onto white.
+    ramp = np.arange(256, dtype=np.uint8)
+    pairs = np.dstack([np.tile(ramp, (256, 1))] * 3 + [np.tile(ramp[:, None], (1, 256))])
+    out["alpha_pairs_256x256.png"] = save(Image.fromarray(pairs, "RGBA"), "PNG")
     out["gray_123x457.png"] = save(Image.fromarray(scene(123, 457, 3)[..., 1], "L"), "PNG")
     la = np.dstack([scene(90, 70, 4)[..., 0], np.full((70, 90), 128, np.uint8)])
     out["la_90x70.png"] = save(Image.fromarray(la, "LA"), "PNG")
