@@ -88,6 +88,7 @@ absl::StatusOr<DecodedImage> read_jpeg(std::string_view bytes, const DecodeLimit
     JSAMPROW row = j->image.pixels.data() + stride * j->cinfo.output_scanline;
     jpeg_read_scanlines(&j->cinfo, &row, 1);
   }
+  // Reading on to EOI makes a JPEG without it an error, as PIL ("image file is truncated") does.
   jpeg_finish_decompress(&j->cinfo);
   return std::move(j->image);
 }

@@ -109,7 +109,8 @@ absl::StatusOr<DecodedImage> read_png(std::string_view bytes, const DecodeLimits
   j->rows.resize(height);
   for (png_uint_32 y = 0; y < height; ++y) j->rows[y] = base + y * row_bytes;
   png_read_image(png, j->rows.data());
-  png_read_end(png, nullptr);
+  // No png_read_end: what follows the image data (text chunks, IEND) does not change pixels, and PIL accepts a
+  // file whose trailing chunks are missing or damaged.
   if (clip_gray16) {
     const size_t num_pixels = static_cast<size_t>(width) * height;
     j->image.channels = 3;

@@ -21,6 +21,11 @@ absl::StatusOr<ImageSize> smart_resize(int64_t height, int64_t width, int64_t fa
   if (height <= 0 || width <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("The image size ", width, "x", height, " is empty."));
   }
+  // Keeps height * width and the rounded area exact in int64 and double.
+  constexpr int64_t kMaxSide = int64_t{1} << 24;
+  if (height > kMaxSide || width > kMaxSide) {
+    return absl::InvalidArgumentError(absl::StrCat("The image size ", width, "x", height, " is too large."));
+  }
   if (factor <= 0 || !(min_pixels > 0) || !(max_pixels > 0)) {
     return absl::InvalidArgumentError("The resize factor, min_pixels and max_pixels must be positive.");
   }

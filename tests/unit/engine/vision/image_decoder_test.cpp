@@ -93,6 +93,21 @@ TEST(ImageDecoderTest, NamesWhatIsWrong) {
               HasSubstr("PNG image is corrupt"));
 }
 
+// The file's end is judged as PIL judges it: a PNG without its trailing chunks (IEND) decodes to the same pixels,
+// a JPEG without its EOI marker is refused as truncated.
+TEST(ImageDecoderTest, JudgesMissingEndMarkersAsPil) {
+  const std::string png = read_bytes(fixture_dir() / "images/tiny_10x10.png");
+  auto whole = decode_image(png);
+  auto cut = decode_image(std::string_view(png).substr(0, png.size() - 12));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->pixels, whole->pixels);
+  const std::string jpeg = read_bytes(fixture_dir() / "images/gray_97x211.jpg");
+  EXPECT_TRUE(decode_image(jpeg).ok());
+  EXPECT_THAT(decode_image(std::string_view(jpeg).substr(0, jpeg.size() - 2)).status().message(),
+              HasSubstr("truncated"));
+}
+
 // Every prefix length class and random corruption of small files of each format: an error or an image, never a
 // crash (the sanitizer build runs this too).
 TEST(ImageDecoderTest, SurvivesTruncationAndCorruption) {

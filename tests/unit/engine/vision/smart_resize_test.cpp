@@ -53,6 +53,8 @@ TEST(SmartResizeTest, RefusesExtremeAspectRatiosAndEmptySizes) {
   EXPECT_TRUE(smart_resize(1, 200, 28, 3136, 1e7).ok());
   EXPECT_FALSE(smart_resize(0, 10, 28, 3136, 1e7).ok());
   EXPECT_FALSE(smart_resize(10, 10, 28, 0, 1e7).ok());
+  EXPECT_THAT(smart_resize(int64_t{1} << 40, int64_t{1} << 40, 28, 3136, 1e7).status().message(),
+              HasSubstr("too large"));
 }
 
 }  // namespace
