@@ -79,6 +79,9 @@ def make_images():
     out["lossy_320x240.webp"] = save(Image.fromarray(scene(320, 240, 11)), "WEBP", quality=80)
     alpha_webp = np.dstack([scene(160, 90, 12), np.tile(np.linspace(255, 0, 90).astype(np.uint8)[:, None], (1, 160))])
     out["alpha_160x90.webp"] = save(Image.fromarray(alpha_webp, "RGBA"), "WEBP", lossless=True)
+    webp_frames = [Image.fromarray(scene(48, 32, 21 + i)) for i in range(3)]
+    out["anim_48x32.webp"] = save(webp_frames[0], "WEBP", save_all=True, append_images=webp_frames[1:], duration=80,
+                                  quality=70)
     frames = [Image.fromarray(scene(120, 80, 13 + i)).quantize(colors=32) for i in range(3)]
     out["anim_120x80.gif"] = save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100,
                                   transparency=5, interlace=True)
