@@ -101,18 +101,27 @@ absl::StatusOr<PatchedMedia> preprocess_video(const std::vector<RgbImage>& frame
   auto nframes = smart_nframes(sampling, total, video_fps, config.temporal_patch_size);
   if (!nframes.ok()) return nframes.status();
   const std::vector<int64_t> indices = frame_indices(0, total - 1, *nframes);
+  std::vector<RgbImage> selected;
+  selected.reserve(indices.size());
+  for (const int64_t i : indices) selected.push_back(frames[static_cast<size_t>(std::clamp<int64_t>(i, 0, total - 1))]);
+  return preprocess_selected_frames(selected, sampling, config);
+}
+
+absl::StatusOr<PatchedMedia> preprocess_selected_frames(const std::vector<RgbImage>& frames,
+                                                        const VideoSampling& sampling, const ProcessorConfig& config) {
+  if (frames.empty()) return absl::InvalidArgumentError("The video has no frames to process.");
   for (const RgbImage& frame : frames) {
     if (frame.width != frames[0].width || frame.height != frames[0].height) {
       return absl::InvalidArgumentError("The video's frames do not all have the same size.");
     }
   }
-  auto size = video_frame_size(sampling, *nframes, frames[0].height, frames[0].width, config);
+  auto size =
+      video_frame_size(sampling, static_cast<int64_t>(frames.size()), frames[0].height, frames[0].width, config);
   if (!size.ok()) return size.status();
   std::vector<RgbImage> resized;
-  resized.reserve(indices.size());
-  for (const int64_t i : indices) {
-    resized.push_back(resize_bicubic(frames[static_cast<size_t>(std::clamp<int64_t>(i, 0, total - 1))],
-                                     static_cast<int32_t>(size->width), static_cast<int32_t>(size->height)));
+  resized.reserve(frames.size());
+  for (const RgbImage& frame : frames) {
+    resized.push_back(resize_bicubic(frame, static_cast<int32_t>(size->width), static_cast<int32_t>(size->height)));
   }
   return patchify_frames(resized, config);
 }

@@ -41,6 +41,11 @@ std::vector<int64_t> frame_indices(int64_t first, int64_t last, int64_t n);
 absl::StatusOr<ImageSize> video_frame_size(const VideoSampling& sampling, int64_t nframes, int64_t height,
                                            int64_t width, const ProcessorConfig& config);
 
+// Frames already selected for `sampling` (decode_video's): sized by the per-frame budget for their count,
+// resized, normalized and patched.
+absl::StatusOr<PatchedMedia> preprocess_selected_frames(const std::vector<RgbImage>& frames,
+                                                        const VideoSampling& sampling, const ProcessorConfig& config);
+
 // All decoded frames of a video at video_fps: selects, resizes, normalizes and patches.
 absl::StatusOr<PatchedMedia> preprocess_video(const std::vector<RgbImage>& frames, double video_fps,
                                               const VideoSampling& sampling, const ProcessorConfig& config);
