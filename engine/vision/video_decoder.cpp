@@ -4,6 +4,7 @@ extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/mem.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 }
@@ -12,6 +13,7 @@ extern "C" {
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -57,6 +59,16 @@ int64_t seek(void* opaque, int64_t offset, int whence) {
   return target;
 }
 
+absl::Status check_size(const AVCodecParameters* par, const VideoLimits& limits) {
+  if (par->codec_type != AVMEDIA_TYPE_VIDEO) return absl::OkStatus();
+  if (par->width > limits.max_side || par->height > limits.max_side ||
+      int64_t{par->width} * par->height > limits.max_frame_pixels) {
+    return bad(absl::StrCat("frames are ", par->width, "x", par->height, ", over the limit of ",
+                            limits.max_frame_pixels, " pixels (", limits.max_side, " per side)."));
+  }
+  return absl::OkStatus();
+}
+
 // One demuxer over the bytes; closing frees the format context, the AVIO context and its buffer.
 class Demuxer {
  public:
@@ -66,7 +78,7 @@ class Demuxer {
     avio_context_free(&io_);
   }
 
-  absl::Status open(std::string_view bytes) {
+  absl::Status open(std::string_view bytes, const VideoLimits& limits) {
     input_.bytes = bytes;
     constexpr int kBufferSize = 1 << 16;
     auto* buffer = static_cast<uint8_t*>(av_malloc(kBufferSize));
@@ -83,11 +95,21 @@ class Demuxer {
     if (const int rc = avformat_open_input(&format_, nullptr, nullptr, nullptr); rc < 0) {
       return bad(absl::StrCat("cannot be read: ", av_error(rc), "."));
     }
-    if (const int rc = avformat_find_stream_info(format_, nullptr); rc < 0) {
-      return bad(absl::StrCat("has unreadable streams: ", av_error(rc), "."));
+    // The size a container declares is checked before anything is decoded; find_stream_info then decodes frames
+    // to learn what the header left out, with max_pixels so FFmpeg itself refuses larger frames meanwhile.
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+      if (auto s = check_size(format_->streams[i]->codecpar, limits); !s.ok()) return s;
     }
+    std::vector<AVDictionary*> options(format_->nb_streams, nullptr);
+    for (AVDictionary*& o : options) av_dict_set_int(&o, "max_pixels", limits.max_frame_pixels, 0);
+    const int rc = avformat_find_stream_info(format_, options.data());
+    for (AVDictionary*& o : options) av_dict_free(&o);
+    if (rc < 0) return bad(absl::StrCat("has unreadable streams: ", av_error(rc), "."));
     stream_ = av_find_best_stream(format_, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
     if (stream_ < 0) return bad("has no video stream.");
+    const AVCodecParameters* par = stream()->codecpar;
+    if (auto s = check_size(par, limits); !s.ok()) return s;
+    if (par->width <= 0 || par->height <= 0) return bad("stream has no frame size.");
     return absl::OkStatus();
   }
 
@@ -194,9 +216,15 @@ class Collector {
 absl::StatusOr<DecodedVideo> decode_video(std::string_view bytes, const VideoSampling& sampling,
                                           const VideoLimits& limits, int64_t frame_factor) {
   if (bytes.empty()) return bad("is empty.");
-  // FFmpeg logs every oddity of untrusted input to stderr; errors reach the caller as statuses instead.
-  static std::once_flag quiet;
-  std::call_once(quiet, [] { av_log_set_level(AV_LOG_QUIET); });
+  // FFmpeg logs every oddity of untrusted input to stderr; errors reach the caller as statuses instead. Its
+  // demuxers also allocate what a damaged header declares (the fuzzer found 578 MB for a 1 KB AVI in
+  // avformat_open_input, before any of our checks can run): av_max_alloc caps every single allocation. 256 MiB
+  // is eight times the largest buffer a frame within the default limits needs (3840x2160 RGBA, 33 MB).
+  static std::once_flag setup;
+  std::call_once(setup, [] {
+    av_log_set_level(AV_LOG_QUIET);
+    av_max_alloc(size_t{256} << 20);
+  });
   DecodedVideo out;
   std::unique_ptr<AVPacket, PacketDeleter> packet(av_packet_alloc());
   std::unique_ptr<AVFrame, FrameDeleter> frame(av_frame_alloc());
@@ -205,14 +233,7 @@ absl::StatusOr<DecodedVideo> decode_video(std::string_view bytes, const VideoSam
   // Pass 1: size, frame rate and frame count from the container, without decoding.
   {
     Demuxer demuxer;
-    if (auto s = demuxer.open(bytes); !s.ok()) return s;
-    const AVCodecParameters* par = demuxer.stream()->codecpar;
-    if (par->width <= 0 || par->height <= 0) return bad("stream has no frame size.");
-    if (par->width > limits.max_side || par->height > limits.max_side ||
-        int64_t{par->width} * par->height > limits.max_frame_pixels) {
-      return bad(absl::StrCat("frames are ", par->width, "x", par->height, ", over the limit of ",
-                              limits.max_frame_pixels, " pixels (", limits.max_side, " per side)."));
-    }
+    if (auto s = demuxer.open(bytes, limits); !s.ok()) return s;
     AVRational rate = demuxer.stream()->avg_frame_rate;
     if (rate.num <= 0 || rate.den <= 0) rate = demuxer.stream()->r_frame_rate;
     if (rate.num <= 0 || rate.den <= 0) return bad("has no frame rate.");
@@ -231,7 +252,7 @@ absl::StatusOr<DecodedVideo> decode_video(std::string_view bytes, const VideoSam
 
   // Pass 2: decode in order, convert only the selected frames.
   Demuxer demuxer;
-  if (auto s = demuxer.open(bytes); !s.ok()) return s;
+  if (auto s = demuxer.open(bytes, limits); !s.ok()) return s;
   const AVCodecParameters* par = demuxer.stream()->codecpar;
   const AVCodec* codec = avcodec_find_decoder(par->codec_id);
   if (codec == nullptr) return bad(absl::StrCat("codec (", avcodec_get_name(par->codec_id), ") is not supported."));
@@ -239,6 +260,7 @@ absl::StatusOr<DecodedVideo> decode_video(std::string_view bytes, const VideoSam
   if (decoder == nullptr) return absl::ResourceExhaustedError("Out of memory decoding a video.");
   if (avcodec_parameters_to_context(decoder.get(), par) < 0) return bad("stream parameters are invalid.");
   decoder->thread_count = 1;  // request threads are the server's to schedule
+  decoder->max_pixels = limits.max_frame_pixels;
   if (const int rc = avcodec_open2(decoder.get(), codec, nullptr); rc < 0) {
     return bad(absl::StrCat("decoder cannot start: ", av_error(rc), "."));
   }

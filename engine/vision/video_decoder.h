@@ -31,7 +31,8 @@ struct DecodedVideo {
 };
 
 // InvalidArgument with one sentence for what is not a readable video, has no video stream, is over a limit,
-// or changes frame size midway.
+// or changes frame size midway. The first call caps FFmpeg's single allocations at 256 MiB for the process
+// (av_max_alloc) and silences its log: FFmpeg is used for untrusted media only.
 absl::StatusOr<DecodedVideo> decode_video(std::string_view bytes, const VideoSampling& sampling,
                                           const VideoLimits& limits = {}, int64_t frame_factor = 2);
 
