@@ -70,6 +70,13 @@ def make_images():
     pal = Image.fromarray(scene(200, 150, 5)).quantize(colors=16)
     out["palette_200x150.png"] = save(pal, "PNG")
     out["palette_trns_64x48.png"] = save(Image.fromarray(scene(64, 48, 6)).quantize(colors=8), "PNG", transparency=3)
+    # Transparency keys (tRNS) on truecolour and grayscale: the matching pixels become white.
+    keyed = scene(40, 30, 22)
+    keyed[5:15, 5:25] = (10, 200, 30)
+    out["rgb_trns_40x30.png"] = save(Image.fromarray(keyed), "PNG", transparency=(10, 200, 30))
+    gray_keyed = scene(30, 40, 23)[..., 0]
+    gray_keyed[10:20, :] = 77
+    out["gray_trns_30x40.png"] = save(Image.fromarray(gray_keyed, "L"), "PNG", transparency=77)
     gray16 = (np.linspace(0, 1000, 77 * 33).reshape(33, 77)).astype(np.uint16)
     out["gray16_77x33.png"] = save(Image.fromarray(gray16), "PNG")
     out["interlaced_130x60.png"] = save(Image.fromarray(scene(130, 60, 7)), "PNG")  # replaced below

@@ -3,7 +3,7 @@
 //
 // Bound: grid_thw, token counts and shapes must be identical. Pixel values may differ only by resampling
 // rounding, i.e. by whole uint8 levels of the resized image (a level is 1 / 255 / std in normalized units);
-// kMaxLevels is the bound this implementation holds. Measured over all 24 cases (every value of the small
+// kMaxLevels is the bound this implementation holds. Measured over all 26 cases (every value of the small
 // images, a 2048-value stride of the others): 0 levels, every compared float bit-identical, because
 // bicubic_resampler.cpp performs PIL's fixed-point arithmetic step by step. The bound is kept at 0 so that any
 // drift fails; a PIL version that changed its resampler would show here first.
