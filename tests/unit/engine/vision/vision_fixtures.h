@@ -10,9 +10,14 @@
 
 namespace bm::engine::vision::testing {
 
+// ctest sets BMSERVER_SOURCE_DIR; run by hand, the repository is found upward from the working directory (the
+// checkout or a build folder inside it). __FILE__ is no help: ccache's base-dir rewriting makes it relative.
 inline std::filesystem::path source_dir() {
-  const char* dir = std::getenv("BMSERVER_SOURCE_DIR");
-  return dir != nullptr ? std::filesystem::path(dir) : std::filesystem::path(__FILE__).parent_path() / "../../../..";
+  if (const char* dir = std::getenv("BMSERVER_SOURCE_DIR"); dir != nullptr) return dir;
+  for (auto p = std::filesystem::current_path();; p = p.parent_path()) {
+    if (std::filesystem::exists(p / "tests/data/vision/expected.json")) return p;
+    if (p == p.parent_path()) return std::filesystem::current_path();
+  }
 }
 
 inline std::filesystem::path fixture_dir() {
