@@ -9,6 +9,7 @@ PACKAGES=(
   libpqxx-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev postgresql curl libsystemd-dev lintian
   clang libclang-rt-14-dev
+  libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
