@@ -193,6 +193,33 @@ class Backend {
   // out[r] = x[row_ids[r]] (picks the rows that need logits). x [n, d] F32; row_ids [1, r]; out [r, d].
   virtual void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) = 0;
 
+  // ---- encoder ops: what the Qwen2.5-VL vision tower needs beyond the decoder's ops. Optional: a backend that
+  // runs them says so with runs_encoder_ops(), which the vision encoder checks at load (a status, not a crash);
+  // the defaults abort, naming the op and the backend.
+  virtual bool runs_encoder_ops() const { return false; }
+  // Rotary embedding in place from per-token angles, rotate-half pairing: within each head, elements i and
+  // i + head_dim/2 turn by the angle whose cosine and sine are cos[t, i] and sin[t, i] (the vision tower's 2-D
+  // RoPE, whose angles come from (row, column) positions rather than one position × inv_freq). x [n, heads *
+  // head_dim] F32; cos, sin [n, head_dim / 2] F32.
+  virtual void rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) {
+    (void)x, (void)cos, (void)sin, (void)head_dim;
+    unimplemented_encoder_op("rope_table");
+  }
+  // Attention without a KV cache over packed segments, bidirectional: the rows [segment_starts[s],
+  // segment_starts[s + 1]) attend to each other and to no other row (cu_seqlens of varlen flash attention).
+  // q, out [n, num_heads * head_dim] F32; k, v [n, num_kv_heads * head_dim] F32; segment_starts [1, segments + 1]
+  // I32, non-decreasing from 0 to n.
+  virtual void segment_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& segment_starts,
+                                 const AttentionShape& shape, const Tensor& out) {
+    (void)q, (void)k, (void)v, (void)segment_starts, (void)shape, (void)out;
+    unimplemented_encoder_op("segment_attention");
+  }
+  // out = x · Φ(x), the exact (erf) GELU of torch's nn.GELU(). [n, d] F32; out may alias x.
+  virtual void gelu(const Tensor& x, const Tensor& out) {
+    (void)x, (void)out;
+    unimplemented_encoder_op("gelu");
+  }
+
   // What the host sampler needs from rows of logits without copying whole rows (a 152k vocabulary × 256 rows is
   // 155 MB a step). For each row r of logits [rows, vocab] F32, with the token ids listed for it,
   // listed_ids[listed_starts[r] .. listed_starts[r + 1]) (distinct ids of the vocabulary: the tokens the sampler
@@ -222,6 +249,13 @@ class Backend {
                               const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                               const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
                               const Tensor& mask_rows, const Tensor& masks) = 0;
+
+ private:
+  [[noreturn]] void unimplemented_encoder_op(std::string_view op) const {
+    const std::string message = absl::StrCat(std::string(op), " is not implemented on the ", std::string(name()),
+                                             " backend yet (the cpu backend runs it)");
+    ::bm::common::check_failed(message.c_str(), __FILE__, __LINE__);
+  }
 };
 
 }  // namespace bm::engine

@@ -289,6 +289,37 @@ class CpuBackend final : public Backend {
     });
   }
 
+  bool runs_encoder_ops() const override { return true; }
+
+  void rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) override {
+    BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
+    BM_CHECK(cos.rows == x.rows && cos.cols == head_dim / 2 && same_shape(cos, sin));
+    run([=, this] { cpu::rope_table(pool_, f32(x), x.rows, x.cols / head_dim, head_dim, f32(cos), f32(sin)); });
+  }
+
+  void segment_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& segment_starts,
+                         const AttentionShape& shape, const Tensor& out) override {
+    BM_CHECK(shape.num_heads > 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0);
+    BM_CHECK(same_shape(q, out) && q.cols == int64_t{shape.num_heads} * shape.head_dim);
+    BM_CHECK(same_shape(k, v) && k.rows == q.rows && k.cols == int64_t{shape.num_kv_heads} * shape.head_dim);
+    BM_CHECK(segment_starts.rows == 1 && segment_starts.cols >= 1);
+    BM_CHECK(bytes_of(out) != bytes_of(q) && bytes_of(out) != bytes_of(k) && bytes_of(out) != bytes_of(v));
+    const int32_t num_segments = static_cast<int32_t>(segment_starts.cols - 1);
+    const int64_t n = q.rows;
+    run([=, this] {  // the offsets are read when the op runs: a recorded step reads them at replay
+      const int32_t* starts = i32(segment_starts);
+      BM_CHECK(starts[0] == 0 && starts[num_segments] == n);
+      for (int32_t s = 0; s < num_segments; ++s) BM_CHECK(starts[s] <= starts[s + 1]);
+      cpu::segment_attention(pool_, f32(q), f32(k), f32(v), n, starts, num_segments, shape.num_heads,
+                             shape.num_kv_heads, shape.head_dim, shape.scale, f32(out));
+    });
+  }
+
+  void gelu(const Tensor& x, const Tensor& out) override {
+    BM_CHECK(same_shape(x, out));
+    run([=, this] { cpu::gelu(pool_, f32(x), x.num_elements(), f32(out)); });
+  }
+
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                       const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,

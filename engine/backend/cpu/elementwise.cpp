@@ -31,6 +31,16 @@ void silu_mul(ThreadPool& pool, const float* gate, const float* up, int64_t coun
   });
 }
 
+// Exact GELU, x * Φ(x) with the erf form, as torch's nn.GELU() (approximate='none').
+void gelu(ThreadPool& pool, const float* x, int64_t count, float* out) {
+  pool.parallel_for(count, kElementGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = x[i];
+      out[i] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752440f));
+    }
+  });
+}
+
 void add(ThreadPool& pool, const float* a, const float* b, int64_t count, float* out) {
   pool.parallel_for(count, kElementGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];

@@ -53,6 +53,12 @@ void add_rms_norm(ThreadPool& pool, float* x, const float* residual, int64_t n, 
 void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
           const float* inv_freq);
 
+// rope with the angles given per token: cos, sin [n, head_dim / 2] (element i and i + head_dim/2 share angle i).
+void rope_table(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const float* cos,
+                const float* sin);
+
+void gelu(ThreadPool& pool, const float* x, int64_t count, float* out);
+
 void silu_mul(ThreadPool& pool, const float* gate, const float* up, int64_t count, float* out);
 
 void add(ThreadPool& pool, const float* a, const float* b, int64_t count, float* out);
@@ -82,5 +88,11 @@ struct AttentionBatchView {
 void paged_attention(ThreadPool& pool, const float* q, int64_t num_tokens, const KvCacheView& cache,
                      const AttentionBatchView& batch, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
                      float scale, float* out);
+
+// Bidirectional attention within packed segments: rows [starts[s], starts[s + 1]) attend to those rows only.
+// q, out [n, num_heads * head_dim]; k, v [n, num_kv_heads * head_dim]; starts [num_segments + 1], 0 .. n.
+void segment_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t n,
+                       const int32_t* segment_starts, int32_t num_segments, int32_t num_heads, int32_t num_kv_heads,
+                       int32_t head_dim, float scale, float* out);
 
 }  // namespace bm::engine::cpu

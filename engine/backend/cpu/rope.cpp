@@ -33,4 +33,24 @@ void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head
   });
 }
 
+void rope_table(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const float* cos,
+                const float* sin) {
+  const int64_t half = head_dim / 2;
+  pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* c = cos + t * half;
+      const float* s = sin + t * half;
+      for (int64_t h = 0; h < num_heads; ++h) {
+        float* head = x + (t * num_heads + h) * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = head[i];
+          const float x2 = head[i + half];
+          head[i] = x1 * c[i] - x2 * s[i];
+          head[i + half] = x2 * c[i] + x1 * s[i];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace bm::engine::cpu
