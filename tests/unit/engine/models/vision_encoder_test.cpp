@@ -1,0 +1,247 @@
+// The Qwen2.5-VL vision tower against transformers: tests/tools/vision_make_encoder_fixtures.py built a small
+// random-weight Qwen2_5_VisionTransformerPretrainedModel (depth 4, full attention on blocks 1 and 3, hidden 64, 2
+// heads of 32, F32 weights) and recorded, for four inputs, the patch embedding, block 0's output and the merged
+// embeddings it computes in float32 (tests/data/models/qwen2_5_vl_vision/).
+//
+// Tolerance: both sides compute in float32 from the same F32 weights and bf16-exact pixels, so they differ only
+// by rounding order (dot products of 64..1176 terms, softmax over up to 240 rows, cos/sin of the same float32
+// angles through different libm's, erf). Measured, the largest difference is ~1e-6 of the largest output
+// magnitude; the bound kRelativeTolerance = 2e-5 of max |reference| per tensor leaves >10x room, while a real bug
+// (a wrong window order, a dropped bias, a rotary axis swapped, tanh instead of erf GELU) moves outputs by 1e-3
+// or more of their magnitude.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/safetensors_file.h"
+#include "engine/model/safetensors_writer.h"
+#include "engine/models/vision_encoder.h"
+
+namespace bm::engine {
+namespace {
+
+constexpr double kRelativeTolerance = 2e-5;
+constexpr int kNumCases = 4;
+
+std::filesystem::path fixture_dir() {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models/qwen2_5_vl_vision";
+}
+
+std::vector<float> read_floats(const TensorInfo& info) {
+  std::vector<float> out(static_cast<size_t>(info.num_elements()));
+  if (info.dtype == DType::kF32) {
+    std::memcpy(out.data(), info.data.data(), info.data.size());
+  } else {
+    EXPECT_EQ(info.dtype, DType::kBF16);
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t bits;
+      std::memcpy(&bits, info.data.data() + 2 * i, 2);
+      const uint32_t wide = uint32_t{bits} << 16;
+      std::memcpy(&out[i], &wide, 4);
+    }
+  }
+  return out;
+}
+
+std::vector<VisionGrid> read_grids(const TensorInfo& info) {
+  EXPECT_EQ(info.dtype, DType::kI32);
+  std::vector<int32_t> values(static_cast<size_t>(info.num_elements()));
+  std::memcpy(values.data(), info.data.data(), info.data.size());
+  std::vector<VisionGrid> grids;
+  for (size_t i = 0; i + 2 < values.size(); i += 3)
+    grids.push_back(VisionGrid{values[i], values[i + 1], values[i + 2]});
+  return grids;
+}
+
+struct Difference {
+  double max_abs = 0;
+  double max_ref = 0;
+  double relative() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+};
+
+Difference compare(const std::vector<float>& got, const std::vector<float>& want) {
+  Difference diff;
+  EXPECT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    diff.max_abs = std::max(diff.max_abs, std::abs(double{got[i]} - double{want[i]}));
+    diff.max_ref = std::max(diff.max_ref, std::abs(double{want[i]}));
+  }
+  return diff;
+}
+
+class VisionEncoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    backend_ = create_cpu_backend(CpuBackendOptions{});
+    auto config = load_vision_config(fixture_dir());
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = *config;
+    auto checkpoint = Checkpoint::open(fixture_dir());
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    checkpoint_ = std::move(*checkpoint);
+    auto cases = SafetensorsFile::open(fixture_dir() / "cases.safetensors");
+    ASSERT_TRUE(cases.ok()) << cases.status();
+    cases_ = std::move(*cases);
+  }
+
+  const TensorInfo& tensor(const std::string& name) {
+    const TensorInfo* info = cases_->find(name);
+    BM_CHECK(info != nullptr);
+    return *info;
+  }
+
+  std::unique_ptr<Backend> backend_;
+  VisionConfig config_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<SafetensorsFile> cases_;
+};
+
+TEST_F(VisionEncoderTest, ConfigIsTheShrunkRealOne) {
+  EXPECT_EQ(config_.depth, 4);
+  EXPECT_EQ(config_.hidden_size, 64);
+  EXPECT_EQ(config_.head_dim(), 32);
+  EXPECT_EQ(config_.patch_dim(), 3 * 2 * 14 * 14);
+  EXPECT_EQ(config_.window_size, 112);
+  EXPECT_EQ(config_.fullatt_block_indexes, (std::vector<int32_t>{1, 3}));
+}
+
+TEST_F(VisionEncoderTest, MatchesTransformers) {
+  auto encoder = VisionEncoder::load(*checkpoint_, config_, *backend_);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  for (int i = 0; i < kNumCases; ++i) {
+    SCOPED_TRACE(i);
+    const std::vector<float> pixels = read_floats(tensor("pixel_values_" + std::to_string(i)));
+    const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_" + std::to_string(i)));
+    VisionTrace trace;
+    auto embeds = (*encoder)->encode(pixels, grids, &trace);
+    ASSERT_TRUE(embeds.ok()) << embeds.status();
+    const struct {
+      const char* name;
+      const std::vector<float>& got;
+    } stages[] = {{"patch_embed_", trace.patch_embed}, {"block0_", trace.block0}, {"embeds_", *embeds}};
+    for (const auto& stage : stages) {
+      const std::vector<float> want = read_floats(tensor(stage.name + std::to_string(i)));
+      const Difference diff = compare(stage.got, want);
+      std::cout << "case " << i << " " << stage.name << ": max |diff| " << diff.max_abs << ", max |ref| "
+                << diff.max_ref << ", relative " << diff.relative() << "\n";
+      EXPECT_LE(diff.relative(), kRelativeTolerance) << stage.name;
+    }
+  }
+}
+
+TEST_F(VisionEncoderTest, LayoutOfAnImageWithPartialWindows) {
+  // 12 × 20 patches = 6 × 10 merge units; windows of 4 × 4 units: rows {4, 2} × columns {4, 4, 2}.
+  const std::vector<VisionGrid> grids = {{1, 12, 20}};
+  auto layout = plan_vision_layout(config_, grids, 240);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->window_starts, (std::vector<int32_t>{0, 64, 128, 160, 192, 224, 240}));
+  EXPECT_EQ(layout->frame_starts, (std::vector<int32_t>{0, 240}));
+  EXPECT_EQ(layout->num_tokens, 60);
+  EXPECT_EQ(layout->window_index[0], 0);
+  EXPECT_EQ(layout->window_index[4], 10);  // second row of the first window
+  EXPECT_EQ(layout->window_index[16], 4);  // first unit of the second window
+  for (size_t j = 0; j < layout->reverse_index.size(); ++j) {
+    EXPECT_EQ(layout->window_index[static_cast<size_t>(layout->reverse_index[j])], static_cast<int32_t>(j));
+  }
+  // A video attends within each frame on the full-attention blocks.
+  const std::vector<VisionGrid> video = {{2, 6, 8}};
+  auto frames = plan_vision_layout(config_, video, 96);
+  ASSERT_TRUE(frames.ok());
+  EXPECT_EQ(frames->frame_starts, (std::vector<int32_t>{0, 48, 96}));
+}
+
+TEST_F(VisionEncoderTest, BadGridsAreAStatus) {
+  auto encoder = VisionEncoder::load(*checkpoint_, config_, *backend_);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  const std::vector<float> pixels(static_cast<size_t>(24 * config_.patch_dim()), 0.5f);
+  const std::vector<VisionGrid> too_many = {{1, 4, 8}};
+  const std::vector<VisionGrid> odd = {{1, 3, 8}};
+  const std::vector<VisionGrid> zero = {{0, 4, 6}};
+  for (const auto& grids : {too_many, odd, zero, std::vector<VisionGrid>{}}) {
+    auto out = (*encoder)->encode(pixels, grids);
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
+  }
+  const std::vector<float> ragged(100, 0.0f);
+  const std::vector<VisionGrid> one = {{1, 2, 2}};
+  EXPECT_EQ((*encoder)->encode(ragged, one).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A copy of the fixture checkpoint with one tensor replaced (or dropped when `shape` is empty).
+std::filesystem::path altered_checkpoint(const Checkpoint& checkpoint, const std::string& name,
+                                         std::vector<int64_t> shape) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vision_encoder_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::vector<TensorToWrite> tensors;
+  std::vector<float> replacement;
+  for (const auto& file : checkpoint.files()) {
+    for (const TensorInfo& info : file->tensors()) {
+      if (info.name != name) {
+        tensors.push_back(TensorToWrite{info.name, info.dtype, info.shape, info.data});
+      } else if (!shape.empty()) {
+        int64_t count = 1;
+        for (int64_t s : shape) count *= s;
+        replacement.assign(static_cast<size_t>(count), 1.0f);
+        tensors.push_back(TensorToWrite{info.name, DType::kF32, shape, std::as_bytes(std::span(replacement))});
+      }
+    }
+  }
+  BM_CHECK(write_safetensors(dir / "model.safetensors", tensors).ok());
+  return dir;
+}
+
+TEST_F(VisionEncoderTest, BadCheckpointIsAStatus) {
+  {
+    const auto dir = altered_checkpoint(*checkpoint_, "visual.blocks.2.mlp.up_proj.weight", {121, 64});
+    auto checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    auto encoder = VisionEncoder::load(**checkpoint, config_, *backend_);
+    ASSERT_FALSE(encoder.ok());
+    EXPECT_EQ(encoder.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(encoder.status().message().find("visual.blocks.2.mlp.up_proj.weight"), std::string::npos)
+        << encoder.status();
+    std::filesystem::remove_all(dir);
+  }
+  {
+    const auto dir = altered_checkpoint(*checkpoint_, "visual.merger.mlp.2.bias", {});
+    auto checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    auto encoder = VisionEncoder::load(**checkpoint, config_, *backend_);
+    ASSERT_FALSE(encoder.ok());
+    EXPECT_NE(encoder.status().message().find("has no tensor 'visual.merger.mlp.2.bias'"), std::string::npos)
+        << encoder.status();
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST(VisionConfigTest, RefusesWhatTheTowerDoesNotRun) {
+  const std::string base =
+      R"({"vision_config": {"depth": 2, "hidden_size": 64, "intermediate_size": 8, "num_heads": 2,
+          "out_hidden_size": 16, "fullatt_block_indexes": [1] %s}})";
+  auto with = [&](const std::string& extra) {
+    std::string text = base;
+    text.replace(text.find("%s"), 2, extra);
+    return parse_vision_config(text);
+  };
+  EXPECT_TRUE(with("").ok()) << with("").status();
+  EXPECT_EQ(with(R"(, "hidden_act": "gelu")").status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(with(R"(, "num_heads": 3)").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(with(R"(, "window_size": 100)").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parse_vision_config(R"({"hidden_size": 4})").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parse_vision_config("not json").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace bm::engine
