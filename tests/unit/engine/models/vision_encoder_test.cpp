@@ -226,6 +226,87 @@ TEST_F(VisionEncoderTest, BadCheckpointIsAStatus) {
   }
 }
 
+// Real checkpoints ship BF16 weights, which the CPU backend packs for its GEMM. The fixture's weights rounded to
+// BF16 are written twice, as BF16 and (the same values) as F32; both load, and their outputs agree to the F32
+// bound on the scalar and default (auto) GEMM paths, which keep F32 activations, and within
+// kBf16ActivationTolerance on the opt-in avx512-bf16 path where the CPU has it, which rounds activations to bf16
+// (8 significant bits) inside the GEMM.
+constexpr double kBf16ActivationTolerance = 3e-2;
+
+std::filesystem::path bf16_checkpoint(const Checkpoint& checkpoint, bool store_as_bf16, const std::string& tag) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("vision_encoder_bf16_" + tag + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::vector<std::vector<uint16_t>> halves;
+  std::vector<std::vector<float>> floats;
+  std::vector<TensorToWrite> tensors;
+  for (const auto& file : checkpoint.files()) {
+    for (const TensorInfo& info : file->tensors()) {
+      const std::vector<float> values = read_floats(info);
+      std::vector<uint16_t> bits(values.size());
+      std::vector<float> rounded(values.size());
+      for (size_t i = 0; i < values.size(); ++i) {
+        uint32_t wide;
+        std::memcpy(&wide, &values[i], 4);
+        bits[i] = static_cast<uint16_t>((wide + 0x7fffu + ((wide >> 16) & 1u)) >> 16);  // nearest even
+        const uint32_t back = uint32_t{bits[i]} << 16;
+        std::memcpy(&rounded[i], &back, 4);
+      }
+      if (store_as_bf16) {
+        halves.push_back(std::move(bits));
+        tensors.push_back(TensorToWrite{info.name, DType::kBF16, info.shape, std::as_bytes(std::span(halves.back()))});
+      } else {
+        floats.push_back(std::move(rounded));
+        tensors.push_back(TensorToWrite{info.name, DType::kF32, info.shape, std::as_bytes(std::span(floats.back()))});
+      }
+    }
+  }
+  // The outer vectors may have reallocated while growing: take the spans once they are final.
+  size_t h = 0, f = 0;
+  for (TensorToWrite& t : tensors) {
+    t.data = t.dtype == DType::kBF16 ? std::as_bytes(std::span(halves[h++])) : std::as_bytes(std::span(floats[f++]));
+  }
+  BM_CHECK(write_safetensors(dir / "model.safetensors", tensors).ok());
+  return dir;
+}
+
+TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
+  const auto f32_dir = bf16_checkpoint(*checkpoint_, /*store_as_bf16=*/false, "f32");
+  const auto bf16_dir = bf16_checkpoint(*checkpoint_, /*store_as_bf16=*/true, "bf16");
+  auto f32_checkpoint = Checkpoint::open(f32_dir);
+  auto bf16_checkpoint_opened = Checkpoint::open(bf16_dir);
+  ASSERT_TRUE(f32_checkpoint.ok() && bf16_checkpoint_opened.ok());
+  const std::vector<float> pixels = read_floats(tensor("pixel_values_1"));
+  const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_1"));
+  auto reference = VisionEncoder::load(**f32_checkpoint, config_, *backend_);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto want = (*reference)->encode(pixels, grids);
+  ASSERT_TRUE(want.ok()) << want.status();
+  struct Path {
+    cpu::GemmPath path;
+    const char* name;
+    double tolerance;
+  };
+  std::vector<Path> paths = {{cpu::GemmPath::kScalar, "scalar", kRelativeTolerance},
+                             {cpu::GemmPath::kAuto, "auto", kRelativeTolerance}};
+  if (cpu::cpu_has_gemm_path(cpu::GemmPath::kAvx512Bf16)) {
+    paths.push_back({cpu::GemmPath::kAvx512Bf16, "avx512-bf16", kBf16ActivationTolerance});
+  }
+  for (const auto& p : paths) {
+    auto backend = create_cpu_backend(CpuBackendOptions{0, p.path});
+    auto encoder = VisionEncoder::load(**bf16_checkpoint_opened, config_, *backend);
+    ASSERT_TRUE(encoder.ok()) << encoder.status();
+    auto got = (*encoder)->encode(pixels, grids);
+    ASSERT_TRUE(got.ok()) << got.status();
+    const Difference diff = compare(*got, *want);
+    std::cout << "bf16 weights, " << p.name << " GEMM path: max |diff| " << diff.max_abs << ", relative "
+              << diff.relative() << "\n";
+    EXPECT_LE(diff.relative(), p.tolerance) << p.name;
+  }
+  std::filesystem::remove_all(f32_dir);
+  std::filesystem::remove_all(bf16_dir);
+}
+
 TEST(VisionConfigTest, RefusesWhatTheTowerDoesNotRun) {
   const std::string base =
       R"({"vision_config": {"depth": 2, "hidden_size": 64, "intermediate_size": 8, "num_heads": 2,
