@@ -123,5 +123,44 @@ TEST_F(EncoderOpsTest, GeluIsTheExactErfForm) {
   }
 }
 
+// A backend without the encoder ops (as the CUDA plugin today): only its name is ever asked for here.
+class NoEncoderBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "test"; }
+  MemoryInfo memory_info() const override { return {}; }
+  absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t) override { return absl::UnimplementedError("test"); }
+  void copy_to_device(std::span<const std::byte>, const Tensor&) override { BM_CHECK(false); }
+  void copy_to_host(const Tensor&, std::span<std::byte>) override { BM_CHECK(false); }
+  void synchronize() override {}
+  void replay(const StepGraph&) override { BM_CHECK(false); }
+  void embedding(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
+  void rms_norm(const Tensor&, const Tensor&, float, const Tensor&) override { BM_CHECK(false); }
+  void add_rms_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&) override { BM_CHECK(false); }
+  void linear(const Tensor&, const Tensor&, const Tensor*, const Tensor&) override { BM_CHECK(false); }
+  void rope(const Tensor&, const Tensor&, const Tensor&, int32_t) override { BM_CHECK(false); }
+  void store_kv(const Tensor&, const Tensor&, const Tensor&, const KvCacheLayer&) override { BM_CHECK(false); }
+  void paged_attention(const Tensor&, const KvCacheLayer&, const AttentionMetadata&, const AttentionShape&,
+                       const Tensor&) override {
+    BM_CHECK(false);
+  }
+  void silu_mul(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
+  void add(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
+  void gather_rows(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
+  void top_candidates(const Tensor&, const Tensor&, const Tensor&, int32_t, const Tensor&, const Tensor&, const Tensor&,
+                      const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) override {
+    BM_CHECK(false);
+  }
+};
+
+TEST(EncoderOpsDeathTest, ABackendWithoutThemSaysWhichOpAndBackend) {
+  NoEncoderBackend backend;
+  EXPECT_FALSE(backend.runs_encoder_ops());
+  const Tensor none;
+  EXPECT_DEATH(backend.rope_table(none, none, none, 2), "rope_table is not implemented on the test backend yet");
+  EXPECT_DEATH(backend.segment_attention(none, none, none, none, AttentionShape{}, none),
+               "segment_attention is not implemented on the test backend yet");
+  EXPECT_DEATH(backend.gelu(none, none), "gelu is not implemented on the test backend yet");
+}
+
 }  // namespace
 }  // namespace bm::engine
