@@ -8,7 +8,7 @@
 // Prints figures; asserts nothing.
 //
 // Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
-//                             [--peak-tflops T] [--quick 1] [--only candidates]
+//                             [--peak-tflops T] [--quick 1] [--only candidates] [--gemm PATH]
 // --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does). --only candidates measures the
 // sampling candidates alone (with and without structured output's masks; quick enough on the CPU backend).
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cpu/bf16.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/cuda_plugin.h"
 
 namespace {
@@ -50,6 +51,7 @@ struct Options {
   double peak_tflops = 989.0;  // H100/H200 SXM dense bf16
   bool quick = false;
   bool only_candidates = false;
+  std::string gemm = "auto";  // cpu backend: the GEMM instruction path (gemm_path.h)
 };
 
 // Owns the buffers of one measurement; tensors filled with random values (ids and tables set by the caller).
@@ -162,6 +164,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.quick = std::atoi(v) != 0;
     else if (arg == "--only" && std::string(v) == "candidates")
       o.only_candidates = true;
+    else if (arg == "--gemm")
+      o.gemm = v;
     else
       return false;
   }
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: %s [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R] "
-                 "[--peak-tflops T] [--quick 1] [--only candidates]\n",
+                 "[--peak-tflops T] [--quick 1] [--only candidates] [--gemm auto|avx512-bf16|avx512|avx2|scalar]\n",
                  argv[0]);
     return 2;
   }
@@ -198,7 +202,13 @@ int main(int argc, char** argv) {
     absl::StatusOr<double> measured = measure_cuda_copy_bandwidth(0);
     if (measured.ok()) bandwidth = *measured;
   } else if (o.backend == "cpu") {
-    backend = create_cpu_backend(CpuBackendOptions{});
+    absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(o.gemm);
+    if (!path.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(path.status().message()).c_str());
+      return 2;
+    }
+    backend = create_cpu_backend(CpuBackendOptions{0, *path});
+    std::printf("cpu GEMM path %s\n", std::string(cpu::gemm_path_name(*path)).c_str());
     o.peak_tflops = 0;  // no meaningful peak to compare against here
   } else {
     std::fprintf(stderr, "unknown --backend %s\n", o.backend.c_str());
