@@ -302,6 +302,14 @@ TEST(DecoderLMInfoTest, DescribesTheModel) {
   EXPECT_EQ(lm->info().max_position_embeddings, 131072);
   EXPECT_EQ(lm->info().kv_bytes_per_token, 2 * 2 * 1 * 32 * 4);  // K and V, 2 layers, 1 kv head of 32, F32
   EXPECT_GT(lm->info().weight_bytes, 900'000);
+  // Untied: a decode step reads one row of the 512-row input table, so the table is not charged to it.
+  EXPECT_GT(lm->info().decode_read_bytes, 0);
+  EXPECT_LT(lm->info().decode_read_bytes, lm->info().weight_bytes);
+  EXPECT_EQ((lm->info().weight_bytes - lm->info().decode_read_bytes) % 512, 0);
+  // Tied: the table is the lm_head, read whole every step.
+  std::unique_ptr<CausalLM> tied = load("qwen2-tied");
+  ASSERT_NE(tied, nullptr);
+  EXPECT_EQ(tied->info().decode_read_bytes, tied->info().weight_bytes);
 }
 
 TEST(DecoderLMForwardTest, RejectsBadBatchesWithASentence) {
