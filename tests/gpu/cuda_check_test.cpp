@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/backend/cuda/device_scratch.h"
+#include "engine/backend/cuda/gemm.h"
 
 namespace bm::engine::cuda {
 namespace {
@@ -158,6 +159,27 @@ TEST(DeviceScratchTest, GrowthAfterACaptureRetiresInsteadOfFreeing) {
   }
   EXPECT_TRUE(was_freed(second)) << "retired allocations go with the scratch";
   EXPECT_EQ(freed.size(), 4u);
+}
+
+// LtGemm's choice among the heuristic's answers (gemm.h), on fake results: only the ones cuBLASLt marks runnable
+// within the workspace, in its order; none leaves the shape to the plain kernel instead of failing the step.
+TEST(GemmChoiceTest, UsesRunnableCandidatesAndFallsBackWithoutAny) {
+  cublasLtMatmulHeuristicResult_t results[4] = {};
+  results[0].state = CUBLAS_STATUS_NOT_SUPPORTED;
+  results[1].state = CUBLAS_STATUS_SUCCESS;
+  results[1].workspaceSize = 64u << 20;  // more than the 32 MiB workspace
+  results[2].state = CUBLAS_STATUS_SUCCESS;
+  results[2].workspaceSize = 1u << 20;
+  results[3].state = CUBLAS_STATUS_SUCCESS;
+  EXPECT_EQ(usable_algorithms(results, 4, 32u << 20), (std::vector<int>{2, 3}));
+  EXPECT_EQ(usable_algorithms(results, 2, 32u << 20), std::vector<int>{});
+  EXPECT_EQ(usable_algorithms(results, 0, 32u << 20), std::vector<int>{});
+  // Refusals of a shape move on to the next candidate / the plain kernel; anything else is a recorded failure.
+  EXPECT_TRUE(is_unsupported_shape(CUBLAS_STATUS_NOT_SUPPORTED));
+  EXPECT_TRUE(is_unsupported_shape(CUBLAS_STATUS_ARCH_MISMATCH));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_EXECUTION_FAILED));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_INTERNAL_ERROR));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_SUCCESS));
 }
 
 }  // namespace
