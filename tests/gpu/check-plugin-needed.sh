@@ -7,7 +7,7 @@ set -euo pipefail
 plugin="${1:?usage: check-plugin-needed.sh <libbm_backend_cuda.so>}"
 needed=$(readelf -d "$plugin" | awk '/\(NEEDED\)/ {gsub(/[][]/, "", $5); print $5}')
 echo "NEEDED by $plugin:"
-echo "$needed" | sed 's/^/  /'
+while read -r lib; do echo "  $lib"; done <<<"$needed"
 status=0
 if grep -qi '^libnccl' <<<"$needed"; then
   echo "FAIL: the plugin links libnccl; it must dlopen it (plugin_probe.cpp)" >&2
