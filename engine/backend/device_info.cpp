@@ -169,6 +169,9 @@ void probe_cuda_plugin(DeviceInfo& info) {
     int v = result.nccl_version;  // NCCL >= 2.9 encodes major*10000 + minor*100 + patch
     info.nccl_version =
         std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100);
+  } else {
+    // The plugin opens NCCL at run time (it does not link it), so its absence is reported, not fatal.
+    info.nccl_version = "not available (libnccl.so.2 could not be loaded; only tensor parallelism would need it)";
   }
   if (result.cublaslt_version > 0) {
     size_t v = result.cublaslt_version;  // major*10000 + minor*100 + patch

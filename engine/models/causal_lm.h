@@ -78,7 +78,10 @@ struct CausalLMInfo {
   int32_t num_layers = 0;
   int64_t kv_bytes_per_token = 0;  // K and V over all layers, in the cache's dtype
   int64_t weight_bytes = 0;        // as held on the device (quantized layers packed)
-  std::string quantization;        // "gptq-int4", "gptq-int8", "awq-int4"; empty for float weights
+  // What one batch-1 decode step reads of weight_bytes: all but an untied input-embedding table (only its looked-up
+  // rows are read). The decode bandwidth ceiling is bandwidth / this (decode_read_weight_bytes, decoder_spec.h).
+  int64_t decode_read_bytes = 0;
+  std::string quantization;  // "gptq-int4", "gptq-int8", "awq-int4"; empty for float weights
 };
 
 class CausalLM {

@@ -123,6 +123,7 @@ DecoderLM::DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::un
   info_.kv_bytes_per_token =
       int64_t{2} * spec_.num_layers * spec_.num_kv_heads * spec_.head_dim * dtype_size(kv_cache_dtype_);
   info_.weight_bytes = weights_->num_bytes;
+  info_.decode_read_bytes = decode_read_weight_bytes(spec_, weights_->num_bytes, weights_->embed_tokens.num_bytes());
   if (spec_.quantization) info_.quantization = quant_scheme_name(*spec_.quantization);
 }
 

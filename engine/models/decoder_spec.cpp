@@ -57,4 +57,26 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
   return spec;
 }
 
+int64_t decode_read_weight_bytes(const DecoderSpec& spec, int64_t weight_bytes, int64_t input_embedding_bytes) {
+  return spec.tie_word_embeddings ? weight_bytes : weight_bytes - input_embedding_bytes;
+}
+
+DecoderWeightBytes float_weight_bytes(const DecoderSpec& spec, int64_t value_bytes) {
+  const int64_t hidden = spec.hidden_size;
+  const int64_t q_size = int64_t{spec.num_heads} * spec.head_dim;
+  const int64_t kv_size = int64_t{spec.num_kv_heads} * spec.head_dim;
+  const int64_t inter = spec.intermediate_size;
+  const int64_t table = int64_t{spec.vocab_size} * hidden;
+  // The layout of decoder_weights.cpp's tensor list: projections [out, in] with optional biases, two norms.
+  int64_t layer = q_size * hidden + 2 * kv_size * hidden + hidden * q_size + 3 * inter * hidden + 2 * hidden;
+  if (spec.qkv_bias) layer += q_size + 2 * kv_size;
+  if (spec.o_bias) layer += hidden;
+  if (spec.mlp_bias) layer += 2 * inter + hidden;
+  const int64_t values = table + spec.num_layers * layer + hidden + (spec.tie_word_embeddings ? 0 : table);
+  DecoderWeightBytes bytes;
+  bytes.total = values * value_bytes;
+  bytes.read_per_decode_step = decode_read_weight_bytes(spec, bytes.total, table * value_bytes);
+  return bytes;
+}
+
 }  // namespace bm::engine

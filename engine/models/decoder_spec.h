@@ -32,6 +32,19 @@ struct DecoderSpec {
   std::optional<QuantScheme> quantization;  // GPTQ / AWQ weight-only linear layers; unset for float checkpoints
 };
 
+// Weight bytes of a float checkpoint with this spec at `value_bytes` per value (biases and norms included;
+// equals the safetensors index's total_size for a bf16 checkpoint), and what one batch-1 decode step reads of
+// them: everything except an untied input-embedding table, of which a step reads only the looked-up rows (a tied
+// table is the lm_head and is read whole). The decode bandwidth ceiling divides the bandwidth by the latter.
+struct DecoderWeightBytes {
+  int64_t total = 0;
+  int64_t read_per_decode_step = 0;
+};
+DecoderWeightBytes float_weight_bytes(const DecoderSpec& spec, int64_t value_bytes);
+// The same rule for weights as held on a device (quantized layers packed): `weight_bytes` less the held input
+// embedding table `input_embedding_bytes` unless the table is tied to the lm_head.
+int64_t decode_read_weight_bytes(const DecoderSpec& spec, int64_t weight_bytes, int64_t input_embedding_bytes);
+
 // The architectures DecoderLM implements.
 bool is_supported_architecture(const std::string& architecture);
 

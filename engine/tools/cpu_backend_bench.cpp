@@ -219,9 +219,10 @@ int main(int argc, char** argv) {
   const Bandwidth bandwidth = measure_bandwidth(options.threads);
   const double prefill_tps = options.prompt_tokens / prefill_seconds;
   const double decode_tps = options.decode_steps / decode_seconds;
-  // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head);
-  // for quantized layers the bytes are the packed ones as held (weights, F16 scales and zero-points).
-  const double bytes_per_token = static_cast<double>(lm.info().weight_bytes);
+  // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head;
+  // an untied input table only for the looked-up row, so it is left out); for quantized layers the bytes are the
+  // packed ones as held (weights, F16 scales and zero-points).
+  const double bytes_per_token = static_cast<double>(lm.info().decode_read_bytes);
   const double ceiling_tps = bandwidth.read_gb_s * 1e9 / bytes_per_token;
   std::printf("memory bandwidth: read %.2f GB/s, memcpy %.2f GB/s (read + write), %d threads\n", bandwidth.read_gb_s,
               bandwidth.copy_gb_s, options.threads);

@@ -1,6 +1,7 @@
-// Emulated norm.cu, rope.cu, embedding.cu, kv_cache.cu and elementwise.cu against the CPU backend's kernels
-// (bit-exact where the arithmetic is the same; bf16 NaN payloads excepted). Exits 1 on any mismatch.
+// Emulated norm.cu, rope.cu, embedding.cu, kv_cache.cu, elementwise.cu and gemm_fallback.cu against the CPU backend's
+// kernels (bit-exact where the arithmetic is the same; bf16 NaN payloads excepted). Exits 1 on any mismatch.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -250,6 +251,34 @@ int main() {
       report(bf ? "add_bias bf16 7x300" : "add_bias f32 7x300", o, r, 0, true);
     }
   }
+  // gemm_fallback.cu: the plain GEMM behind linear() when cuBLASLt has no algorithm. Sums in increasing k, as
+  // this reference does, so the results are bit-exact; shapes that are not multiples of the 16-wide tiles.
+  for (int bf : {0, 1})
+    for (auto [m, n, k] :
+         {std::array<int, 3>{37, 19, 45}, std::array<int, 3>{16, 1, 16}, std::array<int, 3>{5, 40, 3}}) {
+      std::vector<float> wf(size_t(m) * k), xf(size_t(n) * k);
+      for (auto& v : wf) v = nd(rng);
+      for (auto& v : xf) v = nd(rng);
+      std::vector<uint16_t> wb(wf.size()), xb(xf.size());
+      for (size_t i = 0; i < wf.size(); ++i) wb[i] = cpu::f32_to_bf16(wf[i]);
+      for (size_t i = 0; i < xf.size(); ++i) xb[i] = cpu::f32_to_bf16(xf[i]);
+      std::vector<float> r(size_t(n) * m), o(size_t(n) * m, -1.0f);
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < m; ++j) {
+          float acc = 0.0f;
+          for (int t = 0; t < k; ++t) {
+            const float xv = bf ? cpu::bf16_to_f32(xb[size_t(i) * k + t]) : xf[size_t(i) * k + t];
+            const float wv = bf ? cpu::bf16_to_f32(wb[size_t(j) * k + t]) : wf[size_t(j) * k + t];
+            acc += xv * wv;
+          }
+          r[size_t(i) * m + j] = acc;
+        }
+      cuda::launch_gemm_fallback(bf ? (const void*)wb.data() : (const void*)wf.data(),
+                                 bf ? (const void*)xb.data() : (const void*)xf.data(), bool(bf), m, n, k, o.data(),
+                                 nullptr);
+      std::snprintf(name, sizeof name, "gemm_fallback %s m=%d n=%d k=%d", bf ? "bf16" : "f32", m, n, k);
+      report(name, o, r, 0, true);
+    }
   std::printf("%s\n", failures ? "FAILURES" : "ALL OK");
   return failures != 0;
 }

@@ -493,7 +493,8 @@ class CudaPluginFallbackTest(unittest.TestCase):
         env = self.env_with_plugin(os.path.abspath(plugin))
         self.assertEqual(env["cuda_plugin"], os.path.abspath(plugin))
         self.assertRegex(env["cuda_runtime_version"], r"^\d+\.\d+$")
-        self.assertRegex(env["nccl_version"], r"^\d+\.\d+\.\d+$")
+        # NCCL is dlopened by the plugin for its version only; without it env says so in a sentence.
+        self.assertRegex(env["nccl_version"], r"^(\d+\.\d+\.\d+|not available \(.*\))$")
         self.assertRegex(env["cublas_version"], r"^\d+\.\d+\.\d+$")
         if not env["gpus"]:
             self.assertTrue(env["gpu_status"])  # no driver here: said in a sentence

@@ -1,7 +1,8 @@
 // Every CudaBackend op against the CPU reference backend on random inputs of real model shapes (Qwen2.5-0.5B,
 // Qwen2.5-7B, Llama-3.1-8B / DeepSeek-R1-Distill-Llama-8B), through the Backend interface only: the CUDA backend
-// comes from the plugin exactly as the engine loads it. Skips cleanly (GTEST_SKIP) where no usable GPU or plugin
-// is present, so it is registered in ctest everywhere and only does work on a GPU machine.
+// comes from the plugin exactly as the engine loads it. Skips cleanly where no GPU is present, so it is registered
+// in ctest everywhere and only does work on a GPU machine; where a GPU is present (or BMSERVER_REQUIRE_GPU=1) a
+// backend that cannot be created fails every test with the reason instead (gpu_required.h).
 //
 // Agreement is the normalised error ||gpu - cpu||₂ / ||cpu||₂. Tolerances:
 //   kF32Tolerance  1e-5  ops computed in F32 on both sides (embedding, norms, RoPE, elementwise, gather, store_kv,
@@ -35,6 +36,7 @@
 #include "engine/backend/cuda_plugin.h"
 #include "engine/models/model_loader.h"
 #include "nlohmann/json.hpp"
+#include "tests/gpu/gpu_required.h"
 #include "tests/unit/engine/model/test_files.h"
 #include "tests/unit/engine/models/random_checkpoint.h"
 
@@ -155,7 +157,7 @@ class CudaBackendTest : public ::testing::Test {
     skip_reason_ = nullptr;
   }
   void SetUp() override {
-    if (gpu_ == nullptr) GTEST_SKIP() << "no usable CUDA backend: " << (skip_reason_ ? *skip_reason_ : "");
+    if (gpu_ == nullptr) BM_GPU_SKIP_OR_FAIL("no usable CUDA backend: " + (skip_reason_ ? *skip_reason_ : ""));
   }
 
   static Backend* gpu_;
@@ -386,6 +388,57 @@ TEST_F(CudaBackendTest, LinearBf16OnEveryProjection) {
         }
         expect_close(std::string("linear ") + shape.name + " " + p.name + " n=" + std::to_string(n), results[0],
                      results[1], kBf16Tolerance);
+      }
+    }
+  }
+}
+
+// Shapes and views cuBLASLt may have no algorithm for (odd k, so rows of 90 bytes; weights and outputs one element
+// off their allocation's alignment): linear() must then take the next heuristic candidate or the plain kernel
+// (gemm_fallback.cu) and still match the CPU — never fail the step (docs/cuda-backend.md, "linear").
+TEST_F(CudaBackendTest, LinearOnOddShapesAndMisalignedViews) {
+  struct Case {
+    int64_t m, k;
+  };
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    for (const Case c : {Case{37, 45}, Case{5, 3}, Case{1000, 896}}) {
+      std::mt19937 rng(31);
+      const std::vector<float> wf = random_floats(rng, size_t(c.m) * c.k, 1.0f / std::sqrt(float(c.k)));
+      const std::vector<uint16_t> wb = to_bf16(wf);
+      for (int64_t n : {1, 19}) {
+        const std::vector<float> x = random_floats(rng, size_t(n) * c.k);
+        std::vector<float> results[2];
+        int i = 0;
+        for (Backend* b : {gpu_, cpu_}) {
+          On on(*b);
+          if (b == cpu_) {  // the reference, on ordinary views
+            const Tensor w = dtype == DType::kBF16 ? on.put(wb, dtype, c.m, c.k) : on.put(wf, dtype, c.m, c.k);
+            const Tensor out = on.empty(DType::kF32, n, c.m);
+            on->linear(on.put(x, DType::kF32, n, c.k), w, nullptr, out);
+            results[i++] = on.get(out);
+            continue;
+          }
+          const int64_t size = dtype_size(dtype);
+          // One element in: the views are only element-aligned.
+          const Tensor w_whole = on.empty(dtype, 1, c.m * c.k + 1);
+          const Tensor w{w_whole.buffer, w_whole.offset_bytes + size, dtype, c.m, c.k};
+          if (dtype == DType::kBF16) {
+            on->copy_to_device(std::as_bytes(std::span(wb)), w);
+          } else {
+            on->copy_to_device(std::as_bytes(std::span(wf)), w);
+          }
+          const Tensor x_whole = on.empty(DType::kF32, 1, n * c.k + 1);
+          const Tensor xv{x_whole.buffer, x_whole.offset_bytes + 4, DType::kF32, n, c.k};
+          on->copy_to_device(std::as_bytes(std::span(x)), xv);
+          const Tensor out_whole = on.empty(DType::kF32, 1, n * c.m + 1);
+          const Tensor out{out_whole.buffer, out_whole.offset_bytes + 4, DType::kF32, n, c.m};
+          on->linear(xv, w, nullptr, out);
+          results[i++] = on.get(out);
+        }
+        EXPECT_TRUE(gpu_->device_status().ok()) << gpu_->device_status();
+        expect_close("linear " + std::string(dtype_name(dtype)) + " misaligned m=" + std::to_string(c.m) +
+                         " k=" + std::to_string(c.k) + " n=" + std::to_string(n),
+                     results[0], results[1], dtype == DType::kBF16 ? kBf16Tolerance : kF32Tolerance);
       }
     }
   }

@@ -4,8 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "engine/backend/cuda/device_scratch.h"
+#include "engine/backend/cuda/gemm.h"
 
 namespace bm::engine::cuda {
 namespace {
@@ -71,6 +77,109 @@ TEST(CudaCheckTest, SinksNestAndAreThreadLocal) {
   EXPECT_NE(other_thread.message().find("cudaErrorNotReady"), std::string::npos);
   // No sink at all: printed, not recorded anywhere, no abort.
   EXPECT_FALSE(BM_CUDA_OK(cudaErrorInvalidValue));
+}
+
+// CudaBackend's routing (DeviceErrorRouter): a failure during a stream capture belongs to that capture. It must
+// not make the device's error sticky (that would turn a graph the driver refuses into a dead engine); it stops the
+// rest of the capture and comes back from end_capture, without the restart advice. Outside a capture failures are
+// the device's again.
+TEST(DeviceErrorRouterTest, CaptureFailuresAreNotStickyDeviceFaults) {
+  DeviceErrors device;
+  DeviceErrorRouter router(&device);
+  EXPECT_EQ(router.current(), &device);
+  router.begin_capture();
+  ASSERT_TRUE(router.capturing());
+  EXPECT_NE(router.current(), &device);
+  {
+    const ScopedDeviceErrors sink(router.current());
+    fails_then_continues(cudaSuccess, cudaErrorStreamCaptureUnsupported);
+    EXPECT_EQ(reached, 1);
+  }
+  EXPECT_TRUE(router.failed()) << "the rest of the capture must be skipped";
+  EXPECT_FALSE(device.failed()) << "a capture failure must not mark the device failed";
+  const std::string why = router.end_capture();
+  EXPECT_NE(why.find("cudaErrorStreamCaptureUnsupported"), std::string::npos) << why;
+  EXPECT_EQ(why.find("restart"), std::string::npos) << why;
+  EXPECT_FALSE(router.capturing());
+  EXPECT_FALSE(router.failed());
+  EXPECT_EQ(router.current(), &device);
+  // A clean capture reports nothing; a fault outside any capture is the device's, sticky.
+  router.begin_capture();
+  EXPECT_EQ(router.end_capture(), "");
+  {
+    const ScopedDeviceErrors sink(router.current());
+    EXPECT_FALSE(BM_CUDA_OK(cudaErrorIllegalAddress));
+  }
+  EXPECT_TRUE(device.failed());
+  EXPECT_TRUE(router.failed());
+  router.begin_capture();
+  EXPECT_TRUE(router.failed()) << "a faulted device stays failed during a capture";
+  router.end_capture();
+}
+
+// DeviceScratch with a fake allocator: growth frees the old allocation, except after pin() (a capture began and a
+// graph may hold the address), when it is retired and freed only with the scratch (the backend, after its graphs).
+std::vector<void*> freed;
+cudaError_t fake_allocate(void** pointer, size_t bytes) {
+  *pointer = std::malloc(bytes);
+  return *pointer != nullptr ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t fake_free(void* pointer) {
+  freed.push_back(pointer);
+  std::free(pointer);
+  return cudaSuccess;
+}
+bool was_freed(void* pointer) {
+  return std::find(freed.begin(), freed.end(), pointer) != freed.end();
+}
+
+TEST(DeviceScratchTest, GrowthAfterACaptureRetiresInsteadOfFreeing) {
+  freed.clear();
+  void* first = nullptr;
+  void* second = nullptr;
+  void* third = nullptr;
+  {
+    DeviceScratch scratch(fake_allocate, fake_free);
+    ASSERT_EQ(scratch.reserve(256), cudaSuccess);
+    first = scratch.data();
+    ASSERT_EQ(scratch.reserve(128), cudaSuccess);  // fits: nothing moves
+    EXPECT_EQ(scratch.data(), first);
+    ASSERT_EQ(scratch.reserve(512), cudaSuccess);  // no graph yet: the old one is freed at once
+    second = scratch.data();
+    EXPECT_TRUE(was_freed(first));
+    scratch.pin();                                  // a capture recorded `second`
+    ASSERT_EQ(scratch.reserve(1024), cudaSuccess);  // an eager step grows it afterwards
+    third = scratch.data();
+    EXPECT_FALSE(was_freed(second)) << "a recorded graph could still replay into it";
+    EXPECT_EQ(scratch.num_retired(), 1u);
+    EXPECT_EQ(scratch.size(), 1024);
+    ASSERT_EQ(scratch.reserve(2048), cudaSuccess);  // not pinned since: freed again
+    EXPECT_TRUE(was_freed(third));
+    EXPECT_EQ(scratch.num_retired(), 1u);
+  }
+  EXPECT_TRUE(was_freed(second)) << "retired allocations go with the scratch";
+  EXPECT_EQ(freed.size(), 4u);
+}
+
+// LtGemm's choice among the heuristic's answers (gemm.h), on fake results: only the ones cuBLASLt marks runnable
+// within the workspace, in its order; none leaves the shape to the plain kernel instead of failing the step.
+TEST(GemmChoiceTest, UsesRunnableCandidatesAndFallsBackWithoutAny) {
+  cublasLtMatmulHeuristicResult_t results[4] = {};
+  results[0].state = CUBLAS_STATUS_NOT_SUPPORTED;
+  results[1].state = CUBLAS_STATUS_SUCCESS;
+  results[1].workspaceSize = 64u << 20;  // more than the 32 MiB workspace
+  results[2].state = CUBLAS_STATUS_SUCCESS;
+  results[2].workspaceSize = 1u << 20;
+  results[3].state = CUBLAS_STATUS_SUCCESS;
+  EXPECT_EQ(usable_algorithms(results, 4, 32u << 20), (std::vector<int>{2, 3}));
+  EXPECT_EQ(usable_algorithms(results, 2, 32u << 20), std::vector<int>{});
+  EXPECT_EQ(usable_algorithms(results, 0, 32u << 20), std::vector<int>{});
+  // Refusals of a shape move on to the next candidate / the plain kernel; anything else is a recorded failure.
+  EXPECT_TRUE(is_unsupported_shape(CUBLAS_STATUS_NOT_SUPPORTED));
+  EXPECT_TRUE(is_unsupported_shape(CUBLAS_STATUS_ARCH_MISMATCH));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_EXECUTION_FAILED));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_INTERNAL_ERROR));
+  EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_SUCCESS));
 }
 
 }  // namespace

@@ -1,50 +1,71 @@
 #!/usr/bin/env bash
-# The GPU checks of the CUDA backend, in two steps.
+# The GPU checks of the CUDA backend. Nothing here has run on a GPU yet: the first GPU session runs it.
 #
-# 1. Here, on the build machine (no GPU needed), from the repository root:
+# A GPU session has 15 minutes of device time in all (machine start included, a few minutes) and at most 10 minutes
+# per command, so the work is split into stages of bounded wall time. Run them in this order:
+#
+# 1. prepare (here, on the build machine, no GPU needed; ~1 min with a warm ccache, 5-15 min from cold), from the
+#    repository root:
 #        tests/gpu/run-gpu-checks.sh prepare
-#    builds the plugin, the kernel tests, the whole-model check and the benchmark in build/dev (configure it first:
-#    `CCACHE_BASEDIR=/work CCACHE_NOHASHDIR=1 cmake --preset dev`), and stages build/gpu-bundle: the binaries
-#    (debug info stripped), lib/bmserver/libbm_backend_cuda.so in the layout the engine looks for, the shared
-#    libraries the GPU machine lacks (Debian's abseil; CUDA's own libraries are there), and the three model configs
-#    (from ../shared/models; Qwen2.5-0.5B's is derived from Qwen2.5-7B's with the published 0.5B sizes, since
-#    ../shared holds no 0.5B config). It prints the bundle's size, which must stay under the 64 MiB a run carries.
+#    builds the plugin, bm_cuda_plugin_check, the kernel tests, the whole-model check and the benchmarks in build/dev
+#    (configured here if it is not; BM_GPU_BUILD_DIR names another build folder), checks the plugin's dynamic dependencies (check-plugin-needed.sh: no NEEDED
+#    libnccl, nothing "not found"), and stages build/gpu-bundle: the binaries (debug info stripped),
+#    lib/bmserver/libbm_backend_cuda.so in the layout the engine looks for, the shared libraries the GPU machine
+#    lacks (Debian's abseil; CUDA's own libraries are there), the three model configs (from ../shared/models;
+#    Qwen2.5-0.5B's is derived from Qwen2.5-7B's with the published 0.5B sizes) and commit.txt (the git commit and
+#    whether the tree was dirty: .git does not travel). The bundle must stay under the 64 MiB a run carries.
 #
-# 2. On the GPU machine (the device `run` tool: the repo tree travels, build/gpu-bundle travels via `carry`):
-#        run(command="tests/gpu/run-gpu-checks.sh device all", carry=["build/gpu-bundle"], timeout_s=590)
-#    Steps, each logged under $OUT (at most 8 files come back): env.txt, kernels.log + kernel-tests.xml
-#    (bm_cuda_backend_tests, every op vs the CPU backend, GPTQ/AWQ int4/int8 quantized_linear at Qwen2.5-7B shapes
-#    and 1…129 rows, random quantized decoders and the seven committed quantized checkpoints), checkpoints.log
-#    (make_gpu_checkpoints.py: random bf16 checkpoints + transformers reference logits), model-check.log
-#    (bm_cuda_model_check per model, and the CPU backend on Qwen2.5-0.5B as a baseline for the tolerance), bench.log (bm_cuda_backend_bench, then
-#    bm_backend_ops_bench: every op alone at Qwen2.5-7B's shapes against the bandwidth and FLOP peak, the
-#    projections also as int4 / int4 act-order / int8 layers at 1, 16, 64, 256, 8192 tokens beside BF16: packed MB
-#    and the share of the HBM ceiling printed).
-#    `device kernels models` and `device bench` split the work over two calls if one would run past 10 minutes.
-#    Exit status: the number of failed steps; 100 when no GPU is visible (every test would only skip).
-set -uo pipefail
+# 2. device kernels models (GPU machine; bounded by BM_GPU_CALL_BUDGET_S, default 420 s):
+#        run(command="tests/gpu/run-gpu-checks.sh device kernels models", carry=["build/gpu-bundle"], timeout_s=480)
+#    estimate 4-7 min: preflight <10 s, kernel tests <=180 s, checkpoints <=120 s, three model checks <=45 s each
+#    (the CPU-backend baseline on Qwen2.5-0.5B only if time is left).
+#
+# 3. device bench (same machine while warm; bounded by BM_GPU_CALL_BUDGET_S, default 300 s):
+#        run(command="tests/gpu/run-gpu-checks.sh device bench", carry=["build/gpu-bundle"], timeout_s=360)
+#    estimate 3-5 min: bm_cuda_backend_bench on Qwen2.5-0.5B <=90 s and on Qwen2.5-7B (8 layers) <=120 s,
+#    bm_backend_ops_bench <=90 s.
+#
+# Every device call first writes env.txt (git commit, nvidia-smi -q excerpt: GPU, driver, CUDA version, clocks,
+# ECC/MIG; ldd and readelf of the plugin; the plugin probe) and runs the preflight: the plugin's libraries resolve,
+# no NEEDED libnccl, and bm_cuda_plugin_check creates a backend on device 0. A failed preflight stops the call
+# before any stage, with the reason, instead of letting every test skip. BMSERVER_REQUIRE_GPU=1 is exported, so any
+# GPU test that would skip fails instead, and a gtest report with skipped tests counts as a failed step.
+# Each step runs under `timeout` with min(its cap, the time left in the call's budget); a step that no longer fits
+# is reported as not run and counted as failed.
+# Output under $OUT (at most 8 files): env.txt, summary.txt, kernels.log, kernel-tests.xml, checkpoints.log,
+# model-check.log, bench.log.
+# Exit status: 0 all passed; the number of failed steps; 100 when no GPU is visible (nothing was checked).
+set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUNDLE="$ROOT/build/gpu-bundle"
-BUILD="$ROOT/build/dev"
+BUILD="${BM_GPU_BUILD_DIR:-$ROOT/build/dev}"
 SHARED="${BMSERVER_SHARED_MODELS:-$ROOT/../shared/models}"
+BINARIES=(bm_cuda_plugin_check bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench bm_backend_ops_bench)
 
 prepare() {
-  set -e
   export CCACHE_BASEDIR=/work CCACHE_NOHASHDIR=1
   [[ -f "$BUILD/build.ninja" ]] || cmake --preset dev -S "$ROOT"
-  cmake --build "$BUILD" -j2 --target bm_backend_cuda bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench \
-    bm_backend_ops_bench
+  cmake --build "$BUILD" -j2 --target bm_backend_cuda "${BINARIES[@]}"
+  "$ROOT/tests/gpu/check-plugin-needed.sh" "$BUILD/lib/bmserver/libbm_backend_cuda.so"
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE/bin" "$BUNDLE/lib/bmserver" "$BUNDLE/lib/deps" "$BUNDLE/configs"
-  for b in bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench bm_backend_ops_bench; do
+  local b
+  for b in "${BINARIES[@]}"; do
     strip --strip-debug -o "$BUNDLE/bin/$b" "$BUILD/bin/$b"
   done
   strip --strip-debug -o "$BUNDLE/lib/bmserver/libbm_backend_cuda.so" "$BUILD/lib/bmserver/libbm_backend_cuda.so"
   # Every shared library outside glibc/libstdc++/libgcc and CUDA's (which the GPU machine has).
   ldd "$BUNDLE"/bin/* "$BUNDLE/lib/bmserver/libbm_backend_cuda.so" | awk '/=> \// {print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcublas|libnccl|libcudart' |
+    { grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcublas|libnccl|libcudart' || true; } |
     while read -r lib; do cp -L "$lib" "$BUNDLE/lib/deps/"; done
+  # .git does not travel to the GPU machine: record what was built.
+  {
+    echo "commit $(git -C "$ROOT" rev-parse HEAD)"
+    echo "branch $(git -C "$ROOT" rev-parse --abbrev-ref HEAD)"
+    echo "uncommitted changes: $(git -C "$ROOT" status --porcelain --untracked-files=no | wc -l) files"
+    echo "bundled $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  } >"$BUNDLE/commit.txt"
   mkdir -p "$BUNDLE/configs/Qwen2.5-7B-Instruct" "$BUNDLE/configs/DeepSeek-R1-Distill-Llama-8B" \
     "$BUNDLE/configs/Qwen2.5-0.5B-Instruct"
   cp "$SHARED/Qwen/Qwen2.5-7B-Instruct/config.json" "$BUNDLE/configs/Qwen2.5-7B-Instruct/config.json"
@@ -63,15 +84,74 @@ PY
   du -sh "$BUNDLE"
   local bytes
   bytes=$(du -sb "$BUNDLE" | cut -f1)
-  if (( bytes > 60 * 1024 * 1024 )); then echo "bundle too large to carry: $bytes bytes" >&2; exit 1; fi
-  echo "ready: run(command=\"tests/gpu/run-gpu-checks.sh device all\", carry=[\"build/gpu-bundle\"], timeout_s=590)"
+  if ((bytes > 60 * 1024 * 1024)); then
+    echo "bundle too large to carry: $bytes bytes" >&2
+    exit 1
+  fi
+  echo "ready; then, on the GPU machine, in order:"
+  echo "  run(command=\"tests/gpu/run-gpu-checks.sh device kernels models\", carry=[\"build/gpu-bundle\"], timeout_s=480)"
+  echo "  run(command=\"tests/gpu/run-gpu-checks.sh device bench\", carry=[\"build/gpu-bundle\"], timeout_s=360)"
+}
+
+# ---- device side
+
+OUTDIR=""
+FAILED=0
+CALL_START=$SECONDS
+BUDGET_S="${BM_GPU_CALL_BUDGET_S:-420}"
+
+note() { echo "$*" | tee -a "$OUTDIR/summary.txt"; }
+
+# step NAME CAP_S LOG COMMAND...: runs COMMAND under timeout min(CAP_S, time left), appending to LOG; a failure,
+# a timeout or a step that no longer fits the call's budget counts as one failed step.
+step() {
+  local name="$1" cap="$2" log="$3"
+  shift 3
+  local left=$((BUDGET_S - (SECONDS - CALL_START)))
+  local limit=$((cap < left ? cap : left))
+  if ((limit < 10)); then
+    note "NOT RUN $name: the call's budget of ${BUDGET_S} s is spent (raise BM_GPU_CALL_BUDGET_S or split the call)"
+    FAILED=$((FAILED + 1))
+    return 0
+  fi
+  local t0=$SECONDS rc=0
+  echo "== $name (limit ${limit} s)" >>"$log"
+  timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1 || rc=$?
+  if ((rc == 0)); then
+    note "ok      $name ($((SECONDS - t0)) s)"
+  else
+    [[ $rc -eq 124 || $rc -eq 137 ]] && rc="$rc (timed out after ${limit} s)"
+    note "FAILED  $name: exit $rc ($((SECONDS - t0)) s; see $(basename "$log"))"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+record_env() {
+  local plugin="$1" env="$OUTDIR/env.txt"
+  shift
+  {
+    echo "# run-gpu-checks.sh device $*  ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(hostname))"
+    echo "## build"
+    cat "$BUNDLE/commit.txt" 2>/dev/null || echo "no commit.txt in the bundle (prepared by an older script)"
+    echo "## GPU and driver (nvidia-smi -q excerpt)"
+    nvidia-smi -q 2>&1 | grep -E '^(Driver Version|CUDA Version)|Product Name|Product Architecture|Persistence Mode|MIG Mode|Current +:|Addressing Mode|Compute Mode|Bus Id|VBIOS|Power Limit|Performance State|Ecc|Volatile|^ *(Graphics|SM|Memory|Video) +:' || true
+    echo "## clocks and memory"
+    nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,clocks_throttle_reasons.active,temperature.gpu,power.draw,memory.total,memory.used --format=csv 2>&1 || true
+    echo "## CUDA toolkit here"
+    { command -v nvcc >/dev/null && nvcc --version | tail -n 2; } || echo "no nvcc on PATH (not needed: the plugin links cudart statically)"
+    echo "## LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    echo "## ldd $plugin"
+    ldd "$plugin" 2>&1 || true
+    echo "## readelf -d (NEEDED, RUNPATH)"
+    readelf -d "$plugin" 2>&1 | grep -E 'NEEDED|RUNPATH|RPATH' || true
+  } >"$env" 2>&1
 }
 
 device() {
-  local out="${OUT:-/tmp/bm-gpu-out}"
-  mkdir -p "$out"
+  OUTDIR="${OUT:-/tmp/bm-gpu-out}"
+  mkdir -p "$OUTDIR"
+  : >"$OUTDIR/summary.txt"
   local models=/tmp/bm-gpu-models
-  local failed=0
   export PYTHONUNBUFFERED=1
   # CUDA libraries: the toolkit's, else the ones PyTorch's wheels bring.
   local pylibs
@@ -80,56 +160,98 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
     try:
         mod = importlib.import_module(m)
         for p in mod.__path__: print(os.path.join(p, "lib"))
-    except Exception: pass' 2>/dev/null | paste -sd: -)
+    except Exception: pass' 2>/dev/null | paste -sd: - || true)
   export LD_LIBRARY_PATH="$BUNDLE/lib/deps:/usr/local/cuda/lib64:/usr/local/cuda/lib:${pylibs}:${LD_LIBRARY_PATH:-}"
   export BMSERVER_CUDA_PLUGIN="$BUNDLE/lib/bmserver/libbm_backend_cuda.so"
   # The committed GPTQ / AWQ checkpoints (tests/data/models) the quantized kernel tests load travel with the tree.
   export BMSERVER_SOURCE_DIR="$ROOT"
-  { date; nvidia-smi; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$BMSERVER_CUDA_PLUGIN"; } >"$out/env.txt" 2>&1
-  # Every GPU test skips without a GPU; a run that skipped everything must not read as a pass.
-  if ! nvidia-smi -L >/dev/null 2>&1; then
-    echo "run-gpu-checks: no GPU visible here (nvidia-smi -L failed); nothing was checked" | tee -a "$out/env.txt" >&2
-    return 100
-  fi
+  # A GPU test that would skip here fails instead (tests/gpu/gpu_required.h).
+  export BMSERVER_REQUIRE_GPU=1
   local steps=("$@")
   [[ ${#steps[@]} -eq 0 || " ${steps[*]} " == *" all "* ]] && steps=(kernels models bench)
-  for step in "${steps[@]}"; do
-    case "$step" in
+  record_env "$BMSERVER_CUDA_PLUGIN" "${steps[@]}"
+
+  if ! nvidia-smi -L >/dev/null 2>&1 && [[ ! -e /dev/nvidia0 ]]; then
+    note "run-gpu-checks: no GPU visible here (nvidia-smi -L failed, no /dev/nvidia0); nothing was checked"
+    return 100
+  fi
+  # Preflight: without a loadable plugin and a backend on device 0 every stage would only fail test by test.
+  if [[ ! -x "$BUNDLE/bin/bm_cuda_plugin_check" ]]; then
+    note "PREFLIGHT FAILED: $BUNDLE/bin/bm_cuda_plugin_check is missing; run 'tests/gpu/run-gpu-checks.sh prepare' here and carry build/gpu-bundle"
+    return 1
+  fi
+  local preflight=0
+  { echo "## check-plugin-needed.sh"; "$ROOT/tests/gpu/check-plugin-needed.sh" "$BMSERVER_CUDA_PLUGIN"; } \
+    >>"$OUTDIR/env.txt" 2>&1 || preflight=$?
+  if ((preflight != 0)); then
+    note "PREFLIGHT FAILED: the plugin's libraries do not resolve here or it links libnccl (env.txt, check-plugin-needed.sh):"
+    ldd "$BMSERVER_CUDA_PLUGIN" 2>&1 | grep 'not found' | tee -a "$OUTDIR/summary.txt" || true
+    return 1
+  fi
+  { echo "## bm_cuda_plugin_check"; timeout 60 "$BUNDLE/bin/bm_cuda_plugin_check"; } >>"$OUTDIR/env.txt" 2>&1 ||
+    preflight=$?
+  if ((preflight != 0)); then
+    note "PREFLIGHT FAILED: bm_cuda_plugin_check exited $preflight:"
+    grep -E '^(FAIL|SKIP|plugin|GPUs)' "$OUTDIR/env.txt" | tee -a "$OUTDIR/summary.txt" || true
+    return 1
+  fi
+  note "preflight ok: $(grep '^backend:' "$OUTDIR/env.txt" || true)"
+
+  local s m skipped
+  for s in "${steps[@]}"; do
+    case "$s" in
       kernels)
-        timeout 200 "$BUNDLE/bin/bm_cuda_backend_tests" --gtest_output="xml:$out/kernel-tests.xml" \
-          >"$out/kernels.log" 2>&1 || failed=$((failed + 1))
-        tail -n 5 "$out/kernels.log" ;;
+        step kernel-tests 180 "$OUTDIR/kernels.log" \
+          "$BUNDLE/bin/bm_cuda_backend_tests" --gtest_output="xml:$OUTDIR/kernel-tests.xml"
+        # A skip must not read as a pass (BMSERVER_REQUIRE_GPU already turns them into failures; belt and braces).
+        skipped=$(grep -c 'result="skipped"' "$OUTDIR/kernel-tests.xml" 2>/dev/null || true)
+        if [[ -n "$skipped" && "$skipped" != 0 ]]; then
+          note "FAILED  kernel-tests: $skipped tests skipped on a GPU machine"
+          FAILED=$((FAILED + 1))
+        fi
+        tail -n 5 "$OUTDIR/kernels.log" ;;
       models)
-        timeout 240 python3 "$ROOT/tests/gpu/make_gpu_checkpoints.py" --configs "$BUNDLE/configs" --out "$models" \
-          --layers Qwen2.5-7B-Instruct=4 --layers DeepSeek-R1-Distill-Llama-8B=4 >"$out/checkpoints.log" 2>&1 ||
-          failed=$((failed + 1))
-        : >"$out/model-check.log"
+        : >"$OUTDIR/model-check.log"
+        step checkpoints 120 "$OUTDIR/checkpoints.log" \
+          python3 "$ROOT/tests/gpu/make_gpu_checkpoints.py" --configs "$BUNDLE/configs" --out "$models" \
+          --layers Qwen2.5-7B-Instruct=4 --layers DeepSeek-R1-Distill-Llama-8B=4
         for m in Qwen2.5-0.5B-Instruct Qwen2.5-7B-Instruct DeepSeek-R1-Distill-Llama-8B; do
-          timeout 120 "$BUNDLE/bin/bm_cuda_model_check" --model "$models/$m" >>"$out/model-check.log" 2>&1 ||
-            failed=$((failed + 1))
+          step "model-check $m" 45 "$OUTDIR/model-check.log" "$BUNDLE/bin/bm_cuda_model_check" --model "$models/$m"
         done
-        # Baseline: the CPU reference backend against the same transformers logits.
-        timeout 120 "$BUNDLE/bin/bm_cuda_model_check" --model "$models/Qwen2.5-0.5B-Instruct" --backend cpu \
-          >>"$out/model-check.log" 2>&1 || true
-        cat "$out/model-check.log" ;;
+        # Baseline for the tolerance: the CPU reference backend against the same transformers logits. Only if time
+        # is left; it does not count as a failure.
+        local left=$((BUDGET_S - (SECONDS - CALL_START)))
+        if ((left > 60)); then
+          timeout $((left - 15)) "$BUNDLE/bin/bm_cuda_model_check" --model "$models/Qwen2.5-0.5B-Instruct" \
+            --backend cpu >>"$OUTDIR/model-check.log" 2>&1 || note "baseline (cpu backend) did not pass; see model-check.log"
+        fi
+        cat "$OUTDIR/model-check.log" ;;
       bench)
-        : >"$out/bench.log"
-        timeout 150 "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-0.5b >>"$out/bench.log" 2>&1 ||
-          failed=$((failed + 1))
-        timeout 150 "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-7b --layers 8 --decode-steps 32 \
-          >>"$out/bench.log" 2>&1 || failed=$((failed + 1))
-        timeout 90 "$BUNDLE/bin/bm_backend_ops_bench" --model qwen2.5-7b >>"$out/bench.log" 2>&1 ||
-          failed=$((failed + 1))
-        cat "$out/bench.log" ;;
-      *) echo "unknown step $step (kernels, models, bench, all)" >&2; failed=$((failed + 1)) ;;
+        : >"$OUTDIR/bench.log"
+        step "bench qwen2.5-0.5b" 90 "$OUTDIR/bench.log" "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-0.5b
+        step "bench qwen2.5-7b (8 layers)" 120 "$OUTDIR/bench.log" \
+          "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-7b --layers 8 --decode-steps 32
+        step "ops bench qwen2.5-7b" 90 "$OUTDIR/bench.log" "$BUNDLE/bin/bm_backend_ops_bench" --model qwen2.5-7b
+        cat "$OUTDIR/bench.log" ;;
+      *)
+        note "unknown step $s (kernels, models, bench, all)"
+        FAILED=$((FAILED + 1)) ;;
     esac
   done
-  echo "failed steps: $failed"
-  return "$failed"
+  note "failed steps: $FAILED ($((SECONDS - CALL_START)) s of the ${BUDGET_S} s budget)"
+  return "$FAILED"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
-  device) shift; device "$@" ;;
-  *) sed -n '2,25p' "$0"; exit 2 ;;
+  device)
+    shift
+    # bench alone fits a shorter budget; an explicit BM_GPU_CALL_BUDGET_S wins.
+    [[ -z "${BM_GPU_CALL_BUDGET_S:-}" && "$*" == "bench" ]] && BUDGET_S=300
+    rc=0
+    device "$@" || rc=$?
+    exit "$rc" ;;
+  *)
+    sed -n '2,38p' "$0"
+    exit 2 ;;
 esac

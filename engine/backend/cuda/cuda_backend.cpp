@@ -89,32 +89,6 @@ std::string describe(cudaError_t error) {
 
 }  // namespace
 
-DeviceScratch::~DeviceScratch() {
-  if (data_ != nullptr) cudaFree(data_);
-}
-
-cudaError_t DeviceScratch::reserve(int64_t bytes) {
-  if (bytes <= size_) return cudaSuccess;
-  void* fresh = nullptr;
-  const cudaError_t error = cudaMalloc(&fresh, static_cast<size_t>(bytes));
-  if (error != cudaSuccess) {
-    cudaGetLastError();  // a failed allocation leaves its error as the "last error"; clear it
-    return error;
-  }
-  if (data_ != nullptr) cudaFree(data_);
-  data_ = fresh;
-  size_ = bytes;
-  return cudaSuccess;
-}
-
-void* DeviceScratch::ensure(int64_t bytes, cudaStream_t stream) {
-  if (bytes <= size_) return data_;
-  if (!BM_CUDA_OK(cudaStreamSynchronize(stream))) return nullptr;
-  // Grow geometrically so that a slowly growing batch does not reallocate every step.
-  if (!BM_CUDA_OK(reserve(std::max(bytes, size_ * 2)))) return nullptr;
-  return data_;
-}
-
 int CudaBackend::create(int device, std::unique_ptr<CudaBackend>* out, std::string* error) {
   std::unique_ptr<CudaBackend> backend(new CudaBackend(device));
   auto fail = [&](int status, const std::string& what, cudaError_t cause) {
@@ -161,7 +135,7 @@ CudaBackend::~CudaBackend() {
 }
 
 bool CudaBackend::ready() const {
-  return !errors_->failed() && BM_CUDA_OK(cudaSetDevice(device_));
+  return !router_.failed() && BM_CUDA_OK(cudaSetDevice(device_));
 }
 
 void* CudaBackend::scratch(DeviceScratch& buffer, int64_t bytes, const char* what) {
@@ -212,25 +186,32 @@ absl::Status CudaBackend::begin_capture() {
   }
   capturing_ = true;
   capture_problem_.clear();
+  router_.begin_capture();  // failures from here to end_capture belong to the capture, not the device
+  // The allocations a graph may point to from now on must outlive it (DeviceScratch::pin).
+  for (DeviceScratch* buffer : {&x_bf16_, &attention_partial_, &prefill_tiles_, &quant_x_, &quant_partials_}) {
+    buffer->pin();
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
   if (!capturing_) return absl::FailedPreconditionError("end_capture without begin_capture");
   capturing_ = false;
+  const std::string capture_error = router_.end_capture();
   const ScopedDeviceErrors sink(errors_.get());
   cudaSetDevice(device_);
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);  // always, so the stream leaves capture mode
-  if (ended != cudaSuccess || graph == nullptr) {
-    cudaGetLastError();
+  if (ended != cudaSuccess || graph == nullptr || !capture_error.empty() || !capture_problem_.empty()) {
+    if (ended != cudaSuccess) cudaGetLastError();
     if (graph != nullptr) cudaGraphDestroy(graph);
-    return absl::InternalError(absl::StrCat("the CUDA graph capture failed: ", describe(ended)));
-  }
-  if (!capture_problem_.empty() || errors_->failed()) {
-    cudaGraphDestroy(graph);
-    if (errors_->failed()) return device_status();
-    return absl::InternalError(absl::StrCat("the CUDA graph capture is incomplete: ", capture_problem_));
+    // A failed capture leaves the context usable unless a real fault surfaced during it: ask the stream, now out
+    // of capture mode. Only a failure here is sticky (recorded into errors_).
+    if (!BM_CUDA_OK(cudaStreamSynchronize(stream_)) || errors_->failed()) return device_status();
+    std::string why = capture_error;
+    if (why.empty() && !capture_problem_.empty()) why = "incomplete: " + capture_problem_;
+    if (why.empty()) why = ended != cudaSuccess ? describe(ended) : "no graph was returned";
+    return absl::InternalError(absl::StrCat("the CUDA graph capture failed (the device is fine): ", why));
   }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
@@ -246,7 +227,7 @@ void CudaBackend::replay(const StepGraph& graph) {
   BM_CHECK(!capturing_);
   const auto* step = dynamic_cast<const CudaStepGraph*>(&graph);
   BM_CHECK(step != nullptr);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   BM_CUDA_CHECK(cudaGraphLaunch(step->exec(), stream_));
 }
@@ -257,7 +238,7 @@ absl::Status CudaBackend::device_status() const {
 }
 
 MemoryInfo CudaBackend::memory_info() const {
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   size_t free_bytes = 0;
   size_t total_bytes = 0;
   if (!ready() || !BM_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes))) return MemoryInfo{};
@@ -267,7 +248,7 @@ MemoryInfo CudaBackend::memory_info() const {
 absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes) {
   BM_CHECK(num_bytes >= 0);
   BM_CHECK(!capturing_);  // Backend contract: nothing is allocated while a step is recorded
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return device_status();
   void* data = nullptr;
   // Round up to whole 256-byte units (cudaMalloc's alignment) and never ask for zero bytes.
@@ -288,7 +269,7 @@ void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& d
   BM_CHECK(!capturing_);  // a pageable copy cannot be part of a graph
   if (src.empty()) return;
   char* device_bytes = bytes_of(dst);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   // From pageable memory the runtime stages the bytes before returning, so `src` may be reused at once.
   BM_CUDA_CHECK(cudaMemcpyAsync(device_bytes, src.data(), src.size(), cudaMemcpyHostToDevice, stream_));
@@ -298,7 +279,7 @@ void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
   BM_CHECK(static_cast<int64_t>(dst.size()) == src.num_bytes());
   BM_CHECK(!capturing_);
   const char* device_bytes = dst.empty() ? nullptr : bytes_of(src);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   const bool copied = ready() &&
                       (dst.empty() || BM_CUDA_OK(cudaMemcpyAsync(dst.data(), device_bytes, dst.size(),
                                                                  cudaMemcpyDeviceToHost, stream_))) &&
@@ -309,21 +290,21 @@ void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
 
 void CudaBackend::synchronize() {
   BM_CHECK(!capturing_);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::embedding(const Tensor& table, const Tensor& ids, const Tensor& out) {
   BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_embedding(weight_ptr(table), table.rows, table.cols, i32(ids), ids.cols, f32(out), stream_);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) {
   BM_CHECK(same_shape(x, out) && weight.num_elements() == x.cols);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_rms_norm(f32(x), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
 }
@@ -332,7 +313,7 @@ void CudaBackend::add_rms_norm(const Tensor& x, const Tensor& residual, const Te
                                const Tensor& out) {
   BM_CHECK(same_shape(x, residual) && same_shape(x, out) && weight.num_elements() == x.cols);
   BM_CHECK(f32(out) != f32(x));
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_add_rms_norm(f32(x), f32(residual), x.rows, x.cols, weight_ptr(weight), eps, f32(out), stream_);
 }
@@ -349,22 +330,22 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
   const WeightPtr w = weight_ptr(weight);
   const WeightPtr b = bias != nullptr ? weight_ptr(*bias) : WeightPtr{};
   if (n == 0) return;
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   if (!w.bf16) {
     gemm_->run(w.data, x_data, false, m, n, k, out_data, stream_);
   } else {
     const int64_t rows_per_chunk = std::max<int64_t>(1, kBf16ScratchElements / k);
-    for (int64_t first = 0; first < n && !errors_->failed(); first += rows_per_chunk) {
+    for (int64_t first = 0; first < n && !router_.failed(); first += rows_per_chunk) {
       const int64_t rows = std::min(rows_per_chunk, n - first);
       auto* x_bf16 = static_cast<uint16_t*>(scratch(x_bf16_, rows * k * 2, "BF16 activation"));
       if (x_bf16 == nullptr) return;
       launch_f32_to_bf16(x_data + first * k, rows * k, x_bf16, stream_);
-      if (errors_->failed()) return;
+      if (router_.failed()) return;
       gemm_->run(w.data, x_bf16, true, m, rows, k, out_data + first * m, stream_);
     }
   }
-  if (bias != nullptr && !errors_->failed()) launch_add_bias(out_data, n, m, b, stream_);
+  if (bias != nullptr && !router_.failed()) launch_add_bias(out_data, n, m, b, stream_);
 }
 
 absl::StatusOr<int64_t> CudaBackend::quantized_matrix_bytes(const QuantizedShape& shape) const {
@@ -400,18 +381,18 @@ void CudaBackend::quantized_linear(const Tensor& x, const QuantizedMatrix& weigh
   const QuantizedWeightPtr w{reinterpret_cast<const std::byte*>(bytes_of(weight.data)), shape};
   const WeightPtr b = bias != nullptr ? weight_ptr(*bias) : WeightPtr{};
   if (n == 0) return;
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   // Row chunks: the permuted activations of one chunk fit the scratch (all rows at once without act-order).
   const int64_t rows_per_chunk = shape.permuted ? std::max<int64_t>(1, kQuantScratchElements / shape.cols) : n;
-  for (int64_t first = 0; first < n && !errors_->failed(); first += rows_per_chunk) {
+  for (int64_t first = 0; first < n && !router_.failed(); first += rows_per_chunk) {
     const int64_t rows = std::min(rows_per_chunk, n - first);
     const float* xs = x_data + first * shape.cols;
     if (shape.permuted) {
       auto* permuted = static_cast<float*>(scratch(quant_x_, rows * shape.cols * 4, "quantized activation"));
       if (permuted == nullptr) return;
       launch_quantized_permute(xs, rows, w, permuted, stream_);
-      if (errors_->failed()) return;
+      if (router_.failed()) return;
       xs = permuted;
     }
     float* chunk_out = out_data + first * shape.rows;
@@ -432,7 +413,7 @@ void CudaBackend::quantized_linear(const Tensor& x, const QuantizedMatrix& weigh
 void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) {
   BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
   BM_CHECK(positions.num_elements() == x.rows && inv_freq.num_elements() == head_dim / 2);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_rope(f32(x), x.rows, x.cols / head_dim, head_dim, i32(positions), f32(inv_freq), stream_);
 }
@@ -440,7 +421,7 @@ void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& i
 void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) {
   const KvCachePtr view = kv_ptr(cache);
   BM_CHECK(same_shape(k, v) && k.cols == view.row_size && slot_mapping.num_elements() == k.rows);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_store_kv(f32(k), f32(v), k.rows, i32(slot_mapping), view, stream_);
 }
@@ -463,7 +444,7 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
                            shape.scale};
   const float* q_data = f32(q);
   float* out_data = f32(out);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   const bool prefill =
       prefill_kernel_supports(view.bf16, shape.head_dim) && metadata.max_query_len >= kPrefillMinQueryLen;
@@ -472,7 +453,7 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
     auto* tiles = static_cast<int32_t*>(scratch(prefill_tiles_, ints * 4, "prefill tile"));
     if (tiles == nullptr) return;
     launch_attention_prefill(q_data, view, batch, dims, PrefillWorkspace{tiles, ints}, out_data, stream_);
-    if (errors_->failed()) return;
+    if (router_.failed()) return;
     // A single sequence whose query is long (its length is all of q's rows) has no short rows left for the
     // split-sequence kernel. (max_query_len is only a bound, so it cannot decide this on its own: a single short
     // query under a loose bound still goes to the split-sequence kernel, and the prefill grid then has no tiles.)
@@ -488,21 +469,21 @@ void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, co
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) {
   BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_silu_mul(f32(gate), f32(up), gate.num_elements(), f32(out), stream_);
 }
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
   BM_CHECK(same_shape(a, b) && same_shape(a, out));
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_add(f32(a), f32(b), a.num_elements(), f32(out), stream_);
 }
 
 void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) {
   BM_CHECK(row_ids.rows == 1 && out.rows == row_ids.cols && out.cols == x.cols);
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_gather_rows(f32(x), x.rows, x.cols, i32(row_ids), row_ids.cols, f32(out), stream_);
 }
@@ -530,7 +511,7 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   // whose index is out of range unconstrained rather than reading past the masks.
   const int32_t* mask_rows_data = shapes.num_masks > 0 ? i32(mask_rows) : nullptr;
   const uint32_t* masks_data = shapes.num_masks > 0 ? u32(masks) : nullptr;
-  const ScopedDeviceErrors sink(errors_.get());
+  const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,
                         cand_logits_data, lse_data, inverse_t, mass_data, mask_rows_data, masks_data, shapes.num_masks,

@@ -7,7 +7,9 @@
 //
 // Device faults (cuda_check.h): the first failed CUDA / cuBLASLt call or launch after creation is recorded as a
 // sticky error, every later op is skipped (copy_to_host fills zeros), and device_status() returns it as an
-// InternalError; the process never aborts for it. Shape and dtype violations still abort (BM_CHECK).
+// InternalError; the process never aborts for it. A failure while a step graph is being captured is the
+// capture's (DeviceErrorRouter): end_capture returns it, the device stays usable unless the stream reports a
+// fault after the capture. Shape and dtype violations still abort (BM_CHECK).
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
@@ -17,26 +19,10 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/device_scratch.h"
 #include "engine/backend/cuda/gemm.h"
 
 namespace bm::engine::cuda {
-
-// Device scratch that grows on demand (contents are not preserved across growth).
-class DeviceScratch {
- public:
-  ~DeviceScratch();
-  // Non-aborting first allocation (creation path); returns the CUDA error.
-  cudaError_t reserve(int64_t bytes);
-  // Grows to at least `bytes`, waiting for `stream` first so no queued kernel still uses the old memory. Null
-  // after recording the failure (cuda_check.h) when that sync or the allocation fails.
-  void* ensure(int64_t bytes, cudaStream_t stream);
-  void* data() const { return data_; }
-  int64_t size() const { return size_; }
-
- private:
-  void* data_ = nullptr;
-  int64_t size_ = 0;
-};
 
 class CudaBackend final : public Backend {
  public:
@@ -86,7 +72,8 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
 
  private:
-  explicit CudaBackend(int device) : device_(device), errors_(std::make_shared<DeviceErrors>()) {}
+  explicit CudaBackend(int device)
+      : device_(device), errors_(std::make_shared<DeviceErrors>()), router_(errors_.get()) {}
   // Whether device work may be issued: no fault recorded so far and the device is current on this thread.
   // Call with this backend's ScopedDeviceErrors installed.
   bool ready() const;
@@ -96,6 +83,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   std::shared_ptr<DeviceErrors> errors_;  // shared with the buffers (their destructors may record a failure)
+  DeviceErrorRouter router_;              // errors_, or the capture's own sink while capturing
   int num_sms_ = 1;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;

@@ -7,6 +7,7 @@ namespace bm::engine::cuda {
 namespace {
 
 thread_local DeviceErrors* current_sink = nullptr;
+constexpr char kRestartAdvice[] = "; the device needs a restart of this engine";
 
 const char* base_name(const char* file) {
   const char* slash = std::strrchr(file, '/');
@@ -29,7 +30,19 @@ void DeviceErrors::record(const std::string& message) {
   if (failed_.load(std::memory_order_relaxed)) return;
   message_ = message;
   failed_.store(true, std::memory_order_release);
-  std::fprintf(stderr, "bmserver: %s\n", message.c_str());
+  if (print_) std::fprintf(stderr, "bmserver: %s\n", message.c_str());
+}
+
+void DeviceErrorRouter::begin_capture() {
+  capture_ = std::make_unique<DeviceErrors>(/*print=*/false);
+}
+
+std::string DeviceErrorRouter::end_capture() {
+  std::string message = capture_ != nullptr ? capture_->message() : std::string();
+  capture_.reset();
+  // The advice fits a dead context, not a failed capture.
+  if (const size_t at = message.rfind(kRestartAdvice); at != std::string::npos) message.erase(at);
+  return message;
 }
 
 std::string DeviceErrors::message() const {
@@ -46,18 +59,17 @@ ScopedDeviceErrors::~ScopedDeviceErrors() {
 
 bool cuda_failed(cudaError_t error, const char* call, const char* file, int line) {
   return report(std::string("CUDA error ") + cudaGetErrorName(error) + ": " + cudaGetErrorString(error) + " (" + call +
-                " at " + base_name(file) + ":" + std::to_string(line) + "); the device needs a restart of this engine");
+                " at " + base_name(file) + ":" + std::to_string(line) + ")" + kRestartAdvice);
 }
 
 bool cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
   return report(std::string("cuBLASLt error ") + cublasLtGetStatusName(status) + ": " +
                 cublasLtGetStatusString(status) + " (" + call + " at " + base_name(file) + ":" + std::to_string(line) +
-                "); the device needs a restart of this engine");
+                ")" + kRestartAdvice);
 }
 
 bool device_failed(const std::string& what, const char* file, int line) {
-  return report(what + " (at " + std::string(base_name(file)) + ":" + std::to_string(line) +
-                "); the device needs a restart of this engine");
+  return report(what + " (at " + std::string(base_name(file)) + ":" + std::to_string(line) + ")" + kRestartAdvice);
 }
 
 }  // namespace bm::engine::cuda

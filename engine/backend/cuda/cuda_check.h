@@ -25,6 +25,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -33,6 +34,8 @@ namespace bm::engine::cuda {
 // The first device failure of one backend; thread-safe.
 class DeviceErrors {
  public:
+  // `print`: write the first failure to stderr (a capture's sink does not: its failure is reported by end_capture).
+  explicit DeviceErrors(bool print = true) : print_(print) {}
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   // Keeps `message` unless a failure was recorded before (the first one is the cause; later ones are its echo).
   void record(const std::string& message);
@@ -40,9 +43,33 @@ class DeviceErrors {
   std::string message() const;
 
  private:
+  bool print_;
   std::atomic<bool> failed_{false};
   mutable std::mutex mutex_;
   std::string message_;
+};
+
+// Where a backend's failures go: its sticky DeviceErrors, except while a stream capture is in progress. A failure
+// during a capture (a launch the capture does not support, an invalidated capture, cuBLASLt refusing work inside a
+// graph) is a property of that capture, not a dead context: it goes to a sink of its own, the rest of the capture
+// is skipped, and end_capture() hands it back so the model turns graphs off and runs eager. Whether the context
+// survived is then asked of the stream outside the capture (CudaBackend::end_capture); only a failure there is
+// sticky. Not thread-safe: used by the backend's calls, which run on one thread at a time.
+class DeviceErrorRouter {
+ public:
+  explicit DeviceErrorRouter(DeviceErrors* device) : device_(device) {}
+  void begin_capture();
+  // The capture's first failure without the restart advice, or empty; the sink is the device's again.
+  std::string end_capture();
+  bool capturing() const { return capture_ != nullptr; }
+  // The sink to install for a call now (ScopedDeviceErrors).
+  DeviceErrors* current() const { return capture_ != nullptr ? capture_.get() : device_; }
+  // Whether work must be skipped: the device faulted, or the capture in progress already failed.
+  bool failed() const { return device_->failed() || (capture_ != nullptr && capture_->failed()); }
+
+ private:
+  DeviceErrors* device_;
+  std::unique_ptr<DeviceErrors> capture_;
 };
 
 // Installs `errors` as the calling thread's current sink until destroyed (restores the previous one).

@@ -4,6 +4,7 @@
 
 #include "common/check.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels.h"
 
 namespace bm::engine::cuda {
 namespace {
@@ -28,14 +29,14 @@ LtGemm::~LtGemm() {
   }
 }
 
-const LtGemm::Plan* LtGemm::plan_for(const Key& key) {
+LtGemm::Plan* LtGemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return &found->second;
   const auto [m, n, k, bf16, align_w, align_x, align_out] = key;
   Plan plan;
   cublasLtMatmulPreference_t preference = nullptr;
   // On any failure: record it (BM_CUBLAS_OK), free what was created, cache nothing.
-  auto give_up = [&]() -> const Plan* {
+  auto give_up = [&]() -> Plan* {
     if (preference != nullptr) cublasLtMatmulPreferenceDestroy(preference);
     if (plan.c != nullptr) cublasLtMatrixLayoutDestroy(plan.c);
     if (plan.b != nullptr) cublasLtMatrixLayoutDestroy(plan.b);
@@ -71,24 +72,27 @@ const LtGemm::Plan* LtGemm::plan_for(const Key& key) {
                                                          &align_out, sizeof align_out))) {
     return give_up();
   }
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kGemmHeuristicCandidates] = {};
   int returned = 0;
-  if (!BM_CUBLAS_OK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, preference, 1,
-                                                   &result, &returned))) {
-    return give_up();
-  }
-  if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
-    char what[200];
-    std::snprintf(what, sizeof what,
-                  "cuBLASLt has no algorithm for a %s GEMM m=%lld n=%lld k=%lld (alignments %u/%u/%u)",
-                  bf16 ? "bf16" : "f32", static_cast<long long>(m), static_cast<long long>(n),
-                  static_cast<long long>(k), align_w, align_x, align_out);
-    device_failed(what, __FILE__, __LINE__);
-    return give_up();
+  const cublasStatus_t asked = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c,
+                                                              preference, kGemmHeuristicCandidates, results, &returned);
+  // NOT_SUPPORTED here means no algorithm for the shape: the plain kernel takes it (below), not a device fault.
+  if (!is_unsupported_shape(asked) && !BM_CUBLAS_OK(asked)) return give_up();
+  if (asked == CUBLAS_STATUS_SUCCESS) {
+    for (int i : usable_algorithms(results, returned, workspace_bytes_)) plan.algos.push_back(results[i].algo);
   }
   cublasLtMatmulPreferenceDestroy(preference);
-  plan.algo = result.algo;
-  return &plans_.emplace(key, plan).first->second;
+  if (plan.algos.empty()) warn_fallback(key, "cuBLASLt offers no algorithm");
+  return &plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void LtGemm::warn_fallback(const Key& key, const char* why) {
+  const auto [m, n, k, bf16, align_w, align_x, align_out] = key;
+  std::fprintf(stderr,
+               "bmserver: %s for a %s GEMM m=%lld n=%lld k=%lld (alignments %u/%u/%u); it runs on the plain "
+               "(slower) kernel\n",
+               why, bf16 ? "bf16" : "f32", static_cast<long long>(m), static_cast<long long>(n),
+               static_cast<long long>(k), align_w, align_x, align_out);
 }
 
 void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
@@ -96,12 +100,24 @@ void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, 
   BM_CHECK(w != nullptr && x != nullptr && out != nullptr);
   BM_CHECK(m > 0 && n >= 0 && k > 0);
   if (n == 0) return;
-  const Plan* plan = plan_for(Key{m, n, k, bf16, alignment_of(w), alignment_of(x), alignment_of(out)});
+  const Key key{m, n, k, bf16, alignment_of(w), alignment_of(x), alignment_of(out)};
+  Plan* plan = plan_for(key);
   if (plan == nullptr) return;
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  BM_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, out, plan->c, out, plan->c,
-                                 &plan->algo, workspace_, workspace_bytes_, stream));
+  while (plan->next < plan->algos.size()) {
+    const cublasStatus_t status =
+        cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, out, plan->c, out, plan->c,
+                       &plan->algos[plan->next], workspace_, workspace_bytes_, stream);
+    if (status == CUBLAS_STATUS_SUCCESS) return;
+    if (!is_unsupported_shape(status)) {
+      BM_CUBLAS_OK(status);  // a real failure: recorded
+      return;
+    }
+    // Refused before any work was queued: the next candidate, and the plain kernel after the last.
+    if (++plan->next == plan->algos.size()) warn_fallback(key, "cuBLASLt refused every algorithm it offered");
+  }
+  launch_gemm_fallback(w, x, bf16, m, n, k, out, stream);
 }
 
 }  // namespace bm::engine::cuda

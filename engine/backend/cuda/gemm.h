@@ -6,14 +6,39 @@
 //
 // The algorithm is chosen once per (m, n, k, dtype, pointer alignments) with cublasLtMatmulAlgoGetHeuristic and
 // cached with its descriptors, so a steady-state step does no descriptor or heuristic work.
+//
+// A shape cuBLASLt cannot run is not a device fault: the heuristic is asked for several candidates and the first
+// it marks runnable within the workspace is used; when cublasLtMatmul refuses one at run time (NOT_SUPPORTED,
+// ARCH_MISMATCH) the next is tried; with none left (or none offered) the shape runs on the plain tiled kernel of
+// gemm_fallback.cu, slower but correct, and stderr says so once per shape. Only other failures are recorded.
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <vector>
 
 namespace bm::engine::cuda {
+
+// How many heuristic results are asked for per shape.
+constexpr int kGemmHeuristicCandidates = 8;
+
+// The heuristic results cuBLASLt marks runnable within `workspace_bytes`, in its order of preference.
+inline std::vector<int> usable_algorithms(const cublasLtMatmulHeuristicResult_t* results, int returned,
+                                          size_t workspace_bytes) {
+  std::vector<int> usable;
+  for (int i = 0; i < returned; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes) usable.push_back(i);
+  }
+  return usable;
+}
+
+// Whether a cuBLASLt status means "not this algorithm / shape here" (try the next, then the plain kernel) rather
+// than a failure of the device or the library (recorded, sticky).
+inline bool is_unsupported_shape(cublasStatus_t status) {
+  return status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_ARCH_MISMATCH;
+}
 
 class LtGemm {
  public:
@@ -36,13 +61,17 @@ class LtGemm {
     cublasLtMatrixLayout_t a = nullptr;
     cublasLtMatrixLayout_t b = nullptr;
     cublasLtMatrixLayout_t c = nullptr;
-    cublasLtMatmulAlgo_t algo{};
+    std::vector<cublasLtMatmulAlgo_t> algos;  // runnable candidates, best first; empty: the plain kernel
+    size_t next = 0;                          // the candidate in use (earlier ones were refused at run time)
   };
   // m, n, k, bf16, alignment of w, x, out (bytes, power of two up to 256).
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, uint32_t, uint32_t, uint32_t>;
 
   // The cached plan, or null after recording a cuBLASLt failure (cuda_check.h) in the current sink.
-  const Plan* plan_for(const Key& key);
+  Plan* plan_for(const Key& key);
+
+  // Says on stderr that a shape runs on the plain kernel, and why.
+  static void warn_fallback(const Key& key, const char* why);
 
   cublasLtHandle_t handle_;
   void* workspace_;

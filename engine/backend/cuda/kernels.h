@@ -57,6 +57,11 @@ void launch_f32_to_bf16(const float* src, int64_t count, uint16_t* dst, cudaStre
 // out[i, j] += bias[j] for out [n, m].
 void launch_add_bias(float* out, int64_t n, int64_t m, WeightPtr bias, cudaStream_t stream);
 
+// ---- gemm_fallback.cu: out[n, m] = x[n, k] · w[m, k]ᵀ (both BF16 or both F32; F32 out), a plain tiled kernel
+// for the shapes cuBLASLt cannot run (gemm.cpp). n rows in at most 65535 tiles of 16.
+void launch_gemm_fallback(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
+                          cudaStream_t stream);
+
 // ---- kv_cache.cu: cache row slot_mapping[t] = k[t] / v[t] (converted to the cache's dtype).
 struct KvCachePtr {
   void* k = nullptr;

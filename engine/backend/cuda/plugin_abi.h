@@ -21,7 +21,7 @@ struct BmCudaProbe {
   int device_count;         // -1 when the runtime could not be initialised (see error)
   int runtime_version;      // cudaRuntimeGetVersion, e.g. 13000
   int driver_version;       // cudaDriverGetVersion (the CUDA API the driver supports), 0 without a driver
-  int nccl_version;         // ncclGetVersion, e.g. 22703
+  int nccl_version;         // ncclGetVersion, e.g. 22703; 0 when libnccl could not be loaded (opened at run time)
   size_t cublaslt_version;  // cublasLtGetVersion, e.g. 130100
   char error[256];          // why devices could not be used; empty when fine
 };

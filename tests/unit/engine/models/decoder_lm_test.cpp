@@ -22,7 +22,13 @@
 #include <numeric>
 #include <random>
 
+#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/gemm_path.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/model_config.h"
+#include "engine/models/decoder_lm.h"
+#include "engine/models/decoder_spec.h"
+#include "engine/models/decoder_weights.h"
 #include "engine/models/model_loader.h"
 #include "nlohmann/json.hpp"
 
@@ -279,6 +285,126 @@ TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
   EXPECT_EQ((*eager)->decode_graph_stats().captured, 0);
 }
 
+// The CPU backend with its step recording, except that every capture fails as a CUDA graph capture can (an
+// unsupported call, an invalidated capture): end_capture ends the recording and reports an error, the device
+// itself stays fine. Everything else is the CPU backend's.
+class CaptureFailingBackend final : public Backend {
+ public:
+  explicit CaptureFailingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  std::string_view name() const override { return inner_->name(); }
+  MemoryInfo memory_info() const override { return inner_->memory_info(); }
+  absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t num_bytes) override { return inner_->allocate(num_bytes); }
+  void copy_to_device(std::span<const std::byte> src, const Tensor& dst) override { inner_->copy_to_device(src, dst); }
+  void copy_linear_weight_to_device(std::span<const std::byte> src, const Tensor& dst) override {
+    inner_->copy_linear_weight_to_device(src, dst);
+  }
+  void copy_to_host(const Tensor& src, std::span<std::byte> dst) override { inner_->copy_to_host(src, dst); }
+  void synchronize() override { inner_->synchronize(); }
+  absl::Status device_status() const override { return inner_->device_status(); }
+  bool records_steps() const override { return true; }
+  absl::Status begin_capture() override { return inner_->begin_capture(); }
+  absl::StatusOr<std::unique_ptr<StepGraph>> end_capture() override {
+    EXPECT_TRUE(inner_->end_capture().ok());  // the recording ends either way
+    ++failed_captures;
+    return absl::InternalError("the CUDA graph capture failed (the device is fine): cudaErrorStreamCaptureUnsupported");
+  }
+  void replay(const StepGraph& graph) override { inner_->replay(graph); }
+  absl::StatusOr<int64_t> quantized_matrix_bytes(const QuantizedShape& shape) const override {
+    return inner_->quantized_matrix_bytes(shape);
+  }
+  void copy_quantized_to_device(const QuantizedMatrixSource& src, const QuantizedMatrix& dst) override {
+    inner_->copy_quantized_to_device(src, dst);
+  }
+  void quantized_linear(const Tensor& x, const QuantizedMatrix& weight, const Tensor* bias,
+                        const Tensor& out) override {
+    inner_->quantized_linear(x, weight, bias, out);
+  }
+  void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    inner_->embedding(table, ids, out);
+  }
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override {
+    inner_->rms_norm(x, weight, eps, out);
+  }
+  void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, float eps,
+                    const Tensor& out) override {
+    inner_->add_rms_norm(x, residual, weight, eps, out);
+  }
+  void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override {
+    inner_->linear(x, weight, bias, out);
+  }
+  void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override {
+    inner_->rope(x, positions, inv_freq, head_dim);
+  }
+  void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override {
+    inner_->store_kv(k, v, slot_mapping, cache);
+  }
+  void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
+                       const AttentionShape& shape, const Tensor& out) override {
+    inner_->paged_attention(q, cache, metadata, shape, out);
+  }
+  void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override { inner_->silu_mul(gate, up, out); }
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override { inner_->add(a, b, out); }
+  void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override {
+    inner_->gather_rows(x, row_ids, out);
+  }
+  void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
+                      const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
+                      const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
+                      const Tensor& mask_rows, const Tensor& masks) override {
+    inner_->top_candidates(logits, listed_starts, listed_ids, k, listed_logits, cand_ids, cand_logits, log_sum_exp,
+                           inverse_temperatures, tempered_lse, mask_rows, masks);
+  }
+
+  static inline int failed_captures = 0;
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+
+// A capture that fails (docs/cuda-backend.md, "Decode graphs") turns graphs off for the model and the steps run
+// eager: the step that tried to record still returns its (eager) logits, nothing reports a device failure, and
+// every later decode step matches an eager model bit for bit.
+TEST(DecoderLMGraphTest, AFailedCaptureTurnsGraphsOffAndStepsRunEager) {
+  const std::filesystem::path dir = models_dir() / "llama3";
+  absl::StatusOr<ModelConfig> config = read_model_config(dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<DecoderSpec> spec = make_decoder_spec(*config, "cpu");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::open(dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  std::unique_ptr<Backend> backend =
+      std::make_unique<CaptureFailingBackend>(create_cpu_backend(CpuBackendOptions{2, cpu::GemmPath::kAuto}));
+  absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, *backend);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  absl::StatusOr<std::unique_ptr<DecoderLM>> graphed =
+      DecoderLM::create(*spec, std::move(backend), std::move(*weights), DType::kF32);
+  ASSERT_TRUE(graphed.ok()) << graphed.status();
+  std::unique_ptr<CausalLM> eager = load("llama3");
+  ASSERT_NE(eager, nullptr);
+  ASSERT_TRUE((*graphed)->enable_decode_graphs(4).ok());
+  ASSERT_TRUE((*graphed)->allocate_kv_cache(64).ok());
+  CaptureFailingBackend::failed_captures = 0;
+  const int32_t vocab = eager->info().vocab_size;
+  std::vector<float> expected, actual;
+  ForwardBatch prefill{{1, 2, 3, 4, 5}, {SequenceChunk{0, 5, {0}, true}}};
+  ASSERT_TRUE(eager->forward(prefill, expected).ok());
+  ASSERT_TRUE((*graphed)->forward(prefill, actual).ok());
+  ASSERT_EQ(expected, actual);
+  for (int32_t step = 0; step < 4; ++step) {
+    SCOPED_TRACE(testing::Message() << "decode step " << step);
+    const int32_t next = argmax(std::span(expected).subspan(0, vocab));
+    const ForwardBatch batch{{next}, {SequenceChunk{5 + step, 1, {0}, true}}};
+    ASSERT_TRUE(eager->forward(batch, expected).ok());
+    ASSERT_TRUE((*graphed)->forward(batch, actual).ok()) << "a failed capture must not fail the step";
+    ASSERT_EQ(expected, actual);
+  }
+  const DecodeGraphStats stats = (*graphed)->decode_graph_stats();
+  EXPECT_EQ(CaptureFailingBackend::failed_captures, 1) << "after the first failure nothing is captured again";
+  EXPECT_EQ(stats.captured, 0);
+  EXPECT_EQ(stats.replayed, 0);
+  EXPECT_NE(stats.disabled.find("cudaErrorStreamCaptureUnsupported"), std::string::npos) << stats.disabled;
+}
+
 // The quantized checkpoints (tests/tools/model_make_quantized_checkpoints.py) run through the same suite: their
 // reference is transformers in float32 on the weights the quantizer's own unpack dequantizes, which is what our
 // kernels compute too (W = (q - zero) * scale exactly in F32), so the float tolerances hold. How we compare with
@@ -302,6 +428,14 @@ TEST(DecoderLMInfoTest, DescribesTheModel) {
   EXPECT_EQ(lm->info().max_position_embeddings, 131072);
   EXPECT_EQ(lm->info().kv_bytes_per_token, 2 * 2 * 1 * 32 * 4);  // K and V, 2 layers, 1 kv head of 32, F32
   EXPECT_GT(lm->info().weight_bytes, 900'000);
+  // Untied: a decode step reads one row of the 512-row input table, so the table is not charged to it.
+  EXPECT_GT(lm->info().decode_read_bytes, 0);
+  EXPECT_LT(lm->info().decode_read_bytes, lm->info().weight_bytes);
+  EXPECT_EQ((lm->info().weight_bytes - lm->info().decode_read_bytes) % 512, 0);
+  // Tied: the table is the lm_head, read whole every step.
+  std::unique_ptr<CausalLM> tied = load("qwen2-tied");
+  ASSERT_NE(tied, nullptr);
+  EXPECT_EQ(tied->info().decode_read_bytes, tied->info().weight_bytes);
 }
 
 TEST(DecoderLMForwardTest, RejectsBadBatchesWithASentence) {
