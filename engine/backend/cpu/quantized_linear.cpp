@@ -86,6 +86,27 @@ uint32_t interleave_nibbles(uint32_t word) {
   return out;
 }
 
+// A group's 64-byte header: 16 F16 scales, then 16 zero-points.
+struct GroupHeader {
+  F32x16 scale;
+  F32x16 zero;
+};
+__attribute__((always_inline)) inline GroupHeader read_group_header(const std::byte* header) {
+  U8x16 zero_bits;
+  std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
+  const F32x8 scale_lo = load8(reinterpret_cast<const F16*>(header));
+  const F32x8 scale_hi = load8(reinterpret_cast<const F16*>(header + 16));
+  return {__builtin_shufflevector(scale_lo, scale_hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+          __builtin_convertvector(zero_bits, F32x16)};
+}
+
+// The tile's first num_columns lanes of `total` into one output row.
+__attribute__((always_inline)) inline void store_columns(const F32x16& total, int64_t num_columns, float* out) {
+  float lanes[kTile];
+  std::memcpy(lanes, &total, sizeof(lanes));
+  std::copy_n(lanes, num_columns, out);
+}
+
 // Rows [r0, r0 + R) of out for one tile: `xs` are the activation rows in packed order, `sums` their group sums.
 template <int R, int Bits>
 __attribute__((always_inline)) inline void tile_rows(const std::byte* tile, const QuantizedShape& shape,
@@ -115,23 +136,13 @@ __attribute__((always_inline)) inline void tile_rows(const std::byte* tile, cons
         for (int r = 0; r < R; ++r) acc[r][i % kChains] += xs[r][c + i] * q;
       }
     }
-    U8x16 zero_bits;
-    std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
-    const F32x8 scale_lo = load8(reinterpret_cast<const F16*>(header));
-    const F32x8 scale_hi = load8(reinterpret_cast<const F16*>(header + 16));
-    const F32x16 scale =
-        __builtin_shufflevector(scale_lo, scale_hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const F32x16 zero = __builtin_convertvector(zero_bits, F32x16);
+    const auto [scale, zero] = read_group_header(header);
     for (int r = 0; r < R; ++r) {
       const F32x16 sum = (acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3]);
       total[r] += scale * (sum - zero * sums[r][g]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    float lanes[kTile];
-    std::memcpy(lanes, &total[r], sizeof(lanes));
-    std::copy_n(lanes, num_columns, outs[r]);
-  }
+  for (int r = 0; r < R; ++r) store_columns(total[r], num_columns, outs[r]);
 }
 
 template <int Bits>
@@ -205,24 +216,15 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_ro
               _mm512_dpbf16_ps(acc[r][k % kChains], q, (__m512bh)_mm512_set1_epi32(static_cast<int>(xs[r][p + k])));
       }
     }
-    U8x16 zero_bits;
-    std::memcpy(&zero_bits, header + 32, sizeof(zero_bits));
-    const F32x8 scale_lo = load8(reinterpret_cast<const F16*>(header));
-    const F32x8 scale_hi = load8(reinterpret_cast<const F16*>(header + 16));
-    const F32x16 scale =
-        __builtin_shufflevector(scale_lo, scale_hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const F32x16 offset_zero = __builtin_convertvector(zero_bits, F32x16) + 128.0f;
+    const auto [scale, zero] = read_group_header(header);
+    const F32x16 offset_zero = zero + 128.0f;
     for (int r = 0; r < R; ++r) {
       const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
       const F32x16 dot = (F32x16)sum - offset_zero * sums[r][g];
       total[r] = _mm512_add_ps(total[r], (__m512)(scale * dot));
     }
   }
-  for (int r = 0; r < R; ++r) {
-    float lanes[kTile];
-    _mm512_storeu_ps(lanes, total[r]);
-    std::copy_n(lanes, num_columns, outs[r]);
-  }
+  for (int r = 0; r < R; ++r) store_columns((F32x16)total[r], num_columns, outs[r]);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void tile_int4_bf16(const std::byte* tile, const QuantizedShape& shape,

@@ -6,6 +6,23 @@
 #include "engine/backend/cpu/kernels.h"
 
 namespace bm::engine::cpu {
+namespace {
+
+// Every head of one token rotated by the same cos/sin pairs.
+void rotate_token(float* token, int64_t num_heads, int64_t head_dim, const float* cos, const float* sin) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < num_heads; ++h) {
+    float* head = token + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float x1 = head[i];
+      const float x2 = head[i + half];
+      head[i] = x1 * cos[i] - x2 * sin[i];
+      head[i + half] = x2 * cos[i] + x1 * sin[i];
+    }
+  }
+}
+
+}  // namespace
 
 void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
           const float* inv_freq) {
@@ -20,15 +37,7 @@ void rope(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_t head
         cos_table[i] = std::cos(angle);
         sin_table[i] = std::sin(angle);
       }
-      for (int64_t h = 0; h < num_heads; ++h) {
-        float* head = x + (t * num_heads + h) * head_dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = head[i];
-          const float x2 = head[i + half];
-          head[i] = x1 * cos_table[i] - x2 * sin_table[i];
-          head[i + half] = x2 * cos_table[i] + x1 * sin_table[i];
-        }
-      }
+      rotate_token(x + t * num_heads * head_dim, num_heads, head_dim, cos_table.data(), sin_table.data());
     }
   });
 }
@@ -38,17 +47,7 @@ void rope_table(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_
   const int64_t half = head_dim / 2;
   pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const float* c = cos + t * half;
-      const float* s = sin + t * half;
-      for (int64_t h = 0; h < num_heads; ++h) {
-        float* head = x + (t * num_heads + h) * head_dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = head[i];
-          const float x2 = head[i + half];
-          head[i] = x1 * c[i] - x2 * s[i];
-          head[i + half] = x2 * c[i] + x1 * s[i];
-        }
-      }
+      rotate_token(x + t * num_heads * head_dim, num_heads, head_dim, cos + t * half, sin + t * half);
     }
   });
 }
