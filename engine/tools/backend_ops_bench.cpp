@@ -8,7 +8,7 @@
 // Prints figures; asserts nothing.
 //
 // Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
-//                             [--peak-tflops T] [--quick 1] [--only candidates] [--gemm PATH]
+//                             [--peak-tflops T] [--quick 1] [--only candidates] [--gemm PATH] [--threads N]
 // --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does). --only candidates measures the
 // sampling candidates alone (with and without structured output's masks; quick enough on the CPU backend).
 #include <algorithm>
@@ -52,6 +52,7 @@ struct Options {
   bool quick = false;
   bool only_candidates = false;
   std::string gemm = "auto";  // cpu backend: the GEMM instruction path (gemm_path.h)
+  int threads = 0;            // cpu backend: 0 = every CPU of the affinity mask
 };
 
 // Owns the buffers of one measurement; tensors filled with random values (ids and tables set by the caller).
@@ -166,6 +167,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.only_candidates = true;
     else if (arg == "--gemm")
       o.gemm = v;
+    else if (arg == "--threads")
+      o.threads = std::max(0, std::atoi(v));
     else
       return false;
   }
@@ -179,7 +182,8 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: %s [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R] "
-                 "[--peak-tflops T] [--quick 1] [--only candidates] [--gemm auto|avx512-bf16|avx512|avx2|scalar]\n",
+                 "[--peak-tflops T] [--quick 1] [--only candidates] [--gemm auto|avx512-bf16|avx512|avx2|scalar] "
+                 "[--threads N]\n",
                  argv[0]);
     return 2;
   }
@@ -207,7 +211,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", std::string(path.status().message()).c_str());
       return 2;
     }
-    backend = create_cpu_backend(CpuBackendOptions{0, *path});
+    backend = create_cpu_backend(CpuBackendOptions{o.threads, *path});
     std::printf("cpu GEMM path %s\n", std::string(cpu::gemm_path_name(*path)).c_str());
     o.peak_tflops = 0;  // no meaningful peak to compare against here
   } else {
