@@ -174,10 +174,12 @@ absl::StatusOr<ModelConfig> parse_model_config(std::string_view json_text, std::
   model.attention_bias = text.bool_or("attention_bias", false);
   model.mlp_bias = text.bool_or("mlp_bias", false);
   model.use_sliding_window = text.bool_or("use_sliding_window", false);
-  if (const std::optional<int64_t> bos = top.get_int("bos_token_id"); bos && *bos >= 0) {
-    model.bos_token_id = static_cast<int32_t>(*bos);
-  }
+  // transformers 5 saves a multimodal model's special ids in text_config only; the hub's files have them on top.
+  std::optional<int64_t> bos = top.get_int("bos_token_id");
+  if (!bos) bos = text.get_int("bos_token_id");
+  if (bos && *bos >= 0) model.bos_token_id = static_cast<int32_t>(*bos);
   model.eos_token_ids = top.get_token_ids("eos_token_id");
+  if (model.eos_token_ids.empty()) model.eos_token_ids = text.get_token_ids("eos_token_id");
   for (const JsonFieldReader* fields : {&top, &text}) {
     if (!fields->status().ok()) return fields->status();
   }

@@ -6,14 +6,31 @@
 
 namespace bm::engine {
 
+namespace {
+
+// Architectures whose language model is Qwen2's decoder (q/k/v biases, no o_proj or MLP bias). Qwen2.5-VL's is,
+// with M-RoPE, which for text-only prompts is Qwen2's 1-D RoPE (its three position rows are equal).
+constexpr std::string_view kQwen2Decoders[] = {"Qwen2ForCausalLM", "Qwen2_5_VLForConditionalGeneration"};
+
+bool is_qwen2_decoder(std::string_view architecture) {
+  for (const std::string_view name : kQwen2Decoders) {
+    if (architecture == name) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 bool is_supported_architecture(const std::string& architecture) {
-  return architecture == "Qwen2ForCausalLM" || architecture == "LlamaForCausalLM";
+  return is_qwen2_decoder(architecture) || architecture == "LlamaForCausalLM";
 }
 
 absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::string_view backend) {
   if (!is_supported_architecture(config.architecture)) {
-    return absl::UnimplementedError(absl::StrCat("architecture ", config.architecture,
-                                                 " is not supported (supported: Qwen2ForCausalLM, LlamaForCausalLM)"));
+    return absl::UnimplementedError(
+        absl::StrCat("architecture ", config.architecture,
+                     " is not supported (supported: Qwen2ForCausalLM, Qwen2_5_VLForConditionalGeneration, "
+                     "LlamaForCausalLM)"));
   }
   std::optional<QuantScheme> quantization;
   if (config.quantization) {
@@ -33,7 +50,7 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
   if (config.use_sliding_window) {
     return absl::UnimplementedError("sliding-window attention (use_sliding_window: true) is not supported yet");
   }
-  const bool is_qwen2 = config.architecture == "Qwen2ForCausalLM";
+  const bool is_qwen2 = is_qwen2_decoder(config.architecture);
   DecoderSpec spec;
   spec.architecture = config.architecture;
   spec.hidden_size = config.hidden_size;
@@ -53,6 +70,15 @@ absl::StatusOr<DecoderSpec> make_decoder_spec(const ModelConfig& config, std::st
       rope_inverse_frequencies(config.rope, config.head_dim, config.max_position_embeddings);
   if (!inv_freq.ok()) return inv_freq.status();
   spec.rope_inv_freq = std::move(*inv_freq);
+  int64_t mrope_total = 0;
+  for (const int32_t part : config.rope.mrope_section) mrope_total += part;
+  if (!config.rope.mrope_section.empty() &&
+      (config.rope.mrope_section.size() != 3 || mrope_total != config.head_dim / 2)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mrope_section must be three counts adding up to head_dim / 2 = ", config.head_dim / 2, ", got ",
+                     config.rope.mrope_section.size(), " adding up to ", mrope_total));
+  }
+  spec.mrope_section = config.rope.mrope_section;
   spec.quantization = std::move(quantization);
   return spec;
 }

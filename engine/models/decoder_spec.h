@@ -1,7 +1,7 @@
 #pragma once
 // What the shared Llama-family decoder runs, derived from a model's config.json. Qwen2 and Llama differ only
 // in these fields (which projections carry a bias, tied embeddings, the RoPE table), so one implementation
-// (DecoderLM) serves both.
+// (DecoderLM) serves both, and the language model of Qwen2.5-VL, which is Qwen2's.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,7 +28,10 @@ struct DecoderSpec {
   bool o_bias = false;    // Llama when attention_bias
   bool mlp_bias = false;
   bool tie_word_embeddings = false;
-  std::vector<float> rope_inv_freq;         // head_dim / 2 entries
+  std::vector<float> rope_inv_freq;  // head_dim / 2 entries
+  // Qwen2.5-VL's M-RoPE: how many of the head_dim / 2 frequencies turn with the temporal, height and width
+  // position rows (mrope_rotary_table); empty for 1-D RoPE. Text-only prompts need none of it.
+  std::vector<int32_t> mrope_section;
   std::optional<QuantScheme> quantization;  // GPTQ / AWQ weight-only linear layers; unset for float checkpoints
 };
 

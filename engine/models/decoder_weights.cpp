@@ -5,6 +5,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -88,15 +89,27 @@ absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement, 
   return absl::OkStatus();
 }
 
-void plan(const DecoderSpec& spec, DecoderWeights& weights, PlacementList& list) {
+// Where the decoder's tensors live: "model." in Qwen2/Llama checkpoints and in Qwen2.5-VL's as published (beside
+// "visual."); transformers 5 names a Qwen2.5-VL's language model "model.language_model." in memory and may save it
+// so. The head is "lm_head." in all of them. The first prefix whose embedding table is present wins.
+constexpr std::string_view kLanguageModelPrefixes[] = {"model.", "model.language_model."};
+
+std::string language_model_prefix(const Checkpoint& checkpoint) {
+  for (const std::string_view prefix : kLanguageModelPrefixes) {
+    if (checkpoint.find(std::string(prefix) + "embed_tokens.weight") != nullptr) return std::string(prefix);
+  }
+  return std::string(kLanguageModelPrefixes[0]);  // the missing-tensor error then names the usual name
+}
+
+void plan(const DecoderSpec& spec, const std::string& model_prefix, DecoderWeights& weights, PlacementList& list) {
   const int64_t hidden = spec.hidden_size;
   const int64_t q_size = int64_t{spec.num_heads} * spec.head_dim;
   const int64_t kv_size = int64_t{spec.num_kv_heads} * spec.head_dim;
-  list.add("model.embed_tokens.weight", {spec.vocab_size, hidden}, &weights.embed_tokens);
+  list.add(model_prefix + "embed_tokens.weight", {spec.vocab_size, hidden}, &weights.embed_tokens);
   weights.layers.resize(static_cast<size_t>(spec.num_layers));
   for (int32_t i = 0; i < spec.num_layers; ++i) {
     LayerWeights& layer = weights.layers[static_cast<size_t>(i)];
-    const std::string prefix = absl::StrCat("model.layers.", i, ".");
+    const std::string prefix = absl::StrCat(model_prefix, "layers.", i, ".");
     list.add(prefix + "input_layernorm.weight", {hidden}, &layer.input_norm);
     list.add_linear(prefix + "self_attn.q_proj", q_size, hidden, spec.qkv_bias, &layer.q);
     list.add_linear(prefix + "self_attn.k_proj", kv_size, hidden, spec.qkv_bias, &layer.k);
@@ -107,7 +120,7 @@ void plan(const DecoderSpec& spec, DecoderWeights& weights, PlacementList& list)
     list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up);
     list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down);
   }
-  list.add("model.norm.weight", {hidden}, &weights.final_norm);
+  list.add(model_prefix + "norm.weight", {hidden}, &weights.final_norm);
   if (!spec.tie_word_embeddings) {
     list.add("lm_head.weight", {spec.vocab_size, hidden}, &weights.lm_head, /*linear_weight=*/true);
   }
@@ -147,7 +160,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
                                                                      const DecoderSpec& spec, Backend& backend) {
   auto weights = std::make_unique<DecoderWeights>();
   PlacementList list(spec.quantization);
-  plan(spec, *weights, list);
+  plan(spec, language_model_prefix(checkpoint), *weights, list);
   // F16 is what GPTQ/AWQ checkpoints keep their float tensors in (embeddings, norms, biases, lm_head). The CPU
   // kernels read it; other backends get it as BF16 (rounded to nearest even, the range is BF16's), the dtype their
   // dense kernels run, so the lm_head of an int4 model costs what a BF16 model's does.

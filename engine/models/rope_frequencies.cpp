@@ -52,7 +52,9 @@ absl::StatusOr<std::vector<float>> llama3_frequencies(const RopeConfig& rope, in
 
 absl::StatusOr<std::vector<float>> rope_inverse_frequencies(const RopeConfig& rope, int32_t head_dim,
                                                             int32_t max_position_embeddings) {
-  if (rope.type == "default" || rope.type.empty()) return default_frequencies(rope.theta, head_dim);
+  // "mrope" (Qwen2.5-VL's hub configs) has the default frequencies; transformers renames it to "default" too.
+  if (rope.type == "default" || rope.type == "mrope" || rope.type.empty())
+    return default_frequencies(rope.theta, head_dim);
   if (rope.type == "llama3") return llama3_frequencies(rope, head_dim, max_position_embeddings);
   return absl::UnimplementedError(absl::StrCat("rope type '", rope.type, "' is not supported yet"));
 }

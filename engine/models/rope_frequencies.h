@@ -9,9 +9,9 @@
 
 namespace bm::engine {
 
-// "default": theta^(-2i/head_dim). "llama3": Llama 3.1's wavelength-dependent scaling of those. Computed in
-// float32 in the same order of operations as Hugging Face transformers, so both start from the same table.
-// Any other rope type is an Unimplemented error naming it.
+// "default" (and "mrope", Qwen2.5-VL's, whose frequencies are the default ones): theta^(-2i/head_dim). "llama3":
+// Llama 3.1's wavelength-dependent scaling of those. Computed in float32 in the same order of operations as Hugging
+// Face transformers, so both start from the same table. Any other rope type is an Unimplemented error naming it.
 absl::StatusOr<std::vector<float>> rope_inverse_frequencies(const RopeConfig& rope, int32_t head_dim,
                                                             int32_t max_position_embeddings);
 

@@ -159,10 +159,14 @@ TEST(ModelConfigTest, ReadsANestedTextConfig) {
     "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
     "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                     "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 128000,
-                    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}, "rope_theta": 1000000.0}})",
+                    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}, "rope_theta": 1000000.0,
+                    "bos_token_id": 1, "eos_token_id": 2}})",
                                                           "vl.json");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->hidden_size, 64);
+  // transformers 5 saves the special ids of a multimodal model in text_config only.
+  EXPECT_EQ(config->bos_token_id, 1);
+  EXPECT_EQ(config->eos_token_ids, (std::vector<int32_t>{2}));
   EXPECT_EQ(config->head_dim, 16);
   EXPECT_EQ(config->rope.type, "mrope");
   EXPECT_DOUBLE_EQ(config->rope.theta, 1e6);

@@ -26,6 +26,7 @@
 #include "engine/backend/cpu/gemm_path.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/model_config.h"
+#include "engine/model/safetensors_writer.h"
 #include "engine/models/decoder_lm.h"
 #include "engine/models/decoder_spec.h"
 #include "engine/models/decoder_weights.h"
@@ -49,6 +50,21 @@ struct Prompt {
   std::vector<float> prefill_logits;
   std::vector<int32_t> greedy_ids;
   std::vector<std::vector<float>> step_logits;
+};
+
+// A model folder under the temp directory, removed with everything in it.
+struct TempModelDir {
+  std::filesystem::path path;
+  TempModelDir() {
+    std::random_device seed;
+    path =
+        std::filesystem::temp_directory_path() / ("bm-decoder-test-" + std::to_string(seed()) + std::to_string(seed()));
+    std::filesystem::create_directories(path);
+  }
+  ~TempModelDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
 };
 
 std::vector<Prompt> read_reference(const std::string& model) {
@@ -405,6 +421,8 @@ TEST(DecoderLMGraphTest, AFailedCaptureTurnsGraphsOffAndStepsRunEager) {
   EXPECT_NE(stats.disabled.find("cudaErrorStreamCaptureUnsupported"), std::string::npos) << stats.disabled;
 }
 
+// qwen2_5_vl-text is the language model of a Qwen2.5-VL checkpoint (tests/tools/vl_make_text_fixtures.py: the
+// hub layout, model.* beside visual.*) on text-only prompts, where its M-RoPE is Qwen2's 1-D RoPE.
 // The quantized checkpoints (tests/tools/model_make_quantized_checkpoints.py) run through the same suite: their
 // reference is transformers in float32 on the weights the quantizer's own unpack dequantizes, which is what our
 // kernels compute too (W = (q - zero) * scale exactly in F32), so the float tolerances hold. How we compare with
@@ -412,7 +430,7 @@ TEST(DecoderLMGraphTest, AFailedCaptureTurnsGraphsOffAndStepsRunEager) {
 INSTANTIATE_TEST_SUITE_P(Models, DecoderLMTest,
                          ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3", "qwen2-gptq-int4",
                                            "qwen2-gptq-int4-act", "qwen2-gptq-int8", "qwen2-gptq-int8-act", "qwen2-awq",
-                                           "llama3-gptq-int4-act", "llama3-awq"),
+                                           "llama3-gptq-int4-act", "llama3-awq", "qwen2_5_vl-text"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -436,6 +454,49 @@ TEST(DecoderLMInfoTest, DescribesTheModel) {
   std::unique_ptr<CausalLM> tied = load("qwen2-tied");
   ASSERT_NE(tied, nullptr);
   EXPECT_EQ(tied->info().decode_read_bytes, tied->info().weight_bytes);
+}
+
+// transformers 5 names a Qwen2.5-VL's language model model.language_model.* (and its tower model.visual.*) in
+// memory; a checkpoint saved with those names loads to the same logits as the hub layout.
+TEST(DecoderLMInfoTest, LoadsQwen25VlWithTheLanguageModelPrefix) {
+  const std::filesystem::path source = models_dir() / "qwen2_5_vl-text";
+  const TempModelDir dir;
+  std::filesystem::copy_file(source / "config.json", dir.path / "config.json");
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::open(source);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  std::vector<TensorToWrite> tensors;
+  int renamed = 0;
+  for (const std::string& name : (*checkpoint)->tensor_names()) {
+    const TensorInfo* info = (*checkpoint)->find(name);
+    std::string new_name = name;
+    if (name.starts_with("model.")) {
+      new_name = "model.language_model." + name.substr(6);
+      ++renamed;
+    } else if (name.starts_with("visual.")) {
+      new_name = "model." + name;
+    }
+    tensors.push_back(TensorToWrite{new_name, info->dtype, info->shape, info->data});
+  }
+  EXPECT_GT(renamed, 10);
+  ASSERT_TRUE(write_safetensors(dir.path / "model.safetensors", tensors).ok());
+  std::unique_ptr<CausalLM> hub = load("qwen2_5_vl-text");
+  LoadOptions options;
+  options.num_threads = 2;
+  options.kv_cache_dtype = DType::kF32;
+  absl::StatusOr<std::unique_ptr<CausalLM>> prefixed = load_causal_lm(dir.path, options);
+  ASSERT_TRUE(prefixed.ok()) << prefixed.status();
+  ASSERT_NE(hub, nullptr);
+  ASSERT_TRUE((*prefixed)->allocate_kv_cache(64).ok());
+  const Prompt prompt = read_reference("qwen2_5_vl-text").back();
+  SequenceChunk chunk;
+  chunk.num_new_tokens = static_cast<int32_t>(prompt.ids.size());
+  chunk.wants_logits = true;
+  BlockPool(64).cover(chunk.block_table, chunk.num_new_tokens);
+  std::vector<float> from_hub, from_prefixed;
+  ASSERT_TRUE(hub->forward(ForwardBatch{prompt.ids, {chunk}}, from_hub).ok());
+  ASSERT_TRUE((*prefixed)->forward(ForwardBatch{prompt.ids, {chunk}}, from_prefixed).ok());
+  EXPECT_EQ(from_hub, from_prefixed);
+  EXPECT_LT(max_abs_diff(from_prefixed, prompt.prefill_logits), kLogitTolerance);
 }
 
 TEST(DecoderLMForwardTest, RejectsBadBatchesWithASentence) {

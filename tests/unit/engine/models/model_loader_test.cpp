@@ -129,10 +129,7 @@ std::filesystem::path shared_models() {
 // Every real config either makes a decoder spec or says exactly what is not supported.
 TEST(DecoderSpecTest, AcceptsTheTextModelsAndNamesWhatItCannotRun) {
   if (!std::filesystem::exists(shared_models() / "Qwen")) GTEST_SKIP() << "no shared models at " << shared_models();
-  const std::map<std::string, std::string> expected_errors = {
-      {"Qwen/Qwen2.5-VL-3B-Instruct/config.json", "architecture Qwen2_5_VLForConditionalGeneration is not supported"},
-      {"Qwen/Qwen2.5-VL-7B-Instruct/config.json", "architecture Qwen2_5_VLForConditionalGeneration is not supported"},
-  };
+  const std::map<std::string, std::string> expected_errors = {};
   int checked = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(shared_models())) {
     const std::string name = entry.path().filename().string();
@@ -148,7 +145,13 @@ TEST(DecoderSpecTest, AcceptsTheTextModelsAndNamesWhatItCannotRun) {
     if (expected == expected_errors.end()) {
       ASSERT_TRUE(spec.ok()) << spec.status();
       EXPECT_EQ(static_cast<int32_t>(spec->rope_inv_freq.size()), config->head_dim / 2);
-      EXPECT_EQ(spec->qkv_bias, config->architecture == "Qwen2ForCausalLM");
+      EXPECT_EQ(spec->qkv_bias, config->architecture != "LlamaForCausalLM");
+      // Qwen2.5-VL (rope type "mrope"): the default frequencies, and its M-RoPE sections kept for image prompts.
+      if (config->architecture == "Qwen2_5_VLForConditionalGeneration") {
+        EXPECT_EQ(spec->mrope_section, (std::vector<int32_t>{16, 24, 24}));
+      } else {
+        EXPECT_TRUE(spec->mrope_section.empty());
+      }
     } else {
       EXPECT_THAT(std::string(spec.status().message()), HasSubstr(expected->second));
     }
