@@ -11,8 +11,10 @@ random packed integers, valid zero-points, F16 scales; every other tensor in F16
 usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen|qwen2.5-vl] [--seed N]
                                  [--quantization gptq-int4|gptq-int8|awq-int4]
 
-qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools) on the text
-architecture: the template family is what prompt tests need, not the vision tower.
+qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools) and its
+architecture (Qwen2_5_VLForConditionalGeneration, the 3B's config.json layout: M-RoPE sections, a vision_config,
+the language model under model.* as the hub's files have it), served for text: no visual.* tensors are written,
+since bmserverd does not load the vision tower yet.
 """
 import argparse
 import json
@@ -129,6 +131,17 @@ def main():
               "vocab_size": vocab, "bos_token_id": 151643, "eos_token_id": eos, "use_sliding_window": False,
               "sliding_window": 4096, "max_window_layers": layers, "attention_dropout": 0.0,
               "initializer_range": 0.02, "use_cache": True}
+    if args.flavour == "qwen2.5-vl":
+        config.update({"architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+                       "vision_start_token_id": 151652, "vision_end_token_id": 151653, "vision_token_id": 151654,
+                       "image_token_id": 151655, "video_token_id": 151656,
+                       # the real [16, 24, 24] of head_dim 128, scaled to head_dim 16
+                       "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+                       "vision_config": {"depth": 1, "hidden_act": "silu", "hidden_size": 32, "intermediate_size": 48,
+                                         "num_heads": 2, "in_chans": 3, "out_hidden_size": hidden, "patch_size": 14,
+                                         "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                                         "fullatt_block_indexes": [0], "tokens_per_second": 2,
+                                         "temporal_patch_size": 2}})
     json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
     gen = {"bos_token_id": 151643, "eos_token_id": eos, "do_sample": True, "temperature": 0.7, "top_p": 0.8,
            "top_k": 20, "repetition_penalty": 1.05}
