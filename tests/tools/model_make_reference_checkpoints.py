@@ -120,9 +120,17 @@ def make(name, spec, out_root):
     model.save_pretrained(out, **kwargs)
 
     reference = model_cls.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    prompts = reference_prompts(reference, config.vocab_size, generator, name)
+    write_reference(out, "tests/tools/model_make_reference_checkpoints.py", prompts)
+
+
+def reference_prompts(reference, vocab_size, generator, what, lengths=PROMPT_LENGTHS, replaced=()):
+    """For random prompts of each of `lengths` (ids in `replaced` become 3): the prefill logits, NUM_GREEDY
+    greedy tokens and the logits after each, recomputed over the whole sequence (no KV cache)."""
     prompts = []
-    for length in PROMPT_LENGTHS:
-        ids = torch.randint(3, config.vocab_size, (length,), generator=generator).tolist()
+    for length in lengths:
+        ids = torch.randint(3, vocab_size, (length,), generator=generator).tolist()
+        ids = [i if i not in replaced else 3 for i in ids]
         prefill = logits_of(reference, ids)
         sequence = list(ids)
         greedy, steps = [], []
@@ -130,15 +138,19 @@ def make(name, spec, out_root):
         for _ in range(NUM_GREEDY):
             margin = top2_margin(logits)
             if margin < MIN_GREEDY_MARGIN:
-                raise SystemExit(f"{name}: prompt of {length} tokens has a near tie ({margin}); change the seed")
+                raise SystemExit(f"{what}: prompt of {length} tokens has a near tie ({margin}); change the seed")
             token = int(torch.argmax(logits))
             greedy.append(token)
             sequence.append(token)
             logits = logits_of(reference, sequence)
             steps.append(rounded(logits))
         prompts.append(dict(ids=ids, prefill_logits=rounded(prefill), greedy_ids=greedy, step_logits=steps))
+    return prompts
+
+
+def write_reference(out, generator_name, prompts):
     record = dict(
-        generator="tests/tools/model_make_reference_checkpoints.py",
+        generator=generator_name,
         transformers=transformers.__version__,
         torch=torch.__version__,
         compute_dtype="float32",
@@ -148,7 +160,7 @@ def make(name, spec, out_root):
     (out / "reference.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
     files = sorted(p.name for p in out.iterdir())
     size = sum(p.stat().st_size for p in out.iterdir())
-    print(f"{name}: {size / 1e6:.2f} MB, files {files}")
+    print(f"{out.name}: {size / 1e6:.2f} MB, files {files}")
 
 
 def main():

@@ -17,18 +17,15 @@ Usage (needs torch + transformers; the committed outputs mean CI does not):
   /work/venv-torch/bin/python tests/tools/vl_make_text_fixtures.py --out tests/data/models/qwen2_5_vl-text
 """
 import argparse
-import json
 import pathlib
 import shutil
 
 import torch
-import transformers
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-NUM_GREEDY = 16
-# As in model_make_reference_checkpoints.py: a greedy step whose top two logits are closer than this is too
-# fragile to pin, so the generator refuses it instead of committing it.
-MIN_GREEDY_MARGIN = 2e-3
+# The Qwen2 generator's weights, prompts (its NUM_GREEDY and near-tie rule) and reference.json.
+from model_make_reference_checkpoints import randomize, reference_prompts, write_reference
+
 SEED = 44
 PROMPT_LENGTHS = [3, 11, 29]
 
@@ -66,36 +63,6 @@ VISION_CONFIG = dict(
 )
 
 
-def randomize(model, generator):
-    """Weights with spread, as model_make_reference_checkpoints.py: norms around 1, nonzero biases."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.2 * torch.randn(param.shape, generator=generator))
-            elif name.endswith(".bias"):
-                param.copy_(0.2 * torch.randn(param.shape, generator=generator))
-            elif "embed_tokens" in name:
-                param.copy_(torch.randn(param.shape, generator=generator))
-            else:
-                fan_in = param.shape[-1]
-                param.copy_(torch.randn(param.shape, generator=generator) * (1.5 / fan_in ** 0.5))
-
-
-def logits_of(model, ids):
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), use_cache=False)
-    return out.logits[0, -1].to(torch.float32)
-
-
-def top2_margin(logits):
-    top = torch.topk(logits, 2).values
-    return float(top[0] - top[1])
-
-
-def rounded(values):
-    return [float(f"{v:.7g}") for v in values.tolist()]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     repo = pathlib.Path(__file__).resolve().parents[2]
@@ -107,7 +74,7 @@ def main():
                               image_token_id=510, video_token_id=511, vision_start_token_id=508,
                               vision_end_token_id=509)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    randomize(model, generator)
+    randomize(model, generator, 1.0)
     model = model.to(torch.bfloat16)
     out = args.out
     if out.exists():
@@ -117,37 +84,8 @@ def main():
     reference = Qwen2_5_VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32,
                                                                    attn_implementation="eager").eval()
     special = {config.image_token_id, config.video_token_id, config.vision_start_token_id, config.vision_end_token_id}
-    prompts = []
-    for length in PROMPT_LENGTHS:
-        ids = torch.randint(3, TEXT_CONFIG["vocab_size"], (length,), generator=generator).tolist()
-        ids = [i if i not in special else 3 for i in ids]  # text only: no vision token
-        prefill = logits_of(reference, ids)
-        sequence = list(ids)
-        greedy, steps = [], []
-        logits = prefill
-        for _ in range(NUM_GREEDY):
-            margin = top2_margin(logits)
-            if margin < MIN_GREEDY_MARGIN:
-                raise SystemExit(f"prompt of {length} tokens has a near tie ({margin}); change the seed")
-            token = int(torch.argmax(logits))
-            greedy.append(token)
-            sequence.append(token)
-            logits = logits_of(reference, sequence)
-            steps.append(rounded(logits))
-        prompts.append(dict(ids=ids, prefill_logits=rounded(prefill), greedy_ids=greedy, step_logits=steps))
-    record = dict(
-        generator="tests/tools/vl_make_text_fixtures.py",
-        transformers=transformers.__version__,
-        torch=torch.__version__,
-        compute_dtype="float32",
-        attention="eager",
-        prompts=prompts,
-    )
-    (out / "reference.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
-    files = sorted(p.name for p in out.iterdir())
-    size = sum(p.stat().st_size for p in out.iterdir())
-    print(f"{out.name}: {size / 1e6:.2f} MB, files {files}")
-
+    prompts = reference_prompts(reference, TEXT_CONFIG["vocab_size"], generator, out.name, PROMPT_LENGTHS, special)
+    write_reference(out, "tests/tools/vl_make_text_fixtures.py", prompts)
 
 if __name__ == "__main__":
     main()
