@@ -63,6 +63,9 @@ class CompiledGrammar {
 
   const TokenVocabulary& vocabulary() const { return *vocabulary_; }
   int32_t num_states() const { return static_cast<int32_t>(states_.size()); }
+  // The same tokens as allowed_tokens(), by a walk of every trie node (no plain-text shortcut) and never cached:
+  // the reference the faster walk is tested against.
+  std::shared_ptr<const TokenSet> allowed_tokens_by_full_walk(int32_t config) const;
   // Cache figures, for benchmarks.
   int32_t num_configs() const;
   int32_t num_cached_masks() const;
@@ -90,7 +93,14 @@ class CompiledGrammar {
   int32_t frame(int32_t parent, int32_t state) const;
   int32_t close(std::vector<int32_t>& seeds) const;
   int32_t advance_locked(int32_t config, uint8_t byte) const;
-  std::shared_ptr<const TokenSet> compute_mask(int32_t config) const;
+  // A walk's position: the configuration at one depth of the trie and its transition table (null: none yet).
+  struct Level {
+    int32_t config;
+    const std::array<int32_t, 256>* next;
+  };
+  std::shared_ptr<const TokenSet> compute_mask(int32_t config, bool plain_by_length) const;
+  bool walk_plain(std::vector<Level>& levels, std::vector<char>& allowed) const;
+  void walk_range(std::vector<Level>& levels, int32_t begin, int32_t end, std::vector<char>& allowed) const;
 
   std::shared_ptr<const TokenVocabulary> vocabulary_;
   std::vector<std::vector<Edge>> states_;

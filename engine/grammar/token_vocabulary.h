@@ -34,6 +34,22 @@ class TokenVocabulary {
   int32_t tokens_begin(int32_t node) const { return tokens_begin_[node]; }
   const std::vector<int32_t>& token_ids() const { return token_ids_; }
   int32_t max_depth() const { return max_depth_; }
+  // node_byte | node_depth << 8 | (tokens end here) << 31, one word per node: a walk over the whole trie reads
+  // one stream instead of three arrays (333k nodes on Qwen2.5).
+  static constexpr uint32_t kHasTokens = 1u << 31;
+  const std::vector<uint32_t>& node_words() const { return node_words_; }
+
+  // Plain text: the printable ASCII bytes but '"' and '\\', which JSON strings and counted repetitions of a
+  // character class accept one byte at a time. About 60% of Qwen2.5's trie nodes spell plain text only, so a
+  // grammar state that treats every plain byte alike can settle those tokens by their length instead of walking.
+  static bool is_plain(uint8_t b) { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\'; }
+  // Ids of the tokens made of plain bytes only, shortest first; the first num_plain_up_to(n) are at most n long.
+  const std::vector<int32_t>& plain_ids_by_length() const { return plain_ids_by_length_; }
+  int32_t num_plain_up_to(int32_t length) const;
+  // The nodes that leave plain text (a non-plain byte after a plain prefix), by depth: every node that is not
+  // plain text is in exactly one of their subtrees. The first num_exits_up_to(d) are at depth at most d.
+  const std::vector<int32_t>& exit_nodes() const { return exit_nodes_; }
+  int32_t num_exits_up_to(int32_t depth) const;
 
  private:
   int32_t vocab_size_;
@@ -43,6 +59,9 @@ class TokenVocabulary {
   std::vector<int32_t> subtree_end_;
   std::vector<int32_t> tokens_begin_;  // num_nodes() + 1 entries
   std::vector<int32_t> token_ids_;
+  std::vector<uint32_t> node_words_;
+  std::vector<int32_t> plain_ids_by_length_;
+  std::vector<int32_t> exit_nodes_;
   int32_t max_depth_ = 0;
 };
 
