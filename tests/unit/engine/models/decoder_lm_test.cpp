@@ -32,6 +32,7 @@
 #include "engine/models/decoder_weights.h"
 #include "engine/models/model_loader.h"
 #include "nlohmann/json.hpp"
+#include "tests/unit/engine/model/test_files.h"
 
 namespace bm::engine {
 namespace {
@@ -50,21 +51,6 @@ struct Prompt {
   std::vector<float> prefill_logits;
   std::vector<int32_t> greedy_ids;
   std::vector<std::vector<float>> step_logits;
-};
-
-// A model folder under the temp directory, removed with everything in it.
-struct TempModelDir {
-  std::filesystem::path path;
-  TempModelDir() {
-    std::random_device seed;
-    path =
-        std::filesystem::temp_directory_path() / ("bm-decoder-test-" + std::to_string(seed()) + std::to_string(seed()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempModelDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
 };
 
 std::vector<Prompt> read_reference(const std::string& model) {
@@ -142,7 +128,7 @@ void check_prefill_and_greedy(const std::string& model, DType kv_dtype, double t
   BlockPool pool(64);
   double worst = 0;
   for (const Prompt& prompt : read_reference(model)) {
-    SCOPED_TRACE(testing::Message() << "prompt of " << prompt.ids.size() << " tokens");
+    SCOPED_TRACE(::testing::Message() << "prompt of " << prompt.ids.size() << " tokens");
     SequenceChunk chunk;
     chunk.num_new_tokens = static_cast<int32_t>(prompt.ids.size());
     chunk.wants_logits = true;
@@ -274,7 +260,7 @@ TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
   for (size_t s = 0; s < seqs.size(); ++s) next[s] = argmax(std::span(expected).subspan(s * vocab, vocab));
   // Steps with all sequences, then without the first two (another batch size), then all again.
   for (int step = 0; step < 8; ++step) {
-    SCOPED_TRACE(testing::Message() << "decode step " << step);
+    SCOPED_TRACE(::testing::Message() << "decode step " << step);
     ForwardBatch batch;
     std::vector<size_t> members;
     for (size_t s = 0; s < seqs.size(); ++s) {
@@ -407,7 +393,7 @@ TEST(DecoderLMGraphTest, AFailedCaptureTurnsGraphsOffAndStepsRunEager) {
   ASSERT_TRUE((*graphed)->forward(prefill, actual).ok());
   ASSERT_EQ(expected, actual);
   for (int32_t step = 0; step < 4; ++step) {
-    SCOPED_TRACE(testing::Message() << "decode step " << step);
+    SCOPED_TRACE(::testing::Message() << "decode step " << step);
     const int32_t next = argmax(std::span(expected).subspan(0, vocab));
     const ForwardBatch batch{{next}, {SequenceChunk{5 + step, 1, {0}, true}}};
     ASSERT_TRUE(eager->forward(batch, expected).ok());
@@ -460,8 +446,8 @@ TEST(DecoderLMInfoTest, DescribesTheModel) {
 // memory; a checkpoint saved with those names loads to the same logits as the hub layout.
 TEST(DecoderLMInfoTest, LoadsQwen25VlWithTheLanguageModelPrefix) {
   const std::filesystem::path source = models_dir() / "qwen2_5_vl-text";
-  const TempModelDir dir;
-  std::filesystem::copy_file(source / "config.json", dir.path / "config.json");
+  const testing::TempDir dir;
+  std::filesystem::copy_file(source / "config.json", dir.path() / "config.json");
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::open(source);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   std::vector<TensorToWrite> tensors;
@@ -478,12 +464,12 @@ TEST(DecoderLMInfoTest, LoadsQwen25VlWithTheLanguageModelPrefix) {
     tensors.push_back(TensorToWrite{new_name, info->dtype, info->shape, info->data});
   }
   EXPECT_GT(renamed, 10);
-  ASSERT_TRUE(write_safetensors(dir.path / "model.safetensors", tensors).ok());
+  ASSERT_TRUE(write_safetensors(dir.path() / "model.safetensors", tensors).ok());
   std::unique_ptr<CausalLM> hub = load("qwen2_5_vl-text");
   LoadOptions options;
   options.num_threads = 2;
   options.kv_cache_dtype = DType::kF32;
-  absl::StatusOr<std::unique_ptr<CausalLM>> prefixed = load_causal_lm(dir.path, options);
+  absl::StatusOr<std::unique_ptr<CausalLM>> prefixed = load_causal_lm(dir.path(), options);
   ASSERT_TRUE(prefixed.ok()) << prefixed.status();
   ASSERT_NE(hub, nullptr);
   ASSERT_TRUE((*prefixed)->allocate_kv_cache(64).ok());
