@@ -61,6 +61,21 @@ using U32x8 = uint32_t __attribute__((vector_size(32)));
 struct F16 {
   uint16_t bits;
 };
+// F16 bits held in 32-bit words (a scalar or a vector of them) widened to F32: the magnitude shifted into F32's
+// place and scaled by 2^112 (which rebiases the exponent and normalises subnormals exactly), the sign put back.
+template <typename Bits, typename Float>
+__attribute__((always_inline)) inline Float widen_f16_bits(Bits bits) {
+  const Bits sign = (bits & 0x8000u) << 16;
+  const Bits magnitude = (bits & 0x7fffu) << 13;
+  Float value;
+  std::memcpy(&value, &magnitude, sizeof(value));
+  value *= 0x1p112f;
+  Bits result;
+  std::memcpy(&result, &value, sizeof(result));
+  result |= sign;
+  std::memcpy(&value, &result, sizeof(value));
+  return value;
+}
 __attribute__((always_inline)) inline F32x8 load8(const F16* f16) {
   U16x8 halves;
   std::memcpy(&halves, f16, sizeof(halves));
@@ -68,30 +83,12 @@ __attribute__((always_inline)) inline F32x8 load8(const F16* f16) {
   const U16x16 widened = __builtin_shufflevector(halves, zeros, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
   U32x8 bits;
   std::memcpy(&bits, &widened, sizeof(bits));
-  const U32x8 sign = (bits & 0x8000u) << 16;
-  const U32x8 magnitude = (bits & 0x7fffu) << 13;
-  F32x8 value;
-  std::memcpy(&value, &magnitude, sizeof(value));
-  value *= 0x1p112f;
-  U32x8 result;
-  std::memcpy(&result, &value, sizeof(result));
-  result |= sign;
-  std::memcpy(&value, &result, sizeof(value));
-  return value;
+  return widen_f16_bits<U32x8, F32x8>(bits);
 }
 
 // One F16 widened as load8 does (exact for every finite value).
 inline float f16_to_f32(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  const uint32_t magnitude = (h & 0x7fffu) << 13;
-  float value;
-  std::memcpy(&value, &magnitude, sizeof(value));
-  value *= 0x1p112f;
-  uint32_t result;
-  std::memcpy(&result, &value, sizeof(result));
-  result |= sign;
-  std::memcpy(&value, &result, sizeof(value));
-  return value;
+  return widen_f16_bits<uint32_t, float>(h);
 }
 inline float load1(const F16* f16) {
   return f16_to_f32(f16->bits);
