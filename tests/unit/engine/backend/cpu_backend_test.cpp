@@ -12,21 +12,13 @@
 #include <vector>
 
 #include "engine/backend/cpu/bf16.h"
+#include "tests/unit/engine/backend/normalised_error.h"
 
 namespace bm::engine {
 namespace {
 
-constexpr double kMaxNormalisedError = 1e-10;
-
-double normalised_error(const std::vector<float>& actual, const std::vector<double>& expected) {
-  EXPECT_EQ(actual.size(), expected.size());
-  double error = 0, norm = 0;
-  for (size_t i = 0; i < actual.size() && i < expected.size(); ++i) {
-    error += (actual[i] - expected[i]) * (actual[i] - expected[i]);
-    norm += expected[i] * expected[i];
-  }
-  return norm > 0 ? error / norm : error;
-}
+using kernel_check::kMaxNormalisedError;
+using kernel_check::normalised_error;
 
 std::vector<float> random_floats(std::mt19937& rng, size_t count, float scale = 1.0f) {
   std::normal_distribution<float> normal(0.0f, scale);

@@ -23,21 +23,13 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/quantized_matrix.h"
+#include "tests/unit/engine/backend/normalised_error.h"
 
 namespace bm::engine {
 namespace {
 
-constexpr double kMaxNormalisedError = 1e-10;
-
-double normalised_error(const std::vector<float>& actual, const std::vector<double>& expected) {
-  EXPECT_EQ(actual.size(), expected.size());
-  double error = 0, norm = 0;
-  for (size_t i = 0; i < actual.size() && i < expected.size(); ++i) {
-    error += (actual[i] - expected[i]) * (actual[i] - expected[i]);
-    norm += expected[i] * expected[i];
-  }
-  return norm > 0 ? error / norm : error;
-}
+using kernel_check::kMaxNormalisedError;
+using kernel_check::normalised_error;
 
 uint16_t to_f16(float value) {
   const _Float16 half = static_cast<_Float16>(value);
