@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bmserver/v1/serving.pb.h"
+#include "common/kv_cache_dtype.h"
 
 namespace bm::cli {
 namespace {
@@ -91,11 +92,10 @@ const std::vector<Param>& params() {
        }},
       {"--kv-cache-dtype", Takes::kValue,
        [](ServeOptions& o, const std::string& v) -> std::string {
-         for (const char* name : {"auto", "bfloat16", "bf16", "float32", "fp32"})
-           if (v == name) {
-             o.set_kv_cache_dtype(v);
-             return "";
-           }
+         if (common::canonical_kv_cache_dtype(v).ok()) {
+           o.set_kv_cache_dtype(v);
+           return "";
+         }
          return absl::StrCat("'", v, "' is not available: the KV cache is bfloat16 (auto) or float32");
        }},
       {"--dtype", Takes::kValue,

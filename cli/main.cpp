@@ -15,6 +15,7 @@
 #include "cli/global_options.h"
 #include "cli/hub_argument.h"
 #include "cli/serve_commands.h"
+#include "common/kv_cache_dtype.h"
 #include "common/version.h"
 
 int main(int argc, char** argv) {
@@ -148,7 +149,10 @@ int main(int argc, char** argv) {
     command
         ->add_option("--kv-cache-dtype", f.kv_cache_dtype,
                      "KV cache element type: auto (bfloat16) | bfloat16 | float32")
-        ->check(CLI::IsMember({"auto", "bfloat16", "bf16", "float32", "fp32"}));
+        ->check([](const std::string& v) {
+          absl::StatusOr<std::string> name = bm::common::canonical_kv_cache_dtype(v);
+          return name.ok() ? std::string() : std::string(name.status().message());
+        });
     command->add_flag("--enforce-eager", f.enforce_eager,
                       "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
     command->add_option("--extra-params", f.extra_params,

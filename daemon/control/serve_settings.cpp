@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/kv_cache_dtype.h"
 #include "daemon/control/store_selector.h"
 #include "engine/backend/cpu/thread_pool.h"
 
@@ -31,21 +32,6 @@ absl::StatusOr<std::vector<int32_t>> parse_device_list(const std::string& value,
     out.push_back(index);
   }
   return out;
-}
-
-// vLLM's spelling (auto, bfloat16, float32) and the short forms; the fp8 formats vLLM also takes are refused with
-// the reason rather than silently served at another precision.
-absl::StatusOr<std::string> kv_cache_dtype_name(const std::string& value) {
-  static const std::pair<const char*, const char*> kNames[] = {
-      {"", "auto"},           {"auto", "auto"},    {"bfloat16", "bfloat16"}, {"bf16", "bfloat16"},
-      {"float32", "float32"}, {"fp32", "float32"}, {"float", "float32"}};
-  for (const auto& [given, name] : kNames)
-    if (value == given) return std::string(name);
-  if (absl::StartsWith(value, "fp8"))
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv-cache-dtype ", value, " is not available: the KV cache is bfloat16 (auto) or float32"));
-  return absl::InvalidArgumentError(
-      absl::StrCat("--kv-cache-dtype must be auto, bfloat16 or float32, not '", value, "'"));
 }
 
 }  // namespace
@@ -134,7 +120,7 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
   if (o.threads() < 0 || o.threads() > cpus)
     return absl::InvalidArgumentError(absl::StrCat("--threads ", o.threads(), " is not possible: the daemon may use ",
                                                    cpus, " CPUs (its affinity mask); give 1 to ", cpus));
-  absl::StatusOr<std::string> kv_cache_dtype = kv_cache_dtype_name(o.kv_cache_dtype());
+  absl::StatusOr<std::string> kv_cache_dtype = common::canonical_kv_cache_dtype(o.kv_cache_dtype());
   if (!kv_cache_dtype.ok()) return kv_cache_dtype.status();
   for (int32_t g : o.gpus())
     if (g < 0) return absl::InvalidArgumentError(absl::StrCat("GPU index ", g, " is negative"));
