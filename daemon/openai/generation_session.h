@@ -25,6 +25,7 @@ struct ChoiceSpec {
   serving::GenerationParams params;
   ChoiceTextOptions text;
   std::string echo_prefix;  // completions with echo: the prompt text, emitted first
+  std::shared_ptr<const engine::PromptMedia> media;  // the prompt's images and videos; null for text
 };
 
 struct SessionOptions {

@@ -121,16 +121,23 @@ class EngineGenerator final : public Generator {
       std::thread([engine = std::move(engine_)]() mutable { engine.reset(); }).detach();
   }
 
-  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
-                                                           const GenerationParams& params,
-                                                           EventCallback on_event) override {
+  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(
+      std::vector<int32_t> prompt_ids, const GenerationParams& params, EventCallback on_event,
+      std::shared_ptr<const engine::PromptMedia> media) override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (engine_ == nullptr) return absl::UnavailableError("the model was stopped");
     absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle = engine_->submit(
         std::move(prompt_ids), params,
-        [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); });
+        [on_event = std::move(on_event)](engine::SequenceOutput out) { on_event(to_event(std::move(out))); },
+        std::move(media));
     if (!handle.ok()) return handle.status();
     return std::unique_ptr<GenerationHandle>(new Handle(*std::move(handle)));
+  }
+
+  absl::Status media_support() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (engine_ == nullptr) return absl::UnavailableError("the model was stopped");
+    return engine_->media_support();
   }
 
   GeneratorStats stats() const override {

@@ -187,8 +187,11 @@ Engine::~Engine() {
 }
 
 absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_t> prompt_ids,
-                                                              const SamplingParams& params, OutputCallback on_output) {
+                                                              const SamplingParams& params, OutputCallback on_output,
+                                                              std::shared_ptr<const PromptMedia> media) {
   const int32_t vocab = model_->info().vocab_size;
+  if (media != nullptr && !media->items.empty())
+    if (absl::Status s = media_support(); !s.ok()) return s;
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (int32_t id : prompt_ids)
     if (id < 0 || id >= vocab)
@@ -232,6 +235,10 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
       box->cv.notify_all();
     }
   });
+}
+
+absl::Status Engine::media_support() const {
+  return absl::FailedPreconditionError("this engine does not encode images or videos yet");
 }
 
 EngineStats Engine::stats() const {

@@ -17,6 +17,7 @@
 #include "engine/model/dtype.h"
 #include "engine/model/generation_config.h"
 #include "engine/models/causal_lm.h"
+#include "engine/models/prompt_media.h"
 #include "engine/runtime/batch_sampler.h"
 #include "engine/runtime/block_manager.h"
 #include "engine/runtime/model_runner.h"
@@ -101,8 +102,15 @@ class Engine {
   ~Engine();
   bool on_engine_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
+  // media: the prompt's images and videos (prompt_media.h), their pad runs already expanded in prompt_ids; null
+  // for text. A prompt whose pad runs do not match the items, or media for a model without a vision tower, is an
+  // InvalidArgument / FailedPrecondition naming it.
   absl::StatusOr<std::unique_ptr<RequestHandle>> submit(std::vector<int32_t> prompt_ids, const SamplingParams& params,
-                                                        OutputCallback on_output);
+                                                        OutputCallback on_output,
+                                                        std::shared_ptr<const PromptMedia> media = nullptr);
+  // OK when the model encodes images and videos (a vision tower loaded on a backend that runs it); otherwise a
+  // FailedPrecondition whose message says why, for the API's 400.
+  absl::Status media_support() const;
   EngineStats stats() const;
   // Requests of this shape that run at once: KV blocks each needs, against the cache, capped by max_num_seqs.
   int32_t max_concurrency(int32_t prompt_tokens, int32_t completion_tokens) const;

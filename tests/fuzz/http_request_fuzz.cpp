@@ -29,7 +29,8 @@ using bm::daemon::serving::ServedModel;
 class LimitsOnlyGenerator final : public bm::daemon::serving::Generator {
  public:
   absl::StatusOr<std::unique_ptr<bm::daemon::serving::GenerationHandle>> submit(
-      std::vector<int32_t>, const bm::daemon::serving::GenerationParams&, bm::daemon::serving::EventCallback) override {
+      std::vector<int32_t>, const bm::daemon::serving::GenerationParams&, bm::daemon::serving::EventCallback,
+      std::shared_ptr<const bm::engine::PromptMedia>) override {
     std::abort();  // the fuzzer never submits
   }
   bm::daemon::serving::GeneratorStats stats() const override { return {}; }

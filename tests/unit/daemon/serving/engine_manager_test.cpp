@@ -26,8 +26,8 @@ using ::testing::Not;
 
 class IdleGenerator final : public Generator {
  public:
-  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t>, const GenerationParams&,
-                                                           EventCallback) override {
+  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t>, const GenerationParams&, EventCallback,
+                                                           std::shared_ptr<const bm::engine::PromptMedia>) override {
     return absl::UnavailableError("idle");
   }
   GeneratorStats stats() const override { return {}; }
