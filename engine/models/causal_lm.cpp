@@ -59,3 +59,34 @@ absl::Status CausalLM::enable_decode_graphs(int32_t) {
 }
 
 }  // namespace bm::engine
+
+namespace bm::engine {
+
+uint64_t SequenceMedia::hash_of_range(int32_t first, int32_t count) const {
+  uint64_t h = 0;
+  for (const Item& item : items) {
+    if (item.start >= first + count || item.start + item.count <= first) continue;
+    // Order-dependent combination (boost's hash_combine constant): the same images in another order differ.
+    h ^= item.hash + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  }
+  return h;
+}
+
+absl::Status CausalLM::media_support() const {
+  return absl::FailedPreconditionError(
+      absl::StrCat("model architecture ", info().architecture, " takes text only (no vision tower)"));
+}
+
+absl::StatusOr<std::shared_ptr<SequenceMedia>> CausalLM::prepare_media(std::span<const int32_t> prompt_ids,
+                                                                        const PromptMedia* media) const {
+  (void)prompt_ids;
+  if (media == nullptr || media->items.empty()) return std::shared_ptr<SequenceMedia>();
+  return media_support();
+}
+
+absl::StatusOr<std::vector<float>> CausalLM::encode_media(const MediaItem& item) {
+  (void)item;
+  return media_support();
+}
+
+}  // namespace bm::engine

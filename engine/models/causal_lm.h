@@ -11,11 +11,36 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/models/prompt_media.h"
 
 namespace bm::engine {
 
 // Tokens per paged-KV block (DESIGN §5).
 inline constexpr int32_t kBlockSize = 16;
+
+// A multimodal prompt as the forward pass sees it (Qwen2.5-VL), made by CausalLM::prepare_media and shared by the
+// request's sequences: the prompt's M-RoPE position rows (mrope_positions) and, per image or video, where its pad
+// tokens sit and, once encoded, the embeddings that replace them.
+struct SequenceMedia {
+  struct Item {
+    int32_t start = 0;  // prompt index of the item's first pad token
+    int32_t count = 0;  // its pad tokens: the embeddings' rows
+    uint64_t hash = 0;  // MediaItem::hash
+    std::shared_ptr<const std::vector<float>> embeddings;  // [count, hidden]; null until encoded
+  };
+  int32_t num_prompt_tokens = 0;
+  std::vector<int32_t> positions[3];  // temporal, height, width rows over the prompt
+  int32_t delta = 0;                  // tokens after the prompt: position = index + delta on all three rows
+  std::vector<Item> items;            // in prompt order
+
+  bool encoded() const {
+    for (const Item& item : items)
+      if (item.embeddings == nullptr) return false;
+    return true;
+  }
+  // Combined hash of the items whose pad tokens overlap prompt tokens [first, first + count); 0 when none do.
+  uint64_t hash_of_range(int32_t first, int32_t count) const;
+};
 
 // One sequence's part of a forward step.
 struct SequenceChunk {
@@ -23,6 +48,7 @@ struct SequenceChunk {
   int32_t num_new_tokens = 0;        // tokens of this sequence in this step (a prefill chunk, or 1 to decode)
   std::vector<int32_t> block_table;  // physical block ids covering [0, num_cached_tokens + num_new_tokens)
   bool wants_logits = false;         // produce logits for this sequence's last new token
+  const SequenceMedia* media = nullptr;  // its prompt's images and videos, encoded; null for text
 };
 
 // One batched forward: every sequence's new tokens, concatenated in `sequences` order.
@@ -110,6 +136,15 @@ class CausalLM {
   // largest shape, which the KV planning must count. Unimplemented when the model or its backend cannot.
   virtual absl::Status enable_decode_graphs(int32_t max_seqs);
   virtual DecodeGraphStats decode_graph_stats() const { return {}; }
+
+  // Multimodal models. media_support: OK when the model encodes images and videos here, else FailedPrecondition
+  // saying why. prepare_media: checks a prompt's pad-token runs against its media (null `media`: none) and computes
+  // what the forward needs but the embeddings — null for a prompt without media. encode_media: one item's
+  // embeddings, [num_tokens, hidden], on the model's backend (the engine thread's).
+  virtual absl::Status media_support() const;
+  virtual absl::StatusOr<std::shared_ptr<SequenceMedia>> prepare_media(std::span<const int32_t> prompt_ids,
+                                                                       const PromptMedia* media) const;
+  virtual absl::StatusOr<std::vector<float>> encode_media(const MediaItem& item);
 
  private:
   std::vector<float> host_logits_;  // the default forward_candidates' last rows

@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/models/mrope_positions.h"
+#include "engine/models/mrope_rotary_table.h"
 
 namespace bm::engine {
 namespace {
@@ -221,6 +223,20 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::prepare(const StepInputs& step
   tensors->attention.max_seq_len = step.max_seq_len;
   upload_tables(*tensors, token_ids, step.positions, step.slot_mapping, step.logits_rows, step.query_starts,
                 step.seq_lens, step.block_tables);
+  tensors->splices = step.splices;
+  if (!step.mrope_rows[0].empty()) {
+    // Only prompts with media get here (make_step_inputs); text steps keep the 1-D RoPE, bit for bit the same.
+    const int64_t n = static_cast<int64_t>(token_ids.size());
+    const RotaryTable table = mrope_rotary_table(spec_.rope_inv_freq, spec_.mrope_section,
+                                                 {step.mrope_rows[0], step.mrope_rows[1], step.mrope_rows[2]});
+    absl::StatusOr<Tensor> both = rotary_scratch_.view(*backend_, DType::kF32, 2 * n, table.half);
+    if (!both.ok()) return both.status();
+    tensors->mrope = true;
+    tensors->rotary_cos = both->row_slice(0, n);
+    tensors->rotary_sin = both->row_slice(n, n);
+    backend_->copy_to_device(std::as_bytes(std::span(table.cos)), tensors->rotary_cos);
+    backend_->copy_to_device(std::as_bytes(std::span(table.sin)), tensors->rotary_sin);
+  }
   return tensors;
 }
 
@@ -252,8 +268,13 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
   apply_linear(b, t.h, layer.q, t.q);
   apply_linear(b, t.h, layer.k, t.k);
   apply_linear(b, t.h, layer.v, t.v);
-  b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
-  b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
+  if (t.mrope) {
+    b.rope_table(t.q, t.rotary_cos, t.rotary_sin, spec_.head_dim);
+    b.rope_table(t.k, t.rotary_cos, t.rotary_sin, spec_.head_dim);
+  } else {
+    b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
+    b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
+  }
   b.store_kv(t.k, t.v, t.slot_mapping, kv_cache_[static_cast<size_t>(index)]);
   const AttentionShape shape{spec_.num_heads, spec_.num_kv_heads, spec_.head_dim,
                              1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
@@ -269,6 +290,10 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
 
 void DecoderLM::compute(const StepTensors& t) {
   backend_->embedding(weights_->embed_tokens, t.token_ids, t.x);
+  for (const EmbeddingSplice& splice : t.splices) {
+    const std::span<const float> rows(splice.data, static_cast<size_t>(int64_t{splice.count} * spec_.hidden_size));
+    backend_->copy_to_device(std::as_bytes(rows), t.x.row_slice(splice.row, splice.count));
+  }
   for (int32_t layer = 0; layer < spec_.num_layers; ++layer) run_layer(layer, t);
   backend_->add(t.x, t.h, t.x);  // the last MLP's residual add
   if (t.logits.rows == 0) return;
@@ -282,10 +307,10 @@ absl::StatusOr<Tensor> DecoderLM::run_step(const ForwardBatch& batch) {
   if (kv_cache_.empty()) {
     return absl::FailedPreconditionError("forward called before allocate_kv_cache");
   }
-  const StepLimits limits{spec_.vocab_size, num_kv_blocks_, spec_.max_position_embeddings};
+  const StepLimits limits{spec_.vocab_size, num_kv_blocks_, spec_.max_position_embeddings, spec_.hidden_size};
   absl::StatusOr<StepInputs> step = make_step_inputs(batch, limits);
   if (!step.ok()) return step.status();
-  if (graphs_ != nullptr) {
+  if (graphs_ != nullptr && step->splices.empty() && step->mrope_rows[0].empty()) {
     if (std::optional<DecodeGraphShape> shape = graphs_->shape_for(*step))
       return run_graphed_step(*step, batch.token_ids, *shape);
   }
@@ -466,6 +491,117 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
     return device;
   }
   return absl::OkStatus();
+}
+
+// ---- Qwen2.5-VL
+
+absl::Status DecoderLM::attach_vision(const Checkpoint& checkpoint, const VisionConfig& config) {
+  if (config.out_hidden_size != spec_.hidden_size)
+    return absl::InvalidArgumentError(absl::StrCat("config.json: the vision tower's out_hidden_size ",
+                                                    config.out_hidden_size, " is not the language model's hidden_size ",
+                                                    spec_.hidden_size));
+  vision_config_ = config;
+  if (checkpoint.find("visual.patch_embed.proj.weight") == nullptr) {
+    vision_refusal_ = "the checkpoint holds no vision tower (visual.* tensors), so it is served for text only";
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<VisionEncoder>> encoder = VisionEncoder::load(checkpoint, config, *backend_);
+  if (absl::IsUnimplemented(encoder.status())) {
+    vision_refusal_ = std::string(encoder.status().message());
+    return absl::OkStatus();
+  }
+  if (!encoder.ok()) return encoder.status();
+  vision_ = *std::move(encoder);
+  return absl::OkStatus();
+}
+
+absl::Status DecoderLM::media_support() const {
+  if (vision_ != nullptr) return absl::OkStatus();
+  if (!vision_config_) return CausalLM::media_support();
+  return absl::FailedPreconditionError(vision_refusal_);
+}
+
+absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::span<const int32_t> prompt_ids,
+                                                                        const PromptMedia* media) const {
+  if (!vision_config_) return CausalLM::prepare_media(prompt_ids, media);
+  const VisionConfig& config = *vision_config_;
+  const bool has_media = media != nullptr && !media->items.empty();
+  const auto is_pad = [&](int32_t id) { return id == config.image_token_id || id == config.video_token_id; };
+  const int64_t num_pads = std::count_if(prompt_ids.begin(), prompt_ids.end(), is_pad);
+  if (!has_media && num_pads == 0) return std::shared_ptr<SequenceMedia>();
+  if (!has_media)
+    return absl::InvalidArgumentError(absl::StrCat("the prompt holds ", num_pads,
+                                                   " image or video pad tokens but no image or video came with it"));
+  if (absl::Status s = media_support(); !s.ok()) return s;
+  auto out = std::make_shared<SequenceMedia>();
+  out->num_prompt_tokens = static_cast<int32_t>(prompt_ids.size());
+  std::vector<VisionGrid> image_grids, video_grids;
+  std::vector<float> seconds;
+  // Runs of pad tokens, matched to the items in order: kind, length and pixel count must all agree.
+  size_t next = 0;
+  for (size_t i = 0; i < prompt_ids.size();) {
+    if (!is_pad(prompt_ids[i])) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < prompt_ids.size() && prompt_ids[end] == prompt_ids[i]) ++end;
+    const bool image = prompt_ids[i] == config.image_token_id;
+    const char* kind = image ? "image" : "video";
+    if (next == media->items.size())
+      return absl::InvalidArgumentError(absl::StrCat("the prompt holds more runs of ", kind,
+                                                     " pad tokens than the ", media->items.size(),
+                                                     " images and videos that came with it"));
+    const MediaItem& item = media->items[next];
+    if ((item.kind == MediaKind::kImage) != image)
+      return absl::InvalidArgumentError(absl::StrCat("media item ", next, " is ",
+                                                     item.kind == MediaKind::kImage ? "an image" : "a video",
+                                                     " but its place in the prompt holds ", kind, " pad tokens"));
+    if (static_cast<int64_t>(end - i) != item.num_tokens(config.merge_unit()))
+      return absl::InvalidArgumentError(absl::StrCat("media item ", next, " takes ",
+                                                     item.num_tokens(config.merge_unit()), " pad tokens (grid ",
+                                                     item.grid.t, "x", item.grid.h, "x", item.grid.w,
+                                                     ") but the prompt holds ", end - i));
+    if (static_cast<int64_t>(item.pixel_values.size()) != item.grid.num_patches() * config.patch_dim())
+      return absl::InvalidArgumentError(absl::StrCat("media item ", next, " has ", item.pixel_values.size(),
+                                                     " pixel values; its grid needs ",
+                                                     item.grid.num_patches() * config.patch_dim()));
+    (image ? image_grids : video_grids).push_back(item.grid);
+    if (!image) seconds.push_back(item.second_per_grid_t);
+    out->items.push_back(SequenceMedia::Item{static_cast<int32_t>(i), static_cast<int32_t>(end - i),
+                                             item.hash != 0 ? item.hash : media_hash(item), nullptr});
+    ++next;
+    i = end;
+  }
+  if (next != media->items.size())
+    return absl::InvalidArgumentError(absl::StrCat(media->items.size(), " images and videos came with the prompt but it ",
+                                                   "holds pad tokens for ", next));
+  MropeInputs inputs;
+  inputs.image_token_id = config.image_token_id;
+  inputs.video_token_id = config.video_token_id;
+  inputs.spatial_merge_size = config.spatial_merge_size;
+  inputs.tokens_per_second = config.tokens_per_second;
+  inputs.image_grids = image_grids;
+  inputs.video_grids = video_grids;
+  inputs.second_per_grid_ts = seconds;
+  absl::StatusOr<MropePositions> positions = mrope_positions(prompt_ids, inputs);
+  if (!positions.ok()) return positions.status();
+  for (int r = 0; r < 3; ++r) {
+    for (int64_t p : positions->rows[r]) {
+      if (p < 0 || p >= spec_.max_position_embeddings)
+        return absl::InvalidArgumentError(absl::StrCat("an M-RoPE position of ", p, " is beyond the model's ",
+                                                       spec_.max_position_embeddings, " positions"));
+      out->positions[r].push_back(static_cast<int32_t>(p));
+    }
+  }
+  out->delta = static_cast<int32_t>(positions->delta);
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> DecoderLM::encode_media(const MediaItem& item) {
+  if (absl::Status s = media_support(); !s.ok()) return s;
+  const VisionGrid grids[] = {item.grid};
+  return vision_->encode(item.pixel_values, grids);
 }
 
 }  // namespace bm::engine

@@ -3,6 +3,8 @@
 // RoPE over a paged KV cache, SiLU-gated MLP), written once against the Backend interface.
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "engine/models/decoder_weights.h"
 #include "engine/models/scratch_tensor.h"
 #include "engine/models/step_inputs.h"
+#include "engine/models/vision_encoder.h"
 
 namespace bm::engine {
 
@@ -35,6 +38,15 @@ class DecoderLM final : public CausalLM {
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   DecodeGraphStats decode_graph_stats() const override;
 
+  // Qwen2.5-VL: the vision tower beside the language model, on the same backend (the loader calls it for a
+  // spec with M-RoPE). A checkpoint without visual.* tensors, or a backend that cannot run the tower, leaves the
+  // model serving text and media_support() saying why; a tower that does not fit the model is an error.
+  absl::Status attach_vision(const Checkpoint& checkpoint, const VisionConfig& config);
+  absl::Status media_support() const override;
+  absl::StatusOr<std::shared_ptr<SequenceMedia>> prepare_media(std::span<const int32_t> prompt_ids,
+                                                               const PromptMedia* media) const override;
+  absl::StatusOr<std::vector<float>> encode_media(const MediaItem& item) override;
+
  private:
   // Where each index table of a step sits in the one I32 buffer they share (offsets in ints), so that a step
   // uploads them with one copy: each copy from pageable host memory costs a GPU step microseconds of host time.
@@ -51,6 +63,11 @@ class DecoderLM final : public CausalLM {
     AttentionMetadata attention;
     Tensor x, h, q, k, v, attention_out, gate, up;
     Tensor last_hidden, logits;
+    // Multimodal steps: media rows spliced into x after the embedding lookup, and with `mrope` the per-token
+    // rotary table [n, head_dim / 2] (cos, sin) instead of the 1-D RoPE of `positions`.
+    std::span<const EmbeddingSplice> splices;
+    bool mrope = false;
+    Tensor rotary_cos, rotary_sin;
   };
 
   DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::unique_ptr<DecoderWeights> weights,
@@ -94,6 +111,11 @@ class DecoderLM final : public CausalLM {
   Tensor last_logits_;                 // the last forward_candidates step's logits, still on the backend
   std::vector<int32_t> packed_;        // host staging of the step's index tables (reused)
   std::vector<uint32_t> mask_upload_;  // host staging of a constrained step's mask rows and masks (reused)
+  // Qwen2.5-VL.
+  std::optional<VisionConfig> vision_config_;
+  std::unique_ptr<VisionEncoder> vision_;
+  std::string vision_refusal_;   // why media cannot be taken, while vision_ is null
+  ScratchTensor rotary_scratch_;  // an M-RoPE step's cos and sin tables
 };
 
 }  // namespace bm::engine

@@ -12,6 +12,7 @@
 #include "engine/models/decoder_lm.h"
 #include "engine/models/decoder_spec.h"
 #include "engine/models/decoder_weights.h"
+#include "engine/models/vision_encoder.h"
 
 namespace bm::engine {
 namespace {
@@ -54,10 +55,17 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::
   if (!backend.ok()) return backend.status();
   absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend);
   if (!weights.ok()) return weights.status();
+  const std::vector<int32_t> spec_mrope = spec->mrope_section;
   absl::StatusOr<std::unique_ptr<DecoderLM>> model =
       DecoderLM::create(std::move(*spec), std::move(*backend), std::move(*weights),
                         options.kv_cache_dtype.value_or(default_kv_cache_dtype(options.backend)));
   if (!model.ok()) return model.status();
+  if (!spec_mrope.empty()) {
+    // Qwen2.5-VL: the vision tower beside the language model.
+    absl::StatusOr<VisionConfig> vision = load_vision_config(model_dir);
+    if (!vision.ok()) return vision.status();
+    if (absl::Status s = (*model)->attach_vision(**checkpoint, *vision); !s.ok()) return s;
+  }
   return std::unique_ptr<CausalLM>(std::move(*model));
 }
 

@@ -36,6 +36,25 @@ absl::Status check_sequence(const SequenceChunk& chunk, size_t index, const Step
   return absl::OkStatus();
 }
 
+// A media chunk's embeddings must be there, of the right size, for every pad token the chunk computes.
+absl::Status check_media(const SequenceChunk& chunk, size_t index, const StepLimits& limits) {
+  const SequenceMedia& media = *chunk.media;
+  for (size_t i = 0; i < media.items.size(); ++i) {
+    const SequenceMedia::Item& item = media.items[i];
+    if (item.start >= chunk.num_cached_tokens + chunk.num_new_tokens || item.start + item.count <= chunk.num_cached_tokens)
+      continue;
+    if (item.embeddings == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", index, ": media item ", i, " is not encoded"));
+    if (static_cast<int64_t>(item.embeddings->size()) != int64_t{item.count} * limits.hidden_size)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", index, ": media item ", i, " has ",
+                                                     item.embeddings->size(), " embedding values for ", item.count,
+                                                     " tokens of ", limits.hidden_size));
+  }
+  if (media.positions[0].size() != static_cast<size_t>(media.num_prompt_tokens))
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", index, ": its M-RoPE rows do not cover the prompt"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<StepInputs> make_step_inputs(const ForwardBatch& batch, const StepLimits& limits) {
@@ -46,6 +65,8 @@ absl::StatusOr<StepInputs> make_step_inputs(const ForwardBatch& batch, const Ste
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const SequenceChunk& chunk = batch.sequences[s];
     if (absl::Status status = check_sequence(chunk, s, limits); !status.ok()) return status;
+    if (chunk.media != nullptr)
+      if (absl::Status status = check_media(chunk, s, limits); !status.ok()) return status;
     num_tokens += chunk.num_new_tokens;
     const int32_t length = chunk.num_cached_tokens + chunk.num_new_tokens;
     step.max_blocks_per_seq = std::max(step.max_blocks_per_seq, (length + kBlockSize - 1) / kBlockSize);
@@ -66,20 +87,48 @@ absl::StatusOr<StepInputs> make_step_inputs(const ForwardBatch& batch, const Ste
   step.num_tokens = static_cast<int32_t>(num_tokens);
   step.block_tables.assign(static_cast<size_t>(step.num_seqs) * step.max_blocks_per_seq, 0);
   step.query_starts.push_back(0);
+  bool any_media = false, mrope = false;
+  for (const SequenceChunk& chunk : batch.sequences) any_media |= chunk.media != nullptr;
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const SequenceChunk& chunk = batch.sequences[s];
     const int32_t length = chunk.num_cached_tokens + chunk.num_new_tokens;
     const int32_t num_blocks = (length + kBlockSize - 1) / kBlockSize;
     std::copy_n(chunk.block_table.begin(), num_blocks, step.block_tables.begin() + s * step.max_blocks_per_seq);
     for (int32_t position = chunk.num_cached_tokens; position < length; ++position) {
-      step.positions.push_back(position);
       step.slot_mapping.push_back(chunk.block_table[static_cast<size_t>(position / kBlockSize)] * kBlockSize +
                                   position % kBlockSize);
+      if (!any_media) {
+        step.positions.push_back(position);
+        continue;
+      }
+      // M-RoPE: the prompt's rows, then index + delta; without media, three equal rows of the index.
+      const SequenceMedia* media = chunk.media;
+      int64_t rows[3] = {position, position, position};
+      if (media != nullptr && position < media->num_prompt_tokens) {
+        for (int r = 0; r < 3; ++r) rows[r] = media->positions[r][static_cast<size_t>(position)];
+      } else if (media != nullptr) {
+        for (int64_t& row : rows) row = int64_t{position} + media->delta;
+      }
+      mrope |= rows[1] != rows[0] || rows[2] != rows[0];
+      step.positions.push_back(static_cast<int32_t>(rows[0]));
+      for (int r = 0; r < 3; ++r) step.mrope_rows[r].push_back(rows[r]);
+    }
+    if (chunk.media != nullptr) {
+      const int32_t first_row = step.query_starts.back();
+      for (const SequenceMedia::Item& item : chunk.media->items) {
+        const int32_t from = std::max(item.start, chunk.num_cached_tokens);
+        const int32_t to = std::min(item.start + item.count, length);
+        if (from >= to) continue;
+        step.splices.push_back(EmbeddingSplice{first_row + (from - chunk.num_cached_tokens), to - from,
+                                               item.embeddings->data() + int64_t{from - item.start} * limits.hidden_size});
+      }
     }
     step.seq_lens.push_back(length);
     step.query_starts.push_back(step.query_starts.back() + chunk.num_new_tokens);
     if (chunk.wants_logits) step.logits_rows.push_back(step.query_starts.back() - 1);
   }
+  if (!mrope)
+    for (std::vector<int64_t>& row : step.mrope_rows) row.clear();
   return step;
 }
 

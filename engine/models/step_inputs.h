@@ -15,6 +15,14 @@ struct StepLimits {
   int32_t vocab_size = 0;
   int32_t num_kv_blocks = 0;
   int32_t max_position_embeddings = 0;
+  int32_t hidden_size = 0;  // rows of media embeddings
+};
+
+// Rows of a step's input embeddings that come from an image or video instead of the embedding table.
+struct EmbeddingSplice {
+  int32_t row = 0;              // first token row of the step
+  int32_t count = 0;            // rows
+  const float* data = nullptr;  // [count, hidden] on the host, alive for the step (SequenceMedia owns it)
 };
 
 struct StepInputs {
@@ -29,6 +37,11 @@ struct StepInputs {
   std::vector<int32_t> logits_rows;   // token rows whose logits are wanted, in batch order
   int32_t max_query_len = 0;
   int32_t max_seq_len = 0;
+  // Multimodal prompts (SequenceChunk::media): the media rows of the embeddings, and — when some token's three
+  // M-RoPE positions differ (an image's or a video's tokens) — the three position rows of every token, for a
+  // rotary table; empty otherwise, and `positions` (the temporal row, + delta after the prompt) serve the 1-D RoPE.
+  std::vector<EmbeddingSplice> splices;
+  std::vector<int64_t> mrope_rows[3];
 };
 
 absl::StatusOr<StepInputs> make_step_inputs(const ForwardBatch& batch, const StepLimits& limits);

@@ -97,6 +97,11 @@ absl::StatusOr<VisionConfig> parse_vision_config(std::string_view config_json) {
   } else {
     config.fullatt_block_indexes = {7, 15, 23, 31};
   }
+  // The pad tokens the language model's prompt holds for images and videos sit at the top level of config.json.
+  if (absl::Status status = read_int(root, "image_token_id", 151655, config.image_token_id); !status.ok())
+    return status;
+  if (absl::Status status = read_int(root, "video_token_id", 151656, config.video_token_id); !status.ok())
+    return status;
   if (const auto rope = v.find("rope_parameters"); rope != v.end() && rope->is_object()) {
     if (const auto theta = rope->find("rope_theta"); theta != rope->end() && theta->is_number()) {
       config.rope_theta = theta->get<double>();

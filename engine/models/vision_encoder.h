@@ -37,6 +37,9 @@ struct VisionConfig {
   std::vector<int32_t> fullatt_block_indexes;
   double rope_theta = 10000.0;
   int32_t tokens_per_second = 2;
+  // config.json's top level: the prompt tokens an image's and a video's embeddings replace.
+  int32_t image_token_id = 151655;
+  int32_t video_token_id = 151656;
 
   int32_t head_dim() const { return hidden_size / num_heads; }
   int64_t patch_dim() const { return int64_t{in_channels} * temporal_patch_size * patch_size * patch_size; }

@@ -16,9 +16,10 @@ int32_t BlockManager::blocks_for(int32_t num_tokens) {
   return (num_tokens + kBlockSize - 1) / kBlockSize;
 }
 
-// splitmix64 over the previous hash and the block's tokens; a zero result is nudged because 0 means "no hash".
-uint64_t BlockManager::chain_hash(uint64_t previous, const int32_t* tokens) {
-  uint64_t h = previous ^ 0x9e3779b97f4a7c15ULL;
+// splitmix64 over the previous hash, the block's media (0: none) and its tokens; a zero result is nudged because 0
+// means "no hash".
+uint64_t BlockManager::chain_hash(uint64_t previous, const int32_t* tokens, uint64_t media) {
+  uint64_t h = previous ^ 0x9e3779b97f4a7c15ULL ^ media;
   for (int32_t i = 0; i < kBlockSize; ++i) {
     h += static_cast<uint32_t>(tokens[i]) + 0x9e3779b97f4a7c15ULL;
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -57,7 +58,7 @@ void BlockManager::attach_cached_prefix(Sequence& seq) {
   uint64_t hash = 0;
   for (int32_t i = 0; i < max_blocks; ++i) {
     const int32_t* tokens = seq.token_ids().data() + i * kBlockSize;
-    hash = chain_hash(hash, tokens);
+    hash = chain_hash(hash, tokens, seq.block_media_hash(i));
     auto it = cached_.find(hash);
     if (it == cached_.end()) break;
     const Block& block = blocks_[it->second];
@@ -83,7 +84,7 @@ void BlockManager::cache_full_blocks(Sequence& seq) {
   const int32_t num_full = seq.num_computed_tokens / kBlockSize;
   for (int32_t i = static_cast<int32_t>(seq.block_hashes.size()); i < num_full; ++i) {
     const int32_t* tokens = seq.token_ids().data() + i * kBlockSize;
-    uint64_t hash = chain_hash(i == 0 ? 0 : seq.block_hashes[i - 1], tokens);
+    uint64_t hash = chain_hash(i == 0 ? 0 : seq.block_hashes[i - 1], tokens, seq.block_media_hash(i));
     seq.block_hashes.push_back(hash);
     int32_t b = seq.block_table[i];
     if (blocks_[b].hash != 0 || cached_.contains(hash)) continue;  // shared, or the same content cached elsewhere

@@ -39,7 +39,9 @@ class BlockManager {
     std::list<int32_t>::iterator free_position;
   };
 
-  static uint64_t chain_hash(uint64_t previous, const int32_t* tokens);
+  // media: the hash of the images and videos whose tokens the block holds (their pad tokens are the same ids for
+  // any image, so the ids alone would let two images share KV); 0 for text.
+  static uint64_t chain_hash(uint64_t previous, const int32_t* tokens, uint64_t media = 0);
   int32_t take_free_block();
   void hold(int32_t block);
 

@@ -190,8 +190,6 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                               const SamplingParams& params, OutputCallback on_output,
                                                               std::shared_ptr<const PromptMedia> media) {
   const int32_t vocab = model_->info().vocab_size;
-  if (media != nullptr && !media->items.empty())
-    if (absl::Status s = media_support(); !s.ok()) return s;
   if (prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (int32_t id : prompt_ids)
     if (id < 0 || id >= vocab)
@@ -202,8 +200,15 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
                                                    " tokens; this model is served with ", max_model_len_,
                                                    " tokens of context, which must leave room for at least one more"));
   if (absl::Status s = validate_sampling_params(params, vocab); !s.ok()) return s;
+  // Pure and thread-safe: the pad runs checked against the media, the M-RoPE rows computed off the engine thread.
+  absl::StatusOr<std::shared_ptr<SequenceMedia>> prepared = model_->prepare_media(prompt_ids, media.get());
+  if (!prepared.ok()) return prepared.status();
   if (failed()) return absl::UnavailableError(failure());
   auto request = std::make_shared<Request>();
+  if (*prepared != nullptr) {
+    request->media = *std::move(prepared);
+    request->media_input = std::move(media);
+  }
   request->params = params;
   request->on_output = std::move(on_output);
   request->num_unfinished = params.n;
@@ -238,7 +243,7 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Engine::submit(std::vector<int32_
 }
 
 absl::Status Engine::media_support() const {
-  return absl::FailedPreconditionError("this engine does not encode images or videos yet");
+  return model_->media_support();
 }
 
 EngineStats Engine::stats() const {
@@ -250,6 +255,8 @@ EngineStats Engine::stats() const {
   s.num_waiting = stat_waiting_;
   s.num_preemptions = stat_preemptions_;
   s.num_steps = stat_steps_;
+  s.media_encoded = stat_media_encoded_;
+  s.media_cache_hits = stat_media_cache_hits_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     s.decode_graphs = stat_decode_graphs_;
@@ -356,10 +363,43 @@ void Engine::admit_submissions() {
     std::lock_guard<std::mutex> lock(inbox_->mutex);
     submitted.swap(inbox_->submitted);
   }
-  for (auto& seq : submitted) scheduler_.add(std::move(seq));
+  std::vector<Sequence*> added;
+  for (auto& seq : submitted) {
+    added.push_back(seq.get());
+    scheduler_.add(std::move(seq));
+  }
   if (failed()) {
     for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kError, failure());
+    return;
   }
+  for (Sequence* seq : added) {
+    if (absl::Status s = encode_media(seq->request()); !s.ok()) finish(seq, FinishReason::kError, std::string(s.message()));
+  }
+}
+
+// Before a multimodal prompt's first prefill, once per request (its n sequences share it): each image or video
+// through the vision tower, or from the encoder cache. The pixels are let go once encoded.
+absl::Status Engine::encode_media(Request& request) {
+  if (request.media == nullptr || request.media->encoded()) return absl::OkStatus();
+  if (request.media_input == nullptr) return absl::InternalError("the request's media were let go before encoding");
+  std::vector<SequenceMedia::Item>& items = request.media->items;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].embeddings != nullptr) continue;
+    if (EncoderCache::Embeddings hit = encoder_cache_.find(items[i].hash)) {
+      items[i].embeddings = std::move(hit);
+      ++stat_media_cache_hits_;
+      continue;
+    }
+    absl::StatusOr<std::vector<float>> embeddings = model_->encode_media(request.media_input->items[i]);
+    if (!embeddings.ok())
+      return absl::Status(embeddings.status().code(),
+                          absl::StrCat("encoding image or video ", i, " failed: ", embeddings.status().message()));
+    items[i].embeddings = std::make_shared<const std::vector<float>>(*std::move(embeddings));
+    ++stat_media_encoded_;
+    encoder_cache_.insert(items[i].hash, items[i].embeddings);
+  }
+  request.media_input.reset();
+  return absl::OkStatus();
 }
 
 void Engine::fail_engine(const absl::Status& fault) {

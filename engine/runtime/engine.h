@@ -20,6 +20,7 @@
 #include "engine/models/prompt_media.h"
 #include "engine/runtime/batch_sampler.h"
 #include "engine/runtime/block_manager.h"
+#include "engine/runtime/encoder_cache.h"
 #include "engine/runtime/model_runner.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/scheduler.h"
@@ -70,6 +71,8 @@ struct EngineStats {
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
   DecodeGraphStats decode_graphs;  // all zero while graphs are off
+  int64_t media_encoded = 0;       // images and videos run through the vision tower
+  int64_t media_cache_hits = 0;    // ... and taken from the encoder cache instead
   std::string failure;             // empty while healthy; after a device fault, why nothing runs any more
 };
 
@@ -131,6 +134,7 @@ class Engine {
   bool wait_for_work();
   void step();
   void admit_submissions();
+  absl::Status encode_media(Request& request);
   void finish_aborted();
   void append_tokens(const std::vector<Sequence*>& sampled, std::vector<SampledToken>& tokens);
   std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token_id) const;
@@ -162,6 +166,7 @@ class Engine {
   CandidateRequest candidate_request_;
   Candidates candidates_;
   std::vector<int32_t> unsettled_;
+  EncoderCache encoder_cache_{int64_t{512} << 20};  // vision tower outputs by media hash
   std::mt19937_64 seed_rng_;  // guarded by mutex_
 
   // Shared with submitters and handles.
@@ -179,7 +184,7 @@ class Engine {
   std::atomic<bool> failed_{false};
 
   std::atomic<int32_t> stat_blocks_in_use_{0}, stat_running_{0}, stat_waiting_{0};
-  std::atomic<int64_t> stat_preemptions_{0}, stat_steps_{0};
+  std::atomic<int64_t> stat_preemptions_{0}, stat_steps_{0}, stat_media_encoded_{0}, stat_media_cache_hits_{0};
   DecodeGraphStats stat_decode_graphs_;  // guarded by mutex_
   std::thread thread_;
 };

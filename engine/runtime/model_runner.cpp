@@ -16,6 +16,7 @@ void ModelRunner::build_forward(const ScheduledBatch& batch) {
     chunk.num_new_tokens = c.num_new_tokens;
     chunk.block_table = c.seq->block_table;
     chunk.wants_logits = c.wants_logits;
+    chunk.media = c.seq->request().media.get();
   }
 }
 

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "engine/grammar/grammar_matcher.h"
+#include "engine/models/causal_lm.h"
+#include "engine/models/prompt_media.h"
 #include "engine/runtime/sampling_params.h"
 
 namespace bm::engine {
@@ -45,6 +47,10 @@ struct Request {
   OutputCallback on_output;
   std::atomic<bool> abort_requested{false};
   int32_t num_unfinished = 0;  // sequences still going; touched on the engine thread only
+  // A multimodal prompt: its images and videos as submitted (dropped once encoded) and as the forward sees them
+  // (embeddings filled on the engine thread before the first prefill). Null for text.
+  std::shared_ptr<const PromptMedia> media_input;
+  std::shared_ptr<SequenceMedia> media;
 };
 
 class Sequence {
@@ -68,6 +74,10 @@ class Sequence {
   // as tokens are appended so that no step has to rebuild it.
   const std::vector<int32_t>& distinct_tokens() const { return distinct_tokens_; }
   void append_token(int32_t token_id);
+  // The hash of the media whose tokens KV block `block` holds; 0 for text (BlockManager::chain_hash).
+  uint64_t block_media_hash(int32_t block) const {
+    return request_->media != nullptr ? request_->media->hash_of_range(block * kBlockSize, kBlockSize) : 0;
+  }
 
   // Tokens whose K/V are in the cache. The tokens after them are what the next steps compute.
   int32_t num_computed_tokens = 0;

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/grammar/grammar_request.h"
+#include "tests/unit/engine/models/media_fixture.h"
 
 namespace bm::engine {
 namespace {
@@ -1015,6 +1016,93 @@ TEST(Engine, AClosedTextStopsTheSequence) {
   const std::string text = text_of(c.tokens(), p.grammar->vocabulary());
   EXPECT_TRUE(text == "yes" || text == "no") << text;
   EXPECT_EQ(c.finish(), FinishReason::kStop);
+}
+
+// ---- images and videos (Qwen2.5-VL; tests/unit/engine/models/decoder_media_test.cpp checks the logits)
+
+std::shared_ptr<const PromptMedia> shared_media(const PromptMedia& media) {
+  return std::make_shared<const PromptMedia>(media);
+}
+
+TEST(EngineMedia, GreedyContinuationsMatchTransformersBatchedAndChunked) {
+  EngineOptions options;
+  options.max_num_batched_tokens = 24;  // prefill chunks cut through the images
+  auto engine = load("qwen2_5_vl-text", options);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->media_support().ok()) << engine->media_support();
+  const std::vector<media_fixture::MediaCase> cases = media_fixture::read_cases();
+  std::vector<std::unique_ptr<Collector>> collectors;
+  std::vector<std::unique_ptr<RequestHandle>> handles;
+  for (const auto& c : cases) {
+    collectors.push_back(std::make_unique<Collector>());
+    auto h = engine->submit(c.ids, greedy(), collectors.back()->callback(), shared_media(c.media));
+    ASSERT_TRUE(h.ok()) << h.status();
+    handles.push_back(*std::move(h));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].name);
+    collectors[i]->wait();
+    EXPECT_EQ(collectors[i]->tokens(), cases[i].greedy_ids) << collectors[i]->error();
+  }
+  EXPECT_EQ(engine->stats().media_encoded, 7);  // every image and video of the five prompts, once
+}
+
+TEST(EngineMedia, TheSamePadTokensWithAnotherImageDoNotReuseItsBlocks) {
+  const media_fixture::MediaCase c = media_fixture::read_cases()[2];  // 2 text tokens, an image of 16, 40 text
+  PromptMedia other = c.media;
+  for (float& v : other.items[0].pixel_values) v = -v;
+  other.items[0].hash = media_hash(other.items[0]);
+  ASSERT_NE(other.items[0].hash, c.media.items[0].hash);
+  // What the other image gives on an engine that never saw the first.
+  std::vector<int32_t> expected;
+  {
+    auto fresh = load("qwen2_5_vl-text");
+    ASSERT_NE(fresh, nullptr);
+    Collector alone;
+    auto h = fresh->submit(c.ids, greedy(), alone.callback(), shared_media(other));
+    ASSERT_TRUE(h.ok());
+    alone.wait();
+    expected = alone.tokens();
+  }
+  auto engine = load("qwen2_5_vl-text");
+  ASSERT_NE(engine, nullptr);
+  Collector first, second, again;
+  auto h1 = engine->submit(c.ids, greedy(), first.callback(), shared_media(c.media));
+  ASSERT_TRUE(h1.ok());
+  first.wait();
+  EXPECT_EQ(first.tokens(), c.greedy_ids);
+  auto h2 = engine->submit(c.ids, greedy(), second.callback(), shared_media(other));
+  ASSERT_TRUE(h2.ok());
+  second.wait();
+  EXPECT_NE(second.tokens(), c.greedy_ids);
+  EXPECT_EQ(second.tokens(), expected);
+  EXPECT_EQ(second.cached(), 0);  // the image starts in the first block
+  // The first image again: its blocks and its embeddings come from the caches.
+  auto h3 = engine->submit(c.ids, greedy(), again.callback(), shared_media(c.media));
+  ASSERT_TRUE(h3.ok());
+  again.wait();
+  EXPECT_EQ(again.tokens(), c.greedy_ids);
+  EXPECT_EQ(again.cached(), 48);
+  EXPECT_EQ(engine->stats().media_encoded, 2);
+  EXPECT_EQ(engine->stats().media_cache_hits, 1);
+}
+
+TEST(EngineMedia, MediaThatDoNotFitThePromptOrTheModelAreRefused) {
+  const media_fixture::MediaCase c = media_fixture::read_cases()[0];
+  auto vl = load("qwen2_5_vl-text");
+  ASSERT_NE(vl, nullptr);
+  std::vector<int32_t> short_run = c.ids;
+  short_run.erase(std::find(short_run.begin(), short_run.end(), 510));
+  auto h = vl->submit(short_run, greedy(), nullptr, shared_media(c.media));
+  EXPECT_TRUE(absl::IsInvalidArgument(h.status())) << h.status();
+  h = vl->submit(c.ids, greedy(), nullptr);  // pad tokens, no image
+  EXPECT_TRUE(absl::IsInvalidArgument(h.status())) << h.status();
+  auto text = load("qwen2-tied");
+  ASSERT_NE(text, nullptr);
+  EXPECT_TRUE(absl::IsFailedPrecondition(text->media_support()));
+  h = text->submit({5, 6, 7}, greedy(), nullptr, shared_media(c.media));
+  EXPECT_TRUE(absl::IsFailedPrecondition(h.status())) << h.status();
+  EXPECT_NE(std::string(h.status().message()).find("text only"), std::string::npos) << h.status();
 }
 
 }  // namespace
