@@ -271,6 +271,31 @@ VisionEncoder::VisionEncoder(const VisionConfig& config, Backend& backend)
     : config_(config), backend_(backend), weights_(std::make_unique<Weights>()) {}
 VisionEncoder::~VisionEncoder() = default;
 
+std::vector<VisionTensorShape> vision_checkpoint_tensors(const VisionConfig& config) {
+  const int64_t d = config.hidden_size, ff = config.intermediate_size, merged = d * config.merge_unit();
+  std::vector<VisionTensorShape> out;
+  out.push_back({"visual.patch_embed.proj.weight",
+                 {d, config.in_channels, config.temporal_patch_size, config.patch_size, config.patch_size}});
+  auto linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
+    out.push_back({prefix + ".weight", {rows, cols}});
+    out.push_back({prefix + ".bias", {rows}});
+  };
+  for (int32_t i = 0; i < config.depth; ++i) {
+    const std::string prefix = absl::StrCat("visual.blocks.", i, ".");
+    out.push_back({prefix + "norm1.weight", {d}});
+    out.push_back({prefix + "norm2.weight", {d}});
+    linear(prefix + "attn.qkv", 3 * d, d);
+    linear(prefix + "attn.proj", d, d);
+    linear(prefix + "mlp.gate_proj", ff, d);
+    linear(prefix + "mlp.up_proj", ff, d);
+    linear(prefix + "mlp.down_proj", d, ff);
+  }
+  out.push_back({"visual.merger.ln_q.weight", {d}});
+  linear("visual.merger.mlp.0", merged, merged);
+  linear("visual.merger.mlp.2", config.out_hidden_size, merged);
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::load(const Checkpoint& checkpoint,
                                                                    const VisionConfig& config, Backend& backend) {
   if (!backend.runs_encoder_ops()) {

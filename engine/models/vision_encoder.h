@@ -83,6 +83,14 @@ struct VisionTrace {
   std::vector<float> block0;
 };
 
+// The visual.* tensors a checkpoint holds for this config, with their shapes (what VisionEncoder::load reads and
+// checks; tools and tests write random towers from it).
+struct VisionTensorShape {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+std::vector<VisionTensorShape> vision_checkpoint_tensors(const VisionConfig& config);
+
 class VisionEncoder {
  public:
   // Loads the visual.* tensors (BF16 or F32, the shapes the config implies) onto the backend. A backend without

@@ -117,6 +117,22 @@ TEST_F(VisionEncoderTest, ConfigIsTheShrunkRealOne) {
   EXPECT_EQ(config_.fullatt_block_indexes, (std::vector<int32_t>{1, 3}));
 }
 
+// The list tools write random towers from is exactly what a real checkpoint holds (the fixture, saved by
+// transformers, and the real configs' names and shapes).
+TEST_F(VisionEncoderTest, TheTensorListIsTheCheckpoints) {
+  std::vector<std::string> listed, held;
+  for (const VisionTensorShape& t : vision_checkpoint_tensors(config_)) {
+    listed.push_back(t.name);
+    const TensorInfo* info = checkpoint_->find(t.name);
+    ASSERT_NE(info, nullptr) << t.name;
+    EXPECT_EQ(info->shape, t.shape) << t.name;
+  }
+  for (const std::string& name : checkpoint_->tensor_names())
+    if (name.rfind("visual.", 0) == 0) held.push_back(name);
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(listed, held);
+}
+
 TEST_F(VisionEncoderTest, MatchesTransformers) {
   auto encoder = VisionEncoder::load(*checkpoint_, config_, *backend_);
   ASSERT_TRUE(encoder.ok()) << encoder.status();
