@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "engine/backend/communicator.h"
 #include "engine/backend/quantized_matrix.h"
 #include "engine/model/dtype.h"
 
@@ -192,6 +193,20 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out[r] = x[row_ids[r]] (picks the rows that need logits). x [n, d] F32; row_ids [1, r]; out [r, d].
   virtual void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) = 0;
+
+  // ---- tensor parallelism: collectives over the ranks of `comm` (communicator.h), in order with this backend's
+  // other ops (and recorded with them in a step graph). Optional: a backend that runs them with that kind of
+  // communicator says so with runs_collectives, which the tensor-parallel loader checks (a status, not a crash);
+  // the default op aborts, naming itself and the backend.
+  virtual bool runs_collectives(const Communicator& comm) const {
+    (void)comm;
+    return false;
+  }
+  // x [rows, cols] F32, the same shape on every rank: x = the sum of every rank's x.
+  virtual void all_reduce_sum(const Tensor& x, Communicator& comm) {
+    (void)x, (void)comm;
+    unimplemented_encoder_op("all_reduce_sum");
+  }
 
   // ---- encoder ops: what the Qwen2.5-VL vision tower needs beyond the decoder's ops. Optional: a backend that
   // runs them says so with runs_encoder_ops(), which the vision encoder checks at load (a status, not a crash);

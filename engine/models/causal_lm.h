@@ -108,6 +108,9 @@ struct CausalLMInfo {
   // rows are read). The decode bandwidth ceiling is bandwidth / this (decode_read_weight_bytes, decoder_spec.h).
   int64_t decode_read_bytes = 0;
   std::string quantization;  // "gptq-int4", "gptq-int8", "awq-int4"; empty for float weights
+  // Tensor parallelism: the ranks the model is split over. kv_bytes_per_token is then one rank's share (what each
+  // rank's device holds per token), weight_bytes and decode_read_bytes the sums over the ranks.
+  int32_t tensor_parallel_size = 1;
 };
 
 class CausalLM {

@@ -280,12 +280,14 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
                              1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
   b.paged_attention(t.q, kv_cache_[static_cast<size_t>(index)], t.attention, shape, t.attention_out);
   apply_linear(b, t.attention_out, layer.o, t.h);
+  if (comm_ != nullptr) b.all_reduce_sum(t.h, *comm_);  // o_proj is row-parallel: each rank holds a partial sum
   // MLP block: x += down(silu(gate(h)) * up(h)), the add left to the next layer's first norm (or run_step).
   b.add_rms_norm(t.x, t.h, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
   apply_linear(b, t.h, layer.gate, t.gate);
   apply_linear(b, t.h, layer.up, t.up);
   b.silu_mul(t.gate, t.up, t.gate);
   apply_linear(b, t.gate, layer.down, t.h);
+  if (comm_ != nullptr) b.all_reduce_sum(t.h, *comm_);  // so is down_proj
 }
 
 void DecoderLM::compute(const StepTensors& t) {

@@ -38,6 +38,11 @@ class DecoderLM final : public CausalLM {
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   DecodeGraphStats decode_graph_stats() const override;
 
+  // Tensor parallelism: this model is one rank of a group (its spec and weights a shard, decoder_weights.h), and
+  // sums the partial outputs of its row-parallel layers with the other ranks through `comm` (not owned; null: one
+  // rank). Before the first step.
+  void set_communicator(Communicator* comm) { comm_ = comm; }
+
   // Qwen2.5-VL: the vision tower beside the language model, on the same backend (the loader calls it for a
   // spec with M-RoPE). A checkpoint without visual.* tensors, or a backend that cannot run the tower, leaves the
   // model serving text and media_support() saying why; a tower that does not fit the model is an error.
@@ -116,6 +121,7 @@ class DecoderLM final : public CausalLM {
   std::unique_ptr<VisionEncoder> vision_;
   std::string vision_refusal_;   // why media cannot be taken, while vision_ is null
   ScratchTensor rotary_scratch_;  // an M-RoPE step's cos and sin tables
+  Communicator* comm_ = nullptr;  // tensor parallelism: the group's collectives
 };
 
 }  // namespace bm::engine

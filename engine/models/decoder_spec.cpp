@@ -105,4 +105,27 @@ DecoderWeightBytes float_weight_bytes(const DecoderSpec& spec, int64_t value_byt
   return bytes;
 }
 
+absl::StatusOr<DecoderSpec> shard_decoder_spec(const DecoderSpec& spec, int32_t size) {
+  if (size < 1) return absl::InvalidArgumentError(absl::StrCat("a tensor-parallel size of ", size, " is not positive"));
+  if (size == 1) return spec;
+  const auto refuse = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size, " does not fit this model: ", what));
+  };
+  if (spec.num_heads % size != 0)
+    return refuse(absl::StrCat("it must divide the ", spec.num_heads, " attention heads"));
+  if (spec.num_kv_heads % size != 0 && size % spec.num_kv_heads != 0)
+    return refuse(absl::StrCat("it must divide the ", spec.num_kv_heads, " KV heads or be a multiple of them"));
+  if (spec.intermediate_size % size != 0)
+    return refuse(absl::StrCat("it must divide the intermediate size ", spec.intermediate_size));
+  if (spec.quantization)
+    return absl::UnimplementedError(absl::StrCat(
+        "tensor parallelism does not shard ", quant_scheme_name(*spec.quantization),
+        " layers yet; serve this model with --tensor-parallel-size 1"));
+  DecoderSpec out = spec;
+  out.num_heads = spec.num_heads / size;
+  out.num_kv_heads = Shard::kv_heads_per_rank(spec.num_kv_heads, size);
+  out.intermediate_size = spec.intermediate_size / size;
+  return out;
+}
+
 }  // namespace bm::engine

@@ -48,6 +48,25 @@ DecoderWeightBytes float_weight_bytes(const DecoderSpec& spec, int64_t value_byt
 // embedding table `input_embedding_bytes` unless the table is tied to the lm_head.
 int64_t decode_read_weight_bytes(const DecoderSpec& spec, int64_t weight_bytes, int64_t input_embedding_bytes);
 
+// One rank's place in a tensor-parallel group (docs/tensor-parallel.md).
+struct Shard {
+  int32_t rank = 0;
+  int32_t size = 1;
+  // Where a rank's KV heads start, and how many it holds: its share when size divides num_kv_heads; one head,
+  // replicated on size / num_kv_heads ranks, when size is a multiple of it (as vLLM does).
+  int32_t first_kv_head(int32_t num_kv_heads) const {
+    return size <= num_kv_heads ? rank * (num_kv_heads / size) : rank / (size / num_kv_heads);
+  }
+  static int32_t kv_heads_per_rank(int32_t num_kv_heads, int32_t size) {
+    return size <= num_kv_heads ? num_kv_heads / size : 1;
+  }
+};
+
+// The spec one rank runs: its query heads, KV heads and intermediate features (hidden size, vocabulary and
+// everything else unchanged). A size that does not divide the heads or the intermediate size, KV heads that
+// neither divide nor are divided by it, or a quantized checkpoint (not sharded yet) is an error naming it.
+absl::StatusOr<DecoderSpec> shard_decoder_spec(const DecoderSpec& spec, int32_t size);
+
 // The architectures DecoderLM implements.
 bool is_supported_architecture(const std::string& architecture);
 

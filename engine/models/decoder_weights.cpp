@@ -19,7 +19,16 @@ namespace {
 
 constexpr int64_t kAlignment = 256;
 
-// One tensor to load: where it comes from, the shape it must have, and where its view goes.
+// The part of a tensor one tensor-parallel rank holds: rows [first, first + count) (a column-parallel layer's
+// output features, or a vector's elements), or columns (a row-parallel layer's input features); count < 0: all.
+struct Slice {
+  int64_t first = 0;
+  int64_t count = -1;
+  bool columns = false;
+};
+
+// One tensor to load: where it comes from, the shape it must have in the checkpoint, the slice this rank holds,
+// and where its view goes.
 struct Placement {
   std::string name;
   std::vector<int64_t> shape;
@@ -27,6 +36,29 @@ struct Placement {
   const TensorInfo* source = nullptr;
   int64_t offset = 0;
   bool linear_weight = false;  // read only by Backend::linear, so the backend may pack it
+  Slice slice;
+
+  int64_t rows() const { return shape.size() == 2 ? shape[0] : 1; }
+  int64_t cols() const { return shape.back(); }
+  // The held part's [rows, cols] (a vector is one row, sliced by elements).
+  int64_t held_rows() const { return slice.count < 0 || slice.columns || shape.size() == 1 ? rows() : slice.count; }
+  int64_t held_cols() const {
+    return slice.count < 0 || (!slice.columns && shape.size() == 2) ? cols() : slice.count;
+  }
+  // The held bytes: a view of the mapped file for whole tensors and row slices, gathered into `scratch` for column
+  // slices (one row-parallel weight at a time, never the whole checkpoint).
+  std::span<const std::byte> held_bytes(std::vector<std::byte>& scratch) const {
+    const int64_t element = dtype_size(source->dtype);
+    if (slice.count < 0) return source->data;
+    if (!slice.columns)  // a vector's elements, or whole rows of a matrix
+      return source->data.subspan(static_cast<size_t>(slice.first * (shape.size() == 1 ? 1 : cols()) * element),
+                                  static_cast<size_t>(held_rows() * held_cols() * element));
+    scratch.resize(static_cast<size_t>(rows() * slice.count * element));
+    for (int64_t r = 0; r < rows(); ++r)
+      std::memcpy(scratch.data() + r * slice.count * element, source->data.data() + (r * cols() + slice.first) * element,
+                  static_cast<size_t>(slice.count * element));
+    return scratch;
+  }
 };
 
 // A GPTQ/AWQ linear layer: its packed tensors and where the backend's repacked form goes.
@@ -45,17 +77,29 @@ class PlacementList {
  public:
   explicit PlacementList(const std::optional<QuantScheme>& quantization) : quantization_(quantization) {}
 
-  void add(std::string name, std::vector<int64_t> shape, Tensor* destination, bool linear_weight = false) {
-    placements_.push_back(Placement{std::move(name), std::move(shape), destination, nullptr, 0, linear_weight});
+  void add(std::string name, std::vector<int64_t> shape, Tensor* destination, bool linear_weight = false,
+           Slice slice = {}) {
+    placements_.push_back(Placement{std::move(name), std::move(shape), destination, nullptr, 0, linear_weight, slice});
   }
+  // How a linear layer is split over tensor-parallel ranks (docs/tensor-parallel.md): whole, by output features
+  // (column-parallel: its bias split the same way), or by input features (row-parallel: the partial outputs are
+  // summed by an all-reduce, so the bias is added by rank 0 alone).
+  enum class Split { kWhole, kOutputs, kInputs };
   void add_linear(const std::string& prefix, int64_t out_features, int64_t in_features, bool has_bias,
-                  LinearWeights* linear) {
+                  LinearWeights* linear, Split split = Split::kWhole, int64_t first = 0, int64_t count = -1,
+                  bool rank0 = true) {
     if (quantization_ && is_quantized_module(*quantization_, prefix)) {
+      BM_CHECK(split == Split::kWhole);  // shard_decoder_spec refuses quantized checkpoints above one rank
       quantized_.push_back(QuantizedPlacement{prefix, out_features, in_features, linear});
     } else {
-      add(prefix + ".weight", {out_features, in_features}, &linear->weight, /*linear_weight=*/true);
+      const Slice slice = split == Split::kWhole ? Slice{} : Slice{first, count, split == Split::kInputs};
+      add(prefix + ".weight", {out_features, in_features}, &linear->weight, /*linear_weight=*/true, slice);
     }
-    if (has_bias) add(prefix + ".bias", {out_features}, &linear->bias);
+    if (!has_bias) return;
+    if (split == Split::kOutputs)
+      add(prefix + ".bias", {out_features}, &linear->bias, false, Slice{first, count, false});
+    else if (split == Split::kWhole || rank0)
+      add(prefix + ".bias", {out_features}, &linear->bias);
   }
   std::vector<Placement>& placements() { return placements_; }
   std::vector<QuantizedPlacement>& quantized() { return quantized_; }
@@ -101,27 +145,43 @@ std::string language_model_prefix(const Checkpoint& checkpoint) {
   return std::string(kLanguageModelPrefixes[0]);  // the missing-tensor error then names the usual name
 }
 
-void plan(const DecoderSpec& spec, const std::string& model_prefix, DecoderWeights& weights, PlacementList& list) {
-  const int64_t hidden = spec.hidden_size;
-  const int64_t q_size = int64_t{spec.num_heads} * spec.head_dim;
-  const int64_t kv_size = int64_t{spec.num_kv_heads} * spec.head_dim;
+// The sharding table: Megatron-style, one all-reduce after each row-parallel layer (o_proj, down_proj). Query
+// heads, the MLP's intermediate features and — while the ranks are no more than the KV heads — the KV heads are
+// split; above that each rank holds one KV head, replicated. Embedding table and norms are replicated; the lm_head
+// is held by rank 0 alone, which alone computes logits (docs/tensor-parallel.md says why).
+void plan(const DecoderSpec& spec, const Shard& shard, const std::string& model_prefix, DecoderWeights& weights,
+          PlacementList& list) {
+  using Split = PlacementList::Split;
+  const int64_t hidden = spec.hidden_size, hd = spec.head_dim;
+  const int64_t q_size = int64_t{spec.num_heads} * hd;
+  const int64_t kv_size = int64_t{spec.num_kv_heads} * hd;
+  const bool sharded = shard.size > 1;
+  const Split outputs = sharded ? Split::kOutputs : Split::kWhole, inputs = sharded ? Split::kInputs : Split::kWhole;
+  const int64_t q_held = q_size / shard.size, q_first = shard.rank * q_held;
+  const int64_t kv_held = Shard::kv_heads_per_rank(spec.num_kv_heads, shard.size) * hd;
+  const int64_t kv_first = int64_t{shard.first_kv_head(spec.num_kv_heads)} * hd;
+  const int64_t ff_held = spec.intermediate_size / shard.size, ff_first = shard.rank * ff_held;
+  const bool rank0 = shard.rank == 0;
   list.add(model_prefix + "embed_tokens.weight", {spec.vocab_size, hidden}, &weights.embed_tokens);
   weights.layers.resize(static_cast<size_t>(spec.num_layers));
   for (int32_t i = 0; i < spec.num_layers; ++i) {
     LayerWeights& layer = weights.layers[static_cast<size_t>(i)];
     const std::string prefix = absl::StrCat(model_prefix, "layers.", i, ".");
     list.add(prefix + "input_layernorm.weight", {hidden}, &layer.input_norm);
-    list.add_linear(prefix + "self_attn.q_proj", q_size, hidden, spec.qkv_bias, &layer.q);
-    list.add_linear(prefix + "self_attn.k_proj", kv_size, hidden, spec.qkv_bias, &layer.k);
-    list.add_linear(prefix + "self_attn.v_proj", kv_size, hidden, spec.qkv_bias, &layer.v);
-    list.add_linear(prefix + "self_attn.o_proj", hidden, q_size, spec.o_bias, &layer.o);
+    list.add_linear(prefix + "self_attn.q_proj", q_size, hidden, spec.qkv_bias, &layer.q, outputs, q_first, q_held);
+    list.add_linear(prefix + "self_attn.k_proj", kv_size, hidden, spec.qkv_bias, &layer.k, outputs, kv_first, kv_held);
+    list.add_linear(prefix + "self_attn.v_proj", kv_size, hidden, spec.qkv_bias, &layer.v, outputs, kv_first, kv_held);
+    list.add_linear(prefix + "self_attn.o_proj", hidden, q_size, spec.o_bias, &layer.o, inputs, q_first, q_held, rank0);
     list.add(prefix + "post_attention_layernorm.weight", {hidden}, &layer.post_attention_norm);
-    list.add_linear(prefix + "mlp.gate_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.gate);
-    list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up);
-    list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down);
+    list.add_linear(prefix + "mlp.gate_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.gate, outputs,
+                    ff_first, ff_held);
+    list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up, outputs,
+                    ff_first, ff_held);
+    list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down, inputs,
+                    ff_first, ff_held, rank0);
   }
   list.add(model_prefix + "norm.weight", {hidden}, &weights.final_norm);
-  if (!spec.tie_word_embeddings) {
+  if (!spec.tie_word_embeddings && rank0) {
     list.add("lm_head.weight", {spec.vocab_size, hidden}, &weights.lm_head, /*linear_weight=*/true);
   }
 }
@@ -157,10 +217,13 @@ void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear
 }
 
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,
-                                                                     const DecoderSpec& spec, Backend& backend) {
+                                                                     const DecoderSpec& spec, Backend& backend,
+                                                                     const Shard& shard) {
+  if (absl::StatusOr<DecoderSpec> held = shard_decoder_spec(spec, shard.size); !held.ok()) return held.status();
+  BM_CHECK(shard.rank >= 0 && shard.rank < shard.size);
   auto weights = std::make_unique<DecoderWeights>();
   PlacementList list(spec.quantization);
-  plan(spec, language_model_prefix(checkpoint), *weights, list);
+  plan(spec, shard, language_model_prefix(checkpoint), *weights, list);
   // F16 is what GPTQ/AWQ checkpoints keep their float tensors in (embeddings, norms, biases, lm_head). The CPU
   // kernels read it; other backends get it as BF16 (rounded to nearest even, the range is BF16's), the dtype their
   // dense kernels run, so the lm_head of an int4 model costs what a BF16 model's does.
@@ -169,7 +232,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   for (Placement& placement : list.placements()) {
     if (absl::Status status = find_and_check(checkpoint, placement, /*allow_f16=*/true); !status.ok()) return status;
     placement.offset = total;
-    total += aligned(static_cast<int64_t>(placement.source->data.size()));
+    total += aligned(placement.held_rows() * placement.held_cols() * dtype_size(placement.source->dtype));
   }
   int64_t quantized_total = 0;
   for (QuantizedPlacement& placement : list.quantized()) {
@@ -191,19 +254,20 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   absl::StatusOr<std::unique_ptr<Buffer>> storage = backend.allocate(total);
   if (!storage.ok()) return storage.status();
   weights->storage = std::move(*storage);
+  std::vector<std::byte> scratch;
   for (const Placement& placement : list.placements()) {
-    const std::vector<int64_t>& shape = placement.shape;
     const bool to_bf16 = placement.source->dtype == DType::kF16 && !keep_f16;
     *placement.destination =
         Tensor{weights->storage.get(), placement.offset, to_bf16 ? DType::kBF16 : placement.source->dtype,
-               shape.size() == 2 ? shape[0] : 1, shape.back()};
+               placement.held_rows(), placement.held_cols()};
+    const std::span<const std::byte> bytes = placement.held_bytes(scratch);
     if (to_bf16) {
-      const std::vector<uint16_t> bf16 = f16_to_bf16(placement.source->data);
+      const std::vector<uint16_t> bf16 = f16_to_bf16(bytes);
       backend.copy_to_device(std::as_bytes(std::span(bf16)), *placement.destination);
     } else if (placement.linear_weight) {
-      backend.copy_linear_weight_to_device(placement.source->data, *placement.destination);
+      backend.copy_linear_weight_to_device(bytes, *placement.destination);
     } else {
-      backend.copy_to_device(placement.source->data, *placement.destination);
+      backend.copy_to_device(bytes, *placement.destination);
     }
   }
   for (const QuantizedPlacement& placement : list.quantized()) {

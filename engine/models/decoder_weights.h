@@ -49,7 +49,10 @@ struct DecoderWeights {
   int64_t quantized_bytes = 0;  // of num_bytes, what the quantized layers take in the backend's layout
 };
 
+// spec: the whole model's. shard: the tensor-parallel rank whose slices to load (decoder_weights.cpp's plan holds
+// the sharding table); the default is the whole model. A rank other than 0 holds no lm_head.
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,
-                                                                     const DecoderSpec& spec, Backend& backend);
+                                                                     const DecoderSpec& spec, Backend& backend,
+                                                                     const Shard& shard = {});
 
 }  // namespace bm::engine

@@ -22,6 +22,9 @@ struct LoadOptions {
   std::optional<DType> kv_cache_dtype;
   // CPU GEMM instruction path (engine/backend/cpu/gemm_path.h): empty means $BMSERVER_CPU_GEMM, else "auto".
   std::string cpu_gemm_path;
+  // Tensor parallelism (docs/tensor-parallel.md): ranks the model is split over. On the CPU backend they are
+  // threads of this process sharing num_threads (at least one each); the CUDA backend does not run it yet.
+  int32_t tensor_parallel_size = 1;
 };
 
 // BF16 for every backend (the argument stays so a backend may differ again).

@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path
   LoadOptions load_options;
   load_options.backend = options.backend;
   load_options.num_threads = options.num_threads;
+  load_options.tensor_parallel_size = options.tensor_parallel_size;
   load_options.kv_cache_dtype = options.kv_cache_dtype;
   load_options.device_index = options.device_index;
   absl::StatusOr<std::unique_ptr<CausalLM>> model = load_causal_lm(model_dir, load_options);

@@ -35,7 +35,8 @@ enum class DecodeGraphMode { kAuto, kOn, kOff };
 
 struct EngineOptions {
   std::string backend = "cpu";  // see LoadOptions
-  int32_t num_threads = 0;      // CPU backend threads; 0: one per logical core
+  int32_t num_threads = 0;      // CPU backend threads (all ranks together); 0: one per logical core
+  int32_t tensor_parallel_size = 1;  // ranks the model is split over (LoadOptions)
   int32_t device_index = 0;     // CUDA backend: the device ordinal (after CUDA_VISIBLE_DEVICES)
   int32_t max_model_len = 0;    // 0: the model's context, capped to what the KV cache holds
   int32_t max_num_seqs = 256;

@@ -1,4 +1,5 @@
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/cpu_communicator.h"
 #include "engine/backend/candidate_shapes.h"
 #include "engine/backend/cpu/candidates.h"
 #include "engine/backend/tensor_bytes.h"
@@ -287,6 +288,13 @@ class CpuBackend final : public Backend {
       for (int64_t r = 0; r < row_ids.cols; ++r) BM_CHECK(ids[r] >= 0 && ids[r] < x.rows);
       cpu::gather_rows(pool_, f32(x), x.cols, ids, row_ids.cols, f32(out));
     });
+  }
+
+  bool runs_collectives(const Communicator& comm) const override { return comm.kind() == "cpu"; }
+  void all_reduce_sum(const Tensor& x, Communicator& comm) override {
+    BM_CHECK(x.dtype == DType::kF32 && comm.kind() == "cpu");
+    auto& cpu_comm = static_cast<cpu::CpuCommunicator&>(comm);
+    run([=, &cpu_comm] { cpu_comm.all_reduce_sum(f32(x), x.num_elements()); });
   }
 
   bool runs_encoder_ops() const override { return true; }

@@ -24,9 +24,18 @@
 namespace bm::engine {
 namespace {
 
+// A test model is a checkpoint's name, or "name@tpN": the checkpoint split over N tensor-parallel CPU ranks.
+std::string checkpoint_of(const std::string& name) {
+  return name.substr(0, name.find('@'));
+}
+int32_t tensor_parallel_size_of(const std::string& name) {
+  const size_t at = name.find("@tp");
+  return at == std::string::npos ? 1 : std::stoi(name.substr(at + 3));
+}
+
 std::filesystem::path model_dir(const std::string& name) {
   const char* source = std::getenv("BMSERVER_SOURCE_DIR");
-  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models" / name;
+  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models" / checkpoint_of(name);
 }
 
 struct Reference {
@@ -97,6 +106,8 @@ SamplingParams greedy(int32_t max_tokens = 16) {
 // otherwise (the BF16 default is held to its own tolerance in decoder_lm_test.cpp and sized below).
 std::unique_ptr<Engine> load(const std::string& name, EngineOptions options = {}) {
   options.num_threads = 2;
+  options.tensor_parallel_size = tensor_parallel_size_of(name);
+  options.num_threads = std::max(options.num_threads, options.tensor_parallel_size);
   if (!options.kv_cache_dtype) options.kv_cache_dtype = DType::kF32;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::load(model_dir(name), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -218,27 +229,34 @@ TEST_P(GreedyMatchesTransformers, WithDecodeGraphsAndPreemption) {
 // AWQ, whose reference greedy tokens are transformers' on the quantizer's own dequantized weights.
 INSTANTIATE_TEST_SUITE_P(Models, GreedyMatchesTransformers,
                          ::testing::Values("qwen2-tied", "qwen2-untied-sharded", "llama3", "qwen2-gptq-int4-act",
-                                           "qwen2-gptq-int8", "llama3-awq"),
+                                           "qwen2-gptq-int8", "llama3-awq",
+                                           // Tensor parallel over CPU ranks: KV heads split (qwen2, 2 of them),
+                                           // and replicated (llama3, one KV head; qwen2 at four ranks).
+                                           "qwen2-tied@tp2", "qwen2-untied-sharded@tp2", "llama3@tp2",
+                                           "qwen2-tied@tp4"),
                          [](const auto& info) {
                            std::string name = info.param;
-                           for (char& c : name) c = c == '-' ? '_' : c;
+                           for (char& c : name) c = c == '-' || c == '@' ? '_' : c;
                            return name;
                          });
 
 TEST(Engine, ARepeatedPromptReusesCachedBlocksAndGivesTheSameTokens) {
-  auto engine = load("qwen2-tied");
-  ASSERT_NE(engine, nullptr);
-  Reference r = read_reference("qwen2-tied")[3];  // 37 tokens
-  Collector first, second;
-  auto h1 = engine->submit(r.prompt, greedy(), first.callback());
-  ASSERT_TRUE(h1.ok());
-  first.wait();
-  auto h2 = engine->submit(r.prompt, greedy(), second.callback());
-  ASSERT_TRUE(h2.ok());
-  second.wait();
-  EXPECT_EQ(first.cached(), 0);
-  EXPECT_EQ(second.cached(), 32);
-  EXPECT_EQ(second.tokens(), r.greedy);
+  for (const std::string name : {"qwen2-tied", "qwen2-tied@tp2"}) {  // every rank reuses its share of the blocks
+    SCOPED_TRACE(name);
+    auto engine = load(name);
+    ASSERT_NE(engine, nullptr);
+    Reference r = read_reference(name)[3];  // 37 tokens
+    Collector first, second;
+    auto h1 = engine->submit(r.prompt, greedy(), first.callback());
+    ASSERT_TRUE(h1.ok());
+    first.wait();
+    auto h2 = engine->submit(r.prompt, greedy(), second.callback());
+    ASSERT_TRUE(h2.ok());
+    second.wait();
+    EXPECT_EQ(first.cached(), 0);
+    EXPECT_EQ(second.cached(), 32);
+    EXPECT_EQ(second.tokens(), r.greedy);
+  }
 }
 
 TEST(Engine, ParallelSamplesShareThePromptAndASeedIsReproducible) {

@@ -1,0 +1,196 @@
+// Tensor parallelism over CPU ranks against the unsharded model (docs/tensor-parallel.md): every committed float
+// checkpoint split over 2 and 4 ranks — KV heads split, and replicated where the ranks outnumber them — gives the
+// one-rank logits within float reduction-order noise and transformers' greedy tokens; a Qwen2.5-VL prompt with an
+// image too; sizes that do not fit the model are refused before anything loads. The collectives are checked alone.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_communicator.h"
+#include "engine/models/causal_lm.h"
+#include "engine/models/model_loader.h"
+#include "nlohmann/json.hpp"
+#include "tests/unit/engine/models/media_fixture.h"
+
+namespace bm::engine {
+namespace {
+
+std::filesystem::path checkpoint(const std::string& name) {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models" / name;
+}
+
+absl::StatusOr<std::unique_ptr<CausalLM>> load(const std::string& name, int32_t tp) {
+  LoadOptions options;
+  options.num_threads = std::max(2, tp);
+  options.kv_cache_dtype = DType::kF32;
+  options.tensor_parallel_size = tp;
+  auto model = load_causal_lm(checkpoint(name), options);
+  if (model.ok()) EXPECT_TRUE((*model)->allocate_kv_cache(32).ok());
+  return model;
+}
+
+SequenceChunk chunk(int32_t cached, int32_t fresh, const SequenceMedia* media = nullptr) {
+  SequenceChunk c;
+  c.num_cached_tokens = cached;
+  c.num_new_tokens = fresh;
+  for (int32_t b = 0; b < (cached + fresh + kBlockSize - 1) / kBlockSize; ++b) c.block_table.push_back(b);
+  c.wants_logits = true;
+  c.media = media;
+  return c;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, std::abs(double{a[i]} - double{b[i]}));
+  return d;
+}
+
+struct Case {
+  std::string model;
+  int32_t tp;
+  int32_t kv_heads;  // the checkpoint's
+};
+
+class TensorParallelTest : public ::testing::TestWithParam<Case> {};
+
+// Greedy continuation of each reference prompt, rank group against one rank, step by step.
+TEST_P(TensorParallelTest, LogitsAndGreedyTokensMatchOneRank) {
+  const Case& c = GetParam();
+  auto one = load(c.model, 1);
+  auto many = load(c.model, c.tp);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(many.ok()) << many.status();
+  EXPECT_EQ((*many)->info().tensor_parallel_size, c.tp);
+  // Each rank holds its share of the KV heads, at least one.
+  EXPECT_EQ((*many)->info().kv_bytes_per_token,
+            (*one)->info().kv_bytes_per_token / std::min(c.tp, c.kv_heads));
+  std::ifstream in(checkpoint(c.model) / "reference.json");
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  double worst = 0;
+  for (const auto& prompt : reference.at("prompts")) {
+    std::vector<int32_t> ids = prompt.at("ids").get<std::vector<int32_t>>();
+    const auto greedy = prompt.at("greedy_ids").get<std::vector<int32_t>>();
+    std::vector<float> a, b;
+    ASSERT_TRUE((*one)->forward(ForwardBatch{ids, {chunk(0, static_cast<int32_t>(ids.size()))}}, a).ok());
+    ASSERT_TRUE((*many)->forward(ForwardBatch{ids, {chunk(0, static_cast<int32_t>(ids.size()))}}, b).ok());
+    worst = std::max(worst, max_abs_diff(a, b));
+    for (size_t step = 0; step < greedy.size(); ++step) {
+      const int32_t token = static_cast<int32_t>(std::max_element(b.begin(), b.end()) - b.begin());
+      ASSERT_EQ(token, greedy[step]) << "step " << step;
+      const int32_t cached = static_cast<int32_t>(ids.size());
+      ids.push_back(token);
+      ASSERT_TRUE((*one)->forward(ForwardBatch{{token}, {chunk(cached, 1)}}, a).ok());
+      ASSERT_TRUE((*many)->forward(ForwardBatch{{token}, {chunk(cached, 1)}}, b).ok());
+      worst = std::max(worst, max_abs_diff(a, b));
+    }
+  }
+  // Only the order of the row-parallel sums differs (two partial dot products added instead of one).
+  EXPECT_LT(worst, 1e-4);
+  std::printf("[ figures ] %s at tp %d: max |dlogit| against one rank %.3g\n", c.model.c_str(), c.tp, worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, TensorParallelTest,
+                         ::testing::Values(Case{"qwen2-tied", 2, 2}, Case{"qwen2-tied", 4, 2},
+                                           Case{"qwen2-untied-sharded", 2, 2}, Case{"qwen2-untied-sharded", 4, 2},
+                                           Case{"llama3", 2, 1}, Case{"llama3", 4, 1},
+                                           Case{"qwen2_5_vl-text", 2, 2}),
+                         [](const auto& info) {
+                           std::string name = info.param.model + "_tp" + std::to_string(info.param.tp);
+                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
+                           return name;
+                         });
+
+TEST(TensorParallel, AnImagePromptOnTwoRanksMatchesTransformers) {
+  auto model = load("qwen2_5_vl-text", 2);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE((*model)->media_support().ok()) << (*model)->media_support();
+  const media_fixture::MediaCase c = media_fixture::read_cases()[1];  // two images
+  auto media = (*model)->prepare_media(c.ids, &c.media);
+  ASSERT_TRUE(media.ok()) << media.status();
+  for (size_t i = 0; i < c.media.items.size(); ++i) {
+    auto e = (*model)->encode_media(c.media.items[i]);
+    ASSERT_TRUE(e.ok()) << e.status();
+    (*media)->items[i].embeddings = std::make_shared<const std::vector<float>>(*std::move(e));
+  }
+  std::vector<float> logits;
+  ASSERT_TRUE(
+      (*model)->forward(ForwardBatch{c.ids, {chunk(0, static_cast<int32_t>(c.ids.size()), media->get())}}, logits).ok());
+  EXPECT_LT(max_abs_diff(logits, c.prefill_logits), 1e-3);
+}
+
+TEST(TensorParallel, SizesThatDoNotFitAreRefusedWithASentence) {
+  auto three = load("qwen2-tied", 3);  // 4 heads
+  ASSERT_FALSE(three.ok());
+  EXPECT_NE(std::string(three.status().message()).find("attention heads"), std::string::npos) << three.status();
+  auto quantized = load("qwen2-gptq-int8", 2);
+  ASSERT_FALSE(quantized.ok());
+  EXPECT_TRUE(absl::IsUnimplemented(quantized.status())) << quantized.status();
+  LoadOptions on_gpu;
+  on_gpu.backend = "cuda";
+  on_gpu.tensor_parallel_size = 2;
+  auto cuda = load_causal_lm(checkpoint("qwen2-tied"), on_gpu);
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_NE(std::string(cuda.status().message()).find("tensor parallel"), std::string::npos) << cuda.status();
+}
+
+// ---- the collectives alone
+
+// Every rank of a group runs body(rank) on its own thread.
+void on_ranks(int32_t size, const std::function<void(cpu::CpuCommunicator&)>& body) {
+  auto group = cpu::CpuCommunicator::create_group(size);
+  std::vector<std::thread> threads;
+  for (auto& comm : group) threads.emplace_back([&body, c = comm.get()] { body(*c); });
+  for (auto& t : threads) t.join();
+}
+
+TEST(CpuCommunicator, AllReduceSumsInRankOrderAndEveryRankGetsTheSameBits) {
+  for (int32_t size : {1, 2, 3, 4}) {
+    for (int64_t count : {int64_t{1}, int64_t{5}, int64_t{1000}}) {
+      std::vector<std::vector<float>> data(static_cast<size_t>(size));
+      std::mt19937 rng(static_cast<uint32_t>(size * 1000 + count));
+      std::normal_distribution<float> normal(0.0f, 1e3f);
+      for (auto& d : data) {
+        d.resize(static_cast<size_t>(count));
+        for (float& v : d) v = normal(rng);
+      }
+      std::vector<float> expected(static_cast<size_t>(count), 0.0f);
+      for (const auto& d : data)
+        for (int64_t i = 0; i < count; ++i) expected[static_cast<size_t>(i)] += d[static_cast<size_t>(i)];
+      for (int repeat = 0; repeat < 3; ++repeat) {
+        auto work = data;
+        on_ranks(size, [&](cpu::CpuCommunicator& c) { c.all_reduce_sum(work[c.rank()].data(), count); });
+        for (const auto& w : work) EXPECT_EQ(w, expected) << "size " << size << " count " << count;
+      }
+    }
+  }
+}
+
+TEST(CpuCommunicator, AllGatherAndBroadcast) {
+  constexpr int32_t kSize = 3;
+  constexpr int64_t kCount = 4;
+  std::vector<std::vector<float>> in(kSize), out(kSize, std::vector<float>(kSize * kCount)), bcast(kSize);
+  for (int32_t r = 0; r < kSize; ++r) {
+    for (int64_t i = 0; i < kCount; ++i) in[r].push_back(static_cast<float>(r * 10 + i));
+    bcast[r] = in[r];
+  }
+  on_ranks(kSize, [&](cpu::CpuCommunicator& c) {
+    c.all_gather(in[c.rank()].data(), out[c.rank()].data(), kCount);
+    c.broadcast(bcast[c.rank()].data(), kCount, /*root=*/2);
+    c.barrier();
+  });
+  for (int32_t r = 0; r < kSize; ++r) {
+    for (int32_t from = 0; from < kSize; ++from)
+      for (int64_t i = 0; i < kCount; ++i) EXPECT_EQ(out[r][from * kCount + i], static_cast<float>(from * 10 + i));
+    EXPECT_EQ(bcast[r], in[2]);
+  }
+}
+
+}  // namespace
+}  // namespace bm::engine
