@@ -74,11 +74,6 @@ std::optional<ApiError> normalise_content(const serving::ServedModel& model, jso
                                      "' parts are not supported; send images as 'image_url' and videos as "
                                      "'video_url' parts"),
                         part_param};
-      if (absl::Status support = engine_media_support(model); !support.ok())
-        return ApiError{400,
-                        absl::StrCat("model '", model.name, "' cannot take images or videos here: ",
-                                     support.message()),
-                        part_param};
       std::variant<MediaPart, ApiError> read = read_media_part(part, *kind, part_param);
       if (auto* err = std::get_if<ApiError>(&read)) return *err;
       media.push_back(std::get<MediaPart>(std::move(read)));
@@ -308,7 +303,7 @@ std::variant<RenderedChat, ApiError> render_chat_prompt(const serving::ServedMod
 
 std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedModel& model, const json& body,
                                                        bool include_tools, std::string* tool_prefix,
-                                                       bool add_special_tokens) {
+                                                       bool add_special_tokens, bool for_generation) {
   // Checked whether or not the messages hold media, so a typo fails the same way on every request.
   serving::ProcessorKwargs kwargs = model.media.processor;
   if (auto it = body.find("mm_processor_kwargs"); it != body.end() && !it->is_null()) {
@@ -340,6 +335,13 @@ std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedMode
   if (auto* err = std::get_if<ApiError>(&expanded)) return *err;
   out.ids = std::get<std::vector<int32_t>>(std::move(expanded));
   out.media = std::move(loaded);
+  // Asked last, so bad input gets its own sentence whatever the engine can do, and /tokenize counts media
+  // tokens even where the engine cannot encode them yet.
+  if (for_generation)
+    if (absl::Status support = engine_media_support(model); !support.ok())
+      return ApiError{400,
+                      absl::StrCat("model '", model.name, "' cannot take images or videos: ", support.message()),
+                      "messages"};
   return out;
 }
 
@@ -390,7 +392,8 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   if (auto err = check_sequence_count(model, req.n, 1)) return *err;
   std::string tool_prefix;
   std::variant<ChatPrompt, ApiError> prompt =
-      prepare_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix, /*add_special_tokens=*/false);
+      prepare_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix, /*add_special_tokens=*/false,
+                          /*for_generation=*/true);
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
   const std::string& text = std::get<ChatPrompt>(prompt).text;
   const bool reasoning_opened =

@@ -26,6 +26,8 @@ std::variant<RenderedChat, ApiError> render_chat_prompt(const serving::ServedMod
 
 // A chat's prompt as the engine takes it, for chat completions and /tokenize alike: rendered, tokenised, its media
 // loaded (media_input.h) and each pad token expanded to its item's tokens; media is null for a text chat.
+// for_generation: media also needs the engine's media_support() (a 400 with its sentence otherwise); /tokenize
+// only counts, so it does not.
 struct ChatPrompt {
   std::string text;
   std::vector<int32_t> ids;
@@ -33,6 +35,6 @@ struct ChatPrompt {
 };
 std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedModel& model, const RequestJson& body,
                                                        bool include_tools, std::string* tool_prefix,
-                                                       bool add_special_tokens);
+                                                       bool add_special_tokens, bool for_generation);
 
 }  // namespace bm::daemon::openai

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "daemon/serving/media_options.h"
 #include "daemon/serving/served_model.h"
 #include "engine/template/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "engine/vision/processor_config.h"
 #include "tests/unit/engine/model/test_files.h"
 #include "tests/unit/engine/vision/vision_fixtures.h"
@@ -431,7 +433,7 @@ TEST(MediaChat, TheQwen25VlTemplateRendersOnePadPerPartInEveryTurn) {
   EXPECT_EQ(chat.media[2].param, "messages[2].content[0]");
 }
 
-TEST(MediaChat, TextOnlyModelsAndEnginesWithoutMediaAnswer400WithTheReason) {
+TEST(MediaChat, TextOnlyModelsAndOtherPartTypesAreRefused) {
   const std::string body =
       R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:a"}}]}]})";
   std::unique_ptr<serving::ServedModel> text_only = vl_model(absl::OkStatus(), "T");
@@ -439,13 +441,6 @@ TEST(MediaChat, TextOnlyModelsAndEnginesWithoutMediaAnswer400WithTheReason) {
   auto refused = render(*text_only, body);
   ASSERT_TRUE(std::holds_alternative<ApiError>(refused));
   EXPECT_THAT(std::get<ApiError>(refused).message, HasSubstr("model 'vl' accepts text only"));
-
-  std::unique_ptr<serving::ServedModel> no_engine =
-      vl_model(absl::FailedPreconditionError("the vision tower is not loaded on this backend"));
-  auto unsupported = render(*no_engine, body);
-  ASSERT_TRUE(std::holds_alternative<ApiError>(unsupported));
-  EXPECT_EQ(std::get<ApiError>(unsupported).status, 400);
-  EXPECT_THAT(std::get<ApiError>(unsupported).message, HasSubstr("the vision tower is not loaded on this backend"));
 
   std::unique_ptr<serving::ServedModel> vl = vl_model(absl::OkStatus());
   auto audio = render(*vl, R"({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})");
@@ -460,6 +455,60 @@ TEST(MediaChat, TextOnlyModelsAndEnginesWithoutMediaAnswer400WithTheReason) {
   ASSERT_TRUE(std::holds_alternative<RenderedChat>(text));
   EXPECT_THAT(std::get<RenderedChat>(text).text, HasSubstr("<|im_start|>user\na\nb<|im_end|>"));
   EXPECT_TRUE(std::get<RenderedChat>(text).media.empty());
+}
+
+// The whole preparation of a chat with an image: the Qwen2.5 tokenizer (its added tokens hold <|image_pad|>),
+// the pad expanded to the image's 4 tokens in the ids, usage and the choice's media; an engine whose
+// media_support() says no turns the same request into a 400 with its sentence.
+TEST(MediaChat, PrepareChatExpandsThePadAndAsksTheEngineLast) {
+  std::unique_ptr<serving::ServedModel> model = vl_model(absl::OkStatus());
+  if (model == nullptr) GTEST_SKIP() << "shared/models/Qwen/Qwen2.5-VL-3B-Instruct is not here";
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      engine::Tokenizer::load(engine::vision::testing::shared_models() / "Qwen/Qwen2.5-7B-Instruct");
+  if (!tokenizer.ok()) GTEST_SKIP() << tokenizer.status();
+  model->tokenizer = std::shared_ptr<const engine::Tokenizer>(*std::move(tokenizer));
+  static const engine::vision::ProcessorConfig config;
+  model->processor_config = std::shared_ptr<const engine::vision::ProcessorConfig>(&config, [](auto*) {});
+  const std::string png = fixture("images/tiny_10x10.png");
+  const RequestJson body = parse(R"({"model": "vl", "max_tokens": 4, "messages": [{"role": "user", "content": [
+      {"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": ")" +
+                                 data_url(png) + R"("}}]}]})");
+  auto prepared = prepare_chat(*model, body);
+  ASSERT_TRUE(std::holds_alternative<SessionOptions>(prepared)) << std::get<ApiError>(prepared).message;
+  const SessionOptions& options = std::get<SessionOptions>(prepared);
+  ASSERT_EQ(options.choices.size(), 1u);
+  const ChoiceSpec& choice = options.choices[0];
+  ASSERT_NE(choice.media, nullptr);
+  ASSERT_EQ(choice.media->items.size(), 1u);
+  const std::vector<int32_t>& ids = choice.prompt_ids;
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 151655), 4);
+  auto first = std::find(ids.begin(), ids.end(), 151655);
+  ASSERT_NE(first, ids.end());
+  EXPECT_EQ(*(first - 1), 151652);  // <|vision_start|>
+  EXPECT_EQ(*(first + 4), 151653);  // <|vision_end|>, after the run
+  EXPECT_EQ(options.prompt_token_counts, std::vector<int32_t>{static_cast<int32_t>(ids.size())});
+  // Unexpanded, the same prompt is 3 tokens shorter.
+  auto text = render_chat_prompt(*model, body, /*include_tools=*/true, nullptr);
+  ASSERT_TRUE(std::holds_alternative<RenderedChat>(text));
+  EXPECT_EQ(model->tokenizer->encode(std::get<RenderedChat>(text).text, false).size() + 3, ids.size());
+
+  model->generator = std::make_unique<FakeGenerator>(absl::FailedPreconditionError("the vision tower is not loaded"));
+  auto refused = prepare_chat(*model, body);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(refused));
+  EXPECT_EQ(std::get<ApiError>(refused).status, 400);
+  EXPECT_EQ(std::get<ApiError>(refused).message, "model 'vl' cannot take images or videos: the vision tower is not loaded");
+  // Bad input still gets its own sentence first.
+  const RequestJson bad = parse(R"({"model": "vl", "messages": [{"role": "user", "content": [
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})");
+  auto bad_image = prepare_chat(*model, bad);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(bad_image));
+  EXPECT_THAT(std::get<ApiError>(bad_image).message, HasSubstr("messages[0].content[0]: "));
+  EXPECT_THAT(std::get<ApiError>(bad_image).message, ::testing::Not(HasSubstr("vision tower")));
+  // A request's mm_processor_kwargs are checked even without media.
+  auto bad_kwargs = prepare_chat(*model, parse(R"({"model": "vl", "messages": [{"role": "user", "content": "x"}],
+                                                    "mm_processor_kwargs": {"max_pixels": "big"}})"));
+  ASSERT_TRUE(std::holds_alternative<ApiError>(bad_kwargs));
+  EXPECT_EQ(std::get<ApiError>(bad_kwargs).param, "mm_processor_kwargs");
 }
 
 }  // namespace
