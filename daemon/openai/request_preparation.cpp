@@ -29,6 +29,28 @@ absl::Status engine_media_support(const serving::ServedModel& model) {
   return model.generator->media_support();
 }
 
+PadTokenIds pad_token_ids(const serving::ServedModel& model) {
+  PadTokenIds pads;
+  pads.image = model.tokenizer->token_to_id("<|image_pad|>").value_or(-1);
+  pads.video = model.tokenizer->token_to_id("<|video_pad|>").value_or(-1);
+  return pads;
+}
+
+// On a media model a pad token stands for an item's embeddings: one with no item (typed in a text chat or a
+// completion prompt) would reach the engine as a run without a grid, so it is refused here.
+std::optional<ApiError> refuse_stray_pads(const serving::ServedModel& model, const std::vector<int32_t>& ids,
+                                          const std::string& param) {
+  if (!accepts_media(model)) return std::nullopt;
+  const PadTokenIds pads = pad_token_ids(model);
+  for (int32_t id : ids)
+    if (id >= 0 && (id == pads.image || id == pads.video))
+      return ApiError{400,
+                      absl::StrCat("the prompt holds a ", model.tokenizer->id_to_token(id),
+                                   " token with no image or video for it; send media as image_url / video_url parts"),
+                      param};
+  return std::nullopt;
+}
+
 // Part types that carry media this server does not take in any form.
 constexpr std::string_view kUnsupportedMediaTypes[] = {"input_audio", "audio_url", "image", "video", "image_embeds"};
 
@@ -319,7 +341,10 @@ std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedMode
   out.text = std::move(std::get<RenderedChat>(rendered).text);
   out.ids = model.tokenizer->encode(out.text, add_special_tokens);
   const std::vector<MediaPart>& parts = std::get<RenderedChat>(rendered).media;
-  if (parts.empty()) return out;
+  if (parts.empty()) {
+    if (auto err = refuse_stray_pads(model, out.ids, "messages")) return *err;
+    return out;
+  }
   MediaBudget budget;
   budget.options = &model.media;
   budget.processor = model.processor_config.get();
@@ -328,10 +353,7 @@ std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedMode
   std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> media = load_media(parts, budget);
   if (auto* err = std::get_if<ApiError>(&media)) return *err;
   std::shared_ptr<engine::PromptMedia> loaded = std::get<std::shared_ptr<engine::PromptMedia>>(std::move(media));
-  PadTokenIds pads;
-  pads.image = model.tokenizer->token_to_id("<|image_pad|>").value_or(-1);
-  pads.video = model.tokenizer->token_to_id("<|video_pad|>").value_or(-1);
-  std::variant<std::vector<int32_t>, ApiError> expanded = expand_media_tokens(out.ids, *loaded, pads);
+  std::variant<std::vector<int32_t>, ApiError> expanded = expand_media_tokens(out.ids, *loaded, pad_token_ids(model));
   if (auto* err = std::get_if<ApiError>(&expanded)) return *err;
   out.ids = std::get<std::vector<int32_t>>(std::move(expanded));
   out.media = std::move(loaded);
@@ -499,6 +521,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   options.model_name = requested_name(model, body);
   for (size_t p = 0; p < prompts.size(); ++p) {
     if (prompts[p].empty()) return ApiError{400, "'prompt' must not be empty", "prompt"};
+    if (auto err = refuse_stray_pads(model, prompts[p], "prompt")) return *err;
     std::variant<serving::GenerationParams, ApiError> params =
         resolve_params(model, req, static_cast<int32_t>(prompts[p].size()), false);
     if (auto* err = std::get_if<ApiError>(&params)) return *err;

@@ -279,6 +279,11 @@ class VisionServingTest(unittest.TestCase):
         # The pad token typed in the text: one more pad than images.
         self.assert_400(self.chat(self.image_message(data_url(png(28, 28)), text="<|image_pad|> here")),
                         "2 <|image_pad|> tokens for 1 images")
+        # A pad token with no media at all: in a text chat and in a completion prompt.
+        self.assert_400(self.chat([{"role": "user", "content": "look: <|image_pad|>"}]), "with no image or video")
+        self.assert_400(http("POST", self.base + "/v1/completions", {"model": self.vl, "prompt": "<|video_pad|>",
+                                                                       "max_tokens": 1}),
+                        "with no image or video", param="prompt")
         # Bad mm_processor_kwargs (checked with or without media).
         for kwargs, fragment in (({"max_pixels": "big"}, "max_pixels"), ({"fps": -1}, "fps"),
                                  ({"min_pixels": 5000, "max_pixels": 4000}, "above max_pixels"),

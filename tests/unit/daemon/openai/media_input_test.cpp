@@ -504,6 +504,12 @@ TEST(MediaChat, PrepareChatExpandsThePadAndAsksTheEngineLast) {
   ASSERT_TRUE(std::holds_alternative<ApiError>(bad_image));
   EXPECT_THAT(std::get<ApiError>(bad_image).message, HasSubstr("messages[0].content[0]: "));
   EXPECT_THAT(std::get<ApiError>(bad_image).message, ::testing::Not(HasSubstr("vision tower")));
+  // A pad token typed in a text chat, with no item for it, never reaches the engine.
+  auto stray = prepare_chat(*model, parse(R"({"model": "vl", "messages": [{"role": "user", "content": "a <|video_pad|>"}]})"));
+  ASSERT_TRUE(std::holds_alternative<ApiError>(stray));
+  EXPECT_EQ(std::get<ApiError>(stray).message,
+            "the prompt holds a <|video_pad|> token with no image or video for it; send media as image_url / "
+            "video_url parts");
   // A request's mm_processor_kwargs are checked even without media.
   auto bad_kwargs = prepare_chat(*model, parse(R"({"model": "vl", "messages": [{"role": "user", "content": "x"}],
                                                     "mm_processor_kwargs": {"max_pixels": "big"}})"));
