@@ -98,6 +98,27 @@ const std::vector<Param>& params() {
          }
          return absl::StrCat("'", v, "' is not available: the KV cache is bfloat16 (auto) or float32");
        }},
+      // vLLM's media flags, as the serve flags of the same names (the daemon checks the values).
+      {"--limit-mm-per-prompt", Takes::kValue,
+       [](ServeOptions& o, const std::string& v) {
+         o.set_limit_mm_per_prompt(v);
+         return std::string();
+       }},
+      {"--mm-processor-kwargs", Takes::kValue,
+       [](ServeOptions& o, const std::string& v) {
+         o.set_mm_processor_kwargs(v);
+         return std::string();
+       }},
+      {"--allowed-local-media-path", Takes::kValue,  // absolute: the daemon refuses a relative one, saying so
+       [](ServeOptions& o, const std::string& v) {
+         o.set_allowed_local_media_path(v);
+         return std::string();
+       }},
+      {"--allowed-media-domains", Takes::kValue,
+       [](ServeOptions& o, const std::string& v) {
+         o.set_allowed_media_domains(v);
+         return std::string();
+       }},
       {"--dtype", Takes::kValue,
        [](ServeOptions&, const std::string& v) -> std::string {
          if (v == "auto" || v == "bfloat16") return "";

@@ -153,6 +153,14 @@ int main(int argc, char** argv) {
           absl::StatusOr<std::string> name = bm::common::canonical_kv_cache_dtype(v);
           return name.ok() ? std::string() : std::string(name.status().message());
         });
+    command->add_option("--limit-mm-per-prompt", f.limit_mm_per_prompt,
+                        "media items per prompt, vLLM's JSON: '{\"image\": 4, \"video\": 1}' (default 999 each)");
+    command->add_option("--mm-processor-kwargs", f.mm_processor_kwargs,
+                        "image/video processor overrides: '{\"min_pixels\": N, \"max_pixels\": N, \"fps\": F}'");
+    command->add_option("--allowed-local-media-path", f.allowed_local_media_path,
+                        "requests may name image/video files under DIR (file:// or a path); none by default");
+    command->add_option("--allowed-media-domains", f.allowed_media_domains,
+                        "requests may fetch http(s) images/videos from these hosts: a.com,b.org; none by default");
     command->add_flag("--enforce-eager", f.enforce_eager,
                       "run every step op by op: no CUDA graphs for decode steps (as vLLM's flag)");
     command->add_option("--extra-params", f.extra_params,

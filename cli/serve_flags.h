@@ -28,6 +28,11 @@ struct ServeFlags {
   bool enforce_eager = false;
   int32_t threads = 0;                  // 0: not given (every CPU of the daemon's affinity mask)
   std::string kv_cache_dtype = "auto";  // auto | bfloat16 | float32
+  // Media (vLLM's flags, checked by the daemon): JSON objects as typed, a folder, a comma list of hosts.
+  std::string limit_mm_per_prompt;
+  std::string mm_processor_kwargs;
+  std::string allowed_local_media_path;  // made absolute here: the daemon does not share our working directory
+  std::string allowed_media_domains;
   std::string extra_params;             // the original's --extra-params: vLLM engine arguments (cli/extra_params.h)
 };
 

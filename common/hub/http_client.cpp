@@ -94,6 +94,9 @@ absl::Status transport_error(CURLcode code, const char* detail, const std::strin
     case CURLE_OPERATION_TIMEDOUT:
       if (status == 0)
         return absl::DeadlineExceededError(absl::StrCat("connecting to ", url_origin(url), " timed out"));
+      if (timeouts.min_bytes_per_second == 0)
+        return absl::DeadlineExceededError(
+            absl::StrCat("the transfer from ", url_origin(url), " took longer than ", timeouts.total_seconds, " s"));
       return absl::DeadlineExceededError(absl::StrCat("the transfer from ", url, " ran slower than ",
                                                       timeouts.min_bytes_per_second, " bytes/s for ",
                                                       timeouts.rate_window_seconds, " s"));
@@ -160,6 +163,7 @@ absl::StatusOr<HttpResponse> HttpClient::perform(const HttpRequest& request, con
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, timeouts_.connect_seconds);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, timeouts_.min_bytes_per_second);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, timeouts_.rate_window_seconds);
+  if (timeouts_.total_seconds > 0) curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeouts_.total_seconds);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);

@@ -36,6 +36,9 @@ struct HttpTimeouts {
   // A transfer averaging fewer than `min_bytes_per_second` over `rate_window_seconds` is abandoned.
   long min_bytes_per_second = kMinBytesPerSecond;
   long rate_window_seconds = kRateWindowSeconds;
+  // The whole transfer, connection included; 0: no bound (downloads of any size). Media fetched for a request
+  // (daemon/openai/media_source.h) sets it, and min_bytes_per_second 0, so a slow server costs a known time.
+  long total_seconds = 0;
 };
 
 // Called with the response head (status and headers) and each chunk of a 2xx body; returning false aborts the

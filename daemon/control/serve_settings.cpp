@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/kv_cache_dtype.h"
 #include "daemon/control/store_selector.h"
+#include "daemon/serving/media_options.h"
 #include "engine/backend/cpu/thread_pool.h"
 
 namespace bm::daemon::control {
@@ -57,6 +58,14 @@ std::string serve_command_line(const std::string& name, const serving::ServeSett
   if (s.threads > 0) absl::StrAppend(&line, " --threads ", s.threads);
   if (s.kv_cache_dtype != "auto") absl::StrAppend(&line, " --kv-cache-dtype ", s.kv_cache_dtype);
   if (s.enforce_eager) absl::StrAppend(&line, " --enforce-eager");
+  // The media settings, table-driven: flag name → the setting as stored (already in its one spelling).
+  const std::pair<const char*, const std::string serving::ServeSettings::*> kMediaFlags[] = {
+      {"--limit-mm-per-prompt", &serving::ServeSettings::limit_mm_per_prompt},
+      {"--mm-processor-kwargs", &serving::ServeSettings::mm_processor_kwargs},
+      {"--allowed-local-media-path", &serving::ServeSettings::allowed_local_media_path},
+      {"--allowed-media-domains", &serving::ServeSettings::allowed_media_domains}};
+  for (const auto& [flag, member] : kMediaFlags)
+    if (!(s.*member).empty()) absl::StrAppend(&line, " ", flag, " ", quote(s.*member));
   std::vector<std::string> extra;
   if (s.max_num_batched_tokens > 0)
     extra.push_back(absl::StrCat("--max-num-batched-tokens ", s.max_num_batched_tokens));
@@ -140,6 +149,11 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
   s.threads = o.threads();
   s.kv_cache_dtype = *kv_cache_dtype;
   s.enable_prefix_caching = !o.disable_prefix_caching();
+  s.limit_mm_per_prompt = o.limit_mm_per_prompt();
+  s.mm_processor_kwargs = o.mm_processor_kwargs();
+  s.allowed_local_media_path = o.allowed_local_media_path();
+  s.allowed_media_domains = o.allowed_media_domains();
+  if (absl::Status st = serving::normalise_media_settings(s); !st.ok()) return st;
   s.extra_params = o.extra_params();
   s.listen_port = o.listen_port();
   if (s.listen_port > 0) s.listen_host = o.listen_host().empty() ? "127.0.0.1" : o.listen_host();

@@ -56,6 +56,10 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_threads(m.settings.threads);
   o->set_kv_cache_dtype(m.settings.kv_cache_dtype);
   o->set_disable_prefix_caching(!m.settings.enable_prefix_caching);
+  o->set_limit_mm_per_prompt(m.settings.limit_mm_per_prompt);
+  o->set_mm_processor_kwargs(m.settings.mm_processor_kwargs);
+  o->set_allowed_local_media_path(m.settings.allowed_local_media_path);
+  o->set_allowed_media_domains(m.settings.allowed_media_domains);
   o->set_extra_params(m.settings.extra_params);
   o->set_listen_host(m.settings.listen_host);
   o->set_listen_port(m.settings.listen_port);

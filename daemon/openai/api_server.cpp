@@ -350,9 +350,12 @@ void ApiServer::handle_model_request(const HttpRequest& request, std::shared_ptr
   if (path == "/tokenize" || path == "/v1/tokenize") {
     std::vector<int32_t> ids;
     if (body.contains("messages")) {
-      std::variant<std::string, ApiError> prompt = render_chat_prompt(*model, body, /*include_tools=*/true, nullptr);
+      // Images and videos count with their expanded pad tokens, as the chat completion would.
+      std::variant<ChatPrompt, ApiError> prompt = prepare_chat_prompt(*model, body, /*include_tools=*/true, nullptr,
+                                                                      body.value("add_special_tokens", false),
+                                                                      /*for_generation=*/false);
       if (auto* err = std::get_if<ApiError>(&prompt)) return exchange->respond(err->response());
-      ids = model->tokenizer->encode(std::get<std::string>(prompt), body.value("add_special_tokens", false));
+      ids = std::get<ChatPrompt>(std::move(prompt)).ids;
     } else if (body.contains("prompt") && body["prompt"].is_string()) {
       ids = model->tokenizer->encode(body["prompt"].get<std::string>(), body.value("add_special_tokens", true));
     } else {

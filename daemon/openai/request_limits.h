@@ -18,5 +18,8 @@ inline constexpr size_t kMaxLogitBiasEntries = 2048;  // logit_bias
 inline constexpr size_t kMaxTools = 128;              // tools (OpenAI's own limit)
 inline constexpr size_t kMaxMessages = 4096;          // messages in one chat request
 inline constexpr size_t kMaxContentParts = 1024;      // content parts in one message
+// One image or video, as fetched or decoded from a data: URL, before decoding: what a request body may carry at
+// most (32 MiB), so a URL brings no more than a client could send.
+inline constexpr size_t kMaxMediaBytes = size_t{32} << 20;
 
 }  // namespace bm::daemon::openai

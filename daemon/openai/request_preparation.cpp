@@ -1,8 +1,11 @@
 #include "daemon/openai/request_preparation.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/openai/media_input.h"
 #include "daemon/openai/request_body.h"
 #include "daemon/openai/request_limits.h"
 #include "daemon/openai/sampling_request.h"
@@ -16,13 +19,48 @@ namespace {
 
 using json = RequestJson;
 
-bool accepts_images(const serving::ServedModel& model) {
+bool accepts_media(const serving::ServedModel& model) {
   return model.modality != "T";
 }
 
-// OpenAI content parts → what the model's template expects. Text-only templates read `content` as a string,
-// so text parts are joined (as vLLM does for "string" content-format templates).
-std::optional<ApiError> normalise_content(const serving::ServedModel& model, json& message, size_t index) {
+// Whether the engine behind the model encodes media now; its sentence when not.
+absl::Status engine_media_support(const serving::ServedModel& model) {
+  if (model.generator == nullptr) return absl::FailedPreconditionError("the model has no engine loaded");
+  return model.generator->media_support();
+}
+
+PadTokenIds pad_token_ids(const serving::ServedModel& model) {
+  PadTokenIds pads;
+  pads.image = model.tokenizer->token_to_id("<|image_pad|>").value_or(-1);
+  pads.video = model.tokenizer->token_to_id("<|video_pad|>").value_or(-1);
+  return pads;
+}
+
+// On a media model a pad token stands for an item's embeddings: one with no item (typed in a text chat or a
+// completion prompt) would reach the engine as a run without a grid, so it is refused here.
+std::optional<ApiError> refuse_stray_pads(const serving::ServedModel& model, const std::vector<int32_t>& ids,
+                                          const std::string& param) {
+  if (!accepts_media(model)) return std::nullopt;
+  const PadTokenIds pads = pad_token_ids(model);
+  for (int32_t id : ids)
+    if (id >= 0 && (id == pads.image || id == pads.video))
+      return ApiError{400,
+                      absl::StrCat("the prompt holds a ", model.tokenizer->id_to_token(id),
+                                   " token with no image or video for it; send media as image_url / video_url parts"),
+                      param};
+  return std::nullopt;
+}
+
+// Part types that carry media this server does not take in any form.
+constexpr std::string_view kUnsupportedMediaTypes[] = {"input_audio", "audio_url", "image", "video", "image_embeds"};
+
+// OpenAI content parts → what the model's template expects. A message of text parts only becomes one string
+// (text-only templates read `content` as a string; parts joined with "\n", as vLLM does for "string"-format
+// templates). A message with images or videos keeps its list, each part as vLLM hands "openai"-format templates
+// ({"type": "text", "text": ...}, {"type": "image"}, {"type": "video"}), and its media parts are appended to
+// `media` in order.
+std::optional<ApiError> normalise_content(const serving::ServedModel& model, json& message, size_t index,
+                                          std::vector<MediaPart>& media) {
   std::string param = absl::StrCat("messages[", index, "].content");
   auto it = message.find("content");
   if (it == message.end() || it->is_null() || it->is_string()) return std::nullopt;
@@ -31,35 +69,51 @@ std::optional<ApiError> normalise_content(const serving::ServedModel& model, jso
     return ApiError{400, absl::StrCat(param, " may hold at most ", kMaxContentParts, " parts, got ", it->size()),
                     param};
   std::string joined;
-  bool only_text = true;
-  for (const json& part : *it) {
+  json parts = json::array();
+  bool has_media = false;
+  for (size_t p = 0; p < it->size(); ++p) {
+    const json& part = (*it)[p];
+    const std::string part_param = absl::StrCat(param, "[", p, "]");
     if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
       return ApiError{400, param + ": every content part must be an object with a 'type'", param};
     std::string type = part["type"].get<std::string>();
+    const engine::MediaKind* kind = media_part_kind(type);
+    const bool unsupported = std::find(std::begin(kUnsupportedMediaTypes), std::end(kUnsupportedMediaTypes), type) !=
+                             std::end(kUnsupportedMediaTypes);
     if (type == "text") {
       if (!part.contains("text") || !part["text"].is_string())
         return ApiError{400, param + ": a text part needs a string 'text'", param};
       joined += (joined.empty() ? "" : "\n") + part["text"].get<std::string>();
-    } else if (type == "image_url" || type == "video_url" || type == "input_audio" || type == "image" ||
-               type == "video") {
-      only_text = false;
-      if (!accepts_images(model))
+      parts.push_back(json{{"type", "text"}, {"text", part["text"]}});
+    } else if (kind != nullptr || unsupported) {
+      if (!accepts_media(model))
         return ApiError{400,
                         absl::StrCat("model '", model.name, "' accepts text only; ", param, " has a '", type, "' part"),
-                        param};
-      return ApiError{400,
-                      absl::StrCat("'", type, "' parts are not supported yet by bmserverd's engine (", model.name,
-                                   " is served for text only)"),
-                      param};
+                        part_param};
+      if (kind == nullptr)
+        return ApiError{400,
+                        absl::StrCat(part_param, ": '", type,
+                                     "' parts are not supported; send images as 'image_url' and videos as "
+                                     "'video_url' parts"),
+                        part_param};
+      std::variant<MediaPart, ApiError> read = read_media_part(part, *kind, part_param);
+      if (auto* err = std::get_if<ApiError>(&read)) return *err;
+      media.push_back(std::get<MediaPart>(std::move(read)));
+      parts.push_back(template_part(*kind));
+      has_media = true;
     } else {
       return ApiError{400, absl::StrCat(param, ": unknown content part type '", type, "'"), param};
     }
   }
-  if (only_text) *it = joined;
+  if (has_media)
+    *it = std::move(parts);
+  else
+    *it = joined;
   return std::nullopt;
 }
 
-std::variant<json, ApiError> validate_messages(const serving::ServedModel& model, const json& body) {
+std::variant<json, ApiError> validate_messages(const serving::ServedModel& model, const json& body,
+                                               std::vector<MediaPart>& media) {
   auto it = body.find("messages");
   if (it == body.end() || !it->is_array() || it->empty())
     return ApiError{400, "'messages' must be a non-empty list of messages", "messages"};
@@ -78,7 +132,7 @@ std::variant<json, ApiError> validate_messages(const serving::ServedModel& model
       return ApiError{400, absl::StrCat(param, ".role '", role, "' is not one of system, user, assistant, tool"),
                       param + ".role"};
     if (role == "developer") m["role"] = "system";
-    if (auto err = normalise_content(model, m, i)) return *err;
+    if (auto err = normalise_content(model, m, i, media)) return *err;
     if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
       if (!calls->is_array()) return ApiError{400, param + ".tool_calls must be a list", param + ".tool_calls"};
       for (json& call : *calls) {
@@ -227,9 +281,10 @@ std::optional<uint64_t> choice_seed(const std::optional<uint64_t>& seed, int32_t
 
 }  // namespace
 
-std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedModel& model, const json& body,
-                                                       bool include_tools, std::string* tool_prefix) {
-  std::variant<json, ApiError> messages = validate_messages(model, body);
+std::variant<RenderedChat, ApiError> render_chat_prompt(const serving::ServedModel& model, const json& body,
+                                                        bool include_tools, std::string* tool_prefix) {
+  RenderedChat rendered;
+  std::variant<json, ApiError> messages = validate_messages(model, body, rendered.media);
   if (auto* err = std::get_if<ApiError>(&messages)) return *err;
   ToolSelection tools;
   if (include_tools) {
@@ -264,7 +319,52 @@ std::variant<std::string, ApiError> render_chat_prompt(const serving::ServedMode
     return ApiError{400, absl::StrCat("the chat template rejected the messages: ", prompt.status().message()),
                     "messages"};
   if (tool_prefix) *tool_prefix = tools.prefix;
-  return *prompt + tools.prefix;
+  rendered.text = *prompt + tools.prefix;
+  return rendered;
+}
+
+std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedModel& model, const json& body,
+                                                       bool include_tools, std::string* tool_prefix,
+                                                       bool add_special_tokens, bool for_generation) {
+  // Checked whether or not the messages hold media, so a typo fails the same way on every request.
+  serving::ProcessorKwargs kwargs = model.media.processor;
+  if (auto it = body.find("mm_processor_kwargs"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return ApiError{400, "'mm_processor_kwargs' must be an object", "mm_processor_kwargs"};
+    absl::StatusOr<serving::ProcessorKwargs> request =
+        serving::parse_processor_kwargs(it->dump(), "'mm_processor_kwargs'");
+    if (!request.ok()) return ApiError{400, std::string(request.status().message()), "mm_processor_kwargs"};
+    kwargs = kwargs.merged_with(*request);
+  }
+  std::variant<RenderedChat, ApiError> rendered = render_chat_prompt(model, body, include_tools, tool_prefix);
+  if (auto* err = std::get_if<ApiError>(&rendered)) return *err;
+  ChatPrompt out;
+  out.text = std::move(std::get<RenderedChat>(rendered).text);
+  out.ids = model.tokenizer->encode(out.text, add_special_tokens);
+  const std::vector<MediaPart>& parts = std::get<RenderedChat>(rendered).media;
+  if (parts.empty()) {
+    if (auto err = refuse_stray_pads(model, out.ids, "messages")) return *err;
+    return out;
+  }
+  MediaBudget budget;
+  budget.options = &model.media;
+  budget.processor = model.processor_config.get();
+  budget.kwargs = kwargs;
+  budget.max_tokens = model.generator->max_model_len();
+  std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> media = load_media(parts, budget);
+  if (auto* err = std::get_if<ApiError>(&media)) return *err;
+  std::shared_ptr<engine::PromptMedia> loaded = std::get<std::shared_ptr<engine::PromptMedia>>(std::move(media));
+  std::variant<std::vector<int32_t>, ApiError> expanded = expand_media_tokens(out.ids, *loaded, pad_token_ids(model));
+  if (auto* err = std::get_if<ApiError>(&expanded)) return *err;
+  out.ids = std::get<std::vector<int32_t>>(std::move(expanded));
+  out.media = std::move(loaded);
+  // Asked last, so bad input gets its own sentence whatever the engine can do, and /tokenize counts media
+  // tokens even where the engine cannot encode them yet.
+  if (for_generation)
+    if (absl::Status support = engine_media_support(model); !support.ok())
+      return ApiError{400,
+                      absl::StrCat("model '", model.name, "' cannot take images or videos: ", support.message()),
+                      "messages"};
+  return out;
 }
 
 // The request's structured-output grammar, compiled; with tool_choice required / named (a non-empty tool_prefix),
@@ -313,14 +413,17 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   const SamplingRequest& req = std::get<SamplingRequest>(sampling);
   if (auto err = check_sequence_count(model, req.n, 1)) return *err;
   std::string tool_prefix;
-  std::variant<std::string, ApiError> prompt = render_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix);
+  std::variant<ChatPrompt, ApiError> prompt =
+      prepare_chat_prompt(model, body, /*include_tools=*/true, &tool_prefix, /*add_special_tokens=*/false,
+                          /*for_generation=*/true);
   if (auto* err = std::get_if<ApiError>(&prompt)) return *err;
-  const std::string& text = std::get<std::string>(prompt);
+  const std::string& text = std::get<ChatPrompt>(prompt).text;
   const bool reasoning_opened =
       model.reasoning_format == "deepseek-r1" && ReasoningParser::prompt_opens_reasoning(text);
   auto grammar = request_grammar(model, body, tool_prefix, /*chat=*/true, reasoning_opened);
   if (auto* err = std::get_if<ApiError>(&grammar)) return *err;
-  std::vector<int32_t> ids = model.tokenizer->encode(text, /*add_special_tokens=*/false);
+  // The expanded ids: usage and the context check count every image and video token.
+  const std::vector<int32_t>& ids = std::get<ChatPrompt>(prompt).ids;
   std::variant<serving::GenerationParams, ApiError> params =
       resolve_params(model, req, static_cast<int32_t>(ids.size()), true);
   if (auto* err = std::get_if<ApiError>(&params)) return *err;
@@ -338,6 +441,7 @@ std::variant<SessionOptions, ApiError> prepare_chat(const serving::ServedModel& 
   for (int32_t i = 0; i < req.n; ++i) {
     ChoiceSpec spec;
     spec.prompt_ids = ids;
+    spec.media = std::get<ChatPrompt>(prompt).media;
     spec.params = std::get<serving::GenerationParams>(params);
     spec.params.seed = choice_seed(req.seed, i);
     spec.params.grammar = std::get<0>(grammar);
@@ -417,6 +521,7 @@ std::variant<SessionOptions, ApiError> prepare_completion(const serving::ServedM
   options.model_name = requested_name(model, body);
   for (size_t p = 0; p < prompts.size(); ++p) {
     if (prompts[p].empty()) return ApiError{400, "'prompt' must not be empty", "prompt"};
+    if (auto err = refuse_stray_pads(model, prompts[p], "prompt")) return *err;
     std::variant<serving::GenerationParams, ApiError> params =
         resolve_params(model, req, static_cast<int32_t>(prompts[p].size()), false);
     if (auto* err = std::get_if<ApiError>(&params)) return *err;

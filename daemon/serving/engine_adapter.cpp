@@ -22,12 +22,17 @@
 #include "engine/runtime/engine.h"
 #include "engine/template/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/vision/processor_config.h"
 
 namespace bm::daemon::serving {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// The one architecture whose checkpoints hold a vision tower, and the catalog's modality for it.
+constexpr std::string_view kMediaArchitecture = "Qwen2_5_VLForConditionalGeneration";
+constexpr std::string_view kMediaModality = "T&I+&V+";
 
 // A model folder given directly: its facts come from its files (the template shows the tool-call and
 // reasoning formats the model was trained with).
@@ -46,6 +51,12 @@ absl::StatusOr<ResolvedModel> resolve_folder(const fs::path& folder) {
                           : "";
   if (templ.find("<tool_call>") != std::string::npos) model.tool_call_format = "hermes";
   if (templ.find("<think>") != std::string::npos) model.reasoning_format = "deepseek-r1";
+  // The architecture says whether the model takes images and videos, with the catalog's spelling of it.
+  std::ifstream config_in(folder / "config.json");
+  json config = json::parse(config_in, nullptr, false);
+  if (config.is_object() && config.contains("architectures") && config["architectures"].is_array())
+    for (const json& a : config["architectures"])
+      if (a.is_string() && a.get<std::string>() == kMediaArchitecture) model.modality = kMediaModality;
   return model;
 }
 
@@ -268,12 +279,22 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
   if (!tokenizer.ok()) return tokenizer.status();
   absl::StatusOr<engine::ChatTemplate> chat_template = engine::ChatTemplate::load(model.path);
   if (!chat_template.ok()) return chat_template.status();
+  // A media model's image processor settings; a folder without the file still serves text (its media requests
+  // are refused with a sentence), one with a broken file is refused now rather than at its first image.
+  std::shared_ptr<const engine::vision::ProcessorConfig> processor_config;
+  std::error_code ec;
+  if (model.modality != "T" && fs::exists(fs::path(model.path) / "preprocessor_config.json", ec)) {
+    absl::StatusOr<engine::vision::ProcessorConfig> config = engine::vision::load_processor_config(model.path);
+    if (!config.ok()) return config.status();
+    processor_config = std::make_shared<const engine::vision::ProcessorConfig>(*config);
+  }
   std::string backend;
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = load_engine(model, settings, progress, backend);
   if (!engine.ok()) return engine.status();
   LoadedEngine loaded;
   loaded.tokenizer = std::shared_ptr<const engine::Tokenizer>(*std::move(tokenizer));
   loaded.chat_template = std::make_shared<const engine::ChatTemplate>(*std::move(chat_template));
+  loaded.processor_config = std::move(processor_config);
   loaded.defaults = sampling_defaults((*engine)->generation_config());
   loaded.backend = (*engine)->backend_name();
   loaded.weight_bytes = (*engine)->model_info().weight_bytes;

@@ -34,6 +34,7 @@ absl::Status check_settings(const ServeCommand& command) {
     if (g < 0) return absl::InvalidArgumentError(absl::StrCat("--gpus ", g, " is not a GPU index"));
   if (!s.local_dir.empty())
     if (absl::Status st = common::check_client_path(s.local_dir, "--local-dir"); !st.ok()) return st;
+  if (absl::StatusOr<MediaOptions> media = media_options(s); !media.ok()) return media.status();
   if (command.name.empty()) return absl::InvalidArgumentError("name a model to serve");
   // A name that looks like a path is a model folder (engine_adapter.cpp resolves it so).
   if (command.name.front() == '/' || command.name.front() == '.')
@@ -244,6 +245,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
     return status;
   };
   if (absl::Status s = check_settings(command); !s.ok()) return fail_before_resolving(s);
+  absl::StatusOr<MediaOptions> media = media_options(command.settings);
+  if (!media.ok()) return fail_before_resolving(media.status());
   progress({"resolving", "looking up " + command.name, -1});
   absl::StatusOr<ResolvedModel> resolved =
       guarded("resolving", command.name, [&] { return factory_.resolve(command.name, command.settings); });
@@ -270,6 +273,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
   model->tool_call_format = resolved->tool_call_format;
   model->reasoning_format = resolved->reasoning_format;
   model->settings = command.settings;
+  model->media = *std::move(media);
   registry_.add(model);  // visible as loading: /health answers 503 until it is ready
 
   bool listening = false;
@@ -313,6 +317,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
   model->weight_bytes = loaded->weight_bytes;
   model->quantization = loaded->quantization;
   model->kv_cache_bytes = loaded->kv_cache_bytes;
+  model->processor_config = std::move(loaded->processor_config);
   if (loaded->backend != "cpu") model->settings.gpus = *gpus;
   model->started_at = std::chrono::steady_clock::now();
   model->set_ready();

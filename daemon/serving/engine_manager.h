@@ -35,6 +35,8 @@ struct LoadedEngine {
   std::string quantization;  // CausalLMInfo::quantization
   int64_t weight_bytes = 0;
   int64_t kv_cache_bytes = 0;
+  // preprocessor_config.json of a model that takes media (ResolvedModel::modality not "T"); null otherwise.
+  std::shared_ptr<const engine::vision::ProcessorConfig> processor_config;
 };
 
 // Where a served name comes from (catalog facts and the snapshot folder).

@@ -11,10 +11,14 @@
 
 #include "daemon/openai/metrics.h"
 #include "daemon/serving/generator.h"
+#include "daemon/serving/media_options.h"
 
 namespace bm::engine {
 class Tokenizer;
 class ChatTemplate;
+namespace vision {
+struct ProcessorConfig;
+}
 }  // namespace bm::engine
 
 namespace bm::daemon::serving {
@@ -48,6 +52,13 @@ struct ServeSettings {
   // listener serves it too). Port 0: none.
   std::string listen_host;
   int32_t listen_port = 0;
+  // Media (vLLM's flags; daemon/serving/media_options.h parses them): a JSON object of items per prompt by modality,
+  // a JSON object of processor overrides, the folder local media may come from, the hosts http(s) media may come
+  // from (comma-separated). Empty: the defaults (999 each, the processor's own sizes, no files, no URLs).
+  std::string limit_mm_per_prompt;
+  std::string mm_processor_kwargs;
+  std::string allowed_local_media_path;
+  std::string allowed_media_domains;
   std::string extra_params;  // the original's --extra-params as typed (the CLI mapped them onto the fields above)
   // Where-the-models-are variables the serving command brought (HF_HUB_CACHE, HF_HOME, MODELSCOPE_CACHE, ...):
   // over the daemon's own when the model is resolved, now and after a restart.
@@ -77,6 +88,10 @@ class ServedModel {
   int64_t weight_bytes = 0;
   int64_t kv_cache_bytes = 0;
   std::string quantization;  // "gptq-int4", ...; empty for float weights
+  // Media: the settings parsed (media_options.h), and the folder's preprocessor_config.json — null for a text-only
+  // model, or a media model whose folder has none (its media requests are refused with a sentence saying so).
+  MediaOptions media;
+  std::shared_ptr<const engine::vision::ProcessorConfig> processor_config;
   openai::ModelMetrics metrics;
 
   ModelState state() const { return state_.load(); }

@@ -14,10 +14,10 @@ from harness import Daemon, SOURCE_DIR, SHARED_DIR, venv_python
 TOOLS = os.path.join(SOURCE_DIR, "tests", "tools")
 
 
-def make_tiny_model(root, flavour="qwen2.5", name=None, quantization=None):
+def make_tiny_model(root, flavour="qwen2.5", name=None, quantization=None, tool_args=()):
     out = os.path.join(root, name or f"tiny-{flavour}" + (f"-{quantization}" if quantization else ""))
     py = venv_python() or sys.executable
-    extra = ["--quantization", quantization] if quantization else []
+    extra = (["--quantization", quantization] if quantization else []) + list(tool_args)
     subprocess.run([py, os.path.join(TOOLS, "make_tiny_served_model.py"), out, "--flavour", flavour,
                     "--shared", SHARED_DIR, *extra], check=True, capture_output=True)
     return out

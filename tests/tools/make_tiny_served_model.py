@@ -9,12 +9,17 @@ With --quantization the linear layers are stored as a GPTQ (v1, symmetric) or AW
 random packed integers, valid zero-points, F16 scales; every other tensor in F16, as the published ones are.
 
 usage: make_tiny_served_model.py OUT_DIR [--flavour qwen2.5|qwq|r1-qwen|qwen2.5-vl] [--seed N]
-                                 [--quantization gptq-int4|gptq-int8|awq-int4]
+                                 [--quantization gptq-int4|gptq-int8|awq-int4] [--processor-template]
 
-qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools) and its
-architecture (Qwen2_5_VLForConditionalGeneration, the 3B's config.json layout: M-RoPE sections, a vision_config,
-the language model under model.* as the hub's files have it), served for text: no visual.* tensors are written,
-since bmserverd does not load the vision tower yet.
+qwen2.5-vl takes Qwen2.5-VL-3B-Instruct's tokenizer_config.json (its chat template, with tools), its
+preprocessor_config.json and its architecture (Qwen2_5_VLForConditionalGeneration, the 3B's config.json layout:
+M-RoPE sections, a vision_config, the language model under model.* as the hub's files have it), and a random-weight
+vision tower under the checkpoint's visual.* names with the shapes engine/models/vision_encoder.cpp checks, shrunk
+(depth 2 with full attention on block 1, hidden 32, 2 heads, intermediate 48; out_hidden_size = the text hidden
+size, patch, merge, temporal patch and window sizes as the real model). --processor-template also copies the 3B's
+chat_template.json (the processor's template, which renders image and video parts and which bmserverd prefers, as
+for the real folder); without it the folder keeps the tokenizer's tool-calling template, which transformers'
+AutoTokenizer reads too.
 """
 import argparse
 import json
@@ -83,12 +88,40 @@ def quantize_tensors(t, scheme, rng, group=32):
     return out
 
 
+# The real 3B's vision_config with the widths shrunk (its keys and sizes otherwise), so the tower stays ~100 KB.
+VISION_CONFIG = {"depth": 2, "hidden_act": "silu", "hidden_size": 32, "intermediate_size": 48, "num_heads": 2,
+                 "in_chans": 3, "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                 "fullatt_block_indexes": [1], "tokens_per_second": 2, "temporal_patch_size": 2}
+
+
+def vision_tensors(vc, w):
+    """visual.* tensors under the checkpoint's names, with the shapes VisionEncoder::load checks."""
+    d, ff, merged = vc["hidden_size"], vc["intermediate_size"], vc["hidden_size"] * vc["spatial_merge_size"] ** 2
+    t = {"visual.patch_embed.proj.weight": w(d, vc["in_chans"], vc["temporal_patch_size"], vc["patch_size"],
+                                             vc["patch_size"]),
+         "visual.merger.ln_q.weight": np.ones(d, np.float32),
+         "visual.merger.mlp.0.weight": w(merged, merged), "visual.merger.mlp.0.bias": w(merged),
+         "visual.merger.mlp.2.weight": w(vc["out_hidden_size"], merged),
+         "visual.merger.mlp.2.bias": w(vc["out_hidden_size"])}
+    for i in range(vc["depth"]):
+        p = f"visual.blocks.{i}."
+        t.update({p + "norm1.weight": np.ones(d, np.float32), p + "norm2.weight": np.ones(d, np.float32),
+                  p + "attn.qkv.weight": w(3 * d, d), p + "attn.qkv.bias": w(3 * d),
+                  p + "attn.proj.weight": w(d, d), p + "attn.proj.bias": w(d),
+                  p + "mlp.gate_proj.weight": w(ff, d), p + "mlp.gate_proj.bias": w(ff),
+                  p + "mlp.up_proj.weight": w(ff, d), p + "mlp.up_proj.bias": w(ff),
+                  p + "mlp.down_proj.weight": w(d, ff), p + "mlp.down_proj.bias": w(d)})
+    return t
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--flavour", default="qwen2.5", choices=["qwen2.5", "qwq", "r1-qwen", "qwen2.5-vl"])
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--quantization", default=None, choices=["gptq-int4", "gptq-int8", "awq-int4"])
+    ap.add_argument("--processor-template", action="store_true",
+                    help="qwen2.5-vl: also copy chat_template.json (the template that renders image/video parts)")
     ap.add_argument("--shared", default=os.environ.get("BMSERVER_SHARED_DIR",
                                                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")))
     args = ap.parse_args()
@@ -137,11 +170,11 @@ def main():
                        "image_token_id": 151655, "video_token_id": 151656,
                        # the real [16, 24, 24] of head_dim 128, scaled to head_dim 16
                        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-                       "vision_config": {"depth": 1, "hidden_act": "silu", "hidden_size": 32, "intermediate_size": 48,
-                                         "num_heads": 2, "in_chans": 3, "out_hidden_size": hidden, "patch_size": 14,
-                                         "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
-                                         "fullatt_block_indexes": [0], "tokens_per_second": 2,
-                                         "temporal_patch_size": 2}})
+                       "vision_config": VISION_CONFIG | {"out_hidden_size": hidden}})
+        vl = os.path.join(models, "Qwen", "Qwen2.5-VL-3B-Instruct")
+        shutil.copyfile(os.path.join(vl, "preprocessor_config.json"), os.path.join(args.out, "preprocessor_config.json"))
+        if args.processor_template:
+            shutil.copyfile(os.path.join(vl, "chat_template.json"), os.path.join(args.out, "chat_template.json"))
     json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
     gen = {"bos_token_id": 151643, "eos_token_id": eos, "do_sample": True, "temperature": 0.7, "top_p": 0.8,
            "top_k": 20, "repetition_penalty": 1.05}
@@ -174,6 +207,8 @@ def main():
             if args.quantization == "awq-int4" else
             {"quant_method": "gptq", "bits": bits, "group_size": 32, "desc_act": False, "sym": True})
         json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
+    if args.flavour == "qwen2.5-vl":  # after quantization: the published AWQ checkpoints keep the tower in float too
+        t.update(vision_tensors(config["vision_config"], w))
     write_safetensors(os.path.join(args.out, "model.safetensors"), t)
     print(args.out)
 

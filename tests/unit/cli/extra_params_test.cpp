@@ -38,6 +38,15 @@ TEST(ExtraParams, MapsEveryArgumentThatMeansSomethingHere) {
   EXPECT_EQ(o.kv_cache_dtype(), "float32");
   ASSERT_TRUE(apply_extra_params("--enable-prefix-caching", o).ok());
   EXPECT_FALSE(o.disable_prefix_caching());
+  // vLLM's media flags, shell-quoted JSON as the original's command lines carry them (the daemon checks values).
+  ASSERT_TRUE(apply_extra_params("--limit-mm-per-prompt '{\"image\": 2}' --mm_processor_kwargs='{\"fps\": 1}' "
+                                 "--allowed-local-media-path /srv/media --allowed-media-domains a.com,b.org",
+                                 o)
+                  .ok());
+  EXPECT_EQ(o.limit_mm_per_prompt(), "{\"image\": 2}");
+  EXPECT_EQ(o.mm_processor_kwargs(), "{\"fps\": 1}");
+  EXPECT_EQ(o.allowed_local_media_path(), "/srv/media");
+  EXPECT_EQ(o.allowed_media_domains(), "a.com,b.org");
 }
 
 TEST(ExtraParams, RefusesEachUnknownOrMalformedArgumentByNameAndChangesNothing) {

@@ -83,6 +83,31 @@ TEST(ServeSettingsFromProto, ThreadsAndKvCacheDtypeAreCheckedBeforeAnythingLoads
             "--kv-cache-dtype must be auto, bfloat16 or float32, not 'int4'");
 }
 
+// The media flags arrive through the one parser (daemon/serving/media_options.h): normalised, or refused with
+// its sentence before anything loads; --check prints them back as a command line.
+TEST(ServeSettingsFromProto, MediaFlagsAreNormalisedOrRefused) {
+  bmserver::v1::StoreSelector store;
+  bmserver::v1::ServeOptions o;
+  o.set_limit_mm_per_prompt(R"({ "image" : 2 })");
+  o.set_mm_processor_kwargs(R"({"min_pixels": 3136})");
+  o.set_allowed_local_media_path("/");
+  o.set_allowed_media_domains("A.com, b.org");
+  auto s = serve_settings_from_proto(store, o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->limit_mm_per_prompt, R"({"image":2,"video":999})");
+  EXPECT_EQ(s->mm_processor_kwargs, R"({"min_pixels":3136})");
+  EXPECT_EQ(s->allowed_local_media_path, "/");
+  EXPECT_EQ(s->allowed_media_domains, "a.com,b.org");
+  EXPECT_NE(serve_command_line("m", *s).find(
+                R"( --limit-mm-per-prompt '{"image":2,"video":999}' --mm-processor-kwargs '{"min_pixels":3136}')"
+                " --allowed-local-media-path / --allowed-media-domains a.com,b.org"),
+            std::string::npos)
+      << serve_command_line("m", *s);
+  o.set_limit_mm_per_prompt("{\"image\": \"many\"}");
+  EXPECT_EQ(serve_settings_from_proto(store, o).status().message(),
+            "--limit-mm-per-prompt 'image' must be a whole number from 0 to 4096");
+}
+
 }  // namespace
 }  // namespace bm::daemon::control
 

@@ -41,9 +41,9 @@ TEST(RequestPreparation, TemplateSeesTheClientsKeyOrder) {
   })");
   ASSERT_TRUE(body.ok()) << body.status();
   std::unique_ptr<serving::ServedModel> model = echo_model();
-  std::variant<std::string, ApiError> prompt = render_chat_prompt(*model, *body, /*include_tools=*/true, nullptr);
-  ASSERT_TRUE(std::holds_alternative<std::string>(prompt)) << std::get<ApiError>(prompt).message;
-  EXPECT_EQ(std::get<std::string>(prompt),
+  std::variant<RenderedChat, ApiError> prompt = render_chat_prompt(*model, *body, /*include_tools=*/true, nullptr);
+  ASSERT_TRUE(std::holds_alternative<RenderedChat>(prompt)) << std::get<ApiError>(prompt).message;
+  EXPECT_EQ(std::get<RenderedChat>(prompt).text,
             "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather <now> & "
             "'here'\", \"parameters\": {\"type\": \"object\", \"properties\": {\"unit\": {\"type\": \"string\", "
             "\"enum\": [\"c\", \"f\"]}, \"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}, \"strict\": "
@@ -58,7 +58,7 @@ TEST(RequestPreparation, ValuesTheTemplateCannotHoldAreRefusedByName) {
       R"({"model": "echo", "messages": [{"role": "user", "content": "hi"}],
           "chat_template_kwargs": {"opts": 18446744073709551615}})");
   ASSERT_TRUE(body.ok());
-  std::variant<std::string, ApiError> prompt = render_chat_prompt(*model, *body, /*include_tools=*/true, nullptr);
+  std::variant<RenderedChat, ApiError> prompt = render_chat_prompt(*model, *body, /*include_tools=*/true, nullptr);
   ASSERT_TRUE(std::holds_alternative<ApiError>(prompt));
   EXPECT_EQ(std::get<ApiError>(prompt).param, "chat_template_kwargs");
   EXPECT_EQ(std::get<ApiError>(prompt).message,

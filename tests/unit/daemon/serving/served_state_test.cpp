@@ -27,6 +27,10 @@ TEST(ServedStateTest, EverySettingRoundTrips) {
   c.settings.enforce_eager = true;
   c.settings.enable_prefix_caching = false;
   c.settings.extra_params = "--no-enable-prefix-caching";
+  c.settings.limit_mm_per_prompt = R"({"image":4,"video":1})";
+  c.settings.mm_processor_kwargs = R"({"max_pixels":1003520})";
+  c.settings.allowed_local_media_path = "/srv/media";
+  c.settings.allowed_media_domains = "a.com,b.org";
   c.settings.env = {{"HF_HUB_CACHE", "/command/cache"}};
   c.settings.listen_host = "0.0.0.0";
   c.settings.listen_port = 8001;
@@ -49,6 +53,10 @@ TEST(ServedStateTest, EverySettingRoundTrips) {
   EXPECT_TRUE(s.enforce_eager);
   EXPECT_FALSE(s.enable_prefix_caching);
   EXPECT_EQ(s.extra_params, "--no-enable-prefix-caching");
+  EXPECT_EQ(s.limit_mm_per_prompt, R"({"image":4,"video":1})");
+  EXPECT_EQ(s.mm_processor_kwargs, R"({"max_pixels":1003520})");
+  EXPECT_EQ(s.allowed_local_media_path, "/srv/media");
+  EXPECT_EQ(s.allowed_media_domains, "a.com,b.org");
   EXPECT_EQ(s.env, (std::map<std::string, std::string>{{"HF_HUB_CACHE", "/command/cache"}}));
   EXPECT_EQ(s.listen_host, "0.0.0.0");
   EXPECT_EQ(s.listen_port, 8001);
