@@ -84,10 +84,8 @@ const std::vector<Param>& params() {
       {"--tensor-parallel-size", Takes::kValue,
        [](ServeOptions& o, const std::string& v) -> std::string {
          int64_t n = 0;
-         if (!absl::SimpleAtoi(v, &n) || n < 1) return "needs a whole number of at least 1";
-         if (n > 1)
-           return "asks for tensor parallelism, which this engine does not do yet; serve on one GPU "
-                  "(--tensor-parallel-size 1, or --gpus N)";
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 64) return "needs a whole number from 1 to 64";
+         o.set_tensor_parallel_size(static_cast<int32_t>(n));
          return "";
        }},
       {"--kv-cache-dtype", Takes::kValue,

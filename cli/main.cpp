@@ -147,6 +147,10 @@ int main(int argc, char** argv) {
                      "cpu backend: worker threads (default: every CPU of the daemon's affinity mask)")
         ->check(CLI::Range(1, 4096));
     command
+        ->add_option("--tensor-parallel-size", f.tensor_parallel_size,
+                     "split the model over N ranks (cpu backend: threads sharing --threads; default 1)")
+        ->check(CLI::Range(1, 64));
+    command
         ->add_option("--kv-cache-dtype", f.kv_cache_dtype,
                      "KV cache element type: auto (bfloat16) | bfloat16 | float32")
         ->check([](const std::string& v) {

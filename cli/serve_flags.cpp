@@ -20,6 +20,7 @@ absl::Status fill_serve_options(const ServeFlags& flags, bmserver::v1::ServeOpti
   o.set_enforce_eager(flags.enforce_eager);
   o.set_threads(flags.threads);
   o.set_kv_cache_dtype(flags.kv_cache_dtype);
+  o.set_tensor_parallel_size(flags.tensor_parallel_size);
   o.set_limit_mm_per_prompt(flags.limit_mm_per_prompt);
   o.set_mm_processor_kwargs(flags.mm_processor_kwargs);
   if (!flags.allowed_local_media_path.empty()) {

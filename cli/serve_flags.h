@@ -28,6 +28,7 @@ struct ServeFlags {
   bool enforce_eager = false;
   int32_t threads = 0;                  // 0: not given (every CPU of the daemon's affinity mask)
   std::string kv_cache_dtype = "auto";  // auto | bfloat16 | float32
+  int32_t tensor_parallel_size = 0;     // 0: not given (1)
   // Media (vLLM's flags, checked by the daemon): JSON objects as typed, a folder, a comma list of hosts.
   std::string limit_mm_per_prompt;
   std::string mm_processor_kwargs;

@@ -57,6 +57,7 @@ std::string serve_command_line(const std::string& name, const serving::ServeSett
   if (s.kv_cache_bytes > 0) absl::StrAppend(&line, " --kv-cache-bytes ", s.kv_cache_bytes);
   if (s.threads > 0) absl::StrAppend(&line, " --threads ", s.threads);
   if (s.kv_cache_dtype != "auto") absl::StrAppend(&line, " --kv-cache-dtype ", s.kv_cache_dtype);
+  if (s.tensor_parallel_size > 1) absl::StrAppend(&line, " --tensor-parallel-size ", s.tensor_parallel_size);
   if (s.enforce_eager) absl::StrAppend(&line, " --enforce-eager");
   // The media settings, table-driven: flag name → the setting as stored (already in its one spelling).
   const std::pair<const char*, const std::string serving::ServeSettings::*> kMediaFlags[] = {
@@ -129,6 +130,9 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
   if (o.threads() < 0 || o.threads() > cpus)
     return absl::InvalidArgumentError(absl::StrCat("--threads ", o.threads(), " is not possible: the daemon may use ",
                                                    cpus, " CPUs (its affinity mask); give 1 to ", cpus));
+  if (o.tensor_parallel_size() < 0 || o.tensor_parallel_size() > 64)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tensor-parallel-size ", o.tensor_parallel_size(), " is not a rank count from 1 to 64"));
   absl::StatusOr<std::string> kv_cache_dtype = common::canonical_kv_cache_dtype(o.kv_cache_dtype());
   if (!kv_cache_dtype.ok()) return kv_cache_dtype.status();
   for (int32_t g : o.gpus())
@@ -148,6 +152,7 @@ absl::StatusOr<serving::ServeSettings> serve_settings_from_proto(const bmserver:
   s.enforce_eager = o.enforce_eager();
   s.threads = o.threads();
   s.kv_cache_dtype = *kv_cache_dtype;
+  if (o.tensor_parallel_size() > 0) s.tensor_parallel_size = o.tensor_parallel_size();
   s.enable_prefix_caching = !o.disable_prefix_caching();
   s.limit_mm_per_prompt = o.limit_mm_per_prompt();
   s.mm_processor_kwargs = o.mm_processor_kwargs();

@@ -55,6 +55,7 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   o->set_enforce_eager(m.settings.enforce_eager);
   o->set_threads(m.settings.threads);
   o->set_kv_cache_dtype(m.settings.kv_cache_dtype);
+  o->set_tensor_parallel_size(m.settings.tensor_parallel_size);
   o->set_disable_prefix_caching(!m.settings.enable_prefix_caching);
   o->set_limit_mm_per_prompt(m.settings.limit_mm_per_prompt);
   o->set_mm_processor_kwargs(m.settings.mm_processor_kwargs);

@@ -236,6 +236,7 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.seed = settings.seed;
   o.enable_prefix_caching = settings.enable_prefix_caching;
   o.num_threads = settings.threads;
+  o.tensor_parallel_size = settings.tensor_parallel_size;
   if (settings.kv_cache_dtype == "bfloat16") o.kv_cache_dtype = engine::DType::kBF16;
   if (settings.kv_cache_dtype == "float32") o.kv_cache_dtype = engine::DType::kF32;
   if (settings.enforce_eager) o.decode_graphs = engine::DecodeGraphMode::kOff;

@@ -47,6 +47,7 @@ struct ServeSettings {
   bool enforce_eager = false;           // no decode graphs
   int32_t threads = 0;                  // cpu backend threads; 0: every CPU of the daemon's affinity mask
   std::string kv_cache_dtype = "auto";  // auto | bfloat16 | float32 (normalised by serve_settings_from_proto)
+  int32_t tensor_parallel_size = 1;     // ranks the model is split over
   bool enable_prefix_caching = true;
   // The original's `chat serve --host H --port P`: a listener of its own for this model (the daemon's main
   // listener serves it too). Port 0: none.

@@ -39,6 +39,7 @@ const Field kFields[] = {
     {"enforce_eager", &ServeSettings::enforce_eager},
     {"threads", &ServeSettings::threads},
     {"kv_cache_dtype", &ServeSettings::kv_cache_dtype},
+    {"tensor_parallel_size", &ServeSettings::tensor_parallel_size},
     {"enable_prefix_caching", &ServeSettings::enable_prefix_caching},
     {"limit_mm_per_prompt", &ServeSettings::limit_mm_per_prompt},
     {"mm_processor_kwargs", &ServeSettings::mm_processor_kwargs},

@@ -151,11 +151,11 @@ class DropInTest(unittest.TestCase):
     def test_extra_params_refuse_what_has_no_meaning_and_change_nothing(self):
         before = self.daemon.cli_json("chat", "ps")
         r = self.daemon.cli("chat", "serve", self.served.models["qwen2.5"], "--backend", "cpu", "--extra-params",
-                            "--trust-remote-code --tensor-parallel-size 2 --max-num-seqs=x")
+                            "--trust-remote-code --tensor-parallel-size 0 --max-num-seqs=x")
         self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
         for part in ("--trust-remote-code has no meaning here",
-                     "--tensor-parallel-size asks for tensor parallelism, which this engine does not do yet",
+                     "--tensor-parallel-size needs a whole number from 1 to 64",
                      "--max-num-seqs needs a whole number"):
             self.assertIn(part, r.stderr)
         r = self.daemon.cli("chat", "serve", "x", "--extra-params", "--max-model-len 'unclosed")

@@ -485,6 +485,41 @@ class ServingLifecycleTest(unittest.TestCase):
         finally:
             d.close()
 
+    def test_tensor_parallel_on_cpu_ranks(self):
+        """`--tensor-parallel-size 2` splits the model over two CPU ranks (docs/tensor-parallel.md): the same greedy
+        completion and logprobs as one rank, through the front door; the ranks show in `chat ps`; a size that does
+        not divide the heads is one sentence and serves nothing."""
+        import tempfile
+        root = tempfile.mkdtemp(prefix="bm-tp-")
+        model = make_tiny_model(root)
+        name = os.path.basename(model)
+        d = Daemon().start()
+        try:
+            base = f"http://127.0.0.1:{d.http_port}"
+            body = {"model": name, "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0,
+                    "logprobs": 2}
+            out = {}
+            for tp in ("1", "2"):
+                ok = d.cli("chat", "serve", model, "--backend", "cpu", "--threads", "2", "--kv-cache-dtype",
+                           "float32", "--tensor-parallel-size", tp)
+                self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
+                [m] = d.cli_json("chat", "ps")["models"]
+                self.assertEqual(m["options"]["tensor_parallel_size"], int(tp))
+                status, reply = http("POST", base + "/v1/completions", body)
+                self.assertEqual(status, 200, reply)
+                out[tp] = json.loads(reply)["choices"][0]
+                self.assertEqual(d.cli("chat", "stop", name).returncode, 0)
+            self.assertEqual(out["1"]["text"], out["2"]["text"])
+            for a, b in zip(out["1"]["logprobs"]["token_logprobs"], out["2"]["logprobs"]["token_logprobs"]):
+                self.assertAlmostEqual(a, b, delta=1e-4)
+            bad = d.cli("chat", "serve", model, "--backend", "cpu", "--threads", "2", "--tensor-parallel-size", "3")
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+            self.assertIn("attention heads", bad.stderr)
+            self.assertEqual(d.cli_json("chat", "ps")["models"], [])
+        finally:
+            d.close()
+
     def test_stop_aborts_streams_in_flight_and_the_daemon_stays_up(self):
         """`chat stop` while streams run: they end with finish_reason "abort" and [DONE], memory is freed at once,
         and the daemon survives the sessions letting go of the model on the engine's thread (it used to join

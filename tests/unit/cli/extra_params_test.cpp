@@ -34,6 +34,9 @@ TEST(ExtraParams, MapsEveryArgumentThatMeansSomethingHere) {
   EXPECT_TRUE(o.disable_prefix_caching());
   EXPECT_EQ(o.api_key(), "k");
   EXPECT_EQ(o.kv_cache_dtype(), "auto");
+  EXPECT_EQ(o.tensor_parallel_size(), 1);
+  ASSERT_TRUE(apply_extra_params("-tp 2", o).ok());
+  EXPECT_EQ(o.tensor_parallel_size(), 2);
   ASSERT_TRUE(apply_extra_params("--kv-cache-dtype float32", o).ok());
   EXPECT_EQ(o.kv_cache_dtype(), "float32");
   ASSERT_TRUE(apply_extra_params("--enable-prefix-caching", o).ok());
@@ -53,7 +56,7 @@ TEST(ExtraParams, RefusesEachUnknownOrMalformedArgumentByNameAndChangesNothing) 
   ServeOptions o;
   o.set_max_model_len(100);
   absl::Status s = apply_extra_params(
-      "--max-model-len 4096 --trust-remote-code --swap-space 4 --max-num-seqs many --tensor-parallel-size 2 "
+      "--max-model-len 4096 --trust-remote-code --swap-space 4 --max-num-seqs many --tensor-parallel-size 0 "
       "--kv-cache-dtype fp8 stray --seed",
       o);
   ASSERT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -61,7 +64,7 @@ TEST(ExtraParams, RefusesEachUnknownOrMalformedArgumentByNameAndChangesNothing) 
   EXPECT_NE(m.find("--trust-remote-code has no meaning here"), std::string::npos) << m;
   EXPECT_NE(m.find("--swap-space has no meaning here"), std::string::npos) << m;
   EXPECT_NE(m.find("--max-num-seqs needs a whole number"), std::string::npos) << m;
-  EXPECT_NE(m.find("--tensor-parallel-size asks for tensor parallelism"), std::string::npos) << m;
+  EXPECT_NE(m.find("--tensor-parallel-size needs a whole number from 1 to 64"), std::string::npos) << m;
   EXPECT_NE(m.find("--kv-cache-dtype 'fp8' is not available"), std::string::npos) << m;
   EXPECT_NE(m.find("'stray' is not an argument"), std::string::npos) << m;
   EXPECT_NE(m.find("--seed needs a value"), std::string::npos) << m;
