@@ -499,6 +499,7 @@ void CudaBackend::rope_table(const Tensor& x, const Tensor& cos, const Tensor& s
 void CudaBackend::segment_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& segment_starts,
                                     const AttentionShape& shape, const Tensor& out) {
   BM_CHECK(shape.num_heads > 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0);
+  BM_CHECK(shape.head_dim > 0 && shape.head_dim <= kSegmentMaxHeadDim);  // 128: encoder_attention.cu says why
   BM_CHECK(same_shape(q, out) && q.cols == int64_t{shape.num_heads} * shape.head_dim);
   BM_CHECK(same_shape(k, v) && k.rows == q.rows && k.cols == int64_t{shape.num_kv_heads} * shape.head_dim);
   BM_CHECK(segment_starts.rows == 1 && segment_starts.cols >= 1);

@@ -12,8 +12,10 @@
 // Per key tile: S = Q Kᵀ (each thread a 4 x 4 register block: rows tr + 16 i, keys tk + 8 j), scale, mask of the
 // keys past the segment's end, the running max / sum per row (the 8 lanes sharing a row reduce by shuffles),
 // P to shared memory, then O = O * alpha + P V with O in registers (rows tr + 16 i, columns tk + 8 c).
-// head_dim is padded with zero columns to DP, a template bucket (64, 80, 128, 256; a multiple of 8), so any
-// head_dim up to 256 works, 80 (Qwen2.5-VL's vision heads) without waste.
+// head_dim is padded with zero columns to DP, a template bucket (64, 80, 128; a multiple of 8), so any head_dim up
+// to 128 works, 80 (Qwen2.5-VL's vision heads, in every size of the model) without waste. Not 256: its tiles would
+// take ~137 KiB of shared memory, more than an sm_89 block may have (99 KiB), and a refused launch is a sticky
+// device fault; no vision tower this serves has such heads.
 #include <algorithm>
 #include <cmath>
 
@@ -224,8 +226,8 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
 template <int DP>
 void launch_segment(const SegmentParams& p, unsigned num_tiles, cudaStream_t stream) {
   constexpr size_t bytes = segment_shared_bytes<DP>();
-  // Above 48 KiB a kernel must opt in to its dynamic shared memory (DP 80 needs ~50 KiB, DP 256 ~137 KiB; an
-  // sm_80 block may have up to 163 KiB).
+  // Above 48 KiB a kernel must opt in to its dynamic shared memory (DP 80 needs ~49 KiB, DP 128 ~73 KiB; a block
+  // may have up to 99 KiB on sm_89, 163 KiB on sm_80, 227 KiB on sm_90).
   BM_CUDA_CHECK(cudaFuncSetAttribute(segment_attention_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(bytes)));
   const dim3 grid(num_tiles, static_cast<unsigned>(p.num_heads));
@@ -268,16 +270,14 @@ void launch_segment_attention(const float* q, const float* k, const float* v, in
   p.out = out;
   const auto tiles = static_cast<unsigned>(capacity);
   // The smallest bucket that holds head_dim: the padding columns cost work, so the real models' dims have one
-  // (80: Qwen2.5-VL's vision heads; 64 and 128: the common decoder dims). Four instantiations keep the plugin's
+  // (80: Qwen2.5-VL's vision heads; 64 and 128: the common decoder dims). Three instantiations keep the plugin's
   // build time in bounds (one per bucket and architecture).
   if (dims.head_dim <= 64) {
     launch_segment<64>(p, tiles, stream);
   } else if (dims.head_dim <= 80) {
     launch_segment<80>(p, tiles, stream);
-  } else if (dims.head_dim <= 128) {
-    launch_segment<128>(p, tiles, stream);
   } else {
-    launch_segment<256>(p, tiles, stream);
+    launch_segment<128>(p, tiles, stream);
   }
 }
 

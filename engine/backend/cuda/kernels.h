@@ -141,7 +141,7 @@ void launch_attention_decode(const float* q, const KvCachePtr& cache, const Atte
 // [num_segments + 1] stays on the device, validated by the caller (non-decreasing from 0 to n; the kernels clamp
 // offsets to [0, n], so a bad list gives wrong rows, never an out-of-bounds read).
 inline constexpr int32_t kSegmentTileRows = 64;     // query rows per block
-inline constexpr int32_t kSegmentMaxHeadDim = 256;  // any head_dim in [1, 256]
+inline constexpr int32_t kSegmentMaxHeadDim = 128;  // any head_dim in [1, 128] (shared memory: see the .cu)
 // The device-built tile list: 1 + 3 * tiles int32.
 struct SegmentWorkspace {
   int32_t* data = nullptr;
