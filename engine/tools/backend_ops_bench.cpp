@@ -354,8 +354,8 @@ int main(int argc, char** argv) {
     // Rows are in window order (as the tower permutes them), so a window is a contiguous run of its patches.
     for (int64_t wy = 0; wy < side; wy += 8)
       for (int64_t wx = 0; wx < side; wx += 8)
-        windows.push_back(windows.back() + static_cast<int32_t>(std::min<int64_t>(8, side - wy) *
-                                                                 std::min<int64_t>(8, side - wx)));
+        windows.push_back(windows.back() +
+                          static_cast<int32_t>(std::min<int64_t>(8, side - wy) * std::min<int64_t>(8, side - wx)));
     Tensor q = a.random(DType::kF32, n, cols), k = a.random(DType::kF32, n, cols), v = a.random(DType::kF32, n, cols);
     Tensor out = a.empty(DType::kF32, n, cols);
     const AttentionShape attention{static_cast<int32_t>(heads), static_cast<int32_t>(heads),

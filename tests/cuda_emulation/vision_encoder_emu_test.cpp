@@ -62,7 +62,9 @@ class EmulatedEncoderOps final : public Backend {
   void add_rms_norm(const Tensor& a, const Tensor& b, const Tensor& c, float e, const Tensor& d) override {
     inner_.add_rms_norm(a, b, c, e, d);
   }
-  void linear(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& d) override { inner_.linear(a, b, c, d); }
+  void linear(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& d) override {
+    inner_.linear(a, b, c, d);
+  }
   void rope(const Tensor& a, const Tensor& b, const Tensor& c, int32_t h) override { inner_.rope(a, b, c, h); }
   void store_kv(const Tensor& a, const Tensor& b, const Tensor& c, const KvCacheLayer& d) override {
     inner_.store_kv(a, b, c, d);

@@ -34,7 +34,10 @@
 #include "engine/backend/cpu/bf16.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda_plugin.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/safetensors_file.h"
 #include "engine/models/model_loader.h"
+#include "engine/models/vision_encoder.h"
 #include "nlohmann/json.hpp"
 #include "tests/gpu/gpu_required.h"
 #include "tests/unit/engine/model/test_files.h"
@@ -472,6 +475,64 @@ TEST_F(CudaBackendTest, SegmentAttentionGqaAndOtherHeadDims) {
   expect_segment_attention_close(gpu_, cpu_, "4/4 x100 (bucket 128)", {99, 2}, 4, 4, 100);
   expect_segment_attention_close(gpu_, cpu_, "2/1 x128 (the largest head_dim)", {70, 5}, 2, 1, 128);
   expect_segment_attention_close(gpu_, cpu_, "3/3 x32", {40, 1, 90}, 3, 3, 32);
+}
+
+// The whole vision tower on the GPU against transformers: the fixture of tests/unit/engine/models/
+// vision_encoder_test.cpp (shrunk random-weight Qwen2.5-VL tower, F32 weights: every op stays F32 on the GPU too,
+// the F32 GEMM included), the same bound (2e-5 of each tensor's largest reference magnitude; the CPU backend
+// measures 1.6e-6, the emulated encoder ops too). Four inputs: one image, partial windows, two images, a video.
+TEST_F(CudaBackendTest, VisionEncoderMatchesTransformers) {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  const std::filesystem::path dir =
+      std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models/qwen2_5_vl_vision";
+  auto config = load_vision_config(dir);
+  ASSERT_TRUE(config.ok()) << config.status() << " (set BMSERVER_SOURCE_DIR)";
+  auto checkpoint = Checkpoint::open(dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  auto cases = SafetensorsFile::open(dir / "cases.safetensors");
+  ASSERT_TRUE(cases.ok()) << cases.status();
+  auto encoder = VisionEncoder::load(**checkpoint, *config, *gpu_);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  auto floats = [](const TensorInfo& info) {
+    std::vector<float> out(static_cast<size_t>(info.num_elements()));
+    if (info.dtype == DType::kF32) {
+      std::memcpy(out.data(), info.data.data(), info.data.size());
+    } else {  // BF16
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, info.data.data() + 2 * i, 2);
+        out[i] = cpu::bf16_to_f32(bits);
+      }
+    }
+    return out;
+  };
+  for (int c = 0; c < 4; ++c) {
+    const std::string index = std::to_string(c);
+    const TensorInfo* pixels = (*cases)->find("pixel_values_" + index);
+    const TensorInfo* grid = (*cases)->find("grid_thw_" + index);
+    const TensorInfo* want_info = (*cases)->find("embeds_" + index);
+    ASSERT_TRUE(pixels != nullptr && grid != nullptr && want_info != nullptr) << index;
+    std::vector<int32_t> g(static_cast<size_t>(grid->num_elements()));
+    std::memcpy(g.data(), grid->data.data(), grid->data.size());
+    std::vector<VisionGrid> grids;
+    for (size_t j = 0; j + 2 < g.size(); j += 3) grids.push_back(VisionGrid{g[j], g[j + 1], g[j + 2]});
+    auto embeds = (*encoder)->encode(floats(*pixels), grids);
+    ASSERT_TRUE(embeds.ok()) << embeds.status();
+    EXPECT_TRUE(gpu_->device_status().ok()) << gpu_->device_status();
+    const std::vector<float> want = floats(*want_info);
+    ASSERT_EQ(embeds->size(), want.size());
+    double max_abs = 0, max_ref = 0;
+    for (size_t j = 0; j < want.size(); ++j) {
+      const double d = std::fabs(double{(*embeds)[j]} - want[j]);
+      max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
+      max_ref = std::max(max_ref, std::fabs(double{want[j]}));
+    }
+    const double relative = max_ref > 0 ? max_abs / max_ref : max_abs;
+    std::fprintf(stderr, "  vision tower case %d (%zu grids): max |diff| %.3e, relative %.3e (bound 2e-5)\n", c,
+                 grids.size(), max_abs, relative);
+    ::testing::Test::RecordProperty("vision tower case " + index, std::to_string(relative));
+    EXPECT_LE(relative, 2e-5) << "case " << c;
+  }
 }
 
 // linear() on each projection of each model, for decode-like and prefill-like row counts.

@@ -30,7 +30,7 @@ namespace {
 constexpr int kRows = kSegmentTileRows;  // query rows per block
 constexpr int kKeys = 32;                // keys per inner tile
 constexpr int kThreads = 128;
-constexpr int kRowGroups = kThreads / 8;          // 16: thread tr = tid / 8 owns rows tr + 16 i
+constexpr int kRowGroups = kThreads / 8;            // 16: thread tr = tid / 8 owns rows tr + 16 i
 constexpr int kRowsPerThread = kRows / kRowGroups;  // 4
 constexpr int kKeysPerThread = kKeys / 8;           // 4: thread tk = tid % 8 owns keys tk + 8 j
 static_assert(kRows == 64 && kKeys == 32 && kThreads == 128, "the register blocking assumes these tile sizes");
@@ -68,9 +68,9 @@ __global__ void segment_schedule_kernel(const int32_t* segment_starts, int32_t n
 
 template <int DP>
 constexpr size_t segment_shared_bytes() {
-  return sizeof(float) * (size_t{kRows} * (DP + 1)     // Q tile (odd stride: rows read at one column hit
-                          + size_t{kKeys} * (DP + 1)   //   distinct banks), K tile (same)
-                          + size_t{kKeys} * DP         // V tile (read along columns)
+  return sizeof(float) * (size_t{kRows} * (DP + 1)         // Q tile (odd stride: rows read at one column hit
+                          + size_t{kKeys} * (DP + 1)       //   distinct banks), K tile (same)
+                          + size_t{kKeys} * DP             // V tile (read along columns)
                           + size_t{kRows} * (kKeys + 1));  // P
 }
 
