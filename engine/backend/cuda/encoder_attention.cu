@@ -11,10 +11,14 @@
 //
 // Per key tile: S = Q Kᵀ (each thread a 4 x 4 register block: rows tr + 16 i, keys tk + 8 j), scale, mask of the
 // keys past the segment's end, the running max / sum per row (the 8 lanes sharing a row reduce by shuffles),
-// P to shared memory, then O = O * alpha + P V with O in registers (rows tr + 16 i, columns tk + 8 c).
-// head_dim is padded with zero columns to DP, a template bucket (64, 80, 128; a multiple of 8), so any head_dim up
+// P to shared memory, then O = O * alpha + P V with O in registers (rows tr + 16 i, column pairs 16 c + 2 tk).
+// Shared-memory traffic is what bounds F32 attention on CUDA cores, so the operands are read as vectors: Q and K
+// rows as float4 along head_dim (row stride DP + 4: 16-byte aligned, and the 8 rows one instruction reads fall in
+// distinct 16-byte bank groups), P rows as float4 along the keys, V as float2 column pairs — per 4 steps of d 8
+// loads feed 64 FMAs, and per 4 keys 1 + DP/16·4 loads feed 4·DP/2 FMAs, instead of one load per 2-4 FMAs.
+// head_dim is padded with zero columns to DP, a template bucket (64, 80, 128; a multiple of 16), so any head_dim up
 // to 128 works, 80 (Qwen2.5-VL's vision heads, in every size of the model) without waste. Not 256: its tiles would
-// take ~137 KiB of shared memory, more than an sm_89 block may have (99 KiB), and a refused launch is a sticky
+// take ~138 KiB of shared memory, more than an sm_89 block may have (99 KiB), and a refused launch is a sticky
 // device fault; no vision tower this serves has such heads.
 #include <algorithm>
 #include <cmath>
@@ -66,20 +70,27 @@ __global__ void segment_schedule_kernel(const int32_t* segment_starts, int32_t n
   tiles[0] = static_cast<int32_t>(count);
 }
 
+// Row strides in floats. DP + 4 and kKeys + 4 keep every row 16-byte aligned for float4 loads; (DP + 4) / 4 and
+// (kKeys + 4) / 4 are odd, so consecutive rows start in different 16-byte bank groups (no conflicts when one
+// instruction reads 8 consecutive K rows or 4 consecutive-ish Q/P rows).
+template <int DP>
+constexpr int kQkStride = DP + 4;
+constexpr int kPStride = kKeys + 4;
+
 template <int DP>
 constexpr size_t segment_shared_bytes() {
-  return sizeof(float) * (size_t{kRows} * (DP + 1)         // Q tile (odd stride: rows read at one column hit
-                          + size_t{kKeys} * (DP + 1)       //   distinct banks), K tile (same)
-                          + size_t{kKeys} * DP             // V tile (read along columns)
-                          + size_t{kRows} * (kKeys + 1));  // P
+  return sizeof(float) * (size_t{kRows} * kQkStride<DP>    // Q tile
+                          + size_t{kKeys} * kQkStride<DP>  // K tile
+                          + size_t{kKeys} * DP             // V tile
+                          + size_t{kRows} * kPStride);     // P
 }
 
 template <int DP>
 __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentParams p) {
-  static_assert(DP % 8 == 0, "the padded head_dim is split over 8 lanes");
-  constexpr int kCols = DP / 8;  // output columns per thread
-  constexpr int kQStride = DP + 1;
-  constexpr int kPStride = kKeys + 1;
+  static_assert(DP % 16 == 0, "the padded head_dim is split into column pairs over 8 lanes");
+  static_assert(kKeys % 4 == 0, "P is read 4 keys at a time");
+  constexpr int kPairs = DP / 16;  // output column pairs per thread: columns 16 c + 2 tk, + 1
+  constexpr int kQStride = kQkStride<DP>;
   extern __shared__ __align__(16) unsigned char smem[];
   float* q_s = reinterpret_cast<float*>(smem);
   float* k_s = q_s + kRows * kQStride;
@@ -110,13 +121,13 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
 
   float m[kRowsPerThread];
   float l[kRowsPerThread];
-  float o[kRowsPerThread][kCols];
+  float2 o[kRowsPerThread][kPairs];
 #pragma unroll
   for (int i = 0; i < kRowsPerThread; ++i) {
     m[i] = -INFINITY;
     l[i] = 0.0f;
 #pragma unroll
-    for (int c = 0; c < kCols; ++c) o[i][c] = 0.0f;
+    for (int c = 0; c < kPairs; ++c) o[i][c] = make_float2(0.0f, 0.0f);
   }
 
   for (int32_t kv0 = seg_start; kv0 < seg_end; kv0 += kKeys) {
@@ -143,18 +154,25 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
     for (int i = 0; i < kRowsPerThread; ++i)
 #pragma unroll
       for (int j = 0; j < kKeysPerThread; ++j) s[i][j] = 0.0f;
-#pragma unroll 8
-    for (int d = 0; d < DP; ++d) {
-      float qv[kRowsPerThread];
-      float kv[kKeysPerThread];
+#pragma unroll 2
+    for (int d = 0; d < DP; d += 4) {
+      float4 qv[kRowsPerThread];
+      float4 kv[kKeysPerThread];
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) qv[i] = q_s[(tr + kRowGroups * i) * kQStride + d];
+      for (int i = 0; i < kRowsPerThread; ++i)
+        qv[i] = *reinterpret_cast<const float4*>(q_s + (tr + kRowGroups * i) * kQStride + d);
 #pragma unroll
-      for (int j = 0; j < kKeysPerThread; ++j) kv[j] = k_s[(tk + 8 * j) * kQStride + d];
+      for (int j = 0; j < kKeysPerThread; ++j)
+        kv[j] = *reinterpret_cast<const float4*>(k_s + (tk + 8 * j) * kQStride + d);
 #pragma unroll
       for (int i = 0; i < kRowsPerThread; ++i)
 #pragma unroll
-        for (int j = 0; j < kKeysPerThread; ++j) s[i][j] += qv[i] * kv[j];
+        for (int j = 0; j < kKeysPerThread; ++j) {
+          s[i][j] += qv[i].x * kv[j].x;  // d, d + 1, d + 2, d + 3 in order
+          s[i][j] += qv[i].y * kv[j].y;
+          s[i][j] += qv[i].z * kv[j].z;
+          s[i][j] += qv[i].w * kv[j].w;
+        }
     }
 
     // Online softmax. The 8 lanes tk = 0..7 of one tr are consecutive lanes of one warp (xor 1, 2, 4 stays
@@ -187,24 +205,35 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
       l[i] = l[i] * alpha + sum;
       m[i] = m_new;
 #pragma unroll
-      for (int c = 0; c < kCols; ++c) o[i][c] *= alpha;
+      for (int c = 0; c < kPairs; ++c) {
+        o[i][c].x *= alpha;
+        o[i][c].y *= alpha;
+      }
     }
     // A row of P is written and read by the 8 lanes of one warp only: a warp barrier orders those shared-memory
     // accesses on the hardware (the shuffles above synchronise the lanes but do not order memory). The emulator
     // cannot tell it is needed: its shuffles already order every lane's writes.
     __syncwarp();
 
-    // O += P V.
-#pragma unroll 4
-    for (int kk = 0; kk < kKeys; ++kk) {
-      float pv[kRowsPerThread];
+    // O += P V, keys in order.
+#pragma unroll 2
+    for (int kk = 0; kk < kKeys; kk += 4) {
+      float4 pv[kRowsPerThread];
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) pv[i] = p_s[(tr + kRowGroups * i) * kPStride + kk];
+      for (int i = 0; i < kRowsPerThread; ++i)
+        pv[i] = *reinterpret_cast<const float4*>(p_s + (tr + kRowGroups * i) * kPStride + kk);
 #pragma unroll
-      for (int c = 0; c < kCols; ++c) {
-        const float vv = v_s[kk * DP + tk + 8 * c];
+      for (int step = 0; step < 4; ++step) {
 #pragma unroll
-        for (int i = 0; i < kRowsPerThread; ++i) o[i][c] += pv[i] * vv;
+        for (int c = 0; c < kPairs; ++c) {
+          const float2 vv = *reinterpret_cast<const float2*>(v_s + (kk + step) * DP + 16 * c + 2 * tk);
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; ++i) {
+            const float weight = step == 0 ? pv[i].x : step == 1 ? pv[i].y : step == 2 ? pv[i].z : pv[i].w;
+            o[i][c].x += weight * vv.x;
+            o[i][c].y += weight * vv.y;
+          }
+        }
       }
     }
     __syncwarp();  // P is read before the next tile overwrites it (the block barrier above also orders it)
@@ -216,9 +245,10 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
     if (r >= rows) continue;
     float* out_row = p.out + (int64_t{first_row} + r) * q_stride + int64_t{h} * head_dim;
 #pragma unroll
-    for (int c = 0; c < kCols; ++c) {
-      const int col = tk + 8 * c;
-      if (col < head_dim) out_row[col] = o[i][c] / l[i];
+    for (int c = 0; c < kPairs; ++c) {
+      const int col = 16 * c + 2 * tk;
+      if (col < head_dim) out_row[col] = o[i][c].x / l[i];
+      if (col + 1 < head_dim) out_row[col + 1] = o[i][c].y / l[i];
     }
   }
 }
@@ -226,8 +256,8 @@ __global__ void __launch_bounds__(kThreads) segment_attention_kernel(SegmentPara
 template <int DP>
 void launch_segment(const SegmentParams& p, unsigned num_tiles, cudaStream_t stream) {
   constexpr size_t bytes = segment_shared_bytes<DP>();
-  // Above 48 KiB a kernel must opt in to its dynamic shared memory (DP 80 needs ~49 KiB, DP 128 ~73 KiB; a block
-  // may have up to 99 KiB on sm_89, 163 KiB on sm_80, 227 KiB on sm_90).
+  // Above 48 KiB a kernel must opt in to its dynamic shared memory (DP 80 needs 50.5 KiB, DP 128 74.5 KiB; a
+  // block may have up to 99 KiB on sm_89, 163 KiB on sm_80, 227 KiB on sm_90).
   BM_CUDA_CHECK(cudaFuncSetAttribute(segment_attention_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(bytes)));
   const dim3 grid(num_tiles, static_cast<unsigned>(p.num_heads));
