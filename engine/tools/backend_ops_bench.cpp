@@ -1,4 +1,5 @@
-// Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b): time per call, the
+// Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b), and the vision tower's
+// encoder ops at Qwen2.5-VL's vision shape (one 1024x1024 image) where the backend runs them: time per call, the
 // projections also as GPTQ/AWQ-style int4 (plain and act-order) and int8 layers at 1, 16, 64, 256 and 8192 tokens
 // (bytes: the packed weights, scales and zero-points, printed in MB; the share of the copy bandwidth is the share
 // of the HBM ceiling); the bytes it must move and the FLOPs it must do, and what that achieves against the device's
@@ -18,7 +19,9 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -336,6 +339,49 @@ int main(int argc, char** argv) {
     std::snprintf(what, sizeof what, "paged_attention %s %lld x %lld ctx", c.query == 1 ? "decode" : "prefill",
                   static_cast<long long>(c.seqs), static_cast<long long>(c.context));
     bench.measure(what, bytes, flops, [&] { backend->paged_attention(q, cache, meta, attention, out); });
+  }
+
+  // The vision tower's encoder ops at Qwen2.5-VL-3B/7B's vision shape (16 heads x 80, hidden 1280) for
+  // one 1024x1024 image: 74 x 74 = 5,476 patches. segment_attention over the window layers' segments (8 x 8
+  // patches = 64 rows, partial windows at the right and bottom edges) and over the full-attention layers' one
+  // segment of the whole frame. Its FLOPs are F32 on CUDA cores (the percentage is against --peak-tflops, the
+  // bf16 tensor-core peak: an H100's F32 peak is ~67 TFLOP/s). --quick: a 128-row image.
+  if (!o.only_candidates && backend->runs_encoder_ops()) {
+    Arena a(*backend);
+    const int64_t side = o.quick ? 11 : 74, n = side * side;  // patches per image side
+    const int64_t heads = 16, head_dim = 80, cols = heads * head_dim;
+    std::vector<int32_t> windows{0}, frame{0, static_cast<int32_t>(n)};
+    // Rows are in window order (as the tower permutes them), so a window is a contiguous run of its patches.
+    for (int64_t wy = 0; wy < side; wy += 8)
+      for (int64_t wx = 0; wx < side; wx += 8)
+        windows.push_back(windows.back() +
+                          static_cast<int32_t>(std::min<int64_t>(8, side - wy) * std::min<int64_t>(8, side - wx)));
+    Tensor q = a.random(DType::kF32, n, cols), k = a.random(DType::kF32, n, cols), v = a.random(DType::kF32, n, cols);
+    Tensor out = a.empty(DType::kF32, n, cols);
+    const AttentionShape attention{static_cast<int32_t>(heads), static_cast<int32_t>(heads),
+                                   static_cast<int32_t>(head_dim), 0.1118f};
+    const std::string image = " vision 16x80 n=" + std::to_string(n);
+    for (const auto& [name, starts] : {std::pair{"windows of 64", &windows}, std::pair{"full frame", &frame}}) {
+      Tensor offsets = a.ints(*starts, 1, static_cast<int64_t>(starts->size()));
+      double pairs = 0;  // query x key products over all segments
+      for (size_t s = 0; s + 1 < starts->size(); ++s) {
+        const double len = (*starts)[s + 1] - (*starts)[s];
+        pairs += len * len;
+      }
+      bench.measure("segment_attention " + std::string(name) + image, 16.0 * n * cols, 4.0 * pairs * cols,
+                    [&] { backend->segment_attention(q, k, v, offsets, attention, out); });
+    }
+    std::vector<float> table(static_cast<size_t>(n * head_dim / 2), 0.5f);
+    Tensor cos = a.empty(DType::kF32, n, head_dim / 2), sin = a.empty(DType::kF32, n, head_dim / 2);
+    backend->copy_to_device(std::as_bytes(std::span(table)), cos);
+    backend->copy_to_device(std::as_bytes(std::span(table)), sin);
+    bench.measure("rope_table" + image, 8.0 * n * cols + 8.0 * n * head_dim, 6.0 * n * cols,
+                  [&] { backend->rope_table(q, cos, sin, static_cast<int32_t>(head_dim)); });
+    // The patch merger's nn.GELU: 2 x 2 patches merged into rows of 4 x 1280.
+    const int64_t merged = (n + 3) / 4, merged_cols = 4 * 1280;
+    Tensor hidden = a.random(DType::kF32, merged, merged_cols);
+    bench.measure("gelu merger " + std::to_string(merged) + " x 5120", 8.0 * merged * merged_cols, 0,
+                  [&] { backend->gelu(hidden, hidden); });
   }
 
   // Candidate selection for sampling over whole-vocabulary rows (what replaces copying logits to the host).

@@ -1,4 +1,4 @@
-// Emulated norm.cu, rope.cu, embedding.cu, kv_cache.cu, elementwise.cu and gemm_fallback.cu against the CPU backend's
+// Emulated norm.cu, rope.cu (rope and rope_table), embedding.cu, kv_cache.cu, elementwise.cu and gemm_fallback.cu against the CPU backend's
 // kernels (bit-exact where the arithmetic is the same; bf16 NaN payloads excepted). Exits 1 on any mismatch.
 #include <algorithm>
 #include <array>
@@ -113,6 +113,27 @@ int main() {
       std::snprintf(name, sizeof name, "rope heads %d head_dim %d (positions up to 131000)", nh, hd);
       report(name, out, ref, 1e-6);
     }
+  // rope_table: the same rotation from per-token cos/sin tables (the vision tower's 2-D RoPE, M-RoPE). Odd token
+  // counts, head_dim 80 (the vision heads), 6 and 128; the arithmetic is the CPU's, so bit-exact.
+  for (int hd : {80, 6, 128})
+    for (int nh : {1, 3, 16}) {
+      const int n = hd == 128 ? 1 : 7;
+      const int half = hd / 2;
+      std::vector<float> x(n * nh * hd);
+      for (auto& v : x) v = nd(rng);
+      std::vector<float> cos_t(n * half), sin_t(n * half);
+      std::uniform_real_distribution<float> angle(-200.0f, 200.0f);
+      for (int i = 0; i < n * half; ++i) {
+        const float a = angle(rng);
+        cos_t[i] = std::cos(a);
+        sin_t[i] = std::sin(a);
+      }
+      std::vector<float> ref = x, out = x;
+      cpu::rope_table(pool, ref.data(), n, nh, hd, cos_t.data(), sin_t.data());
+      cuda::launch_rope_table(out.data(), n, nh, hd, cos_t.data(), sin_t.data(), nullptr);
+      std::snprintf(name, sizeof name, "rope_table n %d heads %d head_dim %d", n, nh, hd);
+      report(name, out, ref, 0, true);
+    }
   // embedding
   for (int bf : {0, 1})
     for (int hidden : {896, 5}) {
@@ -208,6 +229,25 @@ int main() {
     out = a;
     cuda::launch_silu_mul(out.data(), b.data(), count, out.data(), nullptr);
     report("silu_mul aliased out=gate", out, ref, 1e-6);
+    // gelu: erf saturates for large |x| (x, or -0), infinities and NaN pass as on the CPU (-inf gives NaN there
+    // too: -inf * 0); the expression is the CPU's, so bit-exact.
+    {
+      std::vector<float> g = a;
+      const float specials[] = {1e30f, -1e30f, 12.0f, -12.0f, 5.5f, -5.5f, 0.0f, -0.0f, 1e-30f, -1e-30f,
+                                INFINITY, -INFINITY, NAN, 3.0e38f, -3.0e38f, 0.5f, -0.5f};
+      std::copy(std::begin(specials), std::end(specials), g.begin() + 10);
+      std::vector<float> gr(count), go(count, NAN);
+      cpu::gelu(pool, g.data(), count, gr.data());
+      cuda::launch_gelu(g.data(), count, go.data(), nullptr);
+      report("gelu 3000 (incl. +-1e30, +-inf, NaN, +-0)", go, gr, 0, true);
+      go = g;
+      cuda::launch_gelu(go.data(), 2999, go.data(), nullptr);  // odd count, aliased
+      gr[2999] = g[2999];                                      // the last element is not touched
+      report("gelu 2999 aliased out=x", go, gr, 0, true);
+      const bool saturated = go[10] == 1e30f && go[11] == 0.0f && std::signbit(go[11]) && go[12] == 12.0f;
+      std::printf("%-58s %s\n", "gelu(1e30) = 1e30, gelu(-1e30) = -0, gelu(12) = 12", saturated ? "ok" : "FAIL");
+      failures += !saturated;
+    }
     cpu::add(pool, a.data(), b.data(), count, ref.data());
     cuda::launch_add(a.data(), b.data(), count, out.data(), nullptr);
     report("add 3000", out, ref, 0, true);

@@ -34,7 +34,10 @@
 #include "engine/backend/cpu/bf16.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda_plugin.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/safetensors_file.h"
 #include "engine/models/model_loader.h"
+#include "engine/models/vision_encoder.h"
 #include "nlohmann/json.hpp"
 #include "tests/gpu/gpu_required.h"
 #include "tests/unit/engine/model/test_files.h"
@@ -351,6 +354,184 @@ TEST_F(CudaBackendTest, ElementwiseAndGather) {
     expect_close(std::string("add ") + shape.name, sum[0], sum[1], kF32Tolerance);
     EXPECT_EQ(sum[0], sum[1]);
     EXPECT_EQ(gathered[0], gathered[1]);
+  }
+}
+
+// ---- the encoder ops (the Qwen2.5-VL vision tower; rope_table also serves the decoder's M-RoPE steps). All F32
+// on both sides (kF32Tolerance). Vision shapes of Qwen2.5-VL-3B/7B: hidden 1280, 16 heads x 80.
+constexpr int32_t kVisionHeads = 16;
+constexpr int32_t kVisionHeadDim = 80;
+
+TEST_F(CudaBackendTest, EncoderOpsAreAnnounced) {
+  EXPECT_TRUE(gpu_->runs_encoder_ops());
+}
+
+TEST_F(CudaBackendTest, RopeTable) {
+  struct Case {
+    const char* name;
+    int64_t n;
+    int32_t heads, head_dim;
+  };
+  // The vision tower's 2-D RoPE (one 1024x1024 image: 5,476 patches) and the 7B decoder's M-RoPE rows.
+  for (const Case& c : {Case{"vision 16x80 5476 rows", 5476, kVisionHeads, kVisionHeadDim},
+                        Case{"Qwen2.5-VL-7B decoder 28x128 77 rows", 77, 28, 128},
+                        Case{"Qwen2.5-VL-7B decoder kv 4x128 77 rows", 77, 4, 128}}) {
+    std::mt19937 rng(21);
+    const std::vector<float> x = random_floats(rng, size_t(c.n) * c.heads * c.head_dim);
+    std::vector<float> cos(size_t(c.n) * (c.head_dim / 2)), sin(cos.size());
+    std::uniform_real_distribution<float> angle(-300.0f, 300.0f);
+    for (size_t i = 0; i < cos.size(); ++i) {
+      const float a = angle(rng);
+      cos[i] = std::cos(a);
+      sin[i] = std::sin(a);
+    }
+    std::vector<float> results[2];
+    int i = 0;
+    for (Backend* b : {gpu_, cpu_}) {
+      On on(*b);
+      Tensor xt = on.put(x, DType::kF32, c.n, int64_t{c.heads} * c.head_dim);
+      on->rope_table(xt, on.put(cos, DType::kF32, c.n, c.head_dim / 2), on.put(sin, DType::kF32, c.n, c.head_dim / 2),
+                     c.head_dim);
+      results[i++] = on.get(xt);
+    }
+    expect_close(std::string("rope_table ") + c.name, results[0], results[1], kF32Tolerance);
+  }
+}
+
+TEST_F(CudaBackendTest, Gelu) {
+  std::mt19937 rng(22);
+  const int64_t n = 1369, d = 5120;  // the patch merger's GELU input for one 1024x1024 image (2 x 2 patches of 1280)
+  std::vector<float> x = random_floats(rng, size_t(n * d), 3.0f);
+  const float specials[] = {1e30f, -1e30f, 12.0f, -12.0f, 0.0f, -0.0f, 1e-30f, 3.0e38f, -3.0e38f};
+  std::copy(std::begin(specials), std::end(specials), x.begin());
+  std::vector<float> results[2], in_place[2];
+  int i = 0;
+  for (Backend* b : {gpu_, cpu_}) {
+    On on(*b);
+    Tensor xt = on.put(x, DType::kF32, n, d);
+    Tensor out = on.empty(DType::kF32, n, d);
+    on->gelu(xt, out);
+    results[i] = on.get(out);
+    on->gelu(xt, xt);
+    in_place[i++] = on.get(xt);
+  }
+  expect_close("gelu 1369x5120 (+-1e30, +-3e38 included)", results[0], results[1], kF32Tolerance);
+  EXPECT_EQ(results[0], in_place[0]);
+  EXPECT_EQ(results[0][0], 1e30f);
+  EXPECT_EQ(results[0][1], 0.0f);
+  EXPECT_EQ(results[0][2], 12.0f);
+}
+
+// Runs segment_attention on both backends: q/k/v random (keys drifting along each segment so the running max of
+// the online softmax moves), the segments given by their lengths.
+void expect_segment_attention_close(Backend* gpu, Backend* cpu, const std::string& what,
+                                    const std::vector<int32_t>& lengths, int32_t heads, int32_t kv_heads,
+                                    int32_t head_dim) {
+  std::vector<int32_t> starts = {0};
+  for (int32_t len : lengths) starts.push_back(starts.back() + len);
+  const int64_t n = starts.back();
+  std::mt19937 rng(23);
+  const std::vector<float> q = random_floats(rng, size_t(n) * heads * head_dim);
+  std::vector<float> k = random_floats(rng, size_t(n) * kv_heads * head_dim);
+  const std::vector<float> v = random_floats(rng, size_t(n) * kv_heads * head_dim);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < int64_t{kv_heads} * head_dim; ++c) k[r * kv_heads * head_dim + c] += 0.01f * float(r % 89);
+  const AttentionShape shape{heads, kv_heads, head_dim, 1.0f / std::sqrt(float(head_dim))};
+  std::vector<float> results[2];
+  int i = 0;
+  for (Backend* b : {gpu, cpu}) {
+    On on(*b);
+    Tensor out = on.empty(DType::kF32, n, int64_t{heads} * head_dim);
+    on->segment_attention(on.put(q, DType::kF32, n, int64_t{heads} * head_dim),
+                          on.put(k, DType::kF32, n, int64_t{kv_heads} * head_dim),
+                          on.put(v, DType::kF32, n, int64_t{kv_heads} * head_dim),
+                          on.put(starts, DType::kI32, 1, int64_t(starts.size())), shape, out);
+    results[i++] = on.get(out);
+    EXPECT_TRUE(on->device_status().ok()) << on->device_status();
+  }
+  expect_close("segment_attention " + what, results[0], results[1], kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, SegmentAttentionVisionWindows) {
+  // One 1024x1024 image of the 3B/7B tower: 74 x 74 patches, windows of 8 x 8 patches (64 rows) with partial
+  // windows at the right and bottom edges (74 = 9 * 8 + 2), as the window layers see them.
+  std::vector<int32_t> windows;
+  for (int32_t wy = 0; wy < 10; ++wy)
+    for (int32_t wx = 0; wx < 10; ++wx) windows.push_back((wy < 9 ? 8 : 2) * (wx < 9 ? 8 : 2));
+  expect_segment_attention_close(gpu_, cpu_, "vision windows 16x80 (5476 rows, 100 windows)", windows, kVisionHeads,
+                                 kVisionHeads, kVisionHeadDim);
+}
+
+TEST_F(CudaBackendTest, SegmentAttentionFullFrames) {
+  // Full-attention layers attend within a whole frame: two frames of a video (1,500 rows each: the CPU reference
+  // keeps this check to seconds) and a lone row.
+  expect_segment_attention_close(gpu_, cpu_, "vision frames 16x80 (1500, 1, 1500)", {1500, 1, 1500}, kVisionHeads,
+                                 kVisionHeads, kVisionHeadDim);
+}
+
+TEST_F(CudaBackendTest, SegmentAttentionGqaAndOtherHeadDims) {
+  expect_segment_attention_close(gpu_, cpu_, "GQA 28/4 x128, uneven", {1, 200, 0, 65, 3}, 28, 4, 128);
+  expect_segment_attention_close(gpu_, cpu_, "14/2 x64, uneven", {130, 1, 64, 7}, 14, 2, 64);
+  expect_segment_attention_close(gpu_, cpu_, "4/4 x100 (bucket 128)", {99, 2}, 4, 4, 100);
+  expect_segment_attention_close(gpu_, cpu_, "2/1 x128 (the largest head_dim)", {70, 5}, 2, 1, 128);
+  expect_segment_attention_close(gpu_, cpu_, "3/3 x32", {40, 1, 90}, 3, 3, 32);
+}
+
+// The whole vision tower on the GPU against transformers: the fixture of tests/unit/engine/models/
+// vision_encoder_test.cpp (shrunk random-weight Qwen2.5-VL tower, F32 weights: every op stays F32 on the GPU too,
+// the F32 GEMM included), the same bound (2e-5 of each tensor's largest reference magnitude; the CPU backend
+// measures 1.6e-6, the emulated encoder ops too). Four inputs: one image, partial windows, two images, a video.
+TEST_F(CudaBackendTest, VisionEncoderMatchesTransformers) {
+  const char* source = std::getenv("BMSERVER_SOURCE_DIR");
+  const std::filesystem::path dir =
+      std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models/qwen2_5_vl_vision";
+  auto config = load_vision_config(dir);
+  ASSERT_TRUE(config.ok()) << config.status() << " (set BMSERVER_SOURCE_DIR)";
+  auto checkpoint = Checkpoint::open(dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  auto cases = SafetensorsFile::open(dir / "cases.safetensors");
+  ASSERT_TRUE(cases.ok()) << cases.status();
+  auto encoder = VisionEncoder::load(**checkpoint, *config, *gpu_);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  auto floats = [](const TensorInfo& info) {
+    std::vector<float> out(static_cast<size_t>(info.num_elements()));
+    if (info.dtype == DType::kF32) {
+      std::memcpy(out.data(), info.data.data(), info.data.size());
+    } else {  // BF16
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, info.data.data() + 2 * i, 2);
+        out[i] = cpu::bf16_to_f32(bits);
+      }
+    }
+    return out;
+  };
+  for (int c = 0; c < 4; ++c) {
+    const std::string index = std::to_string(c);
+    const TensorInfo* pixels = (*cases)->find("pixel_values_" + index);
+    const TensorInfo* grid = (*cases)->find("grid_thw_" + index);
+    const TensorInfo* want_info = (*cases)->find("embeds_" + index);
+    ASSERT_TRUE(pixels != nullptr && grid != nullptr && want_info != nullptr) << index;
+    std::vector<int32_t> g(static_cast<size_t>(grid->num_elements()));
+    std::memcpy(g.data(), grid->data.data(), grid->data.size());
+    std::vector<VisionGrid> grids;
+    for (size_t j = 0; j + 2 < g.size(); j += 3) grids.push_back(VisionGrid{g[j], g[j + 1], g[j + 2]});
+    auto embeds = (*encoder)->encode(floats(*pixels), grids);
+    ASSERT_TRUE(embeds.ok()) << embeds.status();
+    EXPECT_TRUE(gpu_->device_status().ok()) << gpu_->device_status();
+    const std::vector<float> want = floats(*want_info);
+    ASSERT_EQ(embeds->size(), want.size());
+    double max_abs = 0, max_ref = 0;
+    for (size_t j = 0; j < want.size(); ++j) {
+      const double d = std::fabs(double{(*embeds)[j]} - want[j]);
+      max_abs = std::isnan(d) ? INFINITY : std::max(max_abs, d);
+      max_ref = std::max(max_ref, std::fabs(double{want[j]}));
+    }
+    const double relative = max_ref > 0 ? max_abs / max_ref : max_abs;
+    std::fprintf(stderr, "  vision tower case %d (%zu grids): max |diff| %.3e, relative %.3e (bound 2e-5)\n", c,
+                 grids.size(), max_abs, relative);
+    ::testing::Test::RecordProperty("vision tower case " + index, std::to_string(relative));
+    EXPECT_LE(relative, 2e-5) << "case " << c;
   }
 }
 

@@ -17,13 +17,15 @@
 #
 # 2. device kernels models (GPU machine; bounded by BM_GPU_CALL_BUDGET_S, default 420 s):
 #        run(command="tests/gpu/run-gpu-checks.sh device kernels models", carry=["build/gpu-bundle"], timeout_s=480)
-#    estimate 4-7 min: preflight <10 s, kernel tests <=180 s, checkpoints <=120 s, three model checks <=45 s each
-#    (the CPU-backend baseline on Qwen2.5-0.5B only if time is left).
+#    estimate 4-7 min: preflight <10 s, kernel tests <=180 s (they include the vision tower's encoder ops,
+#    CudaBackendTest.RopeTable/Gelu/SegmentAttention*: their CPU reference adds a few seconds), checkpoints <=120 s,
+#    three model checks <=45 s each (the CPU-backend baseline on Qwen2.5-0.5B only if time is left).
 #
 # 3. device bench (same machine while warm; bounded by BM_GPU_CALL_BUDGET_S, default 300 s):
 #        run(command="tests/gpu/run-gpu-checks.sh device bench", carry=["build/gpu-bundle"], timeout_s=360)
 #    estimate 3-5 min: bm_cuda_backend_bench on Qwen2.5-0.5B <=90 s and on Qwen2.5-7B (8 layers) <=120 s,
-#    bm_backend_ops_bench <=90 s.
+#    bm_backend_ops_bench <=90 s (its last lines time the encoder ops at one 1024x1024 image of Qwen2.5-VL's vision
+#    tower: segment_attention over windows of 64 rows and over the whole 5,476-row frame, ~1 s more).
 #
 # Every device call first writes env.txt (git commit, nvidia-smi -q excerpt: GPU, driver, CUDA version, clocks,
 # ECC/MIG; ldd and readelf of the plugin; the plugin probe) and runs the preflight: the plugin's libraries resolve,

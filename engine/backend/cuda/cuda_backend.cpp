@@ -488,6 +488,44 @@ void CudaBackend::gather_rows(const Tensor& x, const Tensor& row_ids, const Tens
   launch_gather_rows(f32(x), x.rows, x.cols, i32(row_ids), row_ids.cols, f32(out), stream_);
 }
 
+void CudaBackend::rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) {
+  BM_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0);
+  BM_CHECK(cos.rows == x.rows && cos.cols == head_dim / 2 && same_shape(cos, sin));
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_rope_table(f32(x), x.rows, x.cols / head_dim, head_dim, f32(cos), f32(sin), stream_);
+}
+
+void CudaBackend::segment_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& segment_starts,
+                                    const AttentionShape& shape, const Tensor& out) {
+  BM_CHECK(shape.num_heads > 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0);
+  BM_CHECK(shape.head_dim > 0 && shape.head_dim <= kSegmentMaxHeadDim);  // 128: encoder_attention.cu says why
+  BM_CHECK(same_shape(q, out) && q.cols == int64_t{shape.num_heads} * shape.head_dim);
+  BM_CHECK(same_shape(k, v) && k.rows == q.rows && k.cols == int64_t{shape.num_kv_heads} * shape.head_dim);
+  BM_CHECK(segment_starts.rows == 1 && segment_starts.cols >= 1);
+  BM_CHECK(f32(out) != f32(q) && f32(out) != f32(k) && f32(out) != f32(v));
+  // The offsets stay on the device (copying them back would synchronise the stream); the caller (the vision
+  // encoder) builds them non-decreasing from 0 to n, and the kernels clamp them to [0, n] whatever they hold.
+  const int32_t num_segments = static_cast<int32_t>(segment_starts.cols - 1);
+  const AttentionDims dims{static_cast<int32_t>(q.rows), shape.num_heads, shape.num_kv_heads, shape.head_dim,
+                           shape.scale};
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  if (q.rows == 0 || num_segments == 0) return;
+  const int64_t ints = segment_attention_workspace_ints(q.rows, num_segments);
+  auto* tiles = static_cast<int32_t*>(scratch(segment_tiles_, ints * 4, "segment attention tile"));
+  if (tiles == nullptr) return;
+  launch_segment_attention(f32(q), f32(k), f32(v), q.rows, i32(segment_starts), num_segments, dims,
+                           SegmentWorkspace{tiles, ints}, f32(out), stream_);
+}
+
+void CudaBackend::gelu(const Tensor& x, const Tensor& out) {
+  BM_CHECK(same_shape(x, out));
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_gelu(f32(x), x.num_elements(), f32(out), stream_);
+}
+
 void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                                  const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                                  const Tensor& log_sum_exp, const Tensor& inverse_temperatures,

@@ -64,6 +64,13 @@ class CudaBackend final : public Backend {
   void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
+
+  // The vision tower's encoder ops (rope.cu, encoder_attention.cu, elementwise.cu).
+  bool runs_encoder_ops() const override { return true; }
+  void rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) override;
+  void segment_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& segment_starts,
+                         const AttentionShape& shape, const Tensor& out) override;
+  void gelu(const Tensor& x, const Tensor& out) override;
   void top_candidates(const Tensor& logits, const Tensor& listed_starts, const Tensor& listed_ids, int32_t k,
                       const Tensor& listed_logits, const Tensor& cand_ids, const Tensor& cand_logits,
                       const Tensor& log_sum_exp, const Tensor& inverse_temperatures, const Tensor& tempered_lse,
@@ -92,6 +99,7 @@ class CudaBackend final : public Backend {
   DeviceScratch x_bf16_;             // linear(): x rounded to BF16, in row chunks that fit it
   DeviceScratch attention_partial_;  // split-sequence attention partial results
   DeviceScratch prefill_tiles_;      // prefill attention tile list
+  DeviceScratch segment_tiles_;      // segment_attention tile list (grows with the rows; not captured)
   DeviceScratch quant_x_;            // quantized_linear(): act-order activations in packed order, in row chunks
   DeviceScratch quant_partials_;     // quantized_linear(): the GEMM's partial sums when the inputs are split
   bool capturing_ = false;

@@ -1,4 +1,4 @@
-// Elementwise F32 ops (SiLU-gated product, residual add), the F32 -> BF16 conversion of GEMM inputs, and the
+// Elementwise F32 ops (SiLU-gated product, exact GELU, residual add), the F32 -> BF16 conversion of GEMM inputs, and the
 // bias add after a GEMM. Grid-stride loops over int64 indices; in-place use (out == a or b) is safe because
 // every element is read and written by the same thread.
 #include <cuda_bf16.h>
@@ -26,6 +26,16 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t coun
   }
 }
 
+// Exact (erf) GELU as torch's nn.GELU(): x * Φ(x) = 0.5 x (1 + erf(x / √2)). erff is CUDA's full-precision erf
+// (max 2 ulp; no fast-math in the plugin), the same expression as the CPU backend's, so results differ from it
+// only by erf's last bits. For large |x| erf saturates to ±1: x for large positive x, -0 for large negative x.
+__global__ void gelu_kernel(const float* x, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const float v = x[i];
+    out[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
+  }
+}
+
 __global__ void add_kernel(const float* a, const float* b, int64_t count, float* out) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = a[i] + b[i];
@@ -50,6 +60,13 @@ void launch_silu_mul(const float* gate, const float* up, int64_t count, float* o
   BM_CHECK(count >= 0 && gate != nullptr && up != nullptr && out != nullptr);
   if (count == 0) return;
   silu_mul_kernel<<<grid_for(count), kThreads, 0, stream>>>(gate, up, count, out);
+  BM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_gelu(const float* x, int64_t count, float* out, cudaStream_t stream) {
+  BM_CHECK(count >= 0 && x != nullptr && out != nullptr);
+  if (count == 0) return;
+  gelu_kernel<<<grid_for(count), kThreads, 0, stream>>>(x, count, out);
   BM_CUDA_CHECK_LAUNCH();
 }
 

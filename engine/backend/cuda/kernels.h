@@ -48,10 +48,16 @@ void launch_add_rms_norm(float* x, const float* residual, int64_t n, int64_t d, 
 // ---- rope.cu: rotate-half rotary embedding in place.
 void launch_rope(float* x, int64_t n, int64_t num_heads, int64_t head_dim, const int32_t* positions,
                  const float* inv_freq, cudaStream_t stream);
+// The same rotation with per-token angles: cos, sin [n, head_dim / 2] (pair i of token t turns by the angle whose
+// cosine and sine are cos[t, i], sin[t, i]); Backend::rope_table.
+void launch_rope_table(float* x, int64_t n, int64_t num_heads, int64_t head_dim, const float* cos, const float* sin,
+                       cudaStream_t stream);
 
 // ---- elementwise.cu
 void launch_silu_mul(const float* gate, const float* up, int64_t count, float* out, cudaStream_t stream);
 void launch_add(const float* a, const float* b, int64_t count, float* out, cudaStream_t stream);
+// out = x * Φ(x), the exact (erf) GELU; out may alias x.
+void launch_gelu(const float* x, int64_t count, float* out, cudaStream_t stream);
 // dst = bf16(src), round to nearest even (what PyTorch's .to(torch.bfloat16) does).
 void launch_f32_to_bf16(const float* src, int64_t count, uint16_t* dst, cudaStream_t stream);
 // out[i, j] += bias[j] for out [n, m].
@@ -128,6 +134,23 @@ int64_t attention_decode_workspace_floats(const AttentionDims& dims, int32_t max
 void launch_attention_decode(const float* q, const KvCachePtr& cache, const AttentionBatchPtr& batch,
                              const AttentionDims& dims, bool only_short_queries, int32_t num_sms,
                              const AttentionWorkspace& workspace, float* out, cudaStream_t stream);
+
+// ---- encoder_attention.cu: Backend::segment_attention, bidirectional attention within packed segments (rows
+// [segment_starts[s], segment_starts[s + 1]) attend to each other only), F32, no KV cache. q, out [n, num_heads *
+// head_dim]; k, v [n, num_kv_heads * head_dim]; dims.num_tokens is unused (n is passed). segment_starts
+// [num_segments + 1] stays on the device, validated by the caller (non-decreasing from 0 to n; the kernels clamp
+// offsets to [0, n], so a bad list gives wrong rows, never an out-of-bounds read).
+inline constexpr int32_t kSegmentTileRows = 64;     // query rows per block
+inline constexpr int32_t kSegmentMaxHeadDim = 128;  // any head_dim in [1, 128] (shared memory: see the .cu)
+// The device-built tile list: 1 + 3 * tiles int32.
+struct SegmentWorkspace {
+  int32_t* data = nullptr;
+  int64_t num_ints = 0;
+};
+int64_t segment_attention_workspace_ints(int64_t n, int32_t num_segments);
+void launch_segment_attention(const float* q, const float* k, const float* v, int64_t n, const int32_t* segment_starts,
+                              int32_t num_segments, const AttentionDims& dims, const SegmentWorkspace& workspace,
+                              float* out, cudaStream_t stream);
 
 // ---- quantized_linear.cu: weight-only GPTQ / AWQ linear (the file comment describes the layout and kernels).
 inline constexpr int32_t kQuantTileColumns = 4;  // output columns per tile of the device layout

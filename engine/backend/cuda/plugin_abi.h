@@ -9,8 +9,9 @@
 // add_rms_norm, step graphs (begin_capture / end_capture / replay), the tempered mass of top_candidates.
 // Version 5: quantized_matrix_bytes, copy_quantized_to_device, quantized_linear (GPTQ / AWQ weights).
 // Version 7: top_candidates takes allowed-token masks (structured output on the device). Version 8: the encoder
-// ops (runs_encoder_ops, rope_table, segment_attention, gelu; the vision tower). Version 9: the collectives
-// (runs_collectives, all_reduce_sum; tensor parallelism), not yet run by the plugin.
+// ops (runs_encoder_ops, rope_table, segment_attention, gelu; the vision tower), which the plugin runs
+// (rope.cu, encoder_attention.cu, elementwise.cu). Version 9: the collectives (runs_collectives, all_reduce_sum;
+// tensor parallelism), not yet run by the plugin.
 #include <stddef.h>
 
 #define BM_CUDA_PLUGIN_ABI_VERSION 9

@@ -123,7 +123,7 @@ TEST_F(EncoderOpsTest, GeluIsTheExactErfForm) {
   }
 }
 
-// A backend without the encoder ops (as the CUDA plugin today): only its name is ever asked for here.
+// A backend without the encoder ops (as the CUDA plugin was before it ran them): only its name is ever asked for here.
 class NoEncoderBackend final : public Backend {
  public:
   std::string_view name() const override { return "test"; }

@@ -324,7 +324,7 @@ TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
 }
 
 TEST_F(VisionEncoderTest, ABackendWithoutEncoderOpsIsRefusedAtLoad) {
-  // The CPU backend wrapped so that it does not announce the encoder ops (the CUDA plugin today).
+  // The CPU backend wrapped so that it does not announce the encoder ops (a backend without them).
   class Hidden final : public Backend {
    public:
     explicit Hidden(Backend& inner) : inner_(inner) {}
