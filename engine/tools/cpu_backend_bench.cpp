@@ -6,7 +6,9 @@
 //
 // Usage: bm_cpu_backend_bench [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]
 //                             [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]
-//                             [--gemm auto|avx512-bf16|avx512|avx2|scalar]
+//                             [--gemm auto|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]
+// --tensor-parallel-size splits the model over N CPU ranks sharing --threads (docs/tensor-parallel.md): on one
+// socket that costs the all-reduces and buys nothing; the figure is the tensor-parallel overhead.
 // The checkpoint (~1 GB of bf16) is written to a temporary folder and removed at the end unless --keep names a
 // folder to write it to (or reuse it from, when it already holds one). Prints figures; asserts nothing.
 #include <algorithm>
@@ -42,6 +44,7 @@ struct Options {
   std::string model = "0.5b";
   std::string quantization;  // empty: bf16
   std::string gemm;          // CPU GEMM path; empty: $BMSERVER_CPU_GEMM or auto
+  int32_t tensor_parallel_size = 1;
 };
 
 double seconds_since(Clock::time_point start) {
@@ -98,6 +101,8 @@ bool parse(int argc, char** argv, Options& options) {
       options.decode_steps = std::max(1, std::atoi(v));
     } else if (arg == "--layers" && (v = value())) {
       options.layers = std::max(1, std::atoi(v));
+    } else if (arg == "--tensor-parallel-size" && (v = value())) {
+      options.tensor_parallel_size = std::max(1, std::atoi(v));
     } else if (arg == "--gemm" && (v = value())) {
       options.gemm = v;
     } else if (arg == "--keep" && (v = value())) {
@@ -111,7 +116,7 @@ bool parse(int argc, char** argv, Options& options) {
       std::fprintf(stderr,
                    "usage: %s [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]\n"
                    "          [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]\n"
-                   "          [--gemm auto|avx512-bf16|avx512|avx2|scalar]\n",
+                   "          [--gemm auto|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]\n",
                    argv[0]);
       return false;
     }
@@ -162,6 +167,7 @@ int main(int argc, char** argv) {
   bm::engine::LoadOptions load_options;
   load_options.num_threads = options.threads;
   load_options.cpu_gemm_path = options.gemm;
+  load_options.tensor_parallel_size = options.tensor_parallel_size;
   start = Clock::now();
   absl::StatusOr<std::unique_ptr<CausalLM>> loaded = bm::engine::load_causal_lm(dir, load_options);
   if (is_temporary) fs::remove_all(dir);

@@ -3,6 +3,7 @@
 //
 // Usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N] [--temperature T]
 //                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos] [--decode-graphs auto|on|off]
+//                    [--tensor-parallel-size N]
 // Without --raw the prompt is one user message rendered through the model's chat template (with the generation
 // prompt); with --raw it is encoded as is.
 #include <charconv>
@@ -37,6 +38,7 @@ struct Options {
   int32_t top_k = -1;
   std::optional<uint64_t> seed;
   int32_t threads = 0;
+  int32_t tensor_parallel_size = 1;
   bool ignore_eos = false;
   engine::DecodeGraphMode decode_graphs = engine::DecodeGraphMode::kAuto;
 };
@@ -82,6 +84,8 @@ Options parse_options(int argc, char** argv) {
       o.seed = parse_number<uint64_t>("--seed", value());
     else if (arg == "--threads")
       o.threads = parse_number<int32_t>("--threads", value());
+    else if (arg == "--tensor-parallel-size")
+      o.tensor_parallel_size = parse_number<int32_t>("--tensor-parallel-size", value());
     else if (arg == "--ignore-eos")
       o.ignore_eos = true;
     else if (arg == "--decode-graphs") {
@@ -98,7 +102,7 @@ Options parse_options(int argc, char** argv) {
       std::printf(
           "usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
           "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n"
-          "                   [--decode-graphs auto|on|off]\n");
+          "                   [--decode-graphs auto|on|off] [--tensor-parallel-size N]\n");
       std::exit(0);
     } else if (!arg.empty() && arg[0] == '-')
       usage_error("unknown option " + arg);
@@ -150,6 +154,7 @@ int main(int argc, char** argv) {
   engine::EngineOptions options;
   options.backend = o.backend;
   options.num_threads = o.threads;
+  options.tensor_parallel_size = o.tensor_parallel_size;
   options.decode_graphs = o.decode_graphs;
   Clock::time_point load_start = Clock::now();
   absl::StatusOr<std::unique_ptr<engine::Engine>> loaded = engine::Engine::load(o.model_dir, options);
