@@ -34,7 +34,7 @@ struct ServeFlags {
   std::string mm_processor_kwargs;
   std::string allowed_local_media_path;  // made absolute here: the daemon does not share our working directory
   std::string allowed_media_domains;
-  std::string extra_params;             // the original's --extra-params: vLLM engine arguments (cli/extra_params.h)
+  std::string extra_params;  // the original's --extra-params: vLLM engine arguments (cli/extra_params.h)
 };
 
 // Fills `out` from the flags, then applies --extra-params on top (they came last on the original's vLLM command

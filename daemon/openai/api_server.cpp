@@ -351,9 +351,9 @@ void ApiServer::handle_model_request(const HttpRequest& request, std::shared_ptr
     std::vector<int32_t> ids;
     if (body.contains("messages")) {
       // Images and videos count with their expanded pad tokens, as the chat completion would.
-      std::variant<ChatPrompt, ApiError> prompt = prepare_chat_prompt(*model, body, /*include_tools=*/true, nullptr,
-                                                                      body.value("add_special_tokens", false),
-                                                                      /*for_generation=*/false);
+      std::variant<ChatPrompt, ApiError> prompt =
+          prepare_chat_prompt(*model, body, /*include_tools=*/true, nullptr, body.value("add_special_tokens", false),
+                              /*for_generation=*/false);
       if (auto* err = std::get_if<ApiError>(&prompt)) return exchange->respond(err->response());
       ids = std::get<ChatPrompt>(std::move(prompt)).ids;
     } else if (body.contains("prompt") && body["prompt"].is_string()) {

@@ -93,10 +93,9 @@ void GenerationSession::submit_all() {
     // gets its own seed derived from the request's (still reproducible across runs).
     if (spec.params.seed && i > 0) *spec.params.seed += 0x9e3779b97f4a7c15ULL * i;
     auto self = shared_from_this();  // the engine's callback keeps the session alive until its last event
-    absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> handle =
-        model_->generator->submit(
-            spec.prompt_ids, spec.params,
-            [self, i](serving::GenerationEvent event) { self->on_event(i, std::move(event)); }, spec.media);
+    absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> handle = model_->generator->submit(
+        spec.prompt_ids, spec.params,
+        [self, i](serving::GenerationEvent event) { self->on_event(i, std::move(event)); }, spec.media);
     if (!handle.ok()) {
       error_ = std::string(handle.status().message());
       finished_ = true;

@@ -24,7 +24,7 @@ struct ChoiceSpec {
   std::vector<int32_t> prompt_ids;
   serving::GenerationParams params;
   ChoiceTextOptions text;
-  std::string echo_prefix;  // completions with echo: the prompt text, emitted first
+  std::string echo_prefix;                           // completions with echo: the prompt text, emitted first
   std::shared_ptr<const engine::PromptMedia> media;  // the prompt's images and videos; null for text
 };
 

@@ -111,13 +111,12 @@ RequestJson template_part(MediaKind kind) {
 
 std::variant<MediaPart, ApiError> read_media_part(const RequestJson& part, MediaKind kind, const std::string& param) {
   const KindRow& r = row(kind);
-  const std::string shape = absl::StrCat("a '", r.type, "' part must be {\"type\": \"", r.type, "\", \"", r.type,
-                                         "\": {\"url\": \"...\"}}");
+  const std::string shape =
+      absl::StrCat("a '", r.type, "' part must be {\"type\": \"", r.type, "\", \"", r.type, "\": {\"url\": \"...\"}}");
   auto field = part.find(r.type);
   if (field == part.end() || !field->is_object()) return bad(param, shape);
   auto url = field->find("url");
-  if (url == field->end() || !url->is_string() || url->get_ref<const std::string&>().empty())
-    return bad(param, shape);
+  if (url == field->end() || !url->is_string() || url->get_ref<const std::string&>().empty()) return bad(param, shape);
   if (auto detail = field->find("detail"); detail != field->end() && !detail->is_null()) {
     const bool known = detail->is_string() && (*detail == "auto" || *detail == "low" || *detail == "high");
     if (!known) return bad(param, absl::StrCat("'", r.type, ".detail' must be auto, low or high"));
@@ -126,7 +125,7 @@ std::variant<MediaPart, ApiError> read_media_part(const RequestJson& part, Media
 }
 
 std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> load_media(const std::vector<MediaPart>& parts,
-                                                                         const MediaBudget& budget) {
+                                                                        const MediaBudget& budget) {
   const serving::MediaOptions& options = *budget.options;
   const int64_t counts[] = {
       std::count_if(parts.begin(), parts.end(), [](const MediaPart& p) { return p.kind == MediaKind::kImage; }),
@@ -135,12 +134,11 @@ std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> load_media(const st
   for (int k = 0; k < 2; ++k)
     if (counts[k] > limits[k])
       return ApiError{400,
-                      absl::StrCat("the messages hold ", counts[k], " ", kKinds[k].nouns, ", more than the ",
-                                   limits[k], " per prompt this model is served with (--limit-mm-per-prompt)"),
+                      absl::StrCat("the messages hold ", counts[k], " ", kKinds[k].nouns, ", more than the ", limits[k],
+                                   " per prompt this model is served with (--limit-mm-per-prompt)"),
                       "messages"};
   if (budget.processor == nullptr)
-    return ApiError{400,
-                    "this model's folder has no preprocessor_config.json, so it cannot take images or videos",
+    return ApiError{400, "this model's folder has no preprocessor_config.json, so it cannot take images or videos",
                     "messages"};
   const vision::ProcessorConfig& config = *budget.processor;
   const vision::PixelRange range{budget.kwargs.min_pixels.value_or(config.min_pixels),
@@ -168,9 +166,9 @@ std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> load_media(const st
     Prepared& p = std::get<Prepared>(prepared);
     engine::MediaItem item;
     item.kind = part.kind;
-    item.grid = engine::VisionGrid{static_cast<int32_t>(p.patched.grid_thw[0]),
-                                   static_cast<int32_t>(p.patched.grid_thw[1]),
-                                   static_cast<int32_t>(p.patched.grid_thw[2])};
+    item.grid =
+        engine::VisionGrid{static_cast<int32_t>(p.patched.grid_thw[0]), static_cast<int32_t>(p.patched.grid_thw[1]),
+                           static_cast<int32_t>(p.patched.grid_thw[2])};
     item.pixel_values = std::move(p.patched.pixel_values);
     item.second_per_grid_t = p.second_per_grid_t;
     item.hash = engine::media_hash(item);
@@ -199,7 +197,8 @@ std::variant<std::vector<int32_t>, ApiError> expand_media_tokens(const std::vect
   for (int k = 0; k < 2; ++k) {
     const auto items = static_cast<int64_t>(by_kind[k].size());
     if (items > 0 && pad_ids[k] < 0)
-      return ApiError{400, absl::StrCat("the model's tokenizer has no ", kKinds[k].pad, " token for its ", kKinds[k].nouns),
+      return ApiError{400,
+                      absl::StrCat("the model's tokenizer has no ", kKinds[k].pad, " token for its ", kKinds[k].nouns),
                       "messages"};
     if (found[k] != items)
       return ApiError{400,

@@ -51,7 +51,7 @@ struct MediaBudget {
 // the tokens of the items so far are checked against the budget before the next is decoded, so a request costs
 // at most about one context of pixel values.
 std::variant<std::shared_ptr<engine::PromptMedia>, ApiError> load_media(const std::vector<MediaPart>& parts,
-                                                                         const MediaBudget& budget);
+                                                                        const MediaBudget& budget);
 
 struct PadTokenIds {
   int32_t image = -1;

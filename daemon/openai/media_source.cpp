@@ -115,18 +115,20 @@ absl::Status check_media_url_host(const std::string& url, const std::vector<std:
   absl::StatusOr<common::UrlParts> parts = common::parse_url(url);
   if (!parts.ok() || !common::is_http_scheme(parts->scheme)) return refuse(url, "is not an http(s) URL");
   if (domains.empty())
-    return refuse(url, "is refused: this server fetches no http(s) media (the operator may list hosts with "
-                       "--allowed-media-domains)");
+    return refuse(url,
+                  "is refused: this server fetches no http(s) media (the operator may list hosts with "
+                  "--allowed-media-domains)");
   if (std::find(domains.begin(), domains.end(), parts->host) == domains.end())
-    return refuse(url, absl::StrCat("is refused: its host '", parts->host,
-                                    "' is not one --allowed-media-domains lists"));
+    return refuse(url,
+                  absl::StrCat("is refused: its host '", parts->host, "' is not one --allowed-media-domains lists"));
   return absl::OkStatus();
 }
 
 absl::StatusOr<fs::path> allowed_local_file(const std::string& url, const std::string& allowed_dir) {
   if (allowed_dir.empty())
-    return refuse(url, "is refused: this server reads no local files (the operator may allow a folder with "
-                       "--allowed-local-media-path)");
+    return refuse(url,
+                  "is refused: this server reads no local files (the operator may allow a folder with "
+                  "--allowed-local-media-path)");
   std::string path_text = url;
   if (absl::StartsWith(url, "file:")) {
     // file:///abs/path or file://localhost/abs/path; a remote host would be a different machine's file.

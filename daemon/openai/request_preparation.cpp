@@ -361,8 +361,7 @@ std::variant<ChatPrompt, ApiError> prepare_chat_prompt(const serving::ServedMode
   // tokens even where the engine cannot encode them yet.
   if (for_generation)
     if (absl::Status support = engine_media_support(model); !support.ok())
-      return ApiError{400,
-                      absl::StrCat("model '", model.name, "' cannot take images or videos: ", support.message()),
+      return ApiError{400, absl::StrCat("model '", model.name, "' cannot take images or videos: ", support.message()),
                       "messages"};
   return out;
 }

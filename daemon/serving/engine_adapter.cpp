@@ -132,9 +132,9 @@ class EngineGenerator final : public Generator {
       std::thread([engine = std::move(engine_)]() mutable { engine.reset(); }).detach();
   }
 
-  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(
-      std::vector<int32_t> prompt_ids, const GenerationParams& params, EventCallback on_event,
-      std::shared_ptr<const engine::PromptMedia> media) override {
+  absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
+                                                           const GenerationParams& params, EventCallback on_event,
+                                                           std::shared_ptr<const engine::PromptMedia> media) override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (engine_ == nullptr) return absl::UnavailableError("the model was stopped");
     absl::StatusOr<std::unique_ptr<engine::RequestHandle>> handle = engine_->submit(

@@ -66,9 +66,9 @@ class Generator {
   virtual ~Generator() = default;
   // The callback runs on the engine's thread: it must be quick and must not call back into the generator.
   // media: the prompt's preprocessed images and videos, their pad runs already expanded in prompt_ids (null: text).
-  virtual absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(std::vector<int32_t> prompt_ids,
-                                                                   const GenerationParams& params, EventCallback on_event,
-                                                                   std::shared_ptr<const engine::PromptMedia> media) = 0;
+  virtual absl::StatusOr<std::unique_ptr<GenerationHandle>> submit(
+      std::vector<int32_t> prompt_ids, const GenerationParams& params, EventCallback on_event,
+      std::shared_ptr<const engine::PromptMedia> media) = 0;
   // OK when submit takes media; otherwise why not, in a sentence (the API answers image parts with a 400 saying it).
   virtual absl::Status media_support() const { return absl::FailedPreconditionError("the model takes text only"); }
   virtual GeneratorStats stats() const = 0;

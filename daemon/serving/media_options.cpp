@@ -21,9 +21,9 @@ using json = nlohmann::json;
 absl::StatusOr<json> parse_object(const std::string& text, const std::string& what) {
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded() || !value.is_object())
-    return absl::InvalidArgumentError(absl::StrCat(what, " must be a JSON object, e.g. ",
-                                                   what == "--limit-mm-per-prompt" ? "'{\"image\": 4, \"video\": 1}'"
-                                                                                   : "'{\"max_pixels\": 1003520}'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " must be a JSON object, e.g. ",
+        what == "--limit-mm-per-prompt" ? "'{\"image\": 4, \"video\": 1}'" : "'{\"max_pixels\": 1003520}'"));
   return value;
 }
 
@@ -59,7 +59,7 @@ absl::StatusOr<MediaOptions> parse_limit_mm_per_prompt(const std::string& json_t
   if (!value.ok()) return value.status();
   // One row per modality this server takes; others (audio) have no model here to read them.
   const std::map<std::string, int32_t MediaOptions::*> kModalities = {{"image", &MediaOptions::max_images},
-                                                                       {"video", &MediaOptions::max_videos}};
+                                                                      {"video", &MediaOptions::max_videos}};
   for (const auto& [key, v] : value->items()) {
     auto it = kModalities.find(key);
     if (it == kModalities.end())
@@ -142,8 +142,7 @@ absl::Status normalise_media_settings(ServeSettings& s) {
   absl::StatusOr<MediaOptions> options = media_options(s);
   if (!options.ok()) return options.status();
   if (!s.limit_mm_per_prompt.empty())
-    s.limit_mm_per_prompt =
-        json{{"image", options->max_images}, {"video", options->max_videos}}.dump();
+    s.limit_mm_per_prompt = json{{"image", options->max_images}, {"video", options->max_videos}}.dump();
   if (!s.mm_processor_kwargs.empty()) {
     json kwargs = json::object();
     if (options->processor.min_pixels) kwargs["min_pixels"] = *options->processor.min_pixels;

@@ -78,7 +78,7 @@ absl::Status CausalLM::media_support() const {
 }
 
 absl::StatusOr<std::shared_ptr<SequenceMedia>> CausalLM::prepare_media(std::span<const int32_t> prompt_ids,
-                                                                        const PromptMedia* media) const {
+                                                                       const PromptMedia* media) const {
   (void)prompt_ids;
   if (media == nullptr || media->items.empty()) return std::shared_ptr<SequenceMedia>();
   return media_support();

@@ -23,9 +23,9 @@ inline constexpr int32_t kBlockSize = 16;
 // tokens sit and, once encoded, the embeddings that replace them.
 struct SequenceMedia {
   struct Item {
-    int32_t start = 0;  // prompt index of the item's first pad token
-    int32_t count = 0;  // its pad tokens: the embeddings' rows
-    uint64_t hash = 0;  // MediaItem::hash
+    int32_t start = 0;                                     // prompt index of the item's first pad token
+    int32_t count = 0;                                     // its pad tokens: the embeddings' rows
+    uint64_t hash = 0;                                     // MediaItem::hash
     std::shared_ptr<const std::vector<float>> embeddings;  // [count, hidden]; null until encoded
   };
   int32_t num_prompt_tokens = 0;
@@ -44,10 +44,10 @@ struct SequenceMedia {
 
 // One sequence's part of a forward step.
 struct SequenceChunk {
-  int32_t num_cached_tokens = 0;     // tokens whose K/V are already in the cache; new positions start here
-  int32_t num_new_tokens = 0;        // tokens of this sequence in this step (a prefill chunk, or 1 to decode)
-  std::vector<int32_t> block_table;  // physical block ids covering [0, num_cached_tokens + num_new_tokens)
-  bool wants_logits = false;         // produce logits for this sequence's last new token
+  int32_t num_cached_tokens = 0;         // tokens whose K/V are already in the cache; new positions start here
+  int32_t num_new_tokens = 0;            // tokens of this sequence in this step (a prefill chunk, or 1 to decode)
+  std::vector<int32_t> block_table;      // physical block ids covering [0, num_cached_tokens + num_new_tokens)
+  bool wants_logits = false;             // produce logits for this sequence's last new token
   const SequenceMedia* media = nullptr;  // its prompt's images and videos, encoded; null for text
 };
 

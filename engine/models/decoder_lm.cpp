@@ -500,8 +500,8 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
 absl::Status DecoderLM::attach_vision(const Checkpoint& checkpoint, const VisionConfig& config) {
   if (config.out_hidden_size != spec_.hidden_size)
     return absl::InvalidArgumentError(absl::StrCat("config.json: the vision tower's out_hidden_size ",
-                                                    config.out_hidden_size, " is not the language model's hidden_size ",
-                                                    spec_.hidden_size));
+                                                   config.out_hidden_size, " is not the language model's hidden_size ",
+                                                   spec_.hidden_size));
   vision_config_ = config;
   if (checkpoint.find("visual.patch_embed.proj.weight") == nullptr) {
     vision_refusal_ = "the checkpoint holds no vision tower (visual.* tensors), so it is served for text only";
@@ -532,8 +532,8 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
   const int64_t num_pads = std::count_if(prompt_ids.begin(), prompt_ids.end(), is_pad);
   if (!has_media && num_pads == 0) return std::shared_ptr<SequenceMedia>();
   if (!has_media)
-    return absl::InvalidArgumentError(absl::StrCat("the prompt holds ", num_pads,
-                                                   " image or video pad tokens but no image or video came with it"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt holds ", num_pads, " image or video pad tokens but no image or video came with it"));
   if (absl::Status s = media_support(); !s.ok()) return s;
   auto out = std::make_shared<SequenceMedia>();
   out->num_prompt_tokens = static_cast<int32_t>(prompt_ids.size());
@@ -551,19 +551,17 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
     const bool image = prompt_ids[i] == config.image_token_id;
     const char* kind = image ? "image" : "video";
     if (next == media->items.size())
-      return absl::InvalidArgumentError(absl::StrCat("the prompt holds more runs of ", kind,
-                                                     " pad tokens than the ", media->items.size(),
-                                                     " images and videos that came with it"));
+      return absl::InvalidArgumentError(absl::StrCat("the prompt holds more runs of ", kind, " pad tokens than the ",
+                                                     media->items.size(), " images and videos that came with it"));
     const MediaItem& item = media->items[next];
     if ((item.kind == MediaKind::kImage) != image)
       return absl::InvalidArgumentError(absl::StrCat("media item ", next, " is ",
                                                      item.kind == MediaKind::kImage ? "an image" : "a video",
                                                      " but its place in the prompt holds ", kind, " pad tokens"));
     if (static_cast<int64_t>(end - i) != item.num_tokens(config.merge_unit()))
-      return absl::InvalidArgumentError(absl::StrCat("media item ", next, " takes ",
-                                                     item.num_tokens(config.merge_unit()), " pad tokens (grid ",
-                                                     item.grid.t, "x", item.grid.h, "x", item.grid.w,
-                                                     ") but the prompt holds ", end - i));
+      return absl::InvalidArgumentError(
+          absl::StrCat("media item ", next, " takes ", item.num_tokens(config.merge_unit()), " pad tokens (grid ",
+                       item.grid.t, "x", item.grid.h, "x", item.grid.w, ") but the prompt holds ", end - i));
     if (static_cast<int64_t>(item.pixel_values.size()) != item.grid.num_patches() * config.patch_dim())
       return absl::InvalidArgumentError(absl::StrCat("media item ", next, " has ", item.pixel_values.size(),
                                                      " pixel values; its grid needs ",
@@ -576,8 +574,8 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
     i = end;
   }
   if (next != media->items.size())
-    return absl::InvalidArgumentError(absl::StrCat(media->items.size(), " images and videos came with the prompt but it ",
-                                                   "holds pad tokens for ", next));
+    return absl::InvalidArgumentError(absl::StrCat(
+        media->items.size(), " images and videos came with the prompt but it ", "holds pad tokens for ", next));
   MropeInputs inputs;
   inputs.image_token_id = config.image_token_id;
   inputs.video_token_id = config.video_token_id;

@@ -119,7 +119,7 @@ class DecoderLM final : public CausalLM {
   // Qwen2.5-VL.
   std::optional<VisionConfig> vision_config_;
   std::unique_ptr<VisionEncoder> vision_;
-  std::string vision_refusal_;   // why media cannot be taken, while vision_ is null
+  std::string vision_refusal_;    // why media cannot be taken, while vision_ is null
   ScratchTensor rotary_scratch_;  // an M-RoPE step's cos and sin tables
   Communicator* comm_ = nullptr;  // tensor parallelism: the group's collectives
 };

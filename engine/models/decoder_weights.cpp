@@ -42,9 +42,7 @@ struct Placement {
   int64_t cols() const { return shape.back(); }
   // The held part's [rows, cols] (a vector is one row, sliced by elements).
   int64_t held_rows() const { return slice.count < 0 || slice.columns || shape.size() == 1 ? rows() : slice.count; }
-  int64_t held_cols() const {
-    return slice.count < 0 || (!slice.columns && shape.size() == 2) ? cols() : slice.count;
-  }
+  int64_t held_cols() const { return slice.count < 0 || (!slice.columns && shape.size() == 2) ? cols() : slice.count; }
   // The held bytes: a view of the mapped file for whole tensors and row slices, gathered into `scratch` for column
   // slices (one row-parallel weight at a time, never the whole checkpoint).
   std::span<const std::byte> held_bytes(std::vector<std::byte>& scratch) const {
@@ -55,7 +53,8 @@ struct Placement {
                                   static_cast<size_t>(held_rows() * held_cols() * element));
     scratch.resize(static_cast<size_t>(rows() * slice.count * element));
     for (int64_t r = 0; r < rows(); ++r)
-      std::memcpy(scratch.data() + r * slice.count * element, source->data.data() + (r * cols() + slice.first) * element,
+      std::memcpy(scratch.data() + r * slice.count * element,
+                  source->data.data() + (r * cols() + slice.first) * element,
                   static_cast<size_t>(slice.count * element));
     return scratch;
   }
@@ -175,8 +174,8 @@ void plan(const DecoderSpec& spec, const Shard& shard, const std::string& model_
     list.add(prefix + "post_attention_layernorm.weight", {hidden}, &layer.post_attention_norm);
     list.add_linear(prefix + "mlp.gate_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.gate, outputs,
                     ff_first, ff_held);
-    list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up, outputs,
-                    ff_first, ff_held);
+    list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up, outputs, ff_first,
+                    ff_held);
     list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down, inputs,
                     ff_first, ff_held, rank0);
   }

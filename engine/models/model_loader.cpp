@@ -4,7 +4,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/cpu_communicator.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/backend/cuda_plugin.h"
 #include "engine/model/checkpoint.h"
@@ -14,8 +16,6 @@
 #include "engine/models/decoder_weights.h"
 #include "engine/models/tensor_parallel_lm.h"
 #include "engine/models/vision_encoder.h"
-#include "engine/backend/cpu/cpu_communicator.h"
-#include "common/check.h"
 
 namespace bm::engine {
 namespace {
@@ -39,7 +39,6 @@ absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options
   return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (cpu or cuda)"));
 }
 
-
 // Qwen2.5-VL: the vision tower beside the language model (rank 0's, under tensor parallelism).
 absl::Status attach_vision_if_any(DecoderLM& model, const DecoderSpec& spec, const Checkpoint& checkpoint,
                                   const std::filesystem::path& model_dir) {
@@ -57,14 +56,16 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_tensor_parallel(const DecoderSpec
   absl::StatusOr<DecoderSpec> rank_spec = shard_decoder_spec(spec, size);
   if (!rank_spec.ok()) return rank_spec.status();
   if (options.backend != "cpu")
-    return absl::UnimplementedError(absl::StrCat("tensor parallelism runs on the cpu backend only for now (its NCCL "
-                                                 "communicator for the ", options.backend,
-                                                 " backend is not built yet); serve with --tensor-parallel-size 1"));
+    return absl::UnimplementedError(
+        absl::StrCat("tensor parallelism runs on the cpu backend only for now (its NCCL "
+                     "communicator for the ",
+                     options.backend, " backend is not built yet); serve with --tensor-parallel-size 1"));
   const int32_t cpus = cpu::available_cpus();
   const int32_t threads = options.num_threads > 0 ? options.num_threads : cpus;
   if (threads < size)
-    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size, " needs at least one thread per rank; ",
-                                                   threads, options.num_threads > 0 ? " were given" : " CPUs are usable"));
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size,
+                                                   " needs at least one thread per rank; ", threads,
+                                                   options.num_threads > 0 ? " were given" : " CPUs are usable"));
   std::vector<std::unique_ptr<cpu::CpuCommunicator>> group = cpu::CpuCommunicator::create_group(size);
   std::vector<std::unique_ptr<Communicator>> communicators;
   std::vector<std::unique_ptr<DecoderLM>> ranks;

@@ -41,7 +41,8 @@ absl::Status check_media(const SequenceChunk& chunk, size_t index, const StepLim
   const SequenceMedia& media = *chunk.media;
   for (size_t i = 0; i < media.items.size(); ++i) {
     const SequenceMedia::Item& item = media.items[i];
-    if (item.start >= chunk.num_cached_tokens + chunk.num_new_tokens || item.start + item.count <= chunk.num_cached_tokens)
+    if (item.start >= chunk.num_cached_tokens + chunk.num_new_tokens ||
+        item.start + item.count <= chunk.num_cached_tokens)
       continue;
     if (item.embeddings == nullptr)
       return absl::InvalidArgumentError(absl::StrCat("sequence ", index, ": media item ", i, " is not encoded"));
@@ -119,8 +120,9 @@ absl::StatusOr<StepInputs> make_step_inputs(const ForwardBatch& batch, const Ste
         const int32_t from = std::max(item.start, chunk.num_cached_tokens);
         const int32_t to = std::min(item.start + item.count, length);
         if (from >= to) continue;
-        step.splices.push_back(EmbeddingSplice{first_row + (from - chunk.num_cached_tokens), to - from,
-                                               item.embeddings->data() + int64_t{from - item.start} * limits.hidden_size});
+        step.splices.push_back(
+            EmbeddingSplice{first_row + (from - chunk.num_cached_tokens), to - from,
+                            item.embeddings->data() + int64_t{from - item.start} * limits.hidden_size});
       }
     }
     step.seq_lens.push_back(length);

@@ -374,7 +374,8 @@ void Engine::admit_submissions() {
     return;
   }
   for (Sequence* seq : added) {
-    if (absl::Status s = encode_media(seq->request()); !s.ok()) finish(seq, FinishReason::kError, std::string(s.message()));
+    if (absl::Status s = encode_media(seq->request()); !s.ok())
+      finish(seq, FinishReason::kError, std::string(s.message()));
   }
 }
 

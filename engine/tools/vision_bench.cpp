@@ -8,6 +8,7 @@
 // --model-dir: a folder with the model's config.json and preprocessor_config.json (default: the 3B's under
 // $BMSERVER_SHARED_MODELS or ../shared/models). --depth: run only the first D blocks (a smoke run; the figures are
 // then not the model's).
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +16,6 @@
 #include <filesystem>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("vision tower of %s: depth %d, hidden %d, %d heads, backend %s (%s threads), median of %d\n",
-              o.model_dir.filename().c_str(), config->depth, config->hidden_size, config->num_heads,
-              o.backend.c_str(), o.threads == 0 ? "all" : std::to_string(o.threads).c_str(), o.repeats);
+              o.model_dir.filename().c_str(), config->depth, config->hidden_size, config->num_heads, o.backend.c_str(),
+              o.threads == 0 ? "all" : std::to_string(o.threads).c_str(), o.repeats);
   const int64_t d = config->hidden_size, ff = config->intermediate_size, merged = d * config->merge_unit();
   for (int size : o.sizes) {
     const vision::RgbImage image = synthetic_image(size);
@@ -200,16 +200,15 @@ int main(int argc, char** argv) {
     }
     const int64_t patches = media->num_patches;
     // GEMM FLOPs: patch embedding, per block qkv + proj + three MLP projections, the merger's two layers.
-    const double flops = 2.0 * patches *
-                             (static_cast<double>(config->patch_dim()) * d +
-                              config->depth * (4.0 * d * d + 3.0 * d * ff)) +
-                         2.0 * (patches / config->merge_unit()) * (static_cast<double>(merged) * merged +
-                                                                   static_cast<double>(merged) * config->out_hidden_size);
+    const double flops =
+        2.0 * patches * (static_cast<double>(config->patch_dim()) * d + config->depth * (4.0 * d * d + 3.0 * d * ff)) +
+        2.0 * (patches / config->merge_unit()) *
+            (static_cast<double>(merged) * merged + static_cast<double>(merged) * config->out_hidden_size);
     const double encode = median(encode_ms);
     std::printf("%4dx%-4d  grid %dx%dx%d  %5lld tokens  preprocess %8.1f ms  encode %10.1f ms  (%.1f GFLOP/s GEMM)\n",
                 size, size, static_cast<int>(media->grid_thw[0]), static_cast<int>(media->grid_thw[1]),
-                static_cast<int>(media->grid_thw[2]), static_cast<long long>(media->num_tokens), median(prep_ms), encode,
-                flops / (encode * 1e6));
+                static_cast<int>(media->grid_thw[2]), static_cast<long long>(media->num_tokens), median(prep_ms),
+                encode, flops / (encode * 1e6));
   }
   return 0;
 }

@@ -1,5 +1,6 @@
-// Emulated norm.cu, rope.cu (rope and rope_table), embedding.cu, kv_cache.cu, elementwise.cu and gemm_fallback.cu against the CPU backend's
-// kernels (bit-exact where the arithmetic is the same; bf16 NaN payloads excepted). Exits 1 on any mismatch.
+// Emulated norm.cu, rope.cu (rope and rope_table), embedding.cu, kv_cache.cu, elementwise.cu and gemm_fallback.cu
+// against the CPU backend's kernels (bit-exact where the arithmetic is the same; bf16 NaN payloads excepted). Exits 1
+// on any mismatch.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -233,8 +234,8 @@ int main() {
     // too: -inf * 0); the expression is the CPU's, so bit-exact.
     {
       std::vector<float> g = a;
-      const float specials[] = {1e30f, -1e30f, 12.0f, -12.0f, 5.5f, -5.5f, 0.0f, -0.0f, 1e-30f, -1e-30f,
-                                INFINITY, -INFINITY, NAN, 3.0e38f, -3.0e38f, 0.5f, -0.5f};
+      const float specials[] = {1e30f,   -1e30f,   12.0f,     -12.0f, 5.5f,    -5.5f,    0.0f, -0.0f, 1e-30f,
+                                -1e-30f, INFINITY, -INFINITY, NAN,    3.0e38f, -3.0e38f, 0.5f, -0.5f};
       std::copy(std::begin(specials), std::end(specials), g.begin() + 10);
       std::vector<float> gr(count), go(count, NAN);
       cpu::gelu(pool, g.data(), count, gr.data());

@@ -23,6 +23,7 @@
 #include "engine/model/checkpoint.h"
 #include "engine/model/safetensors_file.h"
 #include "engine/models/vision_encoder.h"
+#include "tests/unit/engine/backend/forwarding_backend.h"
 
 namespace bm::engine {
 namespace {
@@ -42,46 +43,12 @@ void to_device(Backend& backend, const std::vector<T>& values, const Tensor& t) 
 }
 
 // The CPU backend, except that the encoder ops run the emulated CUDA launchers.
-class EmulatedEncoderOps final : public Backend {
+class EmulatedEncoderOps final : public testing::ForwardingBackend {
  public:
-  explicit EmulatedEncoderOps(Backend& inner) : inner_(inner) {}
+  using ForwardingBackend::ForwardingBackend;
   int calls[3] = {0, 0, 0};  // rope_table, segment_attention, gelu
 
   std::string_view name() const override { return "cpu+emulated-cuda-encoder-ops"; }
-  MemoryInfo memory_info() const override { return inner_.memory_info(); }
-  absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t n) override { return inner_.allocate(n); }
-  void copy_to_device(std::span<const std::byte> s, const Tensor& d) override { inner_.copy_to_device(s, d); }
-  void copy_linear_weight_to_device(std::span<const std::byte> s, const Tensor& d) override {
-    inner_.copy_linear_weight_to_device(s, d);
-  }
-  void copy_to_host(const Tensor& s, std::span<std::byte> d) override { inner_.copy_to_host(s, d); }
-  void synchronize() override { inner_.synchronize(); }
-  void replay(const StepGraph& g) override { inner_.replay(g); }
-  void embedding(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.embedding(a, b, c); }
-  void rms_norm(const Tensor& a, const Tensor& b, float e, const Tensor& c) override { inner_.rms_norm(a, b, e, c); }
-  void add_rms_norm(const Tensor& a, const Tensor& b, const Tensor& c, float e, const Tensor& d) override {
-    inner_.add_rms_norm(a, b, c, e, d);
-  }
-  void linear(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& d) override {
-    inner_.linear(a, b, c, d);
-  }
-  void rope(const Tensor& a, const Tensor& b, const Tensor& c, int32_t h) override { inner_.rope(a, b, c, h); }
-  void store_kv(const Tensor& a, const Tensor& b, const Tensor& c, const KvCacheLayer& d) override {
-    inner_.store_kv(a, b, c, d);
-  }
-  void paged_attention(const Tensor& a, const KvCacheLayer& b, const AttentionMetadata& c, const AttentionShape& d,
-                       const Tensor& e) override {
-    inner_.paged_attention(a, b, c, d, e);
-  }
-  void silu_mul(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.silu_mul(a, b, c); }
-  void add(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.add(a, b, c); }
-  void gather_rows(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.gather_rows(a, b, c); }
-  void top_candidates(const Tensor& a, const Tensor& b, const Tensor& c, int32_t k, const Tensor& d, const Tensor& e,
-                      const Tensor& f, const Tensor& g, const Tensor& h, const Tensor& i, const Tensor& j,
-                      const Tensor& l) override {
-    inner_.top_candidates(a, b, c, k, d, e, f, g, h, i, j, l);
-  }
-
   bool runs_encoder_ops() const override { return true; }
   void rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) override {
     ++calls[0];
@@ -111,9 +78,6 @@ class EmulatedEncoderOps final : public Backend {
     cuda::launch_gelu(hx.data(), x.num_elements(), hx.data(), nullptr);
     to_device(inner_, hx, out);
   }
-
- private:
-  Backend& inner_;
 };
 
 std::vector<float> read_floats(const TensorInfo& info) {

@@ -24,8 +24,9 @@ import transformers
 from safetensors.torch import save_file
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-NUM_GREEDY = 16
-MIN_GREEDY_MARGIN = 2e-3  # as model_make_reference_checkpoints.py: near ties are too fragile to pin
+# The Qwen2 generator's greedy length, near-tie rule and rounding.
+from model_make_reference_checkpoints import MIN_GREEDY_MARGIN, NUM_GREEDY, rounded, top2_margin
+
 SEED = 45
 IMAGE, VIDEO, START, END = 510, 511, 508, 509
 
@@ -38,15 +39,6 @@ CASES = [
     ("video", [4, ("video", 2, 4, 4, 1.0), 5]),
     ("video_half_second", [3, ("video", 3, 4, 6, 0.5), 3, ("image", 1, 4, 4), 5]),
 ]
-
-
-def rounded(values):
-    return [float(f"{v:.7g}") for v in values.tolist()]
-
-
-def top2_margin(logits):
-    top = torch.topk(logits, 2).values
-    return float(top[0] - top[1])
 
 
 def main():

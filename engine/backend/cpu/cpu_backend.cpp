@@ -1,7 +1,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
-#include "engine/backend/cpu/cpu_communicator.h"
 #include "engine/backend/candidate_shapes.h"
 #include "engine/backend/cpu/candidates.h"
+#include "engine/backend/cpu/cpu_communicator.h"
 #include "engine/backend/tensor_bytes.h"
 
 #include <sys/mman.h>

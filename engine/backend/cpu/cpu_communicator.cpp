@@ -43,7 +43,8 @@ void CpuCommunicator::all_gather(const float* in, float* out, int64_t count) {
   group_->slots[static_cast<size_t>(rank_)] = const_cast<float*>(in);
   barrier();
   for (int32_t r = 0; r < size(); ++r)
-    std::memcpy(out + int64_t{r} * count, group_->slots[static_cast<size_t>(r)], static_cast<size_t>(count) * sizeof(float));
+    std::memcpy(out + int64_t{r} * count, group_->slots[static_cast<size_t>(r)],
+                static_cast<size_t>(count) * sizeof(float));
   barrier();
 }
 

@@ -1,6 +1,6 @@
-// Elementwise F32 ops (SiLU-gated product, exact GELU, residual add), the F32 -> BF16 conversion of GEMM inputs, and the
-// bias add after a GEMM. Grid-stride loops over int64 indices; in-place use (out == a or b) is safe because
-// every element is read and written by the same thread.
+// Elementwise F32 ops (SiLU-gated product, exact GELU, residual add), the F32 -> BF16 conversion of GEMM inputs, and
+// the bias add after a GEMM. Grid-stride loops over int64 indices; in-place use (out == a or b) is safe because every
+// element is read and written by the same thread.
 #include <cuda_bf16.h>
 
 #include <algorithm>

@@ -26,8 +26,8 @@ namespace bm::daemon::openai {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using engine::MediaKind;
+using ::testing::HasSubstr;
 
 RequestJson parse(const std::string& text) {
   absl::StatusOr<RequestJson> j = parse_request_json(text);
@@ -49,8 +49,8 @@ TEST(MediaParts, TheOpenAiShapesAreReadAndOthersRefusedWithTheShape) {
   ASSERT_TRUE(std::holds_alternative<MediaPart>(ok));
   EXPECT_EQ(std::get<MediaPart>(ok).url, "data:x");
   EXPECT_EQ(std::get<MediaPart>(ok).param, "messages[0].content[1]");
-  auto video = read_media_part(parse(R"({"type":"video_url","video_url":{"url":"file:///v.avi"}})"),
-                               MediaKind::kVideo, "p");
+  auto video =
+      read_media_part(parse(R"({"type":"video_url","video_url":{"url":"file:///v.avi"}})"), MediaKind::kVideo, "p");
   ASSERT_TRUE(std::holds_alternative<MediaPart>(video));
   EXPECT_EQ(std::get<MediaPart>(video).kind, MediaKind::kVideo);
   for (const char* bad : {R"({"type":"image_url"})", R"({"type":"image_url","image_url":"data:x"})",
@@ -85,8 +85,8 @@ TEST(MediaSource, LocalFilesOnlyInsideTheAllowedFolderSymlinksResolved) {
 
   for (const std::string& escape :
        {(allowed / ".." / "secret.png").string(), (allowed / "link.png").string(), (allowed / "up/secret.png").string(),
-        "file://" + dir + "/../secret.png", "file://" + dir + "/%2e%2e/secret.png", std::string("/etc/passwd"),
-        dir, dir + "_sibling/x.png"}) {
+        "file://" + dir + "/../secret.png", "file://" + dir + "/%2e%2e/secret.png", std::string("/etc/passwd"), dir,
+        dir + "_sibling/x.png"}) {
     auto refused = allowed_local_file(escape, dir);
     EXPECT_FALSE(refused.ok()) << escape;
     EXPECT_THAT(refused.status().message(), HasSubstr("outside the folder --allowed-local-media-path allows"))
@@ -167,15 +167,15 @@ std::string make_avi(int width, int height, int num_frames, int fps) {
   auto list = [&](const char* type, const std::string& body) { return chunk("LIST", std::string(type, 4) + body); };
   const uint32_t frame_bytes = static_cast<uint32_t>(width * height * 3);
   std::string avih;
-  for (uint32_t v : {1000000u / fps, frame_bytes * fps, 0u, 0u, static_cast<uint32_t>(num_frames), 0u, 1u,
-                     frame_bytes, static_cast<uint32_t>(width), static_cast<uint32_t>(height), 0u, 0u, 0u, 0u})
+  for (uint32_t v : {1000000u / fps, frame_bytes * fps, 0u, 0u, static_cast<uint32_t>(num_frames), 0u, 1u, frame_bytes,
+                     static_cast<uint32_t>(width), static_cast<uint32_t>(height), 0u, 0u, 0u, 0u})
     put32(avih, v);
   std::string strh = "vidsDIB ";
   put32(strh, 0);
   put16(strh, 0);
   put16(strh, 0);
-  for (uint32_t v : {0u, 1u, static_cast<uint32_t>(fps), 0u, static_cast<uint32_t>(num_frames), frame_bytes,
-                     0xffffffffu, 0u})
+  for (uint32_t v :
+       {0u, 1u, static_cast<uint32_t>(fps), 0u, static_cast<uint32_t>(num_frames), frame_bytes, 0xffffffffu, 0u})
     put32(strh, v);
   for (uint16_t v : {uint16_t{0}, uint16_t{0}, static_cast<uint16_t>(width), static_cast<uint16_t>(height)})
     put16(strh, v);
@@ -256,9 +256,9 @@ TEST(LoadMedia, BadInputIsOneSentenceNamingThePart) {
   serving::MediaOptions one_image = default_options();
   one_image.max_images = 1;
   one_image.max_videos = 0;
-  EXPECT_THAT(error_of(load({{MediaKind::kImage, data_url(png), "a"}, {MediaKind::kImage, data_url(png), "b"}},
-                            one_image)),
-              HasSubstr("2 images, more than the 1 per prompt this model is served with (--limit-mm-per-prompt)"));
+  EXPECT_THAT(
+      error_of(load({{MediaKind::kImage, data_url(png), "a"}, {MediaKind::kImage, data_url(png), "b"}}, one_image)),
+      HasSubstr("2 images, more than the 1 per prompt this model is served with (--limit-mm-per-prompt)"));
   EXPECT_THAT(error_of(load({{MediaKind::kVideo, data_url(png), "a"}}, one_image)), HasSubstr("1 videos, more"));
   EXPECT_THAT(error_of(load({{MediaKind::kImage, data_url(fixture("bad/truncated_palette_200x150.png")), "m[0]"}},
                             default_options())),
@@ -272,9 +272,9 @@ TEST(LoadMedia, BadInputIsOneSentenceNamingThePart) {
   EXPECT_THAT(error_of(load({{MediaKind::kImage, "https://example.com/a.png", "m"}}, default_options())),
               HasSubstr("fetches no http(s) media"));
   EXPECT_THAT(error_of(load({{MediaKind::kVideo, data_url(png), "v"}}, default_options())), HasSubstr("v: "));
-  EXPECT_THAT(error_of(load({{MediaKind::kVideo, data_url(make_avi(64, 48, 8, 4).substr(0, 300)), "v"}},
-                            default_options())),
-              HasSubstr("v: "));
+  EXPECT_THAT(
+      error_of(load({{MediaKind::kVideo, data_url(make_avi(64, 48, 8, 4).substr(0, 300)), "v"}}, default_options())),
+      HasSubstr("v: "));
   // Past the context: refused before the pixel values are made.
   EXPECT_THAT(error_of(load({{MediaKind::kImage, data_url(png), "m[2]"}}, default_options(), {}, 4)),
               HasSubstr("the images and videos up to m[2] take 4 tokens, more than the model's context of 4"));
@@ -302,8 +302,7 @@ TEST(ExpandMediaTokens, EachPadBecomesItsItemsTokensInOrder) {
   std::vector<int32_t> ids = {1, kVideo, 2, kImage, 3, kImage, 4};
   auto out = expand_media_tokens(ids, media, {kImage, kVideo});
   ASSERT_TRUE(std::holds_alternative<std::vector<int32_t>>(out)) << std::get<ApiError>(out).message;
-  EXPECT_EQ(std::get<std::vector<int32_t>>(out),
-            (std::vector<int32_t>{1, kVideo, 2, kImage, kImage, 3, kImage, 4}));
+  EXPECT_EQ(std::get<std::vector<int32_t>>(out), (std::vector<int32_t>{1, kVideo, 2, kImage, kImage, 3, kImage, 4}));
   ASSERT_EQ(media.items.size(), 3u);
   EXPECT_EQ(media.items[0].pixel_values[0], 2);
   EXPECT_EQ(media.items[1].pixel_values[0], 1);
@@ -363,8 +362,9 @@ TEST(MediaOptions, FlagsParseAndNormaliseInOnePlace) {
               HasSubstr("whole number from 0 to 4096"));
   EXPECT_THAT(refused([](serving::ServeSettings& b) { b.mm_processor_kwargs = R"({"resample": 3})"; }),
               HasSubstr("does not take"));
-  EXPECT_THAT(refused([](serving::ServeSettings& b) { b.mm_processor_kwargs = R"({"min_pixels": 9, "max_pixels": 4})"; }),
-              HasSubstr("above max_pixels"));
+  EXPECT_THAT(
+      refused([](serving::ServeSettings& b) { b.mm_processor_kwargs = R"({"min_pixels": 9, "max_pixels": 4})"; }),
+      HasSubstr("above max_pixels"));
   EXPECT_THAT(refused([](serving::ServeSettings& b) { b.mm_processor_kwargs = R"({"fps": 0})"; }),
               HasSubstr("'fps' must be a number in (0, 60]"));
   EXPECT_THAT(refused([](serving::ServeSettings& b) { b.allowed_local_media_path = "relative/dir"; }),
@@ -379,9 +379,9 @@ TEST(MediaOptions, FlagsParseAndNormaliseInOnePlace) {
 class FakeGenerator final : public serving::Generator {
  public:
   explicit FakeGenerator(absl::Status support) : support_(std::move(support)) {}
-  absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> submit(std::vector<int32_t>, const serving::GenerationParams&,
-                                                                    serving::EventCallback,
-                                                                    std::shared_ptr<const engine::PromptMedia>) override {
+  absl::StatusOr<std::unique_ptr<serving::GenerationHandle>> submit(
+      std::vector<int32_t>, const serving::GenerationParams&, serving::EventCallback,
+      std::shared_ptr<const engine::PromptMedia>) override {
     return absl::UnimplementedError("not in this test");
   }
   absl::Status media_support() const override { return support_; }
@@ -496,7 +496,8 @@ TEST(MediaChat, PrepareChatExpandsThePadAndAsksTheEngineLast) {
   auto refused = prepare_chat(*model, body);
   ASSERT_TRUE(std::holds_alternative<ApiError>(refused));
   EXPECT_EQ(std::get<ApiError>(refused).status, 400);
-  EXPECT_EQ(std::get<ApiError>(refused).message, "model 'vl' cannot take images or videos: the vision tower is not loaded");
+  EXPECT_EQ(std::get<ApiError>(refused).message,
+            "model 'vl' cannot take images or videos: the vision tower is not loaded");
   // Bad input still gets its own sentence first.
   const RequestJson bad = parse(R"({"model": "vl", "messages": [{"role": "user", "content": [
       {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})");
@@ -505,7 +506,8 @@ TEST(MediaChat, PrepareChatExpandsThePadAndAsksTheEngineLast) {
   EXPECT_THAT(std::get<ApiError>(bad_image).message, HasSubstr("messages[0].content[0]: "));
   EXPECT_THAT(std::get<ApiError>(bad_image).message, ::testing::Not(HasSubstr("vision tower")));
   // A pad token typed in a text chat, with no item for it, never reaches the engine.
-  auto stray = prepare_chat(*model, parse(R"({"model": "vl", "messages": [{"role": "user", "content": "a <|video_pad|>"}]})"));
+  auto stray =
+      prepare_chat(*model, parse(R"({"model": "vl", "messages": [{"role": "user", "content": "a <|video_pad|>"}]})"));
   ASSERT_TRUE(std::holds_alternative<ApiError>(stray));
   EXPECT_EQ(std::get<ApiError>(stray).message,
             "the prompt holds a <|video_pad|> token with no image or video for it; send media as image_url / "

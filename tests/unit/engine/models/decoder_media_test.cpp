@@ -12,6 +12,7 @@
 
 #include "engine/models/causal_lm.h"
 #include "engine/models/model_loader.h"
+#include "tests/unit/engine/models/forward_chunk.h"
 #include "tests/unit/engine/models/media_fixture.h"
 
 namespace bm::engine {
@@ -56,15 +57,7 @@ std::shared_ptr<SequenceMedia> prepare(CausalLM& model, const MediaCase& c) {
   return *media;
 }
 
-SequenceChunk chunk(int32_t cached, int32_t fresh, const SequenceMedia* media) {
-  SequenceChunk c;
-  c.num_cached_tokens = cached;
-  c.num_new_tokens = fresh;
-  for (int32_t b = 0; b < (cached + fresh + kBlockSize - 1) / kBlockSize; ++b) c.block_table.push_back(b);
-  c.wants_logits = true;
-  c.media = media;
-  return c;
-}
+using testing::forward_chunk;
 
 TEST(DecoderMediaTest, MatchesTransformersOnImagesAndVideos) {
   std::unique_ptr<CausalLM> model = load_model();
@@ -77,14 +70,15 @@ TEST(DecoderMediaTest, MatchesTransformersOnImagesAndVideos) {
     EXPECT_EQ(media->delta, c.rope_delta);
     const int32_t n = static_cast<int32_t>(c.ids.size());
     std::vector<float> logits;
-    ASSERT_TRUE(model->forward(ForwardBatch{c.ids, {chunk(0, n, media.get())}}, logits).ok());
+    ASSERT_TRUE(model->forward(ForwardBatch{c.ids, {forward_chunk(0, n, media.get())}}, logits).ok());
     double worst = max_abs_diff(logits, c.prefill_logits);
     // Greedy steps past the prompt: position index + delta on all three rows.
     int32_t token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     for (size_t step = 0; step < c.greedy_ids.size(); ++step) {
       ASSERT_EQ(token, c.greedy_ids[step]) << "step " << step;
-      ASSERT_TRUE(model->forward(ForwardBatch{{token}, {chunk(n + static_cast<int32_t>(step), 1, media.get())}}, logits)
-                      .ok());
+      ASSERT_TRUE(
+          model->forward(ForwardBatch{{token}, {forward_chunk(n + static_cast<int32_t>(step), 1, media.get())}}, logits)
+              .ok());
       worst = std::max(worst, max_abs_diff(logits, c.step_logits[step]));
       token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
@@ -106,7 +100,7 @@ TEST(DecoderMediaTest, PrefillChunksThatCutThroughAnImageGiveTheSameLogits) {
     for (int32_t at = 0; at < n; at += 7) {
       const int32_t size = std::min(7, n - at);
       std::vector<int32_t> ids(c.ids.begin() + at, c.ids.begin() + at + size);
-      ASSERT_TRUE(model->forward(ForwardBatch{ids, {chunk(at, size, media.get())}}, logits).ok());
+      ASSERT_TRUE(model->forward(ForwardBatch{ids, {forward_chunk(at, size, media.get())}}, logits).ok());
     }
     EXPECT_LT(max_abs_diff(logits, c.prefill_logits), kLogitTolerance);
   }
@@ -121,14 +115,14 @@ TEST(DecoderMediaTest, TextAndMediaSequencesShareAStep) {
   ASSERT_NE(media, nullptr);
   std::vector<float> alone, batched;
   const std::vector<int32_t> text = {5, 6, 7, 8, 9};
-  ASSERT_TRUE(model->forward(ForwardBatch{text, {chunk(0, 5, nullptr)}}, alone).ok());
+  ASSERT_TRUE(model->forward(ForwardBatch{text, {forward_chunk(0, 5, nullptr)}}, alone).ok());
   // The text sequence's blocks follow the media sequence's, in the same cache.
   const int32_t n = static_cast<int32_t>(c.ids.size());
-  SequenceChunk second = chunk(0, 5, nullptr);
+  SequenceChunk second = forward_chunk(0, 5, nullptr);
   for (int32_t& b : second.block_table) b += 8;
   std::vector<int32_t> ids = c.ids;
   ids.insert(ids.end(), text.begin(), text.end());
-  ASSERT_TRUE(model->forward(ForwardBatch{ids, {chunk(0, n, media.get()), second}}, batched).ok());
+  ASSERT_TRUE(model->forward(ForwardBatch{ids, {forward_chunk(0, n, media.get()), second}}, batched).ok());
   const size_t vocab = c.prefill_logits.size();
   EXPECT_LT(max_abs_diff(std::span(batched).first(vocab), c.prefill_logits), kLogitTolerance);
   EXPECT_LT(max_abs_diff(std::span(batched).subspan(vocab), alone), 1e-5);

@@ -27,6 +27,7 @@
 #include "engine/model/safetensors_file.h"
 #include "engine/model/safetensors_writer.h"
 #include "engine/models/vision_encoder.h"
+#include "tests/unit/engine/backend/forwarding_backend.h"
 
 namespace bm::engine {
 namespace {
@@ -325,43 +326,10 @@ TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
 
 TEST_F(VisionEncoderTest, ABackendWithoutEncoderOpsIsRefusedAtLoad) {
   // The CPU backend wrapped so that it does not announce the encoder ops (a backend without them).
-  class Hidden final : public Backend {
+  class Hidden final : public testing::ForwardingBackend {
    public:
-    explicit Hidden(Backend& inner) : inner_(inner) {}
+    using ForwardingBackend::ForwardingBackend;
     std::string_view name() const override { return "hidden"; }
-    MemoryInfo memory_info() const override { return inner_.memory_info(); }
-    absl::StatusOr<std::unique_ptr<Buffer>> allocate(int64_t n) override { return inner_.allocate(n); }
-    void copy_to_device(std::span<const std::byte> s, const Tensor& d) override { inner_.copy_to_device(s, d); }
-    void copy_to_host(const Tensor& s, std::span<std::byte> d) override { inner_.copy_to_host(s, d); }
-    void synchronize() override { inner_.synchronize(); }
-    void replay(const StepGraph& g) override { inner_.replay(g); }
-    void embedding(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.embedding(a, b, c); }
-    void rms_norm(const Tensor& a, const Tensor& b, float e, const Tensor& c) override { inner_.rms_norm(a, b, e, c); }
-    void add_rms_norm(const Tensor& a, const Tensor& b, const Tensor& c, float e, const Tensor& d) override {
-      inner_.add_rms_norm(a, b, c, e, d);
-    }
-    void linear(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& d) override {
-      inner_.linear(a, b, c, d);
-    }
-    void rope(const Tensor& a, const Tensor& b, const Tensor& c, int32_t h) override { inner_.rope(a, b, c, h); }
-    void store_kv(const Tensor& a, const Tensor& b, const Tensor& c, const KvCacheLayer& d) override {
-      inner_.store_kv(a, b, c, d);
-    }
-    void paged_attention(const Tensor& a, const KvCacheLayer& b, const AttentionMetadata& c, const AttentionShape& d,
-                         const Tensor& e) override {
-      inner_.paged_attention(a, b, c, d, e);
-    }
-    void silu_mul(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.silu_mul(a, b, c); }
-    void add(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.add(a, b, c); }
-    void gather_rows(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.gather_rows(a, b, c); }
-    void top_candidates(const Tensor& a, const Tensor& b, const Tensor& c, int32_t k, const Tensor& d, const Tensor& e,
-                        const Tensor& f, const Tensor& g, const Tensor& h, const Tensor& i, const Tensor& j,
-                        const Tensor& l) override {
-      inner_.top_candidates(a, b, c, k, d, e, f, g, h, i, j, l);
-    }
-
-   private:
-    Backend& inner_;
   };
   Hidden hidden(*backend_);
   auto encoder = VisionEncoder::load(*checkpoint_, config_, hidden);
