@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/check.h"
+#include "engine/models/decoder_weights.h"
 #include "nlohmann/json.hpp"
 
 namespace bm::engine {
@@ -365,10 +366,11 @@ absl::StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::load(const Checkpo
                                                      shape_text(piece.source->shape), " but config.json implies ",
                                                      shape_text(piece.shape)));
     }
-    if (piece.source->dtype != DType::kBF16 && piece.source->dtype != DType::kF32) {
+    if (piece.source->dtype != DType::kBF16 && piece.source->dtype != DType::kF32 &&
+        piece.source->dtype != DType::kF16) {
       return absl::UnimplementedError(absl::StrCat("tensor '", piece.name, "' has dtype ",
                                                    std::string(dtype_name(piece.source->dtype)),
-                                                   "; the vision encoder reads BF16 and F32 weights"));
+                                                   "; the vision encoder reads BF16, F16 and F32 weights"));
     }
     piece.offset = total;
     total += aligned(piece.rows * piece.cols * dtype_size(piece.source->dtype));
@@ -376,12 +378,22 @@ absl::StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::load(const Checkpo
   absl::StatusOr<std::unique_ptr<Buffer>> storage = backend.allocate(total);
   if (!storage.ok()) return storage.status();
   w.storage = std::move(*storage);
+  // F16 is what AWQ/GPTQ checkpoints (the AWQ Qwen2.5-VL models) keep their float tensors in, the vision tower's
+  // included: the CPU kernels read it; other backends get BF16, as the decoder's float tensors do.
+  const bool f16_to_bf16_here = backend.name() != "cpu";
+  std::vector<uint16_t> converted;
   for (const Piece& piece : pieces) {
     const int64_t element = dtype_size(piece.source->dtype);
-    *piece.destination = Tensor{w.storage.get(), piece.offset, piece.source->dtype, piece.rows, piece.cols};
-    const std::span<const std::byte> bytes =
+    const bool convert = piece.source->dtype == DType::kF16 && f16_to_bf16_here;
+    *piece.destination =
+        Tensor{w.storage.get(), piece.offset, convert ? DType::kBF16 : piece.source->dtype, piece.rows, piece.cols};
+    std::span<const std::byte> bytes =
         piece.source->data.subspan(static_cast<size_t>(piece.first_row * piece.cols * element),
                                    static_cast<size_t>(piece.rows * piece.cols * element));
+    if (convert) {
+      converted = f16_to_bf16(bytes);
+      bytes = std::as_bytes(std::span(converted));
+    }
     if (piece.linear_weight) {
       backend.copy_linear_weight_to_device(bytes, *piece.destination);
     } else {

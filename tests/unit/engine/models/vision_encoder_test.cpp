@@ -250,9 +250,13 @@ TEST_F(VisionEncoderTest, BadCheckpointIsAStatus) {
 // (8 significant bits) inside the GEMM.
 constexpr double kBf16ActivationTolerance = 3e-2;
 
-std::filesystem::path bf16_checkpoint(const Checkpoint& checkpoint, bool store_as_bf16, const std::string& tag) {
+// The fixture's weights rounded to a 16-bit float type `half` (BF16, or F16 as an AWQ checkpoint keeps its vision
+// tower), written as that type or as the F32 values of the rounded numbers.
+std::filesystem::path half_checkpoint(const Checkpoint& checkpoint, DType half, bool store_as_half,
+                                      const std::string& tag) {
+  BM_CHECK(half == DType::kBF16 || half == DType::kF16);
   const auto dir =
-      std::filesystem::temp_directory_path() / ("vision_encoder_bf16_" + tag + "_" + std::to_string(::getpid()));
+      std::filesystem::temp_directory_path() / ("vision_encoder_half_" + tag + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::vector<std::vector<uint16_t>> halves;
   std::vector<std::vector<float>> floats;
@@ -263,33 +267,39 @@ std::filesystem::path bf16_checkpoint(const Checkpoint& checkpoint, bool store_a
       std::vector<uint16_t> bits(values.size());
       std::vector<float> rounded(values.size());
       for (size_t i = 0; i < values.size(); ++i) {
+        if (half == DType::kF16) {
+          const _Float16 h = static_cast<_Float16>(values[i]);  // nearest even
+          std::memcpy(&bits[i], &h, 2);
+          rounded[i] = static_cast<float>(h);
+          continue;
+        }
         uint32_t wide;
         std::memcpy(&wide, &values[i], 4);
         bits[i] = static_cast<uint16_t>((wide + 0x7fffu + ((wide >> 16) & 1u)) >> 16);  // nearest even
         const uint32_t back = uint32_t{bits[i]} << 16;
         std::memcpy(&rounded[i], &back, 4);
       }
-      if (store_as_bf16) {
+      if (store_as_half) {
         halves.push_back(std::move(bits));
-        tensors.push_back(TensorToWrite{info.name, DType::kBF16, info.shape, std::as_bytes(std::span(halves.back()))});
+        tensors.push_back(TensorToWrite{info.name, half, info.shape, {}});
       } else {
         floats.push_back(std::move(rounded));
-        tensors.push_back(TensorToWrite{info.name, DType::kF32, info.shape, std::as_bytes(std::span(floats.back()))});
+        tensors.push_back(TensorToWrite{info.name, DType::kF32, info.shape, {}});
       }
     }
   }
   // The outer vectors may have reallocated while growing: take the spans once they are final.
   size_t h = 0, f = 0;
   for (TensorToWrite& t : tensors) {
-    t.data = t.dtype == DType::kBF16 ? std::as_bytes(std::span(halves[h++])) : std::as_bytes(std::span(floats[f++]));
+    t.data = t.dtype == DType::kF32 ? std::as_bytes(std::span(floats[f++])) : std::as_bytes(std::span(halves[h++]));
   }
   BM_CHECK(write_safetensors(dir / "model.safetensors", tensors).ok());
   return dir;
 }
 
 TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
-  const auto f32_dir = bf16_checkpoint(*checkpoint_, /*store_as_bf16=*/false, "f32");
-  const auto bf16_dir = bf16_checkpoint(*checkpoint_, /*store_as_bf16=*/true, "bf16");
+  const auto f32_dir = half_checkpoint(*checkpoint_, DType::kBF16, /*store_as_half=*/false, "f32");
+  const auto bf16_dir = half_checkpoint(*checkpoint_, DType::kBF16, /*store_as_half=*/true, "bf16");
   auto f32_checkpoint = Checkpoint::open(f32_dir);
   auto bf16_checkpoint_opened = Checkpoint::open(bf16_dir);
   ASSERT_TRUE(f32_checkpoint.ok() && bf16_checkpoint_opened.ok());
@@ -322,6 +332,30 @@ TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
   }
   std::filesystem::remove_all(f32_dir);
   std::filesystem::remove_all(bf16_dir);
+}
+
+// An AWQ Qwen2.5-VL checkpoint keeps its vision tower in F16 (modules_to_not_convert: the tower stays float): the
+// CPU backend reads F16 weights as they are, so they give what the same numbers in F32 give.
+TEST_F(VisionEncoderTest, F16CheckpointsGiveWhatTheSameNumbersInF32Give) {
+  const auto f32_dir = half_checkpoint(*checkpoint_, DType::kF16, /*store_as_half=*/false, "f16-as-f32");
+  const auto f16_dir = half_checkpoint(*checkpoint_, DType::kF16, /*store_as_half=*/true, "f16");
+  auto f32_checkpoint = Checkpoint::open(f32_dir);
+  auto f16_checkpoint = Checkpoint::open(f16_dir);
+  ASSERT_TRUE(f32_checkpoint.ok() && f16_checkpoint.ok());
+  const std::vector<float> pixels = read_floats(tensor("pixel_values_0"));
+  const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_0"));
+  auto reference = VisionEncoder::load(**f32_checkpoint, config_, *backend_);
+  auto encoder = VisionEncoder::load(**f16_checkpoint, config_, *backend_);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  auto want = (*reference)->encode(pixels, grids);
+  auto got = (*encoder)->encode(pixels, grids);
+  ASSERT_TRUE(want.ok() && got.ok());
+  const Difference diff = compare(*got, *want);
+  std::cout << "f16 weights: max |diff| " << diff.max_abs << ", relative " << diff.relative() << "\n";
+  EXPECT_LE(diff.relative(), kRelativeTolerance);
+  std::filesystem::remove_all(f32_dir);
+  std::filesystem::remove_all(f16_dir);
 }
 
 TEST_F(VisionEncoderTest, ABackendWithoutEncoderOpsIsRefusedAtLoad) {
