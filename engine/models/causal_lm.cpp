@@ -84,8 +84,8 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> CausalLM::prepare_media(std::span
   return media_support();
 }
 
-absl::StatusOr<std::vector<float>> CausalLM::encode_media(const MediaItem& item) {
-  (void)item;
+absl::StatusOr<std::vector<std::vector<float>>> CausalLM::encode_media(std::span<const MediaItem* const> items) {
+  (void)items;
   return media_support();
 }
 

@@ -142,12 +142,13 @@ class CausalLM {
 
   // Multimodal models. media_support: OK when the model encodes images and videos here, else FailedPrecondition
   // saying why. prepare_media: checks a prompt's pad-token runs against its media (null `media`: none) and computes
-  // what the forward needs but the embeddings — null for a prompt without media. encode_media: one item's
-  // embeddings, [num_tokens, hidden], on the model's backend (the engine thread's).
+  // what the forward needs but the embeddings — null for a prompt without media. encode_media: the items'
+  // embeddings, one [num_tokens, hidden] vector per item, from one pass of the vision tower over all of them (small
+  // images batched make wider GEMMs), on the model's backend (the engine thread's).
   virtual absl::Status media_support() const;
   virtual absl::StatusOr<std::shared_ptr<SequenceMedia>> prepare_media(std::span<const int32_t> prompt_ids,
                                                                        const PromptMedia* media) const;
-  virtual absl::StatusOr<std::vector<float>> encode_media(const MediaItem& item);
+  virtual absl::StatusOr<std::vector<std::vector<float>>> encode_media(std::span<const MediaItem* const> items);
 
  private:
   std::vector<float> host_logits_;  // the default forward_candidates' last rows

@@ -598,10 +598,27 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
   return out;
 }
 
-absl::StatusOr<std::vector<float>> DecoderLM::encode_media(const MediaItem& item) {
+absl::StatusOr<std::vector<std::vector<float>>> DecoderLM::encode_media(std::span<const MediaItem* const> items) {
   if (absl::Status s = media_support(); !s.ok()) return s;
-  const VisionGrid grids[] = {item.grid};
-  return vision_->encode(item.pixel_values, grids);
+  std::vector<VisionGrid> grids;
+  for (const MediaItem* item : items) grids.push_back(item->grid);
+  std::vector<float> joined;  // one item needs no copy
+  if (items.size() > 1)
+    for (const MediaItem* item : items) joined.insert(joined.end(), item->pixel_values.begin(), item->pixel_values.end());
+  absl::StatusOr<std::vector<float>> all =
+      vision_->encode(items.size() == 1 ? std::span<const float>(items[0]->pixel_values) : joined, grids);
+  if (!all.ok()) return all.status();
+  // The tower's output is the items' rows one after the other (grid order).
+  std::vector<std::vector<float>> out;
+  size_t at = 0;
+  for (const MediaItem* item : items) {
+    const size_t count = static_cast<size_t>(item->num_tokens(vision_config_->merge_unit()) * spec_.hidden_size);
+    BM_CHECK(at + count <= all->size());
+    out.emplace_back(all->begin() + static_cast<std::ptrdiff_t>(at), all->begin() + static_cast<std::ptrdiff_t>(at + count));
+    at += count;
+  }
+  BM_CHECK(at == all->size());
+  return out;
 }
 
 }  // namespace bm::engine

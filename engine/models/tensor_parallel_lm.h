@@ -43,8 +43,8 @@ class TensorParallelLM final : public CausalLM {
                                                                const PromptMedia* media) const override {
     return ranks_[0]->prepare_media(prompt_ids, media);
   }
-  absl::StatusOr<std::vector<float>> encode_media(const MediaItem& item) override {
-    return ranks_[0]->encode_media(item);
+  absl::StatusOr<std::vector<std::vector<float>>> encode_media(std::span<const MediaItem* const> items) override {
+    return ranks_[0]->encode_media(items);
   }
 
  private:

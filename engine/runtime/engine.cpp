@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -373,35 +374,92 @@ void Engine::admit_submissions() {
     for (Sequence* seq : scheduler_.sequences()) finish(seq, FinishReason::kError, failure());
     return;
   }
-  for (Sequence* seq : added) {
-    if (absl::Status s = encode_media(seq->request()); !s.ok())
-      finish(seq, FinishReason::kError, std::string(s.message()));
-  }
+  encode_media(added);
 }
 
-// Before a multimodal prompt's first prefill, once per request (its n sequences share it): each image or video
-// through the vision tower, or from the encoder cache. The pixels are let go once encoded.
-absl::Status Engine::encode_media(Request& request) {
-  if (request.media == nullptr || request.media->encoded()) return absl::OkStatus();
-  if (request.media_input == nullptr) return absl::InternalError("the request's media were let go before encoding");
-  std::vector<SequenceMedia::Item>& items = request.media->items;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].embeddings != nullptr) continue;
-    if (EncoderCache::Embeddings hit = encoder_cache_.find(items[i].hash)) {
-      items[i].embeddings = std::move(hit);
-      ++stat_media_cache_hits_;
+// Before a multimodal prompt's first prefill, once per request (its n sequences share it): every image and video of
+// the requests just admitted, from the encoder cache or through the vision tower — together, in passes of at most
+// kMaxPatchesPerEncode patches (small images batched make wider GEMMs; the bound keeps the tower's activations, ~77
+// KB per patch with the 3B's config, near a gigabyte), an image that appears twice encoded once. The pixels are let
+// go once encoded; a failed pass ends the requests that needed it, with the error.
+void Engine::encode_media(const std::vector<Sequence*>& added) {
+  constexpr int64_t kMaxPatchesPerEncode = 16384;
+  struct Wanted {
+    Request* request;
+    size_t item;
+  };
+  std::vector<Request*> requests;
+  std::vector<Wanted> wanted;
+  std::unordered_map<uint64_t, size_t> first_of_hash;  // into wanted
+  std::vector<std::vector<size_t>> same_as;              // per wanted: later items with its hash
+  for (Sequence* seq : added) {
+    Request& request = seq->request();
+    if (request.media == nullptr || request.media_input == nullptr ||
+        std::find(requests.begin(), requests.end(), &request) != requests.end())
+      continue;
+    requests.push_back(&request);
+    std::vector<SequenceMedia::Item>& items = request.media->items;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].embeddings != nullptr) continue;
+      if (EncoderCache::Embeddings hit = encoder_cache_.find(items[i].hash)) {
+        items[i].embeddings = std::move(hit);
+        ++stat_media_cache_hits_;
+      } else if (auto it = first_of_hash.find(items[i].hash); it != first_of_hash.end()) {
+        same_as[it->second].push_back(wanted.size());
+        wanted.push_back({&request, i});
+        same_as.emplace_back();
+      } else {
+        first_of_hash.emplace(items[i].hash, wanted.size());
+        wanted.push_back({&request, i});
+        same_as.emplace_back();
+      }
+    }
+  }
+  std::vector<std::string> failures(wanted.size());
+  for (size_t begin = 0; begin < wanted.size();) {
+    // One pass: the next distinct items while they fit the bound (always at least one).
+    std::vector<size_t> pass;
+    std::vector<const MediaItem*> items;
+    int64_t patches = 0;
+    size_t end = begin;
+    for (; end < wanted.size(); ++end) {
+      const Wanted& w = wanted[end];
+      if (first_of_hash.at(w.request->media->items[w.item].hash) != end) continue;  // a repeat: copied below
+      const MediaItem& item = w.request->media_input->items[w.item];
+      if (!items.empty() && patches + item.grid.num_patches() > kMaxPatchesPerEncode) break;
+      patches += item.grid.num_patches();
+      pass.push_back(end);
+      items.push_back(&item);
+    }
+    if (items.empty()) break;  // only repeats were left, all settled with their first
+    absl::StatusOr<std::vector<std::vector<float>>> embeddings = model_->encode_media(items);
+    for (size_t k = 0; k < pass.size(); ++k) {
+      const size_t at = pass[k];
+      std::vector<size_t> targets = same_as[at];
+      targets.insert(targets.begin(), at);
+      if (!embeddings.ok()) {
+        for (size_t t : targets)
+          failures[t] = absl::StrCat("encoding image or video ", wanted[t].item, " failed: ", embeddings.status().message());
+        continue;
+      }
+      auto shared = std::make_shared<const std::vector<float>>(std::move((*embeddings)[k]));
+      ++stat_media_encoded_;
+      encoder_cache_.insert(wanted[at].request->media->items[wanted[at].item].hash, shared);
+      for (size_t t : targets) wanted[t].request->media->items[wanted[t].item].embeddings = shared;
+    }
+    begin = end;
+  }
+  for (Request* request : requests) {
+    std::string error;
+    for (size_t t = 0; t < wanted.size(); ++t)
+      if (wanted[t].request == request && !failures[t].empty()) error = failures[t];
+    if (error.empty()) {
+      request->media_input.reset();
       continue;
     }
-    absl::StatusOr<std::vector<float>> embeddings = model_->encode_media(request.media_input->items[i]);
-    if (!embeddings.ok())
-      return absl::Status(embeddings.status().code(),
-                          absl::StrCat("encoding image or video ", i, " failed: ", embeddings.status().message()));
-    items[i].embeddings = std::make_shared<const std::vector<float>>(*std::move(embeddings));
-    ++stat_media_encoded_;
-    encoder_cache_.insert(items[i].hash, items[i].embeddings);
+    for (Sequence* seq : added)
+      if (&seq->request() == request) finish(seq, FinishReason::kError, error);
   }
-  request.media_input.reset();
-  return absl::OkStatus();
 }
 
 void Engine::fail_engine(const absl::Status& fault) {

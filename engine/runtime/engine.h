@@ -135,7 +135,7 @@ class Engine {
   bool wait_for_work();
   void step();
   void admit_submissions();
-  absl::Status encode_media(Request& request);
+  void encode_media(const std::vector<Sequence*>& added);
   void finish_aborted();
   void append_tokens(const std::vector<Sequence*>& sampled, std::vector<SampledToken>& tokens);
   std::optional<FinishReason> stop_reason(const Sequence& seq, int32_t token_id) const;

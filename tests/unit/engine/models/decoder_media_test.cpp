@@ -49,10 +49,10 @@ std::shared_ptr<SequenceMedia> prepare(CausalLM& model, const MediaCase& c) {
   EXPECT_TRUE(media.ok()) << media.status();
   if (!media.ok() || *media == nullptr) return nullptr;
   for (size_t i = 0; i < c.media.items.size(); ++i) {
-    auto embeddings = model.encode_media(c.media.items[i]);
+    auto embeddings = model.encode_media(std::vector<const MediaItem*>{&c.media.items[i]});
     EXPECT_TRUE(embeddings.ok()) << embeddings.status();
     if (!embeddings.ok()) return nullptr;
-    (*media)->items[i].embeddings = std::make_shared<const std::vector<float>>(*std::move(embeddings));
+    (*media)->items[i].embeddings = std::make_shared<const std::vector<float>>(std::move((*embeddings)[0]));
   }
   return *media;
 }
@@ -126,6 +126,24 @@ TEST(DecoderMediaTest, TextAndMediaSequencesShareAStep) {
   const size_t vocab = c.prefill_logits.size();
   EXPECT_LT(max_abs_diff(std::span(batched).first(vocab), c.prefill_logits), kLogitTolerance);
   EXPECT_LT(max_abs_diff(std::span(batched).subspan(vocab), alone), 1e-5);
+}
+
+// The engine encodes the items of the requests it admits together in one pass: the same embeddings as one by one.
+TEST(DecoderMediaTest, ItemsEncodedTogetherGiveWhatEachGivesAlone) {
+  std::unique_ptr<CausalLM> model = load_model();
+  ASSERT_NE(model, nullptr);
+  std::vector<const MediaItem*> all;
+  const std::vector<MediaCase> cases = media_fixture::read_cases();
+  for (const MediaCase& c : cases)
+    for (const MediaItem& item : c.media.items) all.push_back(&item);
+  auto together = model->encode_media(all);
+  ASSERT_TRUE(together.ok()) << together.status();
+  ASSERT_EQ(together->size(), all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto alone = model->encode_media(std::vector<const MediaItem*>{all[i]});
+    ASSERT_TRUE(alone.ok()) << alone.status();
+    EXPECT_LT(max_abs_diff((*together)[i], (*alone)[0]), 1e-5) << "item " << i;
+  }
 }
 
 TEST(DecoderMediaTest, RefusesPadRunsThatDoNotMatchTheMedia) {

@@ -106,9 +106,9 @@ TEST(TensorParallel, AnImagePromptOnTwoRanksMatchesTransformers) {
   auto media = (*model)->prepare_media(c.ids, &c.media);
   ASSERT_TRUE(media.ok()) << media.status();
   for (size_t i = 0; i < c.media.items.size(); ++i) {
-    auto e = (*model)->encode_media(c.media.items[i]);
+    auto e = (*model)->encode_media(std::vector<const MediaItem*>{&c.media.items[i]});
     ASSERT_TRUE(e.ok()) << e.status();
-    (*media)->items[i].embeddings = std::make_shared<const std::vector<float>>(*std::move(e));
+    (*media)->items[i].embeddings = std::make_shared<const std::vector<float>>(std::move((*e)[0]));
   }
   std::vector<float> logits;
   ASSERT_TRUE(

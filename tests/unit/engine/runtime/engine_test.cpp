@@ -1105,6 +1105,22 @@ TEST(EngineMedia, TheSamePadTokensWithAnotherImageDoNotReuseItsBlocks) {
   EXPECT_EQ(engine->stats().media_cache_hits, 1);
 }
 
+TEST(EngineMedia, AnImageInTwoRequestsIsEncodedOnce) {
+  const media_fixture::MediaCase c = media_fixture::read_cases()[0];
+  auto engine = load("qwen2_5_vl-text");
+  ASSERT_NE(engine, nullptr);
+  Collector a, b;
+  auto ha = engine->submit(c.ids, greedy(), a.callback(), shared_media(c.media));
+  auto hb = engine->submit(c.ids, greedy(), b.callback(), shared_media(c.media));
+  ASSERT_TRUE(ha.ok() && hb.ok());
+  a.wait();
+  b.wait();
+  EXPECT_EQ(a.tokens(), c.greedy_ids);
+  EXPECT_EQ(b.tokens(), c.greedy_ids);
+  // Admitted together: one pass settles both; one after the other: the second is a cache hit.
+  EXPECT_EQ(engine->stats().media_encoded, 1);
+}
+
 TEST(EngineMedia, MediaThatDoNotFitThePromptOrTheModelAreRefused) {
   const media_fixture::MediaCase c = media_fixture::read_cases()[0];
   auto vl = load("qwen2_5_vl-text");
