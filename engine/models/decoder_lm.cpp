@@ -562,6 +562,15 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
       return absl::InvalidArgumentError(
           absl::StrCat("media item ", next, " takes ", item.num_tokens(config.merge_unit()), " pad tokens (grid ",
                        item.grid.t, "x", item.grid.h, "x", item.grid.w, ") but the prompt holds ", end - i));
+    // The tower's activations grow with the image (~77 KB a patch with the 3B's config, 5 GB at the processor's
+    // default max_pixels): an image that would need more than this is refused before anything is allocated.
+    constexpr int64_t kMaxEncodeActivationBytes = int64_t{2} << 30;
+    if (item.grid.num_patches() * config.activation_bytes_per_patch() > kMaxEncodeActivationBytes)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "media item ", next, " has ", item.grid.num_patches(), " patches; encoding it would take ",
+          item.grid.num_patches() * config.activation_bytes_per_patch() >> 20,
+          " MiB of activations, over the 2048 MiB this server allows for one image or video; send a smaller one or "
+          "lower max_pixels (mm_processor_kwargs)"));
     if (static_cast<int64_t>(item.pixel_values.size()) != item.grid.num_patches() * config.patch_dim())
       return absl::InvalidArgumentError(absl::StrCat("media item ", next, " has ", item.pixel_values.size(),
                                                      " pixel values; its grid needs ",

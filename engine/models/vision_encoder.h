@@ -44,6 +44,14 @@ struct VisionConfig {
   int32_t head_dim() const { return hidden_size / num_heads; }
   int64_t patch_dim() const { return int64_t{in_channels} * temporal_patch_size * patch_size * patch_size; }
   int32_t merge_unit() const { return spatial_merge_size * spatial_merge_size; }
+  // What encode allocates for its activations per patch (its slot table: the pixels, seven [n, hidden] and two [n,
+  // intermediate] rows, the rotary tables, and each patch's share of the merger's rows) — 77 KB with the 3B's
+  // config; callers bound an image by it before the tower runs.
+  int64_t activation_bytes_per_patch() const {
+    const int64_t floats = patch_dim() + 7 * int64_t{hidden_size} + 2 * int64_t{intermediate_size} + head_dim() +
+                           (int64_t{hidden_size} * merge_unit() + 2 * int64_t{out_hidden_size}) / merge_unit();
+    return floats * 4;
+  }
 };
 
 // Parses the "vision_config" object of a config.json's text; refuses what the tower does not run (hidden_act

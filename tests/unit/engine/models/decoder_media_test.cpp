@@ -172,6 +172,15 @@ TEST(DecoderMediaTest, RefusesPadRunsThatDoNotMatchTheMedia) {
   cut.items[0].pixel_values.pop_back();
   refused = model->prepare_media(c.ids, &cut);
   EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  // An image whose tower activations would pass 2 GiB (checked before its pixels: none are needed to refuse it).
+  PromptMedia huge;
+  huge.items.push_back(MediaItem{MediaKind::kImage, VisionGrid{1, 578, 578}, {}, 1.0f, 7});
+  std::vector<int32_t> huge_ids = {5, 508};
+  huge_ids.insert(huge_ids.end(), static_cast<size_t>(huge.items[0].num_tokens()), 510);
+  huge_ids.push_back(509);
+  refused = model->prepare_media(huge_ids, &huge);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_NE(std::string(refused.status().message()).find("MiB of activations"), std::string::npos) << refused.status();
   // Text without pads needs nothing.
   auto none = model->prepare_media(text, nullptr);
   ASSERT_TRUE(none.ok());
