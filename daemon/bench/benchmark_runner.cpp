@@ -284,6 +284,9 @@ absl::StatusOr<std::vector<BenchmarkResult>> run_sweep(const BenchmarkTarget& ta
     emit(message_event(absl::StrCat("each request carries ", what, ": ", image_tokens,
                                     " prompt tokens (pads and vision markers) of its P")));
   }
+  // Every P must hold the template (and the images) before the first run, so that a short one costs no run.
+  for (const TokenPair& pair : *pairs)
+    if (absl::Status s = prompts.check(pair.prompt_tokens); !s.ok()) return s;
   std::vector<BenchmarkResult> results;
   for (const TokenPair& pair : *pairs) {
     bool probing = target.kv_capacity_tokens <= 0 && target.max_concurrency <= 0;

@@ -76,7 +76,7 @@ std::string PromptBuilder::random_chars(int64_t n) {
   return out;
 }
 
-absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
+absl::Status PromptBuilder::check(int32_t num_tokens) {
   if (overhead_ < 0) {
     absl::StatusOr<int32_t> empty = count_("");
     if (!empty.ok()) return empty.status();
@@ -89,6 +89,11 @@ absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
   if (num_tokens < overhead_)
     return absl::InvalidArgumentError(absl::StrCat(
         "a prompt of ", num_tokens, " tokens is shorter than the chat template alone (", overhead_, " tokens)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
+  if (absl::Status s = check(num_tokens); !s.ok()) return s;
   // The text is counted without the images (each count would otherwise send and preprocess them again); the images
   // add a fixed number of tokens, which every request's usage then confirms (check_lengths).
   num_tokens -= image_tokens_;

@@ -32,6 +32,9 @@ class PromptBuilder {
   PromptBuilder(TokenCountFn count, uint64_t seed) : count_(std::move(count)), rng_(seed) {}
   // A user text whose chat prompt is exactly num_tokens tokens; each call gives a different text.
   absl::StatusOr<std::string> build(int32_t num_tokens);
+  // Whether a prompt of num_tokens can be built at all (the template and any images fit), without building one:
+  // the sweep asks for every P before its first run.
+  absl::Status check(int32_t num_tokens);
   // The image workload: every prompt also carries images worth `tokens` (their expanded pads and the
   // vision_start/end markers, as the server counts them), so the text is that much shorter. `what` names them in
   // the sentence for a P too short to hold them.

@@ -57,6 +57,8 @@ TEST(PromptBuilderTest, ImageTokensAreReservedOutOfP) {
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*fake_count(*text) + 258, 300);
   EXPECT_TRUE(builder.build(270).ok());  // the template and the image alone
+  EXPECT_TRUE(builder.check(270).ok());
+  EXPECT_FALSE(builder.check(269).ok());
   EXPECT_THAT(std::string(builder.build(269).status().message()),
               ::testing::HasSubstr("a prompt of 269 tokens is shorter than the chat template (12 tokens) and 1 image "
                                    "of 448x448 (258 tokens) together"));
