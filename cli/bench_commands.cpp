@@ -61,8 +61,8 @@ std::string images_cell(const BenchmarkResult& r) {
 Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model) {
   // The IMAGES column (images × size per request, and the tokens they are of PROMPT) only when a row has images,
   // so that text sweeps read as before.
-  bool with_images = std::any_of(results.begin(), results.end(),
-                                 [](const BenchmarkResult& r) { return r.images_per_prompt() > 0; });
+  bool with_images =
+      std::any_of(results.begin(), results.end(), [](const BenchmarkResult& r) { return r.images_per_prompt() > 0; });
   Table t;
   if (with_model) t.add_column("MODEL");
   t.add_column("GPU");
@@ -70,8 +70,8 @@ Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model
     t.add_column("IMAGES");
     t.add_column("IMG TOK", Table::Align::kRight);
   }
-  for (const char* h : {"PROMPT", "COMPL", "CONC", "ERR", "REQ/MIN", "OUT TOK/S", "TOTAL TOK/S", "TTFT P50",
-                        "TTFT P99", "TPOT P50", "ITL P50", "E2E P50", "E2E P99", "KV PEAK"})
+  for (const char* h : {"PROMPT", "COMPL", "CONC", "ERR", "REQ/MIN", "OUT TOK/S", "TOTAL TOK/S", "TTFT P50", "TTFT P99",
+                        "TPOT P50", "ITL P50", "E2E P50", "E2E P99", "KV PEAK"})
     t.add_column(h, Table::Align::kRight);
   for (const BenchmarkResult& r : results) {
     std::vector<std::string> row;
@@ -361,8 +361,7 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
   std::map<Key, std::vector<const BenchmarkResult*>> sweeps;
   for (const auto& r : response.results())
     sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(),
-            r.num_prompt_tokens(), r.num_completion_tokens(), r.images_per_prompt(), r.image_width(),
-            r.image_height()}]
+            r.num_prompt_tokens(), r.num_completion_tokens(), r.images_per_prompt(), r.image_width(), r.image_height()}]
         .push_back(&r);
   Table t;
   for (const char* h :
@@ -380,8 +379,8 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
     }
     const auto& [model, gpu, count, version, p, c, images, width, height] = key;
     t.add_row({model, count > 1 ? absl::StrFormat("%d× %s", count, gpu) : gpu, version, std::to_string(p),
-               std::to_string(c), images_cell(*runs.front()), std::to_string(runs.size()), std::to_string(runs.front()->max_requests()),
-               fixed(best, 1), newest});
+               std::to_string(c), images_cell(*runs.front()), std::to_string(runs.size()),
+               std::to_string(runs.front()->max_requests()), fixed(best, 1), newest});
   }
   if (t.empty()) {
     std::printf("No benchmark results in %s.\n", response.store().c_str());

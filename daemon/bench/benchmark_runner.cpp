@@ -265,17 +265,18 @@ absl::StatusOr<std::vector<BenchmarkResult>> run_sweep(const BenchmarkTarget& ta
     // What the images add to a prompt, as the server counts it (/tokenize with the images, else a 1-token
     // completion's usage): the same count the requests' usage must then report, on any OpenAI server, with no
     // copy of the model's processor here. The text is then built to P minus this.
-    std::string what = absl::StrCat(plan.images_per_prompt, plan.images_per_prompt == 1 ? " image" : " images",
-                                    " of ", plan.image_width, "x", plan.image_height);
+    std::string what = absl::StrCat(plan.images_per_prompt, plan.images_per_prompt == 1 ? " image" : " images", " of ",
+                                    plan.image_width, "x", plan.image_height);
     absl::StatusOr<int32_t> text_only = server_token_counter(client, target.model)("");
     if (!text_only.ok()) return text_only.status();
     absl::StatusOr<int32_t> with = server_token_counter(client, target.model, images.next())("");
     if (!with.ok())
-      return absl::FailedPreconditionError(absl::StrCat("the server cannot take ", what, ": ", with.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the server cannot take ", what, ": ", with.status().message()));
     int32_t image_tokens = *with - *text_only;
     if (image_tokens <= 0)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the server counted no tokens for ", what, " (does ", target.model, " take images?)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the server counted no tokens for ", what, " (does ", target.model, " take images?)"));
     prompts.reserve_image_tokens(image_tokens, what);
     with_images.base.set_images_per_prompt(plan.images_per_prompt);
     with_images.base.set_image_width(plan.image_width);
@@ -409,8 +410,8 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
   // A text-only model cannot take the image workload: said before serving when the catalog knows the model,
   // else as soon as it is loaded (a model folder), before any request.
   auto text_only = [&](const std::string& name) {
-    return absl::InvalidArgumentError(absl::StrCat("--images-per-prompt needs a model that takes images, and ",
-                                                   name, " is text-only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--images-per-prompt needs a model that takes images, and ", name, " is text-only"));
   };
   if (plan.images_per_prompt > 0) {
     const common::CatalogEntry* e = model ? nullptr : common::find_catalog_entry(request.name());

@@ -43,8 +43,7 @@ TokenCountFn server_token_counter(const OpenAiClient& client, const std::string&
       return absl::FailedPreconditionError(absl::StrCat(client.base_url(), "/tokenize failed with HTTP ", reply->status,
                                                         ": ", reply->body.substr(0, 200)));
     // No /tokenize: the server's own usage report counts the same tokens.
-    json chat = {
-        {"model", model}, {"messages", user_messages(text, image_urls)}, {"max_tokens", 1}, {"stream", false}};
+    json chat = {{"model", model}, {"messages", user_messages(text, image_urls)}, {"max_tokens", 1}, {"stream", false}};
     reply = client.post_json("/v1/chat/completions", chat.dump());
     if (!reply.ok()) return reply.status();
     json j = json::parse(reply->body, nullptr, false);
@@ -83,9 +82,9 @@ absl::Status PromptBuilder::check(int32_t num_tokens) {
     overhead_ = *empty;
   }
   if (image_tokens_ > 0 && num_tokens < overhead_ + image_tokens_)
-    return absl::InvalidArgumentError(absl::StrCat("a prompt of ", num_tokens, " tokens is shorter than the chat template (",
-                                                   overhead_, " tokens) and ", image_what_, " (", image_tokens_,
-                                                   " tokens) together"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a prompt of ", num_tokens, " tokens is shorter than the chat template (", overhead_,
+                     " tokens) and ", image_what_, " (", image_tokens_, " tokens) together"));
   if (num_tokens < overhead_)
     return absl::InvalidArgumentError(absl::StrCat(
         "a prompt of ", num_tokens, " tokens is shorter than the chat template alone (", overhead_, " tokens)"));

@@ -94,10 +94,9 @@ const std::vector<Column>& result_columns() {
 }
 
 const std::vector<std::string>& key_columns() {
-  static const std::vector<std::string> keys = {"nvidia_device_name", "nvidia_device_count", "bmserver_version",
-                                                "model_name",         "num_prompt_tokens",   "num_completion_tokens",
-                                                "num_requests",       "images_per_prompt",   "image_width",
-                                                "image_height"};
+  static const std::vector<std::string> keys = {
+      "nvidia_device_name",    "nvidia_device_count", "bmserver_version",  "model_name",  "num_prompt_tokens",
+      "num_completion_tokens", "num_requests",        "images_per_prompt", "image_width", "image_height"};
   return keys;
 }
 
@@ -177,9 +176,11 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
   if (dialect == SqlDialect::kPostgres) {
     std::vector<std::string> steps;
     for (const char* c : kVersion2Columns)
-      steps.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " ADD COLUMN ", c, " ", integer, " NOT NULL DEFAULT 0"));
+      steps.push_back(
+          absl::StrCat("ALTER TABLE ", kResultsTable, " ADD COLUMN ", c, " ", integer, " NOT NULL DEFAULT 0"));
     steps.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " DROP CONSTRAINT ", kResultsTable, "_pkey"));
-    steps.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+    steps.push_back(
+        absl::StrCat("ALTER TABLE ", kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
     migrations.push_back(absl::StrJoin(steps, ";\n"));
   } else {
     std::vector<std::string> v2_defs(defs.begin(), defs.end() - 1), old_names;  // without version 1's key
@@ -187,12 +188,10 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
     for (const char* c : kVersion2Columns) v2_defs.push_back(absl::StrCat(c, " ", integer, " NOT NULL DEFAULT 0"));
     v2_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
     std::string rebuilt = absl::StrCat(kResultsTable, "_v2");
-    migrations.push_back(absl::StrCat(
-        "CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v2_defs, ",\n  "), "\n);\n",
-        "INSERT INTO ", rebuilt, " (", absl::StrJoin(old_names, ", "), ") SELECT ", absl::StrJoin(old_names, ", "),
-        " FROM ", kResultsTable, ";\n",
-        "DROP TABLE ", kResultsTable, ";\n",
-        "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
+    migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v2_defs, ",\n  "), "\n);\n",
+                                      "INSERT INTO ", rebuilt, " (", absl::StrJoin(old_names, ", "), ") SELECT ",
+                                      absl::StrJoin(old_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
+                                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
   }
   return migrations;
 }

@@ -83,9 +83,9 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
   std::set<int32_t> xs;
   std::set<std::string> models;
   for (const Result& r : results) {
-    std::string images = r.images_per_prompt() > 0 ? absl::StrCat(r.images_per_prompt(), "×", r.image_width(), "x",
-                                                                  r.image_height())
-                                                   : std::string();
+    std::string images = r.images_per_prompt() > 0
+                             ? absl::StrCat(r.images_per_prompt(), "×", r.image_width(), "x", r.image_height())
+                             : std::string();
     series[{r.model_name(), r.nvidia_device_name(), r.num_prompt_tokens(), r.num_completion_tokens(), images}]
         .push_back(&r);
     xs.insert(r.num_requests());

@@ -113,7 +113,8 @@ std::string encode_png(const SyntheticImage& image) {
 
 absl::Status check_image_workload(int32_t images_per_prompt, int32_t width, int32_t height) {
   if (images_per_prompt < 0)
-    return absl::InvalidArgumentError(absl::StrCat("--images-per-prompt must not be negative, not ", images_per_prompt));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--images-per-prompt must not be negative, not ", images_per_prompt));
   if (images_per_prompt == 0) return absl::OkStatus();
   if (width < kMinImageSide || height < kMinImageSide || width > kMaxImageSide || height > kMaxImageSide)
     return absl::InvalidArgumentError(absl::StrCat("--image-size ", width, "x", height, " is outside ", kMinImageSide,

@@ -65,7 +65,8 @@ TEST(PromptBuilderTest, ImageTokensAreReservedOutOfP) {
 }
 
 TEST(ChatRequestBodyTest, ImagesComeBeforeTheTextInOneUserMessage) {
-  auto body = nlohmann::json::parse(chat_request_body("m", "hi", 8, {"data:image/png;base64,AA", "data:image/png;base64,BB"}));
+  auto body =
+      nlohmann::json::parse(chat_request_body("m", "hi", 8, {"data:image/png;base64,AA", "data:image/png;base64,BB"}));
   const auto& content = body["messages"][0]["content"];
   ASSERT_EQ(content.size(), 3u);
   EXPECT_EQ(content[0]["type"], "image_url");
