@@ -152,6 +152,10 @@ class BadInputTest(BenchmarkCase):
         self.assert_one_sentence(ep + ["--prompt-tokens", "4000", "--completion-tokens", "200"],
                                  "is over the model's context of 4096 tokens")
         self.assert_one_sentence(["qwen2.5-7b-awq", "--prompt-tokens", "16"], "not downloaded")
+        # The catalog knows qwen2.5-7b-awq is text-only: refused before it is looked for or served.
+        self.assert_one_sentence(["qwen2.5-7b-awq", "--images-per-prompt", "1"],
+                                 "--images-per-prompt needs a model that takes images, and qwen2.5-7b-awq is text-only")
+        self.assert_one_sentence(ep + ["--images-per-prompt=-1"], "--images-per-prompt must not be negative, not -1")
         self.assert_one_sentence(ep, "cannot use the results database PostgreSQL 127.0.0.1:",
                                  env={"BMSERVER_POSTGRES_URL": f"postgresql+psycopg://u:pw@127.0.0.1:{free_port()}/x"})
         html = FakeServer("--mode", "html")
