@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +14,7 @@
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bmserver/v1/benchmarks.grpc.pb.h"
 #include "cli/command_environment.h"
@@ -49,20 +52,40 @@ std::string kv_peak(double usage) {
 }
 
 // The summary: one row per run, the numbers a person compares first.
+// "2×448x448" for an image workload's rows, "-" for text.
+std::string images_cell(const BenchmarkResult& r) {
+  if (r.images_per_prompt() == 0) return "-";
+  return absl::StrFormat("%d×%dx%d", r.images_per_prompt(), r.image_width(), r.image_height());
+}
+
 Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model) {
+  // The IMAGES column (images × size per request, and the tokens they are of PROMPT) only when a row has images,
+  // so that text sweeps read as before.
+  bool with_images =
+      std::any_of(results.begin(), results.end(), [](const BenchmarkResult& r) { return r.images_per_prompt() > 0; });
   Table t;
   if (with_model) t.add_column("MODEL");
-  for (const char* h : {"GPU", "PROMPT", "COMPL", "CONC", "ERR", "REQ/MIN", "OUT TOK/S", "TOTAL TOK/S", "TTFT P50",
-                        "TTFT P99", "TPOT P50", "ITL P50", "E2E P50", "E2E P99", "KV PEAK"})
-    t.add_column(h, std::string(h) == "GPU" ? Table::Align::kLeft : Table::Align::kRight);
+  t.add_column("GPU");
+  if (with_images) {
+    t.add_column("IMAGES");
+    t.add_column("IMG TOK", Table::Align::kRight);
+  }
+  for (const char* h : {"PROMPT", "COMPL", "CONC", "ERR", "REQ/MIN", "OUT TOK/S", "TOTAL TOK/S", "TTFT P50", "TTFT P99",
+                        "TPOT P50", "ITL P50", "E2E P50", "E2E P99", "KV PEAK"})
+    t.add_column(h, Table::Align::kRight);
   for (const BenchmarkResult& r : results) {
     std::vector<std::string> row;
     if (with_model) row.push_back(r.model_name());
     std::string gpu = r.nvidia_device_count() > 1
                           ? absl::StrFormat("%d× %s", r.nvidia_device_count(), r.nvidia_device_name())
                           : r.nvidia_device_name();
+    row.push_back(gpu);
+    if (with_images) {
+      row.push_back(images_cell(r));
+      row.push_back(r.images_per_prompt() > 0 ? std::to_string(r.num_image_tokens()) : "-");
+    }
     for (std::string cell :
-         {gpu, std::to_string(r.num_prompt_tokens()), std::to_string(r.num_completion_tokens()),
+         {std::to_string(r.num_prompt_tokens()), std::to_string(r.num_completion_tokens()),
           std::to_string(r.num_requests()) + (r.num_requests() == r.max_requests() ? "*" : ""),
           std::to_string(r.num_errors()), fixed(r.request_throughput_min(), 1),
           fixed(r.completion_token_throughput(), 1), fixed(r.total_token_throughput(), 1),
@@ -226,6 +249,19 @@ int write_outputs(const std::vector<BenchmarkResult>& results, const std::string
 
 }  // namespace
 
+absl::StatusOr<ImageSize> parse_image_size(const std::string& text) {
+  ImageSize size;
+  size_t x = text.find_first_of("xX");
+  auto number = [](const std::string& s, int32_t& v) {
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size() && v > 0;
+  };
+  if (x == std::string::npos || !number(text.substr(0, x), size.width) || !number(text.substr(x + 1), size.height))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--image-size takes WIDTHxHEIGHT in pixels (e.g. 448x448), not '", text, "'"));
+  return size;
+}
+
 int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
   // As the original: --upload without a database to upload to fails before anything starts.
   if (args.upload && postgres_url_from_env().empty()) {
@@ -235,6 +271,21 @@ int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
   if (args.upload && args.no_store) {
     std::fprintf(stderr, "bmserver: --upload stores the results and --no-store stores nothing; give one of them\n");
     return kExitUsage;
+  }
+  // The image workload's flags are checked here for their form; the daemon checks the values (one place for any
+  // client of the API).
+  ImageSize image_size;
+  if (!args.image_size.empty() && args.images_per_prompt == 0) {
+    std::fprintf(stderr, "bmserver: --image-size sets the image workload's size: give --images-per-prompt N too\n");
+    return kExitUsage;
+  }
+  if (args.images_per_prompt > 0) {
+    absl::StatusOr<ImageSize> parsed = parse_image_size(args.image_size.empty() ? kDefaultImageSize : args.image_size);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "bmserver: %s\n", std::string(parsed.status().message()).c_str());
+      return kExitUsage;
+    }
+    image_size = *parsed;
   }
   bmserver::v1::RunBenchmarkRequest request;
   if (absl::Status s = fill_serve_options(args.serve, *request.mutable_serve()); !s.ok()) {
@@ -257,6 +308,9 @@ int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args) {
   for (int32_t p : args.prompt_tokens) request.add_prompt_tokens(p);
   for (int32_t c : args.completion_tokens) request.add_completion_tokens(c);
   request.set_seed(request.serve().seed());
+  request.set_images_per_prompt(args.images_per_prompt);
+  request.set_image_width(image_size.width);
+  request.set_image_height(image_size.height);
   request.set_endpoint(args.endpoint);
   request.set_api_key(args.endpoint.empty() ? "" : args.serve.api_key);
   request.set_model(args.model);
@@ -302,17 +356,18 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
     std::printf("%s\n", to_json(response).c_str());
     return kExitOk;
   }
-  // One line per sweep: (model, GPU, count, version, P, C) with its best output throughput.
-  using Key = std::tuple<std::string, std::string, int32_t, std::string, int32_t, int32_t>;
+  // One line per sweep: (model, GPU, count, version, P, C, images) with its best output throughput.
+  using Key = std::tuple<std::string, std::string, int32_t, std::string, int32_t, int32_t, int32_t, int32_t, int32_t>;
   std::map<Key, std::vector<const BenchmarkResult*>> sweeps;
   for (const auto& r : response.results())
     sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(),
-            r.num_prompt_tokens(), r.num_completion_tokens()}]
+            r.num_prompt_tokens(), r.num_completion_tokens(), r.images_per_prompt(), r.image_width(), r.image_height()}]
         .push_back(&r);
   Table t;
-  for (const char* h : {"MODEL", "GPU", "VERSION", "PROMPT", "COMPL", "RUNS", "MAX CONC", "BEST OUT TOK/S", "MEASURED"})
+  for (const char* h :
+       {"MODEL", "GPU", "VERSION", "PROMPT", "COMPL", "IMAGES", "RUNS", "MAX CONC", "BEST OUT TOK/S", "MEASURED"})
     t.add_column(h, std::string(h) == "MODEL" || std::string(h) == "GPU" || std::string(h) == "VERSION" ||
-                            std::string(h) == "MEASURED"
+                            std::string(h) == "MEASURED" || std::string(h) == "IMAGES"
                         ? Table::Align::kLeft
                         : Table::Align::kRight);
   for (const auto& [key, runs] : sweeps) {
@@ -322,10 +377,10 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
       best = std::max(best, r->completion_token_throughput());
       newest = std::max(newest, r->created_at());
     }
-    const auto& [model, gpu, count, version, p, c] = key;
+    const auto& [model, gpu, count, version, p, c, images, width, height] = key;
     t.add_row({model, count > 1 ? absl::StrFormat("%d× %s", count, gpu) : gpu, version, std::to_string(p),
-               std::to_string(c), std::to_string(runs.size()), std::to_string(runs.front()->max_requests()),
-               fixed(best, 1), newest});
+               std::to_string(c), images_cell(*runs.front()), std::to_string(runs.size()),
+               std::to_string(runs.front()->max_requests()), fixed(best, 1), newest});
   }
   if (t.empty()) {
     std::printf("No benchmark results in %s.\n", response.store().c_str());

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+
 #include "cli/global_options.h"
 #include "cli/serve_flags.h"
 
@@ -16,6 +18,9 @@ struct BenchmarkArgs {
   // the sweep
   std::vector<int32_t> prompt_tokens = {500};
   std::vector<int32_t> completion_tokens = {500};
+  // the image workload: images per request (0: text) and their size, "WxH" (empty: 448x448 when images are asked)
+  int32_t images_per_prompt = 0;
+  std::string image_size;
   std::string endpoint;
   std::string model;
   int32_t max_concurrency = 0;
@@ -30,6 +35,16 @@ struct BenchmarkQueryArgs {
   std::string csv_file;
   std::string plot_file;
 };
+
+inline constexpr const char* kDefaultImageSize = "448x448";
+
+struct ImageSize {
+  int32_t width = 0;
+  int32_t height = 0;
+};
+// --image-size "WIDTHxHEIGHT" (448x448); the sentence to print when it is not two positive integers around an x.
+// The range of a size the daemon checks (daemon/bench/synthetic_image.h), one place for the CLI and the API.
+absl::StatusOr<ImageSize> parse_image_size(const std::string& text);
 
 // `bmserver chat benchmark NAME`: runs the sweep in the daemon with live progress, prints a summary table.
 int run_benchmark(const GlobalOptions& options, const BenchmarkArgs& args);

@@ -213,6 +213,12 @@ int main(int argc, char** argv) {
       ->add_option("--completion-tokens,--num-completion-tokens", bench_args.completion_tokens,
                    "completion tokens per request, EOS ignored (500); repeatable or a comma list")
       ->delimiter(',');
+  // The image workload. vLLM's `bench serve` spells it per dataset (random-mm's --random-mm-base-items-per-request
+  // and --random-mm-bucket-config); ours is one workload of fixed synthetic images, so two plain names.
+  bench->add_option("--images-per-prompt", bench_args.images_per_prompt,
+                    "synthetic PNG images in each request's user message, before its text (0: text only)");
+  bench->add_option("--image-size", bench_args.image_size,
+                    "WIDTHxHEIGHT of those images in pixels (448x448); needs --images-per-prompt");
   bench->add_option("--endpoint", bench_args.endpoint,
                     "benchmark this OpenAI-compatible server (vLLM, SGLang, …) instead");
   bench->add_option("--model", bench_args.model, "model id at --endpoint (default: the first it lists)");

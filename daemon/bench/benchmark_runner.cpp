@@ -21,6 +21,7 @@
 #include "daemon/bench/results_store.h"
 #include "daemon/bench/svg_plot.h"
 #include "daemon/bench/sweep.h"
+#include "daemon/bench/synthetic_image.h"
 #include "daemon/control/serve_settings.h"
 #include "daemon/serving/engine_manager.h"
 #include "engine/backend/device_info.h"
@@ -105,9 +106,30 @@ void check_lengths(std::vector<RequestRecord>& records, const TokenPair& pair) {
   }
 }
 
+// The images of the image workload, as data URLs. Every request gets images no earlier request had (image i of
+// the seed), so the server's encoder cache and its media-keyed prefix cache cannot skip the vision tower: TTFT
+// includes decoding, preprocessing and encoding every time, as for distinct users' pictures.
+class ImageSource {
+ public:
+  explicit ImageSource(const SweepPlan& plan) : plan_(plan) {}
+  bool empty() const { return plan_.images_per_prompt == 0; }
+  std::vector<std::string> next() {
+    std::vector<std::string> urls;
+    for (int32_t i = 0; i < plan_.images_per_prompt; ++i)
+      urls.push_back(png_data_url(
+          encode_png(make_synthetic_image(plan_.image_width, plan_.image_height, plan_.seed, next_index_++))));
+    return urls;
+  }
+
+ private:
+  const SweepPlan& plan_;
+  uint64_t next_index_ = 0;
+};
+
 absl::StatusOr<BenchmarkResult> run_level(const OpenAiClient& client, const BenchmarkTarget& target,
-                                          PromptBuilder& prompts, const TokenPair& pair, int32_t concurrency,
-                                          const EventSink& emit, const std::function<bool()>& cancelled) {
+                                          PromptBuilder& prompts, ImageSource& images, const TokenPair& pair,
+                                          int32_t concurrency, const EventSink& emit,
+                                          const std::function<bool()>& cancelled) {
   BenchmarkEvent started;
   started.set_kind("run_started");
   started.set_num_prompt_tokens(pair.prompt_tokens);
@@ -120,7 +142,8 @@ absl::StatusOr<BenchmarkResult> run_level(const OpenAiClient& client, const Benc
   // Warm-up (1 completion token), as the original; its failure means the server cannot take the run at all.
   absl::StatusOr<std::string> warm_text = prompts.build(pair.prompt_tokens);
   if (!warm_text.ok()) return warm_text.status();
-  std::vector<RequestRecord> warm = client.stream_chat({chat_request_body(target.model, *warm_text, 1)}, [](size_t) {});
+  std::vector<RequestRecord> warm =
+      client.stream_chat({chat_request_body(target.model, *warm_text, 1, images.next())}, [](size_t) {});
   if (!warm[0].ok())
     return absl::FailedPreconditionError(absl::StrCat("the warm-up request to ", client.base_url(), " failed: ",
                                                       warm[0].error.empty() ? "no tokens came back" : warm[0].error));
@@ -128,7 +151,7 @@ absl::StatusOr<BenchmarkResult> run_level(const OpenAiClient& client, const Benc
   for (int32_t i = 0; i < concurrency; ++i) {
     absl::StatusOr<std::string> text = prompts.build(pair.prompt_tokens);
     if (!text.ok()) return text.status();
-    bodies.push_back(chat_request_body(target.model, *text, pair.completion_tokens));
+    bodies.push_back(chat_request_body(target.model, *text, pair.completion_tokens, images.next()));
   }
   if (cancelled()) return absl::CancelledError("the benchmark was cancelled");
 
@@ -236,6 +259,35 @@ absl::StatusOr<std::vector<BenchmarkResult>> run_sweep(const BenchmarkTarget& ta
   if (!pairs.ok()) return pairs.status();
   OpenAiClient client(target.base_url, target.api_key);
   PromptBuilder prompts(server_token_counter(client, target.model), plan.seed);
+  ImageSource images(plan);
+  BenchmarkTarget with_images = target;  // the rows' base, with the image workload's settings
+  if (!images.empty()) {
+    // What the images add to a prompt, as the server counts it (/tokenize with the images, else a 1-token
+    // completion's usage): the same count the requests' usage must then report, on any OpenAI server, with no
+    // copy of the model's processor here. The text is then built to P minus this.
+    std::string what = absl::StrCat(plan.images_per_prompt, plan.images_per_prompt == 1 ? " image" : " images", " of ",
+                                    plan.image_width, "x", plan.image_height);
+    absl::StatusOr<int32_t> text_only = server_token_counter(client, target.model)("");
+    if (!text_only.ok()) return text_only.status();
+    absl::StatusOr<int32_t> with = server_token_counter(client, target.model, images.next())("");
+    if (!with.ok())
+      return absl::FailedPreconditionError(
+          absl::StrCat("the server cannot take ", what, ": ", with.status().message()));
+    int32_t image_tokens = *with - *text_only;
+    if (image_tokens <= 0)
+      return absl::FailedPreconditionError(
+          absl::StrCat("the server counted no tokens for ", what, " (does ", target.model, " take images?)"));
+    prompts.reserve_image_tokens(image_tokens, what);
+    with_images.base.set_images_per_prompt(plan.images_per_prompt);
+    with_images.base.set_image_width(plan.image_width);
+    with_images.base.set_image_height(plan.image_height);
+    with_images.base.set_num_image_tokens(image_tokens);
+    emit(message_event(absl::StrCat("each request carries ", what, ": ", image_tokens,
+                                    " prompt tokens (pads and vision markers) of its P")));
+  }
+  // Every P must hold the template (and the images) before the first run, so that a short one costs no run.
+  for (const TokenPair& pair : *pairs)
+    if (absl::Status s = prompts.check(pair.prompt_tokens); !s.ok()) return s;
   std::vector<BenchmarkResult> results;
   for (const TokenPair& pair : *pairs) {
     bool probing = target.kv_capacity_tokens <= 0 && target.max_concurrency <= 0;
@@ -262,7 +314,7 @@ absl::StatusOr<std::vector<BenchmarkResult>> run_sweep(const BenchmarkTarget& ta
     double single_tpot = 0;
     int32_t last_good = 0;
     for (int32_t n : concurrency_levels(max)) {
-      absl::StatusOr<BenchmarkResult> r = run_level(client, target, prompts, pair, n, emit, cancelled);
+      absl::StatusOr<BenchmarkResult> r = run_level(client, with_images, prompts, images, pair, n, emit, cancelled);
       if (!r.ok()) return r.status();
       r->set_max_requests(max);
       BenchmarkEvent event;
@@ -296,6 +348,11 @@ absl::Status BenchmarkRunner::run(const bmserver::v1::RunBenchmarkRequest& reque
   plan.prompt_tokens.assign(request.prompt_tokens().begin(), request.prompt_tokens().end());
   plan.completion_tokens.assign(request.completion_tokens().begin(), request.completion_tokens().end());
   plan.seed = request.seed();
+  plan.images_per_prompt = request.images_per_prompt();
+  plan.image_width = request.image_width();
+  plan.image_height = request.image_height();
+  if (absl::Status s = check_image_workload(plan.images_per_prompt, plan.image_width, plan.image_height); !s.ok())
+    return s;
   if (absl::StatusOr<std::vector<TokenPair>> pairs = make_token_pairs(plan.prompt_tokens, plan.completion_tokens, 0);
       !pairs.ok())
     return pairs.status();
@@ -350,6 +407,16 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
   for (const auto& m : engines_->list())
     if (m->answers_to(request.name()) || m->path == request.name()) model = m;
   bool started_here = false;
+  // A text-only model cannot take the image workload: said before serving when the catalog knows the model,
+  // else as soon as it is loaded (a model folder), before any request.
+  auto text_only = [&](const std::string& name) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--images-per-prompt needs a model that takes images, and ", name, " is text-only"));
+  };
+  if (plan.images_per_prompt > 0) {
+    const common::CatalogEntry* e = model ? nullptr : common::find_catalog_entry(request.name());
+    if ((model && model->modality == "T") || (e && e->modality == "T")) return text_only(request.name());
+  }
   if (!model) {
     absl::StatusOr<serving::ServeSettings> settings =
         control::serve_settings_from_proto(request.store(), request.serve());
@@ -370,6 +437,10 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
     return absl::FailedPreconditionError(absl::StrCat(
         "model '", model->name,
         "' is not ready: ", model->state() == serving::ModelState::kFailed ? model->error() : "still loading"));
+  if (plan.images_per_prompt > 0 && model->modality == "T") {
+    if (started_here) (void)engines_->stop(model->name);
+    return text_only(request.name());
+  }
   serving::GeneratorStats stats = model->generator->stats();
   BenchmarkTarget target;
   target.base_url = http_url_();

@@ -36,6 +36,11 @@ struct SweepPlan {
   std::vector<int32_t> prompt_tokens;
   std::vector<int32_t> completion_tokens;
   uint64_t seed = 2025;
+  // The image workload: each request's user message carries this many synthetic PNGs of width × height ahead of
+  // its text (0: text only). P still counts the whole prompt, the images' tokens included.
+  int32_t images_per_prompt = 0;
+  int32_t image_width = 0;
+  int32_t image_height = 0;
 };
 
 // Probing an endpoint stops after the first level with an error or with a p50 TPOT over this many times the

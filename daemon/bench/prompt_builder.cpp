@@ -17,15 +17,21 @@ constexpr const char* kWords =
 constexpr size_t kCharBytes = 3;
 constexpr int kMaxAdjustments = 200;
 
-json user_messages(const std::string& text) {
-  return json::array({{{"role", "user"}, {"content", text}}});
+json user_messages(const std::string& text, const std::vector<std::string>& image_urls) {
+  if (image_urls.empty()) return json::array({{{"role", "user"}, {"content", text}}});
+  // Images first, then the text: the order of vLLM's multimodal benchmark datasets and of the Qwen2.5-VL examples.
+  json parts = json::array();
+  for (const std::string& url : image_urls) parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
+  parts.push_back({{"type", "text"}, {"text", text}});
+  return json::array({{{"role", "user"}, {"content", parts}}});
 }
 
 }  // namespace
 
-TokenCountFn server_token_counter(const OpenAiClient& client, const std::string& model) {
-  return [&client, model](const std::string& text) -> absl::StatusOr<int32_t> {
-    json body = {{"model", model}, {"messages", user_messages(text)}, {"add_generation_prompt", true}};
+TokenCountFn server_token_counter(const OpenAiClient& client, const std::string& model,
+                                  std::vector<std::string> image_urls) {
+  return [&client, model, image_urls = std::move(image_urls)](const std::string& text) -> absl::StatusOr<int32_t> {
+    json body = {{"model", model}, {"messages", user_messages(text, image_urls)}, {"add_generation_prompt", true}};
     absl::StatusOr<HttpReply> reply = client.post_json("/tokenize", body.dump());
     if (!reply.ok()) return reply.status();
     if (reply->status == 200) {
@@ -37,7 +43,7 @@ TokenCountFn server_token_counter(const OpenAiClient& client, const std::string&
       return absl::FailedPreconditionError(absl::StrCat(client.base_url(), "/tokenize failed with HTTP ", reply->status,
                                                         ": ", reply->body.substr(0, 200)));
     // No /tokenize: the server's own usage report counts the same tokens.
-    json chat = {{"model", model}, {"messages", user_messages(text)}, {"max_tokens", 1}, {"stream", false}};
+    json chat = {{"model", model}, {"messages", user_messages(text, image_urls)}, {"max_tokens", 1}, {"stream", false}};
     reply = client.post_json("/v1/chat/completions", chat.dump());
     if (!reply.ok()) return reply.status();
     json j = json::parse(reply->body, nullptr, false);
@@ -51,9 +57,10 @@ TokenCountFn server_token_counter(const OpenAiClient& client, const std::string&
   };
 }
 
-std::string chat_request_body(const std::string& model, const std::string& text, int32_t max_completion_tokens) {
+std::string chat_request_body(const std::string& model, const std::string& text, int32_t max_completion_tokens,
+                              const std::vector<std::string>& image_urls) {
   json body = {{"model", model},
-               {"messages", user_messages(text)},
+               {"messages", user_messages(text, image_urls)},
                {"stream", true},
                {"stream_options", {{"include_usage", true}}},
                {"max_completion_tokens", max_completion_tokens},
@@ -68,15 +75,27 @@ std::string PromptBuilder::random_chars(int64_t n) {
   return out;
 }
 
-absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
+absl::Status PromptBuilder::check(int32_t num_tokens) {
   if (overhead_ < 0) {
     absl::StatusOr<int32_t> empty = count_("");
     if (!empty.ok()) return empty.status();
     overhead_ = *empty;
   }
+  if (image_tokens_ > 0 && num_tokens < overhead_ + image_tokens_)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a prompt of ", num_tokens, " tokens is shorter than the chat template (", overhead_,
+                     " tokens) and ", image_what_, " (", image_tokens_, " tokens) together"));
   if (num_tokens < overhead_)
     return absl::InvalidArgumentError(absl::StrCat(
         "a prompt of ", num_tokens, " tokens is shorter than the chat template alone (", overhead_, " tokens)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PromptBuilder::build(int32_t num_tokens) {
+  if (absl::Status s = check(num_tokens); !s.ok()) return s;
+  // The text is counted without the images (each count would otherwise send and preprocess them again); the images
+  // add a fixed number of tokens, which every request's usage then confirms (check_lengths).
+  num_tokens -= image_tokens_;
   std::string text = random_chars(num_tokens - overhead_);
   for (int i = 0; i < kMaxAdjustments; ++i) {
     absl::StatusOr<int32_t> n = count_(text);

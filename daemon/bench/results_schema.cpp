@@ -1,5 +1,6 @@
 #include "daemon/bench/results_schema.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 
@@ -92,6 +93,13 @@ const std::vector<Column>& result_columns() {
   return columns;
 }
 
+const std::vector<std::string>& key_columns() {
+  static const std::vector<std::string> keys = {
+      "nvidia_device_name",    "nvidia_device_count", "bmserver_version",  "model_name",  "num_prompt_tokens",
+      "num_completion_tokens", "num_requests",        "images_per_prompt", "image_width", "image_height"};
+  return keys;
+}
+
 std::vector<std::string> schema_migrations(SqlDialect dialect) {
   // Migration 1 is written out (not derived from the proto) so that a later field cannot silently change it;
   // result_columns_test checks that the table and the proto agree.
@@ -156,18 +164,46 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
     if (index++ < kNumKeyColumns) keys.push_back(c[0]);
   }
   defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(keys, ", "), ")"));
-  return {absl::StrCat("CREATE TABLE ", kResultsTable, " (\n  ", absl::StrJoin(defs, ",\n  "), "\n)")};
+  std::vector<std::string> migrations = {
+      absl::StrCat("CREATE TABLE ", kResultsTable, " (\n  ", absl::StrJoin(defs, ",\n  "), "\n)")};
+
+  // Version 2, the image workload: four columns, three of them in the key. Rows of version 1 are text runs, so
+  // they get 0 (the value a text run stores). SQLite cannot change a primary key in place: the table is rebuilt
+  // (its documented procedure: create, copy, drop, rename) in the migration's transaction; PostgreSQL swaps the
+  // constraint.
+  static const char* kVersion2Columns[] = {"images_per_prompt", "image_width", "image_height", "num_image_tokens"};
+  const char* integer = sql_type(ColumnType::kInteger, dialect);
+  if (dialect == SqlDialect::kPostgres) {
+    std::vector<std::string> steps;
+    for (const char* c : kVersion2Columns)
+      steps.push_back(
+          absl::StrCat("ALTER TABLE ", kResultsTable, " ADD COLUMN ", c, " ", integer, " NOT NULL DEFAULT 0"));
+    steps.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " DROP CONSTRAINT ", kResultsTable, "_pkey"));
+    steps.push_back(
+        absl::StrCat("ALTER TABLE ", kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+    migrations.push_back(absl::StrJoin(steps, ";\n"));
+  } else {
+    std::vector<std::string> v2_defs(defs.begin(), defs.end() - 1), old_names;  // without version 1's key
+    for (const auto& c : kVersion1Columns) old_names.push_back(c[0]);
+    for (const char* c : kVersion2Columns) v2_defs.push_back(absl::StrCat(c, " ", integer, " NOT NULL DEFAULT 0"));
+    v2_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+    std::string rebuilt = absl::StrCat(kResultsTable, "_v2");
+    migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v2_defs, ",\n  "), "\n);\n",
+                                      "INSERT INTO ", rebuilt, " (", absl::StrJoin(old_names, ", "), ") SELECT ",
+                                      absl::StrJoin(old_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
+                                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
+  }
+  return migrations;
 }
 
 std::string upsert_sql(const std::vector<std::string>& values) {
   const std::vector<Column>& columns = result_columns();
   BM_CHECK(values.size() == columns.size());
-  std::vector<std::string> names, keys, updates;
+  const std::vector<std::string>& keys = key_columns();
+  std::vector<std::string> names, updates;
   for (size_t i = 0; i < columns.size(); ++i) {
     names.push_back(columns[i].name);
-    if (static_cast<int>(i) < kNumKeyColumns) {
-      keys.push_back(columns[i].name);
-    } else {
+    if (std::find(keys.begin(), keys.end(), columns[i].name) == keys.end()) {
       updates.push_back(absl::StrCat(columns[i].name, " = excluded.", columns[i].name));
     }
   }
@@ -182,7 +218,8 @@ std::string select_sql(bool by_model) {
   return absl::StrCat("SELECT ", absl::StrJoin(names, ", "), " FROM ", kResultsTable,
                       by_model ? " WHERE model_name = $1" : "",
                       " ORDER BY model_name, nvidia_device_name, nvidia_device_count, bmserver_version, "
-                      "num_prompt_tokens, num_completion_tokens, num_requests");
+                      "num_prompt_tokens, num_completion_tokens, images_per_prompt, image_width, image_height, "
+                      "num_requests");
 }
 
 std::vector<std::string> to_column_values(const bmserver::v1::BenchmarkResult& result) {

@@ -76,13 +76,18 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
       {"Time per output token (p50)", "ms", [](const Result& r) { return r.tpot_ms().p50(); }},
       {"End-to-end latency (p50)", "s", [](const Result& r) { return r.e2el_ms().p50() / 1000; }},
   };
-  // One series per (model, GPU, P, C), points sorted by concurrency.
-  using Key = std::tuple<std::string, std::string, int32_t, int32_t>;
+  // One series per (model, GPU, P, C, image workload), points sorted by concurrency; the images are a string
+  // ("" for text, "1×448x448") so that a text and an image sweep of the same P and C stay two lines.
+  using Key = std::tuple<std::string, std::string, int32_t, int32_t, std::string>;
   std::map<Key, std::vector<const Result*>> series;
   std::set<int32_t> xs;
   std::set<std::string> models;
   for (const Result& r : results) {
-    series[{r.model_name(), r.nvidia_device_name(), r.num_prompt_tokens(), r.num_completion_tokens()}].push_back(&r);
+    std::string images = r.images_per_prompt() > 0
+                             ? absl::StrCat(r.images_per_prompt(), "×", r.image_width(), "x", r.image_height())
+                             : std::string();
+    series[{r.model_name(), r.nvidia_device_name(), r.num_prompt_tokens(), r.num_completion_tokens(), images}]
+        .push_back(&r);
     xs.insert(r.num_requests());
     models.insert(r.model_name());
   }
@@ -168,11 +173,12 @@ std::string render_svg_plot(const std::vector<Result>& results, const std::strin
   double legend_top = kMarginTop + rows * (kPanelHeight + kGapY) + 4;
   size_t i = 0;
   for (const auto& [key, points] : series) {
-    const auto& [model, gpu, prompt, completion] = key;
+    const auto& [model, gpu, prompt, completion, images] = key;
     double x = kMarginLeft + static_cast<double>(i % 3) * (kPanelWidth + kGapX);
     double y = legend_top + 24.0 * static_cast<double>(i / 3);
     const char* c = kColors[i % std::size(kColors)];
     std::string label = absl::StrCat(prompt, " → ", completion, " tokens");
+    if (!images.empty()) absl::StrAppend(&label, ", ", images, " images");
     if (models.size() > 1) label = absl::StrCat(model, ": ", label);
     absl::StrAppend(&label, " (", gpu, ")");
     absl::StrAppendFormat(&svg,

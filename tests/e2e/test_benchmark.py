@@ -7,6 +7,8 @@
   that the sweep is upserted there and read back.
 - ServedBenchmarkTest benchmarks a tiny random-weight model on the CPU backend with a forced small KV cache;
   it skips with the daemon's sentence while this build has no engine runtime.
+- ImageBenchmarkTest runs the image workload against the tiny Qwen2.5-VL model (vision tower included) and checks
+  that the rows carry the image settings and token counts; a text-only model and a bad size are one sentence.
 """
 import csv
 import io
@@ -150,6 +152,10 @@ class BadInputTest(BenchmarkCase):
         self.assert_one_sentence(ep + ["--prompt-tokens", "4000", "--completion-tokens", "200"],
                                  "is over the model's context of 4096 tokens")
         self.assert_one_sentence(["qwen2.5-7b-awq", "--prompt-tokens", "16"], "not downloaded")
+        # The catalog knows qwen2.5-7b-awq is text-only: refused before it is looked for or served.
+        self.assert_one_sentence(["qwen2.5-7b-awq", "--images-per-prompt", "1"],
+                                 "--images-per-prompt needs a model that takes images, and qwen2.5-7b-awq is text-only")
+        self.assert_one_sentence(ep + ["--images-per-prompt=-1"], "--images-per-prompt must not be negative, not -1")
         self.assert_one_sentence(ep, "cannot use the results database PostgreSQL 127.0.0.1:",
                                  env={"BMSERVER_POSTGRES_URL": f"postgresql+psycopg://u:pw@127.0.0.1:{free_port()}/x"})
         html = FakeServer("--mode", "html")
@@ -200,7 +206,7 @@ class PostgresBenchmarkTest(BenchmarkCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn(f"Stored 3 runs in PostgreSQL 127.0.0.1:{pg.port}/postgres", r.stdout)
             self.assertEqual(pg.psql("SELECT count(*) FROM chat_benchmark_result"), "3")
-            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "1")
+            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "2")  # 2: the image workload
             self.assertEqual(pg.psql("SELECT string_agg(num_requests::text, ',' ORDER BY num_requests) "
                                      "FROM chat_benchmark_result WHERE num_prompt_tokens = 20"), "1,2,3")
             self.assertEqual(len(self.stored(env=env)), 3)
@@ -243,6 +249,71 @@ class ServedBenchmarkTest(unittest.TestCase):
             r = daemon.cli("chat", "benchmark", model, "--backend", "cpu", "--kv-cache-bytes", str(1 << 20),
                            "--prompt-tokens", str(big), "--completion-tokens", "1", timeout=900)
             self.assertTrue("not one request fits" in r.stdout or "over the model's context" in r.stderr, r.stdout + r.stderr)
+        finally:
+            daemon.close()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class ImageBenchmarkTest(unittest.TestCase):
+    """--images-per-prompt on the tiny Qwen2.5-VL model: the smallest sweep (--max-num-seqs 2: levels 1 and 2)."""
+
+    def test_image_workload_is_measured_and_stored_with_its_settings(self):
+        root = tempfile.mkdtemp(prefix="bm-bench-vl-")
+        daemon = Daemon().start()
+        try:
+            vl = make_tiny_model(root, "qwen2.5-vl", name="tiny-vl-bench", tool_args=["--processor-template"])
+            text = make_tiny_model(root, "qwen2.5", name="tiny-text-bench")
+            serve = ["--backend", "cpu", "--kv-cache-bytes", str(8 << 20), "--max-num-seqs", "2"]
+            p, c = 64, 4
+            r = daemon.cli("chat", "benchmark", vl, *serve, "--prompt-tokens", str(p), "--completion-tokens", str(c),
+                           "--images-per-prompt", "1", "--image-size", "112x112", "-o", "json", timeout=600)
+            require_benchmarks_service(self, r)
+            if r.returncode != 0 and "no engine runtime yet" in r.stderr:
+                raise unittest.SkipTest("this build has no engine runtime yet: " + r.stderr.strip())
+            self.assertEqual(r.returncode, 0, r.stderr + daemon.read_log()[-3000:])
+            results = json.loads(r.stdout)["results"]
+            self.assertEqual([x["num_requests"] for x in results], [1, 2])
+            for x in results:
+                self.assertEqual(x["num_errors"], 0, x.get("first_error"))  # usage said exactly P and C
+                self.assertEqual((x["num_prompt_tokens"], x["num_completion_tokens"]), (p, c))
+                # 112x112 is 8x8 patches merged 2x2: 16 pads, plus <|vision_start|> and <|vision_end|>.
+                self.assertEqual((x["images_per_prompt"], x["image_width"], x["image_height"], x["num_image_tokens"]),
+                                 (1, 112, 112, 18))
+                self.assertGreater(x["ttft_ms"]["p50"], 0)
+
+            # Stored under the image key: the same P, C and concurrency as text would be another row.
+            r = daemon.cli("chat", "benchmark", "export", "-o", "json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            stored = json.loads(r.stdout)["results"]
+            self.assertEqual(sorted((x["num_requests"], x["images_per_prompt"], x["num_image_tokens"]) for x in stored),
+                             [(1, 1, 18), (2, 1, 18)])
+            r = daemon.cli("chat", "benchmark", "export")
+            rows = list(csv.DictReader(io.StringIO(r.stdout)))
+            self.assertEqual({(row["images_per_prompt"], row["image_width"], row["image_height"]) for row in rows},
+                             {("1", "112", "112")})
+            r = daemon.cli("chat", "benchmark", "list")
+            self.assertIn("1×112x112", r.stdout)
+            r = daemon.cli("chat", "benchmark", "show", "tiny-vl-bench")
+            self.assertIn("IMG TOK", r.stdout)
+
+            # Bad input: one sentence each, nothing more stored.
+            for args, fragment in [
+                ([text, *serve, "--prompt-tokens", "64", "--completion-tokens", "4", "--images-per-prompt", "1"],
+                 "--images-per-prompt needs a model that takes images, and "),
+                ([vl, *serve, "--images-per-prompt", "1", "--image-size", "112"], "--image-size takes WIDTHxHEIGHT"),
+                ([vl, *serve, "--images-per-prompt", "1", "--image-size", "20x112"], "is outside 28..4096 pixels"),
+                ([vl, *serve, "--image-size", "112x112"], "give --images-per-prompt N too"),
+                ([vl, *serve, "--prompt-tokens", "20", "--completion-tokens", "4", "--images-per-prompt", "1",
+                  "--image-size", "112x112"], "and 1 image of 112x112 (18 tokens) together"),
+            ]:
+                r = daemon.cli("chat", "benchmark", *args, timeout=600)
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                lines = [l for l in r.stderr.splitlines() if l.strip()]
+                self.assertEqual(len(lines), 1, r.stderr)
+                self.assertIn(fragment, lines[0])
+            r = daemon.cli("chat", "benchmark", "export", "-o", "json")
+            self.assertEqual(len(json.loads(r.stdout)["results"]), 2)
+            self.assertEqual(daemon.cli_json("chat", "ps").get("models", []), [])
         finally:
             daemon.close()
             shutil.rmtree(root, ignore_errors=True)

@@ -49,6 +49,34 @@ TEST(PromptBuilderTest, CounterErrorsPassThrough) {
   EXPECT_EQ(builder.build(10).status().message(), "down");
 }
 
+// The image workload: the images' tokens come off the text, so the whole prompt is still exactly P.
+TEST(PromptBuilderTest, ImageTokensAreReservedOutOfP) {
+  PromptBuilder builder(fake_count, 3);
+  builder.reserve_image_tokens(258, "1 image of 448x448");
+  absl::StatusOr<std::string> text = builder.build(300);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*fake_count(*text) + 258, 300);
+  EXPECT_TRUE(builder.build(270).ok());  // the template and the image alone
+  EXPECT_TRUE(builder.check(270).ok());
+  EXPECT_FALSE(builder.check(269).ok());
+  EXPECT_THAT(std::string(builder.build(269).status().message()),
+              ::testing::HasSubstr("a prompt of 269 tokens is shorter than the chat template (12 tokens) and 1 image "
+                                   "of 448x448 (258 tokens) together"));
+}
+
+TEST(ChatRequestBodyTest, ImagesComeBeforeTheTextInOneUserMessage) {
+  auto body =
+      nlohmann::json::parse(chat_request_body("m", "hi", 8, {"data:image/png;base64,AA", "data:image/png;base64,BB"}));
+  const auto& content = body["messages"][0]["content"];
+  ASSERT_EQ(content.size(), 3u);
+  EXPECT_EQ(content[0]["type"], "image_url");
+  EXPECT_EQ(content[0]["image_url"]["url"], "data:image/png;base64,AA");
+  EXPECT_EQ(content[1]["image_url"]["url"], "data:image/png;base64,BB");
+  EXPECT_EQ(content[2]["type"], "text");
+  EXPECT_EQ(content[2]["text"], "hi");
+  EXPECT_EQ(body["max_completion_tokens"], 8);
+}
+
 TEST(ChatRequestBodyTest, AsksForExactlyCTokensStreamedWithUsage) {
   auto body = nlohmann::json::parse(chat_request_body("m", "hi", 64));
   EXPECT_EQ(body["model"], "m");

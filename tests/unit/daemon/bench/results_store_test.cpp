@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "daemon/bench/results_schema.h"
 
 namespace bm::daemon::bench {
@@ -170,6 +171,25 @@ class ResultsStoreTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  // Runs SQL on the store's database directly (to build an old schema the way an older daemon left it).
+  void exec_sql(const std::string& sql) {
+    if (GetParam() == "sqlite") {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+      char* message = nullptr;
+      int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+      std::string text = message ? message : "";
+      sqlite3_free(message);
+      sqlite3_close(db);
+      ASSERT_EQ(rc, SQLITE_OK) << text;
+    } else {
+      pqxx::connection c(PostgresServer::get()->url());
+      pqxx::work w(c);
+      w.exec(sql);
+      w.commit();
+    }
+  }
+
   static inline int counter_ = 0;
   fs::path dir_;
   std::string path_;
@@ -224,6 +244,62 @@ TEST_P(ResultsStoreTest, AFailedBatchStoresNoRowAtAll) {
   auto rows = store_->list("");
   ASSERT_TRUE(rows.ok());
   EXPECT_TRUE(rows->empty());
+}
+
+// A text run and an image run of the same (GPU, version, model, P, C, concurrency) are different rows, and two
+// image sizes too.
+TEST_P(ResultsStoreTest, ImageWorkloadsAreTheirOwnRows) {
+  ASSERT_TRUE(store_->check().ok());
+  BenchmarkResult text = sample("qwen2.5-vl-3b", 1, 10), image = sample("qwen2.5-vl-3b", 1, 7),
+                  bigger = sample("qwen2.5-vl-3b", 1, 5);
+  image.set_images_per_prompt(1);
+  image.set_image_width(448);
+  image.set_image_height(448);
+  image.set_num_image_tokens(258);
+  bigger = image;
+  bigger.set_image_width(896);
+  bigger.set_num_image_tokens(514);
+  ASSERT_TRUE(store_->upsert({text, image, bigger}).ok());
+  auto rows = store_->list("qwen2.5-vl-3b");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_TRUE(same((*rows)[0], text));  // ordered by images, then size
+  EXPECT_TRUE(same((*rows)[1], image));
+  EXPECT_TRUE(same((*rows)[2], bigger));
+}
+
+// A database an older daemon left at version 1 (the original's seven-column key) keeps its rows as text runs and
+// then takes image runs beside them.
+TEST_P(ResultsStoreTest, VersionOneDatabasesMigrateKeepingTheirRows) {
+  SqlDialect dialect = GetParam() == "sqlite" ? SqlDialect::kSqlite : SqlDialect::kPostgres;
+  exec_sql("CREATE TABLE schema_version (version INTEGER NOT NULL)");
+  exec_sql(schema_migrations(dialect).front());
+  exec_sql("INSERT INTO schema_version (version) VALUES (1)");
+  BenchmarkResult old = sample("qwen2.5-vl-3b", 4, 12.5);
+  std::vector<std::string> names, values, all = to_column_values(old);
+  for (size_t i = 0; i < result_columns().size(); ++i) {
+    if (result_columns()[i].name == "images_per_prompt") break;  // version 2's columns come after version 1's
+    names.push_back(result_columns()[i].name);
+    std::string quoted = "'";
+    for (char ch : all[i]) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
+    values.push_back(quoted + "'");
+  }
+  exec_sql(absl::StrCat("INSERT INTO chat_benchmark_result (", absl::StrJoin(names, ", "), ") VALUES (",
+                        absl::StrJoin(values, ", "), ")"));
+
+  ASSERT_TRUE(store_->check().ok());
+  EXPECT_EQ(store_->schema_version(), 2);
+  BenchmarkResult image = sample("qwen2.5-vl-3b", 4, 3);
+  image.set_images_per_prompt(2);
+  image.set_image_width(224);
+  image.set_image_height(224);
+  image.set_num_image_tokens(132);
+  ASSERT_TRUE(store_->upsert({image}).ok());
+  auto rows = store_->list("");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_TRUE(same((*rows)[0], old)) << (*rows)[0].DebugString();
+  EXPECT_TRUE(same((*rows)[1], image));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ResultsStoreTest, ::testing::Values("sqlite", "postgres"),
@@ -301,8 +377,17 @@ TEST(ResultsStoreFactoryTest, SqliteInTheStateDirUnlessAUrlIsGiven) {
   EXPECT_EQ((*from_env)->describe(), "PostgreSQL env-host/db");
 }
 
-TEST(ResultsSchemaTest, MigrationOneHoldsEveryFieldOfTheResultInOrder) {
-  std::string create = schema_migrations(SqlDialect::kSqlite).front();
+TEST(ResultsSchemaTest, MigrationOneHoldsTheOriginalKey) {
+  EXPECT_THAT(schema_migrations(SqlDialect::kSqlite).front(),
+              HasSubstr("PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, model_name, "
+                        "num_prompt_tokens, num_completion_tokens, num_requests)"));
+}
+
+// SQLite's newest table is the one the last rebuild creates; every field of the result must be a column of it, in
+// order (a new field without a migration fails here).
+TEST(ResultsSchemaTest, TheNewestTableHoldsEveryFieldOfTheResultInOrder) {
+  std::string last = schema_migrations(SqlDialect::kSqlite).back();
+  std::string create = last.substr(last.find("CREATE TABLE"));
   size_t pos = create.find('(') + 1;
   for (const Column& c : result_columns()) {
     size_t at = create.find("\n  " + c.name + " ", pos);
@@ -310,7 +395,15 @@ TEST(ResultsSchemaTest, MigrationOneHoldsEveryFieldOfTheResultInOrder) {
     pos = at + 1;
   }
   EXPECT_THAT(create, HasSubstr("PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, model_name, "
-                                "num_prompt_tokens, num_completion_tokens, num_requests)"));
+                                "num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, "
+                                "image_width, image_height)"));
+  // PostgreSQL adds the same columns and key.
+  std::string pg = schema_migrations(SqlDialect::kPostgres).back();
+  for (const char* c : {"images_per_prompt", "image_width", "image_height", "num_image_tokens"})
+    EXPECT_THAT(pg, HasSubstr(absl::StrCat("ADD COLUMN ", c, " BIGINT NOT NULL DEFAULT 0")));
+  EXPECT_THAT(pg, HasSubstr("ADD PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, model_name, "
+                            "num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, image_width, "
+                            "image_height)"));
 }
 
 }  // namespace
