@@ -149,6 +149,8 @@ class CausalLM {
   virtual absl::StatusOr<std::shared_ptr<SequenceMedia>> prepare_media(std::span<const int32_t> prompt_ids,
                                                                        const PromptMedia* media) const;
   virtual absl::StatusOr<std::vector<std::vector<float>>> encode_media(std::span<const MediaItem* const> items);
+  // The device memory an encode may take at most (0: the model encodes nothing), which the KV planning leaves free.
+  virtual int64_t media_activation_bytes() const { return 0; }
 
  private:
   std::vector<float> host_logits_;  // the default forward_candidates' last rows

@@ -563,8 +563,8 @@ absl::StatusOr<std::shared_ptr<SequenceMedia>> DecoderLM::prepare_media(std::spa
           absl::StrCat("media item ", next, " takes ", item.num_tokens(config.merge_unit()), " pad tokens (grid ",
                        item.grid.t, "x", item.grid.h, "x", item.grid.w, ") but the prompt holds ", end - i));
     // The tower's activations grow with the image (~77 KB a patch with the 3B's config, 5 GB at the processor's
-    // default max_pixels): an image that would need more than this is refused before anything is allocated.
-    constexpr int64_t kMaxEncodeActivationBytes = int64_t{2} << 30;
+    // default max_pixels): an image that would need more than kMaxEncodeActivationBytes is refused before anything
+    // is allocated.
     if (item.grid.num_patches() * config.activation_bytes_per_patch() > kMaxEncodeActivationBytes)
       return absl::InvalidArgumentError(absl::StrCat(
           "media item ", next, " has ", item.grid.num_patches(), " patches; encoding it would take ",

@@ -51,6 +51,7 @@ class DecoderLM final : public CausalLM {
   absl::StatusOr<std::shared_ptr<SequenceMedia>> prepare_media(std::span<const int32_t> prompt_ids,
                                                                const PromptMedia* media) const override;
   absl::StatusOr<std::vector<std::vector<float>>> encode_media(std::span<const MediaItem* const> items) override;
+  int64_t media_activation_bytes() const override { return vision_ != nullptr ? kMaxEncodeActivationBytes : 0; }
 
  private:
   // Where each index table of a step sits in the one I32 buffer they share (offsets in ints), so that a step

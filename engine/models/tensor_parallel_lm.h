@@ -46,6 +46,7 @@ class TensorParallelLM final : public CausalLM {
   absl::StatusOr<std::vector<std::vector<float>>> encode_media(std::span<const MediaItem* const> items) override {
     return ranks_[0]->encode_media(items);
   }
+  int64_t media_activation_bytes() const override { return ranks_[0]->media_activation_bytes(); }
 
  private:
   TensorParallelLM(std::vector<std::unique_ptr<DecoderLM>> ranks,

@@ -54,6 +54,10 @@ struct VisionConfig {
   }
 };
 
+// The most activation memory one encode of one image or video may take: a larger one is refused at submit
+// (DecoderLM::prepare_media), and a GPU engine leaves this much out of its KV cache (plan_kv_cache_blocks).
+inline constexpr int64_t kMaxEncodeActivationBytes = int64_t{2} << 30;
+
 // Parses the "vision_config" object of a config.json's text; refuses what the tower does not run (hidden_act
 // other than silu, a head_dim not divisible by 4, a window not a whole number of merge units, ...).
 absl::StatusOr<VisionConfig> parse_vision_config(std::string_view config_json);

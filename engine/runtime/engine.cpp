@@ -85,10 +85,12 @@ absl::StatusOr<int32_t> plan_kv_cache_blocks(const CausalLM& model, const Engine
     // buffers that grow with context length (the split-sequence attention's partial results).
     const int64_t total = model.device_memory_total_bytes();
     const int64_t used = total - model.device_memory_free_bytes() - reclaimable_bytes;
-    const int64_t headroom = kGiB / 4;
+    // The vision tower's activations are allocated per encode, so what the largest image may take is kept free too.
+    const int64_t headroom = kGiB / 4 + model.media_activation_bytes();
     budget = static_cast<int64_t>(static_cast<double>(total) * options.gpu_memory_utilization) - used - headroom;
     source = absl::StrCat("--gpu-memory-utilization ", options.gpu_memory_utilization, " of ", gib(total), " with ",
-                          gib(used), " in use (weights and activations) and ", gib(headroom), " kept free");
+                          gib(used), " in use (weights and activations) and ", gib(headroom), " kept free",
+                          model.media_activation_bytes() > 0 ? " (with the vision tower's largest encode)" : "");
   }
   const int64_t blocks = std::min<int64_t>(budget / block_bytes, int64_t{1} << 30);
   if (blocks < 1)

@@ -334,6 +334,31 @@ class VisionServingTest(unittest.TestCase):
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         self.assertEqual(streamed, r.choices[0].message.content)  # greedy: the same tokens both ways
 
+    def test_awq_and_tensor_parallel_vl_models_serve_images(self):
+        """[engine] The AWQ form of a Qwen2.5-VL model (its language model's linear layers AWQ int4, the tower float,
+        as the published AWQ checkpoints) and the float model split over two CPU ranks answer an image chat; usage
+        counts the image's tokens."""
+        awq = make_tiny_model(self.root, "qwen2.5-vl", name="tiny-vl-awq", quantization="awq-int4",
+                              tool_args=["--processor-template"])
+        tp = make_tiny_model(self.root, "qwen2.5-vl", name="tiny-vl-tp2", tool_args=["--processor-template"])
+        for path, extra in ((awq, []), (tp, ["--tensor-parallel-size", "2", "--threads", "2"])):
+            r = self.daemon.cli("chat", "serve", path, "--backend", "cpu", "--kv-cache-bytes", str(32 << 20), *extra,
+                                timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr + self.daemon.read_log())
+            name = os.path.basename(path)
+            try:
+                messages = self.image_message(data_url(png(84, 56)))
+                status, body = http("POST", self.base + "/tokenize", {"model": name, "messages": messages})
+                self.assertEqual(status, 200, body)
+                expected = json.loads(body)["count"]
+                status, body = self.chat(messages, model=name, ignore_eos=True)
+                self.assertEqual(status, 200, body)
+                reply = json.loads(body)
+                self.assertEqual(reply["usage"]["prompt_tokens"], expected)
+                self.assertEqual(reply["usage"]["completion_tokens"], 2)
+            finally:
+                self.assertEqual(self.daemon.cli("chat", "stop", name).returncode, 0)
+
     def test_video_chat(self):
         """[engine]"""
         self.require_sdk()

@@ -520,6 +520,8 @@ class MeteredDeviceModel final : public CausalLM {
     return kTotal - kWeights - activations_ - cache_ - graph_buffers_;
   }
   std::string backend_name() const override { return "cuda"; }
+  int64_t media_activation_bytes() const override { return media_activation_bytes_; }
+  int64_t media_activation_bytes_ = 0;  // a vision model: what its largest encode may take
   // Decode graphs: their own activations for max_seqs rows, reserved when enabled (as DecoderLM does).
   static constexpr int64_t kGraphBytesPerSeq = int64_t{4} << 20;
   absl::Status enable_decode_graphs(int32_t max_seqs) override {
@@ -582,6 +584,13 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   const int64_t expected_bytes =
       MeteredDeviceModel::kTotal / 2 - MeteredDeviceModel::kWeights - 1000 * (int64_t{1} << 20) - (int64_t{1} << 28);
   EXPECT_EQ((*engine)->stats().num_kv_blocks, expected_bytes / (int64_t{1} << 20));
+
+  // A vision model leaves its largest encode's activations out of the cache too.
+  auto vision = std::make_unique<MeteredDeviceModel>();
+  vision->media_activation_bytes_ = int64_t{2} << 30;
+  auto vision_engine = Engine::create(std::move(vision), GenerationConfig{}, options);
+  ASSERT_TRUE(vision_engine.ok()) << vision_engine.status();
+  EXPECT_EQ((*vision_engine)->stats().num_kv_blocks, (expected_bytes - (int64_t{2} << 30)) / (int64_t{1} << 20));
 }
 
 // On a device, structured output runs from candidates: the grammar's mask goes to the backend with the candidate
