@@ -62,6 +62,9 @@ class NcclCommunicator final : public Communicator {
   int device() const { return group_->device(rank_); }
   NcclCommHandle comm() const { return group_->comm(rank_); }
   const std::shared_ptr<NcclGroup>& group() const { return group_; }
+  void abort(const std::string& reason) override {
+    group_->abort("rank " + std::to_string(rank_) + " failed: " + reason);
+  }
 
  private:
   std::shared_ptr<NcclGroup> group_;  // the last rank destroyed destroys the communicators
