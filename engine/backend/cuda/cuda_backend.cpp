@@ -135,7 +135,16 @@ CudaBackend::~CudaBackend() {
 }
 
 bool CudaBackend::ready() const {
-  return !router_.failed() && BM_CUDA_OK(cudaSetDevice(device_));
+  if (router_.failed()) return false;
+  // A peer's fault aborted this rank's NCCL group: its communicators are freed, and any further step here (an
+  // eager collective, or a replayed graph holding one) would touch them. Recorded like any fault (the hook's
+  // abort is then a no-op), so this rank reports the engine failed too.
+  if (nccl_group_ != nullptr && nccl_group_->aborted()) {
+    device_failed("the NCCL group of this tensor-parallel model was aborted (" + nccl_group_->abort_reason() + ")",
+                  __FILE__, __LINE__);
+    return false;
+  }
+  return BM_CUDA_OK(cudaSetDevice(device_));
 }
 
 void* CudaBackend::scratch(DeviceScratch& buffer, int64_t bytes, const char* what) {
