@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     add_hub(command, f.hub);
     command->add_option("--local-dir", f.local_dir, "local model store DIR/{org}/{name}");
     command->add_option("--backend", f.backend, "auto | cuda | cpu")->check(CLI::IsMember({"auto", "cuda", "cpu"}));
-    command->add_option("--gpus", f.gpus, "GPU indices, e.g. 0,1 (default: all the daemon sees)")->delimiter(',');
+    command->add_option("--gpus", f.gpus, "GPU indices; several are one tensor-parallel group, e.g. 0,1 (default: the first free GPU, or the first N free for --tensor-parallel-size N)")->delimiter(',');
     command
         ->add_option("--max-model-len", f.max_model_len, "context length (default: the model's, clipped to what fits)")
         ->check(CLI::Range(1, 1 << 24));

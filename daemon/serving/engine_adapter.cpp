@@ -237,6 +237,8 @@ engine::EngineOptions engine_options(const ServeSettings& settings, const std::s
   o.enable_prefix_caching = settings.enable_prefix_caching;
   o.num_threads = settings.threads;
   o.tensor_parallel_size = settings.tensor_parallel_size;
+  // Several GPUs are one tensor-parallel group (the engine manager checked that their count is the size).
+  if (settings.gpus.size() > 1) o.devices.assign(settings.gpus.begin(), settings.gpus.end());
   if (settings.kv_cache_dtype == "bfloat16") o.kv_cache_dtype = engine::DType::kBF16;
   if (settings.kv_cache_dtype == "float32") o.kv_cache_dtype = engine::DType::kF32;
   if (settings.enforce_eager) o.decode_graphs = engine::DecodeGraphMode::kOff;
@@ -266,6 +268,9 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> load_engine(const ResolvedModel&
     // Only a backend that cannot start here falls back; a model that does not fit the GPU, or that no backend
     // supports, is reported as such.
     if (on_gpu.ok() || !engine::is_backend_unavailable(on_gpu.status())) return on_gpu;
+    // A tensor-parallel group the manager claimed GPUs for (libnccl missing, say) is an error, not CPU ranks at a
+    // fraction of the speed asked for.
+    if (settings.gpus.size() > 1) return on_gpu;
     progress({"falling back",
               absl::StrCat("the CUDA backend is not available (", on_gpu.status().message(), "); using the CPU"), -1});
   }
@@ -352,10 +357,18 @@ absl::StatusOr<std::string> plan(const ResolvedModel& model, const ServeSettings
     const engine::GpuInfo* info = nullptr;
     for (const engine::GpuInfo& g : devices.gpus)
       if (g.index == gpu) info = &g;
+    const bool group = settings.gpus.size() > 1;
     absl::StrAppend(
-        &out, "  backend    cuda on GPU ", gpu,
-        info ? absl::StrCat(" (", info->name, ", ", common::format_size(info->memory_total_bytes), ")") : "",
-        settings.backend == "auto" ? "; auto falls back to the cpu backend if the CUDA plugin cannot start" : "", "\n");
+        &out, "  backend    cuda on GPU", group ? "s " : " ", absl::StrJoin(settings.gpus, ", "),
+        info ? absl::StrCat(" (", info->name, ", ", common::format_size(info->memory_total_bytes), group ? " each" : "",
+                            ")")
+             : "",
+        group ? absl::StrCat("; tensor parallel over NCCL, one rank per GPU (the figures below are the ",
+                             "unsharded model's against GPU ", gpu, ")")
+              : "",
+        settings.backend == "auto" && !group ? "; auto falls back to the cpu backend if the CUDA plugin cannot start"
+                                             : "",
+        "\n");
     if (budget <= 0 && info) {
       const int64_t total = static_cast<int64_t>(info->memory_total_bytes);
       const int64_t used = total - static_cast<int64_t>(info->memory_free_bytes) + weight_bytes;

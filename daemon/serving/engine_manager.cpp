@@ -47,6 +47,24 @@ absl::Status check_settings(const ServeCommand& command) {
   return absl::OkStatus();
 }
 
+// Several GPUs in --gpus are one tensor-parallel group, one rank per GPU (docs/tensor-parallel.md): the size is
+// the number of GPUs when not given (1, the default, counts as not given), and a size given that differs from it
+// is refused. On the CPU backend --gpus means nothing and is left alone.
+absl::Status resolve_gpu_group(ServeSettings& s) {
+  if (s.backend == "cpu" || s.gpus.empty()) return absl::OkStatus();
+  std::vector<int32_t> sorted = s.gpus;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    return absl::InvalidArgumentError("--gpus names a GPU twice; a tensor-parallel group needs distinct GPUs");
+  const auto count = static_cast<int32_t>(s.gpus.size());
+  if (s.tensor_parallel_size == 1 && count > 1) s.tensor_parallel_size = count;
+  if (s.tensor_parallel_size != count)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tensor-parallel-size ", s.tensor_parallel_size, " does not match the ", count, " GPU",
+        count == 1 ? "" : "s", " --gpus names (one rank per GPU); give as many GPUs as ranks, or leave one out"));
+  return absl::OkStatus();
+}
+
 // A loader that throws (a filesystem error, a bad_alloc, a JSON type error deep in a config reader) fails the
 // one model it was loading, never the daemon.
 template <typename Step>
@@ -166,6 +184,32 @@ absl::StatusOr<std::vector<int32_t>> EngineManager::claim_gpus(const std::string
 
 absl::StatusOr<std::vector<int32_t>> EngineManager::pick_gpus(const ServeSettings& settings) const {
   std::vector<int32_t> gpus = settings.gpus;
+  // One GPU per tensor-parallel rank.
+  const int32_t wanted = std::max<int32_t>(1, settings.tensor_parallel_size);
+  if (gpus.empty() && wanted > 1) {
+    // No GPU at all: auto's CPU ranks are what this machine has (as auto runs one rank on the CPU).
+    if (num_gpus_ == 0 && settings.backend == "auto") return gpus;
+    // With GPUs, auto and cuda want all N; a silent fall back to CPU ranks would serve at a fraction of the
+    // speed asked for.
+    if (num_gpus_ < wanted)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "tensor-parallel size ", wanted, " needs ", wanted, " GPUs, but this daemon sees ", num_gpus_,
+          "; serve with a smaller --tensor-parallel-size, or --backend cpu for CPU ranks"));
+    std::vector<std::string> held;
+    for (int32_t g = 0; g < num_gpus_; ++g) {
+      const std::string* holder = holder_of(g);
+      if (holder == nullptr) {
+        if (static_cast<int32_t>(gpus.size()) < wanted) gpus.push_back(g);
+      } else {
+        held.push_back(absl::StrCat("GPU ", g, " by '", *holder, "'"));
+      }
+    }
+    if (static_cast<int32_t>(gpus.size()) < wanted)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "tensor-parallel size ", wanted, " needs ", wanted, " free GPUs, but only ", gpus.size(), " of ", num_gpus_,
+          " are free (held: ", absl::StrJoin(held, ", "), "); stop one first (bmserver chat ps)"));
+    return gpus;
+  }
   if (gpus.empty()) {
     for (int32_t g = 0; g < num_gpus_ && gpus.empty(); ++g)
       if (holder_of(g) == nullptr) gpus.push_back(g);
@@ -182,9 +226,11 @@ absl::StatusOr<std::vector<int32_t>> EngineManager::pick_gpus(const ServeSetting
   return gpus;
 }
 
-absl::StatusOr<std::string> EngineManager::plan(const ServeCommand& command) const {
+absl::StatusOr<std::string> EngineManager::plan(const ServeCommand& requested) const {
   if (!factory_.plan) return absl::UnimplementedError("this daemon cannot plan a serve (--check)");
-  if (absl::Status s = check_settings(command); !s.ok()) return s;
+  if (absl::Status s = check_settings(requested); !s.ok()) return s;
+  ServeCommand command = requested;
+  if (absl::Status s = resolve_gpu_group(command.settings); !s.ok()) return s;
   absl::StatusOr<ResolvedModel> resolved = factory_.resolve(command.name, command.settings);
   if (!resolved.ok()) return resolved.status();
   if (std::shared_ptr<ServedModel> existing = registry_.find(resolved->name);
@@ -195,9 +241,6 @@ absl::StatusOr<std::string> EngineManager::plan(const ServeCommand& command) con
     if (g >= num_gpus_)
       return absl::InvalidArgumentError(
           absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")"));
-  if (command.settings.gpus.size() > 1)
-    return absl::UnimplementedError(absl::StrCat("--gpus names ", command.settings.gpus.size(),
-                                                 " GPUs, but tensor parallelism across GPUs is not implemented yet"));
   ServeSettings settings = command.settings;
   if (settings.backend != "cpu") {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -230,9 +273,12 @@ void EngineManager::keep_failed(const std::shared_ptr<ServedModel>& model, const
   restoring_.erase(restore_index);
 }
 
-absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const ServeCommand& command,
+absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const ServeCommand& requested,
                                                                           const ProgressCallback& progress,
                                                                           std::optional<size_t> restore_index) {
+  // With --gpus' count as the tensor-parallel size when several are named (resolve_gpu_group); what is saved and
+  // shown (chat ps) is this resolved command.
+  ServeCommand command = requested;
   // A restored model that cannot come back is listed as failed under the name it was saved with.
   auto fail_before_resolving = [&](const absl::Status& status) {
     if (restore_index) {
@@ -245,6 +291,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
     return status;
   };
   if (absl::Status s = check_settings(command); !s.ok()) return fail_before_resolving(s);
+  if (absl::Status s = resolve_gpu_group(command.settings); !s.ok()) return fail_before_resolving(s);
   absl::StatusOr<MediaOptions> media = media_options(command.settings);
   if (!media.ok()) return fail_before_resolving(media.status());
   progress({"resolving", "looking up " + command.name, -1});
@@ -290,12 +337,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
     if (g >= num_gpus_)
       return fail(absl::InvalidArgumentError(
           absl::StrCat("--gpus ", g, " is not a GPU this daemon sees (it sees ", num_gpus_, ")")));
-  // A model runs on one GPU until tensor parallelism lands: the one --gpus names, else the first free one.
-  if (command.settings.gpus.size() > 1)
-    return fail(absl::UnimplementedError(
-        absl::StrCat("--gpus names ", command.settings.gpus.size(),
-                     " GPUs, but tensor parallelism across GPUs is not implemented yet; serve on one "
-                     "GPU (--gpus N)")));
+  // The GPUs --gpus names, else the first free one (or the first N free ones for tensor-parallel size N).
   absl::StatusOr<std::vector<int32_t>> gpus = claim_gpus(model->name, command.settings);
   if (!gpus.ok()) return fail(gpus.status());
   if (command.settings.listen_port > 0 && listener_hooks_.open) {

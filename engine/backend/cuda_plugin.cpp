@@ -20,6 +20,7 @@ constexpr char kUnavailablePayload[] = "type.bmserver.dev/engine.BackendUnavaila
 struct Plugin {
   BmCudaCreateBackendFn create = nullptr;
   BmCudaCopyBandwidthFn copy_bandwidth = nullptr;
+  BmCudaCreateCommunicatorsFn create_communicators = nullptr;
 };
 
 // Loads (once per path) and checks the plugin. Handles are never closed: unloading a CUDA runtime while the
@@ -56,7 +57,9 @@ absl::StatusOr<Plugin> load_plugin(const std::string& path) {
   Plugin plugin;
   plugin.create = reinterpret_cast<BmCudaCreateBackendFn>(dlsym(handle, "bm_cuda_create_backend_v1"));
   plugin.copy_bandwidth = reinterpret_cast<BmCudaCopyBandwidthFn>(dlsym(handle, "bm_cuda_measure_copy_bandwidth"));
-  if (plugin.create == nullptr || plugin.copy_bandwidth == nullptr) {
+  plugin.create_communicators =
+      reinterpret_cast<BmCudaCreateCommunicatorsFn>(dlsym(handle, "bm_cuda_create_communicators_v1"));
+  if (plugin.create == nullptr || plugin.copy_bandwidth == nullptr || plugin.create_communicators == nullptr) {
     return backend_unavailable(absl::StrCat("the CUDA backend plugin ", path, " reports ABI ", result.abi_version,
                                             " but lacks its entry points"));
   }
@@ -74,6 +77,11 @@ absl::Status status_of(int code, const char* message) {
     case kBmCudaDriverTooOld:
     case kBmCudaUnsupportedGpu:
       return backend_unavailable(absl::StrCat("the CUDA backend cannot run here: ", text));
+    case kBmCudaNcclUnavailable:
+      return backend_unavailable(absl::StrCat("tensor parallelism across GPUs needs NCCL: ", text));
+    case kBmCudaMixedGpus:
+    case kBmCudaInvalidArgument:
+      return absl::InvalidArgumentError(text);
     case kBmCudaOutOfMemory:
       return absl::ResourceExhaustedError(absl::StrCat("the CUDA backend ran out of memory: ", text));
     default:
@@ -108,6 +116,29 @@ absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend_from(const std::str
 
 absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend(int32_t device_index) {
   return create_cuda_backend_from(cuda_plugin_path(), device_index);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> create_cuda_communicators_from(
+    const std::string& plugin_path, std::span<const int32_t> devices) {
+  if (devices.empty()) return absl::InvalidArgumentError("a group of NCCL communicators needs at least one GPU");
+  absl::StatusOr<Plugin> plugin = load_plugin(plugin_path);
+  if (!plugin.ok()) return plugin.status();
+  const std::vector<int> ordinals(devices.begin(), devices.end());
+  BmCudaCommunicatorOptions options{BM_CUDA_PLUGIN_ABI_VERSION, static_cast<int>(ordinals.size()), ordinals.data()};
+  std::vector<void*> created(ordinals.size(), nullptr);
+  char error[512] = {};
+  const int code = plugin->create_communicators(&options, created.data(), error, sizeof error);
+  if (code != kBmCudaOk) return status_of(code, error);
+  std::vector<std::unique_ptr<Communicator>> communicators;
+  for (void* one : created) communicators.emplace_back(static_cast<Communicator*>(one));
+  for (const auto& one : communicators)
+    if (one == nullptr) return absl::InternalError("the CUDA plugin reported success but returned no communicator");
+  return communicators;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> create_cuda_communicators(
+    std::span<const int32_t> devices) {
+  return create_cuda_communicators_from(cuda_plugin_path(), devices);
 }
 
 absl::StatusOr<double> measure_cuda_copy_bandwidth(int32_t device_index, int64_t bytes, int32_t iterations) {

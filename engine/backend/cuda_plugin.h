@@ -9,10 +9,13 @@
 // other CUDA failures InternalError. Each message says what was looked for and what to do.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/backend/backend.h"
+#include "engine/backend/communicator.h"
 
 namespace bm::engine {
 
@@ -20,6 +23,14 @@ namespace bm::engine {
 absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend(int32_t device_index);
 // The plugin at an explicit path (tests, tools).
 absl::StatusOr<std::unique_ptr<Backend>> create_cuda_backend_from(const std::string& plugin_path, int32_t device_index);
+
+// Tensor parallelism across GPUs: one NCCL communicator per device of `devices` (CUDA ordinals, distinct, all the
+// same GPU model), rank r on devices[r], each for the CUDA backend created on that device. Errors: no plugin or no
+// usable GPU, or libnccl cannot be loaded: backend_unavailable (a sentence saying which); GPUs of different models:
+// InvalidArgumentError; NCCL failing to initialise: InternalError.
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> create_cuda_communicators(std::span<const int32_t> devices);
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> create_cuda_communicators_from(
+    const std::string& plugin_path, std::span<const int32_t> devices);
 
 // The backend cannot start on this machine (no plugin, no usable GPU or driver): UnimplementedError carrying a
 // payload that survives being passed up through the loader, so callers can tell it from other Unimplemented

@@ -48,18 +48,77 @@ absl::Status attach_vision_if_any(DecoderLM& model, const DecoderSpec& spec, con
   return model.attach_vision(checkpoint, *vision);
 }
 
+// One rank of a tensor-parallel model: its backend, its shard of the weights, its communicator.
+absl::StatusOr<std::unique_ptr<DecoderLM>> load_rank(const DecoderSpec& spec, const DecoderSpec& rank_spec,
+                                                     const Checkpoint& checkpoint,
+                                                     const std::filesystem::path& model_dir,
+                                                     const LoadOptions& options, std::unique_ptr<Backend> backend,
+                                                     Communicator& communicator) {
+  const int32_t r = communicator.rank();
+  if (!backend->runs_collectives(communicator))
+    return absl::InternalError(absl::StrCat("the ", std::string(backend->name()), " backend of rank ", r,
+                                            " cannot run collectives over a '", std::string(communicator.kind()),
+                                            "' communicator"));
+  absl::StatusOr<std::unique_ptr<DecoderWeights>> weights =
+      load_decoder_weights(checkpoint, spec, *backend, Shard{r, communicator.size()});
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<DecoderLM>> model =
+      DecoderLM::create(rank_spec, std::move(backend), std::move(*weights),
+                        options.kv_cache_dtype.value_or(default_kv_cache_dtype(options.backend)));
+  if (!model.ok()) return model.status();
+  (*model)->set_communicator(&communicator);
+  if (r == 0)
+    if (absl::Status s = attach_vision_if_any(**model, spec, checkpoint, model_dir); !s.ok()) return s;
+  return model;
+}
+
+// The GPUs of a CUDA tensor-parallel group: LoadOptions::devices, or 0 .. size-1.
+absl::StatusOr<std::vector<int32_t>> tensor_parallel_devices(const LoadOptions& options) {
+  const int32_t size = options.tensor_parallel_size;
+  if (options.devices.empty()) {
+    std::vector<int32_t> devices(static_cast<size_t>(size));
+    for (int32_t r = 0; r < size; ++r) devices[static_cast<size_t>(r)] = r;
+    return devices;
+  }
+  if (static_cast<int32_t>(options.devices.size()) != size)
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", size, " needs one GPU per rank, but ",
+                                                   options.devices.size(), " GPUs were given"));
+  return options.devices;
+}
+
 // The ranks of a tensor-parallel model, each with its shard of the weights and its own backend and communicator.
+// CPU: CpuCommunicator ranks sharing the threads. CUDA: one backend per GPU and NCCL communicators
+// (create_cuda_communicators; it refuses GPUs of different models), rank 0 on the first GPU.
 absl::StatusOr<std::unique_ptr<CausalLM>> load_tensor_parallel(const DecoderSpec& spec, const Checkpoint& checkpoint,
                                                                const std::filesystem::path& model_dir,
                                                                const LoadOptions& options) {
   const int32_t size = options.tensor_parallel_size;
   absl::StatusOr<DecoderSpec> rank_spec = shard_decoder_spec(spec, size);
   if (!rank_spec.ok()) return rank_spec.status();
+  std::vector<std::unique_ptr<Communicator>> communicators;
+  std::vector<std::unique_ptr<DecoderLM>> ranks;
+  if (options.backend == "cuda") {
+    absl::StatusOr<std::vector<int32_t>> devices = tensor_parallel_devices(options);
+    if (!devices.ok()) return devices.status();
+    // The communicators first: they check every device and that the GPUs are of one model before any weight
+    // is copied.
+    absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> group = create_cuda_communicators(*devices);
+    if (!group.ok()) return group.status();
+    communicators = *std::move(group);
+    for (int32_t r = 0; r < size; ++r) {
+      absl::StatusOr<std::unique_ptr<Backend>> backend = create_cuda_backend((*devices)[static_cast<size_t>(r)]);
+      if (!backend.ok()) return backend.status();
+      absl::StatusOr<std::unique_ptr<DecoderLM>> model =
+          load_rank(spec, *rank_spec, checkpoint, model_dir, options, *std::move(backend),
+                    *communicators[static_cast<size_t>(r)]);
+      if (!model.ok()) return model.status();
+      ranks.push_back(*std::move(model));
+    }
+    return std::unique_ptr<CausalLM>(TensorParallelLM::create(std::move(ranks), std::move(communicators)));
+  }
   if (options.backend != "cpu")
-    return absl::UnimplementedError(
-        absl::StrCat("tensor parallelism runs on the cpu backend only for now (its NCCL "
-                     "communicator for the ",
-                     options.backend, " backend is not built yet); serve with --tensor-parallel-size 1"));
+    return absl::UnimplementedError(absl::StrCat("tensor parallelism runs on the cpu and cuda backends, not '",
+                                                 options.backend, "'"));
   const int32_t cpus = cpu::available_cpus();
   const int32_t threads = options.num_threads > 0 ? options.num_threads : cpus;
   if (threads < size)
@@ -67,26 +126,16 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_tensor_parallel(const DecoderSpec
                                                    " needs at least one thread per rank; ", threads,
                                                    options.num_threads > 0 ? " were given" : " CPUs are usable"));
   std::vector<std::unique_ptr<cpu::CpuCommunicator>> group = cpu::CpuCommunicator::create_group(size);
-  std::vector<std::unique_ptr<Communicator>> communicators;
-  std::vector<std::unique_ptr<DecoderLM>> ranks;
+  for (auto& one : group) communicators.push_back(std::move(one));
   for (int32_t r = 0; r < size; ++r) {
     LoadOptions rank_options = options;
     rank_options.num_threads = threads / size + (r < threads % size ? 1 : 0);
     absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(rank_options);
     if (!backend.ok()) return backend.status();
-    BM_CHECK((*backend)->runs_collectives(*group[static_cast<size_t>(r)]));
-    absl::StatusOr<std::unique_ptr<DecoderWeights>> weights =
-        load_decoder_weights(checkpoint, spec, **backend, Shard{r, size});
-    if (!weights.ok()) return weights.status();
-    absl::StatusOr<std::unique_ptr<DecoderLM>> model =
-        DecoderLM::create(*rank_spec, std::move(*backend), std::move(*weights),
-                          options.kv_cache_dtype.value_or(default_kv_cache_dtype(options.backend)));
+    absl::StatusOr<std::unique_ptr<DecoderLM>> model = load_rank(
+        spec, *rank_spec, checkpoint, model_dir, options, *std::move(backend), *communicators[static_cast<size_t>(r)]);
     if (!model.ok()) return model.status();
-    (*model)->set_communicator(group[static_cast<size_t>(r)].get());
-    if (r == 0)
-      if (absl::Status s = attach_vision_if_any(**model, spec, checkpoint, model_dir); !s.ok()) return s;
     ranks.push_back(*std::move(model));
-    communicators.push_back(std::move(group[static_cast<size_t>(r)]));
   }
   return std::unique_ptr<CausalLM>(TensorParallelLM::create(std::move(ranks), std::move(communicators)));
 }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model/dtype.h"
@@ -23,8 +24,10 @@ struct LoadOptions {
   // CPU GEMM instruction path (engine/backend/cpu/gemm_path.h): empty means $BMSERVER_CPU_GEMM, else "auto".
   std::string cpu_gemm_path;
   // Tensor parallelism (docs/tensor-parallel.md): ranks the model is split over. On the CPU backend they are
-  // threads of this process sharing num_threads (at least one each); the CUDA backend does not run it yet.
+  // threads of this process sharing num_threads (at least one each). On the CUDA backend one rank per GPU,
+  // NCCL between them: rank r on devices[r] (empty: devices 0 .. size-1; device_index is then not used).
   int32_t tensor_parallel_size = 1;
+  std::vector<int32_t> devices;
 };
 
 // BF16 for every backend (the argument stays so a backend may differ again).

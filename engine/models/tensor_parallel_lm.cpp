@@ -46,6 +46,7 @@ void TensorParallelLM::worker(int32_t rank) {
       task = task_;
     }
     absl::Status status = (*task)(rank);
+    abort_if_split(rank, status);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       results_[static_cast<size_t>(rank)] = std::move(status);
@@ -64,12 +65,22 @@ absl::Status TensorParallelLM::on_all_ranks(const std::function<absl::Status(int
   }
   cv_.notify_all();
   results_[0] = task(0);
+  abort_if_split(0, results_[0]);
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return pending_ == 0; });
   task_ = nullptr;
   for (const absl::Status& s : results_)
     if (!s.ok()) return s;
   return absl::OkStatus();
+}
+
+void TensorParallelLM::abort_if_split(int32_t rank, const absl::Status& status) {
+  // Every input check runs identically on every rank before any collective, so an invalid request fails all of
+  // them alike and nobody waits. Resource exhaustion is the one failure one rank can meet alone, possibly while
+  // its peers already sit in a collective it will never join: give up on the group (NCCL aborts every rank, which
+  // then reports the failure; the engine fails instead of hanging).
+  if (absl::IsResourceExhausted(status))
+    communicators_[static_cast<size_t>(rank)]->abort(std::string(status.message()));
 }
 
 const ForwardBatch& TensorParallelLM::follower_batch(const ForwardBatch& batch) {

@@ -55,6 +55,8 @@ class TensorParallelLM final : public CausalLM {
   absl::Status on_all_ranks(const std::function<absl::Status(int32_t)>& task);
   // The step the other ranks run: the same tokens and blocks, no logits.
   const ForwardBatch& follower_batch(const ForwardBatch& batch);
+  // After rank `rank` returned `status`: a failure only that rank may have met aborts the group (Communicator::abort).
+  void abort_if_split(int32_t rank, const absl::Status& status);
   void worker(int32_t rank);
 
   std::vector<std::unique_ptr<Communicator>> communicators_;  // outlive the ranks, which point at them

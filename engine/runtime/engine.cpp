@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path
   load_options.tensor_parallel_size = options.tensor_parallel_size;
   load_options.kv_cache_dtype = options.kv_cache_dtype;
   load_options.device_index = options.device_index;
+  load_options.devices = options.devices;
   absl::StatusOr<std::unique_ptr<CausalLM>> model = load_causal_lm(model_dir, load_options);
   if (!model.ok()) return model.status();
   progress("allocating KV cache", -1);

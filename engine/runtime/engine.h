@@ -37,8 +37,10 @@ struct EngineOptions {
   std::string backend = "cpu";       // see LoadOptions
   int32_t num_threads = 0;           // CPU backend threads (all ranks together); 0: one per logical core
   int32_t tensor_parallel_size = 1;  // ranks the model is split over (LoadOptions)
-  int32_t device_index = 0;          // CUDA backend: the device ordinal (after CUDA_VISIBLE_DEVICES)
-  int32_t max_model_len = 0;         // 0: the model's context, capped to what the KV cache holds
+  int32_t device_index = 0;     // CUDA backend: the device ordinal (after CUDA_VISIBLE_DEVICES)
+  // CUDA tensor parallelism: the GPU of each rank (LoadOptions::devices); empty: 0 .. tensor_parallel_size-1.
+  std::vector<int32_t> devices;
+  int32_t max_model_len = 0;    // 0: the model's context, capped to what the KV cache holds
   int32_t max_num_seqs = 256;
   int32_t max_num_batched_tokens = 0;  // 0: 512 on the CPU (a step stays short), 8192 on a GPU
   int64_t kv_cache_bytes = 0;          // 0: from the device's memory (see plan_kv_cache_blocks)

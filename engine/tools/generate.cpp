@@ -3,9 +3,12 @@
 //
 // Usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N] [--temperature T]
 //                    [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos] [--decode-graphs auto|on|off]
-//                    [--tensor-parallel-size N]
+//                    [--tensor-parallel-size N] [--gpus 0,1]
+// --gpus (cuda): the GPU of each tensor-parallel rank; several imply --tensor-parallel-size (their count), one is
+// the device of a single rank.
 // Without --raw the prompt is one user message rendered through the model's chat template (with the generation
 // prompt); with --raw it is encoded as is.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -39,6 +42,7 @@ struct Options {
   std::optional<uint64_t> seed;
   int32_t threads = 0;
   int32_t tensor_parallel_size = 1;
+  std::vector<int32_t> gpus;
   bool ignore_eos = false;
   engine::DecodeGraphMode decode_graphs = engine::DecodeGraphMode::kAuto;
 };
@@ -86,7 +90,15 @@ Options parse_options(int argc, char** argv) {
       o.threads = parse_number<int32_t>("--threads", value());
     else if (arg == "--tensor-parallel-size")
       o.tensor_parallel_size = parse_number<int32_t>("--tensor-parallel-size", value());
-    else if (arg == "--ignore-eos")
+    else if (arg == "--gpus") {
+      const std::string list = value();
+      size_t start = 0;
+      while (start <= list.size()) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        o.gpus.push_back(parse_number<int32_t>("--gpus", list.substr(start, comma - start).c_str()));
+        start = comma + 1;
+      }
+    } else if (arg == "--ignore-eos")
       o.ignore_eos = true;
     else if (arg == "--decode-graphs") {
       const std::string mode = value();
@@ -102,7 +114,7 @@ Options parse_options(int argc, char** argv) {
       std::printf(
           "usage: bm_generate MODEL_DIR [--prompt TEXT] [--raw] [--backend cpu|cuda] [--max-tokens N]\n"
           "                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--threads N] [--ignore-eos]\n"
-          "                   [--decode-graphs auto|on|off] [--tensor-parallel-size N]\n");
+          "                   [--decode-graphs auto|on|off] [--tensor-parallel-size N] [--gpus 0,1]\n");
       std::exit(0);
     } else if (!arg.empty() && arg[0] == '-')
       usage_error("unknown option " + arg);
@@ -155,6 +167,14 @@ int main(int argc, char** argv) {
   options.backend = o.backend;
   options.num_threads = o.threads;
   options.tensor_parallel_size = o.tensor_parallel_size;
+  if (o.gpus.size() == 1) options.device_index = o.gpus[0];
+  if (o.gpus.size() > 1) {
+    if (o.tensor_parallel_size != 1 && o.tensor_parallel_size != static_cast<int32_t>(o.gpus.size()))
+      usage_error("--tensor-parallel-size " + std::to_string(o.tensor_parallel_size) + " does not match the " +
+                  std::to_string(o.gpus.size()) + " GPUs --gpus names (one rank per GPU)");
+    options.tensor_parallel_size = static_cast<int32_t>(o.gpus.size());
+    options.devices = o.gpus;
+  }
   options.decode_graphs = o.decode_graphs;
   Clock::time_point load_start = Clock::now();
   absl::StatusOr<std::unique_ptr<engine::Engine>> loaded = engine::Engine::load(o.model_dir, options);

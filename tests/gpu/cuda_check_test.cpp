@@ -117,6 +117,32 @@ TEST(DeviceErrorRouterTest, CaptureFailuresAreNotStickyDeviceFaults) {
   router.end_capture();
 }
 
+// The hook a tensor-parallel rank sets to abort its NCCL group (NcclGroup::abort): called once, with the first
+// failure, outside the lock (it may read the message back), never for a capture's own failures.
+TEST(DeviceErrorsTest, TheFailureHookRunsOnceWithTheFirstFault) {
+  DeviceErrors device(/*print=*/false);
+  std::vector<std::string> seen;
+  device.set_on_failure([&](const std::string& message) {
+    seen.push_back(message);
+    EXPECT_EQ(device.message(), message) << "the hook runs after the failure is recorded, without the lock held";
+  });
+  DeviceErrorRouter router(&device);
+  router.begin_capture();
+  {
+    const ScopedDeviceErrors sink(router.current());
+    EXPECT_FALSE(BM_CUDA_OK(cudaErrorStreamCaptureUnsupported));
+  }
+  router.end_capture();
+  EXPECT_TRUE(seen.empty()) << "a failed capture is not a device fault";
+  {
+    const ScopedDeviceErrors sink(router.current());
+    EXPECT_FALSE(BM_CUDA_OK(cudaErrorIllegalAddress));
+    EXPECT_FALSE(BM_CUDA_OK(cudaErrorLaunchFailure));
+  }
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_NE(seen[0].find("cudaErrorIllegalAddress"), std::string::npos) << seen[0];
+}
+
 // DeviceScratch with a fake allocator: growth frees the old allocation, except after pin() (a capture began and a
 // graph may hold the address), when it is retired and freed only with the scratch (the backend, after its graphs).
 std::vector<void*> freed;

@@ -27,6 +27,13 @@
 #    bm_backend_ops_bench <=90 s (its last lines time the encoder ops at one 1024x1024 image of Qwen2.5-VL's vision
 #    tower: segment_attention over windows of 64 rows and over the whole 5,476-row frame, ~1 s more).
 #
+# 4. device tp (only where two or more GPUs are visible; elsewhere it is noted as not applicable, not failed):
+#        run(command="tests/gpu/run-gpu-checks.sh device tp", carry=["build/gpu-bundle"], timeout_s=300)
+#    estimate 1-3 min: bm_cuda_tensor_parallel_tests <=180 s — NCCL all-reduce on GPUs 0 and 1 (eager and from a
+#    captured graph, exact sums) and the committed tiny checkpoints at tensor-parallel size 2 against size 1
+#    (tests/gpu/tensor_parallel_gpu_test.cpp). Needs libnccl.so.2 on the GPU machine (the toolkit's or PyTorch's
+#    nvidia.nccl wheel, found below); env.txt records the NCCL version the plugin probe reports.
+#
 # Every device call first writes env.txt (git commit, nvidia-smi -q excerpt: GPU, driver, CUDA version, clocks,
 # ECC/MIG; ldd and readelf of the plugin; the plugin probe) and runs the preflight: the plugin's libraries resolve,
 # no NEEDED libnccl, and bm_cuda_plugin_check creates a backend on device 0. A failed preflight stops the call
@@ -34,8 +41,8 @@
 # GPU test that would skip fails instead, and a gtest report with skipped tests counts as a failed step.
 # Each step runs under `timeout` with min(its cap, the time left in the call's budget); a step that no longer fits
 # is reported as not run and counted as failed.
-# Output under $OUT (at most 8 files): env.txt, summary.txt, kernels.log, kernel-tests.xml, checkpoints.log,
-# model-check.log, bench.log.
+# Output under $OUT: env.txt, summary.txt, kernels.log, kernel-tests.xml, checkpoints.log, model-check.log,
+# bench.log, tp.log, tp-tests.xml.
 # Exit status: 0 all passed; the number of failed steps; 100 when no GPU is visible (nothing was checked).
 set -euo pipefail
 
@@ -43,7 +50,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUNDLE="$ROOT/build/gpu-bundle"
 BUILD="${BM_GPU_BUILD_DIR:-$ROOT/build/dev}"
 SHARED="${BMSERVER_SHARED_MODELS:-$ROOT/../shared/models}"
-BINARIES=(bm_cuda_plugin_check bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench bm_backend_ops_bench)
+BINARIES=(bm_cuda_plugin_check bm_cuda_backend_tests bm_cuda_model_check bm_cuda_backend_bench bm_backend_ops_bench
+  bm_cuda_tensor_parallel_tests)
 
 prepare() {
   export CCACHE_BASEDIR=/work CCACHE_NOHASHDIR=1
@@ -93,6 +101,7 @@ PY
   echo "ready; then, on the GPU machine, in order:"
   echo "  run(command=\"tests/gpu/run-gpu-checks.sh device kernels models\", carry=[\"build/gpu-bundle\"], timeout_s=480)"
   echo "  run(command=\"tests/gpu/run-gpu-checks.sh device bench\", carry=[\"build/gpu-bundle\"], timeout_s=360)"
+  echo "  run(command=\"tests/gpu/run-gpu-checks.sh device tp\", carry=[\"build/gpu-bundle\"], timeout_s=300)  # two or more GPUs only"
 }
 
 # ---- device side
@@ -170,7 +179,7 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
   # A GPU test that would skip here fails instead (tests/gpu/gpu_required.h).
   export BMSERVER_REQUIRE_GPU=1
   local steps=("$@")
-  [[ ${#steps[@]} -eq 0 || " ${steps[*]} " == *" all "* ]] && steps=(kernels models bench)
+  [[ ${#steps[@]} -eq 0 || " ${steps[*]} " == *" all "* ]] && steps=(kernels models bench tp)
   record_env "$BMSERVER_CUDA_PLUGIN" "${steps[@]}"
 
   if ! nvidia-smi -L >/dev/null 2>&1 && [[ ! -e /dev/nvidia0 ]]; then
@@ -235,8 +244,23 @@ for m in ("nvidia.cublas", "nvidia.nccl", "nvidia.cu13"):
           "$BUNDLE/bin/bm_cuda_backend_bench" --model qwen2.5-7b --layers 8 --decode-steps 32
         step "ops bench qwen2.5-7b" 90 "$OUTDIR/bench.log" "$BUNDLE/bin/bm_backend_ops_bench" --model qwen2.5-7b
         cat "$OUTDIR/bench.log" ;;
+      tp)
+        local gpus
+        gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+        if ((gpus < 2)); then
+          note "n/a     tensor-parallel: $gpus GPU visible, it needs two or more (not a failure; nothing was checked)"
+        else
+          step tensor-parallel 180 "$OUTDIR/tp.log" \
+            "$BUNDLE/bin/bm_cuda_tensor_parallel_tests" --gtest_output="xml:$OUTDIR/tp-tests.xml"
+          skipped=$(grep -c 'result="skipped"' "$OUTDIR/tp-tests.xml" 2>/dev/null || true)
+          if [[ -n "$skipped" && "$skipped" != 0 ]]; then
+            note "FAILED  tensor-parallel: $skipped tests skipped on a machine with $gpus GPUs"
+            FAILED=$((FAILED + 1))
+          fi
+          grep -E '^\[ figures \]|FAILED|PASSED' "$OUTDIR/tp.log" || true
+        fi ;;
       *)
-        note "unknown step $s (kernels, models, bench, all)"
+        note "unknown step $s (kernels, models, bench, tp, all)"
         FAILED=$((FAILED + 1)) ;;
     esac
   done
@@ -254,6 +278,6 @@ case "${1:-}" in
     device "$@" || rc=$?
     exit "$rc" ;;
   *)
-    sed -n '2,38p' "$0"
+    sed -n '2,46p' "$0"
     exit 2 ;;
 esac

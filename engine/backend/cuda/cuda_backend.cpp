@@ -135,7 +135,16 @@ CudaBackend::~CudaBackend() {
 }
 
 bool CudaBackend::ready() const {
-  return !router_.failed() && BM_CUDA_OK(cudaSetDevice(device_));
+  if (router_.failed()) return false;
+  // A peer's fault aborted this rank's NCCL group: its communicators are freed, and any further step here (an
+  // eager collective, or a replayed graph holding one) would touch them. Recorded like any fault (the hook's
+  // abort is then a no-op), so this rank reports the engine failed too.
+  if (nccl_group_ != nullptr && nccl_group_->aborted()) {
+    device_failed("the NCCL group of this tensor-parallel model was aborted (" + nccl_group_->abort_reason() + ")",
+                  __FILE__, __LINE__);
+    return false;
+  }
+  return BM_CUDA_OK(cudaSetDevice(device_));
 }
 
 void* CudaBackend::scratch(DeviceScratch& buffer, int64_t bytes, const char* what) {
@@ -233,8 +242,69 @@ void CudaBackend::replay(const StepGraph& graph) {
 }
 
 absl::Status CudaBackend::device_status() const {
-  if (!errors_->failed()) return absl::OkStatus();
-  return absl::InternalError(errors_->message());
+  if (errors_->failed()) return absl::InternalError(errors_->message());
+  // A peer rank's fault aborted the group: this rank's collectives since then were not run, so its results are
+  // not the model's either.
+  if (nccl_group_ != nullptr && nccl_group_->aborted())
+    return absl::InternalError(absl::StrCat("the NCCL group of this tensor-parallel model was aborted: ",
+                                            nccl_group_->abort_reason()));
+  return absl::OkStatus();
+}
+
+// ---- collectives (NCCL)
+
+bool CudaBackend::runs_collectives(const Communicator& comm) const {
+  // "nccl" communicators are made only by this plugin (bm_cuda_create_communicators_v1), so the kind identifies
+  // the type; the rank must live on this backend's device (ncclAllReduce on another device's stream fails).
+  if (comm.kind() != "nccl") return false;
+  return static_cast<const NcclCommunicator&>(comm).device() == device_;
+}
+
+void CudaBackend::nccl_failed(const std::string& what) {
+  const ScopedDeviceErrors sink(errors_.get());
+  device_failed(what, __FILE__, __LINE__);  // the on_failure hook aborts the group
+  if (nccl_group_ != nullptr) nccl_group_->abort(what);
+}
+
+void CudaBackend::all_reduce_sum(const Tensor& x, Communicator& comm) {
+  BM_CHECK(runs_collectives(comm));
+  BM_CHECK(x.dtype == DType::kF32);
+  auto& rank = static_cast<NcclCommunicator&>(comm);
+  if (nccl_group_ != rank.group()) {
+    // One group per backend (one model); bind it on the first collective, which runs on this rank's thread, the
+    // only one using this backend, so the hook is set before any record() it could race with.
+    BM_CHECK(nccl_group_ == nullptr);
+    nccl_group_ = rank.group();
+    std::weak_ptr<NcclGroup> group = nccl_group_;
+    const int32_t r = rank.rank();
+    errors_->set_on_failure([group, r](const std::string& message) {
+      if (std::shared_ptr<NcclGroup> g = group.lock()) g->abort(absl::StrCat("rank ", r, ": ", message));
+    });
+  }
+  float* data = f32(x);
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  if (nccl_group_->aborted()) {
+    nccl_failed(absl::StrCat("rank ", rank.rank(), " skipped an all-reduce: the NCCL group was aborted (",
+                             nccl_group_->abort_reason(), ")"));
+    return;
+  }
+  const NcclApi& api = nccl_group_->api();
+  const int result = api.all_reduce(data, data, static_cast<size_t>(x.num_elements()), kNcclFloat32, kNcclSum,
+                                    rank.comm(), stream_);
+  if (result != kNcclSuccess) {
+    nccl_failed(absl::StrCat("ncclAllReduce on rank ", rank.rank(), " (GPU ", device_, ") failed: ",
+                             nccl_error_text(result, rank.comm())));
+    return;
+  }
+  // Errors that happen inside NCCL after the enqueue (a peer's transport failing) surface here, not as a return
+  // value: ask on every collective, a host-side read.
+  int async_error = kNcclSuccess;
+  const int asked = api.comm_get_async_error(rank.comm(), &async_error);
+  if (asked != kNcclSuccess || async_error != kNcclSuccess) {
+    nccl_failed(absl::StrCat("NCCL reported an error on rank ", rank.rank(), " (GPU ", device_,
+                             "): ", nccl_error_text(asked != kNcclSuccess ? asked : async_error, rank.comm())));
+  }
 }
 
 MemoryInfo CudaBackend::memory_info() const {

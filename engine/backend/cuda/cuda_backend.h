@@ -21,6 +21,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/device_scratch.h"
 #include "engine/backend/cuda/gemm.h"
+#include "engine/backend/cuda/nccl_communicator.h"
 
 namespace bm::engine::cuda {
 
@@ -65,6 +66,14 @@ class CudaBackend final : public Backend {
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
 
+  // Tensor parallelism over NCCL (nccl_communicator.h): an NcclCommunicator whose rank sits on this device.
+  // all_reduce_sum is ncclAllReduce in place (F32 sum) on this backend's stream, so a step graph captures it with
+  // the rest of the step (NCCL supports stream capture). A failed NCCL call, an asynchronous NCCL error, or any
+  // device fault of this backend after its first collective aborts the whole group (NcclGroup::abort); an
+  // aborted group is a device fault on every rank (device_status).
+  bool runs_collectives(const Communicator& comm) const override;
+  void all_reduce_sum(const Tensor& x, Communicator& comm) override;
+
   // The vision tower's encoder ops (rope.cu, encoder_attention.cu, elementwise.cu).
   bool runs_encoder_ops() const override { return true; }
   void rope_table(const Tensor& x, const Tensor& cos, const Tensor& sin, int32_t head_dim) override;
@@ -88,7 +97,12 @@ class CudaBackend final : public Backend {
   // or a capture problem that end_capture reports).
   void* scratch(DeviceScratch& buffer, int64_t bytes, const char* what);
 
+  // Records an NCCL failure as a sticky device fault (never the capture's: peers cannot skip their half of a
+  // collective, so a rank that failed one cannot carry on with or without graphs) and aborts the group.
+  void nccl_failed(const std::string& what);
+
   int device_;
+  std::shared_ptr<NcclGroup> nccl_group_;  // the group of this rank's first collective (one group per backend)
   std::shared_ptr<DeviceErrors> errors_;  // shared with the buffers (their destructors may record a failure)
   DeviceErrorRouter router_;              // errors_, or the capture's own sink while capturing
   int num_sms_ = 1;

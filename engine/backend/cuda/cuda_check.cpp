@@ -26,11 +26,14 @@ bool report(const std::string& message) {
 }  // namespace
 
 void DeviceErrors::record(const std::string& message) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (failed_.load(std::memory_order_relaxed)) return;
-  message_ = message;
-  failed_.store(true, std::memory_order_release);
-  if (print_) std::fprintf(stderr, "bmserver: %s\n", message.c_str());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failed_.load(std::memory_order_relaxed)) return;
+    message_ = message;
+    failed_.store(true, std::memory_order_release);
+    if (print_) std::fprintf(stderr, "bmserver: %s\n", message.c_str());
+  }
+  if (on_failure_) on_failure_(message);  // outside the lock: it may take other locks (NcclGroup::abort)
 }
 
 void DeviceErrorRouter::begin_capture() {

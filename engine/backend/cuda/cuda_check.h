@@ -25,6 +25,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,9 +42,14 @@ class DeviceErrors {
   void record(const std::string& message);
   // Empty while nothing failed.
   std::string message() const;
+  // Called once, with the message, by the record() that records the first failure (outside the lock). A
+  // tensor-parallel rank uses it to abort its NCCL group, so its peers do not wait for it for ever. Set it
+  // before the backend is used from another thread.
+  void set_on_failure(std::function<void(const std::string&)> on_failure) { on_failure_ = std::move(on_failure); }
 
  private:
   bool print_;
+  std::function<void(const std::string&)> on_failure_;
   std::atomic<bool> failed_{false};
   mutable std::mutex mutex_;
   std::string message_;

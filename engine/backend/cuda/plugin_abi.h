@@ -11,10 +11,13 @@
 // Version 7: top_candidates takes allowed-token masks (structured output on the device). Version 8: the encoder
 // ops (runs_encoder_ops, rope_table, segment_attention, gelu; the vision tower), which the plugin runs
 // (rope.cu, encoder_attention.cu, elementwise.cu). Version 9: the collectives (runs_collectives, all_reduce_sum;
-// tensor parallelism), not yet run by the plugin.
+// tensor parallelism), not yet run by the plugin. Version 10: bm_cuda_create_communicators_v1 (NCCL communicators,
+// one per GPU of a tensor-parallel group) and the plugin running the collectives on them (CudaBackend::
+// runs_collectives / all_reduce_sum). It hands C++ objects across (bm::engine::Communicator, communicator.h) as
+// bm_cuda_create_backend_v1 does, sound for the same reason: same build, and communicator.h changes bump the version.
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 9
+#define BM_CUDA_PLUGIN_ABI_VERSION 10
 
 extern "C" {
 
@@ -40,7 +43,10 @@ enum BmCudaStatus {
   kBmCudaDriverTooOld = 3,    // the driver supports an older CUDA than the plugin's runtime
   kBmCudaUnsupportedGpu = 4,  // compute capability below 8.0 (no bf16 tensor cores)
   kBmCudaOutOfMemory = 5,
-  kBmCudaError = 6,  // any other CUDA / cuBLASLt failure; the sentence says which
+  kBmCudaError = 6,  // any other CUDA / cuBLASLt / NCCL failure; the sentence says which
+  kBmCudaNcclUnavailable = 7,  // libnccl.so.2 could not be loaded (or is too old): no tensor parallelism on GPUs
+  kBmCudaMixedGpus = 8,        // a tensor-parallel group over GPUs of different models or compute capabilities
+  kBmCudaInvalidArgument = 9,  // e.g. the same device twice in one group
 };
 
 struct BmCudaBackendOptions {
@@ -54,6 +60,22 @@ struct BmCudaBackendOptions {
 typedef int (*BmCudaCreateBackendFn)(const BmCudaBackendOptions* options, void** backend, char* error,
                                      size_t error_size);
 int bm_cuda_create_backend_v1(const BmCudaBackendOptions* options, void** backend, char* error, size_t error_size);
+
+struct BmCudaCommunicatorOptions {
+  int abi_version;            // the caller's BM_CUDA_PLUGIN_ABI_VERSION
+  int count;                  // ranks in the group, >= 1
+  const int* device_indices;  // count CUDA ordinals, distinct; rank r runs on device_indices[r]
+};
+
+// Creates one NCCL communicator per device of a tensor-parallel group of one process (ncclCommInitAll; every GPU
+// must be the same model). On success returns kBmCudaOk and stores `count` `bm::engine::Communicator*` into
+// communicators[0..count), rank r's at r; the caller owns them (virtual destructor; the group's NCCL state goes
+// when the last of them does, the plugin staying loaded). Each is for the CUDA backend created on the same device
+// (runs_collectives). On failure returns another BmCudaStatus, stores nothing, and writes a sentence into error.
+typedef int (*BmCudaCreateCommunicatorsFn)(const BmCudaCommunicatorOptions* options, void** communicators,
+                                           char* error, size_t error_size);
+int bm_cuda_create_communicators_v1(const BmCudaCommunicatorOptions* options, void** communicators, char* error,
+                                    size_t error_size);
 
 // Device-to-device copy bandwidth of one device in GB/s (bytes read + bytes written per second, median of
 // `iterations` timed copies of `bytes`), for benchmarks' bandwidth ceilings. Returns a BmCudaStatus.

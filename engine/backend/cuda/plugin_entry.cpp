@@ -7,10 +7,12 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/nccl_communicator.h"
 #include "engine/backend/cuda/plugin_abi.h"
 
 namespace {
@@ -105,6 +107,68 @@ extern "C" int bm_cuda_create_backend_v1(const BmCudaBackendOptions* options, vo
     return report(kBmCudaOutOfMemory, "out of host memory while creating the CUDA backend", error, error_size);
   } catch (const std::exception& e) {
     return report(kBmCudaError, std::string("creating the CUDA backend failed: ") + e.what(), error, error_size);
+  }
+}
+
+extern "C" int bm_cuda_create_communicators_v1(const BmCudaCommunicatorOptions* options, void** communicators,
+                                               char* error, size_t error_size) {
+  if (options == nullptr || communicators == nullptr || options->device_indices == nullptr || options->count < 1) {
+    return report(kBmCudaError, "bm_cuda_create_communicators_v1 needs options, devices and a result array", error,
+                  error_size);
+  }
+  if (options->abi_version != BM_CUDA_PLUGIN_ABI_VERSION) {
+    return report(kBmCudaAbiMismatch,
+                  "the engine speaks plugin ABI " + std::to_string(options->abi_version) + ", this plugin " +
+                      std::to_string(BM_CUDA_PLUGIN_ABI_VERSION),
+                  error, error_size);
+  }
+  const std::vector<int> devices(options->device_indices, options->device_indices + options->count);
+  if (std::set<int>(devices.begin(), devices.end()).size() != devices.size()) {
+    return report(kBmCudaInvalidArgument,
+                  "a tensor-parallel group needs distinct GPUs (one rank per GPU); a device was given twice", error,
+                  error_size);
+  }
+  // Every device usable on its own (driver, ordinal, compute capability) and all of one model: the ranks run the
+  // same step in lock step, so the slowest GPU sets the pace, and the sharding gives each the same share of
+  // memory — a mixed group wastes the bigger GPUs and its timings mislead. Compared here on the CUDA ordinals the
+  // group will use (NVML's order in device_info may differ from CUDA's under CUDA_VISIBLE_DEVICES).
+  std::string first_model;
+  for (size_t r = 0; r < devices.size(); ++r) {
+    if (int status = check_device(devices[r], error, error_size); status != kBmCudaOk) return status;
+    cudaDeviceProp prop{};
+    if (cudaError_t e = cudaGetDeviceProperties(&prop, devices[r]); e != cudaSuccess) {
+      cudaGetLastError();
+      return report(kBmCudaError, "cannot query CUDA device " + std::to_string(devices[r]) + ": " + describe(e),
+                    error, error_size);
+    }
+    const std::string model = std::string(prop.name) + " (compute capability " + std::to_string(prop.major) + "." +
+                              std::to_string(prop.minor) + ")";
+    if (r == 0) {
+      first_model = model;
+    } else if (model != first_model) {
+      return report(kBmCudaMixedGpus,
+                    "tensor parallelism needs GPUs of one model, but GPU " + std::to_string(devices[0]) + " is a " +
+                        first_model + " and GPU " + std::to_string(devices[r]) + " a " + model +
+                        "; choose identical GPUs with --gpus",
+                    error, error_size);
+    }
+  }
+  std::string why;
+  const bm::engine::cuda::NcclApi* api = bm::engine::cuda::nccl_api(&why);
+  if (api == nullptr) return report(kBmCudaNcclUnavailable, why, error, error_size);
+  try {
+    std::string failure;
+    std::shared_ptr<bm::engine::cuda::NcclGroup> group = bm::engine::cuda::NcclGroup::create(*api, devices, &failure);
+    if (group == nullptr) return report(kBmCudaError, failure, error, error_size);
+    std::vector<std::unique_ptr<bm::engine::Communicator>> made;
+    for (int r = 0; r < options->count; ++r) made.push_back(std::make_unique<bm::engine::cuda::NcclCommunicator>(group, r));
+    for (int r = 0; r < options->count; ++r) communicators[r] = made[static_cast<size_t>(r)].release();
+    return kBmCudaOk;
+  } catch (const std::bad_alloc&) {
+    return report(kBmCudaOutOfMemory, "out of host memory while creating the NCCL communicators", error, error_size);
+  } catch (const std::exception& e) {
+    return report(kBmCudaError, std::string("creating the NCCL communicators failed: ") + e.what(), error,
+                  error_size);
   }
 }
 

@@ -1,34 +1,24 @@
 // Version and device probe of the CUDA plugin: the first entry point of the C ABI in plugin_abi.h.
-#include <dlfcn.h>
-
 #include <cstdio>
 #include <cstring>
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include "engine/backend/cuda/nccl_api.h"
 #include "engine/backend/cuda/plugin_abi.h"
 
 namespace {
 
-// NCCL is needed only for tensor parallelism, which does not exist yet; the probe asks it for its version and
-// nothing else. So it is opened here, at the point of use, instead of being linked: a missing or broken libnccl
-// must not stop the whole plugin from loading (a NEEDED entry would make the engine's dlopen fail). The handle is
-// kept open for the process, as the plugin's own is. Returns 0 when NCCL cannot be loaded; the engine turns that
-// into a sentence (device_info.cpp).
+// NCCL is needed only for tensor parallelism across GPUs; it is opened at the point of use (nccl_api.h) instead
+// of being linked: a missing or broken libnccl must not stop the whole plugin from loading (a NEEDED entry would
+// make the engine's dlopen fail). Returns 0 when NCCL cannot be loaded; the engine turns that into a sentence
+// (device_info.cpp).
 int nccl_version() {
-  static const int version = [] {
-    void* handle = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) handle = dlopen("libnccl.so", RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) return 0;
-    // ncclResult_t ncclGetVersion(int*): ncclResult_t is a C enum, an int in the ABI; ncclSuccess is 0.
-    using GetVersion = int (*)(int*);
-    auto get_version = reinterpret_cast<GetVersion>(dlsym(handle, "ncclGetVersion"));
-    int v = 0;
-    if (get_version == nullptr || get_version(&v) != 0) return 0;
-    return v;
-  }();
-  return version;
+  const bm::engine::cuda::NcclApi* api = bm::engine::cuda::nccl_api();
+  int v = 0;
+  if (api == nullptr || api->get_version(&v) != bm::engine::cuda::kNcclSuccess) return 0;
+  return v;
 }
 
 }  // namespace

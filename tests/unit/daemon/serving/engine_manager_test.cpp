@@ -147,14 +147,98 @@ TEST_F(EngineManagerTest, WhenEveryGpuIsHeldCudaIsRefusedAndAutoRunsOnTheCpu) {
   EXPECT_TRUE(fake_.loaded_gpus.back().empty()) << "auto with no free GPU is handed none";
 }
 
-TEST_F(EngineManagerTest, SeveralGpusAreRefusedUntilTensorParallelismExists) {
-  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 2);
-  auto refused = serve(m, "a", "cuda", {0, 1});
+// Tensor parallelism across GPUs (docs/tensor-parallel.md): several --gpus are one group, one rank per GPU.
+absl::StatusOr<std::shared_ptr<ServedModel>> serve_tp(EngineManager& m, const std::string& name, std::string backend,
+                                                      std::vector<int32_t> gpus, int32_t tensor_parallel_size) {
+  ServeCommand c;
+  c.name = name;
+  c.settings.backend = std::move(backend);
+  c.settings.gpus = std::move(gpus);
+  c.settings.tensor_parallel_size = tensor_parallel_size;
+  return m.serve(c, [](const ServeProgress&) {});
+}
+
+TEST_F(EngineManagerTest, SeveralGpusAreOneTensorParallelGroupOfThatSize) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 3);
+  auto served = serve(m, "a", "cuda", {2, 0});
+  ASSERT_TRUE(served.ok()) << served.status();
+  ASSERT_EQ(fake_.loaded_settings.size(), 1u);
+  EXPECT_EQ(fake_.loaded_settings[0].gpus, (std::vector<int32_t>{2, 0})) << "rank r on the r-th GPU named";
+  EXPECT_EQ(fake_.loaded_settings[0].tensor_parallel_size, 2) << "the size is the GPU count when not given";
+  EXPECT_EQ(registry_.find("a")->settings.tensor_parallel_size, 2) << "chat ps shows the size";
+  EXPECT_EQ(registry_.find("a")->settings.gpus, (std::vector<int32_t>{2, 0}));
+  // Both are claimed: another model cannot take either, and the third GPU is still free.
+  auto refused = serve(m, "b", "cuda", {0});
   ASSERT_FALSE(refused.ok());
-  EXPECT_TRUE(absl::IsUnimplemented(refused.status())) << refused.status();
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("tensor parallelism"));
-  EXPECT_TRUE(fake_.loaded_gpus.empty());
-  EXPECT_TRUE(serve(m, "a", "cuda", {0}).ok()) << "the refusal held no GPU";
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("GPU 0 is held by the engine serving 'a'"));
+  auto third = serve(m, "c", "auto");
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(fake_.loaded_gpus.back(), std::vector<int32_t>{1});
+  ASSERT_TRUE(m.stop("a").ok());
+  EXPECT_TRUE(serve(m, "b", "cuda", {0, 2}).ok()) << "stop released both GPUs";
+}
+
+TEST_F(EngineManagerTest, AGivenTensorParallelSizeMustMatchTheGpuCount) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 4);
+  auto refused = serve_tp(m, "a", "cuda", {0, 1}, 4);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("--tensor-parallel-size 4 does not match the 2 GPUs --gpus names"));
+  auto one_gpu = serve_tp(m, "a", "auto", {1}, 2);
+  ASSERT_FALSE(one_gpu.ok());
+  EXPECT_THAT(std::string(one_gpu.status().message()), HasSubstr("does not match the 1 GPU --gpus names"));
+  auto twice = serve(m, "a", "cuda", {1, 1});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_THAT(std::string(twice.status().message()), HasSubstr("names a GPU twice"));
+  EXPECT_TRUE(fake_.loaded_gpus.empty()) << "nothing loaded";
+  EXPECT_EQ(registry_.find("a"), nullptr);
+  auto matching = serve_tp(m, "a", "cuda", {3, 2}, 2);
+  ASSERT_TRUE(matching.ok()) << matching.status();
+  EXPECT_EQ(fake_.loaded_settings.back().gpus, (std::vector<int32_t>{3, 2}));
+}
+
+TEST_F(EngineManagerTest, ATensorParallelSizeWithoutGpusTakesTheFirstFreeOnes) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 4);
+  ASSERT_TRUE(serve(m, "a", "cuda", {1}).ok());
+  auto served = serve_tp(m, "b", "auto", {}, 2);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(fake_.loaded_settings.back().gpus, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(fake_.loaded_settings.back().tensor_parallel_size, 2);
+}
+
+TEST_F(EngineManagerTest, AutoWithTooFewFreeGpusForTheSizeIsRefusedNamingTheHoldersNeverRunOnTheCpu) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 2);
+  ASSERT_TRUE(serve(m, "a", "cuda", {1}).ok());
+  auto refused = serve_tp(m, "b", "auto", {}, 2);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("needs 2 free GPUs, but only 1 of 2 are free"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("GPU 1 by 'a'"));
+  auto too_many = serve_tp(m, "b", "auto", {}, 4);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(std::string(too_many.status().message()), HasSubstr("needs 4 GPUs, but this daemon sees 2"));
+  EXPECT_EQ(fake_.loaded_gpus.size(), 1u) << "no CPU fall back was loaded";
+  EXPECT_EQ(registry_.find("b"), nullptr);
+}
+
+TEST_F(EngineManagerTest, WithoutAnyGpuAutoRunsATensorParallelSizeOnCpuRanks) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 0);
+  auto served = serve_tp(m, "a", "auto", {}, 2);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_TRUE(fake_.loaded_gpus.back().empty()) << "no GPU: the CPU's ranks, as auto does with one rank";
+  auto on_cuda = serve_tp(m, "b", "cuda", {}, 2);
+  ASSERT_FALSE(on_cuda.ok());
+  EXPECT_THAT(std::string(on_cuda.status().message()), HasSubstr("needs 2 GPUs, but this daemon sees 0"));
+}
+
+TEST_F(EngineManagerTest, TheCpuBackendIgnoresGpusAndKeepsItsSize) {
+  EngineManager m(state_dir_.string(), registry_, fake_.factory(), 2);
+  auto served = serve_tp(m, "a", "cpu", {0, 1}, 1);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(fake_.loaded_settings.back().tensor_parallel_size, 1);
+  EXPECT_TRUE(serve(m, "b", "cuda", {0, 1}).ok()) << "the CPU model holds no GPU";
 }
 
 TEST_F(EngineManagerTest, TheCpuBackendHoldsNoGpu) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "engine/backend/cuda/plugin_abi.h"
 #include "engine/backend/device_info.h"
@@ -84,6 +85,40 @@ TEST(CudaPluginTest, PluginStatusCodesBecomeStatusesWithTheSentence) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = create_cuda_backend_from(path, kBmCudaOk);
   ASSERT_FALSE(backend.ok());
   EXPECT_TRUE(absl::IsInternal(backend.status())) << backend.status();
+}
+
+// bm_cuda_create_communicators_v1 (ABI 10, tensor parallelism across GPUs): no libnccl is "unavailable" with a
+// sentence naming NCCL; GPUs of different models or a GPU named twice are the caller's to fix.
+TEST(CudaPluginTest, CommunicatorStatusCodesBecomeStatusesWithTheSentence) {
+  const std::string path = fake_plugin("bm_fake_cuda_plugin");
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  struct Case {
+    int code;
+    absl::StatusCode expected;
+  };
+  for (const Case& c : {Case{kBmCudaNoDevice, absl::StatusCode::kUnimplemented},
+                        Case{kBmCudaNcclUnavailable, absl::StatusCode::kUnimplemented},
+                        Case{kBmCudaMixedGpus, absl::StatusCode::kInvalidArgument},
+                        Case{kBmCudaInvalidArgument, absl::StatusCode::kInvalidArgument},
+                        Case{kBmCudaOutOfMemory, absl::StatusCode::kResourceExhausted},
+                        Case{kBmCudaError, absl::StatusCode::kInternal}}) {
+    const std::vector<int32_t> devices = {c.code, 1};
+    auto group = create_cuda_communicators_from(path, devices);
+    ASSERT_FALSE(group.ok());
+    EXPECT_EQ(group.status().code(), c.expected) << group.status();
+    EXPECT_EQ(is_backend_unavailable(group.status()), c.expected == absl::StatusCode::kUnimplemented);
+    EXPECT_THAT(group.status().message(), HasSubstr("fake plugin status " + std::to_string(c.code) + " for a group of 2"));
+    if (c.code == kBmCudaNcclUnavailable) {
+      EXPECT_THAT(group.status().message(), HasSubstr("needs NCCL"));
+    }
+  }
+  const std::vector<int32_t> ok = {kBmCudaOk, 1};
+  auto broken = create_cuda_communicators_from(path, ok);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_TRUE(absl::IsInternal(broken.status())) << broken.status();
+  auto none = create_cuda_communicators_from(path, {});
+  ASSERT_FALSE(none.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(none.status())) << none.status();
 }
 
 TEST(CudaPluginTest, CopyBandwidthThroughAFailingPluginIsAnError) {

@@ -32,3 +32,13 @@ extern "C" int bm_cuda_measure_copy_bandwidth(int device_index, size_t bytes, in
   std::snprintf(error, error_size, "no GPU in the fake plugin");
   return kBmCudaNoDevice;
 }
+
+extern "C" int bm_cuda_create_communicators_v1(const BmCudaCommunicatorOptions* options, void** communicators,
+                                               char* error, size_t error_size) {
+  // The first device index k answers status k, as bm_cuda_create_backend_v1; kBmCudaOk answers success without
+  // communicators (a broken plugin).
+  const int code = options->device_indices[0];
+  for (int r = 0; r < options->count; ++r) communicators[r] = nullptr;
+  std::snprintf(error, error_size, "fake plugin status %d for a group of %d", code, options->count);
+  return code;
+}
