@@ -33,18 +33,21 @@ void CpuCommunicator::all_reduce_sum(float* data, int64_t count) {
     for (int64_t i = first; i < last; ++i) partial_[static_cast<size_t>(i - first)] += src[i];
   }
   barrier();  // every rank has read the inputs it needs before anyone overwrites them
-  // ...then all-gathers it into every rank's buffer.
-  for (int32_t r = 0; r < n; ++r)
-    std::memcpy(group_->slots[static_cast<size_t>(r)] + first, partial_.data(), partial_.size() * sizeof(float));
+  // ...then all-gathers it into every rank's buffer. With fewer elements than ranks a rank may own none (and an
+  // empty vector's data() may be null, which memcpy must not be given even for zero bytes).
+  if (!partial_.empty())
+    for (int32_t r = 0; r < n; ++r)
+      std::memcpy(group_->slots[static_cast<size_t>(r)] + first, partial_.data(), partial_.size() * sizeof(float));
   barrier();
 }
 
 void CpuCommunicator::all_gather(const float* in, float* out, int64_t count) {
   group_->slots[static_cast<size_t>(rank_)] = const_cast<float*>(in);
   barrier();
-  for (int32_t r = 0; r < size(); ++r)
-    std::memcpy(out + int64_t{r} * count, group_->slots[static_cast<size_t>(r)],
-                static_cast<size_t>(count) * sizeof(float));
+  if (count > 0)
+    for (int32_t r = 0; r < size(); ++r)
+      std::memcpy(out + int64_t{r} * count, group_->slots[static_cast<size_t>(r)],
+                  static_cast<size_t>(count) * sizeof(float));
   barrier();
 }
 
@@ -52,7 +55,7 @@ void CpuCommunicator::broadcast(float* data, int64_t count, int32_t root) {
   BM_CHECK(root >= 0 && root < size());
   group_->slots[static_cast<size_t>(rank_)] = data;
   barrier();
-  if (rank_ != root)
+  if (rank_ != root && count > 0)
     std::memcpy(data, group_->slots[static_cast<size_t>(root)], static_cast<size_t>(count) * sizeof(float));
   barrier();
 }
