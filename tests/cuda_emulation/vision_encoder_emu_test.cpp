@@ -24,6 +24,7 @@
 #include "engine/model/safetensors_file.h"
 #include "engine/models/vision_encoder.h"
 #include "tests/unit/engine/backend/forwarding_backend.h"
+#include "tests/unit/engine/model/tensor_floats.h"
 
 namespace bm::engine {
 namespace {
@@ -80,20 +81,7 @@ class EmulatedEncoderOps final : public testing::ForwardingBackend {
   }
 };
 
-std::vector<float> read_floats(const TensorInfo& info) {
-  std::vector<float> out(static_cast<size_t>(info.num_elements()));
-  if (info.dtype == DType::kF32) {
-    std::memcpy(out.data(), info.data.data(), info.data.size());
-  } else {
-    for (size_t i = 0; i < out.size(); ++i) {
-      uint16_t bits;
-      std::memcpy(&bits, info.data.data() + 2 * i, 2);
-      const uint32_t wide = uint32_t{bits} << 16;
-      std::memcpy(&out[i], &wide, 4);
-    }
-  }
-  return out;
-}
+using testing::tensor_floats;
 
 int run(const std::filesystem::path& dir) {
   auto config = load_vision_config(dir);
@@ -125,14 +113,14 @@ int run(const std::filesystem::path& dir) {
     std::vector<VisionGrid> grids;
     for (size_t j = 0; j + 2 < g.size(); j += 3) grids.push_back(VisionGrid{g[j], g[j + 1], g[j + 2]});
     VisionTrace trace;
-    auto embeds = (*encoder)->encode(read_floats(*pixels), grids, &trace);
+    auto embeds = (*encoder)->encode(tensor_floats(*pixels), grids, &trace);
     if (!embeds.ok()) {
       std::fprintf(stderr, "case %d: %s\n", i, embeds.status().ToString().c_str());
       return 1;
     }
     for (const auto& [stage, got] : {std::pair<const char*, const std::vector<float>*>{"block0_", &trace.block0},
                                      std::pair<const char*, const std::vector<float>*>{"embeds_", &*embeds}}) {
-      const std::vector<float> want = read_floats(*(*cases)->find(stage + index));
+      const std::vector<float> want = tensor_floats(*(*cases)->find(stage + index));
       double max_abs = got->size() == want.size() ? 0.0 : INFINITY, max_ref = 0;
       for (size_t j = 0; j < std::min(got->size(), want.size()); ++j) {
         const double d = std::fabs(double{(*got)[j]} - want[j]);

@@ -13,6 +13,7 @@
 #include "engine/model/safetensors_file.h"
 #include "engine/models/prompt_media.h"
 #include "nlohmann/json.hpp"
+#include "tests/unit/engine/model/tensor_floats.h"
 
 namespace bm::engine::media_fixture {
 
@@ -47,6 +48,7 @@ inline std::vector<MediaCase> read_cases() {
     c.step_logits = entry.at("step_logits").get<std::vector<std::vector<float>>>();
     const TensorInfo* all = (*pixels)->find(c.name + ".pixel_values");
     BM_CHECK(all != nullptr && all->dtype == DType::kBF16);
+    const std::vector<float> values = testing::tensor_floats(*all);
     int64_t row = 0;
     const int64_t cols = all->num_elements() / all->shape[0];
     for (const auto& m : entry.at("media")) {
@@ -55,13 +57,7 @@ inline std::vector<MediaCase> read_cases() {
       const auto grid = m.at("grid_thw").get<std::vector<int32_t>>();
       item.grid = VisionGrid{grid[0], grid[1], grid[2]};
       if (m.contains("second_per_grid_t")) item.second_per_grid_t = m.at("second_per_grid_t").get<float>();
-      item.pixel_values.resize(static_cast<size_t>(item.grid.num_patches() * cols));
-      for (size_t i = 0; i < item.pixel_values.size(); ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, all->data.data() + 2 * (row * cols + static_cast<int64_t>(i)), 2);
-        const uint32_t wide = uint32_t{bits} << 16;
-        std::memcpy(&item.pixel_values[i], &wide, 4);
-      }
+      item.pixel_values.assign(values.begin() + row * cols, values.begin() + (row + item.grid.num_patches()) * cols);
       row += item.grid.num_patches();
       item.hash = media_hash(item);
       c.media.items.push_back(std::move(item));

@@ -28,6 +28,7 @@
 #include "engine/model/safetensors_writer.h"
 #include "engine/models/vision_encoder.h"
 #include "tests/unit/engine/backend/forwarding_backend.h"
+#include "tests/unit/engine/model/tensor_floats.h"
 
 namespace bm::engine {
 namespace {
@@ -40,21 +41,7 @@ std::filesystem::path fixture_dir() {
   return std::filesystem::path(source != nullptr ? source : ".") / "tests/data/models/qwen2_5_vl_vision";
 }
 
-std::vector<float> read_floats(const TensorInfo& info) {
-  std::vector<float> out(static_cast<size_t>(info.num_elements()));
-  if (info.dtype == DType::kF32) {
-    std::memcpy(out.data(), info.data.data(), info.data.size());
-  } else {
-    EXPECT_EQ(info.dtype, DType::kBF16);
-    for (size_t i = 0; i < out.size(); ++i) {
-      uint16_t bits;
-      std::memcpy(&bits, info.data.data() + 2 * i, 2);
-      const uint32_t wide = uint32_t{bits} << 16;
-      std::memcpy(&out[i], &wide, 4);
-    }
-  }
-  return out;
-}
+using testing::tensor_floats;
 
 std::vector<VisionGrid> read_grids(const TensorInfo& info) {
   EXPECT_EQ(info.dtype, DType::kI32);
@@ -139,7 +126,7 @@ TEST_F(VisionEncoderTest, MatchesTransformers) {
   ASSERT_TRUE(encoder.ok()) << encoder.status();
   for (int i = 0; i < kNumCases; ++i) {
     SCOPED_TRACE(i);
-    const std::vector<float> pixels = read_floats(tensor("pixel_values_" + std::to_string(i)));
+    const std::vector<float> pixels = tensor_floats(tensor("pixel_values_" + std::to_string(i)));
     const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_" + std::to_string(i)));
     VisionTrace trace;
     auto embeds = (*encoder)->encode(pixels, grids, &trace);
@@ -149,7 +136,7 @@ TEST_F(VisionEncoderTest, MatchesTransformers) {
       const std::vector<float>& got;
     } stages[] = {{"patch_embed_", trace.patch_embed}, {"block0_", trace.block0}, {"embeds_", *embeds}};
     for (const auto& stage : stages) {
-      const std::vector<float> want = read_floats(tensor(stage.name + std::to_string(i)));
+      const std::vector<float> want = tensor_floats(tensor(stage.name + std::to_string(i)));
       const Difference diff = compare(stage.got, want);
       std::cout << "case " << i << " " << stage.name << ": max |diff| " << diff.max_abs << ", max |ref| "
                 << diff.max_ref << ", relative " << diff.relative() << "\n";
@@ -263,7 +250,7 @@ std::filesystem::path half_checkpoint(const Checkpoint& checkpoint, DType half, 
   std::vector<TensorToWrite> tensors;
   for (const auto& file : checkpoint.files()) {
     for (const TensorInfo& info : file->tensors()) {
-      const std::vector<float> values = read_floats(info);
+      const std::vector<float> values = tensor_floats(info);
       std::vector<uint16_t> bits(values.size());
       std::vector<float> rounded(values.size());
       for (size_t i = 0; i < values.size(); ++i) {
@@ -273,11 +260,8 @@ std::filesystem::path half_checkpoint(const Checkpoint& checkpoint, DType half, 
           rounded[i] = static_cast<float>(h);
           continue;
         }
-        uint32_t wide;
-        std::memcpy(&wide, &values[i], 4);
-        bits[i] = static_cast<uint16_t>((wide + 0x7fffu + ((wide >> 16) & 1u)) >> 16);  // nearest even
-        const uint32_t back = uint32_t{bits[i]} << 16;
-        std::memcpy(&rounded[i], &back, 4);
+        bits[i] = cpu::f32_to_bf16(values[i]);  // nearest even
+        rounded[i] = cpu::bf16_to_f32(bits[i]);
       }
       if (store_as_half) {
         halves.push_back(std::move(bits));
@@ -303,7 +287,7 @@ TEST_F(VisionEncoderTest, Bf16CheckpointsRunThroughThePackedGemm) {
   auto f32_checkpoint = Checkpoint::open(f32_dir);
   auto bf16_checkpoint_opened = Checkpoint::open(bf16_dir);
   ASSERT_TRUE(f32_checkpoint.ok() && bf16_checkpoint_opened.ok());
-  const std::vector<float> pixels = read_floats(tensor("pixel_values_1"));
+  const std::vector<float> pixels = tensor_floats(tensor("pixel_values_1"));
   const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_1"));
   auto reference = VisionEncoder::load(**f32_checkpoint, config_, *backend_);
   ASSERT_TRUE(reference.ok()) << reference.status();
@@ -342,7 +326,7 @@ TEST_F(VisionEncoderTest, F16CheckpointsGiveWhatTheSameNumbersInF32Give) {
   auto f32_checkpoint = Checkpoint::open(f32_dir);
   auto f16_checkpoint = Checkpoint::open(f16_dir);
   ASSERT_TRUE(f32_checkpoint.ok() && f16_checkpoint.ok());
-  const std::vector<float> pixels = read_floats(tensor("pixel_values_0"));
+  const std::vector<float> pixels = tensor_floats(tensor("pixel_values_0"));
   const std::vector<VisionGrid> grids = read_grids(tensor("grid_thw_0"));
   auto reference = VisionEncoder::load(**f32_checkpoint, config_, *backend_);
   auto encoder = VisionEncoder::load(**f16_checkpoint, config_, *backend_);
