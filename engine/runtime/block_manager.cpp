@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/splitmix64.h"
 #include "engine/models/causal_lm.h"
 
 namespace bm::engine {
@@ -20,12 +21,7 @@ int32_t BlockManager::blocks_for(int32_t num_tokens) {
 // means "no hash".
 uint64_t BlockManager::chain_hash(uint64_t previous, const int32_t* tokens, uint64_t media) {
   uint64_t h = previous ^ 0x9e3779b97f4a7c15ULL ^ media;
-  for (int32_t i = 0; i < kBlockSize; ++i) {
-    h += static_cast<uint32_t>(tokens[i]) + 0x9e3779b97f4a7c15ULL;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-  }
+  for (int32_t i = 0; i < kBlockSize; ++i) h = common::splitmix64(h + static_cast<uint32_t>(tokens[i]));
   return h == 0 ? 1 : h;
 }
 
