@@ -115,8 +115,8 @@ class Backend {
   // Copies host bytes into the view (src.size() == dst.num_bytes()). The host bytes may be reused on return.
   virtual void copy_to_device(std::span<const std::byte> src, const Tensor& dst) = 0;
   // Copies a linear layer's weight [out_features, in_features] (nn.Linear's layout) into dst. A backend may keep
-  // it in the layout its matrix kernels read (the CPU backend packs BF16 weights for its GEMM): afterwards only
-  // linear() reads dst.
+  // it in the layout its matrix kernels read (the CPU backend packs BF16 and F16 weights for its GEMM): afterwards
+  // only linear() reads dst, and embedding() where dst is a tied head's embedding table.
   virtual void copy_linear_weight_to_device(std::span<const std::byte> src, const Tensor& dst) {
     copy_to_device(src, dst);
   }

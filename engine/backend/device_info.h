@@ -23,7 +23,7 @@ struct CpuInfo {
   std::vector<std::string> simd_features;
   uint64_t memory_total_bytes = 0;
   std::string gemm_path;         // the packed GEMM's instruction path (BMSERVER_CPU_GEMM or the best present)
-  std::string quantized_kernel;  // the GPTQ/AWQ kernel clone this CPU runs
+  std::string quantized_kernel;  // the GPTQ/AWQ kernel clone this CPU runs, and the path of 4-bit layers
 };
 
 struct DeviceInfo {

@@ -161,7 +161,10 @@ void plan(const DecoderSpec& spec, const Shard& shard, const std::string& model_
   const int64_t kv_first = int64_t{shard.first_kv_head(spec.num_kv_heads)} * hd;
   const int64_t ff_held = spec.intermediate_size / shard.size, ff_first = shard.rank * ff_held;
   const bool rank0 = shard.rank == 0;
-  list.add(model_prefix + "embed_tokens.weight", {spec.vocab_size, hidden}, &weights.embed_tokens);
+  // A tied table is also the head's weight: loaded as a linear weight, so the backend may pack it for its GEMM (the
+  // head is the largest single read of a decode step at 0.5B–3B) and gathers embedding rows from that layout.
+  list.add(model_prefix + "embed_tokens.weight", {spec.vocab_size, hidden}, &weights.embed_tokens,
+           /*linear_weight=*/spec.tie_word_embeddings);
   weights.layers.resize(static_cast<size_t>(spec.num_layers));
   for (int32_t i = 0; i < spec.num_layers; ++i) {
     LayerWeights& layer = weights.layers[static_cast<size_t>(i)];

@@ -100,8 +100,9 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
       : pool_(options.num_threads),
-        gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path) {
-    BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_));
+        gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path),
+        quantized_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_quantized_gemm_path() : gemm_path_) {
+    BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_) && cpu::cpu_has_gemm_path(quantized_path_));
   }
 
   std::string_view name() const override { return "cpu"; }
@@ -132,16 +133,16 @@ class CpuBackend final : public Backend {
     packed_.erase(bytes_of(dst));
   }
 
-  // BF16 weights are packed for the GEMM here, once; the set remembers which tensors hold packed bytes (a tied
-  // head reads the embedding table, which stays in rows, through the row kernel).
+  // BF16 and F16 weights are packed for the GEMM here, once; the set remembers which tensors hold packed bytes. A
+  // tied head's embedding table comes this way too: embedding() then gathers its rows from the packed layout.
   void copy_linear_weight_to_device(std::span<const std::byte> src, const Tensor& dst) override {
-    if (dst.dtype != DType::kBF16 || !cpu::packable_linear_weight(dst.rows, dst.cols)) {
+    if (!cpu::packable_linear_weight(dst.dtype, dst.rows, dst.cols)) {
       copy_to_device(src, dst);
       return;
     }
     BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
     BM_CHECK(recording_ == nullptr);
-    cpu::pack_linear_weight(reinterpret_cast<const uint16_t*>(src.data()), dst.rows, dst.cols,
+    cpu::pack_linear_weight(dst.dtype, reinterpret_cast<const uint16_t*>(src.data()), dst.rows, dst.cols,
                             reinterpret_cast<uint16_t*>(bytes_of(dst)));
     packed_.insert(bytes_of(dst));
   }
@@ -177,6 +178,13 @@ class CpuBackend final : public Backend {
 
   void embedding(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     BM_CHECK(ids.rows == 1 && out.rows == ids.cols && out.cols == table.cols);
+    if (packed_.contains(bytes_of(table))) {
+      const auto* packed = reinterpret_cast<const uint16_t*>(bytes_of(table));
+      run([=, this] {
+        cpu::packed_embedding(pool_, table.dtype, packed, table.rows, table.cols, i32(ids), ids.cols, f32(out));
+      });
+      return;
+    }
     run([=, this] { cpu::embedding(pool_, weight_data(table), table.rows, table.cols, i32(ids), ids.cols, f32(out)); });
   }
 
@@ -199,10 +207,10 @@ class CpuBackend final : public Backend {
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.rows);
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
     if (packed_.contains(bytes_of(weight))) {
-      BM_CHECK(weight.dtype == DType::kBF16);
       const auto* packed = reinterpret_cast<const uint16_t*>(bytes_of(weight));
       run([=, this] {
-        cpu::packed_linear(pool_, gemm_path_, f32(x), x.rows, x.cols, packed, weight.rows, bias_data, f32(out));
+        cpu::packed_linear(pool_, gemm_path_, f32(x), x.rows, x.cols, weight.dtype, packed, weight.rows, bias_data,
+                           f32(out));
       });
       return;
     }
@@ -239,7 +247,7 @@ class CpuBackend final : public Backend {
     const QuantizedShape shape = weight.shape;
     const Tensor data = weight.data;
     run([=, this] {
-      cpu::quantized_linear(pool_, gemm_path_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out));
+      cpu::quantized_linear(pool_, quantized_path_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out));
     });
   }
 
@@ -366,6 +374,7 @@ class CpuBackend final : public Backend {
 
   cpu::ThreadPool pool_;
   cpu::GemmPath gemm_path_;
+  cpu::GemmPath quantized_path_;  // of quantized layers: the same unless auto (best_quantized_gemm_path)
   // Start of each packed linear weight. A new allocation or a plain copy over such bytes drops their entries, so
   // memory reused after a weight buffer is freed is not mistaken for packed.
   std::set<const std::byte*> packed_;

@@ -30,7 +30,8 @@ bool cpu_has_gemm_path(GemmPath path) {
     case GemmPath::kAvx512:
       return __builtin_cpu_supports("avx512f");
     case GemmPath::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      // F16C widens F16 weights on this path; every AVX2 CPU has it, and x86-64-v3 names all three.
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case GemmPath::kAuto:
     case GemmPath::kScalar:
       return true;
@@ -46,6 +47,10 @@ GemmPath best_gemm_path() {
     if (cpu_has_gemm_path(path)) return path;
   }
   return GemmPath::kScalar;
+}
+
+GemmPath best_quantized_gemm_path() {
+  return cpu_has_gemm_path(GemmPath::kAvx512Bf16) ? GemmPath::kAvx512Bf16 : best_gemm_path();
 }
 
 absl::StatusOr<GemmPath> parse_gemm_path(std::string_view name) {

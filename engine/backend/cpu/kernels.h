@@ -21,12 +21,16 @@ struct ConstData {
 // out[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias.data may be null).
 void linear(ThreadPool& pool, const float* x, int64_t n, int64_t k, ConstData w, int64_t m, ConstData bias, float* out);
 
-// The same product over BF16 weights packed once at load (packed_linear.cpp describes the layout), on the chosen
-// instruction path (not kAuto). Packing needs m % 16 == 0 and even k and keeps the byte size.
-bool packable_linear_weight(int64_t m, int64_t k);
-void pack_linear_weight(const uint16_t* w, int64_t m, int64_t k, uint16_t* packed);
-void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, int64_t k, const uint16_t* packed,
-                   int64_t m, ConstData bias, float* out);
+// The same product over BF16 or F16 weights packed once at load (packed_linear.cpp describes the layouts), on the
+// chosen instruction path (not kAuto). Packing needs m % 16 == 0 and even k and keeps the byte size.
+bool packable_linear_weight(DType dtype, int64_t m, int64_t k);
+void pack_linear_weight(DType dtype, const uint16_t* w, int64_t m, int64_t k, uint16_t* packed);
+void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, int64_t k, DType dtype,
+                   const uint16_t* packed, int64_t m, ConstData bias, float* out);
+// Rows of a packed [vocab, hidden] table widened to F32: the embedding lookup of a tied table that the head reads
+// through packed_linear.
+void packed_embedding(ThreadPool& pool, DType dtype, const uint16_t* packed, int64_t vocab, int64_t hidden,
+                      const int32_t* ids, int64_t n, float* out);
 
 // Weight-only quantized linear (quantized_linear.cpp describes the layout): bytes of a packed matrix, the repack
 // from the neutral host form, and out[n, rows] = x[n, cols] · Wᵀ + bias.

@@ -5,6 +5,13 @@
 // streams its own weights once per call), and within a panel sweeps tiles of activation rows; the panel's weights
 // stay in L2 while the rows stream by. Every output is one accumulator advanced in k order, whatever the batch:
 // a row's result does not depend on the rows beside it (prefill and decode of one token agree bit for bit).
+//
+// F16 weights (the float tensors of GPTQ/AWQ checkpoints: their lm_head, or the tied embedding table, is the
+// largest single read of a quantized decode step) keep the same blocks and pairs but put the two k of a pair in
+// separate halves: packed[b][p][j][c] = w[16 b + c][2 p + j]. A 64-byte load then holds k = 2p for 16 outputs in
+// its low 32 bytes and k = 2p + 1 in its high 32 bytes, each one vcvtph2ps away from F32 lanes (exact), where the
+// pair order would need a shuffle per half. F16 weights always run with F32 activations (there is no F16 dot
+// product on these CPUs), so the avx512-bf16 path multiplies them as the avx512 path does.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -150,6 +157,94 @@ struct Avx512Bf16Kernel {
   }
 };
 
+struct ScalarF16Kernel {
+  static constexpr int kMaxRows = 1;
+  template <int MR, int NR>
+  static void tile(const TileArgs& a) {
+    const float* x = static_cast<const float*>(a.x);
+    for (int b = 0; b < NR; ++b) {
+      const uint16_t* w = a.w + b * a.block_stride;
+      for (int c = 0; c < kBlock; ++c) {
+        float acc = 0;
+        for (int64_t p = 0; p < a.pairs; ++p) {
+          acc = std::fma(x[2 * p], f16_to_f32(w[p * 32 + c]), acc);
+          acc = std::fma(x[2 * p + 1], f16_to_f32(w[p * 32 + kBlock + c]), acc);
+        }
+        a.out[b * kBlock + c] = acc;
+      }
+    }
+  }
+};
+
+struct Avx2F16Kernel {
+  static constexpr int kMaxRows = 3;
+  template <int MR, int NR>
+  __attribute__((target("avx2,fma,f16c"))) static void tile(const TileArgs& a) {
+    const float* x = static_cast<const float*>(a.x);
+    __m256 acc[MR][NR][2];
+    for (int i = 0; i < MR; ++i)
+      for (int b = 0; b < NR; ++b) acc[i][b][0] = acc[i][b][1] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < a.pairs; ++p) {
+      __m256 even[NR][2], odd[NR][2];
+      for (int b = 0; b < NR; ++b) {
+        const uint16_t* w = a.w + b * a.block_stride + p * 32;
+        for (int h = 0; h < 2; ++h) {
+          even[b][h] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + h * 8)));
+          odd[b][h] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + kBlock + h * 8)));
+        }
+      }
+      for (int i = 0; i < MR; ++i) {
+        const __m256 x0 = _mm256_broadcast_ss(x + i * a.ldx + 2 * p);
+        const __m256 x1 = _mm256_broadcast_ss(x + i * a.ldx + 2 * p + 1);
+        for (int b = 0; b < NR; ++b) {
+          for (int h = 0; h < 2; ++h) {
+            acc[i][b][h] = _mm256_fmadd_ps(x0, even[b][h], acc[i][b][h]);
+            acc[i][b][h] = _mm256_fmadd_ps(x1, odd[b][h], acc[i][b][h]);
+          }
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int b = 0; b < NR; ++b)
+        for (int h = 0; h < 2; ++h) _mm256_storeu_ps(a.out + i * a.ldo + b * kBlock + h * 8, acc[i][b][h]);
+  }
+};
+
+// 16 F16 values widened to F32 (exact). The masked form with every lane on: GCC 12's _mm512_cvtph_ps passes an
+// undefined vector it then reports as maybe-uninitialized.
+__attribute__((target("avx512f"), always_inline)) inline __m512 widen_f16x16(const uint16_t* f16) {
+  return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f16)));
+}
+
+struct Avx512F16Kernel {
+  static constexpr int kMaxRows = 4;
+  template <int MR, int NR>
+  __attribute__((target("avx512f"))) static void tile(const TileArgs& a) {
+    const float* x = static_cast<const float*>(a.x);
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+      for (int b = 0; b < NR; ++b) acc[i][b] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < a.pairs; ++p) {
+      __m512 even[NR], odd[NR];
+      for (int b = 0; b < NR; ++b) {
+        const uint16_t* w = a.w + b * a.block_stride + p * 32;
+        even[b] = widen_f16x16(w);
+        odd[b] = widen_f16x16(w + kBlock);
+      }
+      for (int i = 0; i < MR; ++i) {
+        const __m512 x0 = _mm512_set1_ps(x[i * a.ldx + 2 * p]);
+        const __m512 x1 = _mm512_set1_ps(x[i * a.ldx + 2 * p + 1]);
+        for (int b = 0; b < NR; ++b) {
+          acc[i][b] = _mm512_fmadd_ps(x0, even[b], acc[i][b]);
+          acc[i][b] = _mm512_fmadd_ps(x1, odd[b], acc[i][b]);
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int b = 0; b < NR; ++b) _mm512_storeu_ps(a.out + i * a.ldo + b * kBlock, acc[i][b]);
+  }
+};
+
 // table[(rows - 1) * kMaxBlocks + blocks - 1] runs a tile of `rows` activation rows and `blocks` blocks.
 template <class Kernel, int... I>
 constexpr std::array<TileFn, sizeof...(I)> make_table(std::integer_sequence<int, I...>) {
@@ -163,7 +258,21 @@ struct PathTable {
   int max_rows;
 };
 
-PathTable table_for(GemmPath path) {
+PathTable table_for(GemmPath path, DType weights) {
+  if (weights == DType::kF16) {
+    switch (path) {
+      case GemmPath::kAvx512Bf16:
+      case GemmPath::kAvx512:
+        return {kTable<Avx512F16Kernel>.data(), Avx512F16Kernel::kMaxRows};
+      case GemmPath::kAvx2:
+        return {kTable<Avx2F16Kernel>.data(), Avx2F16Kernel::kMaxRows};
+      case GemmPath::kAuto:
+      case GemmPath::kScalar:
+        break;
+    }
+    return {kTable<ScalarF16Kernel>.data(), ScalarF16Kernel::kMaxRows};
+  }
+  BM_CHECK(weights == DType::kBF16);
   switch (path) {
     case GemmPath::kAvx512Bf16:
       return {kTable<Avx512Bf16Kernel>.data(), Avx512Bf16Kernel::kMaxRows};
@@ -190,30 +299,50 @@ __attribute__((target("avx512f,avx512bf16"))) void round_row_to_bf16(const float
   for (; c < k; ++c) out[c] = f32_to_bf16(x[c]);
 }
 
-bool packable_linear_weight(int64_t m, int64_t k) {
-  return m > 0 && k > 0 && m % kBlock == 0 && k % 2 == 0;
+bool packable_linear_weight(DType dtype, int64_t m, int64_t k) {
+  return (dtype == DType::kBF16 || dtype == DType::kF16) && m > 0 && k > 0 && m % kBlock == 0 && k % 2 == 0;
 }
 
-void pack_linear_weight(const uint16_t* w, int64_t m, int64_t k, uint16_t* packed) {
+// Where w[r][2 p + j] lives in the packed layout of `dtype` (the file's header comment).
+inline int64_t packed_index(DType dtype, int64_t pairs, int64_t r, int64_t p, int64_t j) {
+  const int64_t b = r / kBlock, c = r % kBlock, pair_base = (b * pairs + p) * 2 * kBlock;
+  return dtype == DType::kF16 ? pair_base + j * kBlock + c : pair_base + c * 2 + j;
+}
+
+void pack_linear_weight(DType dtype, const uint16_t* w, int64_t m, int64_t k, uint16_t* packed) {
+  BM_CHECK(packable_linear_weight(dtype, m, k));
   const int64_t pairs = k / 2;
   for (int64_t r = 0; r < m; ++r) {
-    const int64_t b = r / kBlock, c = r % kBlock;
     for (int64_t p = 0; p < pairs; ++p) {
-      uint16_t* dst = packed + ((b * pairs + p) * kBlock + c) * 2;
-      dst[0] = w[r * k + 2 * p];
-      dst[1] = w[r * k + 2 * p + 1];
+      packed[packed_index(dtype, pairs, r, p, 0)] = w[r * k + 2 * p];
+      packed[packed_index(dtype, pairs, r, p, 1)] = w[r * k + 2 * p + 1];
     }
   }
 }
 
-void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, int64_t k, const uint16_t* packed,
-                   int64_t m, ConstData bias, float* out) {
-  BM_CHECK(packable_linear_weight(m, k) && path != GemmPath::kAuto);
-  const PathTable table = table_for(path);
+void packed_embedding(ThreadPool& pool, DType dtype, const uint16_t* packed, int64_t vocab, int64_t hidden,
+                      const int32_t* ids, int64_t n, float* out) {
+  BM_CHECK(packable_linear_weight(dtype, vocab, hidden));
+  const int64_t pairs = hidden / 2;
+  pool.parallel_for(n, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      BM_CHECK(ids[i] >= 0 && ids[i] < vocab);
+      for (int64_t col = 0; col < hidden; ++col) {
+        const uint16_t bits = packed[packed_index(dtype, pairs, ids[i], col / 2, col % 2)];
+        out[i * hidden + col] = dtype == DType::kF16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+      }
+    }
+  });
+}
+
+void packed_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n, int64_t k, DType dtype,
+                   const uint16_t* packed, int64_t m, ConstData bias, float* out) {
+  BM_CHECK(packable_linear_weight(dtype, m, k) && path != GemmPath::kAuto);
+  const PathTable table = table_for(path, dtype);
   const void* activations = x;
   int64_t ldx = k;
   thread_local std::vector<uint16_t> rounded;
-  if (path == GemmPath::kAvx512Bf16) {
+  if (path == GemmPath::kAvx512Bf16 && dtype == DType::kBF16) {
     rounded.resize(static_cast<size_t>(n * k));
     uint16_t* dst = rounded.data();
     pool.parallel_for(n, 8, [&](int64_t begin, int64_t end) {

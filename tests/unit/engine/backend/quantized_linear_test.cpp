@@ -67,7 +67,9 @@ RandomMatrix random_matrix(std::mt19937& rng, const QuantizedShape& shape) {
   return m;
 }
 
-// (threads, GEMM path): the F32 paths (auto) and the bf16 path where the CPU has it.
+// (threads, GEMM path): auto (bf16 activations for 4-bit layers where the CPU has avx512-bf16, F32 otherwise),
+// the bf16 path where the CPU has it, and a forced F32 path (scalar: the quantized kernels' F32 clone is chosen by
+// the CPU, not by the dense path, so this runs the same vector code as avx512 or avx2 would).
 class QuantizedLinearTest : public ::testing::TestWithParam<std::tuple<int32_t, cpu::GemmPath>> {
  protected:
   void SetUp() override {
@@ -77,7 +79,9 @@ class QuantizedLinearTest : public ::testing::TestWithParam<std::tuple<int32_t, 
   }
   // Whether this backend computes `bits`-bit layers on bf16 activations.
   bool bf16_activations(int32_t bits) const {
-    return std::get<1>(GetParam()) == cpu::GemmPath::kAvx512Bf16 && bits == 4;
+    cpu::GemmPath path = std::get<1>(GetParam());
+    if (path == cpu::GemmPath::kAuto) path = cpu::best_quantized_gemm_path();
+    return path == cpu::GemmPath::kAvx512Bf16 && bits == 4;
   }
 
   Tensor empty(DType dtype, int64_t rows, int64_t cols) {
@@ -220,7 +224,8 @@ TEST_P(QuantizedLinearTest, F16DenseWeightsMatchTheLoop) {
 
 INSTANTIATE_TEST_SUITE_P(ThreadsAndPaths, QuantizedLinearTest,
                          ::testing::Combine(::testing::Values(1, 3),
-                                            ::testing::Values(cpu::GemmPath::kAuto, cpu::GemmPath::kAvx512Bf16)));
+                                            ::testing::Values(cpu::GemmPath::kAuto, cpu::GemmPath::kAvx512Bf16,
+                                                              cpu::GemmPath::kScalar)));
 
 TEST(QuantizedMatrixTest, F16ConversionIsExact) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
