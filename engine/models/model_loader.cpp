@@ -1,6 +1,8 @@
 #include "engine/models/model_loader.h"
 
 #include <cstdlib>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -20,7 +22,18 @@
 namespace bm::engine {
 namespace {
 
-absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options) {
+// CPUs [first, first + count) of the affinity mask to pin a CPU backend's threads to: only when the model's threads
+// (every rank's together) take the whole mask, so that two models given fewer threads each are not piled onto the
+// same CPUs, and not when BMSERVER_CPU_PIN=0 (docs/engine-backend.md, "Threads").
+std::vector<int32_t> cpus_to_pin(int32_t model_threads, int32_t first, int32_t count) {
+  const char* env = std::getenv("BMSERVER_CPU_PIN");
+  if (env != nullptr && std::string_view(env) == "0") return {};
+  const std::vector<int32_t> cpus = cpu::affinity_cpus();
+  if (model_threads != static_cast<int32_t>(cpus.size()) || first < 0 || first + count > model_threads) return {};
+  return std::vector<int32_t>(cpus.begin() + first, cpus.begin() + first + count);
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options, std::vector<int32_t> pin_cpus = {}) {
   if (options.backend == "cpu") {
     const int32_t cpus = cpu::available_cpus();
     if (options.num_threads < 0 || options.num_threads > cpus) {
@@ -33,7 +46,7 @@ absl::StatusOr<std::unique_ptr<Backend>> make_backend(const LoadOptions& options
     if (path_name.empty()) path_name = from_env != nullptr && *from_env != '\0' ? from_env : "auto";
     absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(path_name);
     if (!path.ok()) return path.status();
-    return create_cpu_backend(CpuBackendOptions{options.num_threads, *path});
+    return create_cpu_backend(CpuBackendOptions{options.num_threads, *path, std::move(pin_cpus)});
   }
   if (options.backend == "cuda") return create_cuda_backend(options.device_index);
   return absl::UnimplementedError(absl::StrCat("backend '", options.backend, "' is not available (cpu or cuda)"));
@@ -127,10 +140,13 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_tensor_parallel(const DecoderSpec
                                                    options.num_threads > 0 ? " were given" : " CPUs are usable"));
   std::vector<std::unique_ptr<cpu::CpuCommunicator>> group = cpu::CpuCommunicator::create_group(size);
   for (auto& one : group) communicators.push_back(std::move(one));
+  int32_t first_cpu = 0;  // each rank pins its threads to its own slice of the mask
   for (int32_t r = 0; r < size; ++r) {
     LoadOptions rank_options = options;
     rank_options.num_threads = threads / size + (r < threads % size ? 1 : 0);
-    absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(rank_options);
+    absl::StatusOr<std::unique_ptr<Backend>> backend =
+        make_backend(rank_options, cpus_to_pin(threads, first_cpu, rank_options.num_threads));
+    first_cpu += rank_options.num_threads;
     if (!backend.ok()) return backend.status();
     absl::StatusOr<std::unique_ptr<DecoderLM>> model = load_rank(
         spec, *rank_spec, checkpoint, model_dir, options, *std::move(backend), *communicators[static_cast<size_t>(r)]);
@@ -159,7 +175,8 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::
   absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::open(model_dir);
   if (!checkpoint.ok()) return checkpoint.status();
   if (options.tensor_parallel_size > 1) return load_tensor_parallel(*spec, **checkpoint, model_dir, options);
-  absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(options);
+  const int32_t threads = options.num_threads > 0 ? options.num_threads : cpu::available_cpus();
+  absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(options, cpus_to_pin(threads, 0, threads));
   if (!backend.ok()) return backend.status();
   absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend);
   if (!weights.ok()) return weights.status();

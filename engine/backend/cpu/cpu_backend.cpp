@@ -99,7 +99,7 @@ struct RecordedStep final : StepGraph {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
-      : pool_(options.num_threads),
+      : pool_(options.num_threads, options.pin_cpus),
         gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path),
         quantized_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_quantized_gemm_path() : gemm_path_) {
     BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_) && cpu::cpu_has_gemm_path(quantized_path_));

@@ -1,5 +1,6 @@
 #include "engine/backend/cpu/thread_pool.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -29,9 +30,25 @@ int32_t available_cpus() {
   return static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-ThreadPool::ThreadPool(int32_t num_threads) {
+std::vector<int32_t> affinity_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int32_t> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int32_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+    }
+  }
+  return cpus;
+}
+
+ThreadPool::ThreadPool(int32_t num_threads, const std::vector<int32_t>& pin_cpus) {
   if (num_threads <= 0) num_threads = available_cpus();
-  for (int32_t i = 1; i < num_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  const bool pin = static_cast<int32_t>(pin_cpus.size()) >= num_threads;
+  for (int32_t i = 1; i < num_threads; ++i) {
+    const int32_t cpu = pin ? pin_cpus[static_cast<size_t>(i)] : -1;
+    workers_.emplace_back([this, cpu] { worker_loop(cpu); });
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -51,7 +68,15 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int32_t pin_cpu) {
+  if (pin_cpu >= 0 && pin_cpu < CPU_SETSIZE) {
+    // A worker that stays on one core keeps its share of the weights' cache lines and TLB entries there, and is
+    // not moved next to another worker mid-step. Refusal (a mask changed since) just leaves it to the scheduler.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(pin_cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  }
   uint64_t seen = 0;
   while (true) {
     for (int i = 0; i < kSpinIterations && generation_.load() == seen; ++i) cpu_relax();
