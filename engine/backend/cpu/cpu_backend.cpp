@@ -72,6 +72,7 @@ void check_quantized(const QuantizedShape& shape) {
   BM_CHECK(shape.bits == 4 || shape.bits == 8);
   BM_CHECK(shape.rows > 0 && shape.cols > 0 && shape.group_size > 0);
   BM_CHECK(shape.group_size % shape.values_per_word() == 0 && shape.cols % shape.group_size == 0);
+  BM_CHECK(shape.inputs() > 0 && shape.inputs() <= shape.cols && (shape.permuted || shape.inputs() == shape.cols));
 }
 
 bool same_shape(const Tensor& a, const Tensor& b) {
@@ -232,7 +233,7 @@ class CpuBackend final : public Backend {
                         const Tensor& out) override {
     check_quantized(weight.shape);
     BM_CHECK(weight.data.dtype == DType::kU8 && weight.data.num_bytes() == cpu::quantized_layout_bytes(weight.shape));
-    BM_CHECK(x.cols == weight.shape.cols && out.rows == x.rows && out.cols == weight.shape.rows);
+    BM_CHECK(x.cols == weight.shape.inputs() && out.rows == x.rows && out.cols == weight.shape.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.shape.rows);
     BM_CHECK(bytes_of(out) != bytes_of(x));
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
