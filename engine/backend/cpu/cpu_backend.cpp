@@ -295,8 +295,15 @@ class CpuBackend final : public Backend {
   void all_reduce_sum(const Tensor& x, Communicator& comm) override {
     BM_CHECK(x.dtype == DType::kF32 && comm.kind() == "cpu");
     auto& cpu_comm = static_cast<cpu::CpuCommunicator&>(comm);
-    run([=, &cpu_comm] { cpu_comm.all_reduce_sum(f32(x), x.num_elements()); });
+    run([=, this, &cpu_comm] {
+      // An aborted group (a peer failed outside a collective): this rank's step is void, and so is every later
+      // one — the fault is sticky, as a device fault is, so the engine stops instead of computing on garbage.
+      if (!cpu_comm.all_reduce_sum(f32(x), x.num_elements()) && collective_fault_.ok())
+        collective_fault_ =
+            absl::InternalError(absl::StrCat("the tensor-parallel group was aborted: ", cpu_comm.abort_reason()));
+    });
   }
+  absl::Status device_status() const override { return collective_fault_; }
 
   bool runs_encoder_ops() const override { return true; }
 
@@ -371,6 +378,7 @@ class CpuBackend final : public Backend {
   // memory reused after a weight buffer is freed is not mistaken for packed.
   std::set<const std::byte*> packed_;
   std::unique_ptr<RecordedStep> recording_;
+  absl::Status collective_fault_;  // the first collective of an aborted group (all_reduce_sum), else OK
 };
 
 }  // namespace
