@@ -206,7 +206,7 @@ class PostgresBenchmarkTest(BenchmarkCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn(f"Stored 3 runs in PostgreSQL 127.0.0.1:{pg.port}/postgres", r.stdout)
             self.assertEqual(pg.psql("SELECT count(*) FROM chat_benchmark_result"), "3")
-            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "2")  # 2: the image workload
+            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "3")  # 3: the tensor-parallel size
             self.assertEqual(pg.psql("SELECT string_agg(num_requests::text, ',' ORDER BY num_requests) "
                                      "FROM chat_benchmark_result WHERE num_prompt_tokens = 20"), "1,2,3")
             self.assertEqual(len(self.stored(env=env)), 3)
