@@ -58,6 +58,13 @@ std::string images_cell(const BenchmarkResult& r) {
   return absl::StrFormat("%d×%dx%d", r.images_per_prompt(), r.image_width(), r.image_height());
 }
 
+// "2× NVIDIA H100 80GB HBM3" for a GPU group, "cpu (2 ranks)" for CPU ranks, else the device name.
+std::string device_cell(const std::string& name, int32_t count, int32_t ranks) {
+  if (count > 1) return absl::StrFormat("%d× %s", count, name);
+  if (count == 0 && ranks > 1) return absl::StrFormat("%s (%d ranks)", name, ranks);
+  return name;
+}
+
 Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model) {
   // The IMAGES column (images × size per request, and the tokens they are of PROMPT) only when a row has images,
   // so that text sweeps read as before.
@@ -76,10 +83,7 @@ Table summary_table(const std::vector<BenchmarkResult>& results, bool with_model
   for (const BenchmarkResult& r : results) {
     std::vector<std::string> row;
     if (with_model) row.push_back(r.model_name());
-    std::string gpu = r.nvidia_device_count() > 1
-                          ? absl::StrFormat("%d× %s", r.nvidia_device_count(), r.nvidia_device_name())
-                          : r.nvidia_device_name();
-    row.push_back(gpu);
+    row.push_back(device_cell(r.nvidia_device_name(), r.nvidia_device_count(), r.tensor_parallel_size()));
     if (with_images) {
       row.push_back(images_cell(r));
       row.push_back(r.images_per_prompt() > 0 ? std::to_string(r.num_image_tokens()) : "-");
@@ -357,11 +361,13 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
     return kExitOk;
   }
   // One line per sweep: (model, GPU, count, version, P, C, images) with its best output throughput.
-  using Key = std::tuple<std::string, std::string, int32_t, std::string, int32_t, int32_t, int32_t, int32_t, int32_t>;
+  using Key =
+      std::tuple<std::string, std::string, int32_t, int32_t, std::string, int32_t, int32_t, int32_t, int32_t, int32_t>;
   std::map<Key, std::vector<const BenchmarkResult*>> sweeps;
   for (const auto& r : response.results())
-    sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.bmserver_version(),
-            r.num_prompt_tokens(), r.num_completion_tokens(), r.images_per_prompt(), r.image_width(), r.image_height()}]
+    sweeps[{r.model_name(), r.nvidia_device_name(), r.nvidia_device_count(), r.tensor_parallel_size(),
+            r.bmserver_version(), r.num_prompt_tokens(), r.num_completion_tokens(), r.images_per_prompt(),
+            r.image_width(), r.image_height()}]
         .push_back(&r);
   Table t;
   for (const char* h :
@@ -377,10 +383,10 @@ int run_benchmark_list(const GlobalOptions& options, const BenchmarkQueryArgs& a
       best = std::max(best, r->completion_token_throughput());
       newest = std::max(newest, r->created_at());
     }
-    const auto& [model, gpu, count, version, p, c, images, width, height] = key;
-    t.add_row({model, count > 1 ? absl::StrFormat("%d× %s", count, gpu) : gpu, version, std::to_string(p),
-               std::to_string(c), images_cell(*runs.front()), std::to_string(runs.size()),
-               std::to_string(runs.front()->max_requests()), fixed(best, 1), newest});
+    const auto& [model, gpu, count, ranks, version, p, c, images, width, height] = key;
+    t.add_row({model, device_cell(gpu, count, ranks), version, std::to_string(p), std::to_string(c),
+               images_cell(*runs.front()), std::to_string(runs.size()), std::to_string(runs.front()->max_requests()),
+               fixed(best, 1), newest});
   }
   if (t.empty()) {
     std::printf("No benchmark results in %s.\n", response.store().c_str());

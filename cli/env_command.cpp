@@ -57,6 +57,17 @@ void render_env_table(const bmserver::v1::EnvResponse& env) {
   print_field("cuBLAS", env.cublas_version());
   print_field("CUDA plugin", env.cuda_plugin());
 
+  // Tensor parallelism's all-reduces cross these links every layer (docs/tensor-parallel.md).
+  std::printf("\nGPU topology\n");
+  if (env.gpu_links().empty()) {
+    std::printf("  none: %s\n", or_dash(env.topology_status()).c_str());
+  } else {
+    for (const auto& link : env.gpu_links()) {
+      const std::string pair = "GPU " + std::to_string(link.a()) + " - GPU " + std::to_string(link.b());
+      print_field(pair.c_str(), link.description());
+    }
+  }
+
   const auto& cpu = env.cpu();
   std::printf("\nCPU (the cpu backend)\n");
   print_field("model", cpu.model_name());

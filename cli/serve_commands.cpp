@@ -26,7 +26,8 @@ std::string format_uptime(int64_t seconds) {
 }
 
 std::string gpu_list(const bmserver::v1::ServedModel& m) {
-  if (m.gpus().empty()) return "-";
+  // CPU ranks (tensor parallelism on the CPU backend): how many.
+  if (m.gpus().empty()) return m.ranks_size() > 1 ? "cpu x" + std::to_string(m.ranks_size()) : "-";
   std::string out;
   for (int g : m.gpus()) {
     if (!out.empty()) out += ',';
@@ -145,6 +146,22 @@ int run_ps(const GlobalOptions& options) {
                    std::to_string(m.num_waiting()), format_uptime(m.uptime_seconds()), m.http_url()});
   }
   std::printf("%s", table.render().c_str());
+  // A model split over ranks: what each rank's device holds (the row above gives the sums).
+  for (const auto& m : response.models()) {
+    if (m.ranks_size() <= 1) continue;
+    std::printf("\n%s: %d tensor-parallel ranks\n", m.name().c_str(), m.ranks_size());
+    Table ranks;
+    ranks.add_column("RANK", Table::Align::kRight);
+    ranks.add_column("DEVICE");
+    ranks.add_column("WEIGHTS", Table::Align::kRight);
+    ranks.add_column("KV CACHE", Table::Align::kRight);
+    ranks.add_column("MEMORY", Table::Align::kRight);
+    for (const auto& r : m.ranks())
+      ranks.add_row({std::to_string(r.rank()), r.gpu() >= 0 ? "GPU " + std::to_string(r.gpu()) : "cpu",
+                     common::format_size(r.weight_bytes()), common::format_size(r.kv_cache_bytes()),
+                     common::format_size(r.weight_bytes() + r.kv_cache_bytes())});
+    std::printf("%s", ranks.render().c_str());
+  }
   return kExitOk;
 }
 

@@ -213,6 +213,7 @@ std::string settings_json(const serving::ServeSettings& s, const std::string& ba
             {"threads", s.threads},
             {"kv_cache_dtype", s.kv_cache_dtype},
             {"enable_prefix_caching", s.enable_prefix_caching},
+            {"tensor_parallel_size", s.tensor_parallel_size},
             {"seed", s.seed}};
   if (!s.extra_params.empty()) j["extra_params"] = s.extra_params;
   if (!s.gpus.empty()) j["gpus"] = s.gpus;
@@ -456,7 +457,10 @@ absl::Status BenchmarkRunner::run_served(const bmserver::v1::RunBenchmarkRequest
   base.set_model_tool_call(model->tool_call_format);
   base.set_model_reasoning(model->reasoning_format);
   fill_catalog_facts(base, model->name);
+  // The GPUs used (the claimed group, one per rank) and the ranks: GPUs on a GPU backend, CPU ranks on the cpu one.
   fill_environment(base, model->backend, model->settings.gpus);
+  base.set_tensor_parallel_size(model->ranks.empty() ? model->settings.tensor_parallel_size
+                                                     : static_cast<int32_t>(model->ranks.size()));
   base.set_engine_name("bmserverd");
   base.set_engine_version(std::string(common::version()));
   base.set_seed(static_cast<int64_t>(plan.seed));

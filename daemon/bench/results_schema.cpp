@@ -62,6 +62,14 @@ const char* sql_type(ColumnType type, SqlDialect dialect) {
   return "TEXT";
 }
 
+// Version 2's key, frozen with its migration (key_columns() is the newest).
+const std::vector<std::string>& version2_key() {
+  static const std::vector<std::string> keys = {
+      "nvidia_device_name",    "nvidia_device_count", "bmserver_version",  "model_name",  "num_prompt_tokens",
+      "num_completion_tokens", "num_requests",        "images_per_prompt", "image_width", "image_height"};
+  return keys;
+}
+
 }  // namespace
 
 const std::vector<Column>& result_columns() {
@@ -94,9 +102,11 @@ const std::vector<Column>& result_columns() {
 }
 
 const std::vector<std::string>& key_columns() {
-  static const std::vector<std::string> keys = {
-      "nvidia_device_name",    "nvidia_device_count", "bmserver_version",  "model_name",  "num_prompt_tokens",
-      "num_completion_tokens", "num_requests",        "images_per_prompt", "image_width", "image_height"};
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> out = version2_key();
+    out.push_back("tensor_parallel_size");
+    return out;
+  }();
   return keys;
 }
 
@@ -173,6 +183,7 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
   // constraint.
   static const char* kVersion2Columns[] = {"images_per_prompt", "image_width", "image_height", "num_image_tokens"};
   const char* integer = sql_type(ColumnType::kInteger, dialect);
+  std::vector<std::string> v3_defs, v2_names;  // SQLite: version 2's table, for version 3's rebuild
   if (dialect == SqlDialect::kPostgres) {
     std::vector<std::string> steps;
     for (const char* c : kVersion2Columns)
@@ -180,17 +191,40 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
           absl::StrCat("ALTER TABLE ", kResultsTable, " ADD COLUMN ", c, " ", integer, " NOT NULL DEFAULT 0"));
     steps.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " DROP CONSTRAINT ", kResultsTable, "_pkey"));
     steps.push_back(
-        absl::StrCat("ALTER TABLE ", kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+        absl::StrCat("ALTER TABLE ", kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(version2_key(), ", "), ")"));
     migrations.push_back(absl::StrJoin(steps, ";\n"));
   } else {
     std::vector<std::string> v2_defs(defs.begin(), defs.end() - 1), old_names;  // without version 1's key
     for (const auto& c : kVersion1Columns) old_names.push_back(c[0]);
     for (const char* c : kVersion2Columns) v2_defs.push_back(absl::StrCat(c, " ", integer, " NOT NULL DEFAULT 0"));
-    v2_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+    v2_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(version2_key(), ", "), ")"));
     std::string rebuilt = absl::StrCat(kResultsTable, "_v2");
     migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v2_defs, ",\n  "), "\n);\n",
                                       "INSERT INTO ", rebuilt, " (", absl::StrJoin(old_names, ", "), ") SELECT ",
                                       absl::StrJoin(old_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
+                                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
+
+    // Version 3 (below) rebuilds again, from version 2's columns.
+    v3_defs.assign(v2_defs.begin(), v2_defs.end() - 1);
+    v2_names = old_names;
+    for (const char* c : kVersion2Columns) v2_names.push_back(c);
+  }
+
+  // Version 3, tensor parallelism: tensor_parallel_size, in the key (CPU ranks leave nvidia_device_count at 0, so
+  // without it a two-rank CPU run would overwrite the one-rank run of the same P, C and concurrency). Rows of
+  // earlier versions get 1: the benchmark did not record the size before, and one rank is what nearly all were.
+  const std::string v3_column = absl::StrCat("tensor_parallel_size ", integer, " NOT NULL DEFAULT 1");
+  if (dialect == SqlDialect::kPostgres) {
+    migrations.push_back(absl::StrCat("ALTER TABLE ", kResultsTable, " ADD COLUMN ", v3_column, ";\n", "ALTER TABLE ",
+                                      kResultsTable, " DROP CONSTRAINT ", kResultsTable, "_pkey;\n", "ALTER TABLE ",
+                                      kResultsTable, " ADD PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+  } else {
+    v3_defs.push_back(v3_column);
+    v3_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
+    std::string rebuilt = absl::StrCat(kResultsTable, "_v3");
+    migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v3_defs, ",\n  "), "\n);\n",
+                                      "INSERT INTO ", rebuilt, " (", absl::StrJoin(v2_names, ", "), ") SELECT ",
+                                      absl::StrJoin(v2_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
                                       kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
   }
   return migrations;
@@ -217,7 +251,8 @@ std::string select_sql(bool by_model) {
   for (const Column& c : result_columns()) names.push_back(c.name);
   return absl::StrCat("SELECT ", absl::StrJoin(names, ", "), " FROM ", kResultsTable,
                       by_model ? " WHERE model_name = $1" : "",
-                      " ORDER BY model_name, nvidia_device_name, nvidia_device_count, bmserver_version, "
+                      " ORDER BY model_name, nvidia_device_name, nvidia_device_count, tensor_parallel_size, "
+                      "bmserver_version, "
                       "num_prompt_tokens, num_completion_tokens, images_per_prompt, image_width, image_height, "
                       "num_requests");
 }

@@ -13,7 +13,8 @@ namespace bm::daemon::bench {
 inline constexpr const char* kResultsTable = "chat_benchmark_result";
 inline constexpr int kNumKeyColumns = 7;  // GPU name, GPU count, version, model, P, C, concurrency (version 1)
 
-// The key since version 2: the original's seven, then the image workload (images per request, width, height).
+// The key since version 3: the original's seven, the image workload (images per request, width, height; version 2)
+// and the tensor-parallel size (version 3).
 const std::vector<std::string>& key_columns();
 
 enum class ColumnType { kText, kInteger, kReal };

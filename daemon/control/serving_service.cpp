@@ -28,6 +28,15 @@ void ServingService::fill(const serving::ServedModel& m, bmserver::v1::ServedMod
   out->set_weight_bytes(m.weight_bytes);
   out->set_quantization(m.quantization);
   out->set_kv_cache_bytes(m.kv_cache_bytes);
+  out->set_tensor_parallel_size(m.ranks.empty() ? m.settings.tensor_parallel_size
+                                                : static_cast<int32_t>(m.ranks.size()));
+  for (const serving::RankMemory& r : m.ranks) {
+    bmserver::v1::RankMemory* rank = out->add_ranks();
+    rank->set_rank(r.rank);
+    rank->set_gpu(r.gpu);
+    rank->set_weight_bytes(static_cast<uint64_t>(r.weight_bytes));
+    rank->set_kv_cache_bytes(static_cast<uint64_t>(r.kv_cache_bytes));
+  }
   if (m.state() == serving::ModelState::kReady && m.generator) {
     serving::GeneratorStats s = m.generator->stats();
     out->set_kv_capacity_tokens(s.kv_capacity_tokens);

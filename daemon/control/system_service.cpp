@@ -44,6 +44,16 @@ grpc::Status SystemService::env(bmserver::v1::EnvResponse* response) {
   response->set_nccl_version(info.nccl_version);
   response->set_cublas_version(info.cublas_version);
   response->set_cuda_plugin(info.cuda_plugin);
+  for (const engine::GpuLink& link : info.gpu_links) {
+    bmserver::v1::GpuLink* out = response->add_gpu_links();
+    out->set_a(link.a);
+    out->set_b(link.b);
+    out->set_nvlink(link.nvlink);
+    out->set_nvlinks_active(link.nvlinks_active);
+    out->set_pcie_path(engine::pcie_ancestor_abbreviation(link.pcie));
+    out->set_description(engine::describe_gpu_link(link));
+  }
+  response->set_topology_status(info.topology_status);
   fill_cpu(info.cpu, response->mutable_cpu());
   for (const std::string& f : info.quantization_formats) response->add_quantization_formats(f);
   response->set_daemon_version(std::string(common::version()));

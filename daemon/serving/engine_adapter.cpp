@@ -306,6 +306,12 @@ absl::StatusOr<LoadedEngine> load(const ResolvedModel& model, const ServeSetting
   loaded.weight_bytes = (*engine)->model_info().weight_bytes;
   loaded.quantization = (*engine)->model_info().quantization;
   loaded.kv_cache_bytes = (*engine)->kv_cache_bytes();
+  const engine::CausalLMInfo& info = (*engine)->model_info();
+  for (int32_t r = 0; r < info.tensor_parallel_size; ++r) {
+    const int64_t weights =
+        info.rank_weight_bytes.empty() ? info.weight_bytes : info.rank_weight_bytes[static_cast<size_t>(r)];
+    loaded.ranks.push_back(RankMemory{r, -1, weights, (*engine)->kv_cache_bytes_per_rank()});
+  }
   engine::EngineStats stats = (*engine)->stats();
   progress({"allocated",
             absl::StrCat("KV cache ", stats.kv_capacity_tokens, " tokens (", stats.num_kv_blocks, " blocks), context ",

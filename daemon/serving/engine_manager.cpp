@@ -361,6 +361,11 @@ absl::StatusOr<std::shared_ptr<ServedModel>> EngineManager::serve_or_fail(const 
   model->kv_cache_bytes = loaded->kv_cache_bytes;
   model->processor_config = std::move(loaded->processor_config);
   if (loaded->backend != "cpu") model->settings.gpus = *gpus;
+  model->ranks = loaded->ranks;
+  // Rank r runs on the group's r-th GPU (the adapter loads onto exactly these, in this order).
+  if (loaded->backend != "cpu")
+    for (RankMemory& rank : model->ranks)
+      if (static_cast<size_t>(rank.rank) < gpus->size()) rank.gpu = (*gpus)[static_cast<size_t>(rank.rank)];
   model->started_at = std::chrono::steady_clock::now();
   model->set_ready();
   {

@@ -32,9 +32,10 @@ struct LoadedEngine {
   std::unique_ptr<Generator> generator;
   SamplingDefaults defaults;
   std::string backend;
-  std::string quantization;  // CausalLMInfo::quantization
-  int64_t weight_bytes = 0;
-  int64_t kv_cache_bytes = 0;
+  std::string quantization;       // CausalLMInfo::quantization
+  int64_t weight_bytes = 0;       // over all ranks
+  int64_t kv_cache_bytes = 0;     // over all ranks
+  std::vector<RankMemory> ranks;  // per tensor-parallel rank (GPU -1: the manager fills in its claimed GPUs)
   // preprocessor_config.json of a model that takes media (ResolvedModel::modality not "T"); null otherwise.
   std::shared_ptr<const engine::vision::ProcessorConfig> processor_config;
 };

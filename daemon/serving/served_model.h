@@ -32,6 +32,14 @@ struct SamplingDefaults {
   float repetition_penalty = 1.0f;
 };
 
+// One tensor-parallel rank of a served model: where it runs and what its device holds.
+struct RankMemory {
+  int32_t rank = 0;
+  int32_t gpu = -1;  // the GPU index; -1 for a CPU rank
+  int64_t weight_bytes = 0;
+  int64_t kv_cache_bytes = 0;
+};
+
 struct ServeSettings {
   std::string hub;
   std::string local_dir;
@@ -86,8 +94,10 @@ class ServedModel {
   std::unique_ptr<Generator> generator;
   SamplingDefaults defaults;
   std::vector<int32_t> eos_token_ids;
-  int64_t weight_bytes = 0;
-  int64_t kv_cache_bytes = 0;
+  int64_t weight_bytes = 0;    // over all ranks
+  int64_t kv_cache_bytes = 0;  // over all ranks
+  // Each tensor-parallel rank's device and memory (one entry for one rank): `chat ps` shows them.
+  std::vector<RankMemory> ranks;
   std::string quantization;  // "gptq-int4", ...; empty for float weights
   // Media: the settings parsed (media_options.h), and the folder's preprocessor_config.json — null for a text-only
   // model, or a media model whose folder has none (its media requests are refused with a sentence saying so).

@@ -18,9 +18,10 @@ class Communicator {
   virtual int32_t rank() const = 0;
   virtual int32_t size() const = 0;
   // Gives up on the whole group after this rank failed outside a collective (a status such as an allocation
-  // failure, not a device fault) while its peers may already be waiting in one: the NCCL communicator aborts
-  // every rank's communicator, so they return and report the failure instead of hanging. Default: nothing (CPU
-  // ranks wait in a std::barrier, which cannot be interrupted; docs/tensor-parallel.md).
+  // failure, not a device fault) while its peers may already be waiting in one: every rank's collectives return
+  // (NCCL: ncclCommAbort on every rank; CPU ranks: the group's barrier opens for good) and the ranks report the
+  // aborted group, naming `reason`, instead of hanging (docs/tensor-parallel.md). Idempotent; the first reason
+  // stays. Default: nothing (a communicator of one).
   virtual void abort(const std::string& reason) { (void)reason; }
 };
 

@@ -41,6 +41,10 @@ struct Nvml {
   NvmlReturn (*device_cc)(NvmlDevice, int*, int*) = nullptr;
   NvmlReturn (*device_uuid)(NvmlDevice, char*, unsigned) = nullptr;
   const char* (*error_string)(NvmlReturn) = nullptr;
+  // Topology (optional: an NVML without them still lists the GPUs).
+  NvmlReturn (*common_ancestor)(NvmlDevice, NvmlDevice, int*) = nullptr;  // nvmlGpuTopologyLevel_t
+  NvmlReturn (*p2p_status)(NvmlDevice, NvmlDevice, int, int*) = nullptr;  // caps index, nvmlGpuP2PStatus_t
+  NvmlReturn (*nvlink_state)(NvmlDevice, unsigned, unsigned*) = nullptr;  // link, nvmlEnableState_t
 
   template <typename F>
   bool bind(F& fn, const char* name) {
@@ -79,11 +83,60 @@ std::vector<GpuInfo> apply_visible_devices(std::vector<GpuInfo> all) {
   return picked;
 }
 
+// nvml.h's values for the topology questions.
+constexpr int kNvmlP2pCapsIndexNvlink = 2;    // NVML_P2P_CAPS_INDEX_NVLINK
+constexpr int kNvmlP2pStatusOk = 0;           // NVML_P2P_STATUS_OK
+constexpr unsigned kNvmlNvlinkMaxLinks = 18;  // NVML_NVLINK_MAX_LINKS (NVML 12); a link past a GPU's last says so
+constexpr unsigned kNvmlFeatureEnabled = 1;   // NVML_FEATURE_ENABLED
+
+// Every pair of the visible GPUs: NVLink peer access, else the PCIe common ancestor. `handles[i]` is NVML's
+// device i, `all` NVML's list, `visible` what the daemon sees (indices renumbered by CUDA_VISIBLE_DEVICES).
+void probe_topology(const Nvml& nvml, const std::vector<NvmlDevice>& handles, const std::vector<GpuInfo>& all,
+                    DeviceInfo& info) {
+  if (nvml.common_ancestor == nullptr || nvml.p2p_status == nullptr) {
+    info.topology_status = "this NVML lacks nvmlDeviceGetTopologyCommonAncestor or nvmlDeviceGetP2PStatus";
+    return;
+  }
+  if (info.gpus.size() < 2) {
+    info.topology_status = info.gpus.empty() ? "no GPU" : "one GPU: nothing to connect";
+    return;
+  }
+  const auto handle_of = [&](const GpuInfo& g) -> NvmlDevice {
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i].uuid == g.uuid) return handles[i];
+    return nullptr;
+  };
+  for (size_t a = 0; a < info.gpus.size(); ++a) {
+    NvmlDevice da = handle_of(info.gpus[a]);
+    int32_t active = 0;
+    if (nvml.nvlink_state != nullptr && da != nullptr) {
+      for (unsigned l = 0; l < kNvmlNvlinkMaxLinks; ++l) {
+        unsigned state = 0;
+        if (nvml.nvlink_state(da, l, &state) == 0 && state == kNvmlFeatureEnabled) ++active;
+      }
+    }
+    for (size_t b = a + 1; b < info.gpus.size(); ++b) {
+      NvmlDevice db = handle_of(info.gpus[b]);
+      GpuLink link;
+      link.a = info.gpus[a].index;
+      link.b = info.gpus[b].index;
+      link.nvlinks_active = active;
+      if (da != nullptr && db != nullptr) {
+        int status = -1, level = -1;
+        link.nvlink = nvml.p2p_status(da, db, kNvmlP2pCapsIndexNvlink, &status) == 0 && status == kNvmlP2pStatusOk;
+        if (nvml.common_ancestor(da, db, &level) == 0) link.pcie = pcie_ancestor_from_nvml(level);
+      }
+      info.gpu_links.push_back(link);
+    }
+  }
+}
+
 void probe_nvml(DeviceInfo& info) {
   Nvml nvml;
   nvml.handle = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
   if (nvml.handle == nullptr) {
     info.gpu_status = "no NVIDIA driver found (libnvidia-ml.so.1 could not be loaded); the CPU backend will be used";
+    info.topology_status = "NVML not available (libnvidia-ml.so.1 could not be loaded)";
     return;
   }
   bool ok = nvml.bind(nvml.init, "nvmlInit_v2") && nvml.bind(nvml.shutdown, "nvmlShutdown") &&
@@ -95,13 +148,18 @@ void probe_nvml(DeviceInfo& info) {
             nvml.bind(nvml.device_cc, "nvmlDeviceGetCudaComputeCapability") &&
             nvml.bind(nvml.device_uuid, "nvmlDeviceGetUUID") && nvml.bind(nvml.error_string, "nvmlErrorString");
   nvml.bind(nvml.cuda_driver_version, "nvmlSystemGetCudaDriverVersion_v2");
+  nvml.bind(nvml.common_ancestor, "nvmlDeviceGetTopologyCommonAncestor");
+  nvml.bind(nvml.p2p_status, "nvmlDeviceGetP2PStatus");
+  nvml.bind(nvml.nvlink_state, "nvmlDeviceGetNvLinkState");
   if (!ok) {
     info.gpu_status = "the NVIDIA driver's NVML library lacks expected functions; GPUs are not used";
+    info.topology_status = "NVML not available (it lacks expected functions)";
     dlclose(nvml.handle);
     return;
   }
   if (NvmlReturn rc = nvml.init(); rc != 0) {
     info.gpu_status = std::string("NVML could not start: ") + nvml.error_string(rc);
+    info.topology_status = "NVML not available (it could not start)";
     dlclose(nvml.handle);
     return;
   }
@@ -113,9 +171,11 @@ void probe_nvml(DeviceInfo& info) {
   unsigned count = 0;
   nvml.device_count(&count);
   std::vector<GpuInfo> all;
+  std::vector<NvmlDevice> handles;
   for (unsigned i = 0; i < count; ++i) {
     NvmlDevice dev = nullptr;
     if (nvml.device_by_index(i, &dev) != 0) continue;
+    handles.push_back(dev);
     GpuInfo gpu;
     gpu.index = static_cast<int32_t>(i);
     if (nvml.device_name(dev, buf, sizeof buf) == 0) gpu.name = buf;
@@ -130,9 +190,10 @@ void probe_nvml(DeviceInfo& info) {
     if (nvml.device_uuid(dev, buf, sizeof buf) == 0) gpu.uuid = buf;
     all.push_back(gpu);
   }
+  info.gpus = apply_visible_devices(all);
+  probe_topology(nvml, handles, all, info);
   nvml.shutdown();
   dlclose(nvml.handle);
-  info.gpus = apply_visible_devices(std::move(all));
   if (info.gpus.empty()) info.gpu_status = "the NVIDIA driver is present but no GPU is visible to the daemon";
   std::set<std::string> names;
   for (const GpuInfo& g : info.gpus) names.insert(g.name);

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend/gpu_topology.h"
+
 namespace bm::engine {
 
 struct GpuInfo {
@@ -36,6 +38,10 @@ struct DeviceInfo {
   std::string nccl_version;
   std::string cublas_version;
   std::string cuda_plugin;  // path of the loaded plugin, or why none was loaded
+  // Every pair of the listed GPUs (a < b), NVLink or the PCIe path; topology_status a sentence when there are
+  // none to give ("NVML not available …", one GPU, an NVML without the topology calls).
+  std::vector<GpuLink> gpu_links;
+  std::string topology_status;
   CpuInfo cpu;
   // The quantized weight formats the engine serves, as quant_scheme_name spells them (docs/quantization.md).
   std::vector<std::string> quantization_formats;

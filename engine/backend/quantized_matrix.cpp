@@ -27,15 +27,18 @@ std::vector<float> dequantize(const QuantizedMatrixSource& source) {
   BM_CHECK(static_cast<int64_t>(source.scales.size()) == shape.num_groups() * shape.rows);
   BM_CHECK(static_cast<int64_t>(source.zeros.size()) == shape.num_groups() * shape.rows);
   BM_CHECK(static_cast<int64_t>(source.perm.size()) == (shape.permuted ? shape.cols : 0));
-  std::vector<float> dense(static_cast<size_t>(shape.rows * shape.cols));
+  BM_CHECK(shape.inputs() == shape.cols || shape.permuted);
+  const int64_t inputs = shape.inputs();
+  std::vector<float> dense(static_cast<size_t>(shape.rows * inputs));
   for (int64_t i = 0; i < shape.cols; ++i) {
     const int64_t column = shape.permuted ? source.perm[static_cast<size_t>(i)] : i;
+    if (column < 0) continue;  // padding
     const int64_t group = i / shape.group_size;
     for (int64_t j = 0; j < shape.rows; ++j) {
       const uint32_t word = source.qweight[static_cast<size_t>(i / per_word * shape.rows + j)];
       const int32_t q = static_cast<int32_t>((word >> (shape.bits * (i % per_word))) & mask);
       const size_t g = static_cast<size_t>(group * shape.rows + j);
-      dense[static_cast<size_t>(j * shape.cols + column)] =
+      dense[static_cast<size_t>(j * inputs + column)] =
           static_cast<float>(q - int32_t{source.zeros[g]}) * f16_to_f32(source.scales[g]);
     }
   }

@@ -19,8 +19,13 @@ struct QuantizedShape {
   int64_t rows = 0;          // output features
   int64_t cols = 0;          // input features
   bool permuted = false;     // the packed inputs are a permutation of the activation's columns (GPTQ desc_act)
+  // The activation's columns when they are fewer than the packed inputs: a tensor-parallel rank's share of an
+  // act-order row-parallel layer holds pieces of groups, each padded to whole packed groups with inputs that read
+  // a zero activation (perm −1). 0: cols (no padding, the usual case).
+  int64_t padded_from = 0;
 
   int32_t values_per_word() const { return 32 / bits; }
+  int64_t inputs() const { return padded_from > 0 ? padded_from : cols; }
   int64_t num_groups() const { return cols / group_size; }
   bool operator==(const QuantizedShape&) const = default;
 };
@@ -35,14 +40,17 @@ struct QuantizedMatrixSource {
   std::span<const uint32_t> qweight;
   std::span<const uint16_t> scales;  // [num_groups, rows] F16 bits
   std::span<const uint8_t> zeros;    // [num_groups, rows] integer zero-points, < 2^bits + 1
-  std::span<const int32_t> perm;     // [cols] when permuted, else empty: a permutation of [0, cols)
+  // [cols] when permuted, else empty: a permutation of [0, cols), or with padding (inputs() < cols) every
+  // activation column [0, inputs()) once and −1 for each padding input.
+  std::span<const int32_t> perm;
 };
 
 // F16 bits → F32, exact (subnormals, infinities and NaN included).
 float f16_to_f32(uint16_t bits);
 
-// The dense F32 matrix [rows, cols] (activation column order) the source stands for: the plain reference the
-// kernels are tested against, and what the format tests compare with the quantizers' own dequantization.
+// The dense F32 matrix [rows, inputs()] (activation column order; padding inputs dropped) the source stands for: the
+// plain reference the kernels are tested against, and what the format tests compare with the quantizers' own
+// dequantization.
 std::vector<float> dequantize(const QuantizedMatrixSource& source);
 
 }  // namespace bm::engine

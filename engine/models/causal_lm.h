@@ -111,6 +111,8 @@ struct CausalLMInfo {
   // Tensor parallelism: the ranks the model is split over. kv_bytes_per_token is then one rank's share (what each
   // rank's device holds per token), weight_bytes and decode_read_bytes the sums over the ranks.
   int32_t tensor_parallel_size = 1;
+  // The weights each rank holds, rank order (rank 0 also holds the lm_head); empty for one rank (weight_bytes).
+  std::vector<int64_t> rank_weight_bytes;
 };
 
 class CausalLM {

@@ -117,10 +117,6 @@ absl::StatusOr<DecoderSpec> shard_decoder_spec(const DecoderSpec& spec, int32_t 
     return refuse(absl::StrCat("it must divide the ", spec.num_kv_heads, " KV heads or be a multiple of them"));
   if (spec.intermediate_size % size != 0)
     return refuse(absl::StrCat("it must divide the intermediate size ", spec.intermediate_size));
-  if (spec.quantization)
-    return absl::UnimplementedError(absl::StrCat("tensor parallelism does not shard ",
-                                                 quant_scheme_name(*spec.quantization),
-                                                 " layers yet; serve this model with --tensor-parallel-size 1"));
   DecoderSpec out = spec;
   out.num_heads = spec.num_heads / size;
   out.num_kv_heads = Shard::kv_heads_per_rank(spec.num_kv_heads, size);

@@ -64,7 +64,8 @@ struct Shard {
 
 // The spec one rank runs: its query heads, KV heads and intermediate features (hidden size, vocabulary and
 // everything else unchanged). A size that does not divide the heads or the intermediate size, KV heads that
-// neither divide nor are divided by it, or a quantized checkpoint (not sharded yet) is an error naming it.
+// neither divide nor are divided by it is an error naming it. (Whether a GPTQ/AWQ layer's packed words and groups
+// split is checked per layer as its tensors are found: convert_quantized_layer.)
 absl::StatusOr<DecoderSpec> shard_decoder_spec(const DecoderSpec& spec, int32_t size);
 
 // The architectures DecoderLM implements.

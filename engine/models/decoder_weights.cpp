@@ -66,6 +66,7 @@ struct QuantizedPlacement {
   int64_t out_features = 0;
   int64_t in_features = 0;
   LinearWeights* destination = nullptr;
+  QuantizedSlice slice;
   QuantizedLayerTensors tensors;
   QuantizedShape shape;
   int64_t offset = 0;
@@ -74,7 +75,8 @@ struct QuantizedPlacement {
 
 class PlacementList {
  public:
-  explicit PlacementList(const std::optional<QuantScheme>& quantization) : quantization_(quantization) {}
+  PlacementList(const std::optional<QuantScheme>& quantization, int32_t ranks)
+      : quantization_(quantization), ranks_(ranks) {}
 
   void add(std::string name, std::vector<int64_t> shape, Tensor* destination, bool linear_weight = false,
            Slice slice = {}) {
@@ -88,8 +90,11 @@ class PlacementList {
                   LinearWeights* linear, Split split = Split::kWhole, int64_t first = 0, int64_t count = -1,
                   bool rank0 = true) {
     if (quantization_ && is_quantized_module(*quantization_, prefix)) {
-      BM_CHECK(split == Split::kWhole);  // shard_decoder_spec refuses quantized checkpoints above one rank
-      quantized_.push_back(QuantizedPlacement{prefix, out_features, in_features, linear});
+      // The same split of the packed tensors (convert_quantized_layer checks that it falls on whole words/groups).
+      using Dim = QuantizedSlice::Dim;
+      const Dim dim = split == Split::kWhole ? Dim::kWhole : split == Split::kOutputs ? Dim::kOutputs : Dim::kInputs;
+      quantized_.push_back(
+          QuantizedPlacement{prefix, out_features, in_features, linear, QuantizedSlice{dim, first, count, ranks_}});
     } else {
       const Slice slice = split == Split::kWhole ? Slice{} : Slice{first, count, split == Split::kInputs};
       add(prefix + ".weight", {out_features, in_features}, &linear->weight, /*linear_weight=*/true, slice);
@@ -105,6 +110,7 @@ class PlacementList {
 
  private:
   const std::optional<QuantScheme>& quantization_;
+  int32_t ranks_;
   std::vector<Placement> placements_;
   std::vector<QuantizedPlacement> quantized_;
 };
@@ -224,7 +230,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   if (absl::StatusOr<DecoderSpec> held = shard_decoder_spec(spec, shard.size); !held.ok()) return held.status();
   BM_CHECK(shard.rank >= 0 && shard.rank < shard.size);
   auto weights = std::make_unique<DecoderWeights>();
-  PlacementList list(spec.quantization);
+  PlacementList list(spec.quantization, shard.size);
   plan(spec, shard, language_model_prefix(checkpoint), *weights, list);
   // F16 is what GPTQ/AWQ checkpoints keep their float tensors in (embeddings, norms, biases, lm_head). The CPU
   // kernels read it; other backends get it as BF16 (rounded to nearest even, the range is BF16's), the dtype their
@@ -243,7 +249,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
     if (!tensors.ok()) return tensors.status();
     placement.tensors = std::move(*tensors);
     absl::StatusOr<QuantizedLayerSource> checked =
-        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/false);
+        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/false, placement.slice);
     if (!checked.ok()) return checked.status();
     placement.shape = checked->shape;
     absl::StatusOr<int64_t> bytes = backend.quantized_matrix_bytes(placement.shape);
@@ -274,7 +280,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   }
   for (const QuantizedPlacement& placement : list.quantized()) {
     absl::StatusOr<QuantizedLayerSource> source =
-        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/true);
+        convert_quantized_layer(placement.tensors, *spec.quantization, /*with_weights=*/true, placement.slice);
     BM_CHECK(source.ok());  // the same checks passed above, on the same bytes
     placement.destination->quantized = QuantizedMatrix{
         placement.shape, Tensor{weights->storage.get(), placement.offset, DType::kU8, 1, placement.bytes}};

@@ -47,11 +47,30 @@ absl::StatusOr<QuantizedLayerTensors> find_quantized_layer(const Checkpoint& che
                                                            const std::string& prefix, int64_t out_features,
                                                            int64_t in_features);
 
+// The part of a layer one tensor-parallel rank holds (docs/quantization.md, "Tensor parallelism"): all of it, the
+// output features [first, first + count) of a column-parallel layer, or the input features of a row-parallel one.
+// `ranks` is the group's size, for the refusal's sentence.
+struct QuantizedSlice {
+  enum class Dim { kWhole, kOutputs, kInputs };
+  Dim dim = Dim::kWhole;
+  int64_t first = 0;
+  int64_t count = 0;
+  int32_t ranks = 1;
+};
+
 // Reads zero-points, scales and g_idx and checks their values (zero-points in range, sym's fixed zero-point, a
 // g_idx that names valid groups of group_size inputs each); with `with_weights` also unpacks qweight into the
 // neutral order. The loader calls it once without weights while it checks everything (before allocating), and
-// once with them as it copies each layer.
+// once with them as it copies each layer. With a slice only that part of qweight, and of scales and qzeros but
+// for an act-order row split (whose groups are scattered over the inputs), is read from the mapped file:
+//   outputs: whole packed words, so the split must fall on a multiple of the values an int32 packs;
+//   inputs:  whole groups, so the split must fall on a multiple of group_size; with act-order (a g_idx not in
+//            input order) any split works: the rank's inputs are sorted by group and each group's piece padded
+//            to whole packed groups of a size chosen to waste the fewest bytes, padding inputs reading zero
+//            (QuantizedShape::padded_from), each packed group keeping its checkpoint group's scale and zero.
+// A split that does not fit is one sentence naming the layer.
 absl::StatusOr<QuantizedLayerSource> convert_quantized_layer(const QuantizedLayerTensors& tensors,
-                                                             const QuantScheme& scheme, bool with_weights);
+                                                             const QuantScheme& scheme, bool with_weights,
+                                                             const QuantizedSlice& slice = {});
 
 }  // namespace bm::engine

@@ -16,6 +16,7 @@ TensorParallelLM::TensorParallelLM(std::vector<std::unique_ptr<DecoderLM>> ranks
   const int32_t size = static_cast<int32_t>(ranks_.size());
   info_ = ranks_[0]->info();
   info_.tensor_parallel_size = size;
+  for (const auto& rank : ranks_) info_.rank_weight_bytes.push_back(rank->info().weight_bytes);
   for (int32_t r = 1; r < size; ++r) {
     info_.weight_bytes += ranks_[static_cast<size_t>(r)]->info().weight_bytes;
     info_.decode_read_bytes += ranks_[static_cast<size_t>(r)]->info().decode_read_bytes;
@@ -45,7 +46,7 @@ void TensorParallelLM::worker(int32_t rank) {
       seen = generation_;
       task = task_;
     }
-    absl::Status status = (*task)(rank);
+    absl::Status status = run_rank(*task, rank);
     abort_if_split(rank, status);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -64,22 +65,43 @@ absl::Status TensorParallelLM::on_all_ranks(const std::function<absl::Status(int
     ++generation_;
   }
   cv_.notify_all();
-  results_[0] = task(0);
+  results_[0] = run_rank(task, 0);
   abort_if_split(0, results_[0]);
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return pending_ == 0; });
   task_ = nullptr;
+  injected_rank_ = -1;
+  // One error: an aborted group's (Internal, a device fault to the engine, which then stops) names the rank that
+  // failed and why; it wins over that rank's own status, which alone would fail only the step's requests.
+  for (const absl::Status& s : results_)
+    if (absl::IsInternal(s)) return s;
   for (const absl::Status& s : results_)
     if (!s.ok()) return s;
   return absl::OkStatus();
 }
 
+absl::Status TensorParallelLM::run_rank(const std::function<absl::Status(int32_t)>& task, int32_t rank) {
+  if (rank == injected_rank_) return injected_status_;  // set before the step's generation was published
+  return task(rank);
+}
+
+void TensorParallelLM::fail_next_step_on_rank(int32_t rank, absl::Status status) {
+  BM_CHECK(rank >= 0 && rank < static_cast<int32_t>(ranks_.size()) && !status.ok());
+  std::lock_guard<std::mutex> lock(mutex_);
+  injected_rank_ = rank;
+  injected_status_ = std::move(status);
+}
+
 void TensorParallelLM::abort_if_split(int32_t rank, const absl::Status& status) {
-  // Every input check runs identically on every rank before any collective, so an invalid request fails all of
-  // them alike and nobody waits. Resource exhaustion is the one failure one rank can meet alone, possibly while
-  // its peers already sit in a collective it will never join: give up on the group (NCCL aborts every rank, which
-  // then reports the failure; the engine fails instead of hanging).
-  if (absl::IsResourceExhausted(status))
+  // Every input check runs identically on every rank before any collective, so an invalid request (or an
+  // unsupported feature) fails all of them alike and nobody waits. Resource exhaustion and faults one rank can
+  // meet alone, possibly while its peers already sit in a collective it will never join: give up on the group
+  // (every rank's collectives return, the waiting ranks report the aborted group as a device fault naming this
+  // rank, and the engine fails instead of hanging). Aborting twice is harmless.
+  const absl::StatusCode code = status.code();
+  if (code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kInternal ||
+      code == absl::StatusCode::kUnknown || code == absl::StatusCode::kAborted ||
+      code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDataLoss)
     communicators_[static_cast<size_t>(rank)]->abort(std::string(status.message()));
 }
 

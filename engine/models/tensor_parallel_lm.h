@@ -48,6 +48,10 @@ class TensorParallelLM final : public CausalLM {
   }
   int64_t media_activation_bytes() const override { return ranks_[0]->media_activation_bytes(); }
 
+  // For tests: in the next step run on all ranks, rank `rank` returns `status` instead of running — a failure one
+  // rank meets alone (an allocation) while its peers go on into the step's first collective.
+  void fail_next_step_on_rank(int32_t rank, absl::Status status);
+
  private:
   TensorParallelLM(std::vector<std::unique_ptr<DecoderLM>> ranks,
                    std::vector<std::unique_ptr<Communicator>> communicators);
@@ -57,6 +61,8 @@ class TensorParallelLM final : public CausalLM {
   const ForwardBatch& follower_batch(const ForwardBatch& batch);
   // After rank `rank` returned `status`: a failure only that rank may have met aborts the group (Communicator::abort).
   void abort_if_split(int32_t rank, const absl::Status& status);
+  // task(rank), or the injected failure (fail_next_step_on_rank).
+  absl::Status run_rank(const std::function<absl::Status(int32_t)>& task, int32_t rank);
   void worker(int32_t rank);
 
   std::vector<std::unique_ptr<Communicator>> communicators_;  // outlive the ranks, which point at them
@@ -73,6 +79,8 @@ class TensorParallelLM final : public CausalLM {
   int32_t pending_ = 0;
   std::vector<absl::Status> results_;
   bool stopping_ = false;
+  int32_t injected_rank_ = -1;
+  absl::Status injected_status_;
   std::vector<std::thread> threads_;
 };
 

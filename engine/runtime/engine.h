@@ -126,9 +126,12 @@ class Engine {
   const CausalLMInfo& model_info() const { return model_->info(); }
   const GenerationConfig& generation_config() const { return generation_; }
   std::string backend_name() const { return model_->backend_name(); }
-  int64_t kv_cache_bytes() const {
+  // What one rank's device holds of the KV cache (every rank holds the same blocks, each its share of the heads),
+  // and the sum over the ranks.
+  int64_t kv_cache_bytes_per_rank() const {
     return static_cast<int64_t>(blocks_.num_blocks()) * kBlockSize * model_->info().kv_bytes_per_token;
   }
+  int64_t kv_cache_bytes() const { return kv_cache_bytes_per_rank() * model_->info().tensor_parallel_size; }
 
  private:
   Engine(std::unique_ptr<CausalLM> model, GenerationConfig generation, int32_t num_blocks, int32_t max_model_len,

@@ -33,6 +33,7 @@ struct Case {
   int64_t rows;
   int64_t cols;
   bool permuted;
+  int64_t inputs = 0;  // padded_from: fewer activation columns than packed inputs (a tensor-parallel rank's share)
 };
 
 struct Source {
@@ -50,7 +51,7 @@ uint16_t f16_bits(float v) {
 
 Source make_source(const Case& c, std::mt19937& rng) {
   Source s;
-  const QuantizedShape shape{c.bits, c.group_size, c.rows, c.cols, c.permuted};
+  const QuantizedShape shape{c.bits, c.group_size, c.rows, c.cols, c.permuted, c.inputs};
   std::uniform_int_distribution<uint32_t> word;
   std::uniform_real_distribution<float> scale(0.002f, 0.05f);
   std::uniform_int_distribution<int> zero(0, (1 << c.bits) - 1);
@@ -61,8 +62,8 @@ Source make_source(const Case& c, std::mt19937& rng) {
   s.zeros.resize(s.scales.size());
   for (auto& z : s.zeros) z = static_cast<uint8_t>(zero(rng));
   if (c.permuted) {
-    s.perm.resize(static_cast<size_t>(c.cols));
-    std::iota(s.perm.begin(), s.perm.end(), 0);
+    s.perm.assign(static_cast<size_t>(c.cols), -1);  // padding inputs: −1
+    std::iota(s.perm.begin(), s.perm.begin() + shape.inputs(), 0);
     std::shuffle(s.perm.begin(), s.perm.end(), rng);
   }
   s.view = QuantizedMatrixSource{shape, s.qweight, s.scales, s.zeros, s.perm};
@@ -106,6 +107,8 @@ int main() {
       {"gptq int8 g4", 8, 4, 9, 20, false},
       {"gptq int4 g96 act-order (words per group not a power of two)", 4, 96, 19, 288, true},
       {"gptq int8 one group of 120 (group_size -1)", 8, 120, 12, 120, false},
+      {"gptq int4 g32 act-order, 70 of 128 inputs (padded)", 4, 32, 40, 128, true, 70},
+      {"gptq int8 g16 act-order, 33 of 64 inputs (padded)", 8, 16, 21, 64, true, 33},
   };
   for (const Case& c : cases) {
     Source source = make_source(c, rng);
@@ -134,7 +137,8 @@ int main() {
     for (int64_t n : {1, 3, 8, 9, 64, 70}) {
       for (int with_bias : {0, 1}) {
         if (with_bias && n != 3 && n != 70) continue;
-        std::vector<float> x(static_cast<size_t>(n * c.cols));
+        const int64_t inputs = shape.inputs();
+        std::vector<float> x(static_cast<size_t>(n * inputs));
         for (auto& v : x) v = normal(rng);
         const float* bias_data = with_bias ? bias.data() : nullptr;
         // References: exact (double) and with BF16-rounded operands; magnitude Σ|x·w| per output.
@@ -142,9 +146,9 @@ int main() {
         for (int64_t r = 0; r < n; ++r) {
           for (int64_t j = 0; j < c.rows; ++j) {
             double e = with_bias ? bias[j] : 0.0, b = e, m = with_bias ? std::fabs(bias[j]) : 0.0;
-            for (int64_t k = 0; k < c.cols; ++k) {
-              const float xv = x[r * c.cols + k];
-              const float wv = dense[j * c.cols + k];
+            for (int64_t k = 0; k < inputs; ++k) {
+              const float xv = x[r * inputs + k];
+              const float wv = dense[j * inputs + k];
               e += double(xv) * wv;
               b += double(round_bf16(xv)) * round_bf16(wv);
               m += std::fabs(double(xv) * wv);
@@ -161,7 +165,10 @@ int main() {
 
         // Activations in packed order, as the backend hands them to the kernels.
         std::vector<float> xs = x;
-        if (c.permuted) cuda::launch_quantized_permute(x.data(), n, weight, xs.data(), nullptr);
+        if (c.permuted) {
+          xs.resize(static_cast<size_t>(n * c.cols));
+          cuda::launch_quantized_permute(x.data(), n, weight, xs.data(), nullptr);
+        }
         const cuda::WeightPtr b{bias_data, false};
         if (n <= cuda::kQuantGemvMaxRows) {
           std::vector<float> out(exact.size(), NAN);

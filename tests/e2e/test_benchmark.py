@@ -206,7 +206,7 @@ class PostgresBenchmarkTest(BenchmarkCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertIn(f"Stored 3 runs in PostgreSQL 127.0.0.1:{pg.port}/postgres", r.stdout)
             self.assertEqual(pg.psql("SELECT count(*) FROM chat_benchmark_result"), "3")
-            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "2")  # 2: the image workload
+            self.assertEqual(pg.psql("SELECT max(version) FROM schema_version"), "3")  # 3: the tensor-parallel size
             self.assertEqual(pg.psql("SELECT string_agg(num_requests::text, ',' ORDER BY num_requests) "
                                      "FROM chat_benchmark_result WHERE num_prompt_tokens = 20"), "1,2,3")
             self.assertEqual(len(self.stored(env=env)), 3)
@@ -244,6 +244,28 @@ class ServedBenchmarkTest(unittest.TestCase):
                 self.assertGreaterEqual(x["peak_kv_usage"], 0)
             # The benchmark served the model itself, so it unloads it again.
             self.assertEqual(daemon.cli_json("chat", "ps").get("models", []), [])
+            for x in results:
+                self.assertEqual(x["tensor_parallel_size"], 1)
+                self.assertEqual(x.get("nvidia_device_count", 0), 0)  # no GPU
+            # Two CPU ranks with half the KV bytes each hold the same tokens (each rank holds half the KV heads of
+            # every token: the capacity is the ranks' together), so the same maximum concurrency; the rows carry
+            # the size and, it being in the key, sit beside the one-rank rows instead of replacing them.
+            r = daemon.cli("chat", "benchmark", model, "--backend", "cpu", "--kv-cache-bytes", str(1 << 19),
+                           "--tensor-parallel-size", "2", "--prompt-tokens", str(p), "--completion-tokens", str(c),
+                           "-o", "json", timeout=900)
+            self.assertEqual(r.returncode, 0, r.stderr + daemon.read_log()[-3000:])
+            two = json.loads(r.stdout)["results"]
+            self.assertEqual(int(two[0]["max_cache_tokens"]), kv)
+            self.assertEqual([x["num_requests"] for x in two], levels(expected_max))
+            for x in two:
+                self.assertEqual(x["num_errors"], 0, x["first_error"])
+                self.assertEqual(x["tensor_parallel_size"], 2)
+                self.assertEqual(json.loads(x["serve_options"])["tensor_parallel_size"], 2)
+            stored = daemon.cli_json("chat", "benchmark", "export", os.path.basename(model))["results"]
+            self.assertEqual(sorted(x["tensor_parallel_size"] for x in stored),
+                             sorted([1] * len(results) + [2] * len(two)))
+            listed = daemon.cli("chat", "benchmark", "list")
+            self.assertIn("cpu (2 ranks)", listed.stdout)
             # A pair that fits no request at all is reported and skipped.
             big = kv  # P + C > KV capacity
             r = daemon.cli("chat", "benchmark", model, "--backend", "cpu", "--kv-cache-bytes", str(1 << 20),

@@ -498,13 +498,29 @@ class ServingLifecycleTest(unittest.TestCase):
             base = f"http://127.0.0.1:{d.http_port}"
             body = {"model": name, "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0,
                     "logprobs": 2}
-            out = {}
+            out, capacity = {}, {}
             for tp in ("1", "2"):
+                # --kv-cache-bytes is per rank: each rank holds its share of the 2 KV heads of every token, so two
+                # ranks hold twice the tokens (the capacity the benchmark's maximum concurrency is computed from).
                 ok = d.cli("chat", "serve", model, "--backend", "cpu", "--threads", "2", "--kv-cache-dtype",
-                           "float32", "--tensor-parallel-size", tp)
+                           "float32", "--tensor-parallel-size", tp, "--kv-cache-bytes", str(4 << 20))
                 self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
                 [m] = d.cli_json("chat", "ps")["models"]
                 self.assertEqual(m["options"]["tensor_parallel_size"], int(tp))
+                self.assertEqual(m["tensor_parallel_size"], int(tp))
+                # Per rank: its device (CPU ranks), weights and KV share; the model's figures are their sums.
+                ranks = m["ranks"]
+                self.assertEqual([r.get("rank", 0) for r in ranks], list(range(int(tp))))
+                self.assertTrue(all(r["gpu"] == -1 for r in ranks))
+                self.assertEqual(sum(int(r["weight_bytes"]) for r in ranks), int(m["weight_bytes"]))
+                self.assertEqual(sum(int(r["kv_cache_bytes"]) for r in ranks), int(m["kv_cache_bytes"]))
+                self.assertTrue(all(int(r["kv_cache_bytes"]) == int(ranks[0]["kv_cache_bytes"]) for r in ranks))
+                if tp == "2":  # rank 0 alone holds the lm_head (tied here: the embedding both hold), not less
+                    self.assertGreaterEqual(int(ranks[0]["weight_bytes"]), int(ranks[1]["weight_bytes"]))
+                    table = d.cli("chat", "ps").stdout
+                    self.assertIn("cpu x2", table)
+                    self.assertIn(f"{name}: 2 tensor-parallel ranks", table)
+                capacity[tp] = int(m["kv_capacity_tokens"])
                 status, reply = http("POST", base + "/v1/completions", body)
                 self.assertEqual(status, 200, reply)
                 out[tp] = json.loads(reply)["choices"][0]
@@ -512,6 +528,21 @@ class ServingLifecycleTest(unittest.TestCase):
             self.assertEqual(out["1"]["text"], out["2"]["text"])
             for a, b in zip(out["1"]["logprobs"]["token_logprobs"], out["2"]["logprobs"]["token_logprobs"]):
                 self.assertAlmostEqual(a, b, delta=1e-4)
+            self.assertEqual(capacity["2"], 2 * capacity["1"])
+            # A GPTQ-Int4 model splits too (docs/quantization.md): the same greedy completion on two ranks.
+            quantized = make_tiny_model(root, quantization="gptq-int4")
+            qname = os.path.basename(quantized)
+            qbody = {"model": qname, "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0}
+            texts = []
+            for tp in ("1", "2"):
+                ok = d.cli("chat", "serve", quantized, "--backend", "cpu", "--threads", "2", "--tensor-parallel-size",
+                           tp, "--kv-cache-bytes", str(4 << 20))
+                self.assertEqual(ok.returncode, 0, ok.stderr + d.read_log())
+                status, reply = http("POST", base + "/v1/completions", qbody)
+                self.assertEqual(status, 200, reply)
+                texts.append(json.loads(reply)["choices"][0]["text"])
+                self.assertEqual(d.cli("chat", "stop", qname).returncode, 0)
+            self.assertEqual(texts[0], texts[1])
             bad = d.cli("chat", "serve", model, "--backend", "cpu", "--threads", "2", "--tensor-parallel-size", "3")
             self.assertNotEqual(bad.returncode, 0)
             self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)

@@ -21,7 +21,7 @@ class EnvTest(DaemonTestCase):
         r = self.daemon.cli("env")
         self.assertEqual(r.returncode, 0, r.stderr)
         for heading in ("BMServer", "NVIDIA GPUs", "CUDA runtime", "NCCL", "cuBLAS", "CPU (the cpu backend)", "SIMD",
-                        "GEMM path", "quantized kernel", "Quantized weights"):
+                        "GEMM path", "quantized kernel", "Quantized weights", "GPU topology"):
             self.assertIn(heading, r.stdout)
         self.assertIn(f"http://127.0.0.1:{self.daemon.http_port}", r.stdout)
 
@@ -38,6 +38,16 @@ class EnvTest(DaemonTestCase):
         # Without a GPU the daemon says so in a sentence; with one it lists it.
         if not env["gpus"]:
             self.assertTrue(env["gpu_status"])
+        # The GPU topology (NVLink or PCIe per pair, from NVML) or, where there is nothing to give, why.
+        if len(env["gpus"]) >= 2:
+            self.assertEqual(len(env["gpu_links"]), len(env["gpus"]) * (len(env["gpus"]) - 1) // 2)
+            for link in env["gpu_links"]:
+                self.assertRegex(link["description"], r"^(NVLink|PCIe)")
+        else:
+            self.assertEqual(env.get("gpu_links", []), [])
+            self.assertTrue(env["topology_status"])
+            if "libnvidia-ml.so.1 could not be loaded" in env["gpu_status"]:
+                self.assertEqual(env["topology_status"], "NVML not available (libnvidia-ml.so.1 could not be loaded)")
         for key in ("driver_version", "cuda_runtime_version", "nccl_version", "cublas_version", "cuda_plugin"):
             self.assertIn(key, env)
 

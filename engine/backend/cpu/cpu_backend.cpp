@@ -72,6 +72,7 @@ void check_quantized(const QuantizedShape& shape) {
   BM_CHECK(shape.bits == 4 || shape.bits == 8);
   BM_CHECK(shape.rows > 0 && shape.cols > 0 && shape.group_size > 0);
   BM_CHECK(shape.group_size % shape.values_per_word() == 0 && shape.cols % shape.group_size == 0);
+  BM_CHECK(shape.inputs() > 0 && shape.inputs() <= shape.cols && (shape.permuted || shape.inputs() == shape.cols));
 }
 
 bool same_shape(const Tensor& a, const Tensor& b) {
@@ -240,7 +241,7 @@ class CpuBackend final : public Backend {
                         const Tensor& out) override {
     check_quantized(weight.shape);
     BM_CHECK(weight.data.dtype == DType::kU8 && weight.data.num_bytes() == cpu::quantized_layout_bytes(weight.shape));
-    BM_CHECK(x.cols == weight.shape.cols && out.rows == x.rows && out.cols == weight.shape.rows);
+    BM_CHECK(x.cols == weight.shape.inputs() && out.rows == x.rows && out.cols == weight.shape.rows);
     BM_CHECK(bias == nullptr || bias->num_elements() == weight.shape.rows);
     BM_CHECK(bytes_of(out) != bytes_of(x));
     const cpu::ConstData bias_data = bias != nullptr ? weight_data(*bias) : cpu::ConstData{};
@@ -302,8 +303,15 @@ class CpuBackend final : public Backend {
   void all_reduce_sum(const Tensor& x, Communicator& comm) override {
     BM_CHECK(x.dtype == DType::kF32 && comm.kind() == "cpu");
     auto& cpu_comm = static_cast<cpu::CpuCommunicator&>(comm);
-    run([=, &cpu_comm] { cpu_comm.all_reduce_sum(f32(x), x.num_elements()); });
+    run([=, this, &cpu_comm] {
+      // An aborted group (a peer failed outside a collective): this rank's step is void, and so is every later
+      // one — the fault is sticky, as a device fault is, so the engine stops instead of computing on garbage.
+      if (!cpu_comm.all_reduce_sum(f32(x), x.num_elements()) && collective_fault_.ok())
+        collective_fault_ =
+            absl::InternalError(absl::StrCat("the tensor-parallel group was aborted: ", cpu_comm.abort_reason()));
+    });
   }
+  absl::Status device_status() const override { return collective_fault_; }
 
   bool runs_encoder_ops() const override { return true; }
 
@@ -379,6 +387,7 @@ class CpuBackend final : public Backend {
   // memory reused after a weight buffer is freed is not mistaken for packed.
   std::set<const std::byte*> packed_;
   std::unique_ptr<RecordedStep> recording_;
+  absl::Status collective_fault_;  // the first collective of an aborted group (all_reduce_sum), else OK
 };
 
 }  // namespace

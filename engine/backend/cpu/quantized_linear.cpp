@@ -320,9 +320,12 @@ void quantized_linear(ThreadPool& pool, GemmPath path, const float* x, int64_t n
   const float* xs = x;
   if (shape.permuted) {
     const auto* perm = reinterpret_cast<const int32_t*>(packed + num_tiles(shape) * tile_bytes(shape));
+    // x has inputs() columns; a padding input (perm −1, a rank's short act-order group) reads zero.
+    const int64_t inputs = shape.inputs();
     permuted.resize(static_cast<size_t>(n * shape.cols));
     for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < shape.cols; ++c) permuted[r * shape.cols + c] = x[r * shape.cols + perm[c]];
+      for (int64_t c = 0; c < shape.cols; ++c)
+        permuted[r * shape.cols + c] = perm[c] >= 0 ? x[r * inputs + perm[c]] : 0.0f;
     }
     xs = permuted.data();
   }

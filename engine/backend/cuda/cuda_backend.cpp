@@ -420,7 +420,8 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
 
 absl::StatusOr<int64_t> CudaBackend::quantized_matrix_bytes(const QuantizedShape& shape) const {
   if ((shape.bits != 4 && shape.bits != 8) || shape.rows <= 0 || shape.cols <= 0 || shape.group_size <= 0 ||
-      shape.group_size % shape.values_per_word() != 0 || shape.cols % shape.group_size != 0) {
+      shape.group_size % shape.values_per_word() != 0 || shape.cols % shape.group_size != 0 || shape.inputs() <= 0 ||
+      shape.inputs() > shape.cols || (!shape.permuted && shape.inputs() != shape.cols)) {
     return absl::InvalidArgumentError(absl::StrCat("the cuda backend cannot lay out a ", shape.bits, "-bit ",
                                                    shape.rows, "x", shape.cols, " matrix with groups of ",
                                                    shape.group_size));
@@ -442,7 +443,7 @@ void CudaBackend::quantized_linear(const Tensor& x, const QuantizedMatrix& weigh
                                    const Tensor& out) {
   const QuantizedShape& shape = weight.shape;
   BM_CHECK(weight.data.dtype == DType::kU8 && weight.data.num_bytes() == quantized_device_layout(shape).total_bytes);
-  BM_CHECK(x.cols == shape.cols && out.rows == x.rows && out.cols == shape.rows);
+  BM_CHECK(x.cols == shape.inputs() && out.rows == x.rows && out.cols == shape.rows);
   BM_CHECK(bias == nullptr || bias->num_elements() == shape.rows);
   const int64_t n = x.rows;
   const float* x_data = f32(x);
@@ -457,7 +458,7 @@ void CudaBackend::quantized_linear(const Tensor& x, const QuantizedMatrix& weigh
   const int64_t rows_per_chunk = shape.permuted ? std::max<int64_t>(1, kQuantScratchElements / shape.cols) : n;
   for (int64_t first = 0; first < n && !router_.failed(); first += rows_per_chunk) {
     const int64_t rows = std::min(rows_per_chunk, n - first);
-    const float* xs = x_data + first * shape.cols;
+    const float* xs = x_data + first * shape.inputs();
     if (shape.permuted) {
       auto* permuted = static_cast<float*>(scratch(quant_x_, rows * shape.cols * 4, "quantized activation"));
       if (permuted == nullptr) return;

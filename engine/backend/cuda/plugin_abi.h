@@ -15,9 +15,10 @@
 // one per GPU of a tensor-parallel group) and the plugin running the collectives on them (CudaBackend::
 // runs_collectives / all_reduce_sum). It hands C++ objects across (bm::engine::Communicator, communicator.h) as
 // bm_cuda_create_backend_v1 does, sound for the same reason: same build, and communicator.h changes bump the version.
+// Version 11: QuantizedShape::padded_from (a tensor-parallel rank's act-order layer with padding inputs).
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 10
+#define BM_CUDA_PLUGIN_ABI_VERSION 11
 
 extern "C" {
 

@@ -8,7 +8,8 @@
 //                                      consecutive word rows of a tile issues coalesced 16-byte loads (512 B).
 //   params [tiles][groups][4] u32      F16 scale bits | zero-point << 16, one uint4 per (tile, group): beside the
 //                                      words in the same buffer, 1/16 of the int4 g128 bytes.
-//   perm   [cols] i32                  act-order only: packed input i is activation column perm[i]; the
+//   perm   [cols] i32                  act-order only: packed input i is activation column perm[i] (−1: a
+//                                      padding input reading zero, a tensor-parallel rank's short group); the
 //                                      activations are permuted once per call (launch_quantized_permute).
 // Columns past `rows` (the last tile's padding) hold zero words and zero params, i.e. weight 0.
 //
@@ -116,20 +117,22 @@ __device__ __forceinline__ uint32_t group_of(int64_t w, const GroupIndex& groups
   return groups.shift >= 0 ? word_row >> groups.shift : word_row / groups.words_per_group;
 }
 
-__global__ void permute_kernel(const float* x, int64_t n, int64_t cols, const int32_t* perm, float* out) {
+// x has `inputs` columns, out `cols` (packed order); a padding input (perm −1) reads zero.
+__global__ void permute_kernel(const float* x, int64_t n, int64_t inputs, int64_t cols, const int32_t* perm,
+                               float* out) {
   const int64_t count = n * cols;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count; e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = e / cols;
-    out[e] = x[r * cols + perm[e % cols]];
+    const int32_t column = perm[e % cols];
+    out[e] = column >= 0 ? x[r * inputs + column] : 0.0f;
   }
 }
 
 template <int Bits>
 __global__ void dequantize_kernel(const uint4* words, const uint4* params, const int32_t* perm, int64_t num_tiles,
-                                  int64_t word_rows, int64_t num_groups, GroupIndex groups, int64_t rows,
+                                  int64_t word_rows, int64_t num_groups, GroupIndex groups, int64_t rows, int64_t cols,
                                   float* dense) {
   constexpr int kPerWord = 32 / Bits;
-  const int64_t cols = word_rows * kPerWord;
   const int64_t count = num_tiles * word_rows;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count; e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t tile = e / word_rows;
@@ -144,6 +147,7 @@ __global__ void dequantize_kernel(const uint4* words, const uint4* params, const
       for (int i = 0; i < kPerWord; ++i) {
         const int64_t packed_input = w * kPerWord + i;
         const int64_t column = perm != nullptr ? perm[packed_input] : packed_input;
+        if (column < 0) continue;  // padding
         dense[j * cols + column] = centered<Bits>(word[c], i, offset[c]) * scale[c];
       }
     }
@@ -462,7 +466,8 @@ void launch_quantized_permute(const float* x, int64_t n, const QuantizedWeightPt
   const Views v = views_of(weight);
   BM_CHECK(weight.shape.permuted && x != nullptr && out != nullptr && x != out && n >= 0);
   if (n == 0) return;
-  permute_kernel<<<grid_for(n * weight.shape.cols, 256), 256, 0, stream>>>(x, n, weight.shape.cols, v.perm, out);
+  permute_kernel<<<grid_for(n * weight.shape.cols, 256), 256, 0, stream>>>(x, n, weight.shape.inputs(),
+                                                                           weight.shape.cols, v.perm, out);
   BM_CUDA_CHECK_LAUNCH();
 }
 
@@ -473,11 +478,11 @@ void launch_quantized_dequantize(const QuantizedWeightPtr& weight, float* dense,
   if (weight.shape.bits == 4) {
     dequantize_kernel<4><<<grid_for(count, 256), 256, 0, stream>>>(v.words, v.params, v.perm, v.layout.num_tiles,
                                                                    v.layout.word_rows, v.layout.num_groups, v.groups,
-                                                                   weight.shape.rows, dense);
+                                                                   weight.shape.rows, weight.shape.inputs(), dense);
   } else {
     dequantize_kernel<8><<<grid_for(count, 256), 256, 0, stream>>>(v.words, v.params, v.perm, v.layout.num_tiles,
                                                                    v.layout.word_rows, v.layout.num_groups, v.groups,
-                                                                   weight.shape.rows, dense);
+                                                                   weight.shape.rows, weight.shape.inputs(), dense);
   }
   BM_CUDA_CHECK_LAUNCH();
 }

@@ -34,6 +34,7 @@ BenchmarkResult sample(const std::string& model, int32_t concurrency, double thr
   BenchmarkResult r;
   r.set_nvidia_device_name("NVIDIA H100 80GB HBM3");
   r.set_nvidia_device_count(1);
+  r.set_tensor_parallel_size(1);
   r.set_bmserver_version("0.1.0");
   r.set_model_name(model);
   r.set_num_prompt_tokens(500);
@@ -288,7 +289,7 @@ TEST_P(ResultsStoreTest, VersionOneDatabasesMigrateKeepingTheirRows) {
                         absl::StrJoin(values, ", "), ")"));
 
   ASSERT_TRUE(store_->check().ok());
-  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->schema_version(), static_cast<int>(schema_migrations(dialect).size()));
   BenchmarkResult image = sample("qwen2.5-vl-3b", 4, 3);
   image.set_images_per_prompt(2);
   image.set_image_width(224);
@@ -300,6 +301,40 @@ TEST_P(ResultsStoreTest, VersionOneDatabasesMigrateKeepingTheirRows) {
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_TRUE(same((*rows)[0], old)) << (*rows)[0].DebugString();
   EXPECT_TRUE(same((*rows)[1], image));
+}
+
+// A database at version 2 keeps its rows as one-rank runs; a two-rank run of the same key is a row of its own.
+TEST_P(ResultsStoreTest, VersionTwoDatabasesMigrateToOneRankRowsBesideTensorParallelRuns) {
+  SqlDialect dialect = GetParam() == "sqlite" ? SqlDialect::kSqlite : SqlDialect::kPostgres;
+  exec_sql("CREATE TABLE schema_version (version INTEGER NOT NULL)");
+  const std::vector<std::string> migrations = schema_migrations(dialect);
+  ASSERT_GE(migrations.size(), 3u);
+  for (size_t i = 0; i < 2; ++i) {
+    exec_sql(migrations[i]);
+    exec_sql(absl::StrCat("INSERT INTO schema_version (version) VALUES (", i + 1, ")"));
+  }
+  BenchmarkResult old = sample("qwen2.5-7b", 8, 20);
+  std::vector<std::string> names, values, all = to_column_values(old);
+  for (size_t i = 0; i < result_columns().size(); ++i) {
+    if (result_columns()[i].name == "tensor_parallel_size") continue;  // version 3's column
+    names.push_back(result_columns()[i].name);
+    std::string quoted = "'";
+    for (char ch : all[i]) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
+    values.push_back(quoted + "'");
+  }
+  exec_sql(absl::StrCat("INSERT INTO chat_benchmark_result (", absl::StrJoin(names, ", "), ") VALUES (",
+                        absl::StrJoin(values, ", "), ")"));
+
+  ASSERT_TRUE(store_->check().ok());
+  EXPECT_EQ(store_->schema_version(), static_cast<int>(migrations.size()));  // the row got version 3's default, 1
+  BenchmarkResult two_ranks = sample("qwen2.5-7b", 8, 35);
+  two_ranks.set_tensor_parallel_size(2);
+  ASSERT_TRUE(store_->upsert({two_ranks}).ok());
+  auto rows = store_->list("qwen2.5-7b");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_TRUE(same((*rows)[0], old)) << (*rows)[0].DebugString();
+  EXPECT_TRUE(same((*rows)[1], two_ranks)) << (*rows)[1].DebugString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ResultsStoreTest, ::testing::Values("sqlite", "postgres"),
@@ -396,14 +431,19 @@ TEST(ResultsSchemaTest, TheNewestTableHoldsEveryFieldOfTheResultInOrder) {
   }
   EXPECT_THAT(create, HasSubstr("PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, model_name, "
                                 "num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, "
-                                "image_width, image_height)"));
-  // PostgreSQL adds the same columns and key.
-  std::string pg = schema_migrations(SqlDialect::kPostgres).back();
+                                "image_width, image_height, tensor_parallel_size)"));
+  // PostgreSQL adds the same columns and key: version 2's, then version 3's.
+  const std::vector<std::string> pg = schema_migrations(SqlDialect::kPostgres);
+  ASSERT_EQ(pg.size(), 3u);
   for (const char* c : {"images_per_prompt", "image_width", "image_height", "num_image_tokens"})
-    EXPECT_THAT(pg, HasSubstr(absl::StrCat("ADD COLUMN ", c, " BIGINT NOT NULL DEFAULT 0")));
-  EXPECT_THAT(pg, HasSubstr("ADD PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, model_name, "
-                            "num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, image_width, "
-                            "image_height)"));
+    EXPECT_THAT(pg[1], HasSubstr(absl::StrCat("ADD COLUMN ", c, " BIGINT NOT NULL DEFAULT 0")));
+  EXPECT_THAT(pg[1], HasSubstr("ADD PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, "
+                               "model_name, num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, "
+                               "image_width, image_height)"));
+  EXPECT_THAT(pg[2], HasSubstr("ADD COLUMN tensor_parallel_size BIGINT NOT NULL DEFAULT 1"));
+  EXPECT_THAT(pg[2], HasSubstr("ADD PRIMARY KEY (nvidia_device_name, nvidia_device_count, bmserver_version, "
+                               "model_name, num_prompt_tokens, num_completion_tokens, num_requests, images_per_prompt, "
+                               "image_width, image_height, tensor_parallel_size)"));
 }
 
 }  // namespace

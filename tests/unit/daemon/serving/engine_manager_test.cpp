@@ -68,6 +68,9 @@ struct FakeFactory {
       LoadedEngine e;
       e.generator = std::make_unique<IdleGenerator>();
       e.backend = s.backend == "cpu" ? "cpu" : "cuda";
+      // One rank per tensor-parallel rank, as the adapter reports them (devices unknown to it: -1).
+      for (int32_t r = 0; r < std::max(1, s.tensor_parallel_size); ++r)
+        e.ranks.push_back(RankMemory{r, -1, 1000 + r, 50});
       return e;
     };
     return f;
@@ -167,6 +170,12 @@ TEST_F(EngineManagerTest, SeveralGpusAreOneTensorParallelGroupOfThatSize) {
   EXPECT_EQ(fake_.loaded_settings[0].tensor_parallel_size, 2) << "the size is the GPU count when not given";
   EXPECT_EQ(registry_.find("a")->settings.tensor_parallel_size, 2) << "chat ps shows the size";
   EXPECT_EQ(registry_.find("a")->settings.gpus, (std::vector<int32_t>{2, 0}));
+  // chat ps: each rank on its GPU of the group, in order, with its memory.
+  const std::vector<RankMemory>& ranks = registry_.find("a")->ranks;
+  ASSERT_EQ(ranks.size(), 2u);
+  EXPECT_EQ(ranks[0].gpu, 2);
+  EXPECT_EQ(ranks[1].gpu, 0);
+  EXPECT_EQ(ranks[1].weight_bytes, 1001);
   // Both are claimed: another model cannot take either, and the third GPU is still free.
   auto refused = serve(m, "b", "cuda", {0});
   ASSERT_FALSE(refused.ok());

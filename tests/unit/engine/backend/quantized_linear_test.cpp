@@ -59,8 +59,8 @@ RandomMatrix random_matrix(std::mt19937& rng, const QuantizedShape& shape) {
   m.zeros.resize(m.scales.size());
   for (uint8_t& z : m.zeros) z = static_cast<uint8_t>(zero(rng));
   if (shape.permuted) {
-    m.perm.resize(static_cast<size_t>(shape.cols));
-    std::iota(m.perm.begin(), m.perm.end(), 0);
+    m.perm.assign(static_cast<size_t>(shape.cols), -1);  // −1: padding inputs (inputs() < cols)
+    std::iota(m.perm.begin(), m.perm.begin() + shape.inputs(), 0);
     std::shuffle(m.perm.begin(), m.perm.end(), rng);
   }
   m.source = QuantizedMatrixSource{shape, m.qweight, m.scales, m.zeros, m.perm};
@@ -129,6 +129,7 @@ TEST_P(QuantizedLinearTest, MatchesDequantizeThenMatmul) {
     int32_t bits, group_size;
     int64_t rows, cols;
     bool permuted;
+    int64_t inputs = 0;  // padded_from: a tensor-parallel rank's act-order share with padding inputs
   };
   for (const Case& c : std::vector<Case>{{4, 128, 16, 128, false},
                                          {4, 128, 37, 384, false},
@@ -136,8 +137,11 @@ TEST_P(QuantizedLinearTest, MatchesDequantizeThenMatmul) {
                                          {8, 128, 130, 256, false},
                                          {8, 32, 24, 64, true},
                                          {4, 8, 5, 16, false},
-                                         {8, 4, 3, 12, true}}) {
-    const QuantizedShape shape{c.bits, c.group_size, c.rows, c.cols, c.permuted};
+                                         {8, 4, 3, 12, true},
+                                         {4, 32, 24, 128, true, 77},
+                                         {8, 8, 17, 48, true, 29}}) {
+    const QuantizedShape shape{c.bits, c.group_size, c.rows, c.cols, c.permuted, c.inputs};
+    const int64_t inputs = shape.inputs();
     const RandomMatrix matrix = random_matrix(rng_, shape);
     const QuantizedMatrix weight = upload(matrix.source);
     const std::vector<float> dense = dequantize(matrix.source);
@@ -150,8 +154,9 @@ TEST_P(QuantizedLinearTest, MatchesDequantizeThenMatmul) {
     const Tensor bias = upload(bias_bits, DType::kF16, 1, c.rows);
     for (const int64_t n : {1, 3, 4, 9}) {
       SCOPED_TRACE(testing::Message() << "bits=" << c.bits << " group=" << c.group_size << " rows=" << c.rows
-                                      << " cols=" << c.cols << " permuted=" << c.permuted << " n=" << n);
-      const std::vector<float> x = random_floats(rng_, static_cast<size_t>(n * c.cols));
+                                      << " cols=" << c.cols << " permuted=" << c.permuted << " inputs=" << inputs
+                                      << " n=" << n);
+      const std::vector<float> x = random_floats(rng_, static_cast<size_t>(n * inputs));
       std::vector<float> x_seen = x;  // what the kernel multiplies with
       if (bf16_activations(c.bits))
         for (float& v : x_seen) v = cpu::bf16_to_f32(cpu::f32_to_bf16(v));
@@ -159,12 +164,12 @@ TEST_P(QuantizedLinearTest, MatchesDequantizeThenMatmul) {
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < c.rows; ++j) {
           double sum = bias_values[j];
-          for (int64_t k = 0; k < c.cols; ++k) sum += double{x_seen[i * c.cols + k]} * dense[j * c.cols + k];
+          for (int64_t k = 0; k < inputs; ++k) sum += double{x_seen[i * inputs + k]} * dense[j * inputs + k];
           expected[i * c.rows + j] = sum;
         }
       }
       const Tensor out = empty(DType::kF32, n, c.rows);
-      backend_->quantized_linear(upload(x, DType::kF32, n, c.cols), weight, &bias, out);
+      backend_->quantized_linear(upload(x, DType::kF32, n, inputs), weight, &bias, out);
       const double error = normalised_error(download(out), expected);
       EXPECT_LT(error, kMaxNormalisedError);
     }

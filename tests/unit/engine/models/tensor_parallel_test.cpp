@@ -15,9 +15,11 @@
 #include "engine/backend/cuda_plugin.h"
 #include "engine/models/causal_lm.h"
 #include "engine/models/model_loader.h"
+#include "engine/models/tensor_parallel_lm.h"
 #include "nlohmann/json.hpp"
 #include "tests/unit/engine/models/forward_chunk.h"
 #include "tests/unit/engine/models/media_fixture.h"
+#include "tests/unit/engine/models/random_checkpoint.h"
 
 namespace bm::engine {
 namespace {
@@ -123,9 +125,6 @@ TEST(TensorParallel, SizesThatDoNotFitAreRefusedWithASentence) {
   auto three = load("qwen2-tied", 3);  // 4 heads
   ASSERT_FALSE(three.ok());
   EXPECT_NE(std::string(three.status().message()).find("attention heads"), std::string::npos) << three.status();
-  auto quantized = load("qwen2-gptq-int8", 2);
-  ASSERT_FALSE(quantized.ok());
-  EXPECT_TRUE(absl::IsUnimplemented(quantized.status())) << quantized.status();
   LoadOptions on_gpu;
   on_gpu.backend = "cuda";
   on_gpu.tensor_parallel_size = 2;
@@ -136,6 +135,111 @@ TEST(TensorParallel, SizesThatDoNotFitAreRefusedWithASentence) {
   EXPECT_NE(std::string(mismatch.status().message()).find("needs one GPU per rank, but 3 GPUs were given"),
             std::string::npos)
       << mismatch.status();
+}
+
+// ---- GPTQ / AWQ layers split over the ranks (docs/quantization.md, "Tensor parallelism")
+
+class QuantizedTensorParallelTest : public ::testing::TestWithParam<Case> {};
+
+// Prefill and greedy steps of each reference prompt, the rank group against one rank: the same greedy token at
+// every step and logits within float summation-order noise (row-parallel partial sums; for act-order, a rank's
+// groups repacked into smaller packed groups).
+void expect_matches_one_rank(CausalLM& one, CausalLM& many, const std::filesystem::path& dir, const std::string& what) {
+  std::ifstream in(dir / "reference.json");
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  double worst = 0;
+  for (const auto& prompt : reference.at("prompts")) {
+    std::vector<int32_t> ids = prompt.at("ids").get<std::vector<int32_t>>();
+    std::vector<float> a, b;
+    ASSERT_TRUE(one.forward(ForwardBatch{ids, {forward_chunk(0, static_cast<int32_t>(ids.size()))}}, a).ok());
+    ASSERT_TRUE(many.forward(ForwardBatch{ids, {forward_chunk(0, static_cast<int32_t>(ids.size()))}}, b).ok());
+    for (int step = 0; step < 12; ++step) {
+      worst = std::max(worst, max_abs_diff(a, b));
+      const int32_t token = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
+      ASSERT_EQ(static_cast<int32_t>(std::max_element(b.begin(), b.end()) - b.begin()), token) << "step " << step;
+      const int32_t cached = static_cast<int32_t>(ids.size());
+      ids.push_back(token);
+      ASSERT_TRUE(one.forward(ForwardBatch{{token}, {forward_chunk(cached, 1)}}, a).ok());
+      ASSERT_TRUE(many.forward(ForwardBatch{{token}, {forward_chunk(cached, 1)}}, b).ok());
+    }
+  }
+  EXPECT_LT(worst, 1e-4);
+  std::printf("[ figures ] %s: max |dlogit| against one rank %.3g\n", what.c_str(), worst);
+}
+
+TEST_P(QuantizedTensorParallelTest, LogitsAndGreedyTokensMatchOneRank) {
+  const Case& c = GetParam();
+  auto one = load(c.model, 1);
+  auto many = load(c.model, c.tp);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(many.ok()) << many.status();
+  EXPECT_EQ((*many)->info().tensor_parallel_size, c.tp);
+  EXPECT_EQ((*many)->info().kv_bytes_per_token, (*one)->info().kv_bytes_per_token / std::min(c.tp, c.kv_heads));
+  expect_matches_one_rank(**one, **many, checkpoint(c.model), c.model + " at tp " + std::to_string(c.tp));
+  // What splitting costs in memory: the replicated embedding and norms, and act-order's padded packed groups.
+  std::printf("[ figures ] %s at tp %d: weights over all ranks %lld bytes, one rank alone %lld\n", c.model.c_str(),
+              c.tp, static_cast<long long>((*many)->info().weight_bytes),
+              static_cast<long long>((*one)->info().weight_bytes));
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, QuantizedTensorParallelTest,
+                         ::testing::Values(Case{"qwen2-gptq-int4", 2, 2}, Case{"qwen2-gptq-int4", 4, 2},
+                                           Case{"qwen2-gptq-int4-act", 2, 2}, Case{"qwen2-gptq-int4-act", 4, 2},
+                                           Case{"qwen2-gptq-int8", 2, 2}, Case{"qwen2-gptq-int8", 4, 2},
+                                           Case{"qwen2-gptq-int8-act", 2, 2}, Case{"qwen2-gptq-int8-act", 4, 2},
+                                           Case{"qwen2-awq", 2, 2}, Case{"qwen2-awq", 4, 2},
+                                           Case{"llama3-gptq-int4-act", 2, 2}, Case{"llama3-gptq-int4-act", 4, 2},
+                                           Case{"llama3-awq", 2, 2},
+                                           Case{"llama3-awq", 4, 2}),
+                         [](const auto& info) {
+                           std::string name = info.param.model + "_tp" + std::to_string(info.param.tp);
+                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
+                           return name;
+                         });
+
+// group_size 64 over o_proj's 64 inputs: one group, which two ranks cannot share without act-order — one sentence
+// naming the layer, before anything is allocated. With act-order (two groups of 64, their inputs shuffled over
+// the 128 inputs) four ranks of 32 inputs split them anyway: each rank's pieces of the groups are repacked and
+// padded, and the logits match one rank.
+TEST(QuantizedTensorParallel, GroupsThatCannotSplitAreOneSentenceAndActOrderSplitsAnyway) {
+  const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "tp_quantized_groups";
+  std::filesystem::remove_all(root);
+  testing::RandomCheckpointShape shape;
+  shape.quantization = "gptq-int4";
+  shape.group_size = 64;
+  ASSERT_TRUE(testing::write_random_checkpoint(root / "plain", shape));
+  shape.hidden_size = 128;
+  shape.desc_act = true;
+  ASSERT_TRUE(testing::write_random_checkpoint(root / "act", shape));
+  LoadOptions options;
+  options.num_threads = 4;  // one per rank at most (as load() above)
+  options.kv_cache_dtype = DType::kF32;
+  options.tensor_parallel_size = 2;
+  auto plain = load_causal_lm(root / "plain", options);
+  ASSERT_FALSE(plain.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(plain.status())) << plain.status();
+  EXPECT_EQ(std::string(plain.status().message()),
+            "layer 'model.layers.0.self_attn.o_proj' cannot be split over 2 tensor-parallel ranks: a rank's 32 inputs "
+            "are not whole groups of 64 (the layer's 64 inputs form 1 group); serve this model with a "
+            "tensor-parallel size that splits them evenly");
+  options.tensor_parallel_size = 4;
+  auto act = load_causal_lm(root / "act", options);
+  ASSERT_TRUE(act.ok()) << act.status();
+  options.tensor_parallel_size = 1;
+  options.num_threads = 2;
+  auto one = load_causal_lm(root / "act", options);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE((*act)->allocate_kv_cache(8).ok());
+  ASSERT_TRUE((*one)->allocate_kv_cache(8).ok());
+  std::vector<float> a, b;
+  const std::vector<int32_t> ids = {3, 141, 59, 26, 53, 58, 97, 93, 238};
+  ASSERT_TRUE((*one)->forward(ForwardBatch{ids, {forward_chunk(0, static_cast<int32_t>(ids.size()))}}, a).ok());
+  ASSERT_TRUE((*act)->forward(ForwardBatch{ids, {forward_chunk(0, static_cast<int32_t>(ids.size()))}}, b).ok());
+  EXPECT_LT(max_abs_diff(a, b), 1e-4);
+  EXPECT_EQ(std::max_element(a.begin(), a.end()) - a.begin(), std::max_element(b.begin(), b.end()) - b.begin());
+  std::printf("[ figures ] act-order g64 split over 4 ranks: max |dlogit| against one rank %.3g\n",
+              max_abs_diff(a, b));
+  std::filesystem::remove_all(root);
 }
 
 // The CUDA backend runs tensor parallelism over NCCL now. Where it cannot (no plugin, no driver, fewer than two
@@ -157,6 +261,32 @@ TEST(TensorParallel, TheCudaBackendLoadsOnTwoGpusOrSaysWhyItCannot) {
       << message;
   EXPECT_GT(message.size(), 20u) << "a sentence, not a code";
   std::printf("[ refusal ] %s\n", message.c_str());
+}
+
+// ---- a rank that fails outside a collective
+
+// Rank 1 (a follower thread) or rank 0 (the caller's thread) fails before the step's first all-reduce while its
+// peers wait in it: nobody hangs, the step returns one error — the aborted group, a device fault to the engine,
+// naming the rank and its failure — and the group stays failed.
+TEST(TensorParallel, ARankFailingBeforeACollectiveAbortsTheGroupInsteadOfHanging) {
+  for (const auto& [tp, failing] : std::vector<std::pair<int32_t, int32_t>>{{2, 1}, {4, 0}, {4, 3}}) {
+    SCOPED_TRACE(::testing::Message() << "tp " << tp << " failing rank " << failing);
+    auto model = load("qwen2-tied", tp);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto* group = dynamic_cast<TensorParallelLM*>(model->get());
+    ASSERT_NE(group, nullptr);
+    const std::vector<int32_t> ids = {97, 11, 187, 0};
+    std::vector<float> logits;
+    ASSERT_TRUE((*model)->forward(ForwardBatch{ids, {forward_chunk(0, 4)}}, logits).ok());
+    group->fail_next_step_on_rank(failing, absl::ResourceExhaustedError("the CPU backend cannot allocate 64 bytes"));
+    const absl::Status failed = (*model)->forward(ForwardBatch{{1}, {forward_chunk(4, 1)}}, logits);
+    EXPECT_TRUE(absl::IsInternal(failed)) << failed;
+    EXPECT_EQ(std::string(failed.message()), "the tensor-parallel group was aborted: rank " + std::to_string(failing) +
+                                                 " of " + std::to_string(tp) +
+                                                 " failed: the CPU backend cannot allocate 64 bytes");
+    const absl::Status after = (*model)->forward(ForwardBatch{{1}, {forward_chunk(4, 1)}}, logits);
+    EXPECT_TRUE(absl::IsInternal(after)) << after;
+  }
 }
 
 // ---- the collectives alone
@@ -188,6 +318,32 @@ TEST(CpuCommunicator, AllReduceSumsInRankOrderAndEveryRankGetsTheSameBits) {
         for (const auto& w : work) EXPECT_EQ(w, expected) << "size " << size << " count " << count;
       }
     }
+  }
+}
+
+// Ranks waiting in an all-reduce return false once a peer aborts instead of joining; so does every later
+// collective of the group, on any rank.
+TEST(CpuCommunicator, AbortWakesTheRanksWaitingInACollective) {
+  for (int32_t size : {2, 3, 4}) {
+    std::vector<int> returned(static_cast<size_t>(size), -1);
+    std::vector<std::vector<float>> data(static_cast<size_t>(size), std::vector<float>(100, 1.0f));
+    on_ranks(size, [&](cpu::CpuCommunicator& c) {
+      if (c.rank() == size - 1) {
+        // Usually after the others are asleep in the all-reduce (either way they must return false).
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        c.abort("rank " + std::to_string(c.rank()) + " ran out of memory");
+        returned[c.rank()] = c.barrier();
+        return;
+      }
+      returned[c.rank()] = c.all_reduce_sum(data[c.rank()].data(), 100);
+      EXPECT_FALSE(c.all_gather(data[c.rank()].data(), data[c.rank()].data(), 0));
+      EXPECT_FALSE(c.broadcast(data[c.rank()].data(), 1, 0));
+    });
+    for (int r : returned) EXPECT_EQ(r, 0) << "size " << size;
+    auto group = cpu::CpuCommunicator::create_group(size);
+    group[1]->abort("first");
+    group[0]->abort("second");
+    EXPECT_EQ(group[size - 1]->abort_reason(), "rank 1 of " + std::to_string(size) + " failed: first");
   }
 }
 

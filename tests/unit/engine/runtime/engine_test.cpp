@@ -19,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/grammar/grammar_request.h"
+#include "engine/models/model_loader.h"
+#include "engine/models/tensor_parallel_lm.h"
 #include "tests/unit/engine/models/media_fixture.h"
 
 namespace bm::engine {
@@ -477,6 +479,39 @@ TEST(Engine, ADeviceFaultFailsTheEngineButNotTheProcess) {
   EXPECT_THAT(stats.failure, ::testing::HasSubstr("must be restarted"));
   EXPECT_EQ(stats.num_kv_blocks_in_use, 0);
   auto hb = (*engine)->submit({1, 2}, params, b.callback());
+  ASSERT_FALSE(hb.ok());
+  EXPECT_TRUE(absl::IsUnavailable(hb.status())) << hb.status();
+}
+
+// One CPU rank fails before the step's first all-reduce while the other waits in it (docs/tensor-parallel.md, "A
+// rank that fails outside a collective"): no hang; the request ends with one error naming the rank and its reason,
+// the engine is failed (nothing more runs on a group whose ranks no longer agree) and the process is fine.
+TEST(Engine, ATensorParallelRankFailingAloneFailsTheEngineWithOneError) {
+  LoadOptions load_options;
+  load_options.num_threads = 2;
+  load_options.tensor_parallel_size = 2;
+  load_options.kv_cache_dtype = DType::kF32;
+  absl::StatusOr<std::unique_ptr<CausalLM>> model = load_causal_lm(model_dir("qwen2-tied"), load_options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto* group = dynamic_cast<TensorParallelLM*>(model->get());
+  ASSERT_NE(group, nullptr);
+  EngineOptions options;
+  options.kv_cache_bytes = 64 * kBlockSize * (*model)->info().kv_bytes_per_token;
+  auto engine = Engine::create(*std::move(model), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  group->fail_next_step_on_rank(1, absl::ResourceExhaustedError("the CPU backend cannot allocate 4096 bytes"));
+  Collector a;
+  auto ha = (*engine)->submit(read_reference("qwen2-tied")[0].prompt, greedy(4), a.callback());
+  ASSERT_TRUE(ha.ok()) << ha.status();
+  a.wait();
+  EXPECT_EQ(a.finish(), FinishReason::kError);
+  EXPECT_TRUE(a.tokens().empty());
+  EXPECT_EQ(a.error(),
+            "the engine failed and must be restarted (bmserver chat stop, then serve): the tensor-parallel group was "
+            "aborted: rank 1 of 2 failed: the CPU backend cannot allocate 4096 bytes");
+  EXPECT_EQ((*engine)->stats().failure, a.error());
+  Collector b;
+  auto hb = (*engine)->submit({1, 2}, greedy(2), b.callback());
   ASSERT_FALSE(hb.ok());
   EXPECT_TRUE(absl::IsUnavailable(hb.status())) << hb.status();
 }
