@@ -482,7 +482,7 @@ bool CompiledGrammar::walk_by_length(std::vector<Level>& levels, std::vector<uin
   for (; alive < v.max_depth(); ++alive) {
     const int32_t c = chain[alive].config;
     const int32_t next = plain_step(c);
-    if (next == kMixed) return false;
+    if (next == kMixed) return alive == 0 && walk_by_class(levels, allowed, counts);
     by_characters = by_characters && character_step(c) == next;
     chain[alive].next = configs_[c].next.get();
     if (next == kDead) break;
@@ -509,6 +509,66 @@ bool CompiledGrammar::walk_by_length(std::vector<Level>& levels, std::vector<uin
     const int32_t depth = v.node_depth(exits[i]);
     levels[depth - 1] = chain[depth - 1];
     walk_range(levels, exits[i], v.subtree_end(exits[i]), allowed);
+  }
+  return true;
+}
+
+// Text of one byte class settled by length, where a configuration tells plain bytes apart but moves alike by
+// most of them (an email's local part: letters, digits and "_+-" count on, "." and "@" go elsewhere; a hostname's
+// labels; hex digits). The class: the plain bytes that take the configuration where most of them do. When every
+// byte of it takes each configuration of the chain to one same next one, the tokens of class bytes only are
+// settled by length and the subtrees that leave the class are walked, as for plain text. False, with nothing
+// marked, when the class is small or some configuration on the chain tells its bytes apart.
+bool CompiledGrammar::walk_by_class(std::vector<Level>& levels, std::vector<uint64_t>& allowed,
+                                    MaskCounts* counts) const {
+  constexpr int kMinClassBytes = 8;  // smaller classes (a literal, a sign) leave little to settle
+  const TokenVocabulary& v = *vocabulary_;
+  const int32_t start = levels[0].config;
+  std::vector<std::pair<int32_t, int>> groups;  // (next configuration, plain bytes that go there)
+  for (int b = 0x20; b < 0x7f; ++b) {
+    if (!TokenVocabulary::is_plain(static_cast<uint8_t>(b))) continue;
+    const int32_t next = advance_locked(start, static_cast<uint8_t>(b));
+    if (next == kDead) continue;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == next; });
+    if (it == groups.end())
+      groups.emplace_back(next, 1);
+    else
+      ++it->second;
+  }
+  auto largest =
+      std::max_element(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (largest == groups.end() || largest->second < kMinClassBytes) return false;
+  ByteClass cls;
+  for (int b = 0x20; b < 0x7f; ++b)
+    if (TokenVocabulary::is_plain(static_cast<uint8_t>(b)) &&
+        advance_locked(start, static_cast<uint8_t>(b)) == largest->first)
+      cls.add(static_cast<uint8_t>(b), static_cast<uint8_t>(b));
+  std::shared_ptr<const TokenVocabulary::ClassIndex> index = v.class_index(cls);
+  if (!index) return false;
+  std::vector<Level> chain = {levels[0]};  // chain[n]: the configuration after n class bytes
+  int32_t alive = 0;
+  for (; alive < v.max_depth(); ++alive) {
+    const int32_t c = chain[alive].config;
+    int32_t next = kNotComputed;
+    for (int b = 0x20; b < 0x7f; ++b) {
+      if (!cls.has(static_cast<uint8_t>(b))) continue;
+      const int32_t to = advance_locked(c, static_cast<uint8_t>(b));
+      if (next != kNotComputed && to != next) return false;
+      next = to;
+    }
+    chain[alive].next = configs_[c].next.get();
+    if (next == kDead) break;
+    chain.push_back({next, configs_[next].next.get()});
+  }
+  counts->by_class += alive > 0;
+  for (int32_t i = 0, n = index->ids_up_to[static_cast<size_t>(alive)]; i < n; ++i)
+    mark(allowed, index->ids_by_length[static_cast<size_t>(i)]);
+  const int32_t exits_end = index->exits_up_to[static_cast<size_t>(std::min(alive + 1, v.max_depth()))];
+  for (int32_t i = 0; i < exits_end; ++i) {
+    const int32_t exit = index->exits[static_cast<size_t>(i)];
+    const int32_t depth = v.node_depth(exit);
+    levels[depth - 1] = chain[depth - 1];
+    walk_range(levels, exit, v.subtree_end(exit), allowed);
   }
   return true;
 }

@@ -76,6 +76,7 @@ class CompiledGrammar {
     // (plain bytes and whole UTF-8 characters) by count.
     int64_t by_plain_text = 0;
     int64_t by_text = 0;
+    int64_t by_class = 0;  // tokens of one class of plain bytes settled by length (plain bytes told apart)
   };
   MaskCounts mask_counts() const;
 
@@ -119,6 +120,7 @@ class CompiledGrammar {
   Level step(Level& from, uint8_t byte) const;
   // allowed: a bit per token id.
   bool walk_by_length(std::vector<Level>& levels, std::vector<uint64_t>& allowed, MaskCounts* counts) const;
+  bool walk_by_class(std::vector<Level>& levels, std::vector<uint64_t>& allowed, MaskCounts* counts) const;
   void walk_range(std::vector<Level>& levels, int32_t begin, int32_t end, std::vector<uint64_t>& allowed) const;
 
   std::shared_ptr<const TokenVocabulary> vocabulary_;

@@ -158,6 +158,37 @@ int32_t TokenVocabulary::num_text_exits_up_to(int32_t chars) const {
   return chars < 0 ? 0 : text_exits_up_to_[static_cast<size_t>(std::min(chars, max_depth_))];
 }
 
+std::shared_ptr<const TokenVocabulary::ClassIndex> TokenVocabulary::class_index(const ByteClass& bytes) const {
+  std::lock_guard<std::mutex> lock(class_mutex_);
+  for (const auto& [cls, index] : class_indexes_)
+    if (cls == bytes) return index;
+  if (class_indexes_.size() >= kMaxClassIndexes) return nullptr;
+  auto index = std::make_shared<ClassIndex>();
+  // Depth-first order: the last node seen at depth d - 1 is the parent of a node at depth d.
+  std::vector<char> in_class(static_cast<size_t>(max_depth_) + 1, 0);
+  in_class[0] = 1;
+  std::vector<std::vector<int32_t>> ids(static_cast<size_t>(max_depth_) + 1), exits(ids.size());
+  for (int32_t node = 1; node < num_nodes(); ++node) {
+    const int32_t d = node_depth_[node];
+    in_class[d] = in_class[d - 1] && bytes.has(node_byte_[node]);
+    if (in_class[d])
+      ids[d].insert(ids[d].end(), token_ids_.begin() + tokens_begin_[node],
+                    token_ids_.begin() + tokens_begin_[node + 1]);
+    else if (in_class[d - 1])
+      exits[d].push_back(node);
+  }
+  index->ids_up_to.assign(ids.size(), 0);
+  index->exits_up_to.assign(ids.size(), 0);
+  for (size_t d = 0; d < ids.size(); ++d) {
+    index->ids_by_length.insert(index->ids_by_length.end(), ids[d].begin(), ids[d].end());
+    index->exits.insert(index->exits.end(), exits[d].begin(), exits[d].end());
+    index->ids_up_to[d] = static_cast<int32_t>(index->ids_by_length.size());
+    index->exits_up_to[d] = static_cast<int32_t>(index->exits.size());
+  }
+  class_indexes_.emplace_back(bytes, index);
+  return index;
+}
+
 std::shared_ptr<const TokenVocabulary> TokenVocabulary::from_tokenizer(const Tokenizer& tokenizer, int32_t vocab_size) {
   const int32_t n = std::min(tokenizer.vocab_size(), vocab_size);
   std::vector<std::string> bytes(static_cast<size_t>(n));

@@ -4,8 +4,12 @@
 // automaton once per trie node, and a dead state skips the whole subtree.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "engine/grammar/grammar.h"
 
 namespace bm::engine {
 class Tokenizer;
@@ -79,6 +83,19 @@ class TokenVocabulary {
   void settled_bits(int32_t n, bool text, std::vector<uint64_t>& bits) const;
   static constexpr int32_t kKeptCounts = 16;
 
+  // Tokens made only of the bytes of one class, settled by length as plain text is where a grammar state moves
+  // alike by every byte of the class but not by every plain byte (an email's local part, a hostname's labels, hex
+  // digits). Built on first use of a class (one pass over the trie) and kept, for at most kMaxClassIndexes
+  // classes; null past that. Thread-safe.
+  struct ClassIndex {
+    std::vector<int32_t> ids_by_length;  // the tokens of class bytes only, shortest first
+    std::vector<int32_t> ids_up_to;      // [n]: how many of them are at most n bytes long
+    std::vector<int32_t> exits;          // the nodes that leave the class after a prefix in it, by depth
+    std::vector<int32_t> exits_up_to;    // [d]: how many exits are at depth at most d
+  };
+  std::shared_ptr<const ClassIndex> class_index(const ByteClass& bytes) const;
+  static constexpr size_t kMaxClassIndexes = 32;  // each up to a few hundred KB on Qwen2.5
+
  private:
   int32_t vocab_size_;
   std::vector<std::string> token_bytes_;
@@ -96,6 +113,8 @@ class TokenVocabulary {
   std::vector<int32_t> text_exits_up_to_;            // [n]: how many text exits have at most n characters before them
   std::vector<std::vector<uint64_t>> kept_bits_[2];  // [text][n], n up to kKeptCounts
   int32_t max_depth_ = 0;
+  mutable std::mutex class_mutex_;
+  mutable std::vector<std::pair<ByteClass, std::shared_ptr<const ClassIndex>>> class_indexes_;
 };
 
 }  // namespace bm::engine::grammar

@@ -139,8 +139,9 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(2025);
   std::vector<float> logits(static_cast<size_t>(vocab_size));
   std::vector<double> first_mask, later_mask, apply_us;
-  // Later generations' mask times by how the mask was found: cached, text by count, plain text by length, walk.
-  std::vector<double> later_by_kind[4];
+  // Later generations' mask times by how the mask was found: cached, text by count, plain text by length, a byte
+  // class by length, walked.
+  std::vector<double> later_by_kind[5];
   int64_t tokens_total = 0, completed = 0;
   grammar::CompiledGrammar::MaskCounts after_first;
   for (int gen = 0; gen < generations; ++gen) {
@@ -157,7 +158,8 @@ int main(int argc, char** argv) {
         const int kind = after.computed == before.computed            ? 0
                          : after.by_text > before.by_text             ? 1
                          : after.by_plain_text > before.by_plain_text ? 2
-                                                                      : 3;
+                         : after.by_class > before.by_class           ? 3
+                                                                      : 4;
         later_by_kind[kind].push_back(mask_us);
       }
       std::fill(logits.begin(), logits.end(), 0.0f);
@@ -203,11 +205,14 @@ int main(int argc, char** argv) {
   // Where the later generations' mean comes from: the masks they still compute, and how.
   const grammar::CompiledGrammar::MaskCounts all = (*compiled)->mask_counts();
   if (generations < 2) after_first = all;
-  std::printf("masks computed in the first generation: %lld (%lld settled text by count, %lld plain text only)\n",
-              static_cast<long long>(after_first.computed), static_cast<long long>(after_first.by_text),
-              static_cast<long long>(after_first.by_plain_text));
-  const char* kinds[4] = {"cached", "computed, text by count", "computed, plain text by length", "computed, walked"};
-  for (int k = 0; k < 4; ++k) {
+  std::printf(
+      "masks computed in the first generation: %lld (%lld settled text by count, %lld plain text only, %lld a byte "
+      "class)\n",
+      static_cast<long long>(after_first.computed), static_cast<long long>(after_first.by_text),
+      static_cast<long long>(after_first.by_plain_text), static_cast<long long>(after_first.by_class));
+  const char* kinds[5] = {"cached", "computed, text by count", "computed, plain text by length",
+                          "computed, a byte class by length", "computed, walked"};
+  for (int k = 0; k < 5; ++k) {
     double total = 0;
     for (double x : later_by_kind[k]) total += x;
     std::printf("  later generations, %s: %zu masks, mean %.1f us, %.1f us per token of the later mean\n", kinds[k],

@@ -205,7 +205,7 @@ TEST(CompiledGrammar, MaskEqualsFullWalkAndTokenByTokenOverCorpus) {
   ASSERT_GE(files.size(), 100u);
   std::mt19937 rng(2026);
   for (const std::shared_ptr<const TokenVocabulary>& vocabulary : {mixed_vocabulary(), text_vocabulary()}) {
-    int64_t steps_checked = 0, by_text = 0;
+    int64_t steps_checked = 0, by_text = 0, by_class = 0;
     for (const auto& file : files) {
       std::ifstream in(file);
       std::stringstream text;
@@ -224,37 +224,42 @@ TEST(CompiledGrammar, MaskEqualsFullWalkAndTokenByTokenOverCorpus) {
 }
 
 // Text settled by its character count (strings, maxLength, patterns over non-ASCII classes, characters told apart
-// by a choice or a class, a grammar whose piece of a character lives where whole ones die): the masks equal the
-// full walk and the token-by-token check at every step.
-TEST(CompiledGrammar, TextSettledByCharacterCountEqualsFullWalk) {
+// by a choice or a class, a grammar whose piece of a character lives where whole ones die), plain text by length,
+// or a class of plain bytes by length (email, hostname, counted ASCII classes): the masks equal the full walk and
+// the token-by-token check at every step, and each case takes the shortcut it should.
+TEST(CompiledGrammar, TextAndClassesSettledByLengthEqualFullWalk) {
   std::shared_ptr<const TokenVocabulary> vocabulary = text_vocabulary();
   struct Case {
     GrammarKind kind;
     std::string text;
     bool by_text;        // some mask settles whole characters by count
     bool by_plain_text;  // some mask settles plain text only (the configuration tells characters apart)
+    bool by_class;       // some mask settles a class of plain bytes (the configuration tells plain bytes apart)
   };
   const std::vector<Case> cases = {
-      {GrammarKind::kJsonSchema, R"({"type": "string"})", true, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "maxLength": 3})", true, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "minLength": 2, "maxLength": 6})", true, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "maxLength": 40})", true, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string"})", true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "maxLength": 3})", true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "minLength": 2, "maxLength": 6})", true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "maxLength": 40})", true, false, false},
       {GrammarKind::kJsonSchema,
        R"({"type": "object", "properties": {"\u540d": {"type": "string", "maxLength": 4}, "tags": {"type": "array",
           "items": {"type": "string", "maxLength": 2}, "maxItems": 3}}, "required": ["\u540d"]})",
-       true, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^.{0,5}$"})", true, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[\u0430-\u044f]{2,4}$"})", false, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[^a-z]{1,4}$"})", false, false},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[^\u00e9]{0,4}$"})", false, true},
-      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[\u4e00-\u9fff]+x?$"})", false, false},
+       true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^.{0,5}$"})", true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[\u0430-\u044f]{2,4}$"})", false, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[^a-z]{1,4}$"})", false, false, true},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[^\u00e9]{0,4}$"})", false, true, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "pattern": "^[\u4e00-\u9fff]+x?$"})", false, false, false},
       {GrammarKind::kJsonSchema, R"({"enum": ["\u4e2d\u6587", "\u00e9", "\ud83d\ude00\ud83d\ude01", "a"]})", false,
-       false},
-      {GrammarKind::kRegex, "(\u4e2d|\u6587|\U0001F600)+[a-z]{0,3}", false, false},
-      {GrammarKind::kGbnf, R"(root ::= ([^\n] | "\\" [a-z]){0,5})", true, false},
-      {GrammarKind::kGbnf, R"(root ::= [^\x00-\x1f"\\]* ".")", false, false},
-      {GrammarKind::kGbnf, R"(root ::= [^\u00e9]{0,4})", false, true},
-      {GrammarKind::kJsonObject, "", true, false},
+       false, false},
+      {GrammarKind::kRegex, "(\u4e2d|\u6587|\U0001F600)+[a-z]{0,3}", false, false, true},
+      {GrammarKind::kGbnf, R"(root ::= ([^\n] | "\\" [a-z]){0,5})", true, false, false},
+      {GrammarKind::kGbnf, R"(root ::= [^\x00-\x1f"\\]* ".")", false, false, true},
+      {GrammarKind::kGbnf, R"(root ::= [^\u00e9]{0,4})", false, true, false},
+      {GrammarKind::kJsonObject, "", true, false, false},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "format": "email"})", false, false, true},
+      {GrammarKind::kJsonSchema, R"({"type": "string", "format": "hostname"})", false, false, true},
+      {GrammarKind::kRegex, "[a-z0-9]{0,10}(-[0-9]{2,12})?", false, false, true},
   };
   std::mt19937 rng(2027);
   for (const Case& k : cases) {
@@ -268,6 +273,7 @@ TEST(CompiledGrammar, TextSettledByCharacterCountEqualsFullWalk) {
     EXPECT_GT(steps, 10) << k.text;
     EXPECT_EQ((*c)->mask_counts().by_text > 0, k.by_text) << k.text;
     EXPECT_EQ((*c)->mask_counts().by_plain_text > 0, k.by_plain_text) << k.text;
+    EXPECT_EQ((*c)->mask_counts().by_class > 0, k.by_class) << k.text;
   }
 }
 

@@ -149,5 +149,47 @@ TEST(TokenVocabulary, TextTokensByCountAndTextExitsAgreeWithTheDecoder) {
   }
 }
 
+// A class index lists exactly the tokens made of the class's bytes by length, and the nodes that leave the class
+// below a prefix in it by depth; asking again gives the same index.
+TEST(TokenVocabulary, ClassIndexListsTheClassTokensAndItsExits) {
+  std::vector<std::string> bytes = {""};
+  const std::string alphabet = "ab0.-@ \"\xc3\xa9";
+  std::mt19937 rng(9);
+  for (int i = 0; i < 2000; ++i) {
+    std::string t;
+    for (size_t n = 1 + rng() % 20; t.size() < n;) t += alphabet[rng() % alphabet.size()];
+    bytes.push_back(t);
+  }
+  const TokenVocabulary v(bytes, static_cast<int32_t>(bytes.size()) + 5);
+  ByteClass cls = ByteClass::range('a', 'b');
+  cls.add('0', '0');
+  cls.add('-', '-');
+  std::shared_ptr<const TokenVocabulary::ClassIndex> index = v.class_index(cls);
+  ASSERT_NE(index, nullptr);
+  EXPECT_EQ(v.class_index(cls), index);
+  auto in_class = [&](const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [&](char c) { return cls.has(static_cast<uint8_t>(c)); });
+  };
+  for (int32_t n = 0; n <= v.max_depth(); ++n) {
+    std::set<int32_t> expected;
+    for (int32_t id = 1; id < static_cast<int32_t>(bytes.size()); ++id)
+      if (in_class(bytes[id]) && static_cast<int32_t>(bytes[id].size()) <= n) expected.insert(id);
+    const std::set<int32_t> listed(index->ids_by_length.begin(), index->ids_by_length.begin() + index->ids_up_to[n]);
+    EXPECT_EQ(listed, expected) << n;
+    EXPECT_EQ(listed.size(), static_cast<size_t>(index->ids_up_to[n]));
+  }
+  std::vector<std::string> prefix(static_cast<size_t>(v.max_depth()) + 1);
+  std::set<int32_t> expected_exits;
+  for (int32_t node = 1; node < v.num_nodes(); ++node) {
+    const int32_t d = v.node_depth(node);
+    prefix[d] = prefix[d - 1] + static_cast<char>(v.node_byte(node));
+    if (in_class(prefix[d - 1]) && !in_class(prefix[d])) expected_exits.insert(node);
+  }
+  EXPECT_EQ(std::set<int32_t>(index->exits.begin(), index->exits.end()), expected_exits);
+  for (int32_t d = 1; d <= v.max_depth(); ++d)
+    for (int32_t i = index->exits_up_to[d - 1]; i < index->exits_up_to[d]; ++i)
+      EXPECT_EQ(v.node_depth(index->exits[i]), d);
+}
+
 }  // namespace
 }  // namespace bm::engine::grammar
