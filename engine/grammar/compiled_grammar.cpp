@@ -470,8 +470,8 @@ int32_t CompiledGrammar::character_step(int32_t config) const {
 // each configuration there too (a JSON string's characters, counted by maxLength or not), the same holds for
 // every text token by its count: characters, plus one for a piece of a character at its end (a piece lives
 // exactly where whole characters do, character_step checks). Only the subtrees that leave text (or, without the
-// characters, plain text) are walked, each from the chain's configuration before it. False, with nothing marked,
-// when a configuration on the chain tells plain bytes apart (a literal, a narrower class).
+// characters, plain text) are walked, each from the chain's configuration before it. When the first configuration
+// tells plain bytes apart, walk_by_class's turn; false, with nothing marked, when a later one does.
 bool CompiledGrammar::walk_by_length(std::vector<Level>& levels, std::vector<uint64_t>& allowed,
                                      MaskCounts* counts) const {
   const TokenVocabulary& v = *vocabulary_;
