@@ -1,12 +1,15 @@
 #include "engine/grammar/compiled_grammar.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <limits>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/check.h"
+#include "engine/grammar/unicode_ranges.h"
 
 namespace bm::engine::grammar {
 namespace {
@@ -14,6 +17,10 @@ namespace {
 // Masks are kept for this many configurations of one grammar; beyond it they are computed and not stored, so a
 // grammar that keeps producing new states (deep recursion, long counted strings) cannot grow without bound.
 constexpr int32_t kMaxCachedMasks = 4096;
+
+void mark(std::vector<uint64_t>& bits, int32_t id) {
+  bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+}
 
 }  // namespace
 
@@ -308,11 +315,19 @@ int32_t CompiledGrammar::advance_locked(int32_t config, uint8_t byte) const {
     Config& c = configs_[config];
     if (c.next && (*c.next)[byte] >= 0) return (*c.next)[byte];
   }
+  // The bytes that no edge of the configuration tells from `byte` lead where it does: they get the same entry, so
+  // a class of bytes costs one closure (a string's 64 continuation bytes, its 94 plain ones).
   std::vector<int32_t> seeds;
+  std::array<uint64_t, 4> alike = {~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}};
   for (int32_t f : configs_[config].frames) {
     const auto [parent, state] = frames_[f];
-    for (const Edge& edge : states_[state])
-      if (edge.kind == EdgeKind::kBytes && classes_[edge.arg].has(byte)) seeds.push_back(frame(parent, edge.target));
+    for (const Edge& edge : states_[state]) {
+      if (edge.kind != EdgeKind::kBytes) continue;
+      const ByteClass& cls = classes_[edge.arg];
+      const bool has = cls.has(byte);
+      for (int w = 0; w < 4; ++w) alike[w] &= has ? cls.bits[w] : ~cls.bits[w];
+      if (has) seeds.push_back(frame(parent, edge.target));
+    }
   }
   const int32_t next = seeds.empty() ? kDead : close(seeds);
   Config& c = configs_[config];  // close() may have grown configs_
@@ -320,7 +335,8 @@ int32_t CompiledGrammar::advance_locked(int32_t config, uint8_t byte) const {
     c.next = std::make_unique<std::array<int32_t, 256>>();
     c.next->fill(-1);
   }
-  (*c.next)[byte] = next;
+  for (int w = 0; w < 4; ++w)
+    for (uint64_t bits = alike[w]; bits != 0; bits &= bits - 1) (*c.next)[w * 64 + std::countr_zero(bits)] = next;
   return next;
 }
 
@@ -355,10 +371,15 @@ int32_t CompiledGrammar::num_cached_masks() const {
   return num_cached_masks_;
 }
 
+CompiledGrammar::MaskCounts CompiledGrammar::mask_counts() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return mask_counts_;
+}
+
 std::shared_ptr<const TokenSet> CompiledGrammar::allowed_tokens(int32_t config) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (configs_[config].mask) return configs_[config].mask;
-  std::shared_ptr<const TokenSet> mask = compute_mask(config, /*plain_by_length=*/true);
+  std::shared_ptr<const TokenSet> mask = compute_mask(config, &mask_counts_);
   if (num_cached_masks_ < kMaxCachedMasks) {
     configs_[config].mask = mask;
     ++num_cached_masks_;
@@ -368,67 +389,121 @@ std::shared_ptr<const TokenSet> CompiledGrammar::allowed_tokens(int32_t config) 
 
 std::shared_ptr<const TokenSet> CompiledGrammar::allowed_tokens_by_full_walk(int32_t config) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return compute_mask(config, /*plain_by_length=*/false);
+  return compute_mask(config, /*counts=*/nullptr);
 }
 
 // One walk of the vocabulary trie: a node's configuration is its parent's advanced by the node's byte, and a dead
 // one skips the subtree (no token with that prefix can come next). Inside strings and counted repetitions almost
-// nothing dies before the count runs out, and the walk visits most of the trie's nodes (1-11 ms on Qwen2.5); the
-// plain-text shortcut settles the plain nodes (60% of them) by length.
-std::shared_ptr<const TokenSet> CompiledGrammar::compute_mask(int32_t config, bool plain_by_length) const {
+// nothing dies before the count runs out, and the walk visits most of the trie's nodes (1-11 ms on Qwen2.5);
+// walk_by_length settles the text nodes (plain ones: 60% of them; with whole UTF-8 characters: 97%) by length.
+std::shared_ptr<const TokenSet> CompiledGrammar::compute_mask(int32_t config, MaskCounts* counts) const {
   const TokenVocabulary& v = *vocabulary_;
-  std::vector<char> allowed(static_cast<size_t>(v.vocab_size()), 0);
+  // A bit per id: the whole set fits in the L1 cache (19 KB on Qwen2.5), and counting and listing it go a word
+  // at a time, which matters to masks that allow few tokens (structure, literals).
+  std::vector<uint64_t> allowed((static_cast<size_t>(v.vocab_size()) + 63) / 64, 0);
   std::vector<Level> levels(static_cast<size_t>(v.max_depth()) + 1, Level{kDead, nullptr});
   levels[0] = {config, configs_[config].next.get()};
-  if (!plain_by_length || !walk_plain(levels, allowed)) walk_range(levels, 1, v.num_nodes(), allowed);
+  if (counts) ++counts->computed;
+  if (!counts || !walk_by_length(levels, allowed, counts)) walk_range(levels, 1, v.num_nodes(), allowed);
   int32_t num_allowed = 0;
-  for (char a : allowed) num_allowed += a;
+  for (uint64_t word : allowed) num_allowed += std::popcount(word);
   auto set = std::make_shared<TokenSet>();
   set->num_allowed = num_allowed;
   set->vocab_size = v.vocab_size();
   set->rejected = num_allowed * 2 > v.vocab_size();
-  // Few listed ids (structure, literals): a branch that is rarely taken. Many (inside strings, where allowed and
-  // rejected ids interleave unpredictably): branch-free.
-  const size_t num_listed = static_cast<size_t>(set->rejected ? v.vocab_size() - num_allowed : num_allowed);
-  const char listed = set->rejected ? 0 : 1;
-  size_t n = 0;
-  if (num_listed * 64 < static_cast<size_t>(v.vocab_size())) {
-    set->ids.reserve(num_listed);
-    for (int32_t id = 0; id < v.vocab_size(); ++id)
-      if (allowed[id] == listed) set->ids.push_back(id);
-    return set;
+  set->ids.reserve(static_cast<size_t>(set->rejected ? v.vocab_size() - num_allowed : num_allowed));
+  for (size_t w = 0; w < allowed.size(); ++w) {
+    uint64_t listed = set->rejected ? ~allowed[w] : allowed[w];
+    if (w + 1 == allowed.size() && v.vocab_size() % 64 != 0) listed &= (uint64_t{1} << (v.vocab_size() % 64)) - 1;
+    for (; listed != 0; listed &= listed - 1)
+      set->ids.push_back(static_cast<int32_t>(w * 64) + std::countr_zero(listed));
   }
-  set->ids.resize(num_listed + 1);
-  for (int32_t id = 0; id < v.vocab_size(); ++id) {
-    set->ids[n] = id;
-    n += allowed[id] == listed;
-  }
-  set->ids.resize(n);
   return set;
 }
 
-// Plain text settled by length: when every plain byte takes each configuration of the chain
-// config -> next -> next ... to one same configuration (a string's characters, a class counted by {m,n}), a plain
-// token of length n is allowed exactly when the chain's n-th configuration is alive, and only the subtrees that
-// leave plain text (exit nodes) are walked, each from the chain's configuration at its parent's depth. False,
-// with nothing marked, when a configuration on the chain tells plain bytes apart (a literal, a narrower class).
-bool CompiledGrammar::walk_plain(std::vector<Level>& levels, std::vector<char>& allowed) const {
-  const TokenVocabulary& v = *vocabulary_;
-  int32_t alive = 0;  // plain texts of up to this many bytes leave a live configuration
-  for (; alive < v.max_depth(); ++alive) {
-    const int32_t c = levels[alive].config;
-    const int32_t next = advance_locked(c, ' ');
-    for (int b = ' ' + 1; b < 0x7f; ++b)
-      if (TokenVocabulary::is_plain(static_cast<uint8_t>(b)) && advance_locked(c, static_cast<uint8_t>(b)) != next)
-        return false;
-    levels[alive].next = configs_[c].next.get();
-    if (next == kDead) break;
-    levels[alive + 1] = {next, configs_[next].next.get()};
+// Where every plain byte takes `config`, or kMixed where they lead to different configurations.
+int32_t CompiledGrammar::plain_step(int32_t config) const {
+  if (configs_[config].plain_next != kNotComputed) return configs_[config].plain_next;
+  int32_t next = advance_locked(config, ' ');
+  for (int b = ' ' + 1; b < 0x7f && next != kMixed; ++b)
+    if (TokenVocabulary::is_plain(static_cast<uint8_t>(b)) && advance_locked(config, static_cast<uint8_t>(b)) != next)
+      next = kMixed;
+  configs_[config].plain_next = next;
+  return next;
+}
+
+// Where every multi-byte UTF-8 character takes `config`, or kMixed where they lead to different configurations
+// or where a piece of a character is alive while every whole character dies (a token ending in that piece would
+// be allowed where its count says not). A search over the pairs (configuration, UTF-8 state) reached by valid
+// pieces: a JSON string's character rule has about 20 of them.
+int32_t CompiledGrammar::character_step(int32_t config) const {
+  if (configs_[config].character_next != kNotComputed) return configs_[config].character_next;
+  constexpr size_t kMaxPairs = 4096;  // a grammar that tells so many pieces apart settles nothing by characters
+  int32_t result = kNotComputed;
+  auto meet = [&](int32_t reached) { result = result == kNotComputed || result == reached ? reached : kMixed; };
+  std::vector<std::pair<int32_t, int>> pairs = {{config, kUtf8Boundary}};
+  std::unordered_set<int64_t> seen = {int64_t{config} * kUtf8NumStates + kUtf8Boundary};
+  for (size_t i = 0; i < pairs.size() && result != kMixed; ++i) {
+    const auto [c, state] = pairs[i];
+    for (const Utf8Step& step : utf8_steps(state)) {
+      if (step.hi < 0x80) continue;  // ASCII: plain_step's
+      for (int b = step.lo; b <= step.hi && result != kMixed; ++b) {
+        const int32_t next = advance_locked(c, static_cast<uint8_t>(b));
+        if (step.to == kUtf8Boundary || next == kDead) {
+          meet(next);  // a dead piece: every character it begins dies too
+        } else if (seen.insert(int64_t{next} * kUtf8NumStates + step.to).second) {
+          if (pairs.size() == kMaxPairs) result = kMixed;
+          pairs.emplace_back(next, step.to);
+        }
+      }
+    }
   }
-  const std::vector<int32_t>& plain = v.plain_ids_by_length();
-  for (int32_t i = 0, n = v.num_plain_up_to(alive); i < n; ++i) allowed[plain[i]] = 1;
-  // Walking a subtree overwrites the levels below its root: keep the chain.
-  const std::vector<Level> chain(levels.begin(), levels.begin() + alive + 1);
+  // More than the start: some piece was alive, which must not end in a dead configuration.
+  if (result == kNotComputed || (result == kDead && pairs.size() > 1)) result = kMixed;
+  configs_[config].character_next = result;
+  return result;
+}
+
+// Text settled by length. Along the chain config -> next -> next ..., when every plain byte takes each
+// configuration to one same next one (a string's characters, a class counted by {m,n}), a plain token of length
+// n is allowed exactly when the chain's n-th configuration is alive. When every multi-byte UTF-8 character takes
+// each configuration there too (a JSON string's characters, counted by maxLength or not), the same holds for
+// every text token by its count: characters, plus one for a piece of a character at its end (a piece lives
+// exactly where whole characters do, character_step checks). Only the subtrees that leave text (or, without the
+// characters, plain text) are walked, each from the chain's configuration before it. When the first configuration
+// tells plain bytes apart, walk_by_class's turn; false, with nothing marked, when a later one does.
+bool CompiledGrammar::walk_by_length(std::vector<Level>& levels, std::vector<uint64_t>& allowed,
+                                     MaskCounts* counts) const {
+  const TokenVocabulary& v = *vocabulary_;
+  std::vector<Level> chain = {levels[0]};  // chain[n]: the configuration after n characters
+  bool by_characters = true;
+  int32_t alive = 0;  // texts of up to this many characters leave a live configuration
+  // No token holds more than max_depth characters: how the configuration after that many moves never matters.
+  for (; alive < v.max_depth(); ++alive) {
+    const int32_t c = chain[alive].config;
+    const int32_t next = plain_step(c);
+    if (next == kMixed) return alive == 0 && walk_by_class(levels, allowed, counts);
+    by_characters = by_characters && character_step(c) == next;
+    chain[alive].next = configs_[c].next.get();
+    if (next == kDead) break;
+    chain.push_back({next, configs_[next].next.get()});
+  }
+  v.settled_bits(alive, by_characters, allowed);
+  if (by_characters) {
+    counts->by_text += alive > 0;
+    const std::vector<TokenVocabulary::TextExit>& exits = v.text_exits();
+    for (int32_t i = 0, n = v.num_text_exits_up_to(alive); i < n; ++i) {
+      const TokenVocabulary::TextExit& exit = exits[i];
+      // From the chain's configuration after the exit's whole characters, through the piece of one after them.
+      int32_t depth = v.node_depth(exit.node) - 1 - exit.partial_length;
+      levels[depth] = chain[exit.chars];
+      for (int32_t k = 0; k < exit.partial_length; ++k, ++depth)
+        levels[depth + 1] = step(levels[depth], static_cast<uint8_t>(exit.partial >> (8 * k)));
+      if (levels[depth].config != kDead) walk_range(levels, exit.node, v.subtree_end(exit.node), allowed);
+    }
+    return true;
+  }
+  counts->by_plain_text += alive > 0;
   const std::vector<int32_t>& exits = v.exit_nodes();
   for (int32_t i = 0, n = v.num_exits_up_to(alive + 1); i < n; ++i) {
     const int32_t depth = v.node_depth(exits[i]);
@@ -438,11 +513,81 @@ bool CompiledGrammar::walk_plain(std::vector<Level>& levels, std::vector<char>& 
   return true;
 }
 
+// Text of one byte class settled by length, where a configuration tells plain bytes apart but moves alike by
+// most of them (an email's local part: letters, digits and "_+-" count on, "." and "@" go elsewhere; a hostname's
+// labels; hex digits). The class: the plain bytes that take the configuration where most of them do. When every
+// byte of it takes each configuration of the chain to one same next one, the tokens of class bytes only are
+// settled by length and the subtrees that leave the class are walked, as for plain text. False, with nothing
+// marked, when the class is small or some configuration on the chain tells its bytes apart.
+bool CompiledGrammar::walk_by_class(std::vector<Level>& levels, std::vector<uint64_t>& allowed,
+                                    MaskCounts* counts) const {
+  constexpr int kMinClassBytes = 8;  // smaller classes (a literal, a sign) leave little to settle
+  const TokenVocabulary& v = *vocabulary_;
+  const int32_t start = levels[0].config;
+  std::vector<std::pair<int32_t, int>> groups;  // (next configuration, plain bytes that go there)
+  for (int b = 0x20; b < 0x7f; ++b) {
+    if (!TokenVocabulary::is_plain(static_cast<uint8_t>(b))) continue;
+    const int32_t next = advance_locked(start, static_cast<uint8_t>(b));
+    if (next == kDead) continue;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == next; });
+    if (it == groups.end())
+      groups.emplace_back(next, 1);
+    else
+      ++it->second;
+  }
+  auto largest =
+      std::max_element(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (largest == groups.end() || largest->second < kMinClassBytes) return false;
+  ByteClass cls;
+  for (int b = 0x20; b < 0x7f; ++b)
+    if (TokenVocabulary::is_plain(static_cast<uint8_t>(b)) &&
+        advance_locked(start, static_cast<uint8_t>(b)) == largest->first)
+      cls.add(static_cast<uint8_t>(b), static_cast<uint8_t>(b));
+  std::shared_ptr<const TokenVocabulary::ClassIndex> index = v.class_index(cls);
+  if (!index) return false;
+  std::vector<Level> chain = {levels[0]};  // chain[n]: the configuration after n class bytes
+  int32_t alive = 0;
+  for (; alive < v.max_depth(); ++alive) {
+    const int32_t c = chain[alive].config;
+    int32_t next = kNotComputed;
+    for (int b = 0x20; b < 0x7f; ++b) {
+      if (!cls.has(static_cast<uint8_t>(b))) continue;
+      const int32_t to = advance_locked(c, static_cast<uint8_t>(b));
+      if (next != kNotComputed && to != next) return false;
+      next = to;
+    }
+    chain[alive].next = configs_[c].next.get();
+    if (next == kDead) break;
+    chain.push_back({next, configs_[next].next.get()});
+  }
+  counts->by_class += alive > 0;
+  for (int32_t i = 0, n = index->ids_up_to[static_cast<size_t>(alive)]; i < n; ++i)
+    mark(allowed, index->ids_by_length[static_cast<size_t>(i)]);
+  const int32_t exits_end = index->exits_up_to[static_cast<size_t>(std::min(alive + 1, v.max_depth()))];
+  for (int32_t i = 0; i < exits_end; ++i) {
+    const int32_t exit = index->exits[static_cast<size_t>(i)];
+    const int32_t depth = v.node_depth(exit);
+    levels[depth - 1] = chain[depth - 1];
+    walk_range(levels, exit, v.subtree_end(exit), allowed);
+  }
+  return true;
+}
+
+// One byte on from a walk's position, keeping the position's transition table once it has one.
+CompiledGrammar::Level CompiledGrammar::step(Level& from, uint8_t byte) const {
+  int32_t next = from.next ? (*from.next)[byte] : -1;
+  if (next < 0) {
+    next = advance_locked(from.config, byte);
+    from.next = configs_[from.config].next.get();
+  }
+  return {next, configs_[next].next.get()};
+}
+
 // Walks nodes [begin, end), a subtree or the whole trie, from the configuration in levels[depth(begin) - 1].
 // Each level keeps its configuration's transition table, so a live node costs one table read (the tables are
 // heap arrays, whose addresses survive configs_ growing).
 void CompiledGrammar::walk_range(std::vector<Level>& levels, int32_t begin, int32_t end,
-                                 std::vector<char>& allowed) const {
+                                 std::vector<uint64_t>& allowed) const {
   const TokenVocabulary& v = *vocabulary_;
   const std::vector<int32_t>& token_ids = v.token_ids();
   const uint32_t* words = v.node_words().data();
@@ -450,19 +595,14 @@ void CompiledGrammar::walk_range(std::vector<Level>& levels, int32_t begin, int3
     const uint32_t word = words[node];
     const int32_t depth = static_cast<int32_t>((word & ~TokenVocabulary::kHasTokens) >> 8);
     const uint8_t byte = static_cast<uint8_t>(word);
-    Level& parent = levels[depth - 1];
-    int32_t next = parent.next ? (*parent.next)[byte] : -1;
-    if (next < 0) {
-      next = advance_locked(parent.config, byte);
-      parent.next = configs_[parent.config].next.get();
-    }
-    if (next == kDead) {
+    const Level next = step(levels[depth - 1], byte);
+    if (next.config == kDead) {
       node = v.subtree_end(node);
       continue;
     }
-    levels[depth] = {next, configs_[next].next.get()};
+    levels[depth] = next;
     if (word & TokenVocabulary::kHasTokens)
-      for (int32_t t = v.tokens_begin(node); t < v.tokens_begin(node + 1); ++t) allowed[token_ids[t]] = 1;
+      for (int32_t t = v.tokens_begin(node); t < v.tokens_begin(node + 1); ++t) mark(allowed, token_ids[t]);
     ++node;
   }
 }

@@ -63,12 +63,22 @@ class CompiledGrammar {
 
   const TokenVocabulary& vocabulary() const { return *vocabulary_; }
   int32_t num_states() const { return static_cast<int32_t>(states_.size()); }
-  // The same tokens as allowed_tokens(), by a walk of every trie node (no plain-text shortcut) and never cached:
-  // the reference the faster walk is tested against.
+  // The same tokens as allowed_tokens(), by a walk of every trie node (no settling of text by length) and never
+  // cached: the reference the faster walk is tested against.
   std::shared_ptr<const TokenSet> allowed_tokens_by_full_walk(int32_t config) const;
   // Cache figures, for benchmarks.
   int32_t num_configs() const;
   int32_t num_cached_masks() const;
+  // How the masks allowed_tokens() computed were found, for tests and benchmarks.
+  struct MaskCounts {
+    int64_t computed = 0;  // cache misses
+    // Some text was alive and settled by length: plain tokens only (the rest walked), or every text token
+    // (plain bytes and whole UTF-8 characters) by count.
+    int64_t by_plain_text = 0;
+    int64_t by_text = 0;
+    int64_t by_class = 0;  // tokens of one class of plain bytes settled by length (plain bytes told apart)
+  };
+  MaskCounts mask_counts() const;
 
  private:
   enum class EdgeKind : uint8_t { kEmpty, kBytes, kCall };
@@ -82,7 +92,12 @@ class CompiledGrammar {
     bool accepting = false;
     std::unique_ptr<std::array<int32_t, 256>> next;  // -1: not computed
     std::shared_ptr<const TokenSet> mask;
+    // Where every plain byte / every multi-byte UTF-8 character leads (kNotComputed, kMixed: not all alike).
+    int32_t plain_next = kNotComputed;
+    int32_t character_next = kNotComputed;
   };
+  static constexpr int32_t kNotComputed = -1;
+  static constexpr int32_t kMixed = -2;
 
   CompiledGrammar() = default;
   absl::Status build(const Grammar& grammar, const CompileLimits& limits);
@@ -98,9 +113,15 @@ class CompiledGrammar {
     int32_t config;
     const std::array<int32_t, 256>* next;
   };
-  std::shared_ptr<const TokenSet> compute_mask(int32_t config, bool plain_by_length) const;
-  bool walk_plain(std::vector<Level>& levels, std::vector<char>& allowed) const;
-  void walk_range(std::vector<Level>& levels, int32_t begin, int32_t end, std::vector<char>& allowed) const;
+  // counts: where allowed_tokens() records how it went; null for the full walk.
+  std::shared_ptr<const TokenSet> compute_mask(int32_t config, MaskCounts* counts) const;
+  int32_t plain_step(int32_t config) const;
+  int32_t character_step(int32_t config) const;
+  Level step(Level& from, uint8_t byte) const;
+  // allowed: a bit per token id.
+  bool walk_by_length(std::vector<Level>& levels, std::vector<uint64_t>& allowed, MaskCounts* counts) const;
+  bool walk_by_class(std::vector<Level>& levels, std::vector<uint64_t>& allowed, MaskCounts* counts) const;
+  void walk_range(std::vector<Level>& levels, int32_t begin, int32_t end, std::vector<uint64_t>& allowed) const;
 
   std::shared_ptr<const TokenVocabulary> vocabulary_;
   std::vector<std::vector<Edge>> states_;
@@ -118,6 +139,7 @@ class CompiledGrammar {
   mutable std::vector<uint32_t> visit_stamp_;
   mutable uint32_t stamp_ = 0;
   mutable int32_t num_cached_masks_ = 0;
+  mutable MaskCounts mask_counts_;
 };
 
 }  // namespace bm::engine::grammar

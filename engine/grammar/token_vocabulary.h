@@ -4,8 +4,12 @@
 // automaton once per trie node, and a dead state skips the whole subtree.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "engine/grammar/grammar.h"
 
 namespace bm::engine {
 class Tokenizer;
@@ -51,6 +55,47 @@ class TokenVocabulary {
   const std::vector<int32_t>& exit_nodes() const { return exit_nodes_; }
   int32_t num_exits_up_to(int32_t depth) const;
 
+  // Text: plain bytes and whole UTF-8 characters (valid encodings of two to four bytes). A JSON string accepts any
+  // of them one character at a time, and maxLength counts a character as one whatever its length, so a grammar
+  // state that moves alike by every plain byte and every multi-byte character settles text tokens by how many
+  // characters they hold, CJK and emoji included (40% of Qwen2.5's trie nodes are not plain, mostly such text).
+  // Ids of the text tokens that are not plain, by their count: their characters, plus one when the token ends
+  // inside a character (that piece needs a live state after it as a whole character does). The first
+  // num_text_up_to(n) count at most n.
+  const std::vector<int32_t>& text_ids_by_count() const { return text_ids_by_count_; }
+  int32_t num_text_up_to(int32_t count) const;
+  // The nodes that leave text (a byte that neither is plain nor goes on a valid UTF-8 character) after a text
+  // prefix: every node that is not text is in exactly one of their subtrees. By `chars`, then in trie order; the
+  // first num_text_exits_up_to(n) have at most n whole characters before them.
+  struct TextExit {
+    int32_t node;
+    int32_t chars;           // whole characters in the prefix before the node
+    int32_t partial_length;  // bytes of an incomplete character between those characters and the node (0-3)
+    uint32_t partial;        // those bytes, the first in the low byte
+  };
+  const std::vector<TextExit>& text_exits() const { return text_exits_; }
+  int32_t num_text_exits_up_to(int32_t chars) const;
+
+  // Sets `bits` (a bit per id: bit id % 64 of word id / 64, (vocab_size + 63) / 64 words) to the tokens settled at
+  // a count of at most n: the plain tokens of length at most n, and with `text` the text tokens counting at most
+  // n too. A copy of a set kept for every count up to kKeptCounts (the counts of nearly every token), then the
+  // few longer tokens one by one: a mask inside a string costs a 19 KB copy instead of 150k scattered writes.
+  void settled_bits(int32_t n, bool text, std::vector<uint64_t>& bits) const;
+  static constexpr int32_t kKeptCounts = 16;
+
+  // Tokens made only of the bytes of one class, settled by length as plain text is where a grammar state moves
+  // alike by every byte of the class but not by every plain byte (an email's local part, a hostname's labels, hex
+  // digits). Built on first use of a class (one pass over the trie) and kept, for at most kMaxClassIndexes
+  // classes; null past that. Thread-safe.
+  struct ClassIndex {
+    std::vector<int32_t> ids_by_length;  // the tokens of class bytes only, shortest first
+    std::vector<int32_t> ids_up_to;      // [n]: how many of them are at most n bytes long
+    std::vector<int32_t> exits;          // the nodes that leave the class after a prefix in it, by depth
+    std::vector<int32_t> exits_up_to;    // [d]: how many exits are at depth at most d
+  };
+  std::shared_ptr<const ClassIndex> class_index(const ByteClass& bytes) const;
+  static constexpr size_t kMaxClassIndexes = 32;  // each up to a few hundred KB on Qwen2.5
+
  private:
   int32_t vocab_size_;
   std::vector<std::string> token_bytes_;
@@ -62,7 +107,14 @@ class TokenVocabulary {
   std::vector<uint32_t> node_words_;
   std::vector<int32_t> plain_ids_by_length_;
   std::vector<int32_t> exit_nodes_;
+  std::vector<int32_t> text_ids_by_count_;
+  std::vector<int32_t> text_up_to_;  // [n]: how many text ids count at most n
+  std::vector<TextExit> text_exits_;
+  std::vector<int32_t> text_exits_up_to_;            // [n]: how many text exits have at most n characters before them
+  std::vector<std::vector<uint64_t>> kept_bits_[2];  // [text][n], n up to kKeptCounts
   int32_t max_depth_ = 0;
+  mutable std::mutex class_mutex_;
+  mutable std::vector<std::pair<ByteClass, std::shared_ptr<const ClassIndex>>> class_indexes_;
 };
 
 }  // namespace bm::engine::grammar

@@ -41,7 +41,38 @@ void split(uint32_t lo, uint32_t hi, std::vector<ByteRanges>& out) {
   out.push_back(std::move(r));
 }
 
+// States: 0 between characters; 1, 2, 3: that many continuation bytes (80-BF) to go; 4-7: the second byte after
+// E0, ED, F0 and F4, whose ranges are narrower (no overlong forms, no surrogates, nothing past U+10FFFF).
+const std::vector<Utf8Step> kUtf8Steps[kUtf8NumStates] = {
+    {{0x00, 0x7F, 0},
+     {0xC2, 0xDF, 1},
+     {0xE0, 0xE0, 4},
+     {0xE1, 0xEC, 2},
+     {0xED, 0xED, 5},
+     {0xEE, 0xEF, 2},
+     {0xF0, 0xF0, 6},
+     {0xF1, 0xF3, 3},
+     {0xF4, 0xF4, 7}},
+    {{0x80, 0xBF, 0}},
+    {{0x80, 0xBF, 1}},
+    {{0x80, 0xBF, 2}},
+    {{0xA0, 0xBF, 1}},
+    {{0x80, 0x9F, 1}},
+    {{0x90, 0xBF, 2}},
+    {{0x80, 0x8F, 2}},
+};
+
 }  // namespace
+
+const std::vector<Utf8Step>& utf8_steps(int state) {
+  return kUtf8Steps[state];
+}
+
+int utf8_next(int state, uint8_t byte) {
+  for (const Utf8Step& step : kUtf8Steps[state])
+    if (byte >= step.lo && byte <= step.hi) return step.to;
+  return -1;
+}
 
 std::string utf8_encode(uint32_t cp) {
   std::string s;

@@ -21,4 +21,18 @@ CodepointRanges complement(const CodepointRanges& ranges);
 int32_t codepoints_expr(Grammar& g, const CodepointRanges& ranges);
 std::string utf8_encode(uint32_t cp);
 
+// Reading UTF-8 one byte at a time, as the grammar and the token trie do. A state says how the current character
+// goes on; kUtf8Boundary is between characters. Only valid encodings go through: no overlong forms, surrogates or
+// code points past U+10FFFF (the encodings codepoints_expr produces).
+constexpr int kUtf8Boundary = 0;
+constexpr int kUtf8NumStates = 8;
+struct Utf8Step {
+  uint8_t lo, hi;  // the bytes that may come next, inclusive
+  int8_t to;       // the state after one of them
+};
+// The bytes that may come in `state` (at the boundary: ASCII, then the lead bytes).
+const std::vector<Utf8Step>& utf8_steps(int state);
+// The state after `byte`, or -1 where it cannot come.
+int utf8_next(int state, uint8_t byte);
+
 }  // namespace bm::engine::grammar

@@ -88,6 +88,15 @@ int main(int argc, char** argv) {
       grammar::TokenVocabulary::from_tokenizer(**tokenizer, vocab_size);
   std::printf("vocabulary: %d tokens in the tokenizer, %d trie nodes, built in %.1f ms\n", (*tokenizer)->vocab_size(),
               vocabulary->num_nodes(), us_since(t0) / 1000);
+  int64_t under_exits = 0, under_text_exits = 0;
+  for (int32_t node : vocabulary->exit_nodes()) under_exits += vocabulary->subtree_end(node) - node;
+  for (const auto& exit : vocabulary->text_exits()) under_text_exits += vocabulary->subtree_end(exit.node) - exit.node;
+  std::printf(
+      "settled by length: %zu plain tokens (%zu exits, %lld nodes under them); by characters: %zu more text tokens "
+      "(%zu exits, %lld nodes under them)\n",
+      vocabulary->plain_ids_by_length().size(), vocabulary->exit_nodes().size(), static_cast<long long>(under_exits),
+      vocabulary->text_ids_by_count().size(), vocabulary->text_exits().size(),
+      static_cast<long long>(under_text_exits));
 
   if (!corpus.empty()) {
     std::vector<double> compile_us;
@@ -130,13 +139,29 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(2025);
   std::vector<float> logits(static_cast<size_t>(vocab_size));
   std::vector<double> first_mask, later_mask, apply_us;
+  // Later generations' mask times by how the mask was found: cached, text by count, plain text by length, a byte
+  // class by length, walked.
+  std::vector<double> later_by_kind[5];
   int64_t tokens_total = 0, completed = 0;
+  grammar::CompiledGrammar::MaskCounts after_first;
   for (int gen = 0; gen < generations; ++gen) {
+    if (gen == 1) after_first = (*compiled)->mask_counts();
     grammar::GrammarMatcher matcher(*compiled);
     for (int step = 0; step < max_tokens && !matcher.is_terminated(); ++step) {
+      const grammar::CompiledGrammar::MaskCounts before = (*compiled)->mask_counts();
       auto t = Clock::now();
       std::shared_ptr<const grammar::TokenSet> mask = matcher.allowed_tokens();
-      (gen == 0 ? first_mask : later_mask).push_back(us_since(t));
+      const double mask_us = us_since(t);
+      (gen == 0 ? first_mask : later_mask).push_back(mask_us);
+      if (gen > 0) {
+        const grammar::CompiledGrammar::MaskCounts after = (*compiled)->mask_counts();
+        const int kind = after.computed == before.computed            ? 0
+                         : after.by_text > before.by_text             ? 1
+                         : after.by_plain_text > before.by_plain_text ? 2
+                         : after.by_class > before.by_class           ? 3
+                                                                      : 4;
+        later_by_kind[kind].push_back(mask_us);
+      }
       std::fill(logits.begin(), logits.end(), 0.0f);
       t = Clock::now();
       mask->apply(logits);
@@ -177,5 +202,22 @@ int main(int argc, char** argv) {
   std::printf("applying a mask to a 151936-logit row: mean %.1f us, p99 %.1f us\n", mean(apply_us),
               percentile(apply_us, 0.99));
   std::printf("cache: %d configurations, %d masks\n", (*compiled)->num_configs(), (*compiled)->num_cached_masks());
+  // Where the later generations' mean comes from: the masks they still compute, and how.
+  const grammar::CompiledGrammar::MaskCounts all = (*compiled)->mask_counts();
+  if (generations < 2) after_first = all;
+  std::printf(
+      "masks computed in the first generation: %lld (%lld settled text by count, %lld plain text only, %lld a byte "
+      "class)\n",
+      static_cast<long long>(after_first.computed), static_cast<long long>(after_first.by_text),
+      static_cast<long long>(after_first.by_plain_text), static_cast<long long>(after_first.by_class));
+  const char* kinds[5] = {"cached", "computed, text by count", "computed, plain text by length",
+                          "computed, a byte class by length", "computed, walked"};
+  for (int k = 0; k < 5; ++k) {
+    double total = 0;
+    for (double x : later_by_kind[k]) total += x;
+    std::printf("  later generations, %s: %zu masks, mean %.1f us, %.1f us per token of the later mean\n", kinds[k],
+                later_by_kind[k].size(), mean(later_by_kind[k]),
+                later_mask.empty() ? 0 : total / static_cast<double>(later_mask.size()));
+  }
   return 0;
 }
