@@ -54,8 +54,8 @@ void run(const Named& named, uint32_t seed) {
   const int S = b.num_seqs;
   const std::vector<int32_t>& qs = b.query_starts;
   const cuda::KvCachePtr cp = b.cache(c);
-  const cuda::AttentionBatchPtr bp{b.num_seqs, qs.data(), seq_lens.data(), b.table.data(), b.max_blocks, b.max_q,
-                                   b.max_seq};
+  const cuda::AttentionBatchPtr bp{b.num_seqs,   qs.data(), seq_lens.data(), b.table.data(),
+                                   b.max_blocks, b.max_q,   b.max_seq};
   const cuda::AttentionDims dims = b.dims(c);
   const int64_t ws = cuda::attention_decode_workspace_floats(dims, b.max_seq, c.num_sms);
   std::vector<float> work(std::max<int64_t>(ws, 1), std::nanf(""));

@@ -398,8 +398,7 @@ using DecodeKernel = void (*)(DecodeParams);
 // [F32 cache, BF16 cache][heads bound 1, 2, 4, 8]
 constexpr DecodeKernel kDecodeKernels[2][4] = {
     {decode_kernel<float, 1>, decode_kernel<float, 2>, decode_kernel<float, 4>, decode_kernel<float, 8>},
-    {decode_kernel<uint16_t, 1>, decode_kernel<uint16_t, 2>, decode_kernel<uint16_t, 4>,
-     decode_kernel<uint16_t, 8>}};
+    {decode_kernel<uint16_t, 1>, decode_kernel<uint16_t, 2>, decode_kernel<uint16_t, 4>, decode_kernel<uint16_t, 8>}};
 
 int heads_bound_index(int32_t heads_per_block) {
   int index = 0;
