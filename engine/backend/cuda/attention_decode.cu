@@ -173,6 +173,8 @@ __device__ __forceinline__ float group_sum(float v, int32_t lanes) {
 
 // kHeads: the compile-time bound on the block's query heads (registers for q and the accumulators); the block's
 // heads_per_block <= kHeads. Elem: uint16_t (BF16 bits) or float, the cache's element type.
+// No minimum of resident blocks is asked of the register allocator: 3 per SM (<= 170 registers) spills at 4 heads
+// on sm_80/89, and 8 heads need 238 registers anyway.
 template <typename Elem, int kHeads>
 __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeParams p) {
   // Positions per tile: 4, but 2 at 8 heads, where q and the accumulators alone take 128 registers and a 4-row
