@@ -3,6 +3,13 @@
 // scheduler): a thread runs until it reaches a sync point (__syncthreads, __syncwarp, shuffle, wmma op), then the next
 // runnable thread (order: EMU_ORDER=fwd|rev|rand) runs. Results that depend on the order expose races; a barrier no
 // thread can pass is reported as a deadlock.
+//
+// EMU_SYNC=explicit: only __syncthreads and __syncwarp (and shuffles, which must meet to exchange values) are sync
+// points; the WMMA stand-in's loads and stores (inc/mma.h) stop being warp barriers. On the hardware a
+// load_matrix_sync/store_matrix_sync orders nothing between lanes: a lane reading what other lanes wrote (a tile
+// stored by store_matrix_sync, or plain stores before a load_matrix_sync) needs a __syncwarp. In the default mode
+// the stand-in's barriers hide such a missing __syncwarp; in this mode the lanes run past those calls without
+// waiting, so the reads see the stale values (in forward and reverse order alike) and the result mismatches.
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 #include <sys/mman.h>
@@ -56,15 +63,27 @@ struct EmuSched {
 inline EmuSched g_s;
 inline long g_emu_switches = 0;
 
+// The next thread to run: the first ready one (fwd), the last (rev) or a random one (rand). No allocation: this
+// runs at every switch, and shuffle-heavy kernels switch millions of times.
 inline int emu_pick() {
   auto& s = g_s;
-  std::vector<int> ready;
+  if (s.mode == 0) {
+    for (int i = 0; i < s.n; ++i)
+      if (s.state[i] == 0) return i;
+    return -1;
+  }
+  if (s.mode == 1) {
+    for (int i = s.n - 1; i >= 0; --i)
+      if (s.state[i] == 0) return i;
+    return -1;
+  }
+  int ready = 0;
+  for (int i = 0; i < s.n; ++i) ready += s.state[i] == 0;
+  if (ready == 0) return -1;
+  int k = static_cast<int>(s.rng() % static_cast<unsigned>(ready));
   for (int i = 0; i < s.n; ++i)
-    if (s.state[i] == 0) ready.push_back(i);
-  if (ready.empty()) return -1;
-  if (s.mode == 0) return ready.front();
-  if (s.mode == 1) return ready.back();
-  return ready[s.rng() % ready.size()];
+    if (s.state[i] == 0 && k-- == 0) return i;
+  return -1;
 }
 inline void emu_check_barriers() {
   auto& s = g_s;
@@ -264,6 +283,19 @@ auto max(A a, B b) {
 }
 
 alignas(256) inline unsigned char g_dyn_smem[256 * 1024];
+
+// EMU_SYNC=explicit (see the top of this file); tests may also set it directly.
+inline bool& emu_explicit_sync() {
+  static bool explicit_sync = [] {
+    const char* e = std::getenv("EMU_SYNC");
+    return e != nullptr && std::strcmp(e, "explicit") == 0;
+  }();
+  return explicit_sync;
+}
+// A warp-collective call's implicit barrier (WMMA stand-in): none in the EMU_SYNC=explicit mode.
+inline void emu_collective_barrier() {
+  if (!emu_explicit_sync()) emu_warp_barrier();
+}
 
 inline bool emu_verbose = false;
 inline void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const std::function<void()>& fn) {

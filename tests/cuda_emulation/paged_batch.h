@@ -22,6 +22,9 @@ struct Case {
   // A launch bound above the longest sequence, as a recorded decode graph passes (0: the longest sequence); the
   // block tables are then that wide, unused entries holding an invalid block id.
   int seq_bound = 0;
+  // Rows appended after the sequences above, each a sequence of one query row that sees no position (length 0):
+  // the CPU backend rejects such a batch, so make_paged_batch leaves them out and a test adds them itself.
+  int empty_rows = 0;
 };
 
 struct PagedBatch {
