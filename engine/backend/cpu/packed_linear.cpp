@@ -50,7 +50,43 @@ __attribute__((target("avx512f"), always_inline)) inline __m512i shift_left_16(_
   return reinterpret_cast<__m512i>(reinterpret_cast<U32x16>(raw) << 16);
 }
 
+// How each layout gives the k-pair (2p, 2p + 1) of a block's 16 outputs as F32 lanes; `w` points at the pair's 32
+// elements. Both widenings are exact, so every F32 path runs the same chain on the same values.
+struct Bf16Pairs {  // packed[b][p][c][j]: one 32-bit lane is output c's pair
+  static float even(const uint16_t* w, int c) { return bf16_to_f32(w[2 * c]); }
+  static float odd(const uint16_t* w, int c) { return bf16_to_f32(w[2 * c + 1]); }
+  // Outputs 8h … 8h + 7: bf16 → f32 is a shift (even) or a mask (odd) of each lane.
+  __attribute__((target("avx2,fma,f16c"), always_inline)) static void widen8(const uint16_t* w, int h, __m256& even,
+                                                                            __m256& odd) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + h * 16));
+    even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+    odd = _mm256_castsi256_ps(_mm256_and_si256(raw, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+  __attribute__((target("avx512f"), always_inline)) static void widen16(const uint16_t* w, __m512& even, __m512& odd) {
+    const __m512i raw = _mm512_loadu_si512(w);
+    even = _mm512_castsi512_ps(shift_left_16(raw));
+    odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+};
+
+struct F16Halves {  // packed[b][p][j][c]: the 16 even k, then the 16 odd k
+  static float even(const uint16_t* w, int c) { return f16_to_f32(w[c]); }
+  static float odd(const uint16_t* w, int c) { return f16_to_f32(w[kBlock + c]); }
+  __attribute__((target("avx2,fma,f16c"), always_inline)) static void widen8(const uint16_t* w, int h, __m256& even,
+                                                                            __m256& odd) {
+    even = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + h * 8)));
+    odd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + kBlock + h * 8)));
+  }
+  // The masked conversion with every lane on: GCC 12's _mm512_cvtph_ps passes an undefined vector it then reports
+  // as maybe-uninitialized.
+  __attribute__((target("avx512f"), always_inline)) static void widen16(const uint16_t* w, __m512& even, __m512& odd) {
+    even = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+    odd = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kBlock)));
+  }
+};
+
 // Pure C++, any CPU: the same fused multiply-add chain, so it is bit-identical to the vector F32 paths.
+template <class Layout>
 struct ScalarKernel {
   static constexpr int kMaxRows = 1;
   template <int MR, int NR>
@@ -61,8 +97,8 @@ struct ScalarKernel {
       for (int c = 0; c < kBlock; ++c) {
         float acc = 0;
         for (int64_t p = 0; p < a.pairs; ++p) {
-          acc = std::fma(x[2 * p], bf16_to_f32(w[p * 32 + 2 * c]), acc);
-          acc = std::fma(x[2 * p + 1], bf16_to_f32(w[p * 32 + 2 * c + 1]), acc);
+          acc = std::fma(x[2 * p], Layout::even(w + p * 32, c), acc);
+          acc = std::fma(x[2 * p + 1], Layout::odd(w + p * 32, c), acc);
         }
         a.out[b * kBlock + c] = acc;
       }
@@ -70,24 +106,19 @@ struct ScalarKernel {
   }
 };
 
+template <class Layout>
 struct Avx2Kernel {
   static constexpr int kMaxRows = 3;
   template <int MR, int NR>
-  __attribute__((target("avx2,fma"))) static void tile(const TileArgs& a) {
+  __attribute__((target("avx2,fma,f16c"))) static void tile(const TileArgs& a) {
     const float* x = static_cast<const float*>(a.x);
     __m256 acc[MR][NR][2];
     for (int i = 0; i < MR; ++i)
       for (int b = 0; b < NR; ++b) acc[i][b][0] = acc[i][b][1] = _mm256_setzero_ps();
-    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
     for (int64_t p = 0; p < a.pairs; ++p) {
       __m256 even[NR][2], odd[NR][2];
       for (int b = 0; b < NR; ++b) {
-        for (int h = 0; h < 2; ++h) {
-          const __m256i raw =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + b * a.block_stride + p * 32 + h * 16));
-          even[b][h] = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
-          odd[b][h] = _mm256_castsi256_ps(_mm256_and_si256(raw, high));
-        }
+        for (int h = 0; h < 2; ++h) Layout::widen8(a.w + b * a.block_stride + p * 32, h, even[b][h], odd[b][h]);
       }
       for (int i = 0; i < MR; ++i) {
         const __m256 x0 = _mm256_broadcast_ss(x + i * a.ldx + 2 * p);
@@ -106,6 +137,7 @@ struct Avx2Kernel {
   }
 };
 
+template <class Layout>
 struct Avx512Kernel {
   static constexpr int kMaxRows = 4;
   template <int MR, int NR>
@@ -114,14 +146,9 @@ struct Avx512Kernel {
     __m512 acc[MR][NR];
     for (int i = 0; i < MR; ++i)
       for (int b = 0; b < NR; ++b) acc[i][b] = _mm512_setzero_ps();
-    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
     for (int64_t p = 0; p < a.pairs; ++p) {
       __m512 even[NR], odd[NR];
-      for (int b = 0; b < NR; ++b) {
-        const __m512i raw = _mm512_loadu_si512(a.w + b * a.block_stride + p * 32);
-        even[b] = _mm512_castsi512_ps(shift_left_16(raw));
-        odd[b] = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
-      }
+      for (int b = 0; b < NR; ++b) Layout::widen16(a.w + b * a.block_stride + p * 32, even[b], odd[b]);
       for (int i = 0; i < MR; ++i) {
         const __m512 x0 = _mm512_set1_ps(x[i * a.ldx + 2 * p]);
         const __m512 x1 = _mm512_set1_ps(x[i * a.ldx + 2 * p + 1]);
@@ -157,94 +184,6 @@ struct Avx512Bf16Kernel {
   }
 };
 
-struct ScalarF16Kernel {
-  static constexpr int kMaxRows = 1;
-  template <int MR, int NR>
-  static void tile(const TileArgs& a) {
-    const float* x = static_cast<const float*>(a.x);
-    for (int b = 0; b < NR; ++b) {
-      const uint16_t* w = a.w + b * a.block_stride;
-      for (int c = 0; c < kBlock; ++c) {
-        float acc = 0;
-        for (int64_t p = 0; p < a.pairs; ++p) {
-          acc = std::fma(x[2 * p], f16_to_f32(w[p * 32 + c]), acc);
-          acc = std::fma(x[2 * p + 1], f16_to_f32(w[p * 32 + kBlock + c]), acc);
-        }
-        a.out[b * kBlock + c] = acc;
-      }
-    }
-  }
-};
-
-struct Avx2F16Kernel {
-  static constexpr int kMaxRows = 3;
-  template <int MR, int NR>
-  __attribute__((target("avx2,fma,f16c"))) static void tile(const TileArgs& a) {
-    const float* x = static_cast<const float*>(a.x);
-    __m256 acc[MR][NR][2];
-    for (int i = 0; i < MR; ++i)
-      for (int b = 0; b < NR; ++b) acc[i][b][0] = acc[i][b][1] = _mm256_setzero_ps();
-    for (int64_t p = 0; p < a.pairs; ++p) {
-      __m256 even[NR][2], odd[NR][2];
-      for (int b = 0; b < NR; ++b) {
-        const uint16_t* w = a.w + b * a.block_stride + p * 32;
-        for (int h = 0; h < 2; ++h) {
-          even[b][h] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + h * 8)));
-          odd[b][h] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + kBlock + h * 8)));
-        }
-      }
-      for (int i = 0; i < MR; ++i) {
-        const __m256 x0 = _mm256_broadcast_ss(x + i * a.ldx + 2 * p);
-        const __m256 x1 = _mm256_broadcast_ss(x + i * a.ldx + 2 * p + 1);
-        for (int b = 0; b < NR; ++b) {
-          for (int h = 0; h < 2; ++h) {
-            acc[i][b][h] = _mm256_fmadd_ps(x0, even[b][h], acc[i][b][h]);
-            acc[i][b][h] = _mm256_fmadd_ps(x1, odd[b][h], acc[i][b][h]);
-          }
-        }
-      }
-    }
-    for (int i = 0; i < MR; ++i)
-      for (int b = 0; b < NR; ++b)
-        for (int h = 0; h < 2; ++h) _mm256_storeu_ps(a.out + i * a.ldo + b * kBlock + h * 8, acc[i][b][h]);
-  }
-};
-
-// 16 F16 values widened to F32 (exact). The masked form with every lane on: GCC 12's _mm512_cvtph_ps passes an
-// undefined vector it then reports as maybe-uninitialized.
-__attribute__((target("avx512f"), always_inline)) inline __m512 widen_f16x16(const uint16_t* f16) {
-  return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f16)));
-}
-
-struct Avx512F16Kernel {
-  static constexpr int kMaxRows = 4;
-  template <int MR, int NR>
-  __attribute__((target("avx512f"))) static void tile(const TileArgs& a) {
-    const float* x = static_cast<const float*>(a.x);
-    __m512 acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-      for (int b = 0; b < NR; ++b) acc[i][b] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < a.pairs; ++p) {
-      __m512 even[NR], odd[NR];
-      for (int b = 0; b < NR; ++b) {
-        const uint16_t* w = a.w + b * a.block_stride + p * 32;
-        even[b] = widen_f16x16(w);
-        odd[b] = widen_f16x16(w + kBlock);
-      }
-      for (int i = 0; i < MR; ++i) {
-        const __m512 x0 = _mm512_set1_ps(x[i * a.ldx + 2 * p]);
-        const __m512 x1 = _mm512_set1_ps(x[i * a.ldx + 2 * p + 1]);
-        for (int b = 0; b < NR; ++b) {
-          acc[i][b] = _mm512_fmadd_ps(x0, even[b], acc[i][b]);
-          acc[i][b] = _mm512_fmadd_ps(x1, odd[b], acc[i][b]);
-        }
-      }
-    }
-    for (int i = 0; i < MR; ++i)
-      for (int b = 0; b < NR; ++b) _mm512_storeu_ps(a.out + i * a.ldo + b * kBlock, acc[i][b]);
-  }
-};
-
 // table[(rows - 1) * kMaxBlocks + blocks - 1] runs a tile of `rows` activation rows and `blocks` blocks.
 template <class Kernel, int... I>
 constexpr std::array<TileFn, sizeof...(I)> make_table(std::integer_sequence<int, I...>) {
@@ -263,28 +202,28 @@ PathTable table_for(GemmPath path, DType weights) {
     switch (path) {
       case GemmPath::kAvx512Bf16:
       case GemmPath::kAvx512:
-        return {kTable<Avx512F16Kernel>.data(), Avx512F16Kernel::kMaxRows};
+        return {kTable<Avx512Kernel<F16Halves>>.data(), Avx512Kernel<F16Halves>::kMaxRows};
       case GemmPath::kAvx2:
-        return {kTable<Avx2F16Kernel>.data(), Avx2F16Kernel::kMaxRows};
+        return {kTable<Avx2Kernel<F16Halves>>.data(), Avx2Kernel<F16Halves>::kMaxRows};
       case GemmPath::kAuto:
       case GemmPath::kScalar:
         break;
     }
-    return {kTable<ScalarF16Kernel>.data(), ScalarF16Kernel::kMaxRows};
+    return {kTable<ScalarKernel<F16Halves>>.data(), ScalarKernel<F16Halves>::kMaxRows};
   }
   BM_CHECK(weights == DType::kBF16);
   switch (path) {
     case GemmPath::kAvx512Bf16:
       return {kTable<Avx512Bf16Kernel>.data(), Avx512Bf16Kernel::kMaxRows};
     case GemmPath::kAvx512:
-      return {kTable<Avx512Kernel>.data(), Avx512Kernel::kMaxRows};
+      return {kTable<Avx512Kernel<Bf16Pairs>>.data(), Avx512Kernel<Bf16Pairs>::kMaxRows};
     case GemmPath::kAvx2:
-      return {kTable<Avx2Kernel>.data(), Avx2Kernel::kMaxRows};
+      return {kTable<Avx2Kernel<Bf16Pairs>>.data(), Avx2Kernel<Bf16Pairs>::kMaxRows};
     case GemmPath::kAuto:
     case GemmPath::kScalar:
       break;
   }
-  return {kTable<ScalarKernel>.data(), ScalarKernel::kMaxRows};
+  return {kTable<ScalarKernel<Bf16Pairs>>.data(), ScalarKernel<Bf16Pairs>::kMaxRows};
 }
 
 }  // namespace
