@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <pqxx/pqxx>
 
@@ -191,6 +192,21 @@ class ResultsStoreTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  // Inserts `row` as an older daemon would have: only the columns its schema had (`had(index, name)` over
+  // result_columns()), each value quoted as SQL text.
+  void insert_as_older_schema(const BenchmarkResult& row, const std::function<bool(size_t, const std::string&)>& had) {
+    std::vector<std::string> names, values, all = to_column_values(row);
+    for (size_t i = 0; i < result_columns().size(); ++i) {
+      if (!had(i, result_columns()[i].name)) continue;
+      names.push_back(result_columns()[i].name);
+      std::string quoted = "'";
+      for (char ch : all[i]) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
+      values.push_back(quoted + "'");
+    }
+    exec_sql(absl::StrCat("INSERT INTO chat_benchmark_result (", absl::StrJoin(names, ", "), ") VALUES (",
+                          absl::StrJoin(values, ", "), ")"));
+  }
+
   static inline int counter_ = 0;
   fs::path dir_;
   std::string path_;
@@ -277,16 +293,9 @@ TEST_P(ResultsStoreTest, VersionOneDatabasesMigrateKeepingTheirRows) {
   exec_sql(schema_migrations(dialect).front());
   exec_sql("INSERT INTO schema_version (version) VALUES (1)");
   BenchmarkResult old = sample("qwen2.5-vl-3b", 4, 12.5);
-  std::vector<std::string> names, values, all = to_column_values(old);
-  for (size_t i = 0; i < result_columns().size(); ++i) {
-    if (result_columns()[i].name == "images_per_prompt") break;  // version 2's columns come after version 1's
-    names.push_back(result_columns()[i].name);
-    std::string quoted = "'";
-    for (char ch : all[i]) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
-    values.push_back(quoted + "'");
-  }
-  exec_sql(absl::StrCat("INSERT INTO chat_benchmark_result (", absl::StrJoin(names, ", "), ") VALUES (",
-                        absl::StrJoin(values, ", "), ")"));
+  size_t first_v2_column = 0;  // version 2's columns come after version 1's
+  while (result_columns()[first_v2_column].name != "images_per_prompt") ++first_v2_column;
+  insert_as_older_schema(old, [&](size_t i, const std::string&) { return i < first_v2_column; });
 
   ASSERT_TRUE(store_->check().ok());
   EXPECT_EQ(store_->schema_version(), static_cast<int>(schema_migrations(dialect).size()));
@@ -314,16 +323,7 @@ TEST_P(ResultsStoreTest, VersionTwoDatabasesMigrateToOneRankRowsBesideTensorPara
     exec_sql(absl::StrCat("INSERT INTO schema_version (version) VALUES (", i + 1, ")"));
   }
   BenchmarkResult old = sample("qwen2.5-7b", 8, 20);
-  std::vector<std::string> names, values, all = to_column_values(old);
-  for (size_t i = 0; i < result_columns().size(); ++i) {
-    if (result_columns()[i].name == "tensor_parallel_size") continue;  // version 3's column
-    names.push_back(result_columns()[i].name);
-    std::string quoted = "'";
-    for (char ch : all[i]) quoted += ch == '\'' ? std::string("''") : std::string(1, ch);
-    values.push_back(quoted + "'");
-  }
-  exec_sql(absl::StrCat("INSERT INTO chat_benchmark_result (", absl::StrJoin(names, ", "), ") VALUES (",
-                        absl::StrJoin(values, ", "), ")"));
+  insert_as_older_schema(old, [](size_t, const std::string& name) { return name != "tensor_parallel_size"; });
 
   ASSERT_TRUE(store_->check().ok());
   EXPECT_EQ(store_->schema_version(), static_cast<int>(migrations.size()));  // the row got version 3's default, 1
