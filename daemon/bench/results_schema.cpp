@@ -70,6 +70,17 @@ const std::vector<std::string>& version2_key() {
   return keys;
 }
 
+// SQLite cannot change a primary key in place: a migration builds the new table (`defs`), copies the columns the
+// old one had (`copied`), and swaps the two.
+std::string sqlite_rebuild(const std::string& suffix, const std::vector<std::string>& defs,
+                           const std::vector<std::string>& copied) {
+  const std::string rebuilt = absl::StrCat(kResultsTable, suffix);
+  const std::string names = absl::StrJoin(copied, ", ");
+  return absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(defs, ",\n  "), "\n);\n", "INSERT INTO ",
+                      rebuilt, " (", names, ") SELECT ", names, " FROM ", kResultsTable, ";\n", "DROP TABLE ",
+                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable);
+}
+
 }  // namespace
 
 const std::vector<Column>& result_columns() {
@@ -198,11 +209,7 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
     for (const auto& c : kVersion1Columns) old_names.push_back(c[0]);
     for (const char* c : kVersion2Columns) v2_defs.push_back(absl::StrCat(c, " ", integer, " NOT NULL DEFAULT 0"));
     v2_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(version2_key(), ", "), ")"));
-    std::string rebuilt = absl::StrCat(kResultsTable, "_v2");
-    migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v2_defs, ",\n  "), "\n);\n",
-                                      "INSERT INTO ", rebuilt, " (", absl::StrJoin(old_names, ", "), ") SELECT ",
-                                      absl::StrJoin(old_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
-                                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
+    migrations.push_back(sqlite_rebuild("_v2", v2_defs, old_names));
 
     // Version 3 (below) rebuilds again, from version 2's columns.
     v3_defs.assign(v2_defs.begin(), v2_defs.end() - 1);
@@ -221,11 +228,7 @@ std::vector<std::string> schema_migrations(SqlDialect dialect) {
   } else {
     v3_defs.push_back(v3_column);
     v3_defs.push_back(absl::StrCat("PRIMARY KEY (", absl::StrJoin(key_columns(), ", "), ")"));
-    std::string rebuilt = absl::StrCat(kResultsTable, "_v3");
-    migrations.push_back(absl::StrCat("CREATE TABLE ", rebuilt, " (\n  ", absl::StrJoin(v3_defs, ",\n  "), "\n);\n",
-                                      "INSERT INTO ", rebuilt, " (", absl::StrJoin(v2_names, ", "), ") SELECT ",
-                                      absl::StrJoin(v2_names, ", "), " FROM ", kResultsTable, ";\n", "DROP TABLE ",
-                                      kResultsTable, ";\n", "ALTER TABLE ", rebuilt, " RENAME TO ", kResultsTable));
+    migrations.push_back(sqlite_rebuild("_v3", v3_defs, v2_names));
   }
   return migrations;
 }
