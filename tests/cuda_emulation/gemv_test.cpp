@@ -1,10 +1,11 @@
 // Emulated gemv.cu (the small-batch BF16 linear gemm.cpp may pick per shape) against the CPU backend's linear
-// and the exact product. Shapes: the decode projections of the catalog's Qwen2.5-0.5B/7B/14B/72B and
-// Llama-3.1-8B (k real, m trimmed to a few blocks so each case runs in well under a second), n = 1..8, bias off,
-// BF16 and F32; k not a multiple of the 8-wide loads and a misaligned x (the single-element path); m not a
-// multiple of the block's 8 columns. Integer-valued operands make every partial sum exact, so those cases are
-// bit-exact against the CPU backend whatever the summation order; random operands are checked against the
-// double-precision product within a bound proportional to Σ|x·w|.
+// and the exact product. Shapes: every distinct input width k of the catalog's decoder projections
+// (shared/models/catalog/models.md: Qwen2.5 0.5B–72B, QwQ, the VL models' LLMs, R1-Distill-Llama 8B/70B; k real,
+// m trimmed to a few blocks so each case runs in well under a second; o_proj's k is the hidden size in all of
+// them), n = 1..8, bias none / BF16 / F32; k not a multiple of the 8-wide loads and a misaligned x (the
+// single-element path); m not a multiple of the block's 8 columns. Integer-valued operands make every partial
+// sum exact, so those cases are bit-exact against the CPU backend whatever the summation order; random operands
+// are checked against the double-precision product within a bound proportional to Σ|x·w|.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -31,11 +32,21 @@ struct Shape {
 // (k of each decode projection: qkv and gate+up read hidden, o reads heads·head_dim, down reads intermediate,
 // lm_head reads hidden.) m is trimmed; 21 leaves a partial block of 5 warps.
 constexpr Shape kShapes[] = {
-    {"qwen2.5-0.5b qkv/gate_up/lm_head", 21, 896},  {"qwen2.5-0.5b down", 21, 4864},
-    {"qwen2.5-7b qkv/o/gate_up/lm_head", 21, 3584}, {"qwen2.5-7b down", 21, 18944},
-    {"qwen2.5-14b qkv/o/gate_up/lm_head", 21, 5120}, {"qwen2.5-14b down", 21, 13824},
-    {"qwen2.5-72b qkv/o/gate_up/lm_head", 13, 8192}, {"qwen2.5-72b down", 13, 29568},
-    {"llama-3.1-8b qkv/o/gate_up/lm_head", 21, 4096}, {"llama-3.1-8b down", 21, 14336},
+    {"qwen2.5-0.5b qkv/gate_up/lm_head", 21, 896},
+    {"qwen2.5-0.5b down", 21, 4864},
+    {"qwen2.5(-vl)-3b qkv/o/gate_up/lm_head", 21, 2048},
+    {"qwen2.5(-vl)-3b down", 21, 11008},
+    {"qwen2.5(-vl)-7b qkv/o/gate_up/lm_head", 21, 3584},
+    {"qwen2.5(-vl)-7b down", 21, 18944},
+    {"qwen2.5-14b/32b qkv/o/gate_up/lm_head", 21, 5120},
+    {"qwen2.5-14b down", 21, 13824},
+    {"qwen2.5-32b/qwq down", 21, 27648},
+    {"qwen2.5-72b/llama-70b qkv/o/gate_up/lm_head", 13, 8192},
+    {"qwen2.5-72b down", 13, 29568},
+    {"qwen2.5-72b quantized-repo down", 13, 29696},
+    {"r1-distill-llama-70b down", 13, 28672},
+    {"r1-distill-llama-8b qkv/o/gate_up/lm_head", 21, 4096},
+    {"r1-distill-llama-8b down", 21, 14336},
 };
 
 // Operands as the plugin holds them: w BF16 bits [m, k], x F32 [n, k] (BF16-representable or not), bias BF16
@@ -111,16 +122,21 @@ void check(const char* what, int64_t m, int64_t n, int64_t k, bool integers, int
         ok = err <= 1e-5 * magnitude && std::fabs(double(ref) - exact) <= 1e-5 * magnitude;
       }
       if (!ok && bad++ == 0) {
-        std::printf("%s n=%lld: first mismatch row %lld col %lld: emu %.9g cpu %.9g exact %.9g\n", what,
-                    (long long)n, (long long)r, (long long)j, g, ref, exact);
+        std::printf("%s n=%lld: first mismatch row %lld col %lld: emu %.9g cpu %.9g exact %.9g\n", what, (long long)n,
+                    (long long)r, (long long)j, g, ref, exact);
       }
     }
   }
   std::printf("%-40s m=%-3lld n=%lld k=%-6lld %-7s bias=%s %s %s", what, (long long)m, (long long)n, (long long)k,
-              integers ? "int" : "random", bias == 0 ? "none" : bias == 1 ? "bf16" : "f32",
+              integers ? "int" : "random",
+              bias == 0   ? "none"
+              : bias == 1 ? "bf16"
+                          : "f32",
               expect_vectorized ? "vec" : "scalar", bad ? "FAIL" : "ok");
-  if (integers) std::printf(" (bit-exact)\n");
-  else std::printf(" (worst err / sum|xw| %.2e)\n", worst);
+  if (integers)
+    std::printf(" (bit-exact)\n");
+  else
+    std::printf(" (worst err / sum|xw| %.2e)\n", worst);
   failures += bad != 0;
 }
 

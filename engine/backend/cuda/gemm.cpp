@@ -212,9 +212,8 @@ bool LtGemm::tune(Plan& plan, const Key& key, const void* w, const void* x, floa
   std::vector<std::optional<float>> times;
   for (size_t a = 0; a < plan.algos.size() && !device_failed; ++a) {
     times.push_back(time_calls([&] {
-      const cublasStatus_t status =
-          cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, out, plan.c, out, plan.c,
-                         &plan.algos[a], workspace_, workspace_bytes_, stream);
+      const cublasStatus_t status = cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, out, plan.c,
+                                                   out, plan.c, &plan.algos[a], workspace_, workspace_bytes_, stream);
       if (status == CUBLAS_STATUS_SUCCESS) return true;
       if (!is_unsupported_shape(status)) device_failed = !BM_CUBLAS_OK(status);
       return false;
@@ -248,7 +247,7 @@ bool LtGemm::tune(Plan& plan, const Key& key, const void* w, const void* x, floa
       line += item;
     }
     const int best = ranked.empty() ? -1 : ranked.front();
-    const std::string kept = best < 0           ? std::string("fallback")
+    const std::string kept = best < 0          ? std::string("fallback")
                              : best < lt_count ? "cublaslt#" + std::to_string(plan.ranks[best])
                                                : std::string("gemv");
     std::fprintf(stderr, "bmserver: %s GEMM m=%lld n=%lld k=%lld:%s -> %s\n", bf16 ? "bf16" : "f32",
@@ -272,9 +271,10 @@ bool LtGemm::tune(Plan& plan, const Key& key, const void* w, const void* x, floa
 void LtGemm::log_tuning_once() {
   if (logged_ || tuned_shapes_ == 0) return;
   logged_ = true;
-  std::fprintf(stderr, "bmserver: timed the GEMM candidates of %d shapes in %.0f ms (%d of them run on the GEMV kernel)%s\n",
-               tuned_shapes_, tuning_ms_, gemv_shapes_,
-               tuning_ms_ >= kTuningBudgetMs ? "; the time budget ran out, later shapes keep the heuristic's order" : "");
+  std::fprintf(
+      stderr, "bmserver: timed the GEMM candidates of %d shapes in %.0f ms (%d of them run on the GEMV kernel)%s\n",
+      tuned_shapes_, tuning_ms_, gemv_shapes_,
+      tuning_ms_ >= kTuningBudgetMs ? "; the time budget ran out, later shapes keep the heuristic's order" : "");
 }
 
 }  // namespace bm::engine::cuda

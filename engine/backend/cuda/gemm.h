@@ -89,8 +89,8 @@ class LtGemm {
   // For BF16 w and 1 <= n <= kGemvMaxRows, x in F32 as linear() has it: the shape's recorded choice, the GEMV
   // kernel (adds the bias itself: returns true) or cuBLASLt on x converted into x_bf16 (n·k elements of scratch;
   // returns false, the caller adds the bias). The first uncaptured call of a shape times both (see above).
-  bool run_small_batch(const void* w, const float* x, uint16_t* x_bf16, int64_t m, int64_t n, int64_t k,
-                       WeightPtr bias, float* out, cudaStream_t stream);
+  bool run_small_batch(const void* w, const float* x, uint16_t* x_bf16, int64_t m, int64_t n, int64_t k, WeightPtr bias,
+                       float* out, cudaStream_t stream);
 
   // False while a graph is being captured: no timing (it synchronizes) and no new choices made by timing.
   void set_timing_allowed(bool allowed) { timing_allowed_ = allowed; }

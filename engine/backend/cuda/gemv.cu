@@ -81,9 +81,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       }
     }
   }
+  // Every lane ends with every sum; lane r writes row r (constant register indices: no local-memory array).
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
-  // Every lane holds every sum; lane r writes row r (constant register indices: no local-memory array).
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (lane == r && r < n) {
@@ -98,8 +98,8 @@ template <int R, bool Vec>
 void launch_rows(const uint16_t* w, const float* x, int32_t n, int64_t m, int64_t k, WeightPtr bias, float* out,
                  cudaStream_t stream) {
   const int64_t blocks = ceil_div(m, int64_t{kGemvWarps});
-  gemv_bf16_kernel<R, Vec><<<static_cast<unsigned>(blocks), kGemvWarps * 32, 0, stream>>>(w, x, n, m, k, bias.data,
-                                                                                           bias.bf16, out);
+  gemv_bf16_kernel<R, Vec>
+      <<<static_cast<unsigned>(blocks), kGemvWarps * 32, 0, stream>>>(w, x, n, m, k, bias.data, bias.bf16, out);
 }
 
 template <bool Vec>
