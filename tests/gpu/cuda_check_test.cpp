@@ -229,5 +229,12 @@ TEST(GemmChoiceTest, RanksMeasuredCandidatesFastestFirst) {
   EXPECT_EQ(ranked_candidates(Times{}), std::vector<int>{});
 }
 
+// Which row counts are timed: the decode graphs' batch shapes (1, 2, 4, 8, multiples of 8 up to 256), not
+// arbitrary prefill lengths.
+TEST(GemmChoiceTest, TimesDecodeBatchShapesOnly) {
+  for (int64_t n : {1, 2, 3, 5, 7, 8, 16, 24, 64, 256}) EXPECT_TRUE(timed_rows(n)) << n;
+  for (int64_t n : {0, 9, 12, 17, 100, 257, 264, 512, 8192}) EXPECT_FALSE(timed_rows(n)) << n;
+}
+
 }  // namespace
 }  // namespace bm::engine::cuda

@@ -114,7 +114,7 @@ void LtGemm::run(const void* w, const void* x, bool bf16, int64_t m, int64_t n, 
   const Key key{m, n, k, bf16, alignment_of(w), alignment_of(x), alignment_of(out)};
   Plan* plan = plan_for(key);
   if (plan == nullptr) return;
-  if (!plan->tuned && timing_allowed_ && n <= kTunedMaxRows && plan->algos.size() > 1) {
+  if (!plan->tuned && timing_allowed_ && timed_rows(n) && plan->algos.size() > 1) {
     tune(*plan, key, w, x, out, stream, nullptr);
   }
   run_plan(*plan, key, w, x, m, n, k, out, stream);

@@ -13,8 +13,8 @@
 // gemm_fallback.cu, slower but correct, and stderr says so once per shape. Only other failures are recorded.
 //
 // Small batches (docs/cuda-backend.md, "Small-batch GEMMs"): the heuristic's first choice is often not the
-// fastest at decode sizes, where the product only streams w. So the first call of a shape with n <=
-// kTunedMaxRows outside a graph capture (the uncaptured step DecoderLM runs before capturing: the dry run)
+// fastest at decode sizes, where the product only streams w. So the first call of a shape with timed_rows(n)
+// outside a graph capture (the uncaptured step DecoderLM runs before capturing each decode graph shape)
 // times every runnable candidate on the real operands and keeps them fastest first; for BF16 w and n <=
 // kGemvMaxRows the GEMV kernel of gemv.cu is one more candidate (run_small_batch). The choice is recorded per
 // shape, so a capture and every replay use it; timing never happens during a capture (the heuristic's order is
@@ -38,12 +38,17 @@ namespace bm::engine::cuda {
 // How many heuristic results are asked for per shape.
 constexpr int kGemmHeuristicCandidates = 8;
 
-// Shapes with at most this many activation rows are timed at their first uncaptured call (decode batches).
-constexpr int64_t kTunedMaxRows = 512;
+// The row counts timed at their first uncaptured call: the decode graphs' batch shapes (decode_graphs.h: 1, 2,
+// 4, 8, then multiples of 8) up to kTunedMaxRows. Other counts are prefill lengths, each seen once or twice,
+// where timing (it synchronizes) would cost more than it saves.
+constexpr int64_t kTunedMaxRows = 256;
+inline bool timed_rows(int64_t n) {
+  return n >= 1 && (n <= kGemvMaxRows || (n <= kTunedMaxRows && n % 8 == 0));
+}
 // Warm-up calls and timed calls per candidate, and the wall time all timing may take over the object's life.
 constexpr int kTuningWarmups = 1;
 constexpr int kTuningIterations = 5;
-constexpr double kTuningBudgetMs = 5000.0;
+constexpr double kTuningBudgetMs = 2000.0;
 
 // The candidates that ran, fastest first (ms per call; nullopt: it failed or was refused), equal times in
 // candidate order (the heuristic's preference, then the GEMV kernel), so equal measurements choose the same.
