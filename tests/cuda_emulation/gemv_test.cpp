@@ -157,8 +157,11 @@ int main() {
     check("short k=5", 7, n, 5, true, 1, 0, false);
     check("misaligned x k=896", 10, n, 896, true, 2, 1, false);
   }
-  // One column, one row: the smallest grid (a single warp live in its block).
+  // One column: the smallest grid (a single warp live in its block).
   check("m=1", 1, 1, 64, true, 1, 0, true);
+  // From 4 rows a warp takes two columns: m = 1 leaves its second column past the end (loaded, not stored).
+  check("m=1 two-column warp", 1, 5, 64, true, 2, 0, true);
+  check("m=3 two-column warps, tail", 3, 8, 45, true, 1, 0, false);
   std::printf("%s\n", failures ? "FAILURES" : "ALL OK");
   return failures != 0;
 }
