@@ -100,10 +100,9 @@ class LtGemm {
   // False while a graph is being captured: no timing (it synchronizes) and no new choices made by timing.
   void set_timing_allowed(bool allowed) { timing_allowed_ = allowed; }
 
-  // With BMSERVER_LOG_GEMM_CHOICES=1 in the environment (bm_backend_ops_bench sets it) every timed shape also
-  // gets a stderr line: each candidate's time and the one kept.
   // One stderr line on what timing chose (shapes, how many went to the GEMV kernel, ms spent); only the first
-  // call prints, and only when something was timed.
+  // call prints, and only when something was timed. With BMSERVER_LOG_GEMM_CHOICES=1 in the environment
+  // (bm_backend_ops_bench sets it) every timed shape also gets a line: each candidate's time and the one kept.
   void log_tuning_once();
 
   size_t num_cached_plans() const { return plans_.size(); }
