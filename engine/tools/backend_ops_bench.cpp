@@ -1,6 +1,6 @@
 // Each backend op on its own at Qwen2.5-7B's shapes (or --model qwen2.5-0.5b / llama-8b), and the vision tower's
 // encoder ops at Qwen2.5-VL's vision shape (one 1024x1024 image) where the backend runs them: time per call, the
-// projections also as GPTQ/AWQ-style int4 (plain and act-order) and int8 layers at 1, 16, 64, 256 and 8192 tokens
+// projections also as GPTQ/AWQ-style int4 (plain and act-order) and int8 layers at 1, 8, 16, 64, 256 and 8192 tokens
 // (bytes: the packed weights, scales and zero-points, printed in MB; the share of the copy bandwidth is the share
 // of the HBM ceiling); the bytes it must move and the FLOPs it must do, and what that achieves against the device's
 // limits — the measured copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized
@@ -200,6 +200,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<Backend> backend;
   double bandwidth = 0;
   if (o.backend == "cuda") {
+    // The plugin then says on stderr, the first time each GEMM shape runs, what it timed and kept (cuBLASLt's
+    // candidates, the GEMV kernel for BF16 at n <= 8): the line just above each "linear ..." figure.
+    setenv("BMSERVER_LOG_GEMM_CHOICES", "1", /*overwrite=*/0);
     absl::StatusOr<std::unique_ptr<Backend>> cuda = create_cuda_backend(0);
     if (!cuda.ok()) {
       std::fprintf(stderr, "%s\n", cuda.status().ToString().c_str());
@@ -225,10 +228,11 @@ int main(int argc, char** argv) {
               o.backend.c_str(), shape->name, bandwidth, o.peak_tflops);
   Bench bench(*backend, o, bandwidth);
   const int64_t d = shape->hidden, q_cols = shape->heads * shape->head_dim, kv_cols = shape->kv_heads * shape->head_dim;
-  // 16 and 64: batched decode, where int4/int8 layers are compared with BF16 ones (the GEMM kernel's range).
+  // 8: the largest batch the BF16 GEMV kernel may take (gemm.h). 16 and 64: batched decode, where int4/int8
+  // layers are compared with BF16 ones (the GEMM kernel's range).
   const std::vector<int64_t> token_counts = o.only_candidates ? std::vector<int64_t>{}
                                             : o.quick         ? std::vector<int64_t>{1, 16}
-                                                              : std::vector<int64_t>{1, 16, 64, 256, 8192};
+                                                              : std::vector<int64_t>{1, 8, 16, 64, 256, 8192};
 
   for (int64_t n : token_counts) {
     Arena a(*backend);

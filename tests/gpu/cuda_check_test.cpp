@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -206,6 +208,32 @@ TEST(GemmChoiceTest, UsesRunnableCandidatesAndFallsBackWithoutAny) {
   EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_EXECUTION_FAILED));
   EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_INTERNAL_ERROR));
   EXPECT_FALSE(is_unsupported_shape(CUBLAS_STATUS_SUCCESS));
+}
+
+// The per-shape choice by measured time (gemm.h, ranked_candidates): fastest first, the earlier candidate (the
+// heuristic's preference, the GEMV kernel last) on equal times, failed candidates dropped, none left when all
+// failed (the shape then runs on the plain kernel).
+TEST(GemmChoiceTest, RanksMeasuredCandidatesFastestFirst) {
+  using Times = std::vector<std::optional<float>>;
+  EXPECT_EQ(ranked_candidates(Times{0.30f, 0.10f, 0.20f}), (std::vector<int>{1, 2, 0}));
+  // Ties keep candidate order, so equal measurements always choose the same.
+  EXPECT_EQ(ranked_candidates(Times{0.20f, 0.10f, 0.10f, 0.10f}), (std::vector<int>{1, 2, 3, 0}));
+  // A refused or failed candidate (nullopt, NaN, negative) is never chosen.
+  EXPECT_EQ(ranked_candidates(Times{std::nullopt, 0.50f, std::nullopt, 0.40f}), (std::vector<int>{3, 1}));
+  EXPECT_EQ(ranked_candidates(Times{std::nanf(""), -1.0f, 2.0f}), std::vector<int>{2});
+  // The GEMV kernel (the last candidate) wins only when strictly faster than every cuBLASLt algorithm.
+  EXPECT_EQ(ranked_candidates(Times{0.05f, 0.05f}).front(), 0);
+  EXPECT_EQ(ranked_candidates(Times{0.05f, 0.04f}).front(), 1);
+  // All failed, or nothing to time: empty (the plain kernel).
+  EXPECT_EQ(ranked_candidates(Times{std::nullopt, std::nullopt}), std::vector<int>{});
+  EXPECT_EQ(ranked_candidates(Times{}), std::vector<int>{});
+}
+
+// Which row counts are timed: the decode graphs' batch shapes (1, 2, 4, 8, multiples of 8 up to 256), not
+// arbitrary prefill lengths.
+TEST(GemmChoiceTest, TimesDecodeBatchShapesOnly) {
+  for (int64_t n : {1, 2, 3, 5, 7, 8, 16, 24, 64, 256}) EXPECT_TRUE(timed_rows(n)) << n;
+  for (int64_t n : {0, 9, 12, 17, 100, 257, 264, 512, 8192}) EXPECT_FALSE(timed_rows(n)) << n;
 }
 
 }  // namespace

@@ -129,6 +129,7 @@ int CudaBackend::create(int device, std::unique_ptr<CudaBackend>* out, std::stri
 CudaBackend::~CudaBackend() {
   cudaSetDevice(device_);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  if (gemm_ != nullptr) gemm_->log_tuning_once();  // an eager-only run never captured
   gemm_.reset();
   if (lt_ != nullptr) cublasLtDestroy(lt_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -194,6 +195,10 @@ absl::Status CudaBackend::begin_capture() {
     return absl::InternalError(absl::StrCat("cannot start a CUDA graph capture: ", describe(e)));
   }
   capturing_ = true;
+  // The uncaptured step before the first capture (the dry run) has timed the GEMM shapes: say what it chose,
+  // and time nothing while recording (timing synchronizes).
+  gemm_->log_tuning_once();
+  gemm_->set_timing_allowed(false);
   capture_problem_.clear();
   router_.begin_capture();  // failures from here to end_capture belong to the capture, not the device
   // The allocations a graph may point to from now on must outlive it (DeviceScratch::pin).
@@ -206,6 +211,7 @@ absl::Status CudaBackend::begin_capture() {
 absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
   if (!capturing_) return absl::FailedPreconditionError("end_capture without begin_capture");
   capturing_ = false;
+  gemm_->set_timing_allowed(true);
   const std::string capture_error = router_.end_capture();
   const ScopedDeviceErrors sink(errors_.get());
   cudaSetDevice(device_);
@@ -402,6 +408,14 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor* bi
   if (n == 0) return;
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
+  if (w.bf16 && n <= kGemvMaxRows) {
+    // Decode sizes: the GEMV kernel or cuBLASLt, whichever timing chose for the shape (gemm.h).
+    auto* x_bf16 = static_cast<uint16_t*>(scratch(x_bf16_, n * k * 2, "BF16 activation"));
+    if (x_bf16 == nullptr) return;
+    const bool bias_added = gemm_->run_small_batch(w.data, x_data, x_bf16, m, n, k, b, out_data, stream_);
+    if (bias != nullptr && !bias_added && !router_.failed()) launch_add_bias(out_data, n, m, b, stream_);
+    return;
+  }
   if (!w.bf16) {
     gemm_->run(w.data, x_data, false, m, n, k, out_data, stream_);
   } else {

@@ -68,6 +68,14 @@ void launch_add_bias(float* out, int64_t n, int64_t m, WeightPtr bias, cudaStrea
 void launch_gemm_fallback(const void* w, const void* x, bool bf16, int64_t m, int64_t n, int64_t k, float* out,
                           cudaStream_t stream);
 
+// ---- gemv.cu: out[n, m] = x[n, k] · w[m, k]ᵀ (+ bias) for BF16 w, F32 x and n <= kGemvMaxRows, F32
+// accumulation, W read once (one warp per output column). gemm.cpp picks it per shape when it beats cuBLASLt.
+constexpr int64_t kGemvMaxRows = 8;
+// Whether the 16-byte path runs (k % 8 == 0, w and x 16-byte aligned); otherwise single-element loads.
+bool gemv_vectorized(const void* w, const float* x, int64_t k);
+void launch_gemv_bf16(const void* w, const float* x, int64_t m, int64_t n, int64_t k, WeightPtr bias, float* out,
+                      cudaStream_t stream);
+
 // ---- kv_cache.cu: cache row slot_mapping[t] = k[t] / v[t] (converted to the cache's dtype).
 struct KvCachePtr {
   void* k = nullptr;
