@@ -116,7 +116,8 @@ class DecoderLM final : public CausalLM {
   std::vector<ScratchTensor> graph_scratch_;
   Tensor last_logits_;                 // the last forward_candidates step's logits, still on the backend
   std::vector<int32_t> packed_;        // host staging of the step's index tables (reused)
-  std::vector<uint32_t> mask_upload_;  // host staging of a constrained step's mask rows and masks (reused)
+  std::vector<uint32_t> candidate_inputs_;   // host staging of a candidate step's packed inputs (reused)
+  std::vector<uint32_t> candidate_outputs_;  // host side of a candidate step's one read-back (reused)
   // Qwen2.5-VL.
   std::optional<VisionConfig> vision_config_;
   std::unique_ptr<VisionEncoder> vision_;
