@@ -1,6 +1,7 @@
 #include "engine/models/decoder_lm.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -333,25 +334,71 @@ absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const
     backend_->replay(*graph);
     graphs_->count_replay();
   } else {
-    // First sight of this shape: run it (which also grows the backend's scratch to the shape), then record it.
-    compute(t);
+    // A shape the load did not capture (capture_decode_graphs ran out of its budget): captured now, mid-traffic.
+    record_graph(t, shape);
     graphs_->count_eager();
-    absl::Status captured = backend_->begin_capture();
-    if (captured.ok()) {
-      compute(t);
-      absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
-      if (graph.ok())
-        graphs_->add(shape, *std::move(graph));
-      else
-        captured = graph.status();
-    }
-    if (!captured.ok()) {
-      graphs_->disable(std::string(captured.message()));
-      std::fprintf(stderr, "bmserver engine: decode graphs turned off, steps run uncaptured: %s\n",
-                   std::string(captured.message()).c_str());
-    }
   }
   return t.logits.row_slice(0, step.num_seqs);
+}
+
+void DecoderLM::record_graph(const StepTensors& t, DecodeGraphShape shape) {
+  // Run the step once uncaptured (which also grows the backend's scratch to the shape: a capture cannot), then
+  // record its ops without running them.
+  compute(t);
+  absl::Status captured = backend_->begin_capture();
+  if (captured.ok()) {
+    compute(t);
+    absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
+    if (graph.ok())
+      graphs_->add(shape, *std::move(graph));
+    else
+      captured = graph.status();
+  }
+  if (!captured.ok()) {
+    graphs_->disable(std::string(captured.message()));
+    std::fprintf(stderr, "bmserver engine: decode graphs turned off, steps run uncaptured: %s\n",
+                 std::string(captured.message()).c_str());
+  }
+}
+
+absl::Status DecoderLM::capture_decode_graphs(std::chrono::milliseconds budget) {
+  if (graphs_ == nullptr) return absl::OkStatus();
+  if (kv_cache_.empty()) return absl::FailedPreconditionError("decode graphs are captured after allocate_kv_cache");
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
+  // Every row is padding (slot -1: nothing is stored in the cache; each attends to one position of block 0), so
+  // capturing touches no sequence's state. The shortest context bound first, over every batch size: short
+  // contexts are the common case, and a longer bound is only reached by the steps that need it.
+  const StepInputs no_sequences;
+  int32_t wanted = 0;
+  for (int32_t bound : graphs_->context_bounds()) {
+    for (int32_t batch : graphs_->batch_sizes()) {
+      ++wanted;
+      const DecodeGraphShape shape{batch, bound};
+      if (elapsed() >= budget || !graphs_->stats().disabled.empty() || graphs_->find(shape) != nullptr) continue;
+      absl::StatusOr<StepTensors> tensors = step_tensors(graph_scratch_, batch, batch, batch, shape.blocks_per_seq());
+      if (!tensors.ok()) return tensors.status();
+      tensors->attention.max_query_len = 1;
+      tensors->attention.max_seq_len = bound;
+      const PaddedDecodeInputs in = DecodeGraphs::pad(no_sequences, {}, shape);
+      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts,
+                    in.seq_lens, in.block_tables);
+      record_graph(*tensors, shape);
+      if (graphs_->find(shape) != nullptr) graphs_->count_captured_at_load();
+    }
+  }
+  backend_->synchronize();
+  if (absl::Status device = backend_->device_status(); !device.ok()) return device;
+  const double ms = std::chrono::duration<double, std::milli>(elapsed()).count();
+  graphs_->set_load_capture_ms(ms);
+  const DecodeGraphStats& stats = graphs_->stats();
+  const bool all = stats.captured_at_load == wanted;
+  std::fprintf(stderr, "bmserver engine: captured %lld of %d decode graphs at load in %.0f ms (budget %lld ms)%s\n",
+               static_cast<long long>(stats.captured_at_load), wanted, ms, static_cast<long long>(budget.count()),
+               !stats.disabled.empty() ? "; a capture failed, so graphs are off"
+               : all                   ? ""
+                                       : "; the other shapes are captured on first use");
+  return absl::OkStatus();
 }
 
 absl::Status DecoderLM::enable_decode_graphs(int32_t max_seqs) {
