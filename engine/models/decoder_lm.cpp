@@ -334,7 +334,8 @@ absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const
     backend_->replay(*graph);
     graphs_->count_replay();
   } else {
-    // A shape the load did not capture (capture_decode_graphs ran out of its budget): captured now, mid-traffic.
+    // A shape the load did not capture (past capture_decode_graphs' budget, or a tensor-parallel rank, which
+    // captures lazily only): recorded now, mid-traffic.
     record_graph(t, shape);
     graphs_->count_eager();
   }
