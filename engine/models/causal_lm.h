@@ -2,6 +2,7 @@
 // The boundary between the runtime (scheduler, block manager, model runner) and a model on a backend.
 // The runtime decides *what* runs each step; a CausalLM runs it. Nothing here knows about requests,
 // sampling or transports.
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -94,6 +95,8 @@ struct DecodeGraphStats {
   int64_t replayed = 0;  // decode steps run by replaying one
   int64_t eager = 0;     // decode steps run uncaptured while graphs are on (the first of each shape)
   std::string disabled;  // why graphs were turned off after a failed capture; empty otherwise
+  int64_t captured_at_load = 0;  // of `captured`, those capture_decode_graphs recorded before serving
+  double load_capture_ms = 0;    // how long that took
 };
 
 // What the runtime needs to know about a loaded model.
@@ -140,6 +143,12 @@ class CausalLM {
   // the same results. Call before the dry run and the KV cache: it allocates the graphs' own activations at their
   // largest shape, which the KV planning must count. Unimplemented when the model or its backend cannot.
   virtual absl::Status enable_decode_graphs(int32_t max_seqs);
+  // Captures the decode graphs of the common shapes (every padded batch size, shortest context bound first) now,
+  // at load, rather than on each shape's first step mid-traffic; stops starting new captures once `budget` is
+  // spent (the shapes left are captured on first use, as before) and logs once how many and how long. Call after
+  // allocate_kv_cache (graphs point at the cache). The default (no graphs, or a model that captures lazily only)
+  // does nothing; an error is a device fault.
+  virtual absl::Status capture_decode_graphs(std::chrono::milliseconds /*budget*/) { return absl::OkStatus(); }
   virtual DecodeGraphStats decode_graph_stats() const { return {}; }
 
   // Multimodal models. media_support: OK when the model encodes images and videos here, else FailedPrecondition

@@ -6,8 +6,9 @@
 // context last), which size the attention launch and the block tables. Padding rows attend to one position of
 // block 0 and store nothing (slot -1); their logits are never read.
 //
-// Graphs are recorded lazily, the first time a shape is seen: that step runs uncaptured (which also grows every
-// scratch buffer to the shape), then its ops are recorded without running. Only decode steps qualify: every
+// Graphs are recorded at load for the common shapes (CausalLM::capture_decode_graphs: every batch size, shortest
+// context bound first, within a time budget), and lazily for the rest, the first time a shape is seen: that step
+// runs uncaptured (which also grows every scratch buffer to the shape), then its ops are recorded without running. Only decode steps qualify: every
 // sequence brings one new token and wants its logits.
 #include <cstdint>
 #include <map>
@@ -64,6 +65,8 @@ class DecodeGraphs {
   void disable(std::string why);
   void count_replay() { ++stats_.replayed; }
   void count_eager() { ++stats_.eager; }
+  void count_captured_at_load() { ++stats_.captured_at_load; }
+  void set_load_capture_ms(double ms) { stats_.load_capture_ms = ms; }
   const DecodeGraphStats& stats() const { return stats_; }
 
  private:

@@ -1,6 +1,7 @@
 #include "engine/models/decoder_lm.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +11,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "engine/models/candidate_packing.h"
 #include "engine/models/mrope_positions.h"
 #include "engine/models/mrope_rotary_table.h"
 
@@ -31,15 +34,8 @@ enum Scratch : size_t {
   kLastHidden,
   kLogits,
   // Sampling candidates (forward_candidates).
-  kListedStarts,
-  kListedIds,
-  kListedLogits,
-  kCandidateIds,
-  kCandidateLogits,
-  kLogSumExp,
-  kInverseTemperatures,
-  kTemperedLse,
-  kCandidateMasks,  // mask_rows then the masks, packed so that a constrained step uploads them in one copy
+  kCandidateInputs,   // every input of a candidate step, one upload (CandidatePacking)
+  kCandidateOutputs,  // every result of a candidate step, one read-back (CandidatePacking)
   kNumScratch,
 };
 
@@ -338,25 +334,72 @@ absl::StatusOr<Tensor> DecoderLM::run_graphed_step(const StepInputs& step, const
     backend_->replay(*graph);
     graphs_->count_replay();
   } else {
-    // First sight of this shape: run it (which also grows the backend's scratch to the shape), then record it.
-    compute(t);
+    // A shape the load did not capture (past capture_decode_graphs' budget, or a tensor-parallel rank, which
+    // captures lazily only): recorded now, mid-traffic.
+    record_graph(t, shape);
     graphs_->count_eager();
-    absl::Status captured = backend_->begin_capture();
-    if (captured.ok()) {
-      compute(t);
-      absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
-      if (graph.ok())
-        graphs_->add(shape, *std::move(graph));
-      else
-        captured = graph.status();
-    }
-    if (!captured.ok()) {
-      graphs_->disable(std::string(captured.message()));
-      std::fprintf(stderr, "bmserver engine: decode graphs turned off, steps run uncaptured: %s\n",
-                   std::string(captured.message()).c_str());
-    }
   }
   return t.logits.row_slice(0, step.num_seqs);
+}
+
+void DecoderLM::record_graph(const StepTensors& t, DecodeGraphShape shape) {
+  // Run the step once uncaptured (which also grows the backend's scratch to the shape: a capture cannot), then
+  // record its ops without running them.
+  compute(t);
+  absl::Status captured = backend_->begin_capture();
+  if (captured.ok()) {
+    compute(t);
+    absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
+    if (graph.ok())
+      graphs_->add(shape, *std::move(graph));
+    else
+      captured = graph.status();
+  }
+  if (!captured.ok()) {
+    graphs_->disable(std::string(captured.message()));
+    std::fprintf(stderr, "bmserver engine: decode graphs turned off, steps run uncaptured: %s\n",
+                 std::string(captured.message()).c_str());
+  }
+}
+
+absl::Status DecoderLM::capture_decode_graphs(std::chrono::milliseconds budget) {
+  if (graphs_ == nullptr) return absl::OkStatus();
+  if (kv_cache_.empty()) return absl::FailedPreconditionError("decode graphs are captured after allocate_kv_cache");
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
+  // Every row is padding (slot -1: nothing is stored in the cache; each attends to one position of block 0), so
+  // capturing touches no sequence's state. The shortest context bound first, over every batch size: short
+  // contexts are the common case, and a longer bound is only reached by the steps that need it.
+  const StepInputs no_sequences;
+  int32_t wanted = 0;
+  for (int32_t bound : graphs_->context_bounds()) {
+    for (int32_t batch : graphs_->batch_sizes()) {
+      ++wanted;
+      const DecodeGraphShape shape{batch, bound};
+      if (elapsed() >= budget || !graphs_->stats().disabled.empty() || graphs_->find(shape) != nullptr) continue;
+      absl::StatusOr<StepTensors> tensors = step_tensors(graph_scratch_, batch, batch, batch, shape.blocks_per_seq());
+      if (!tensors.ok()) return tensors.status();
+      tensors->attention.max_query_len = 1;
+      tensors->attention.max_seq_len = bound;
+      const PaddedDecodeInputs in = DecodeGraphs::pad(no_sequences, {}, shape);
+      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts,
+                    in.seq_lens, in.block_tables);
+      record_graph(*tensors, shape);
+      if (graphs_->find(shape) != nullptr) graphs_->count_captured_at_load();
+    }
+  }
+  backend_->synchronize();
+  if (absl::Status device = backend_->device_status(); !device.ok()) return device;
+  const double ms = std::chrono::duration<double, std::milli>(elapsed()).count();
+  graphs_->set_load_capture_ms(ms);
+  const DecodeGraphStats& stats = graphs_->stats();
+  const bool all = stats.captured_at_load == wanted;
+  std::fprintf(stderr, "bmserver engine: captured %lld of %d decode graphs at load in %.0f ms (budget %lld ms)%s\n",
+               static_cast<long long>(stats.captured_at_load), wanted, ms, static_cast<long long>(budget.count()),
+               !stats.disabled.empty() ? "; a capture failed, so graphs are off"
+               : all                   ? ""
+                                       : "; the other shapes are captured on first use");
+  return absl::OkStatus();
 }
 
 absl::Status DecoderLM::enable_decode_graphs(int32_t max_seqs) {
@@ -445,49 +488,40 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
   for (int32_t m : request.mask_rows)
     if (m < -1 || m >= num_masks)
       return absl::InvalidArgumentError(absl::StrCat("mask row ", m, " is not one of the ", num_masks, " masks"));
-  const ScratchShape shapes[] = {{kListedStarts, DType::kI32, 1, rows + 1},
-                                 {kListedIds, DType::kI32, 1, num_listed},
-                                 {kListedLogits, DType::kF32, 1, num_listed},
-                                 {kCandidateIds, DType::kI32, rows, request.k},
-                                 {kCandidateLogits, DType::kF32, rows, request.k},
-                                 {kLogSumExp, DType::kF32, 1, request.log_sum_exp ? rows : 0},
-                                 {kInverseTemperatures, DType::kF32, 1, mass_rows},
-                                 {kTemperedLse, DType::kF32, 1, mass_rows},
-                                 {kCandidateMasks, DType::kU32, 1, masked ? rows + num_masks * words : 0}};
-  Tensor views[kNumScratch];  // no listed ids or no sum wanted: views of 0 elements
+  const CandidatePacking packing = CandidatePacking::of(request, rows, words);
+  const ScratchShape shapes[] = {{kCandidateInputs, DType::kU32, 1, packing.input_words},
+                                 {kCandidateOutputs, DType::kU32, 1, packing.output_words}};
+  Tensor views[kNumScratch];
   if (absl::Status s = view_scratch(scratch_, *backend_, shapes, views); !s.ok()) return s;
-  upload(request.listed_starts, views[kListedStarts]);
-  if (num_listed > 0) upload(request.listed_ids, views[kListedIds]);
-  if (wants_mass)
-    backend_->copy_to_device(std::as_bytes(std::span(request.inverse_temperatures)), views[kInverseTemperatures]);
-  Tensor mask_rows, masks;  // empty unless some row is constrained: an unconstrained step uploads nothing more
+  // Typed views of the two packed buffers; a region of 0 words (nothing listed, no sum wanted) is a view of 0
+  // elements.
+  auto view = [&](const Tensor& packed, CandidatePacking::Region region, DType dtype, int64_t r, int64_t c) {
+    BM_CHECK(r * c == region.size);
+    return Tensor{packed.buffer, packed.offset_bytes + region.offset * int64_t{sizeof(uint32_t)}, dtype, r, c};
+  };
+  const Tensor& in = views[kCandidateInputs];
+  const Tensor& outputs = views[kCandidateOutputs];
+  packing.pack_inputs(request, candidate_inputs_);
+  backend_->copy_to_device(std::as_bytes(std::span(candidate_inputs_)), in);
+  Tensor mask_rows, masks;  // empty unless some row is constrained
   if (masked) {
-    const Tensor& packed = views[kCandidateMasks];
-    mask_upload_.resize(static_cast<size_t>(packed.num_elements()));
-    std::memcpy(mask_upload_.data(), request.mask_rows.data(), request.mask_rows.size() * sizeof(int32_t));
-    std::copy(request.masks.begin(), request.masks.end(), mask_upload_.begin() + rows);
-    backend_->copy_to_device(std::as_bytes(std::span(mask_upload_)), packed);
-    mask_rows = Tensor{packed.buffer, packed.offset_bytes, DType::kI32, 1, rows};
-    masks =
-        Tensor{packed.buffer, packed.offset_bytes + rows * int64_t{sizeof(uint32_t)}, DType::kU32, num_masks, words};
+    mask_rows = view(in, packing.mask_rows, DType::kI32, 1, rows);
+    masks = view(in, packing.masks, DType::kU32, num_masks, words);
   }
-  backend_->top_candidates(*logits, views[kListedStarts], views[kListedIds], request.k, views[kListedLogits],
-                           views[kCandidateIds], views[kCandidateLogits], views[kLogSumExp],
-                           views[kInverseTemperatures], views[kTemperedLse], mask_rows, masks);
+  backend_->top_candidates(
+      *logits, view(in, packing.listed_starts, DType::kI32, 1, rows + 1),
+      view(in, packing.listed_ids, DType::kI32, 1, num_listed), request.k,
+      view(outputs, packing.listed_logits, DType::kF32, 1, num_listed),
+      view(outputs, packing.ids, DType::kI32, rows, request.k),
+      view(outputs, packing.logits, DType::kF32, rows, request.k),
+      view(outputs, packing.log_sum_exp, DType::kF32, 1, packing.log_sum_exp.size),
+      view(in, packing.inverse_temperatures, DType::kF32, 1, mass_rows),
+      view(outputs, packing.tempered_lse, DType::kF32, 1, mass_rows), mask_rows, masks);
   last_logits_ = *logits;
-  out.k = request.k;
-  out.ids.resize(static_cast<size_t>(rows * request.k));
-  out.logits.resize(out.ids.size());
-  out.listed_logits.resize(static_cast<size_t>(num_listed));
-  out.log_sum_exp.resize(request.log_sum_exp ? static_cast<size_t>(rows) : 0);
-  backend_->copy_to_host(views[kCandidateIds], std::as_writable_bytes(std::span(out.ids)));
-  backend_->copy_to_host(views[kCandidateLogits], std::as_writable_bytes(std::span(out.logits)));
-  if (request.log_sum_exp)
-    backend_->copy_to_host(views[kLogSumExp], std::as_writable_bytes(std::span(out.log_sum_exp)));
-  out.tempered_lse.resize(static_cast<size_t>(mass_rows));
-  if (wants_mass) backend_->copy_to_host(views[kTemperedLse], std::as_writable_bytes(std::span(out.tempered_lse)));
-  if (num_listed > 0)
-    backend_->copy_to_host(views[kListedLogits], std::as_writable_bytes(std::span(out.listed_logits)));
+  // One device→host copy for every result of the step (it waits for the step once).
+  candidate_outputs_.resize(static_cast<size_t>(packing.output_words));
+  backend_->copy_to_host(outputs, std::as_writable_bytes(std::span(candidate_outputs_)));
+  packing.unpack_outputs(candidate_outputs_, out);
   if (absl::Status device = backend_->device_status(); !device.ok()) {
     out = Candidates{};
     return device;

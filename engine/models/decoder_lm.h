@@ -36,6 +36,7 @@ class DecoderLM final : public CausalLM {
   absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override;
   absl::Status last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) override;
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
+  absl::Status capture_decode_graphs(std::chrono::milliseconds budget) override;
   DecodeGraphStats decode_graph_stats() const override;
 
   // Tensor parallelism: this model is one rank of a group (its spec and weights a shard, decoder_weights.h), and
@@ -94,6 +95,8 @@ class DecoderLM final : public CausalLM {
   void compute(const StepTensors& tensors);
   // Runs one step up to the logits of the rows that want them, left on the backend (rows 0: none want logits).
   absl::StatusOr<Tensor> run_step(const ForwardBatch& batch);
+  // Runs the step on `t` once and records it as shape's graph; a failed capture turns graphs off (logged).
+  void record_graph(const StepTensors& t, DecodeGraphShape shape);
   // A decode step padded to a graph's shape: replays the graph, or runs and records it on first sight.
   absl::StatusOr<Tensor> run_graphed_step(const StepInputs& step, const std::vector<int32_t>& token_ids,
                                           DecodeGraphShape shape);
@@ -116,7 +119,8 @@ class DecoderLM final : public CausalLM {
   std::vector<ScratchTensor> graph_scratch_;
   Tensor last_logits_;                 // the last forward_candidates step's logits, still on the backend
   std::vector<int32_t> packed_;        // host staging of the step's index tables (reused)
-  std::vector<uint32_t> mask_upload_;  // host staging of a constrained step's mask rows and masks (reused)
+  std::vector<uint32_t> candidate_inputs_;   // host staging of a candidate step's packed inputs (reused)
+  std::vector<uint32_t> candidate_outputs_;  // host side of a candidate step's one read-back (reused)
   // Qwen2.5-VL.
   std::optional<VisionConfig> vision_config_;
   std::unique_ptr<VisionEncoder> vision_;

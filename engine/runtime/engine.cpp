@@ -1,6 +1,7 @@
 #include "engine/runtime/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 #include <unordered_map>
 
@@ -12,6 +13,10 @@
 
 namespace bm::engine {
 namespace {
+
+// At most this long capturing decode graphs at load (a 7B model's step graph takes tens of milliseconds to run
+// and record, so a few hundred shapes fit).
+constexpr std::chrono::milliseconds kLoadGraphCaptureBudget{10000};
 
 constexpr int64_t kGiB = int64_t{1} << 30;
 
@@ -158,6 +163,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<CausalLM>
                                                      " tokens; lower --max-model-len or give the cache more memory"));
   if (max_model_len <= 0) max_model_len = static_cast<int32_t>(std::min<int64_t>(context, capacity));
   if (absl::Status s = model->allocate_kv_cache(*num_blocks); !s.ok()) return s;
+  if (graphs_wanted) {
+    // The common decode shapes are captured now, so that no request waits for a capture mid-traffic; bounded, so
+    // that a model with many batch sizes and context bounds still starts promptly (the rest are captured lazily).
+    if (absl::Status s = model->capture_decode_graphs(kLoadGraphCaptureBudget); !s.ok()) return s;
+  }
   return std::unique_ptr<Engine>(
       new Engine(std::move(model), std::move(generation), *num_blocks, max_model_len, options));
 }

@@ -340,14 +340,34 @@ absl::StatusOr<std::unique_ptr<Buffer>> CudaBackend::allocate(int64_t num_bytes)
   return std::make_unique<CudaBuffer>(data, num_bytes, device_, errors_);
 }
 
+bool CudaBackend::pinned_ok(cudaError_t error) {
+  if (error == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: page-locked memory ran out, the copy falls back to pageable memory
+    return false;
+  }
+  return BM_CUDA_OK(error);
+}
+
+void CudaBackend::settle_uploads() {
+  pinned_ok(host_staging_.settle());
+}
+
 void CudaBackend::copy_to_device(std::span<const std::byte> src, const Tensor& dst) {
   BM_CHECK(static_cast<int64_t>(src.size()) == dst.num_bytes());
-  BM_CHECK(!capturing_);  // a pageable copy cannot be part of a graph
+  BM_CHECK(!capturing_);  // a host copy cannot be part of a graph
   if (src.empty()) return;
   char* device_bytes = bytes_of(dst);
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
-  // From pageable memory the runtime stages the bytes before returning, so `src` may be reused at once.
+  // A step's inputs go through the pinned arena: the copy is then a DMA queued on the stream, and the region is
+  // not handed out again before the next synchronisation, by when the copy has run (pinned_staging.h). What does
+  // not fit (weights, a step larger than the arena so far) copies from pageable memory, which the runtime stages
+  // before returning, so `src` may be reused at once either way.
+  if (void* staged = host_staging_.upload_region(static_cast<int64_t>(src.size())); staged != nullptr) {
+    std::memcpy(staged, src.data(), src.size());
+    BM_CUDA_CHECK(cudaMemcpyAsync(device_bytes, staged, src.size(), cudaMemcpyHostToDevice, stream_));
+    return;
+  }
   BM_CUDA_CHECK(cudaMemcpyAsync(device_bytes, src.data(), src.size(), cudaMemcpyHostToDevice, stream_));
 }
 
@@ -356,10 +376,23 @@ void CudaBackend::copy_to_host(const Tensor& src, std::span<std::byte> dst) {
   BM_CHECK(!capturing_);
   const char* device_bytes = dst.empty() ? nullptr : bytes_of(src);
   const ScopedDeviceErrors sink(router_.current());
-  const bool copied = ready() &&
-                      (dst.empty() || BM_CUDA_OK(cudaMemcpyAsync(dst.data(), device_bytes, dst.size(),
-                                                                 cudaMemcpyDeviceToHost, stream_))) &&
-                      BM_CUDA_OK(cudaStreamSynchronize(stream_));
+  bool copied = ready();
+  // Into the pinned read-back buffer (one DMA), then a host memcpy of the few kilobytes a step returns; a read
+  // larger than that buffer may grow to goes straight into `dst` (the runtime stages it).
+  void* pinned = nullptr;
+  if (copied && !dst.empty()) {
+    void* buffer = nullptr;
+    if (pinned_ok(host_staging_.readback(static_cast<int64_t>(dst.size()), &buffer))) pinned = buffer;
+    copied = !router_.failed();
+  }
+  copied = copied &&
+           (dst.empty() || BM_CUDA_OK(cudaMemcpyAsync(pinned != nullptr ? pinned : dst.data(), device_bytes,
+                                                      dst.size(), cudaMemcpyDeviceToHost, stream_))) &&
+           BM_CUDA_OK(cudaStreamSynchronize(stream_));
+  if (copied) {
+    if (pinned != nullptr) std::memcpy(dst.data(), pinned, dst.size());
+    settle_uploads();  // every upload queued before this read-back has run
+  }
   // After a fault the bytes are not the result of the ops: hand back zeros rather than stale or partial data.
   if (!copied && !dst.empty()) std::memset(dst.data(), 0, dst.size());
 }
@@ -368,7 +401,7 @@ void CudaBackend::synchronize() {
   BM_CHECK(!capturing_);
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
-  BM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (BM_CUDA_OK(cudaStreamSynchronize(stream_))) settle_uploads();
 }
 
 void CudaBackend::embedding(const Tensor& table, const Tensor& ids, const Tensor& out) {

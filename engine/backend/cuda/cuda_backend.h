@@ -20,6 +20,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/device_scratch.h"
+#include "engine/backend/cuda/pinned_staging.h"
 #include "engine/backend/cuda/gemm.h"
 #include "engine/backend/cuda/nccl_communicator.h"
 
@@ -100,6 +101,11 @@ class CudaBackend final : public Backend {
   // Records an NCCL failure as a sticky device fault (never the capture's: peers cannot skip their half of a
   // collective, so a rank that failed one cannot carry on with or without graphs) and aborts the group.
   void nccl_failed(const std::string& what);
+  // The outcome of a pinned allocation: true on success; an out-of-memory is no fault (the copy goes through
+  // pageable memory instead, and the error is cleared), any other error is recorded as one.
+  bool pinned_ok(cudaError_t error);
+  // After the stream was synchronised: lets the upload arena start over (PinnedStaging::settle).
+  void settle_uploads();
 
   int device_;
   std::shared_ptr<NcclGroup> nccl_group_;  // the group of this rank's first collective (one group per backend)
@@ -116,6 +122,9 @@ class CudaBackend final : public Backend {
   DeviceScratch segment_tiles_;      // segment_attention tile list (grows with the rows; not captured)
   DeviceScratch quant_x_;            // quantized_linear(): act-order activations in packed order, in row chunks
   DeviceScratch quant_partials_;     // quantized_linear(): the GEMM's partial sums when the inputs are split
+  // Pinned host memory the copies go through (pinned_staging.h); declared after stream_ so that it is freed
+  // after ~CudaBackend synchronised the stream.
+  PinnedStaging host_staging_;
   bool capturing_ = false;
   std::string capture_problem_;  // why the capture in progress cannot give a complete graph
 };

@@ -14,12 +14,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "engine/backend/cpu/cpu_backend.h"
@@ -28,6 +30,7 @@
 #include "engine/model/model_config.h"
 #include "engine/model/safetensors_writer.h"
 #include "engine/models/decoder_lm.h"
+#include "engine/models/decode_graphs.h"
 #include "engine/models/decoder_spec.h"
 #include "engine/models/decoder_weights.h"
 #include "engine/models/model_loader.h"
@@ -246,17 +249,26 @@ TEST_P(DecoderLMTest, PrefillAndDecodeOfTheSameTokenAreBitIdentical) {
 // Decode steps replayed from recorded graphs (the CPU backend records them as the GPU records CUDA graphs) give
 // the same bits as steps run op by op, for batches that shrink and grow, padded to the graphs' batch sizes. A
 // replay reads every per-step value from the uploaded buffers, so a value baked in at capture would show here.
-TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
+// Loads the model twice, one with decode graphs for up to 8 sequences (capture_budget: those captured at load, none
+// when absent), prefills the reference prompts on both, then runs 8 decode steps whose batch shrinks and grows,
+// expecting the same bits from both at every step. Returns the graphed model's graph statistics.
+DecodeGraphStats decode_with_and_without_graphs(const std::string& model,
+                                                std::optional<std::chrono::milliseconds> capture_budget) {
   LoadOptions options;
   options.num_threads = 2;
-  absl::StatusOr<std::unique_ptr<CausalLM>> eager = load_causal_lm(models_dir() / GetParam(), options);
-  absl::StatusOr<std::unique_ptr<CausalLM>> graphed = load_causal_lm(models_dir() / GetParam(), options);
-  ASSERT_TRUE(eager.ok() && graphed.ok());
-  ASSERT_TRUE((*graphed)->enable_decode_graphs(8).ok());
-  ASSERT_TRUE((*eager)->allocate_kv_cache(64).ok());
-  ASSERT_TRUE((*graphed)->allocate_kv_cache(64).ok());
+  absl::StatusOr<std::unique_ptr<CausalLM>> eager = load_causal_lm(models_dir() / model, options);
+  absl::StatusOr<std::unique_ptr<CausalLM>> graphed = load_causal_lm(models_dir() / model, options);
+  EXPECT_TRUE(eager.ok() && graphed.ok());
+  if (!eager.ok() || !graphed.ok()) return {};
+  EXPECT_TRUE((*graphed)->enable_decode_graphs(8).ok());
+  EXPECT_TRUE((*eager)->allocate_kv_cache(64).ok());
+  EXPECT_TRUE((*graphed)->allocate_kv_cache(64).ok());
+  if (capture_budget) EXPECT_TRUE((*graphed)->capture_decode_graphs(*capture_budget).ok());
+  const DecodeGraphStats at_load = (*graphed)->decode_graph_stats();
+  EXPECT_EQ(at_load.eager, 0);
+  EXPECT_EQ(at_load.replayed, 0);
   const int32_t vocab = (*eager)->info().vocab_size;
-  const std::vector<Prompt> prompts = read_reference(GetParam());
+  const std::vector<Prompt> prompts = read_reference(model);
   BlockPool pool(64);
   ForwardBatch prefill;
   std::vector<SequenceChunk> seqs;
@@ -268,9 +280,9 @@ TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
     seqs.push_back(chunk);
   }
   std::vector<float> expected, actual;
-  ASSERT_TRUE((*eager)->forward(prefill, expected).ok());
-  ASSERT_TRUE((*graphed)->forward(prefill, actual).ok());  // a prefill runs uncaptured
-  ASSERT_EQ(expected, actual);
+  EXPECT_TRUE((*eager)->forward(prefill, expected).ok());
+  EXPECT_TRUE((*graphed)->forward(prefill, actual).ok());  // a prefill runs uncaptured
+  EXPECT_EQ(expected, actual);
   std::vector<int32_t> next(seqs.size());
   for (size_t s = 0; s < seqs.size(); ++s) next[s] = argmax(std::span(expected).subspan(s * vocab, vocab));
   // Steps with all sequences, then without the first two (another batch size), then all again.
@@ -288,18 +300,54 @@ TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
       batch.token_ids.push_back(next[s]);
       members.push_back(s);
     }
-    ASSERT_TRUE((*eager)->forward(batch, expected).ok());
-    ASSERT_TRUE((*graphed)->forward(batch, actual).ok());
-    ASSERT_EQ(expected, actual);
+    EXPECT_TRUE((*eager)->forward(batch, expected).ok());
+    EXPECT_TRUE((*graphed)->forward(batch, actual).ok());
+    EXPECT_EQ(expected, actual);
+    if (expected != actual || expected.size() != members.size() * static_cast<size_t>(vocab)) return {};
     for (size_t i = 0; i < members.size(); ++i)
       next[members[i]] = argmax(std::span(expected).subspan(i * vocab, vocab));
   }
-  const DecodeGraphStats stats = (*graphed)->decode_graph_stats();
+  EXPECT_EQ((*eager)->decode_graph_stats().captured, 0);
+  return (*graphed)->decode_graph_stats();
+}
+
+// Decode steps replayed from recorded graphs (the CPU backend records them as the GPU records CUDA graphs) give
+// the same bits as steps run op by op, for batches that shrink and grow, padded to the graphs' batch sizes. A
+// replay reads every per-step value from the uploaded buffers, so a value baked in at capture would show here.
+TEST_P(DecoderLMTest, DecodeStepsReplayedFromGraphsGiveTheSameBits) {
+  const DecodeGraphStats stats = decode_with_and_without_graphs(GetParam(), std::nullopt);
   EXPECT_EQ(stats.captured, 2);  // batches of 4 and 2 sequences, one context bound
   EXPECT_EQ(stats.eager, 2);     // each shape's first step ran uncaptured, then was recorded
   EXPECT_EQ(stats.replayed, 6);
+  EXPECT_EQ(stats.captured_at_load, 0);
   EXPECT_TRUE(stats.disabled.empty());
-  EXPECT_EQ((*eager)->decode_graph_stats().captured, 0);
+}
+
+// Captured at load (issue 21 item 7): every batch size of every context bound is recorded before the first step,
+// from padding-only inputs, so no decode step runs uncaptured, and the replays still give the eager bits (the
+// padding rows stored nothing in the cache that a real sequence then reads).
+TEST_P(DecoderLMTest, DecodeGraphsCapturedAtLoadServeEveryDecodeStep) {
+  const DecodeGraphStats stats = decode_with_and_without_graphs(GetParam(), std::chrono::hours(1));
+  LoadOptions options;
+  absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models_dir() / GetParam(), options);
+  ASSERT_TRUE(lm.ok());
+  const DecodeGraphs shapes(8, (*lm)->info().max_position_embeddings);
+  const int64_t all = static_cast<int64_t>(shapes.batch_sizes().size() * shapes.context_bounds().size());
+  EXPECT_EQ(stats.captured_at_load, all);
+  EXPECT_EQ(stats.captured, all);
+  EXPECT_EQ(stats.eager, 0);
+  EXPECT_EQ(stats.replayed, 8);
+  EXPECT_GT(stats.load_capture_ms, 0);
+  EXPECT_TRUE(stats.disabled.empty());
+}
+
+// A spent budget starts no capture at load; every shape is then captured on first use, as before.
+TEST_P(DecoderLMTest, DecodeGraphsBeyondTheLoadBudgetAreCapturedOnFirstUse) {
+  const DecodeGraphStats stats = decode_with_and_without_graphs(GetParam(), std::chrono::milliseconds(0));
+  EXPECT_EQ(stats.captured_at_load, 0);
+  EXPECT_EQ(stats.captured, 2);
+  EXPECT_EQ(stats.eager, 2);
+  EXPECT_EQ(stats.replayed, 6);
 }
 
 // The CPU backend with its step recording, except that every capture fails as a CUDA graph capture can (an
