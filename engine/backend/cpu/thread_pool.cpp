@@ -23,12 +23,6 @@ inline void cpu_relax() {
 
 }  // namespace
 
-int32_t available_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 std::vector<int32_t> affinity_cpus() {
   cpu_set_t set;
@@ -40,6 +34,12 @@ std::vector<int32_t> affinity_cpus() {
     }
   }
   return cpus;
+}
+
+int32_t available_cpus() {
+  const std::vector<int32_t> cpus = affinity_cpus();
+  if (!cpus.empty()) return static_cast<int32_t>(cpus.size());
+  return static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 ThreadPool::ThreadPool(int32_t num_threads, const std::vector<int32_t>& pin_cpus) {
