@@ -281,12 +281,8 @@ CpuInfo probe_cpu() {
   const char* forced = std::getenv("BMSERVER_CPU_GEMM");
   absl::StatusOr<cpu::GemmPath> path = cpu::parse_gemm_path(forced != nullptr && *forced != '\0' ? forced : "auto");
   cpu.gemm_path = path.ok() ? std::string(cpu::gemm_path_name(*path)) : std::string(path.status().message());
-  const bool auto_path = forced == nullptr || *forced == '\0' || std::string_view(forced) == "auto";
-  const cpu::GemmPath quantized_path = auto_path ? cpu::best_quantized_gemm_path()
-                                       : path.ok() ? *path
-                                                   : cpu::best_gemm_path();
   cpu.quantized_kernel = std::string(cpu::quantized_kernel_isa()) + "; 4-bit layers on " +
-                         std::string(cpu::gemm_path_name(quantized_path));
+                         std::string(cpu::gemm_path_name(path.ok() ? *path : cpu::best_gemm_path()));
   long pages = sysconf(_SC_PHYS_PAGES);
   long page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) cpu.memory_total_bytes = static_cast<uint64_t>(pages) * page_size;

@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, o)) {
     std::fprintf(stderr,
                  "usage: %s [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R] "
-                 "[--peak-tflops T] [--quick 1] [--only candidates] [--gemm auto|avx512-bf16|avx512|avx2|scalar] "
+                 "[--peak-tflops T] [--quick 1] [--only candidates] [--gemm auto|f32|avx512-bf16|avx512|avx2|scalar] "
                  "[--threads N]\n",
                  argv[0]);
     return 2;

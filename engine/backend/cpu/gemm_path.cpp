@@ -59,18 +59,19 @@ bool cpu_has_gemm_path(GemmPath path) {
 #endif
 }
 
-GemmPath best_gemm_path() {
+GemmPath best_f32_gemm_path() {
   for (GemmPath path : {GemmPath::kAvx512, GemmPath::kAvx2}) {
     if (cpu_has_gemm_path(path)) return path;
   }
   return GemmPath::kScalar;
 }
 
-GemmPath best_quantized_gemm_path() {
-  return cpu_has_gemm_path(GemmPath::kAvx512Bf16) ? GemmPath::kAvx512Bf16 : best_gemm_path();
+GemmPath best_gemm_path() {
+  return cpu_has_gemm_path(GemmPath::kAvx512Bf16) ? GemmPath::kAvx512Bf16 : best_f32_gemm_path();
 }
 
 absl::StatusOr<GemmPath> parse_gemm_path(std::string_view name) {
+  if (name == "f32") return best_f32_gemm_path();
   for (GemmPath path :
        {GemmPath::kAuto, GemmPath::kAvx512Bf16, GemmPath::kAvx512, GemmPath::kAvx2, GemmPath::kScalar}) {
     if (name != gemm_path_name(path)) continue;
@@ -82,7 +83,7 @@ absl::StatusOr<GemmPath> parse_gemm_path(std::string_view name) {
     return path;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown CPU GEMM path '", std::string(name), "' (auto, avx512-bf16, avx512, avx2 or scalar)"));
+      absl::StrCat("unknown CPU GEMM path '", std::string(name), "' (auto, f32, avx512-bf16, avx512, avx2 or scalar)"));
 }
 
 }  // namespace bm::engine::cpu

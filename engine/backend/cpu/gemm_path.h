@@ -2,7 +2,8 @@
 // The instruction paths of the packed-weight GEMM (packed_linear.cpp), chosen once per backend at run time.
 // Every path reads the same packed layout; the F32 paths (avx512, avx2, scalar) give bit-identical results (one
 // fused multiply-add chain per output, in k order), the bf16 path rounds the activations to bf16 first as vLLM's
-// CPU build and oneDNN do, so its results differ by that rounding.
+// CPU build, oneDNN and llama.cpp do, so its results differ by that rounding. `auto` takes the bf16 path where the
+// CPU has it (twice the multiply-adds per instruction: prefill is compute-bound) and the best F32 path elsewhere.
 #include <string>
 #include <string_view>
 
@@ -20,14 +21,14 @@ enum class GemmPath {
 
 std::string_view gemm_path_name(GemmPath path);
 bool cpu_has_gemm_path(GemmPath path);
-// The fastest F32-activation path present (see docs/engine-backend.md for why bf16 activations are opt-in).
+// The path kAuto resolves to, for dense and 4-bit layers alike: avx512-bf16 where the CPU has it, else
+// best_f32_gemm_path() (docs/engine-backend.md "Numerics" has the tolerances each side is held to).
 GemmPath best_gemm_path();
-// The path 4-bit GPTQ/AWQ layers take under kAuto: avx512-bf16 where the CPU has it. Weight-only quantization is
-// W4A16 — 16-bit activations, as every GPU kernel of the family runs it — and at batch 1 the F32 kernel is
-// compute-bound (docs/quantization.md has the figures), so quantized layers do not wait for the dense opt-in.
-GemmPath best_quantized_gemm_path();
-// Parses "auto", "avx512-bf16", "avx512", "avx2" or "scalar" and refuses, with one sentence, a name it does not
-// know or a path this CPU lacks; kAuto comes back resolved.
+// The fastest F32-activation path present: the reference numerics (a forced avx512 / avx2 / scalar path).
+GemmPath best_f32_gemm_path();
+// Parses "auto", "f32" (best_f32_gemm_path: the reference numerics on any CPU), "avx512-bf16", "avx512", "avx2"
+// or "scalar" and refuses, with one sentence, a name it does not know or a path this CPU lacks; kAuto and "f32"
+// come back resolved.
 absl::StatusOr<GemmPath> parse_gemm_path(std::string_view name);
 
 }  // namespace bm::engine::cpu

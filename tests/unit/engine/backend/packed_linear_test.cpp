@@ -189,9 +189,13 @@ TEST(PackedLinearPathsTest, PackedEmbeddingReturnsTheRows) {
 TEST(GemmPathTest, NamesParseAndBadOnesGetASentence) {
   EXPECT_EQ(*parse_gemm_path("scalar"), GemmPath::kScalar);
   EXPECT_EQ(*parse_gemm_path("auto"), best_gemm_path());
+  // auto is bf16 activations where the CPU has avx512-bf16; f32 names the reference numerics on any CPU.
+  EXPECT_EQ(best_gemm_path(), cpu_has_gemm_path(GemmPath::kAvx512Bf16) ? GemmPath::kAvx512Bf16 : best_f32_gemm_path());
+  EXPECT_EQ(*parse_gemm_path("f32"), best_f32_gemm_path());
+  EXPECT_NE(best_f32_gemm_path(), GemmPath::kAvx512Bf16);
   const absl::StatusOr<GemmPath> unknown = parse_gemm_path("amx");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_EQ(unknown.status().message(), "unknown CPU GEMM path 'amx' (auto, avx512-bf16, avx512, avx2 or scalar)");
+  EXPECT_EQ(unknown.status().message(), "unknown CPU GEMM path 'amx' (auto, f32, avx512-bf16, avx512, avx2 or scalar)");
   for (GemmPath path : {GemmPath::kAvx512Bf16, GemmPath::kAvx512, GemmPath::kAvx2}) {
     const absl::StatusOr<GemmPath> parsed = parse_gemm_path(gemm_path_name(path));
     EXPECT_EQ(parsed.ok(), cpu_has_gemm_path(path)) << gemm_path_name(path);
@@ -206,7 +210,7 @@ TEST(GemmPathTest, NamesParseAndBadOnesGetASentence) {
 // its rows back; a shape the packing cannot take (m not a multiple of 16) stays in rows and still works.
 TEST(PackedLinearBackendTest, PackedAndPlainWeightsAgree) {
   std::mt19937 rng(17);
-  std::unique_ptr<Backend> backend = create_cpu_backend(CpuBackendOptions{2, best_gemm_path()});
+  std::unique_ptr<Backend> backend = create_cpu_backend(CpuBackendOptions{2, best_f32_gemm_path()});
   for (const auto& [shape, dtype] : {std::pair{Shape{5, 96, 48}, DType::kBF16}, std::pair{Shape{4, 96, 20}, DType::kBF16},
                                      std::pair{Shape{5, 96, 48}, DType::kF16}, std::pair{Shape{4, 96, 20}, DType::kF16}}) {
     SCOPED_TRACE(testing::Message() << "m " << shape.m << " " << dtype_name(dtype));

@@ -80,7 +80,7 @@ class QuantizedLinearTest : public ::testing::TestWithParam<std::tuple<int32_t, 
   // Whether this backend computes `bits`-bit layers on bf16 activations.
   bool bf16_activations(int32_t bits) const {
     cpu::GemmPath path = std::get<1>(GetParam());
-    if (path == cpu::GemmPath::kAuto) path = cpu::best_quantized_gemm_path();
+    if (path == cpu::GemmPath::kAuto) path = cpu::best_gemm_path();
     return path == cpu::GemmPath::kAvx512Bf16 && bits == 4;
   }
 

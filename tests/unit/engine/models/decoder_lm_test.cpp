@@ -44,12 +44,11 @@ constexpr double kLogitTolerance = 1e-3;
 constexpr double kBf16CacheLogitTolerance = 0.15;
 constexpr double kBf16CacheGreedyMargin = 0.3;
 
-// Under the default path 4-bit layers take bf16 activations where the CPU has avx512-bf16
-// (cpu::best_quantized_gemm_path: W4A16, as GPU kernels run it), so those checkpoints are held to the BF16
-// tolerance and greedy margin there, as the forced avx512-bf16 path is.
-bool default_path_rounds_activations(const std::string& model) {
-  return cpu::best_quantized_gemm_path() == cpu::GemmPath::kAvx512Bf16 &&
-         (model.find("int4") != std::string::npos || model.find("awq") != std::string::npos);
+// The default path takes bf16 activations where the CPU has avx512-bf16 (cpu::best_gemm_path, as vLLM's CPU build
+// and GPU kernels run them), so there every checkpoint is held to the BF16 tolerance and greedy margin, as the
+// forced avx512-bf16 path is; the forced F32 paths keep the float tolerance.
+bool default_path_rounds_activations(const std::string&) {
+  return cpu::best_gemm_path() == cpu::GemmPath::kAvx512Bf16;
 }
 double default_tolerance(const std::string& model) {
   return default_path_rounds_activations(model) ? kBf16CacheLogitTolerance : kLogitTolerance;
@@ -528,10 +527,11 @@ TEST(DecoderLMInfoTest, LoadsQwen25VlWithTheLanguageModelPrefix) {
   }
   EXPECT_GT(renamed, 10);
   ASSERT_TRUE(write_safetensors(dir.path() / "model.safetensors", tensors).ok());
-  std::unique_ptr<CausalLM> hub = load("qwen2_5_vl-text");
+  std::unique_ptr<CausalLM> hub = load("qwen2_5_vl-text", DType::kF32, 64, "f32");
   LoadOptions options;
   options.num_threads = 2;
   options.kv_cache_dtype = DType::kF32;
+  options.cpu_gemm_path = "f32";  // compared with transformers at the float tolerance
   absl::StatusOr<std::unique_ptr<CausalLM>> prefixed = load_causal_lm(dir.path(), options);
   ASSERT_TRUE(prefixed.ok()) << prefixed.status();
   ASSERT_NE(hub, nullptr);

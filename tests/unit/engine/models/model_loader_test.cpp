@@ -111,7 +111,7 @@ TEST(ModelLoaderTest, NamesMissingFilesAndUnknownBackends) {
   options.kv_cache_dtype.reset();
   options.cpu_gemm_path = "amx";
   EXPECT_EQ(load_causal_lm(dir.path(), options).status().message(),
-            "unknown CPU GEMM path 'amx' (auto, avx512-bf16, avx512, avx2 or scalar)");
+            "unknown CPU GEMM path 'amx' (auto, f32, avx512-bf16, avx512, avx2 or scalar)");
   options.cpu_gemm_path = "scalar";
   EXPECT_TRUE(load_causal_lm(dir.path(), options).ok());
   options.num_threads = cpu::available_cpus() + 1;

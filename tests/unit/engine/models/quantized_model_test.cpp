@@ -71,6 +71,7 @@ TEST_P(QuantizedModelTest, LogitsAndGreedyTokensMatchTransformersOnTheQuantizedC
   LoadOptions options;
   options.num_threads = 2;
   options.kv_cache_dtype = DType::kF32;  // the reference is float32 transformers (the BF16 default is not)
+  options.cpu_gemm_path = "f32";         // nor are the default bf16 activations (decoder_lm_test holds those)
   absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(model_dir(GetParam()), options);
   ASSERT_TRUE(lm.ok()) << lm.status();
   ASSERT_TRUE((*lm)->allocate_kv_cache(64).ok());

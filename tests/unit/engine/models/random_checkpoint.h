@@ -50,8 +50,14 @@ inline std::string random_checkpoint_quantization_config(const RandomCheckpointS
                       R"(, "desc_act": )", shape.desc_act ? "true" : "false", R"(, "sym": true}, )");
 }
 
+// The config's model_type, which Hugging Face's loaders (and vLLM, which a perf script serves these with) key on.
+inline std::string random_checkpoint_model_type(const RandomCheckpointShape& shape) {
+  return shape.architecture == "LlamaForCausalLM" ? "llama" : "qwen2";
+}
+
 inline std::string random_checkpoint_config(const RandomCheckpointShape& shape) {
-  return absl::StrCat(R"({"architectures": [")", shape.architecture, R"("], "hidden_size": )", shape.hidden_size,
+  return absl::StrCat(R"({"architectures": [")", shape.architecture, R"("], "model_type": ")",
+                      random_checkpoint_model_type(shape), R"(", "hidden_size": )", shape.hidden_size,
                       R"(, "intermediate_size": )", shape.intermediate_size, R"(, "num_hidden_layers": )",
                       shape.num_layers, R"(, "num_attention_heads": )", shape.num_heads, R"(, "num_key_value_heads": )",
                       shape.num_kv_heads, R"(, "vocab_size": )", shape.vocab_size,

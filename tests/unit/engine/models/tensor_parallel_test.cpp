@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load(const std::string& name, int32_t 
   LoadOptions options;
   options.num_threads = std::max(2, tp);
   options.kv_cache_dtype = DType::kF32;
+  options.cpu_gemm_path = "f32";  // the reference numerics: compared with transformers and one rank at 1e-3
   options.tensor_parallel_size = tp;
   auto model = load_causal_lm(checkpoint(name), options);
   if (model.ok()) EXPECT_TRUE((*model)->allocate_kv_cache(32).ok());
@@ -203,6 +204,7 @@ TEST(QuantizedTensorParallel, GroupsThatCannotSplitAreOneSentenceAndActOrderSpli
   LoadOptions options;
   options.num_threads = 4;  // one per rank at most (as load() above)
   options.kv_cache_dtype = DType::kF32;
+  options.cpu_gemm_path = "f32";
   options.tensor_parallel_size = 2;
   auto plain = load_causal_lm(root / "plain", options);
   ASSERT_FALSE(plain.ok());

@@ -105,8 +105,11 @@ SamplingParams greedy(int32_t max_tokens = 16) {
 }
 
 // The references are float32 transformers' greedy tokens, so these engines keep an F32 cache unless a test asks
-// otherwise (the BF16 default is held to its own tolerance in decoder_lm_test.cpp and sized below).
+// otherwise (the BF16 default is held to its own tolerance in decoder_lm_test.cpp and sized below), and F32
+// activations: the daemon's engines take the GEMM path from $BMSERVER_CPU_GEMM, set here unless the run sets it
+// (decoder_lm_test.cpp holds the default bf16 activations to their tolerance).
 std::unique_ptr<Engine> load(const std::string& name, EngineOptions options = {}) {
+  ::setenv("BMSERVER_CPU_GEMM", "f32", /*overwrite=*/0);
   options.num_threads = 2;
   options.tensor_parallel_size = tensor_parallel_size_of(name);
   options.num_threads = std::max(options.num_threads, options.tensor_parallel_size);
