@@ -16,12 +16,14 @@ using bm::engine::emu::Case;
 using bm::engine::emu::make_paged_batch;
 using bm::engine::emu::PagedBatch;
 int failures = 0;
-// Scalar model of the prefill kernel's rounding: bf16 q, 64-key tiles, online softmax, P rounded to bf16 for PV,
-// l summed from unrounded P.
+// Scalar model of the prefill kernel's arithmetic: bf16 q, 64-key tiles, scores summed per 16 dims in float and
+// scaled by scale * log2(e), online softmax in base 2, P rounded to bf16 for PV (summed per 16 keys in float, as
+// the emulated mma does), l summed from unrounded P.
 void model_row(const float* q, const uint16_t* K, const uint16_t* V, const int32_t* table, int64_t row, int64_t kv_off,
                int D, float scale, int position, float* out) {
+  const float scale_log2 = scale * 1.4426950408889634f;
   float m = -INFINITY, l = 0;
-  std::vector<double> o(D, 0.0);
+  std::vector<float> o(D, 0.0f);
   for (int kv0 = 0; kv0 <= position; kv0 += 64) {
     float sv[64];
     float tmax = -INFINITY;
@@ -37,24 +39,31 @@ void model_row(const float* q, const uint16_t* K, const uint16_t* V, const int32
           part += cpu::bf16_to_f32(cpu::f32_to_bf16(q[j])) * cpu::bf16_to_f32(K[slot * row + kv_off + j]);
         d = d + part;
       }
-      sv[c] = d * scale;
+      sv[c] = d * scale_log2;
       tmax = std::max(tmax, sv[c]);
     }
-    float mn = std::max(m, tmax), alpha = std::exp(m - mn), sum = 0;
+    float mn = std::max(m, tmax), alpha = std::exp2(m - mn), sum = 0;
     for (int j = 0; j < D; ++j) o[j] *= alpha;
+    float pb[64];
     for (int c = 0; c < 64; ++c) {
-      if (sv[c] == -INFINITY) continue;
-      float pr = std::exp(sv[c] - mn);
+      const float pr = sv[c] == -INFINITY ? 0.0f : std::exp2(sv[c] - mn);
       sum += pr;
-      float pb = cpu::bf16_to_f32(cpu::f32_to_bf16(pr));
-      const int pos = kv0 + c;
-      const int64_t slot = int64_t{table[pos / 16]} * 16 + pos % 16;
-      for (int j = 0; j < D; ++j) o[j] += double(pb) * cpu::bf16_to_f32(V[slot * row + kv_off + j]);
+      pb[c] = cpu::bf16_to_f32(cpu::f32_to_bf16(pr));
     }
+    for (int k0 = 0; k0 < 64; k0 += 16)
+      for (int j = 0; j < D; ++j) {
+        float part = 0;
+        for (int c = k0; c < k0 + 16; ++c) {
+          const int pos = std::min(kv0 + c, position);  // masked keys have P = 0
+          const int64_t slot = int64_t{table[pos / 16]} * 16 + pos % 16;
+          part += pb[c] * cpu::bf16_to_f32(V[slot * row + kv_off + j]);
+        }
+        o[j] = o[j] + part;
+      }
     l = l * alpha + sum;
     m = mn;
   }
-  for (int j = 0; j < D; ++j) out[j] = float(o[j] / l);
+  for (int j = 0; j < D; ++j) out[j] = o[j] * (1.0f / l);
 }
 void run(const Case& c, uint32_t seed) {
   const PagedBatch b = make_paged_batch(c, seed);
