@@ -7,10 +7,16 @@
 //
 // ldmatrix reads its 16-byte row when the lane arrives, before the barrier, in both EMU_SYNC modes: as on the
 // hardware it orders nothing, so rows other lanes stored without a __syncwarp/__syncthreads first are read stale.
-// cp.async is a synchronous 16-byte copy here: the emulator cannot catch a missing cp_async_wait (the kernels
-// keep the wait right before the __syncthreads that precedes every use, where a missing barrier is caught).
+// cp.async copies land late, as they may on the hardware: the source is read at the call, but the 16 bytes reach
+// shared memory only when the issuing thread's cp_async_wait retires their group (commit groups kept per thread,
+// in order). So a missing cp_async_wait, a wait that leaves the group in flight, or a missing __syncthreads
+// between other threads' waits and the reads all leave stale (or poisoned) data and mismatch. What it cannot
+// show: a copy landing *earlier* than its wait, i.e. a slot refilled while some warp still reads it is caught only
+// through the barrier order (the refill lands at the refilling thread's next wait, after it passed the barrier).
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <vector>
 
 namespace bm::engine::cuda {
 
@@ -106,15 +112,35 @@ inline uint32_t pack_bf16x2(float lo, float hi) {
          (uint32_t{__bfloat16_as_ushort(__float2bfloat16_rn(hi))} << 16);
 }
 
+namespace emu_warp {
+struct PendingCopy {
+  void* dst;
+  unsigned char bytes[16];
+};
+struct CopyQueue {
+  std::vector<PendingCopy> open;                 // issued since the last commit
+  std::deque<std::vector<PendingCopy>> groups;  // committed, oldest first
+};
+inline CopyQueue g_copies[1024];  // per thread
+}  // namespace emu_warp
+
 inline void cp_async_16(void* dst, const void* src, bool valid) {
-  if (valid) {
-    std::memcpy(dst, src, 16);
-  } else {
-    std::memset(dst, 0, 16);
+  emu_warp::PendingCopy copy{dst, {}};
+  if (valid) std::memcpy(copy.bytes, src, 16);  // valid == false: 16 zero bytes
+  emu_warp::g_copies[emu_tid()].open.push_back(copy);
+}
+inline void cp_async_commit() {
+  auto& queue = emu_warp::g_copies[emu_tid()];
+  queue.groups.push_back(std::move(queue.open));
+  queue.open.clear();
+}
+template <int pending>
+void cp_async_wait() {
+  auto& queue = emu_warp::g_copies[emu_tid()];
+  while (static_cast<int>(queue.groups.size()) > pending) {
+    for (const auto& copy : queue.groups.front()) std::memcpy(copy.dst, copy.bytes, 16);
+    queue.groups.pop_front();
   }
 }
-inline void cp_async_commit() {}
-template <int pending>
-void cp_async_wait() {}
 
 }  // namespace bm::engine::cuda
