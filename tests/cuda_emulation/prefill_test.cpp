@@ -95,12 +95,13 @@ void run(const Case& c, uint32_t seed) {
   if (prefill_kernel && b.max_q >= cuda::kPrefillMinQueryLen) {
     int expected = 0;
     for (int s = 0; s < S; ++s)
-      if (c.q_lens[s] >= cuda::kPrefillMinQueryLen) expected += (c.q_lens[s] + 63) / 64;
+      if (c.q_lens[s] >= cuda::kPrefillMinQueryLen)
+        expected += (c.q_lens[s] + cuda::kPrefillTileRows - 1) / cuda::kPrefillTileRows;
     int previous_keys = INT32_MAX;
     bool ordered = pwork[0] == expected;
     for (int i = 0; ordered && i < pwork[0]; ++i) {
       const int s = pwork[1 + 2 * i], start = pwork[2 + 2 * i];
-      const int keys = c.seq_lens[s] - c.q_lens[s] + std::min(start + 64, c.q_lens[s]);
+      const int keys = c.seq_lens[s] - c.q_lens[s] + std::min(start + cuda::kPrefillTileRows, c.q_lens[s]);
       ordered = keys <= previous_keys;
       previous_keys = keys;
     }
@@ -179,11 +180,11 @@ int main(int argc, char** argv) {
       {32, 8, 128, true, {129}, {65}, 132, false},            // R1-Distill-Llama-8B: group 4
       // One token, the minimum prefill length and the 16-token paged-block boundaries, one batch.
       {4, 1, 64, true, {1, 8, 15, 16, 17, 31, 32, 33}, {1, 8, 15, 16, 17, 31, 32, 33}, 132, true},
-      // 64-token tile boundaries (fresh prefills) and group 2's packed-block boundaries.
+      // 128-token tile boundaries (fresh prefills) and group 2's packed-block boundaries (64 tokens).
       {4, 2, 128, true, {63, 64, 65, 127, 128, 129}, {63, 64, 65, 127, 128, 129}, 132, false},
-      // Chunked prefill: 1024 and 520 cached tokens before chunks of 16 and 8, group 7 (a chunk fills 2 blocks).
+      // Chunked prefill: 1024 and 520 cached tokens before chunks of 16 and 8, group 7 (112 and 56 packed rows).
       {7, 1, 128, true, {1040, 16, 528}, {16, 16, 8}, 132, false},
-      // Long contexts: 3966 cached + 130 new; a 1024-token fresh prefill (16 token tiles, longest first).
+      // Long contexts: 3966 cached + 130 new; a 1024-token fresh prefill (8 token tiles, longest first).
       {2, 1, 64, true, {4096}, {130}, 132, false},
       {2, 1, 128, true, {1024}, {1024}, 132, false},
       // F32 caches: the split-sequence kernel takes every row (the prefill kernel is BF16-only).

@@ -1,11 +1,12 @@
 // FlashAttention-2 style causal prefill over the paged BF16 cache, for head_dim 64 and 128, on mma.sync
 // m16n8k16 bf16 tensor-core instructions (warp_mma.cuh) with S, P and O in registers.
 //
-// Work unit: a token tile is kPrefillTileRows (64) consecutive query tokens of one sequence. Its rows for the
+// Work unit: a token tile is kPrefillTileRows (128) consecutive query tokens of one sequence. Its rows for the
 // `group` query heads sharing one KV head are packed token-major (packed row p = token p / group, head p % group),
-// and one block of 4 warps takes 64 packed rows of one KV head (GQA packing): the K/V tiles a block loads serve
-// every query head of the group, a short query chunk still fills the 64 rows, and a block's causal bound is
-// tighter (64 / group tokens). Grid: x = num_heads (KV head x / group, packed block x % group), y = token tile.
+// and one block of 8 warps takes 128 packed rows of one KV head (GQA packing): the K/V tiles a block loads serve
+// every query head of the group, a short query chunk still fills the rows, and a block's causal bound is
+// tighter (128 / group tokens). Grid: x = num_heads (KV head x / group, packed block x % group), y = token tile.
+// 128 rows per block (rather than 64) halve the K/V bytes read from L2 per FLOP (docs/performance.md).
 // A schedule kernel orders the token tiles longest (most visible keys) first, so the long tiles start before the
 // short ones fill the tail of the grid.
 //
@@ -32,14 +33,14 @@
 namespace bm::engine::cuda {
 namespace {
 
-constexpr int kRows = kPrefillTileRows;  // packed rows per block; query tokens per token tile
+constexpr int kRows = kPrefillTileRows;  // packed rows per block (16 per warp); query tokens per token tile
 constexpr int kKeys = 64;                // keys per inner tile
 constexpr int kWarps = kRows / 16;
 constexpr int kThreads = kWarps * 32;
 constexpr int kBlockTokens = 16;  // kKvBlockSize (backend.h)
 constexpr int kScheduleThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
-static_assert(kRows == 64 && kKeys == 64, "the warp and fragment mapping assumes 64 x 64 tiles");
+static_assert(kRows % 16 == 0 && kKeys == 64, "the fragment mapping assumes 16 rows per warp and 64-key tiles");
 
 struct PrefillParams {
   const float* q;
@@ -112,7 +113,9 @@ constexpr int kSmemStride = D + 8;
 
 template <int D>
 constexpr size_t shared_bytes() {
-  return size_t{4} * kKeys * kSmemStride<D> * sizeof(__nv_bfloat16);  // K and V, two stages each
+  // [stage][K | V][key][kSmemStride]; Q (kRows rows) is staged over stage 1 before the loop.
+  static_assert(kRows <= 2 * kKeys, "Q is staged in one K/V stage");
+  return size_t{4} * kKeys * kSmemStride<D> * sizeof(__nv_bfloat16);
 }
 
 template <int D>
@@ -122,8 +125,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
   constexpr int kTileElems = kKeys * kStride;
   constexpr int kChunks = D / 8;  // 16-byte pieces of a K/V row
   extern __shared__ __align__(128) unsigned char smem[];
-  __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [stage][key][kStride]
-  __nv_bfloat16* v_s = k_s + 2 * kTileElems;
+  // Stage s: K at kv_s + 2 s kTileElems, V right after it.
+  __nv_bfloat16* kv_s = reinterpret_cast<__nv_bfloat16*>(smem);
 
   if (static_cast<int32_t>(blockIdx.y) >= p.tiles[0]) return;
   const int32_t s = p.tiles[1 + 2 * blockIdx.y];
@@ -158,17 +161,17 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
       const bool valid = pos < kv_end;
       const int64_t slot = valid ? int64_t{table[pos / kBlockTokens]} * kBlockTokens + pos % kBlockTokens : 0;
       const int64_t offset = slot * p.row_size + kv_offset + c * 8;
-      const int dst = stage * kTileElems + r * kStride + c * 8;
-      cp_async_16(k_s + dst, p.k_cache + offset, valid);
-      cp_async_16(v_s + dst, p.v_cache + offset, valid);
+      __nv_bfloat16* dst = kv_s + 2 * stage * kTileElems + r * kStride + c * 8;
+      cp_async_16(dst, p.k_cache + offset, valid);
+      cp_async_16(dst + kTileElems, p.v_cache + offset, valid);
     }
   };
 
   load_kv(0, 0);
   cp_async_commit();
 
-  // Q rows (bf16) staged in the stage-1 K buffer, which tile 1's copies only overwrite after the barrier below.
-  __nv_bfloat16* q_s = k_s + kTileElems;
+  // Q rows (bf16) staged in stage 1 (K and V: 128 rows), which tile 1's copies only refill after the barrier below.
+  __nv_bfloat16* q_s = kv_s + 2 * kTileElems;
   for (int i = tid; i < kRows * (D / 4); i += kThreads) {
     const int r = i / (D / 4);
     const int c = (i % (D / 4)) * 4;
@@ -221,8 +224,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
     cp_async_wait<1>();   // this thread's copies of the tile have landed...
     __syncthreads();      // ...and everyone's
     if (warp_active && kv0 <= warp_max_position) {
-      const __nv_bfloat16* k_tile = k_s + stage * kTileElems;
-      const __nv_bfloat16* v_tile = v_s + stage * kTileElems;
+      const __nv_bfloat16* k_tile = kv_s + 2 * stage * kTileElems;
+      const __nv_bfloat16* v_tile = k_tile + kTileElems;
       // S = Q Kᵀ: 8 n-tiles of 8 keys. One ldmatrix_x4 gives B fragments of two n-tiles for one k step:
       // matrices (keys +0-7, dims +0-7), (keys +0-7, dims +8-15), (keys +8-15, dims +0-7), (keys +8-15, +8-15).
       float sc[kKeys / 8][4];
