@@ -3,7 +3,7 @@
 // fragment tables (written out below, independently of the stand-in's code), so a stand-in that used another
 // layout than the hardware's would fail; ldmatrix is checked against the same tables with the row-address pattern
 // the prefill kernel uses. Also checks that ldmatrix orders nothing: rows other lanes stored are read stale
-// without a __syncwarp first, and that cp.async copies land only at the wait. Exits 1 on any mismatch.
+// without a __syncwarp first, and that cp.async destinations are poisoned until the wait. Exits 1 on any mismatch.
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -173,8 +173,9 @@ int ldmatrix_stale_reads(bool sync) {
   return wrong;
 }
 
-// cp.async lands at the issuing thread's wait: before it the destination still holds the old bytes, after a
-// cp_async_wait<0> the copy; a group left in flight by cp_async_wait<1> has not landed; valid == false zero-fills.
+// cp.async lands at the issuing thread's wait: before it the destination holds the stand-in's 0xff poison (in
+// flight: undefined), after a cp_async_wait<0> the copy; a group left in flight by cp_async_wait<1> has not landed;
+// valid == false zero-fills.
 bool copies_land_at_the_wait() {
   alignas(16) static unsigned char dst[4][16];
   alignas(16) static const unsigned char src[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -184,11 +185,11 @@ bool copies_land_at_the_wait() {
     bm::engine::cuda::cp_async_16(dst[0], src, true);
     bm::engine::cuda::cp_async_16(dst[1], src, false);
     bm::engine::cuda::cp_async_commit();
-    right &= dst[0][0] == 0xee && dst[1][0] == 0xee;
+    right &= dst[0][0] == 0xff && dst[1][0] == 0xff && dst[2][0] == 0xee;
     bm::engine::cuda::cp_async_16(dst[2], src, true);
     bm::engine::cuda::cp_async_commit();
     bm::engine::cuda::cp_async_wait<1>();  // the first group only
-    right &= std::memcmp(dst[0], src, 16) == 0 && dst[1][0] == 0 && dst[1][15] == 0 && dst[2][0] == 0xee;
+    right &= std::memcmp(dst[0], src, 16) == 0 && dst[1][0] == 0 && dst[1][15] == 0 && dst[2][0] == 0xff;
     bm::engine::cuda::cp_async_wait<0>();
     right &= std::memcmp(dst[2], src, 16) == 0;
   });

@@ -7,12 +7,12 @@
 //
 // ldmatrix reads its 16-byte row when the lane arrives, before the barrier, in both EMU_SYNC modes: as on the
 // hardware it orders nothing, so rows other lanes stored without a __syncwarp/__syncthreads first are read stale.
-// cp.async copies land late, as they may on the hardware: the source is read at the call, but the 16 bytes reach
-// shared memory only when the issuing thread's cp_async_wait retires their group (commit groups kept per thread,
-// in order). So a missing cp_async_wait, a wait that leaves the group in flight, or a missing __syncthreads
-// between other threads' waits and the reads all leave stale (or poisoned) data and mismatch. What it cannot
-// show: a copy landing *earlier* than its wait, i.e. a slot refilled while some warp still reads it is caught only
-// through the barrier order (the refill lands at the refilling thread's next wait, after it passed the barrier).
+// cp.async: the destination's contents are undefined from the call until the issuing thread's cp_async_wait
+// retires the copy's group (commit groups kept per thread, in order). The stand-in makes both ends of that window
+// visible: the call overwrites the 16 bytes with 0xff (bf16 NaN) at once, and the copy (its source read at the
+// call) lands only at the wait. So a missing or too-shallow cp_async_wait, a missing __syncthreads between the
+// waits and the reads, and a missing __syncthreads before a buffer other warps still read is refilled all leave
+// NaN or stale data and mismatch.
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -127,6 +127,7 @@ inline CopyQueue g_copies[1024];  // per thread
 inline void cp_async_16(void* dst, const void* src, bool valid) {
   emu_warp::PendingCopy copy{dst, {}};
   if (valid) std::memcpy(copy.bytes, src, 16);  // valid == false: 16 zero bytes
+  std::memset(dst, 0xff, 16);                   // in flight: undefined until the wait
   emu_warp::g_copies[emu_tid()].open.push_back(copy);
 }
 inline void cp_async_commit() {
