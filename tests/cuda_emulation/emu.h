@@ -1,6 +1,7 @@
 #pragma once
 // Host SIMT emulator: every CUDA thread of a block is a fiber (ucontext) and only ONE runs at a time (cooperative
-// scheduler): a thread runs until it reaches a sync point (__syncthreads, __syncwarp, shuffle, wmma op), then the next
+// scheduler): a thread runs until it reaches a sync point (__syncthreads, __syncwarp, shuffle, wmma op, mma/ldmatrix of
+// inc/engine/backend/cuda/warp_mma.cuh), then the next
 // runnable thread (order: EMU_ORDER=fwd|rev|rand) runs. Results that depend on the order expose races; a barrier no
 // thread can pass is reported as a deadlock.
 //
