@@ -5,8 +5,8 @@
 // the prefill kernel uses. Also checks that ldmatrix orders nothing: rows other lanes stored are read stale
 // without a __syncwarp first, and that cp.async destinations are poisoned until the wait. Exits 1 on any mismatch.
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -140,9 +140,10 @@ void check_product(uint32_t seed) {
         }
       }
   }
-  std::printf("seed %u: mma from the PTX tables, via ldmatrix, via ldmatrix.trans: max error %.2e of sum|a*b| "
-              "(tolerance 1e-6), %d fragment/result mismatches: %s\n",
-              seed, worst, bad, bad ? "FAIL" : "ok");
+  std::printf(
+      "seed %u: mma from the PTX tables, via ldmatrix, via ldmatrix.trans: max error %.2e of sum|a*b| "
+      "(tolerance 1e-6), %d fragment/result mismatches: %s\n",
+      seed, worst, bad, bad ? "FAIL" : "ok");
   failures += bad != 0;
 }
 
@@ -163,7 +164,8 @@ int ldmatrix_stale_reads(bool sync) {
     ldmatrix_x4(r, tile + (lane % 16) * 16 + (lane / 16) * 8);
     for (int j = 0; j < 4; ++j) {
       const Cell lo = a_cell(lane, 2 * j);
-      if (r[j] != pair(static_cast<uint16_t>(lo.row * 16 + lo.col + 1), static_cast<uint16_t>(lo.row * 16 + lo.col + 2)))
+      if (r[j] !=
+          pair(static_cast<uint16_t>(lo.row * 16 + lo.col + 1), static_cast<uint16_t>(lo.row * 16 + lo.col + 2)))
         ++wrong;
     }
     __syncwarp();

@@ -220,9 +220,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
   int stage = 0;
   for (int32_t kv0 = 0; kv0 < kv_end; kv0 += kKeys, stage ^= 1) {
     if (kv0 + kKeys < kv_end) load_kv(kv0 + kKeys, stage ^ 1);
-    cp_async_commit();    // possibly empty: keeps "all but the newest group" meaning "this tile"
-    cp_async_wait<1>();   // this thread's copies of the tile have landed...
-    __syncthreads();      // ...and everyone's
+    cp_async_commit();   // possibly empty: keeps "all but the newest group" meaning "this tile"
+    cp_async_wait<1>();  // this thread's copies of the tile have landed...
+    __syncthreads();     // ...and everyone's
     if (warp_active && kv0 <= warp_max_position) {
       const __nv_bfloat16* k_tile = kv_s + 2 * stage * kTileElems;
       const __nv_bfloat16* v_tile = k_tile + kTileElems;
@@ -326,7 +326,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(PrefillParams p) {
     const float inverse = 1.0f / l[h];
 #pragma unroll
     for (int n = 0; n < D / 8; ++n)
-      *reinterpret_cast<float2*>(out_row + n * 8 + 2 * t) = make_float2(o[n][2 * h] * inverse, o[n][2 * h + 1] * inverse);
+      *reinterpret_cast<float2*>(out_row + n * 8 + 2 * t) =
+          make_float2(o[n][2 * h] * inverse, o[n][2 * h + 1] * inverse);
   }
 }
 

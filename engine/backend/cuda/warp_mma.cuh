@@ -53,8 +53,7 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 // and reads nothing (src must still be a valid address).
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
   const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-               "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src), "r"(src_bytes));
 }
 
 __device__ __forceinline__ void cp_async_commit() {

@@ -118,7 +118,7 @@ struct PendingCopy {
   unsigned char bytes[16];
 };
 struct CopyQueue {
-  std::vector<PendingCopy> open;                 // issued since the last commit
+  std::vector<PendingCopy> open;                // issued since the last commit
   std::deque<std::vector<PendingCopy>> groups;  // committed, oldest first
 };
 inline CopyQueue g_copies[1024];  // per thread
