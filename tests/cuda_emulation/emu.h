@@ -1,7 +1,8 @@
 #pragma once
 // Host SIMT emulator: every CUDA thread of a block is a fiber (ucontext) and only ONE runs at a time (cooperative
-// scheduler): a thread runs until it reaches a sync point (__syncthreads, __syncwarp, shuffle, wmma op), then the next
-// runnable thread (order: EMU_ORDER=fwd|rev|rand) runs. Results that depend on the order expose races; a barrier no
+// scheduler): a thread runs until it reaches a sync point (__syncthreads, __syncwarp, shuffle, wmma op, the mma and
+// ldmatrix of inc/engine/backend/cuda/warp_mma.cuh), then the next runnable thread (order: EMU_ORDER=fwd|rev|rand)
+// runs. Results that depend on the order expose races; a barrier no
 // thread can pass is reported as a deadlock.
 //
 // EMU_SYNC=explicit: only __syncthreads and __syncwarp (and shuffles, which must meet to exchange values) are sync

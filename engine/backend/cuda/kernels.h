@@ -112,8 +112,8 @@ inline constexpr int32_t kPrefillMinQueryLen = 8;
 // True when launch_attention_prefill handles this shape (BF16 cache, head_dim 64 or 128).
 bool prefill_kernel_supports(bool bf16_cache, int32_t head_dim);
 
-// Query rows per prefill tile (one thread block per tile and head).
-inline constexpr int32_t kPrefillTileRows = 64;
+// Query tokens per prefill tile; one thread block takes this many (token, head) rows of a GQA group.
+inline constexpr int32_t kPrefillTileRows = 128;
 
 // The prefill kernel's tile list (built on the device from query_starts): 1 + 2 * tiles int32.
 struct PrefillWorkspace {
@@ -122,8 +122,8 @@ struct PrefillWorkspace {
 };
 int64_t attention_prefill_workspace_ints(int32_t num_tokens, int32_t num_seqs);
 
-// Flash-attention style prefill over the paged cache on bf16 tensor cores (WMMA m16n16k16, f32 accumulators,
-// online softmax); handles the rows of sequences whose query length is >= kPrefillMinQueryLen.
+// FlashAttention-2 style prefill over the paged cache on bf16 tensor cores (mma.sync m16n8k16, S, P and O in
+// registers, online softmax); handles the rows of sequences whose query length is >= kPrefillMinQueryLen.
 void launch_attention_prefill(const float* q, const KvCachePtr& cache, const AttentionBatchPtr& batch,
                               const AttentionDims& dims, const PrefillWorkspace& workspace, float* out,
                               cudaStream_t stream);
