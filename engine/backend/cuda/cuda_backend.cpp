@@ -544,6 +544,28 @@ void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_
   launch_store_kv(f32(k), f32(v), k.rows, i32(slot_mapping), view, stream_);
 }
 
+void CudaBackend::rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                                const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) {
+  const KvCachePtr view = kv_ptr(cache);
+  const int64_t hd = shape.head_dim, q_size = int64_t{shape.num_heads} * hd;
+  BM_CHECK(hd > 0 && hd % 2 == 0 && view.row_size == int64_t{shape.num_kv_heads} * hd);
+  BM_CHECK(qkv.cols == q_size + 2 * view.row_size && q_out.rows == qkv.rows && q_out.cols == q_size);
+  BM_CHECK(slot_mapping.num_elements() == qkv.rows && bytes_of(q_out) != bytes_of(qkv));
+  RotaryPtr rotary;
+  if (angles.from_table()) {
+    BM_CHECK(angles.cos.rows == qkv.rows && angles.cos.cols == hd / 2 && same_shape(angles.cos, angles.sin));
+    rotary.cos = f32(angles.cos);
+    rotary.sin = f32(angles.sin);
+  } else {
+    BM_CHECK(angles.positions.num_elements() == qkv.rows && angles.inv_freq.num_elements() == hd / 2);
+    rotary.positions = i32(angles.positions);
+    rotary.inv_freq = f32(angles.inv_freq);
+  }
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_rope_store_kv(f32(qkv), qkv.rows, shape.num_heads, hd, rotary, i32(slot_mapping), view, f32(q_out), stream_);
+}
+
 void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
                                   const AttentionShape& shape, const Tensor& out) {
   const KvCachePtr view = kv_ptr(cache);
@@ -590,6 +612,13 @@ void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& o
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_silu_mul(f32(gate), f32(up), gate.num_elements(), f32(out), stream_);
+}
+
+void CudaBackend::silu_mul_fused(const Tensor& gate_up, const Tensor& out) {
+  BM_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols && bytes_of(gate_up) != bytes_of(out));
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_silu_mul_fused(f32(gate_up), out.rows, out.cols, f32(out), stream_);
 }
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
