@@ -106,6 +106,9 @@ struct RotaryAngles {
 class StepGraph {
  public:
   virtual ~StepGraph() = default;
+  // What the replay launches: the graph's nodes (kernels, copies, memsets) on a GPU, the recorded ops on a host
+  // backend. What issue 21's fused decode step is counted in (bm_backend_ops_bench).
+  virtual int64_t num_nodes() const = 0;
 };
 
 // Memory of the device a backend allocates from (host RAM for the CPU backend).

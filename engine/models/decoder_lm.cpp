@@ -31,8 +31,7 @@ enum Scratch : size_t {
   kAttentionOut,
   kGate,
   kUp,
-  kQkv,     // the fused q|k|v projection's output
-  kGateUp,  // the fused gate|up projection's output
+  kFused,  // the fused q|k|v projection's output, later the fused gate|up one's (never live at once)
   kLastHidden,
   kLogits,
   // Sampling candidates (forward_candidates).
@@ -186,8 +185,8 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
       {kAttentionOut, DType::kF32, n, q_size},
       {kGate, DType::kF32, n, ff},
       {kUp, DType::kF32, split_gate_up, ff},
-      {kQkv, DType::kF32, layouts_.fused_qkv ? n : 0, q_size + 2 * kv_size},
-      {kGateUp, DType::kF32, layouts_.fused_gate_up ? n : 0, 2 * ff},
+      {kFused, DType::kF32, n,
+       std::max(layouts_.fused_qkv ? q_size + 2 * kv_size : 0, layouts_.fused_gate_up ? 2 * ff : 0)},
       {kLastHidden, DType::kF32, num_logits, spec_.hidden_size},
       {kLogits, DType::kF32, num_logits, spec_.vocab_size},
   };
@@ -215,8 +214,8 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
   tensors.attention_out = views[kAttentionOut];
   tensors.gate = views[kGate];
   tensors.up = views[kUp];
-  tensors.qkv = views[kQkv];
-  tensors.gate_up = views[kGateUp];
+  tensors.qkv = views[kFused].reshaped(layouts_.fused_qkv ? n : 0, q_size + 2 * kv_size);
+  tensors.gate_up = views[kFused].reshaped(layouts_.fused_gate_up ? n : 0, 2 * ff);
   tensors.last_hidden = views[kLastHidden];
   tensors.logits = views[kLogits];
   return tensors;
@@ -456,6 +455,32 @@ absl::Status DecoderLM::last_logits_rows(std::span<const int32_t> rows, std::vec
         std::as_writable_bytes(std::span(out).subspan(i * static_cast<size_t>(vocab), static_cast<size_t>(vocab))));
   }
   return backend_->device_status();
+}
+
+absl::StatusOr<int64_t> DecoderLM::decode_layer_nodes(int32_t num_seqs) {
+  if (num_seqs < 1) return absl::InvalidArgumentError("a decode step has at least one sequence");
+  if (kv_cache_.empty()) return absl::FailedPreconditionError("decode_layer_nodes called before allocate_kv_cache");
+  if (!backend_->records_steps())
+    return absl::UnimplementedError(
+        absl::StrCat("the ", std::string(backend_->name()), " backend cannot record decode steps"));
+  // Padding rows only (slot -1), as capture_decode_graphs records them: no sequence's cache is touched.
+  const DecodeGraphShape shape{num_seqs, kBlockSize};
+  absl::StatusOr<StepTensors> tensors = step_tensors(scratch_, num_seqs, num_seqs, num_seqs, shape.blocks_per_seq());
+  if (!tensors.ok()) return tensors.status();
+  StepTensors& t = *tensors;
+  t.attention.max_query_len = 1;
+  t.attention.max_seq_len = shape.max_seq_len;
+  const PaddedDecodeInputs in = DecodeGraphs::pad(StepInputs{}, {}, shape);
+  upload_tables(t, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts, in.seq_lens,
+                in.block_tables);
+  compute(t);  // the dry run: a capture can neither grow the backend's scratch nor time GEMM shapes
+  if (absl::Status begun = backend_->begin_capture(); !begun.ok()) return begun;
+  run_layer(std::min(1, spec_.num_layers - 1), t);  // a layer after the first: its norm adds the residual
+  absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
+  if (!graph.ok()) return graph.status();
+  backend_->synchronize();
+  if (absl::Status device = backend_->device_status(); !device.ok()) return device;
+  return (*graph)->num_nodes();
 }
 
 DecodeGraphStats DecoderLM::decode_graph_stats() const {

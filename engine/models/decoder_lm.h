@@ -38,6 +38,7 @@ class DecoderLM final : public CausalLM {
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   absl::Status capture_decode_graphs(std::chrono::milliseconds budget) override;
   DecodeGraphStats decode_graph_stats() const override;
+  absl::StatusOr<int64_t> decode_layer_nodes(int32_t num_seqs) override;
 
   // Tensor parallelism: this model is one rank of a group (its spec and weights a shard, decoder_weights.h), and
   // sums the partial outputs of its row-parallel layers with the other ranks through `comm` (not owned; null: one

@@ -95,6 +95,7 @@ MemoryInfo host_memory_info() {
 
 struct RecordedStep final : StepGraph {
   std::vector<std::function<void()>> ops;
+  int64_t num_nodes() const override { return static_cast<int64_t>(ops.size()); }
 };
 
 class CpuBackend final : public Backend {

@@ -166,8 +166,8 @@ namespace {
 
 class CudaStepGraph final : public StepGraph {
  public:
-  CudaStepGraph(cudaGraphExec_t exec, int device, std::shared_ptr<DeviceErrors> errors)
-      : exec_(exec), device_(device), errors_(std::move(errors)) {}
+  CudaStepGraph(cudaGraphExec_t exec, int64_t num_nodes, int device, std::shared_ptr<DeviceErrors> errors)
+      : exec_(exec), num_nodes_(num_nodes), device_(device), errors_(std::move(errors)) {}
   ~CudaStepGraph() override {
     const ScopedDeviceErrors sink(errors_.get());
     cudaSetDevice(device_);
@@ -175,9 +175,11 @@ class CudaStepGraph final : public StepGraph {
     if (error != cudaErrorCudartUnloading) BM_CUDA_OK(error);
   }
   cudaGraphExec_t exec() const { return exec_; }
+  int64_t num_nodes() const override { return num_nodes_; }
 
  private:
   cudaGraphExec_t exec_;
+  int64_t num_nodes_;
   int device_;
   std::shared_ptr<DeviceErrors> errors_;
 };
@@ -228,6 +230,11 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
     if (why.empty()) why = ended != cudaSuccess ? describe(ended) : "no graph was returned";
     return absl::InternalError(absl::StrCat("the CUDA graph capture failed (the device is fine): ", why));
   }
+  size_t num_nodes = 0;
+  if (!BM_CUDA_OK(cudaGraphGetNodes(graph, nullptr, &num_nodes))) {  // a null array: the count alone
+    cudaGraphDestroy(graph);
+    return device_status();
+  }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
@@ -235,7 +242,8 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
     cudaGetLastError();
     return absl::InternalError(absl::StrCat("cannot instantiate the captured CUDA graph: ", describe(instantiated)));
   }
-  return std::unique_ptr<StepGraph>(std::make_unique<CudaStepGraph>(exec, device_, errors_));
+  return std::unique_ptr<StepGraph>(
+      std::make_unique<CudaStepGraph>(exec, static_cast<int64_t>(num_nodes), device_, errors_));
 }
 
 void CudaBackend::replay(const StepGraph& graph) {
