@@ -478,6 +478,34 @@ class CaptureFailingBackend final : public Backend {
 // A capture that fails (docs/cuda-backend.md, "Decode graphs") turns graphs off for the model and the steps run
 // eager: the step that tried to record still returns its (eager) logits, nothing reports a device failure, and
 // every later decode step matches an eager model bit for bit.
+// What one decode layer records (issue 21's fused decode step, counted as bm_backend_ops_bench prints it): fused,
+// the three q/k/v GEMMs become one and rope × 2 + store_kv one rope_store_kv, gate and up one GEMM — 5 ops fewer,
+// within the issue's 10 — for a model with biases (Qwen2) and one without (Llama); quantized projections stay
+// apart, so a GPTQ layer records what an unfused one does.
+TEST(DecoderLMGraphTest, AFusedDecodeLayerRecordsFiveOpsFewer) {
+  for (const std::string model : {"qwen2-tied", "llama3", "qwen2-gptq-int4"}) {
+    SCOPED_TRACE(model);
+    int64_t nodes[2] = {0, 0};
+    for (const bool fused : {false, true}) {
+      LoadOptions options;
+      options.num_threads = 2;
+      options.fuse_projections = fused;
+      absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(models_dir() / model, options);
+      ASSERT_TRUE(lm.ok()) << lm.status();
+      ASSERT_TRUE((*lm)->allocate_kv_cache(8).ok());
+      absl::StatusOr<int64_t> counted = (*lm)->decode_layer_nodes(2);
+      ASSERT_TRUE(counted.ok()) << counted.status();
+      nodes[fused] = *counted;
+    }
+    if (model == "qwen2-gptq-int4") {
+      EXPECT_EQ(nodes[true], nodes[false]);
+    } else {
+      EXPECT_EQ(nodes[true], nodes[false] - 5);
+      EXPECT_LE(nodes[true], 10);
+    }
+  }
+}
+
 TEST(DecoderLMGraphTest, AFailedCaptureTurnsGraphsOffAndStepsRunEager) {
   const std::filesystem::path dir = models_dir() / "llama3";
   absl::StatusOr<ModelConfig> config = read_model_config(dir);
