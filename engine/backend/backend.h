@@ -92,10 +92,23 @@ struct AttentionShape {
   float scale = 1.0f;  // usually 1 / sqrt(head_dim)
 };
 
+// The angles of a rotary embedding (Backend::rope_store_kv): positions × inv_freq as rope() computes them, or, when
+// cos is set, per-token cosine and sine tables as rope_table() reads them (the decoder's M-RoPE).
+struct RotaryAngles {
+  Tensor positions;  // [1, n] I32
+  Tensor inv_freq;   // [1, head_dim / 2] F32
+  Tensor cos, sin;   // [n, head_dim / 2] F32; empty (buffer null) for positions × inv_freq
+
+  bool from_table() const { return cos.buffer != nullptr; }
+};
+
 // A recorded sequence of ops (Backend::end_capture), replayed as a whole (a CUDA graph on the GPU).
 class StepGraph {
  public:
   virtual ~StepGraph() = default;
+  // What the replay launches: the graph's nodes (kernels, copies, memsets) on a GPU, the recorded ops on a host
+  // backend. What issue 21's fused decode step is counted in (bm_backend_ops_bench).
+  virtual int64_t num_nodes() const = 0;
 };
 
 // Memory of the device a backend allocates from (host RAM for the CPU backend).
@@ -181,6 +194,12 @@ class Backend {
   // Writes the new tokens' K and V rows ([n, kv_heads * head_dim] F32) into cache row slot_mapping[t]; a
   // negative slot is skipped (the padding rows of a captured step).
   virtual void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) = 0;
+  // q, k and v from one GEMM (the model's fused q/k/v weight) into attention's inputs in one pass: qkv [n, (num_heads
+  // + 2 * num_kv_heads) * head_dim] F32, each row q | k | v. q_out [n, num_heads * head_dim] F32 = q rotated; k
+  // rotated and v go to cache row slot_mapping[t] (negative: skipped, as store_kv). The same arithmetic as rope() —
+  // rope_table() when angles.from_table() — on q and k, then store_kv(). qkv is only read.
+  virtual void rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                             const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) = 0;
   // Causal attention over the paged cache, for prefill chunks and decode alike: query row t of sequence s sits at
   // position seq_lens[s] - (query_starts[s+1] - query_starts[s]) + (t - query_starts[s]) and attends to cache
   // positions [0, that position]. q, out [n, num_heads * head_dim] F32. The cache must already hold this step's
@@ -189,6 +208,9 @@ class Backend {
                                const AttentionShape& shape, const Tensor& out) = 0;
   // out = silu(gate) * up, elementwise. [n, d] F32; out may alias gate or up.
   virtual void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // silu_mul on the MLP's gate and up from one GEMM (the fused gate/up weight): out[t, i] = silu(gate_up[t, i]) *
+  // gate_up[t, d + i], the same arithmetic. gate_up [n, 2d] F32; out [n, d] F32, not aliasing gate_up.
+  virtual void silu_mul_fused(const Tensor& gate_up, const Tensor& out) = 0;
   // out = a + b, elementwise F32; out may alias a or b (the residual stream).
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out[r] = x[row_ids[r]] (picks the rows that need logits). x [n, d] F32; row_ids [1, r]; out [r, d].

@@ -150,6 +150,13 @@ class CausalLM {
   // does nothing; an error is a device fault.
   virtual absl::Status capture_decode_graphs(std::chrono::milliseconds /*budget*/) { return absl::OkStatus(); }
   virtual DecodeGraphStats decode_graph_stats() const { return {}; }
+  // What one decoder layer of a decode step of num_seqs sequences (padding rows) records — the nodes of its step
+  // graph (StepGraph::num_nodes: kernels and copies on a GPU, ops on the CPU backend) — for the benchmarks that
+  // count launches (issue 21: at most 10 kernel nodes per layer). Call after allocate_kv_cache; it runs the step
+  // once first (as a capture does). Unimplemented where the model or its backend records no steps.
+  virtual absl::StatusOr<int64_t> decode_layer_nodes(int32_t /*num_seqs*/) {
+    return absl::UnimplementedError("this model does not record decode steps");
+  }
 
   // Multimodal models. media_support: OK when the model encodes images and videos here, else FailedPrecondition
   // saying why. prepare_media: checks a prompt's pad-token runs against its media (null `media`: none) and computes

@@ -31,6 +31,7 @@ enum Scratch : size_t {
   kAttentionOut,
   kGate,
   kUp,
+  kFused,  // the fused q|k|v projection's output, later the fused gate|up one's (never live at once)
   kLastHidden,
   kLogits,
   // Sampling candidates (forward_candidates).
@@ -123,6 +124,10 @@ DecoderLM::DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::un
   info_.weight_bytes = weights_->num_bytes;
   info_.decode_read_bytes = decode_read_weight_bytes(spec_, weights_->num_bytes, weights_->embed_tokens.num_bytes());
   if (spec_.quantization) info_.quantization = quant_scheme_name(*spec_.quantization);
+  for (const LayerWeights& layer : weights_->layers) {
+    (layer.qkv.present() ? layouts_.fused_qkv : layouts_.split_qkv) = true;
+    (layer.gate_up.present() ? layouts_.fused_gate_up : layouts_.split_gate_up) = true;
+  }
 }
 
 absl::Status DecoderLM::allocate_kv_cache(int32_t num_blocks) {
@@ -166,17 +171,22 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
                                                                int32_t blocks_per_seq) {
   const int64_t q_size = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_size = int64_t{spec_.num_kv_heads} * spec_.head_dim;
+  const int64_t ff = spec_.intermediate_size;
   const StepIntLayout layout = StepIntLayout::of(n, num_logits, num_seqs, blocks_per_seq);
+  // Rows only for the projections' forms some layer has (fused, or apart for quantized layers).
+  const int64_t split_qkv = layouts_.split_qkv ? n : 0, split_gate_up = layouts_.split_gate_up ? n : 0;
   const ScratchShape shapes[] = {
       {kStepInts, DType::kI32, 1, layout.total},
       {kX, DType::kF32, n, spec_.hidden_size},
       {kH, DType::kF32, n, spec_.hidden_size},
       {kQ, DType::kF32, n, q_size},
-      {kK, DType::kF32, n, kv_size},
-      {kV, DType::kF32, n, kv_size},
+      {kK, DType::kF32, split_qkv, kv_size},
+      {kV, DType::kF32, split_qkv, kv_size},
       {kAttentionOut, DType::kF32, n, q_size},
-      {kGate, DType::kF32, n, spec_.intermediate_size},
-      {kUp, DType::kF32, n, spec_.intermediate_size},
+      {kGate, DType::kF32, n, ff},
+      {kUp, DType::kF32, split_gate_up, ff},
+      {kFused, DType::kF32, n,
+       std::max(layouts_.fused_qkv ? q_size + 2 * kv_size : 0, layouts_.fused_gate_up ? 2 * ff : 0)},
       {kLastHidden, DType::kF32, num_logits, spec_.hidden_size},
       {kLogits, DType::kF32, num_logits, spec_.vocab_size},
   };
@@ -204,6 +214,8 @@ absl::StatusOr<DecoderLM::StepTensors> DecoderLM::step_tensors(std::vector<Scrat
   tensors.attention_out = views[kAttentionOut];
   tensors.gate = views[kGate];
   tensors.up = views[kUp];
+  tensors.qkv = views[kFused].reshaped(layouts_.fused_qkv ? n : 0, q_size + 2 * kv_size);
+  tensors.gate_up = views[kFused].reshaped(layouts_.fused_gate_up ? n : 0, 2 * ff);
   tensors.last_hidden = views[kLastHidden];
   tensors.logits = views[kLogits];
   return tensors;
@@ -261,27 +273,41 @@ void DecoderLM::run_layer(int32_t index, const StepTensors& t) {
     b.rms_norm(t.x, layer.input_norm, spec_.rms_norm_eps, t.h);
   else
     b.add_rms_norm(t.x, t.h, layer.input_norm, spec_.rms_norm_eps, t.h);
-  apply_linear(b, t.h, layer.q, t.q);
-  apply_linear(b, t.h, layer.k, t.k);
-  apply_linear(b, t.h, layer.v, t.v);
-  if (t.mrope) {
-    b.rope_table(t.q, t.rotary_cos, t.rotary_sin, spec_.head_dim);
-    b.rope_table(t.k, t.rotary_cos, t.rotary_sin, spec_.head_dim);
-  } else {
-    b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
-    b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
-  }
-  b.store_kv(t.k, t.v, t.slot_mapping, kv_cache_[static_cast<size_t>(index)]);
   const AttentionShape shape{spec_.num_heads, spec_.num_kv_heads, spec_.head_dim,
                              1.0f / std::sqrt(static_cast<float>(spec_.head_dim))};
-  b.paged_attention(t.q, kv_cache_[static_cast<size_t>(index)], t.attention, shape, t.attention_out);
+  const KvCacheLayer& cache = kv_cache_[static_cast<size_t>(index)];
+  if (layer.qkv.present()) {
+    // One GEMM for q|k|v, then one op rotates q into t.q and k into the cache beside v.
+    apply_linear(b, t.h, layer.qkv, t.qkv);
+    const RotaryAngles angles = t.mrope ? RotaryAngles{{}, {}, t.rotary_cos, t.rotary_sin}
+                                        : RotaryAngles{t.positions, inv_freq_, {}, {}};
+    b.rope_store_kv(t.qkv, angles, shape, t.slot_mapping, cache, t.q);
+  } else {
+    apply_linear(b, t.h, layer.q, t.q);
+    apply_linear(b, t.h, layer.k, t.k);
+    apply_linear(b, t.h, layer.v, t.v);
+    if (t.mrope) {
+      b.rope_table(t.q, t.rotary_cos, t.rotary_sin, spec_.head_dim);
+      b.rope_table(t.k, t.rotary_cos, t.rotary_sin, spec_.head_dim);
+    } else {
+      b.rope(t.q, t.positions, inv_freq_, spec_.head_dim);
+      b.rope(t.k, t.positions, inv_freq_, spec_.head_dim);
+    }
+    b.store_kv(t.k, t.v, t.slot_mapping, cache);
+  }
+  b.paged_attention(t.q, cache, t.attention, shape, t.attention_out);
   apply_linear(b, t.attention_out, layer.o, t.h);
   if (comm_ != nullptr) b.all_reduce_sum(t.h, *comm_);  // o_proj is row-parallel: each rank holds a partial sum
   // MLP block: x += down(silu(gate(h)) * up(h)), the add left to the next layer's first norm (or run_step).
   b.add_rms_norm(t.x, t.h, layer.post_attention_norm, spec_.rms_norm_eps, t.h);
-  apply_linear(b, t.h, layer.gate, t.gate);
-  apply_linear(b, t.h, layer.up, t.up);
-  b.silu_mul(t.gate, t.up, t.gate);
+  if (layer.gate_up.present()) {
+    apply_linear(b, t.h, layer.gate_up, t.gate_up);
+    b.silu_mul_fused(t.gate_up, t.gate);
+  } else {
+    apply_linear(b, t.h, layer.gate, t.gate);
+    apply_linear(b, t.h, layer.up, t.up);
+    b.silu_mul(t.gate, t.up, t.gate);
+  }
   apply_linear(b, t.gate, layer.down, t.h);
   if (comm_ != nullptr) b.all_reduce_sum(t.h, *comm_);  // so is down_proj
 }
@@ -429,6 +455,32 @@ absl::Status DecoderLM::last_logits_rows(std::span<const int32_t> rows, std::vec
         std::as_writable_bytes(std::span(out).subspan(i * static_cast<size_t>(vocab), static_cast<size_t>(vocab))));
   }
   return backend_->device_status();
+}
+
+absl::StatusOr<int64_t> DecoderLM::decode_layer_nodes(int32_t num_seqs) {
+  if (num_seqs < 1) return absl::InvalidArgumentError("a decode step has at least one sequence");
+  if (kv_cache_.empty()) return absl::FailedPreconditionError("decode_layer_nodes called before allocate_kv_cache");
+  if (!backend_->records_steps())
+    return absl::UnimplementedError(
+        absl::StrCat("the ", std::string(backend_->name()), " backend cannot record decode steps"));
+  // Padding rows only (slot -1), as capture_decode_graphs records them: no sequence's cache is touched.
+  const DecodeGraphShape shape{num_seqs, kBlockSize};
+  absl::StatusOr<StepTensors> tensors = step_tensors(scratch_, num_seqs, num_seqs, num_seqs, shape.blocks_per_seq());
+  if (!tensors.ok()) return tensors.status();
+  StepTensors& t = *tensors;
+  t.attention.max_query_len = 1;
+  t.attention.max_seq_len = shape.max_seq_len;
+  const PaddedDecodeInputs in = DecodeGraphs::pad(StepInputs{}, {}, shape);
+  upload_tables(t, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts, in.seq_lens,
+                in.block_tables);
+  compute(t);  // the dry run: a capture can neither grow the backend's scratch nor time GEMM shapes
+  if (absl::Status begun = backend_->begin_capture(); !begun.ok()) return begun;
+  run_layer(std::min(1, spec_.num_layers - 1), t);  // a layer after the first: its norm adds the residual
+  absl::StatusOr<std::unique_ptr<StepGraph>> graph = backend_->end_capture();
+  if (!graph.ok()) return graph.status();
+  backend_->synchronize();
+  if (absl::Status device = backend_->device_status(); !device.ok()) return device;
+  return (*graph)->num_nodes();
 }
 
 DecodeGraphStats DecoderLM::decode_graph_stats() const {

@@ -38,6 +38,7 @@ class DecoderLM final : public CausalLM {
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   absl::Status capture_decode_graphs(std::chrono::milliseconds budget) override;
   DecodeGraphStats decode_graph_stats() const override;
+  absl::StatusOr<int64_t> decode_layer_nodes(int32_t num_seqs) override;
 
   // Tensor parallelism: this model is one rank of a group (its spec and weights a shard, decoder_weights.h), and
   // sums the partial outputs of its row-parallel layers with the other ranks through `comm` (not owned; null: one
@@ -69,12 +70,19 @@ class DecoderLM final : public CausalLM {
     Tensor token_ids, positions, slot_mapping, logits_rows;
     AttentionMetadata attention;
     Tensor x, h, q, k, v, attention_out, gate, up;
+    Tensor qkv, gate_up;  // the fused projections' outputs (LayerWeights)
     Tensor last_hidden, logits;
     // Multimodal steps: media rows spliced into x after the embedding lookup, and with `mrope` the per-token
     // rotary table [n, head_dim / 2] (cos, sin) instead of the 1-D RoPE of `positions`.
     std::span<const EmbeddingSplice> splices;
     bool mrope = false;
     Tensor rotary_cos, rotary_sin;
+  };
+
+  // Which forms of the q/k/v and gate/up projections the layers have (LayerWeights: fused, or apart where
+  // quantized), so that a step's scratch holds the outputs of those only.
+  struct ProjectionLayouts {
+    bool fused_qkv = false, split_qkv = false, fused_gate_up = false, split_gate_up = false;
   };
 
   DecoderLM(DecoderSpec spec, std::unique_ptr<Backend> backend, std::unique_ptr<DecoderWeights> weights,
@@ -108,6 +116,7 @@ class DecoderLM final : public CausalLM {
   CausalLMInfo info_;
   std::unique_ptr<Buffer> rope_table_;
   Tensor inv_freq_;
+  ProjectionLayouts layouts_;
   int32_t num_kv_blocks_ = 0;
   std::vector<std::unique_ptr<Buffer>> kv_buffers_;
   std::vector<KvCacheLayer> kv_cache_;

@@ -1,5 +1,6 @@
 #include "engine/models/decoder_weights.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <optional>
@@ -27,15 +28,12 @@ struct Slice {
   bool columns = false;
 };
 
-// One tensor to load: where it comes from, the shape it must have in the checkpoint, the slice this rank holds,
-// and where its view goes.
-struct Placement {
+// One checkpoint tensor to load: where it comes from, the shape it must have in the checkpoint and the slice this
+// rank holds.
+struct Part {
   std::string name;
   std::vector<int64_t> shape;
-  Tensor* destination;
   const TensorInfo* source = nullptr;
-  int64_t offset = 0;
-  bool linear_weight = false;  // read only by Backend::linear, so the backend may pack it
   Slice slice;
 
   int64_t rows() const { return shape.size() == 2 ? shape[0] : 1; }
@@ -60,6 +58,41 @@ struct Placement {
   }
 };
 
+// One backend tensor: its parts one after the other (matrices stacked by rows, vectors joined) — one part, but for
+// the fused weights (q|k|v, gate|up and their biases) — and where its view goes.
+struct Placement {
+  std::vector<Part> parts;
+  Tensor* destination;
+  int64_t offset = 0;
+  bool linear_weight = false;  // read only by Backend::linear, so the backend may pack it
+
+  DType dtype() const { return parts.front().source->dtype; }
+  bool is_vector() const { return parts.front().shape.size() == 1; }
+  int64_t held_rows() const {
+    if (is_vector()) return 1;
+    int64_t rows = 0;
+    for (const Part& part : parts) rows += part.held_rows();
+    return rows;
+  }
+  int64_t held_cols() const {
+    if (!is_vector()) return parts.front().held_cols();
+    int64_t cols = 0;
+    for (const Part& part : parts) cols += part.held_cols();
+    return cols;
+  }
+  // The held bytes of every part, in order: a part's own (held_bytes) when there is one, else joined in `joined`
+  // (a fused weight is stacked on the host so that the backend lays it out as one matrix: the CPU backend packs it).
+  std::span<const std::byte> held_bytes(std::vector<std::byte>& scratch, std::vector<std::byte>& joined) const {
+    if (parts.size() == 1) return parts.front().held_bytes(scratch);
+    joined.clear();
+    for (const Part& part : parts) {
+      const std::span<const std::byte> bytes = part.held_bytes(scratch);
+      joined.insert(joined.end(), bytes.begin(), bytes.end());
+    }
+    return joined;
+  }
+};
+
 // A GPTQ/AWQ linear layer: its packed tensors and where the backend's repacked form goes.
 struct QuantizedPlacement {
   std::string prefix;
@@ -75,12 +108,13 @@ struct QuantizedPlacement {
 
 class PlacementList {
  public:
-  PlacementList(const std::optional<QuantScheme>& quantization, int32_t ranks)
-      : quantization_(quantization), ranks_(ranks) {}
+  PlacementList(const std::optional<QuantScheme>& quantization, int32_t ranks, bool fuse)
+      : quantization_(quantization), ranks_(ranks), fuse_(fuse) {}
 
   void add(std::string name, std::vector<int64_t> shape, Tensor* destination, bool linear_weight = false,
            Slice slice = {}) {
-    placements_.push_back(Placement{std::move(name), std::move(shape), destination, nullptr, 0, linear_weight, slice});
+    placements_.push_back(
+        Placement{{Part{std::move(name), std::move(shape), nullptr, slice}}, destination, 0, linear_weight});
   }
   // How a linear layer is split over tensor-parallel ranks (docs/tensor-parallel.md): whole, by output features
   // (column-parallel: its bias split the same way), or by input features (row-parallel: the partial outputs are
@@ -105,12 +139,45 @@ class PlacementList {
     else if (split == Split::kWhole || rank0)
       add(prefix + ".bias", {out_features}, &linear->bias);
   }
+  // Column-parallel layers that read the same input, as one layer whose output features are theirs one after the
+  // other (q|k|v, gate|up: one GEMM instead of several) in `fused`, each split over the ranks as add_linear splits
+  // it — so a rank's fused weight is its own slices stacked. Quantized layers stay apart (`alone` of each), and
+  // every layer when the list does not fuse.
+  struct FusedPart {
+    std::string prefix;
+    int64_t out_features = 0;
+    int64_t first = 0;
+    int64_t count = -1;
+    LinearWeights* alone = nullptr;
+  };
+  void add_fused_linear(const std::vector<FusedPart>& parts, int64_t in_features, bool has_bias, LinearWeights* fused,
+                        Split split) {
+    BM_CHECK(split != Split::kInputs);
+    const bool quantized = quantization_ && std::any_of(parts.begin(), parts.end(), [&](const FusedPart& part) {
+                             return is_quantized_module(*quantization_, part.prefix);
+                           });
+    if (quantized || !fuse_) {
+      for (const FusedPart& part : parts)
+        add_linear(part.prefix, part.out_features, in_features, has_bias, part.alone, split, part.first, part.count);
+      return;
+    }
+    Placement weight{{}, &fused->weight, 0, /*linear_weight=*/true};
+    Placement bias{{}, &fused->bias, 0, false};
+    for (const FusedPart& part : parts) {
+      const Slice slice = split == Split::kWhole ? Slice{} : Slice{part.first, part.count, false};
+      weight.parts.push_back(Part{part.prefix + ".weight", {part.out_features, in_features}, nullptr, slice});
+      bias.parts.push_back(Part{part.prefix + ".bias", {part.out_features}, nullptr, slice});
+    }
+    placements_.push_back(std::move(weight));
+    if (has_bias) placements_.push_back(std::move(bias));
+  }
   std::vector<Placement>& placements() { return placements_; }
   std::vector<QuantizedPlacement>& quantized() { return quantized_; }
 
  private:
   const std::optional<QuantScheme>& quantization_;
   int32_t ranks_;
+  bool fuse_;
   std::vector<Placement> placements_;
   std::vector<QuantizedPlacement> quantized_;
 };
@@ -119,22 +186,34 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement, bool allow_f16) {
-  placement.source = checkpoint.find(placement.name);
-  if (placement.source == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("the checkpoint has no tensor '", placement.name, "'"));
+absl::Status find_and_check(const Checkpoint& checkpoint, Part& part, bool allow_f16) {
+  part.source = checkpoint.find(part.name);
+  if (part.source == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("the checkpoint has no tensor '", part.name, "'"));
   }
-  if (placement.source->shape != placement.shape) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", placement.name, "' has shape ",
-                                                   shape_text(placement.source->shape), " but config.json implies ",
-                                                   shape_text(placement.shape)));
+  if (part.source->shape != part.shape) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", part.name, "' has shape ", shape_text(part.source->shape),
+                                                   " but config.json implies ", shape_text(part.shape)));
   }
-  const DType dtype = placement.source->dtype;
+  const DType dtype = part.source->dtype;
   if (dtype != DType::kBF16 && dtype != DType::kF32 && !(allow_f16 && dtype == DType::kF16)) {
     return absl::UnimplementedError(absl::StrCat(
-        "tensor '", placement.name, "' has dtype ", std::string(dtype_name(dtype)), "; only BF16 and F32 weights",
+        "tensor '", part.name, "' has dtype ", std::string(dtype_name(dtype)), "; only BF16 and F32 weights",
         allow_f16 ? ", and F16," : "", " are supported", allow_f16 ? "" : " on this backend"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status find_and_check(const Checkpoint& checkpoint, Placement& placement, bool allow_f16) {
+  for (Part& part : placement.parts)
+    if (absl::Status status = find_and_check(checkpoint, part, allow_f16); !status.ok()) return status;
+  // A fused weight is one tensor of one dtype (every checkpoint we know stores a layer's projections alike).
+  for (const Part& part : placement.parts)
+    if (part.source->dtype != placement.dtype())
+      return absl::UnimplementedError(absl::StrCat("tensor '", part.name, "' has dtype ",
+                                                   std::string(dtype_name(part.source->dtype)), " but '",
+                                                   placement.parts.front().name, "', fused with it, has ",
+                                                   std::string(dtype_name(placement.dtype()))));
   return absl::OkStatus();
 }
 
@@ -176,15 +255,15 @@ void plan(const DecoderSpec& spec, const Shard& shard, const std::string& model_
     LayerWeights& layer = weights.layers[static_cast<size_t>(i)];
     const std::string prefix = absl::StrCat(model_prefix, "layers.", i, ".");
     list.add(prefix + "input_layernorm.weight", {hidden}, &layer.input_norm);
-    list.add_linear(prefix + "self_attn.q_proj", q_size, hidden, spec.qkv_bias, &layer.q, outputs, q_first, q_held);
-    list.add_linear(prefix + "self_attn.k_proj", kv_size, hidden, spec.qkv_bias, &layer.k, outputs, kv_first, kv_held);
-    list.add_linear(prefix + "self_attn.v_proj", kv_size, hidden, spec.qkv_bias, &layer.v, outputs, kv_first, kv_held);
+    list.add_fused_linear({{prefix + "self_attn.q_proj", q_size, q_first, q_held, &layer.q},
+                           {prefix + "self_attn.k_proj", kv_size, kv_first, kv_held, &layer.k},
+                           {prefix + "self_attn.v_proj", kv_size, kv_first, kv_held, &layer.v}},
+                          hidden, spec.qkv_bias, &layer.qkv, outputs);
     list.add_linear(prefix + "self_attn.o_proj", hidden, q_size, spec.o_bias, &layer.o, inputs, q_first, q_held, rank0);
     list.add(prefix + "post_attention_layernorm.weight", {hidden}, &layer.post_attention_norm);
-    list.add_linear(prefix + "mlp.gate_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.gate, outputs,
-                    ff_first, ff_held);
-    list.add_linear(prefix + "mlp.up_proj", spec.intermediate_size, hidden, spec.mlp_bias, &layer.up, outputs, ff_first,
-                    ff_held);
+    list.add_fused_linear({{prefix + "mlp.gate_proj", spec.intermediate_size, ff_first, ff_held, &layer.gate},
+                           {prefix + "mlp.up_proj", spec.intermediate_size, ff_first, ff_held, &layer.up}},
+                          hidden, spec.mlp_bias, &layer.gate_up, outputs);
     list.add_linear(prefix + "mlp.down_proj", hidden, spec.intermediate_size, spec.mlp_bias, &layer.down, inputs,
                     ff_first, ff_held, rank0);
   }
@@ -226,11 +305,11 @@ void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear
 
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,
                                                                      const DecoderSpec& spec, Backend& backend,
-                                                                     const Shard& shard) {
+                                                                     const Shard& shard, bool fuse) {
   if (absl::StatusOr<DecoderSpec> held = shard_decoder_spec(spec, shard.size); !held.ok()) return held.status();
   BM_CHECK(shard.rank >= 0 && shard.rank < shard.size);
   auto weights = std::make_unique<DecoderWeights>();
-  PlacementList list(spec.quantization, shard.size);
+  PlacementList list(spec.quantization, shard.size, fuse);
   plan(spec, shard, language_model_prefix(checkpoint), *weights, list);
   // F16 is what GPTQ/AWQ checkpoints keep their float tensors in (embeddings, norms, biases, lm_head). The CPU
   // kernels read it; other backends get it as BF16 (rounded to nearest even, the range is BF16's), the dtype their
@@ -240,7 +319,7 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   for (Placement& placement : list.placements()) {
     if (absl::Status status = find_and_check(checkpoint, placement, /*allow_f16=*/true); !status.ok()) return status;
     placement.offset = total;
-    total += aligned(placement.held_rows() * placement.held_cols() * dtype_size(placement.source->dtype));
+    total += aligned(placement.held_rows() * placement.held_cols() * dtype_size(placement.dtype()));
   }
   int64_t quantized_total = 0;
   for (QuantizedPlacement& placement : list.quantized()) {
@@ -262,13 +341,13 @@ absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Check
   absl::StatusOr<std::unique_ptr<Buffer>> storage = backend.allocate(total);
   if (!storage.ok()) return storage.status();
   weights->storage = std::move(*storage);
-  std::vector<std::byte> scratch;
+  std::vector<std::byte> scratch, joined;
   for (const Placement& placement : list.placements()) {
-    const bool to_bf16 = placement.source->dtype == DType::kF16 && !keep_f16;
-    *placement.destination =
-        Tensor{weights->storage.get(), placement.offset, to_bf16 ? DType::kBF16 : placement.source->dtype,
-               placement.held_rows(), placement.held_cols()};
-    const std::span<const std::byte> bytes = placement.held_bytes(scratch);
+    const bool to_bf16 = placement.dtype() == DType::kF16 && !keep_f16;
+    *placement.destination = Tensor{weights->storage.get(), placement.offset,
+                                    to_bf16 ? DType::kBF16 : placement.dtype(), placement.held_rows(),
+                                    placement.held_cols()};
+    const std::span<const std::byte> bytes = placement.held_bytes(scratch, joined);
     if (to_bf16) {
       const std::vector<uint16_t> bf16 = f16_to_bf16(bytes);
       backend.copy_to_device(std::as_bytes(std::span(bf16)), *placement.destination);

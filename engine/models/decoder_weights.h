@@ -22,6 +22,7 @@ struct LinearWeights {
   Tensor bias;                // [1, out_features]; bias.buffer == nullptr when the layer has none
 
   bool is_quantized() const { return quantized.data.buffer != nullptr; }
+  bool present() const { return weight.buffer != nullptr || is_quantized(); }
   const Tensor* bias_or_null() const { return bias.buffer != nullptr ? &bias : nullptr; }
 };
 
@@ -32,11 +33,15 @@ std::vector<uint16_t> f16_to_bf16(std::span<const std::byte> f16);
 // out = x · Wᵀ (+ bias) on whichever form the layer has.
 void apply_linear(Backend& backend, const Tensor& x, const LinearWeights& linear, const Tensor& out);
 
+// The projections that read the same input are fused at load, one matrix whose output features are theirs one after
+// the other: qkv = q|k|v [q + 2 kv, hidden] (Backend::rope_store_kv takes its output apart) and gate_up = gate|up
+// [2 intermediate, hidden] (Backend::silu_mul_fused), one GEMM each instead of three and two. Quantized (GPTQ/AWQ)
+// projections stay apart in q, k, v and gate, up; the fused ones are then absent (present() false).
 struct LayerWeights {
   Tensor input_norm;
-  LinearWeights q, k, v, o;
+  LinearWeights qkv, q, k, v, o;
   Tensor post_attention_norm;
-  LinearWeights gate, up, down;
+  LinearWeights gate_up, gate, up, down;
 };
 
 struct DecoderWeights {
@@ -50,9 +55,10 @@ struct DecoderWeights {
 };
 
 // spec: the whole model's. shard: the tensor-parallel rank whose slices to load (decoder_weights.cpp's plan holds
-// the sharding table); the default is the whole model. A rank other than 0 holds no lm_head.
+// the sharding table); the default is the whole model. A rank other than 0 holds no lm_head. fuse: load q/k/v and
+// gate/up fused where they are not quantized (LayerWeights); false keeps every projection apart.
 absl::StatusOr<std::unique_ptr<DecoderWeights>> load_decoder_weights(const Checkpoint& checkpoint,
                                                                      const DecoderSpec& spec, Backend& backend,
-                                                                     const Shard& shard = {});
+                                                                     const Shard& shard = {}, bool fuse = true);
 
 }  // namespace bm::engine

@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<DecoderLM>> load_rank(const DecoderSpec& spec, co
                                             " cannot run collectives over a '", std::string(communicator.kind()),
                                             "' communicator"));
   absl::StatusOr<std::unique_ptr<DecoderWeights>> weights =
-      load_decoder_weights(checkpoint, spec, *backend, Shard{r, communicator.size()});
+      load_decoder_weights(checkpoint, spec, *backend, Shard{r, communicator.size()}, options.fuse_projections);
   if (!weights.ok()) return weights.status();
   absl::StatusOr<std::unique_ptr<DecoderLM>> model =
       DecoderLM::create(rank_spec, std::move(backend), std::move(*weights),
@@ -178,7 +178,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load_causal_lm(const std::filesystem::
   const int32_t threads = options.num_threads > 0 ? options.num_threads : cpu::available_cpus();
   absl::StatusOr<std::unique_ptr<Backend>> backend = make_backend(options, cpus_to_pin(threads, 0, threads));
   if (!backend.ok()) return backend.status();
-  absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend);
+  absl::StatusOr<std::unique_ptr<DecoderWeights>> weights = load_decoder_weights(**checkpoint, *spec, **backend, Shard{}, options.fuse_projections);
   if (!weights.ok()) return weights.status();
   const DecoderSpec whole = *spec;
   absl::StatusOr<std::unique_ptr<DecoderLM>> model =

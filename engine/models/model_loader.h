@@ -28,6 +28,10 @@ struct LoadOptions {
   // NCCL between them: rank r on devices[r] (empty: devices 0 .. size-1; device_index is then not used).
   int32_t tensor_parallel_size = 1;
   std::vector<int32_t> devices;
+  // Fuse each layer's q/k/v and gate/up projections into one matrix each at load (LayerWeights): one GEMM instead
+  // of three and two, the same outputs. false loads them apart (the layout before issue 21): the tests that check
+  // both give the same logits, and the op counts bm_backend_ops_bench compares.
+  bool fuse_projections = true;
 };
 
 // BF16 for every backend (the argument stays so a backend may differ again).

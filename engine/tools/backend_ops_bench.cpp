@@ -6,16 +6,20 @@
 // limits — the measured copy bandwidth (read + write, as the bytes here count them) and --peak-tflops. Decode-sized
 // calls are bound by bandwidth, prefill-sized GEMMs and attention by FLOPs; both figures are printed, the binding one
 // marked. Inputs are random; each figure is the median of --repeats timed batches of calls after a warm-up batch.
-// Prints figures; asserts nothing.
+// First it prints the kernel nodes one decoder layer of a decode step records (issue 21's fused decode step: the
+// projections fused at load against apart). Prints figures; asserts nothing.
 //
 // Usage: bm_backend_ops_bench [--backend cuda|cpu] [--model qwen2.5-7b|qwen2.5-0.5b|llama-8b] [--repeats R]
 //                             [--peak-tflops T] [--quick 1] [--only candidates] [--gemm PATH] [--threads N]
 // --quick shrinks the token counts (a smoke run on the CPU backend, as ctest does). --only candidates measures the
 // sampling candidates alone (with and without structured output's masks; quick enough on the CPU backend).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <random>
@@ -30,6 +34,8 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/gemm_path.h"
 #include "engine/backend/cuda_plugin.h"
+#include "engine/models/model_loader.h"
+#include "tests/unit/engine/models/random_checkpoint.h"
 
 namespace {
 
@@ -39,12 +45,13 @@ using Clock = std::chrono::steady_clock;
 struct Shape {
   const char* name;
   int64_t hidden, intermediate, heads, kv_heads, head_dim, vocab;
+  const char* architecture;  // Qwen2's q/k/v have biases, Llama's none
 };
 
 constexpr Shape kShapes[] = {
-    {"qwen2.5-7b", 3584, 18944, 28, 4, 128, 152064},
-    {"qwen2.5-0.5b", 896, 4864, 14, 2, 64, 151936},
-    {"llama-8b", 4096, 14336, 32, 8, 128, 128256},
+    {"qwen2.5-7b", 3584, 18944, 28, 4, 128, 152064, "Qwen2ForCausalLM"},
+    {"qwen2.5-0.5b", 896, 4864, 14, 2, 64, 151936, "Qwen2ForCausalLM"},
+    {"llama-8b", 4096, 14336, 32, 8, 128, 128256, "LlamaForCausalLM"},
 };
 
 struct Options {
@@ -152,6 +159,43 @@ class Bench {
   double bandwidth_gb_s_;
 };
 
+// What one decoder layer of a decode step records (CausalLM::decode_layer_nodes: kernel and copy nodes of the CUDA
+// graph, ops on the CPU backend), with the q/k/v and gate/up projections fused at load and apart (before issue 21),
+// at the model's layer shapes: a two-layer random checkpoint with a small vocabulary (the layer does not read it).
+void print_layer_nodes(const Options& o, const Shape& shape) {
+  namespace fs = std::filesystem;
+  bm::engine::testing::RandomCheckpointShape random;
+  random.architecture = shape.architecture;
+  random.hidden_size = static_cast<int32_t>(shape.hidden);
+  random.intermediate_size = static_cast<int32_t>(shape.intermediate);
+  random.num_layers = 2;
+  random.num_heads = static_cast<int32_t>(shape.heads);
+  random.num_kv_heads = static_cast<int32_t>(shape.kv_heads);
+  random.vocab_size = 512;
+  const fs::path dir = fs::temp_directory_path() / ("bm-ops-bench-" + std::to_string(::getpid()));
+  if (!bm::engine::testing::write_random_checkpoint(dir, random)) {
+    std::printf("kernel nodes per decode layer: cannot write a checkpoint to %s\n", dir.c_str());
+    return;
+  }
+  for (const bool fused : {false, true}) {
+    LoadOptions load;
+    load.backend = o.backend;
+    load.num_threads = o.threads;
+    load.fuse_projections = fused;
+    absl::StatusOr<std::unique_ptr<CausalLM>> lm = load_causal_lm(dir, load);
+    absl::Status status = lm.ok() ? (*lm)->allocate_kv_cache(64) : lm.status();
+    for (int32_t seqs : o.quick ? std::vector<int32_t>{1} : std::vector<int32_t>{1, 64}) {
+      absl::StatusOr<int64_t> nodes = status.ok() ? (*lm)->decode_layer_nodes(seqs) : status;
+      if (nodes.ok())
+        std::printf("kernel nodes per decode layer (%s, q/k/v and gate/up %s), %d sequences: %lld\n",
+                    shape.architecture, fused ? "fused" : "apart", seqs, static_cast<long long>(*nodes));
+      else
+        std::printf("kernel nodes per decode layer: %s\n", std::string(nodes.status().message()).c_str());
+    }
+  }
+  fs::remove_all(dir);
+}
+
 bool parse(int argc, char** argv, Options& o) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
@@ -226,6 +270,7 @@ int main(int argc, char** argv) {
   }
   std::printf("%s ops at %s shapes; device copy bandwidth %.0f GB/s, peak %.0f TFLOP/s (* = the binding limit)\n",
               o.backend.c_str(), shape->name, bandwidth, o.peak_tflops);
+  if (!o.only_candidates) print_layer_nodes(o, *shape);
   Bench bench(*backend, o, bandwidth);
   const int64_t d = shape->hidden, q_cols = shape->heads * shape->head_dim, kv_cols = shape->kv_heads * shape->head_dim;
   // 8: the largest batch the BF16 GEMV kernel may take (gemm.h). 16 and 64: batched decode, where int4/int8

@@ -123,26 +123,24 @@ BM_CPU_KERNEL void attend_tile_bf16(const Tile& tile, const uint16_t* k, const u
 
 }  // namespace
 
+void store_cache_row(const KvCacheView& cache, void* half, int64_t slot, const float* row) {
+  BM_CHECK(slot >= 0 && slot < cache.num_slots);
+  if (cache.dtype == DType::kBF16) {
+    uint16_t* dst = static_cast<uint16_t*>(half) + slot * cache.row_size;
+    for (int64_t c = 0; c < cache.row_size; ++c) dst[c] = f32_to_bf16(row[c]);
+  } else {
+    std::copy(row, row + cache.row_size, static_cast<float*>(half) + slot * cache.row_size);
+  }
+}
+
 void store_kv(ThreadPool& pool, const float* k, const float* v, int64_t n, const int32_t* slot_mapping,
               const KvCacheView& cache) {
   pool.parallel_for(n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t slot = slot_mapping[t];
       if (slot < 0) continue;  // a padding row of a recorded step
-      BM_CHECK(slot < cache.num_slots);
-      const float* k_row = k + t * cache.row_size;
-      const float* v_row = v + t * cache.row_size;
-      if (cache.dtype == DType::kBF16) {
-        uint16_t* k_dst = static_cast<uint16_t*>(cache.k) + slot * cache.row_size;
-        uint16_t* v_dst = static_cast<uint16_t*>(cache.v) + slot * cache.row_size;
-        for (int64_t c = 0; c < cache.row_size; ++c) {
-          k_dst[c] = f32_to_bf16(k_row[c]);
-          v_dst[c] = f32_to_bf16(v_row[c]);
-        }
-      } else {
-        std::copy(k_row, k_row + cache.row_size, static_cast<float*>(cache.k) + slot * cache.row_size);
-        std::copy(v_row, v_row + cache.row_size, static_cast<float*>(cache.v) + slot * cache.row_size);
-      }
+      store_cache_row(cache, cache.k, slot, k + t * cache.row_size);
+      store_cache_row(cache, cache.v, slot, v + t * cache.row_size);
     }
   });
 }

@@ -95,6 +95,7 @@ MemoryInfo host_memory_info() {
 
 struct RecordedStep final : StepGraph {
   std::vector<std::function<void()>> ops;
+  int64_t num_nodes() const override { return static_cast<int64_t>(ops.size()); }
 };
 
 class CpuBackend final : public Backend {
@@ -263,6 +264,28 @@ class CpuBackend final : public Backend {
     run([=, this] { cpu::store_kv(pool_, f32(k), f32(v), k.rows, i32(slot_mapping), view); });
   }
 
+  void rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                     const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) override {
+    const cpu::KvCacheView view = kv_view(cache);
+    const int64_t hd = shape.head_dim, q_size = int64_t{shape.num_heads} * hd;
+    BM_CHECK(hd > 0 && hd % 2 == 0 && view.row_size == int64_t{shape.num_kv_heads} * hd);
+    BM_CHECK(qkv.cols == q_size + 2 * view.row_size && q_out.rows == qkv.rows && q_out.cols == q_size);
+    BM_CHECK(slot_mapping.num_elements() == qkv.rows && bytes_of(q_out) != bytes_of(qkv));
+    cpu::RotaryView rotary;
+    if (angles.from_table()) {
+      BM_CHECK(angles.cos.rows == qkv.rows && angles.cos.cols == hd / 2 && same_shape(angles.cos, angles.sin));
+      rotary.cos = f32(angles.cos);
+      rotary.sin = f32(angles.sin);
+    } else {
+      BM_CHECK(angles.positions.num_elements() == qkv.rows && angles.inv_freq.num_elements() == hd / 2);
+      rotary.positions = i32(angles.positions);
+      rotary.inv_freq = f32(angles.inv_freq);
+    }
+    run([=, this] {
+      cpu::rope_store_kv(pool_, f32(qkv), qkv.rows, shape.num_heads, hd, rotary, i32(slot_mapping), view, f32(q_out));
+    });
+  }
+
   void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
                        const AttentionShape& shape, const Tensor& out) override {
     const cpu::KvCacheView view = kv_view(cache);
@@ -282,6 +305,11 @@ class CpuBackend final : public Backend {
   void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     BM_CHECK(same_shape(gate, up) && same_shape(gate, out));
     run([=, this] { cpu::silu_mul(pool_, f32(gate), f32(up), gate.num_elements(), f32(out)); });
+  }
+
+  void silu_mul_fused(const Tensor& gate_up, const Tensor& out) override {
+    BM_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols && bytes_of(gate_up) != bytes_of(out));
+    run([=, this] { cpu::silu_mul_fused(pool_, f32(gate_up), out.rows, out.cols, f32(out)); });
   }
 
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override {

@@ -64,6 +64,8 @@ void rope_table(ThreadPool& pool, float* x, int64_t n, int64_t num_heads, int64_
 void gelu(ThreadPool& pool, const float* x, int64_t count, float* out);
 
 void silu_mul(ThreadPool& pool, const float* gate, const float* up, int64_t count, float* out);
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, d + i]: silu_mul on the halves of each row of gate_up [n, 2d].
+void silu_mul_fused(ThreadPool& pool, const float* gate_up, int64_t n, int64_t d, float* out);
 
 void add(ThreadPool& pool, const float* a, const float* b, int64_t count, float* out);
 
@@ -80,6 +82,22 @@ struct KvCacheView {
 
 void store_kv(ThreadPool& pool, const float* k, const float* v, int64_t n, const int32_t* slot_mapping,
               const KvCacheView& cache);
+// One row of `half` (cache.k or cache.v) at `slot` = row, converted to the cache's dtype (store_kv's conversion).
+void store_cache_row(const KvCacheView& cache, void* half, int64_t slot, const float* row);
+
+// The angles of rope_store_kv: per-token tables cos, sin [n, head_dim / 2] when cos is set, else positions ×
+// inv_freq.
+struct RotaryView {
+  const int32_t* positions = nullptr;
+  const float* inv_freq = nullptr;
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+};
+// qkv [n, (num_heads + 2 * num_kv_heads) * head_dim], rows q | k | v (num_kv_heads * head_dim = cache.row_size):
+// q_out = rope(q); rope(k) and v stored at slot_mapping[t] (negative: skipped). rope()/rope_table() then store_kv(),
+// the same arithmetic.
+void rope_store_kv(ThreadPool& pool, const float* qkv, int64_t n, int64_t num_heads, int64_t head_dim,
+                   const RotaryView& angles, const int32_t* slot_mapping, const KvCacheView& cache, float* q_out);
 
 struct AttentionBatchView {
   int32_t num_seqs = 0;

@@ -166,8 +166,8 @@ namespace {
 
 class CudaStepGraph final : public StepGraph {
  public:
-  CudaStepGraph(cudaGraphExec_t exec, int device, std::shared_ptr<DeviceErrors> errors)
-      : exec_(exec), device_(device), errors_(std::move(errors)) {}
+  CudaStepGraph(cudaGraphExec_t exec, int64_t num_nodes, int device, std::shared_ptr<DeviceErrors> errors)
+      : exec_(exec), num_nodes_(num_nodes), device_(device), errors_(std::move(errors)) {}
   ~CudaStepGraph() override {
     const ScopedDeviceErrors sink(errors_.get());
     cudaSetDevice(device_);
@@ -175,9 +175,11 @@ class CudaStepGraph final : public StepGraph {
     if (error != cudaErrorCudartUnloading) BM_CUDA_OK(error);
   }
   cudaGraphExec_t exec() const { return exec_; }
+  int64_t num_nodes() const override { return num_nodes_; }
 
  private:
   cudaGraphExec_t exec_;
+  int64_t num_nodes_;
   int device_;
   std::shared_ptr<DeviceErrors> errors_;
 };
@@ -228,6 +230,11 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
     if (why.empty()) why = ended != cudaSuccess ? describe(ended) : "no graph was returned";
     return absl::InternalError(absl::StrCat("the CUDA graph capture failed (the device is fine): ", why));
   }
+  size_t num_nodes = 0;
+  if (!BM_CUDA_OK(cudaGraphGetNodes(graph, nullptr, &num_nodes))) {  // a null array: the count alone
+    cudaGraphDestroy(graph);
+    return device_status();
+  }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
@@ -235,7 +242,8 @@ absl::StatusOr<std::unique_ptr<StepGraph>> CudaBackend::end_capture() {
     cudaGetLastError();
     return absl::InternalError(absl::StrCat("cannot instantiate the captured CUDA graph: ", describe(instantiated)));
   }
-  return std::unique_ptr<StepGraph>(std::make_unique<CudaStepGraph>(exec, device_, errors_));
+  return std::unique_ptr<StepGraph>(
+      std::make_unique<CudaStepGraph>(exec, static_cast<int64_t>(num_nodes), device_, errors_));
 }
 
 void CudaBackend::replay(const StepGraph& graph) {
@@ -544,6 +552,28 @@ void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_
   launch_store_kv(f32(k), f32(v), k.rows, i32(slot_mapping), view, stream_);
 }
 
+void CudaBackend::rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                                const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) {
+  const KvCachePtr view = kv_ptr(cache);
+  const int64_t hd = shape.head_dim, q_size = int64_t{shape.num_heads} * hd;
+  BM_CHECK(hd > 0 && hd % 2 == 0 && view.row_size == int64_t{shape.num_kv_heads} * hd);
+  BM_CHECK(qkv.cols == q_size + 2 * view.row_size && q_out.rows == qkv.rows && q_out.cols == q_size);
+  BM_CHECK(slot_mapping.num_elements() == qkv.rows && bytes_of(q_out) != bytes_of(qkv));
+  RotaryPtr rotary;
+  if (angles.from_table()) {
+    BM_CHECK(angles.cos.rows == qkv.rows && angles.cos.cols == hd / 2 && same_shape(angles.cos, angles.sin));
+    rotary.cos = f32(angles.cos);
+    rotary.sin = f32(angles.sin);
+  } else {
+    BM_CHECK(angles.positions.num_elements() == qkv.rows && angles.inv_freq.num_elements() == hd / 2);
+    rotary.positions = i32(angles.positions);
+    rotary.inv_freq = f32(angles.inv_freq);
+  }
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_rope_store_kv(f32(qkv), qkv.rows, shape.num_heads, hd, rotary, i32(slot_mapping), view, f32(q_out), stream_);
+}
+
 void CudaBackend::paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
                                   const AttentionShape& shape, const Tensor& out) {
   const KvCachePtr view = kv_ptr(cache);
@@ -590,6 +620,13 @@ void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, const Tensor& o
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
   launch_silu_mul(f32(gate), f32(up), gate.num_elements(), f32(out), stream_);
+}
+
+void CudaBackend::silu_mul_fused(const Tensor& gate_up, const Tensor& out) {
+  BM_CHECK(gate_up.rows == out.rows && gate_up.cols == 2 * out.cols && bytes_of(gate_up) != bytes_of(out));
+  const ScopedDeviceErrors sink(router_.current());
+  if (!ready()) return;
+  launch_silu_mul_fused(f32(gate_up), out.rows, out.cols, f32(out), stream_);
 }
 
 void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {

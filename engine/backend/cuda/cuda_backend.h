@@ -61,9 +61,12 @@ class CudaBackend final : public Backend {
   void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, const Tensor& out) override;
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq, int32_t head_dim) override;
   void store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const KvCacheLayer& cache) override;
+  void rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                     const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) override;
   void paged_attention(const Tensor& q, const KvCacheLayer& cache, const AttentionMetadata& metadata,
                        const AttentionShape& shape, const Tensor& out) override;
   void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  void silu_mul_fused(const Tensor& gate_up, const Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& row_ids, const Tensor& out) override;
 

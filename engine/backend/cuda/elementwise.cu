@@ -1,4 +1,4 @@
-// Elementwise F32 ops (SiLU-gated product, exact GELU, residual add), the F32 -> BF16 conversion of GEMM inputs, and
+// Elementwise F32 ops (SiLU-gated product, also over the halves of a fused gate/up row, exact GELU, residual add), the F32 -> BF16 conversion of GEMM inputs, and
 // the bias add after a GEMM. Grid-stride loops over int64 indices; in-place use (out == a or b) is safe because every
 // element is read and written by the same thread.
 #include <cuda_bf16.h>
@@ -19,10 +19,23 @@ unsigned grid_for(int64_t count) {
   return static_cast<unsigned>(std::min<int64_t>(ceil_div(count, kThreads), int64_t{1} << 20));
 }
 
+// The one expression of silu_mul and silu_mul_fused (the CPU backend's), so the fused MLP gives the unfused bits.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return g / (1.0f + expf(-g)) * u;
+}
+
 __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t count, float* out) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    out[i] = silu_times(gate[i], up[i]);
+  }
+}
+
+// Element (t, c) of out [n, d] from gate_up's row t: gate at c, up at d + c.
+__global__ void silu_mul_fused_kernel(const float* gate_up, int64_t d, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t t = i / d, c = i - t * d;
+    const float* row = gate_up + t * 2 * d;
+    out[i] = silu_times(row[c], row[d + c]);
   }
 }
 
@@ -60,6 +73,13 @@ void launch_silu_mul(const float* gate, const float* up, int64_t count, float* o
   BM_CHECK(count >= 0 && gate != nullptr && up != nullptr && out != nullptr);
   if (count == 0) return;
   silu_mul_kernel<<<grid_for(count), kThreads, 0, stream>>>(gate, up, count, out);
+  BM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_silu_mul_fused(const float* gate_up, int64_t n, int64_t d, float* out, cudaStream_t stream) {
+  BM_CHECK(n >= 0 && d > 0 && gate_up != nullptr && out != nullptr);
+  if (n == 0) return;
+  silu_mul_fused_kernel<<<grid_for(n * d), kThreads, 0, stream>>>(gate_up, d, n * d, out);
   BM_CUDA_CHECK_LAUNCH();
 }
 

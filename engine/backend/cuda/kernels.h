@@ -55,6 +55,8 @@ void launch_rope_table(float* x, int64_t n, int64_t num_heads, int64_t head_dim,
 
 // ---- elementwise.cu
 void launch_silu_mul(const float* gate, const float* up, int64_t count, float* out, cudaStream_t stream);
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, d + i] for gate_up [n, 2d], out [n, d] (Backend::silu_mul_fused).
+void launch_silu_mul_fused(const float* gate_up, int64_t n, int64_t d, float* out, cudaStream_t stream);
 void launch_add(const float* a, const float* b, int64_t count, float* out, cudaStream_t stream);
 // out = x * Φ(x), the exact (erf) GELU; out may alias x.
 void launch_gelu(const float* x, int64_t count, float* out, cudaStream_t stream);
@@ -86,6 +88,18 @@ struct KvCachePtr {
 };
 void launch_store_kv(const float* k, const float* v, int64_t n, const int32_t* slot_mapping, const KvCachePtr& cache,
                      cudaStream_t stream);
+
+// ---- rope_store_kv.cu: qkv [n, (num_heads + 2 * num_kv_heads) * head_dim], rows q | k | v (num_kv_heads * head_dim
+// = cache.row_size): q_out [n, num_heads * head_dim] = rope(q); rope(k) and v into cache row slot_mapping[t]
+// (negative: skipped). The angles: cos/sin tables [n, head_dim / 2] when cos is set, else positions × inv_freq.
+struct RotaryPtr {
+  const int32_t* positions = nullptr;
+  const float* inv_freq = nullptr;
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+};
+void launch_rope_store_kv(const float* qkv, int64_t n, int64_t num_heads, int64_t head_dim, const RotaryPtr& angles,
+                          const int32_t* slot_mapping, const KvCachePtr& cache, float* q_out, cudaStream_t stream);
 
 // ---- attention_*.cu
 struct AttentionBatchPtr {

@@ -16,9 +16,10 @@
 // runs_collectives / all_reduce_sum). It hands C++ objects across (bm::engine::Communicator, communicator.h) as
 // bm_cuda_create_backend_v1 does, sound for the same reason: same build, and communicator.h changes bump the version.
 // Version 11: QuantizedShape::padded_from (a tensor-parallel rank's act-order layer with padding inputs).
+// Version 12: rope_store_kv and silu_mul_fused (the fused q/k/v and gate/up weights' ops; rope_store_kv.cu).
 #include <stddef.h>
 
-#define BM_CUDA_PLUGIN_ABI_VERSION 11
+#define BM_CUDA_PLUGIN_ABI_VERSION 12
 
 extern "C" {
 

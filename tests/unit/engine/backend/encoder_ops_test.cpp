@@ -143,7 +143,12 @@ class NoEncoderBackend final : public Backend {
                        const Tensor&) override {
     BM_CHECK(false);
   }
+  void rope_store_kv(const Tensor&, const RotaryAngles&, const AttentionShape&, const Tensor&, const KvCacheLayer&,
+                     const Tensor&) override {
+    BM_CHECK(false);
+  }
   void silu_mul(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
+  void silu_mul_fused(const Tensor&, const Tensor&) override { BM_CHECK(false); }
   void add(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
   void gather_rows(const Tensor&, const Tensor&, const Tensor&) override { BM_CHECK(false); }
   void top_candidates(const Tensor&, const Tensor&, const Tensor&, int32_t, const Tensor&, const Tensor&, const Tensor&,

@@ -34,7 +34,12 @@ class ForwardingBackend : public Backend {
                        const Tensor& e) override {
     inner_.paged_attention(a, b, c, d, e);
   }
+  void rope_store_kv(const Tensor& a, const RotaryAngles& b, const AttentionShape& c, const Tensor& d,
+                     const KvCacheLayer& e, const Tensor& f) override {
+    inner_.rope_store_kv(a, b, c, d, e, f);
+  }
   void silu_mul(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.silu_mul(a, b, c); }
+  void silu_mul_fused(const Tensor& a, const Tensor& b) override { inner_.silu_mul_fused(a, b); }
   void add(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.add(a, b, c); }
   void gather_rows(const Tensor& a, const Tensor& b, const Tensor& c) override { inner_.gather_rows(a, b, c); }
   void top_candidates(const Tensor& a, const Tensor& b, const Tensor& c, int32_t k, const Tensor& d, const Tensor& e,

@@ -87,7 +87,9 @@ TEST(DecodeGraphs, PaddingRowsAttendToOnePositionAndStoreNothing) {
   EXPECT_EQ(in.block_tables, (std::vector<int32_t>{10, 11, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
 }
 
-struct FakeGraph : StepGraph {};
+struct FakeGraph : StepGraph {
+  int64_t num_nodes() const override { return 0; }
+};
 
 TEST(DecodeGraphs, KeepsOneGraphPerShapeUntilCleared) {
   DecodeGraphs graphs(8, 4096);
