@@ -38,6 +38,33 @@ __attribute__((always_inline)) inline float reduce_add(F32x8 v) {
   return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 
+// e^x in eight lanes, within 2 ulp of the correctly rounded value on [-87.3, 88.3] (0 below, so e^-inf = 0;
+// clamped above). The attention softmax takes one exponential per score: std::exp one lane at a time cost
+// more than the score's dot product. x = n·ln 2 + r with n = round(x·log2 e) and |r| <= ln 2 / 2 (ln 2 split in
+// two constants so that n·ln 2 is exact enough), e^r = 1 + r + r²·P(r) with Cephes' degree-5 minimax P, and 2^n
+// put into the exponent field.
+__attribute__((always_inline)) inline F32x8 exp8(F32x8 x) {
+  using I32x8 = int32_t __attribute__((vector_size(32)));
+  const I32x8 underflow = x < -87.3f;
+  x = x < -87.3f ? F32x8{} - 87.3f : x;
+  x = x > 88.3f ? F32x8{} + 88.3f : x;
+  const F32x8 scaled = x * 1.44269504088896341f + 0.5f;
+  F32x8 n = __builtin_convertvector(__builtin_convertvector(scaled, I32x8), F32x8);  // truncates toward zero
+  n = n > scaled ? n - 1.0f : n;                                                     // so floor
+  const F32x8 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  F32x8 poly = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  const F32x8 er = poly * (r * r) + r + 1.0f;
+  const I32x8 bits = (__builtin_convertvector(n, I32x8) + 127) << 23;
+  F32x8 two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  const F32x8 result = er * two_n;
+  return underflow ? F32x8{} : result;
+}
+
 // Eight bf16 values become the high halves of eight float32 lanes (interleaving with zeros: 3 instructions on
 // AVX2, fewer than widening to 32 bits and shifting).
 __attribute__((always_inline)) inline F32x8 load8(const uint16_t* bf16) {
