@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <span>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -382,8 +383,8 @@ absl::Status DecoderLM::capture_decode_graphs(std::chrono::milliseconds budget) 
       tensors->attention.max_query_len = 1;
       tensors->attention.max_seq_len = bound;
       const PaddedDecodeInputs in = DecodeGraphs::pad(no_sequences, {}, shape);
-      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts,
-                    in.seq_lens, in.block_tables);
+      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts, in.seq_lens,
+                    in.block_tables);
       record_graph(*tensors, shape);
       if (graphs_->find(shape) != nullptr) graphs_->count_captured_at_load();
     }
@@ -437,14 +438,37 @@ DecodeGraphStats DecoderLM::decode_graph_stats() const {
 
 absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {
   logits.clear();
-  absl::StatusOr<Tensor> device_logits = run_step(batch);
-  if (!device_logits.ok()) return device_logits.status();
-  if (device_logits->rows == 0) {
+  if (absl::Status s = begin_forward(batch); !s.ok()) return s;
+  return finish_logits(logits);
+}
+
+absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
+                                           Candidates& out) {
+  out = Candidates{};
+  if (absl::Status s = begin_forward(batch); !s.ok()) return s;
+  return finish_candidates(request, out);
+}
+
+// Everything up to the logits is queued on the backend here and nothing is read back, so a device backend returns
+// while the step runs; the first read-back (or sync) is in the finish call.
+absl::Status DecoderLM::begin_forward(const ForwardBatch& batch) {
+  begun_logits_.reset();
+  absl::StatusOr<Tensor> logits = run_step(batch);
+  if (!logits.ok()) return logits.status();
+  begun_logits_ = *logits;
+  return absl::OkStatus();
+}
+
+absl::Status DecoderLM::finish_logits(std::vector<float>& logits) {
+  logits.clear();
+  if (!begun_logits_.has_value()) return absl::FailedPreconditionError("finish_logits without a begin_forward");
+  const Tensor device_logits = *std::exchange(begun_logits_, std::nullopt);
+  if (device_logits.rows == 0) {
     backend_->synchronize();
     return backend_->device_status();
   }
-  logits.resize(static_cast<size_t>(device_logits->num_elements()));
-  backend_->copy_to_host(*device_logits, std::as_writable_bytes(std::span(logits)));
+  logits.resize(static_cast<size_t>(device_logits.num_elements()));
+  backend_->copy_to_host(device_logits, std::as_writable_bytes(std::span(logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {
     logits.clear();
     return device;
@@ -452,11 +476,10 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   return absl::OkStatus();
 }
 
-absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
-                                           Candidates& out) {
+absl::Status DecoderLM::finish_candidates(const CandidateRequest& request, Candidates& out) {
   out = Candidates{};
-  absl::StatusOr<Tensor> logits = run_step(batch);
-  if (!logits.ok()) return logits.status();
+  if (!begun_logits_.has_value()) return absl::FailedPreconditionError("finish_candidates without a begin_forward");
+  const std::optional<Tensor> logits = std::exchange(begun_logits_, std::nullopt);
   const int64_t rows = logits->rows;
   if (rows == 0) {
     backend_->synchronize();
@@ -508,15 +531,14 @@ absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const Cand
     mask_rows = view(in, packing.mask_rows, DType::kI32, 1, rows);
     masks = view(in, packing.masks, DType::kU32, num_masks, words);
   }
-  backend_->top_candidates(
-      *logits, view(in, packing.listed_starts, DType::kI32, 1, rows + 1),
-      view(in, packing.listed_ids, DType::kI32, 1, num_listed), request.k,
-      view(outputs, packing.listed_logits, DType::kF32, 1, num_listed),
-      view(outputs, packing.ids, DType::kI32, rows, request.k),
-      view(outputs, packing.logits, DType::kF32, rows, request.k),
-      view(outputs, packing.log_sum_exp, DType::kF32, 1, packing.log_sum_exp.size),
-      view(in, packing.inverse_temperatures, DType::kF32, 1, mass_rows),
-      view(outputs, packing.tempered_lse, DType::kF32, 1, mass_rows), mask_rows, masks);
+  backend_->top_candidates(*logits, view(in, packing.listed_starts, DType::kI32, 1, rows + 1),
+                           view(in, packing.listed_ids, DType::kI32, 1, num_listed), request.k,
+                           view(outputs, packing.listed_logits, DType::kF32, 1, num_listed),
+                           view(outputs, packing.ids, DType::kI32, rows, request.k),
+                           view(outputs, packing.logits, DType::kF32, rows, request.k),
+                           view(outputs, packing.log_sum_exp, DType::kF32, 1, packing.log_sum_exp.size),
+                           view(in, packing.inverse_temperatures, DType::kF32, 1, mass_rows),
+                           view(outputs, packing.tempered_lse, DType::kF32, 1, mass_rows), mask_rows, masks);
   last_logits_ = *logits;
   // One device→host copy for every result of the step (it waits for the step once).
   candidate_outputs_.resize(static_cast<size_t>(packing.output_words));
@@ -647,7 +669,8 @@ absl::StatusOr<std::vector<std::vector<float>>> DecoderLM::encode_media(std::spa
   for (const MediaItem* item : items) grids.push_back(item->grid);
   std::vector<float> joined;  // one item needs no copy
   if (items.size() > 1)
-    for (const MediaItem* item : items) joined.insert(joined.end(), item->pixel_values.begin(), item->pixel_values.end());
+    for (const MediaItem* item : items)
+      joined.insert(joined.end(), item->pixel_values.begin(), item->pixel_values.end());
   absl::StatusOr<std::vector<float>> all =
       vision_->encode(items.size() == 1 ? std::span<const float>(items[0]->pixel_values) : joined, grids);
   if (!all.ok()) return all.status();
@@ -657,7 +680,8 @@ absl::StatusOr<std::vector<std::vector<float>>> DecoderLM::encode_media(std::spa
   for (const MediaItem* item : items) {
     const size_t count = static_cast<size_t>(item->num_tokens(vision_config_->merge_unit()) * spec_.hidden_size);
     BM_CHECK(at + count <= all->size());
-    out.emplace_back(all->begin() + static_cast<std::ptrdiff_t>(at), all->begin() + static_cast<std::ptrdiff_t>(at + count));
+    out.emplace_back(all->begin() + static_cast<std::ptrdiff_t>(at),
+                     all->begin() + static_cast<std::ptrdiff_t>(at + count));
     at += count;
   }
   BM_CHECK(at == all->size());
