@@ -383,8 +383,8 @@ absl::Status DecoderLM::capture_decode_graphs(std::chrono::milliseconds budget) 
       tensors->attention.max_query_len = 1;
       tensors->attention.max_seq_len = bound;
       const PaddedDecodeInputs in = DecodeGraphs::pad(no_sequences, {}, shape);
-      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts, in.seq_lens,
-                    in.block_tables);
+      upload_tables(*tensors, in.token_ids, in.positions, in.slot_mapping, in.logits_rows, in.query_starts,
+                    in.seq_lens, in.block_tables);
       record_graph(*tensors, shape);
       if (graphs_->find(shape) != nullptr) graphs_->count_captured_at_load();
     }
@@ -531,14 +531,15 @@ absl::Status DecoderLM::finish_candidates(const CandidateRequest& request, Candi
     mask_rows = view(in, packing.mask_rows, DType::kI32, 1, rows);
     masks = view(in, packing.masks, DType::kU32, num_masks, words);
   }
-  backend_->top_candidates(*logits, view(in, packing.listed_starts, DType::kI32, 1, rows + 1),
-                           view(in, packing.listed_ids, DType::kI32, 1, num_listed), request.k,
-                           view(outputs, packing.listed_logits, DType::kF32, 1, num_listed),
-                           view(outputs, packing.ids, DType::kI32, rows, request.k),
-                           view(outputs, packing.logits, DType::kF32, rows, request.k),
-                           view(outputs, packing.log_sum_exp, DType::kF32, 1, packing.log_sum_exp.size),
-                           view(in, packing.inverse_temperatures, DType::kF32, 1, mass_rows),
-                           view(outputs, packing.tempered_lse, DType::kF32, 1, mass_rows), mask_rows, masks);
+  backend_->top_candidates(
+      *logits, view(in, packing.listed_starts, DType::kI32, 1, rows + 1),
+      view(in, packing.listed_ids, DType::kI32, 1, num_listed), request.k,
+      view(outputs, packing.listed_logits, DType::kF32, 1, num_listed),
+      view(outputs, packing.ids, DType::kI32, rows, request.k),
+      view(outputs, packing.logits, DType::kF32, rows, request.k),
+      view(outputs, packing.log_sum_exp, DType::kF32, 1, packing.log_sum_exp.size),
+      view(in, packing.inverse_temperatures, DType::kF32, 1, mass_rows),
+      view(outputs, packing.tempered_lse, DType::kF32, 1, mass_rows), mask_rows, masks);
   last_logits_ = *logits;
   // One device→host copy for every result of the step (it waits for the step once).
   candidate_outputs_.resize(static_cast<size_t>(packing.output_words));
@@ -669,8 +670,7 @@ absl::StatusOr<std::vector<std::vector<float>>> DecoderLM::encode_media(std::spa
   for (const MediaItem* item : items) grids.push_back(item->grid);
   std::vector<float> joined;  // one item needs no copy
   if (items.size() > 1)
-    for (const MediaItem* item : items)
-      joined.insert(joined.end(), item->pixel_values.begin(), item->pixel_values.end());
+    for (const MediaItem* item : items) joined.insert(joined.end(), item->pixel_values.begin(), item->pixel_values.end());
   absl::StatusOr<std::vector<float>> all =
       vision_->encode(items.size() == 1 ? std::span<const float>(items[0]->pixel_values) : joined, grids);
   if (!all.ok()) return all.status();

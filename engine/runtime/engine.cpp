@@ -406,7 +406,7 @@ void Engine::encode_media(const std::vector<Sequence*>& added) {
   std::vector<Request*> requests;
   std::vector<Wanted> wanted;
   std::unordered_map<uint64_t, size_t> first_of_hash;  // into wanted
-  std::vector<std::vector<size_t>> same_as;            // per wanted: later items with its hash
+  std::vector<std::vector<size_t>> same_as;              // per wanted: later items with its hash
   for (Sequence* seq : added) {
     Request& request = seq->request();
     if (request.media == nullptr || request.media_input == nullptr ||
@@ -454,8 +454,7 @@ void Engine::encode_media(const std::vector<Sequence*>& added) {
       targets.insert(targets.begin(), at);
       if (!embeddings.ok()) {
         for (size_t t : targets)
-          failures[t] =
-              absl::StrCat("encoding image or video ", wanted[t].item, " failed: ", embeddings.status().message());
+          failures[t] = absl::StrCat("encoding image or video ", wanted[t].item, " failed: ", embeddings.status().message());
         continue;
       }
       auto shared = std::make_shared<const std::vector<float>>(std::move((*embeddings)[k]));
