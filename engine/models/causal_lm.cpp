@@ -1,6 +1,7 @@
 #include "engine/models/causal_lm.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -39,6 +40,23 @@ absl::Status CausalLM::forward_candidates(const ForwardBatch& batch, const Candi
   if (absl::Status s = forward(batch, host_logits_); !s.ok()) return s;
   select_candidates(host_logits_, info().vocab_size, request, out);
   return absl::OkStatus();
+}
+
+absl::Status CausalLM::begin_forward(const ForwardBatch& batch) {
+  begun_ = &batch;
+  return absl::OkStatus();
+}
+
+absl::Status CausalLM::finish_logits(std::vector<float>& logits) {
+  if (begun_ == nullptr) return absl::FailedPreconditionError("finish_logits without a begin_forward");
+  const ForwardBatch* batch = std::exchange(begun_, nullptr);
+  return forward(*batch, logits);
+}
+
+absl::Status CausalLM::finish_candidates(const CandidateRequest& request, Candidates& out) {
+  if (begun_ == nullptr) return absl::FailedPreconditionError("finish_candidates without a begin_forward");
+  const ForwardBatch* batch = std::exchange(begun_, nullptr);
+  return forward_candidates(*batch, request, out);
 }
 
 absl::Status CausalLM::last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) {

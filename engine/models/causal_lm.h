@@ -134,6 +134,15 @@ class CausalLM {
   // The same step, returning sampling candidates instead of the rows. This default runs forward() and selects on
   // the host; a device model selects on the device and copies back only the candidates.
   virtual absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out);
+  // The same step in two calls, so that the host prepares what the step's sampling needs (the candidate request:
+  // listed ids, grammar masks, temperatures) while the device runs the forward: begin_forward issues the forward
+  // of `batch` (K/V writes and logits, which stay on the device) and returns as soon as the backend lets it; then
+  // exactly one finish call returns the step's results, as forward / forward_candidates of that batch would.
+  // `batch` must stay alive and unchanged until then. The default runs the whole step in the finish call (a host
+  // model has nothing to overlap); a finish call without a begin_forward before it is a FailedPrecondition.
+  virtual absl::Status begin_forward(const ForwardBatch& batch);
+  virtual absl::Status finish_logits(std::vector<float>& logits);
+  virtual absl::Status finish_candidates(const CandidateRequest& request, Candidates& out);
   // Whole rows of the last forward_candidates step's logits (row indices in its batch order), for the rows whose
   // draw the candidates could not settle (a top-p nucleus reaching past them). The listed positions of a row may
   // hold garbage: the caller puts the listed logits it got back there. A model that overrides forward_candidates
@@ -172,6 +181,8 @@ class CausalLM {
 
  private:
   std::vector<float> host_logits_;  // the default forward_candidates' last rows
+  // The default begin_forward's batch, until its finish call.
+  const ForwardBatch* begun_ = nullptr;
 };
 
 // The host reference of Backend::top_candidates over rows of logits already in host memory.

@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <span>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -489,14 +490,37 @@ DecodeGraphStats DecoderLM::decode_graph_stats() const {
 
 absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& logits) {
   logits.clear();
-  absl::StatusOr<Tensor> device_logits = run_step(batch);
-  if (!device_logits.ok()) return device_logits.status();
-  if (device_logits->rows == 0) {
+  if (absl::Status s = begin_forward(batch); !s.ok()) return s;
+  return finish_logits(logits);
+}
+
+absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
+                                           Candidates& out) {
+  out = Candidates{};
+  if (absl::Status s = begin_forward(batch); !s.ok()) return s;
+  return finish_candidates(request, out);
+}
+
+// Everything up to the logits is queued on the backend here and nothing is read back, so a device backend returns
+// while the step runs; the first read-back (or sync) is in the finish call.
+absl::Status DecoderLM::begin_forward(const ForwardBatch& batch) {
+  begun_logits_.reset();
+  absl::StatusOr<Tensor> logits = run_step(batch);
+  if (!logits.ok()) return logits.status();
+  begun_logits_ = *logits;
+  return absl::OkStatus();
+}
+
+absl::Status DecoderLM::finish_logits(std::vector<float>& logits) {
+  logits.clear();
+  if (!begun_logits_.has_value()) return absl::FailedPreconditionError("finish_logits without a begin_forward");
+  const Tensor device_logits = *std::exchange(begun_logits_, std::nullopt);
+  if (device_logits.rows == 0) {
     backend_->synchronize();
     return backend_->device_status();
   }
-  logits.resize(static_cast<size_t>(device_logits->num_elements()));
-  backend_->copy_to_host(*device_logits, std::as_writable_bytes(std::span(logits)));
+  logits.resize(static_cast<size_t>(device_logits.num_elements()));
+  backend_->copy_to_host(device_logits, std::as_writable_bytes(std::span(logits)));
   if (absl::Status device = backend_->device_status(); !device.ok()) {
     logits.clear();
     return device;
@@ -504,11 +528,10 @@ absl::Status DecoderLM::forward(const ForwardBatch& batch, std::vector<float>& l
   return absl::OkStatus();
 }
 
-absl::Status DecoderLM::forward_candidates(const ForwardBatch& batch, const CandidateRequest& request,
-                                           Candidates& out) {
+absl::Status DecoderLM::finish_candidates(const CandidateRequest& request, Candidates& out) {
   out = Candidates{};
-  absl::StatusOr<Tensor> logits = run_step(batch);
-  if (!logits.ok()) return logits.status();
+  if (!begun_logits_.has_value()) return absl::FailedPreconditionError("finish_candidates without a begin_forward");
+  const std::optional<Tensor> logits = std::exchange(begun_logits_, std::nullopt);
   const int64_t rows = logits->rows;
   if (rows == 0) {
     backend_->synchronize();
@@ -709,7 +732,8 @@ absl::StatusOr<std::vector<std::vector<float>>> DecoderLM::encode_media(std::spa
   for (const MediaItem* item : items) {
     const size_t count = static_cast<size_t>(item->num_tokens(vision_config_->merge_unit()) * spec_.hidden_size);
     BM_CHECK(at + count <= all->size());
-    out.emplace_back(all->begin() + static_cast<std::ptrdiff_t>(at), all->begin() + static_cast<std::ptrdiff_t>(at + count));
+    out.emplace_back(all->begin() + static_cast<std::ptrdiff_t>(at),
+                     all->begin() + static_cast<std::ptrdiff_t>(at + count));
     at += count;
   }
   BM_CHECK(at == all->size());

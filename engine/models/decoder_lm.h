@@ -34,6 +34,9 @@ class DecoderLM final : public CausalLM {
   absl::Status allocate_kv_cache(int32_t num_blocks) override;
   absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override;
   absl::Status forward_candidates(const ForwardBatch& batch, const CandidateRequest& request, Candidates& out) override;
+  absl::Status begin_forward(const ForwardBatch& batch) override;
+  absl::Status finish_logits(std::vector<float>& logits) override;
+  absl::Status finish_candidates(const CandidateRequest& request, Candidates& out) override;
   absl::Status last_logits_rows(std::span<const int32_t> rows, std::vector<float>& out) override;
   absl::Status enable_decode_graphs(int32_t max_seqs) override;
   absl::Status capture_decode_graphs(std::chrono::milliseconds budget) override;
@@ -128,6 +131,8 @@ class DecoderLM final : public CausalLM {
   std::vector<ScratchTensor> graph_scratch_;
   Tensor last_logits_;                 // the last forward_candidates step's logits, still on the backend
   std::vector<int32_t> packed_;        // host staging of the step's index tables (reused)
+  // begin_forward's logits, still on the backend (no rows: none wanted), until the finish call.
+  std::optional<Tensor> begun_logits_;
   std::vector<uint32_t> candidate_inputs_;   // host staging of a candidate step's packed inputs (reused)
   std::vector<uint32_t> candidate_outputs_;  // host side of a candidate step's one read-back (reused)
   // Qwen2.5-VL.

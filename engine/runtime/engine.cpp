@@ -345,17 +345,19 @@ void Engine::step() {
   for (const ScheduledChunk& c : batch.chunks)
     if (c.wants_logits) sampled.push_back(c.seq);
   std::vector<SampledToken> tokens;
-  absl::Status s;
-  if (use_candidates_ &&
+  // The forward is issued first: planning the candidates (listed ids, grammar masks, temperatures) is host work
+  // that needs nothing from it, done while a device runs the step (on the CPU the step has run by then).
+  absl::Status s = runner_.begin(batch);
+  if (s.ok() && use_candidates_ &&
       batch_sampler_.plan_candidates(sampled, candidate_request_, top_p_from_candidates_, grammar_from_candidates_)) {
-    s = runner_.run(batch, candidate_request_, candidates_);
+    s = runner_.finish(candidate_request_, candidates_);
     if (s.ok()) batch_sampler_.sample(candidates_, candidate_request_, sampled, tokens, unsettled_);
     // Top-p rows whose nucleus reaches past the candidates: their whole rows, still on the device.
     if (s.ok() && !unsettled_.empty()) s = model_->last_logits_rows(unsettled_, logits_);
     if (s.ok() && !unsettled_.empty())
       batch_sampler_.sample_unsettled(logits_, candidates_, candidate_request_, sampled, unsettled_, tokens);
-  } else {
-    s = runner_.run(batch, logits_);
+  } else if (s.ok()) {
+    s = runner_.finish(logits_);
     if (s.ok()) batch_sampler_.sample(logits_, sampled, tokens);
   }
   if (!s.ok()) {

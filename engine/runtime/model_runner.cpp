@@ -20,14 +20,17 @@ void ModelRunner::build_forward(const ScheduledBatch& batch) {
   }
 }
 
-absl::Status ModelRunner::run(const ScheduledBatch& batch, std::vector<float>& logits) {
+absl::Status ModelRunner::begin(const ScheduledBatch& batch) {
   build_forward(batch);
-  return model_.forward(forward_, logits);
+  return model_.begin_forward(forward_);
 }
 
-absl::Status ModelRunner::run(const ScheduledBatch& batch, const CandidateRequest& request, Candidates& candidates) {
-  build_forward(batch);
-  return model_.forward_candidates(forward_, request, candidates);
+absl::Status ModelRunner::finish(std::vector<float>& logits) {
+  return model_.finish_logits(logits);
+}
+
+absl::Status ModelRunner::finish(const CandidateRequest& request, Candidates& candidates) {
+  return model_.finish_candidates(request, candidates);
 }
 
 }  // namespace bm::engine

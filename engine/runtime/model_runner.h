@@ -12,16 +12,19 @@ namespace bm::engine {
 class ModelRunner {
  public:
   explicit ModelRunner(CausalLM& model) : model_(model) {}
+  // Issues the step's forward (CausalLM::begin_forward): on a device backend it returns while the device runs,
+  // so the caller can prepare the step's sampling inputs meanwhile. One finish call must follow.
+  absl::Status begin(const ScheduledBatch& batch);
   // `logits` gets vocab_size floats per chunk with wants_logits, in chunk order.
-  absl::Status run(const ScheduledBatch& batch, std::vector<float>& logits);
-  // The same step, returning sampling candidates for those chunks (CausalLM::forward_candidates).
-  absl::Status run(const ScheduledBatch& batch, const CandidateRequest& request, Candidates& candidates);
+  absl::Status finish(std::vector<float>& logits);
+  // Or sampling candidates for those chunks (CausalLM::finish_candidates).
+  absl::Status finish(const CandidateRequest& request, Candidates& candidates);
 
  private:
   void build_forward(const ScheduledBatch& batch);
 
   CausalLM& model_;
-  ForwardBatch forward_;  // reused between steps to keep its vectors' capacity
+  ForwardBatch forward_;  // reused between steps to keep its vectors' capacity; the model reads it until finish
 };
 
 }  // namespace bm::engine

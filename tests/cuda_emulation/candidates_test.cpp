@@ -1,9 +1,10 @@
 // Emulated engine/backend/cuda/candidates.cu (launch_top_candidates: radix select, ties to the lower id, listed ids,
 // log-sum-exp) against cpu::top_candidates on shaped rows (ties, -inf, all -inf, +-0, aligned and unaligned rows),
 // without and with structured output's allowed-token masks (rows with no mask, a mask allowing one token, masks
-// forbidding listed ids, masks shared by rows, vocabularies that are not a multiple of 32). Ids and values must be
-// identical; the log-sum-exp within 1e-5 relative; the kernel must leave every unlisted logit as it was. Exits 1
-// on any mismatch.
+// forbidding listed ids, masks shared by rows, vocabularies that are not a multiple of 32), each with one block per
+// row and with rows split across blocks (2, 7, 13 or 64 slices, slice lengths that do not divide the vocabulary,
+// slices holding fewer than k ids, or none unlisted) and the merge kernel. Ids and values must be identical; the
+// log-sum-exp within 1e-5 relative; the kernel must leave every unlisted logit as it was. Exits 1 on any mismatch.
 #include "engine/backend/cpu/candidates.h"
 #include <algorithm>
 #include <cmath>
@@ -148,76 +149,103 @@ void run(int64_t rows, int64_t vocab, std::vector<int64_t> counts, uint32_t seed
   const uint32_t* mw = masked ? masks.data() : nullptr;
   const int64_t num_masks = masked ? static_cast<int64_t>(masks.size()) / ((vocab + 31) / 32) : 0;
   cpu::ThreadPool pool(1);
-  for (int k : {1, 20, 64}) {
-    std::vector<float> hl(L), gl(L), hv(rows * k), gv(rows * k), hs(rows), gs(rows), ht(rows), gt(rows), inv_t(rows);
-    for (int64_t r = 0; r < rows; ++r) inv_t[r] = r % 3 == 0 ? 1.0f : (r % 3 == 1 ? 1.0f / 0.6f : 0.5f);
-    std::vector<int32_t> hi(rows * k), gi(rows * k);
-    cpu::top_candidates(pool, logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, k, L ? hl.data() : nullptr,
-                        hi.data(), hv.data(), hs.data(), inv_t.data(), ht.data(), mr, mw);
-    std::vector<float> copy(storage);
-    float* gpu_logits = copy.data() + shift_rows;
-    cuda::launch_top_candidates(gpu_logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, L, k,
-                                L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), inv_t.data(), gt.data(), mr,
-                                mw, num_masks, nullptr);
-    int bad = 0;
-    // Only the listed positions may be overwritten: whole rows fetched later must be the raw ones.
-    std::vector<char> listed_at(rows * vocab, 0);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int32_t j = starts[r]; j < starts[r + 1]; ++j) listed_at[r * vocab + ids[j]] = 1;
-    for (int64_t i = 0; i < rows * vocab; ++i)
-      if (!listed_at[i] && bits(gpu_logits[i]) != bits(logits[i])) {
-        if (++bad <= 3) std::printf("  unlisted logit %ld overwritten\n", (long)i);
-      }
-    for (int64_t i = 0; i < rows * k; ++i)
-      if (hi[i] != gi[i] || bits(hv[i]) != bits(gv[i])) {
-        if (++bad <= 5)
-          std::printf("  MISMATCH vocab %ld k %d row %ld slot %ld: emu %d %g cpu %d %g\n", (long)vocab, k,
-                      (long)(i / k), (long)(i % k), gi[i], gv[i], hi[i], hv[i]);
-      }
-    for (int64_t j = 0; j < L; ++j)
-      if (bits(hl[j]) != bits(gl[j])) {
-        ++bad;
-        if (bad < 8) std::printf("  listed %ld differs\n", (long)j);
-      }
-    double worst = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      if (!std::isfinite(hs[r])) {
-        if (hs[r] != gs[r]) {
-          ++bad;
-          std::printf("  lse row %ld %g vs %g\n", (long)r, gs[r], hs[r]);
+  for (int k : {1, 20, 64})
+    for (int slices : {1, k == 1 ? 2 : k == 20 ? 7 : rows <= 3 ? 64 : 13}) {
+      const int64_t workspace_bytes = cuda::top_candidates_workspace_bytes(rows, vocab, slices);
+      std::vector<char> workspace(static_cast<size_t>(workspace_bytes));
+      std::vector<float> hl(L), gl(L), hv(rows * k), gv(rows * k), hs(rows), gs(rows), ht(rows), gt(rows), inv_t(rows);
+      for (int64_t r = 0; r < rows; ++r) inv_t[r] = r % 3 == 0 ? 1.0f : (r % 3 == 1 ? 1.0f / 0.6f : 0.5f);
+      std::vector<int32_t> hi(rows * k), gi(rows * k);
+      cpu::top_candidates(pool, logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, k,
+                          L ? hl.data() : nullptr, hi.data(), hv.data(), hs.data(), inv_t.data(), ht.data(), mr, mw);
+      std::vector<float> copy(storage);
+      float* gpu_logits = copy.data() + shift_rows;
+      cuda::launch_top_candidates(gpu_logits, rows, vocab, starts.data(), L ? ids.data() : nullptr, L, k,
+                                  L ? gl.data() : nullptr, gi.data(), gv.data(), gs.data(), inv_t.data(), gt.data(), mr,
+                                  mw, num_masks, slices, workspace.data(), workspace_bytes, nullptr);
+      int bad = 0;
+      // Only the listed positions may be overwritten: whole rows fetched later must be the raw ones.
+      std::vector<char> listed_at(rows * vocab, 0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int32_t j = starts[r]; j < starts[r + 1]; ++j) listed_at[r * vocab + ids[j]] = 1;
+      for (int64_t i = 0; i < rows * vocab; ++i)
+        if (!listed_at[i] && bits(gpu_logits[i]) != bits(logits[i])) {
+          if (++bad <= 3) std::printf("  unlisted logit %ld overwritten\n", (long)i);
         }
-        continue;
-      }
-      worst = std::max(worst, std::abs((double)gs[r] - hs[r]) / std::max(1.0, std::abs((double)hs[r])));
-    }
-    // The tempered log-sum-exp of the unlisted ids (top-p's mass beyond the candidates).
-    for (int64_t r = 0; r < rows; ++r) {
-      if (!std::isfinite(ht[r])) {
-        if (ht[r] != gt[r]) {
-          ++bad;
-          std::printf("  tempered lse row %ld %g vs %g\n", (long)r, gt[r], ht[r]);
+      for (int64_t i = 0; i < rows * k; ++i)
+        if (hi[i] != gi[i] || bits(hv[i]) != bits(gv[i])) {
+          if (++bad <= 5)
+            std::printf("  MISMATCH vocab %ld k %d row %ld slot %ld: emu %d %g cpu %d %g\n", (long)vocab, k,
+                        (long)(i / k), (long)(i % k), gi[i], gv[i], hi[i], hv[i]);
         }
-        continue;
+      for (int64_t j = 0; j < L; ++j)
+        if (bits(hl[j]) != bits(gl[j])) {
+          ++bad;
+          if (bad < 8) std::printf("  listed %ld differs\n", (long)j);
+        }
+      double worst = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!std::isfinite(hs[r])) {
+          if (hs[r] != gs[r]) {
+            ++bad;
+            std::printf("  lse row %ld %g vs %g\n", (long)r, gs[r], hs[r]);
+          }
+          continue;
+        }
+        worst = std::max(worst, std::abs((double)gs[r] - hs[r]) / std::max(1.0, std::abs((double)hs[r])));
       }
-      worst = std::max(worst, std::abs((double)gt[r] - ht[r]) / std::max(1.0, std::abs((double)ht[r])));
+      // The tempered log-sum-exp of the unlisted ids (top-p's mass beyond the candidates).
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!std::isfinite(ht[r])) {
+          if (ht[r] != gt[r]) {
+            ++bad;
+            std::printf("  tempered lse row %ld %g vs %g\n", (long)r, gt[r], ht[r]);
+          }
+          continue;
+        }
+        worst = std::max(worst, std::abs((double)gt[r] - ht[r]) / std::max(1.0, std::abs((double)ht[r])));
+      }
+      if (worst > 1e-5) ++bad;
+      // Without a log-sum-exp pointer the kernel must select exactly the same candidates.
+      std::vector<float> quiet_copy(storage), ql(L), qv(rows * k);
+      std::vector<int32_t> qi(rows * k);
+      cuda::launch_top_candidates(quiet_copy.data() + shift_rows, rows, vocab, starts.data(), L ? ids.data() : nullptr,
+                                  L, k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr, nullptr, mr,
+                                  mw, num_masks, slices, workspace.data(), workspace_bytes, nullptr);
+      for (int64_t i = 0; i < rows * k; ++i)
+        if (qi[i] != gi[i] || bits(qv[i]) != bits(gv[i])) {
+          if (++bad <= 5) std::printf("  without log-sum-exp, slot %ld differs\n", (long)i);
+        }
+      std::printf("rows %ld vocab %ld k %d slices %d shift %d%s: %s (lse rel err %.2e)\n", (long)rows, (long)vocab, k,
+                  slices, shift_rows, masked ? " masked" : "", bad ? "FAIL" : "ok", worst);
+      failures += bad;
     }
-    if (worst > 1e-5) ++bad;
-    // Without a log-sum-exp pointer the kernel must select exactly the same candidates.
-    std::vector<float> quiet_copy(storage), ql(L), qv(rows * k);
-    std::vector<int32_t> qi(rows * k);
-    cuda::launch_top_candidates(quiet_copy.data() + shift_rows, rows, vocab, starts.data(), L ? ids.data() : nullptr, L,
-                                k, L ? ql.data() : nullptr, qi.data(), qv.data(), nullptr, nullptr, nullptr, mr, mw,
-                                num_masks, nullptr);
-    for (int64_t i = 0; i < rows * k; ++i)
-      if (qi[i] != gi[i] || bits(qv[i]) != bits(gv[i])) {
-        if (++bad <= 5) std::printf("  without log-sum-exp, slot %ld differs\n", (long)i);
-      }
-    std::printf("rows %ld vocab %ld k %d shift %d%s: %s (lse rel err %.2e)\n", (long)rows, (long)vocab, k, shift_rows,
-                masked ? " masked" : "", bad ? "FAIL" : "ok", worst);
-    failures += bad;
+}
+// The split choice: one block per row once the rows fill the SMs, at most 64 slices, none shorter than 2048 ids.
+void check_slices() {
+  struct Case {
+    int64_t rows, vocab;
+    int32_t num_sms, want;
+  } cases[] = {{1, 151936, 132, 64}, {2, 151936, 132, 64},  {4, 151936, 132, 33}, {66, 151936, 132, 2},
+               {67, 151936, 132, 1}, {256, 151936, 132, 1}, {1, 151936, 0, 1},    {1, 4096, 132, 2},
+               {1, 4095, 132, 1},    {1, 32000, 108, 15},   {0, 151936, 132, 1}};
+  for (const Case& c : cases) {
+    const int32_t got = cuda::top_candidates_slices(c.rows, c.vocab, c.num_sms);
+    if (got != c.want) {
+      ++failures;
+      std::printf("  slices for rows %ld vocab %ld sms %d: %d, want %d\n", (long)c.rows, (long)c.vocab, c.num_sms, got,
+                  c.want);
+    }
   }
+  if (cuda::top_candidates_workspace_bytes(3, 151936, 1) != 0) ++failures;
+  if (cuda::top_candidates_workspace_bytes(3, 4, 64) != 0) ++failures;  // a 4-id row is one slice
+  std::printf("slice choice: %s\n", failures ? "FAIL" : "ok");
 }
 int main() {
+  check_slices();
+  // Batch 1 and 2 at a real vocabulary (Qwen2's 151936: 64 slices of 2376 ids, the last one shorter).
+  run(1, 151936, {40}, 21);
+  run(3, 151936, {0, 2000, 7}, 22, 1);
   run(24, 1000, {0, 5, 900}, 1);
   run(24, 1003, {0, 7, 300}, 2);
   run(8, 1003, {0, 7, 300}, 3, 1);

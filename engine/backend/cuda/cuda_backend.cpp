@@ -204,7 +204,8 @@ absl::Status CudaBackend::begin_capture() {
   capture_problem_.clear();
   router_.begin_capture();  // failures from here to end_capture belong to the capture, not the device
   // The allocations a graph may point to from now on must outlive it (DeviceScratch::pin).
-  for (DeviceScratch* buffer : {&x_bf16_, &attention_partial_, &prefill_tiles_, &quant_x_, &quant_partials_}) {
+  for (DeviceScratch* buffer :
+       {&x_bf16_, &attention_partial_, &prefill_tiles_, &quant_x_, &quant_partials_, &cand_partials_}) {
     buffer->pin();
   }
   return absl::OkStatus();
@@ -706,9 +707,17 @@ void CudaBackend::top_candidates(const Tensor& logits, const Tensor& listed_star
   const uint32_t* masks_data = shapes.num_masks > 0 ? u32(masks) : nullptr;
   const ScopedDeviceErrors sink(router_.current());
   if (!ready()) return;
+  // Few rows are split across blocks, so that batch 1 does not scan its row on one SM.
+  const int32_t slices = top_candidates_slices(rows, vocab, num_sms_);
+  const int64_t workspace_bytes = top_candidates_workspace_bytes(rows, vocab, slices);
+  void* workspace = nullptr;
+  if (workspace_bytes > 0) {
+    workspace = scratch(cand_partials_, workspace_bytes, "candidate partials");
+    if (workspace == nullptr) return;  // recorded: a capture problem or a failed allocation
+  }
   launch_top_candidates(logits_data, rows, vocab, starts, ids, num_listed, k, listed_values, cand_ids_data,
                         cand_logits_data, lse_data, inverse_t, mass_data, mask_rows_data, masks_data, shapes.num_masks,
-                        stream_);
+                        slices, workspace, workspace_bytes, stream_);
 }
 
 }  // namespace bm::engine::cuda

@@ -125,6 +125,7 @@ class CudaBackend final : public Backend {
   DeviceScratch segment_tiles_;      // segment_attention tile list (grows with the rows; not captured)
   DeviceScratch quant_x_;            // quantized_linear(): act-order activations in packed order, in row chunks
   DeviceScratch quant_partials_;     // quantized_linear(): the GEMM's partial sums when the inputs are split
+  DeviceScratch cand_partials_;      // top_candidates(): the shares of rows split across blocks
   // Pinned host memory the copies go through (pinned_staging.h); declared after stream_ so that it is freed
   // after ~CudaBackend synchronised the stream.
   PinnedStaging host_staging_;

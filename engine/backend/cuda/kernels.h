@@ -26,7 +26,9 @@ void launch_embedding(WeightPtr table, int64_t vocab, int64_t hidden, const int3
 void launch_gather_rows(const float* x, int64_t x_rows, int64_t d, const int32_t* row_ids, int64_t num_rows, float* out,
                         cudaStream_t stream);
 
-// ---- candidates.cu: Backend::top_candidates (backend.h) for rows [rows, vocab] of logits, one block per row.
+// ---- candidates.cu: Backend::top_candidates (backend.h) for rows [rows, vocab] of logits: one block per row, or,
+// with slices > 1, a row split across that many blocks (slices of at least 4 ids; fewer are launched when the
+// vocabulary is short) and a merge kernel, same results (the sums within float rounding of the merge order).
 // Overwrites the listed positions of `logits`. listed_starts [rows + 1] and the listed ids are validated by the
 // caller; an id outside the vocabulary gets listed_logits NaN and is otherwise ignored. mask_rows [rows] and masks
 // [num_masks, ceil(vocab / 32)] (both null, num_masks 0, when no row is constrained) are validated by the caller
@@ -36,7 +38,13 @@ void launch_top_candidates(float* logits, int64_t rows, int64_t vocab, const int
                            const int32_t* listed_ids, int64_t num_listed, int32_t k, float* listed_logits,
                            int32_t* cand_ids, float* cand_logits, float* log_sum_exp /* may be null */,
                            const float* inverse_temperatures /* may be null, with tempered_lse */, float* tempered_lse,
-                           const int32_t* mask_rows, const uint32_t* masks, int64_t num_masks, cudaStream_t stream);
+                           const int32_t* mask_rows, const uint32_t* masks, int64_t num_masks, int32_t slices,
+                           void* workspace, int64_t workspace_bytes, cudaStream_t stream);
+// Blocks per row for `rows` rows on num_sms SMs: 1 once the rows alone fill the SMs, else up to 64, each slice at
+// least 2048 ids long (at batch 1 with a 152k vocabulary: 64 blocks instead of 1).
+int32_t top_candidates_slices(int64_t rows, int64_t vocab, int32_t num_sms);
+// The workspace launch_top_candidates needs with that many slices (0 with one block per row).
+int64_t top_candidates_workspace_bytes(int64_t rows, int64_t vocab, int32_t slices);
 
 // ---- norm.cu: out[i] = w * (x[i] / sqrt(mean(x[i]^2) + eps)); x and out may alias.
 void launch_rms_norm(const float* x, int64_t n, int64_t d, WeightPtr weight, float eps, float* out,

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -629,6 +630,100 @@ TEST(Engine, OnADeviceTheLargestStepRunsFirstAndTheCacheGetsWhatIsLeft) {
   auto vision_engine = Engine::create(std::move(vision), GenerationConfig{}, options);
   ASSERT_TRUE(vision_engine.ok()) << vision_engine.status();
   EXPECT_EQ((*vision_engine)->stats().num_kv_blocks, (expected_bytes - (int64_t{2} << 30)) / (int64_t{1} << 20));
+}
+
+// A device model that logs how the engine drives a step: begin_forward (the forward is issued), then one finish
+// call. What a row lists comes from the host plan, which the engine makes *after* begin_forward so that it runs
+// while the device computes. The engine plans into the same CandidateRequest every step, so a snapshot of that
+// request taken at begin_forward still holds the previous step's plan when the order is right, and already this
+// step's plan when the plan came first.
+class SplitStepModel final : public CausalLM {
+ public:
+  SplitStepModel() {
+    info_.architecture = "Fake";
+    info_.vocab_size = 8;
+    info_.max_position_embeddings = 4096;
+    info_.num_layers = 1;
+    info_.kv_bytes_per_token = int64_t{64} << 10;
+  }
+  const CausalLMInfo& info() const override { return info_; }
+  int64_t device_memory_total_bytes() const override { return int64_t{16} << 30; }
+  int64_t device_memory_free_bytes() const override { return int64_t{15} << 30; }
+  std::string backend_name() const override { return "cuda"; }
+  absl::Status allocate_kv_cache(int32_t) override { return absl::OkStatus(); }
+  // Token (position + 1) % 8 is the best one, so a greedy sequence's tokens differ from step to step.
+  absl::Status forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    logits.clear();
+    int32_t position = 0;
+    for (const SequenceChunk& c : batch.sequences) {
+      position = c.num_cached_tokens + c.num_new_tokens;
+      if (!c.wants_logits) continue;
+      std::vector<float> row(8, 0.0f);
+      row[static_cast<size_t>(position % 8)] = 5.0f;
+      logits.insert(logits.end(), row.begin(), row.end());
+    }
+    return absl::OkStatus();
+  }
+  absl::Status begin_forward(const ForwardBatch& batch) override {
+    events_.push_back("begin");
+    begun_tokens_ = batch.token_ids;
+    if (last_request_ != nullptr) request_at_begin_ = *last_request_;
+    return CausalLM::begin_forward(batch);
+  }
+  absl::Status finish_logits(std::vector<float>& logits) override {
+    events_.push_back("finish_logits");
+    return CausalLM::finish_logits(logits);
+  }
+  absl::Status finish_candidates(const CandidateRequest& request, Candidates& out) override {
+    events_.push_back("finish_candidates");
+    if (last_request_ != nullptr && last_request_ == &request && request_at_begin_.has_value()) {
+      ++compared_steps_;
+      if (request_at_begin_->listed_ids == request.listed_ids) ++planned_before_begin_;
+    }
+    last_request_ = &request;
+    request_at_begin_.reset();
+    return CausalLM::finish_candidates(request, out);
+  }
+  std::vector<std::string> events_;
+  std::vector<int32_t> begun_tokens_;
+  int compared_steps_ = 0;
+  int planned_before_begin_ = 0;
+
+ private:
+  CausalLMInfo info_;
+  const CandidateRequest* last_request_ = nullptr;
+  std::optional<CandidateRequest> request_at_begin_;
+};
+
+// Each step is issued (begin_forward) before the host plans its candidates and finished by exactly one call; the
+// tokens are those the synchronous path gives (the model's best token, under a repetition penalty that lists every
+// token seen, so each step's plan differs from the last one's).
+TEST(Engine, TheStepIsIssuedBeforeItsCandidatesArePlanned) {
+  auto owned = std::make_unique<SplitStepModel>();
+  SplitStepModel* model = owned.get();
+  EngineOptions options;
+  options.max_num_seqs = 4;
+  options.max_num_batched_tokens = 64;
+  options.gpu_memory_utilization = 0.5;
+  auto engine = Engine::create(std::move(owned), GenerationConfig{}, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  model->events_.clear();
+  SamplingParams p = greedy(5);
+  p.repetition_penalty = 1.1f;
+  Collector out;
+  auto h = (*engine)->submit({7, 7}, p, out.callback());
+  ASSERT_TRUE(h.ok()) << h.status();
+  out.wait();
+  // A prompt of 2 tokens: the first token is 2 (position 2), then one per position; each is new, so each step
+  // lists one more seen token than the step before.
+  EXPECT_EQ(out.tokens(), (std::vector<int32_t>{2, 3, 4, 5, 6}));
+  ASSERT_EQ(model->events_.size(), 10u);
+  for (size_t i = 0; i < model->events_.size(); i += 2) {
+    EXPECT_EQ(model->events_[i], "begin");
+    EXPECT_EQ(model->events_[i + 1], "finish_candidates");
+  }
+  EXPECT_EQ(model->compared_steps_, 4);
+  EXPECT_EQ(model->planned_before_begin_, 0) << "the candidates were planned before the step was issued";
 }
 
 // On a device, structured output runs from candidates: the grammar's mask goes to the backend with the candidate
