@@ -306,7 +306,9 @@ DecodeGraphStats decode_with_and_without_graphs(const std::string& model,
   EXPECT_TRUE((*graphed)->enable_decode_graphs(8).ok());
   EXPECT_TRUE((*eager)->allocate_kv_cache(64).ok());
   EXPECT_TRUE((*graphed)->allocate_kv_cache(64).ok());
-  if (capture_budget) EXPECT_TRUE((*graphed)->capture_decode_graphs(*capture_budget).ok());
+  if (capture_budget) {
+    EXPECT_TRUE((*graphed)->capture_decode_graphs(*capture_budget).ok());
+  }
   const DecodeGraphStats at_load = (*graphed)->decode_graph_stats();
   EXPECT_EQ(at_load.eager, 0);
   EXPECT_EQ(at_load.replayed, 0);

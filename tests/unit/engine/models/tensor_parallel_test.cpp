@@ -36,7 +36,9 @@ absl::StatusOr<std::unique_ptr<CausalLM>> load(const std::string& name, int32_t 
   options.cpu_gemm_path = "f32";  // the reference numerics: compared with transformers and one rank at 1e-3
   options.tensor_parallel_size = tp;
   auto model = load_causal_lm(checkpoint(name), options);
-  if (model.ok()) EXPECT_TRUE((*model)->allocate_kv_cache(32).ok());
+  if (model.ok()) {
+    EXPECT_TRUE((*model)->allocate_kv_cache(32).ok());
+  }
   return model;
 }
 
@@ -88,7 +90,9 @@ void expect_matches_one_rank(CausalLM& one, CausalLM& many, const std::filesyste
       worst = std::max(worst, max_abs_diff(a, b));
       const int32_t token = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
       ASSERT_EQ(static_cast<int32_t>(std::max_element(b.begin(), b.end()) - b.begin()), token) << "step " << step;
-      if (match_reference) ASSERT_EQ(token, greedy[step]) << "step " << step;
+      if (match_reference) {
+        ASSERT_EQ(token, greedy[step]) << "step " << step;
+      }
       const int32_t cached = static_cast<int32_t>(ids.size());
       ids.push_back(token);
       ASSERT_TRUE(one.forward(ForwardBatch{{token}, {forward_chunk(cached, 1)}}, a).ok());
