@@ -102,6 +102,22 @@ struct RotaryAngles {
   bool from_table() const { return cos.buffer != nullptr; }
 };
 
+// Backend::rope_store_kv's preconditions, one copy for every backend (a mismatch is a caller bug: it aborts).
+inline void check_rope_store_kv_shapes(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
+                                       const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) {
+  const int64_t hd = shape.head_dim, q_size = int64_t{shape.num_heads} * hd, kv_size = cache.k.cols;
+  BM_CHECK(hd > 0 && hd % 2 == 0 && kv_size == int64_t{shape.num_kv_heads} * hd);
+  BM_CHECK(qkv.cols == q_size + 2 * kv_size && q_out.rows == qkv.rows && q_out.cols == q_size);
+  BM_CHECK(slot_mapping.num_elements() == qkv.rows &&
+           (q_out.buffer != qkv.buffer || q_out.offset_bytes != qkv.offset_bytes));
+  if (angles.from_table()) {
+    BM_CHECK(angles.cos.rows == qkv.rows && angles.cos.cols == hd / 2 && angles.sin.rows == angles.cos.rows &&
+             angles.sin.cols == angles.cos.cols);
+  } else {
+    BM_CHECK(angles.positions.num_elements() == qkv.rows && angles.inv_freq.num_elements() == hd / 2);
+  }
+}
+
 // A recorded sequence of ops (Backend::end_capture), replayed as a whole (a CUDA graph on the GPU).
 class StepGraph {
  public:

@@ -555,18 +555,14 @@ void CudaBackend::store_kv(const Tensor& k, const Tensor& v, const Tensor& slot_
 
 void CudaBackend::rope_store_kv(const Tensor& qkv, const RotaryAngles& angles, const AttentionShape& shape,
                                 const Tensor& slot_mapping, const KvCacheLayer& cache, const Tensor& q_out) {
+  check_rope_store_kv_shapes(qkv, angles, shape, slot_mapping, cache, q_out);
   const KvCachePtr view = kv_ptr(cache);
-  const int64_t hd = shape.head_dim, q_size = int64_t{shape.num_heads} * hd;
-  BM_CHECK(hd > 0 && hd % 2 == 0 && view.row_size == int64_t{shape.num_kv_heads} * hd);
-  BM_CHECK(qkv.cols == q_size + 2 * view.row_size && q_out.rows == qkv.rows && q_out.cols == q_size);
-  BM_CHECK(slot_mapping.num_elements() == qkv.rows && bytes_of(q_out) != bytes_of(qkv));
+  const int64_t hd = shape.head_dim;
   RotaryPtr rotary;
   if (angles.from_table()) {
-    BM_CHECK(angles.cos.rows == qkv.rows && angles.cos.cols == hd / 2 && same_shape(angles.cos, angles.sin));
     rotary.cos = f32(angles.cos);
     rotary.sin = f32(angles.sin);
   } else {
-    BM_CHECK(angles.positions.num_elements() == qkv.rows && angles.inv_freq.num_elements() == hd / 2);
     rotary.positions = i32(angles.positions);
     rotary.inv_freq = f32(angles.inv_freq);
   }

@@ -36,6 +36,7 @@ std::unique_ptr<CausalLM> load_model() {
   options.backend = "cpu";
   options.num_threads = 2;
   options.kv_cache_dtype = DType::kF32;
+  options.cpu_gemm_path = "f32";  // compared with float32 transformers at kLogitTolerance
   auto model = load_causal_lm(media_fixture::model_dir(), options);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return nullptr;
